@@ -1,0 +1,235 @@
+//! The crate's one error type, [`Error`], and its [`Result`] alias.
+//!
+//! Each variant is something a caller can act on, and each message names the
+//! name, offset or size involved. `From<Error> for std::io::Error` picks the
+//! matching [`std::io::ErrorKind`], so a `Mapping` works behind `Read`,
+//! `Write` and `Seek` without losing what went wrong.
+
+use std::io;
+use std::time::Duration;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in shmio.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name breaks one of the naming rules (see [`crate::Name`]).
+    #[error("invalid name {name:?}: {rule}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+
+    /// `create` found the name already taken.
+    #[error("a mapping named {name:?} already exists")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+
+    /// `open` found no object with that name (or only a stale one, which it removed).
+    #[error("no mapping named {name:?} exists")]
+    NotFound {
+        /// The name, or the path of a backing file.
+        name: String,
+    },
+
+    /// The OS refused access to the object.
+    #[error("permission denied: cannot {op} {target:?}")]
+    PermissionDenied {
+        /// What was being done ("open", "create", "map", ...).
+        op: &'static str,
+        /// The name, path or object involved.
+        target: String,
+    },
+
+    /// A size that cannot be used: zero, or larger than what exists.
+    #[error("invalid size {size} for {target}: {reason}")]
+    InvalidSize {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// The name, path or object involved.
+        target: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+
+    /// A size larger than this process can map.
+    #[error("size {size} of {target} is larger than this process can map (limit {limit})")]
+    TooLarge {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// The largest size this platform can map.
+        limit: u64,
+        /// The name, path or object involved.
+        target: String,
+    },
+
+    /// The file system holding the object is full.
+    #[error("no space left to give {target} {size} bytes")]
+    NoSpace {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// The name, path or object involved.
+        target: String,
+    },
+
+    /// A read of `len` bytes at `offset` runs past the end of a region of `size` bytes.
+    #[error(
+        "unexpected end: reading {len} bytes at offset {offset} runs past the end ({size} bytes)"
+    )]
+    UnexpectedEof {
+        /// Where the read starts.
+        offset: u64,
+        /// How many bytes were asked for.
+        len: u64,
+        /// The size of the mapping or view.
+        size: u64,
+    },
+
+    /// A write or view of `len` bytes at `offset` runs past the end of a region of `size` bytes.
+    #[error("out of bounds: {len} bytes at offset {offset} do not fit in {size} bytes")]
+    OutOfBounds {
+        /// Where the access starts.
+        offset: u64,
+        /// How many bytes it covers.
+        len: u64,
+        /// The size of the mapping or view.
+        size: u64,
+    },
+
+    /// An atomic at an offset that is not a multiple of its alignment.
+    #[error("misaligned: offset {offset} is not a multiple of {align}")]
+    Misaligned {
+        /// The offset asked for.
+        offset: u64,
+        /// The alignment the type needs.
+        align: u64,
+    },
+
+    /// A seek to a position before 0 or past `u64::MAX`.
+    #[error("invalid seek: {reason}")]
+    InvalidSeek {
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A write (or a writable atomic) through a read-only mapping.
+    #[error("{target} is mapped read-only")]
+    ReadOnly {
+        /// The name or kind of mapping.
+        target: String,
+    },
+
+    /// A combination of options that does not make sense.
+    #[error("invalid options: {reason}")]
+    InvalidOptions {
+        /// What was wrong.
+        reason: &'static str,
+    },
+
+    /// Bytes in shared memory that break the framing they claim to follow.
+    #[error("corrupt data at offset {offset}: {reason}")]
+    Corrupt {
+        /// Where the bad frame starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A record whose framing is intact but whose payload does not decode.
+    /// The raw payload is kept so the caller can inspect or repair it.
+    #[error("record at offset {offset} does not decode: {source}")]
+    Decode {
+        /// Where the record's length prefix starts.
+        offset: u64,
+        /// The payload bytes as found.
+        raw: Vec<u8>,
+        /// The codec's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A value that could not be encoded as a record.
+    #[error("value cannot be encoded as a record: {source}")]
+    Encode {
+        /// The codec's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An opened object stayed at size 0: its creator never sized it.
+    #[error("{name:?} exists but its creator has not sized it after {waited:?}")]
+    NotReady {
+        /// The name.
+        name: String,
+        /// How long shmio waited.
+        waited: Duration,
+    },
+
+    /// What was asked for does not exist on this platform.
+    #[error("unsupported on this platform: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
+
+    /// Any other failure of an OS call, with what was being done and to what.
+    #[error("{op} {target:?} failed: {source}")]
+    Os {
+        /// The operation ("shm open", "mmap", "ftruncate", ...).
+        op: &'static str,
+        /// The name, path or object involved.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an OS error, turning the kinds a caller acts on into their own variants.
+    pub(crate) fn os(op: &'static str, target: impl Into<String>, source: io::Error) -> Error {
+        let target = target.into();
+        match source.kind() {
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
+            io::ErrorKind::NotFound => Error::NotFound { name: target },
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: target },
+            _ => Error::Os { op, target, source },
+        }
+    }
+
+    /// The [`io::ErrorKind`] this error maps to.
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::InvalidName { .. }
+            | Error::InvalidSize { .. }
+            | Error::TooLarge { .. }
+            | Error::Misaligned { .. }
+            | Error::InvalidSeek { .. }
+            | Error::InvalidOptions { .. } => K::InvalidInput,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::NotFound { .. } => K::NotFound,
+            Error::PermissionDenied { .. } | Error::ReadOnly { .. } => K::PermissionDenied,
+            Error::UnexpectedEof { .. } => K::UnexpectedEof,
+            Error::NoSpace { .. } => K::StorageFull,
+            Error::OutOfBounds { .. } => K::WriteZero,
+            Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
+            Error::Encode { .. } => K::InvalidInput,
+            Error::NotReady { .. } => K::TimedOut,
+            Error::Unsupported { .. } => K::Unsupported,
+            Error::Os { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        io::Error::new(error.kind(), error)
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared memory between processes, done properly: a Rust take on aardio's
+//! `fsys.mmap`.
+//!
+//! A [`Mapping`] is memory that several processes can see: anonymous, backed
+//! by a file, or named so that another process opens it by name, and it
+//! knows whether it created the memory or opened what was there
+//! ([`Mapping::existed`]). It reads and writes like a file (a cursor with
+//! 64-bit offsets, [`std::io::Read`], [`Write`](std::io::Write),
+//! [`Seek`](std::io::Seek)), holds plain structs ([`zerocopy`] types) and
+//! serde values (records), and hands out [`View`]s and atomics at any offset.
+//!
+//! ```
+//! use std::io::{Seek, SeekFrom, Write};
+//! use shmio::Mapping;
+//!
+//! # let name = format!("shmio-crate-doc-{}", std::process::id());
+//! // In one process:
+//! let mut map = Mapping::create_or_open(&name, 1 << 20)?;
+//! map.write_all(b"hello from the creator")?;
+//!
+//! // In another process (here, a second handle):
+//! let mut other = Mapping::open(&name)?;
+//! assert!(other.existed());
+//! assert_eq!(other.read_bytes(5)?, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Names and lifetime
+//!
+//! A [`Name`] is 1 to 260 characters with no `\`, `/` or NUL. On Linux the
+//! mapping is `/dev/shm/NAME`, the object CPython's
+//! `multiprocessing.shared_memory.SharedMemory("NAME")` opens. By default
+//! the last holder to close removes the name, even when the holders were
+//! killed (a stale name is reclaimed by the next open or create);
+//! [`MappingOptions::persistent`] keeps it until [`Mapping::remove`].
+//!
+//! # Soundness
+//!
+//! Other processes can change shared memory at any time, so no safe method
+//! hands out `&[u8]` or `&mut [u8]` into it: safe methods copy in and out, or
+//! return atomics at aligned offsets. [`View::as_slice`] and
+//! [`View::as_mut_slice`] are `unsafe`, with the caller's promise spelled out.
+//!
+//! # From aardio's `fsys.mmap`
+//!
+//! | aardio | shmio |
+//! |---|---|
+//! | `fsys.mmap()` | [`Mapping::anonymous`] (or `Mapping::options().anonymous()`: 64 MiB) |
+//! | `fsys.mmap(path)` | `Mapping::options().file(path).map_file()` |
+//! | `fsys.mmap(, name, size)` | [`Mapping::create_or_open`] |
+//! | `fsys.mmap(path, name, ..)` | `Mapping::options().file(path).create_or_open(name)` |
+//! | `access`, `protect` | [`MappingOptions::read_only`], [`MappingOptions::copy_on_write`] |
+//! | `fsys.mmap(handle)` | [`Mapping::from_borrowed_fd`] (keeps its own duplicate) |
+//! | `fsys.mmap(handle, true)` | [`Mapping::from_fd`] (takes ownership) |
+//! | `.conflict` | [`Mapping::existed`] |
+//! | `.seek("set", off)` | [`Seek::seek`](std::io::Seek::seek)`(SeekFrom::Start(off))`, [`Mapping::set_position`] |
+//! | `.seek("cur", off)` | `seek(SeekFrom::Current(off))` |
+//! | `.seek("cur")` (no offset), `.getOffset()` | [`Mapping::position`] |
+//! | `.getOffset32()` | [`Mapping::position32`] |
+//! | `.read(len)` | [`Mapping::read_bytes`], [`Read::read_exact`](std::io::Read::read_exact) |
+//! | `.read(struct)` | [`Mapping::read_value`] |
+//! | `.write(data)`, `.write(data, len)` | [`Write::write_all`](std::io::Write::write_all), [`Mapping::write_value`] |
+//! | `.writeTable(v)` | [`Mapping::write_record`] |
+//! | `.readTable()` | [`Mapping::read_record`] |
+//! | `.mapView(len)` | [`Mapping::view_at_cursor`], [`Mapping::view`] |
+//! | `.unmapView(ptr)` | drop the [`View`] |
+//! | `.close()` | drop the [`Mapping`] (and its clones and views) |
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod io;
+mod mapping;
+mod name;
+mod record;
+mod sys;
+mod view;
+
+pub use error::{Error, Result};
+pub use mapping::{Mapping, MappingOptions, DEFAULT_MODE, DEFAULT_SIZE};
+pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
+pub use record::RECORD_HEADER_LEN;
+pub use view::View;
+pub use zerocopy;

@@ -1,0 +1,559 @@
+//! [`Mapping`] and its builder [`MappingOptions`]: how a mapping comes to be
+//! (named, anonymous, file-backed, from a handle), what it knows about
+//! itself, and positional access (`read_at`, values, atomics, views, records).
+//! The cursor (`Read`, `Write`, `Seek`) is in `io.rs`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::error::{Error, Result};
+use crate::name::Name;
+use crate::record;
+use crate::sys::{self, Access, Disposition, NamedRequest};
+use crate::view::{View, Window};
+
+/// The size of a mapping when neither a size nor a non-empty file is given: 64 MiB.
+pub const DEFAULT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// The permission bits of a new named object or file unless a mode is given: owner-only.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// Memory that several processes can see: anonymous, backed by a file, or
+/// named so another process opens it by name.
+///
+/// A `Mapping` reads and writes like a file: it has a cursor and implements
+/// [`std::io::Read`], [`std::io::Write`] and [`std::io::Seek`], with typed
+/// values and serde records on top. Positional methods (`read_at`,
+/// `write_value_at`, `atomic_u64`, `view`, ...) take `&self` and need no
+/// cursor. `Mapping` is `Send + Sync`; [`Clone`] gives another handle to the
+/// same memory with its own cursor.
+///
+/// ```
+/// use std::io::{Read, Seek, SeekFrom, Write};
+/// use shmio::Mapping;
+///
+/// let mut map = Mapping::anonymous(4096)?;
+/// map.write_all(b"hello")?;
+/// map.write_value(&42u64)?;
+/// map.seek(SeekFrom::Start(0))?;
+/// let mut word = [0u8; 5];
+/// map.read_exact(&mut word)?;
+/// assert_eq!(&word, b"hello");
+/// assert_eq!(map.read_value::<u64>()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Named mappings are opened by name from any process of the same user:
+///
+/// ```
+/// use shmio::Mapping;
+///
+/// # let name = format!("shmio-doc-{}", std::process::id());
+/// let first = Mapping::create_or_open(&name, 4096)?;
+/// let second = Mapping::create_or_open(&name, 4096)?; // e.g. in another process
+/// assert!(!first.existed() && second.existed());
+/// first.write_at(0, b"shared")?;
+/// let mut buf = [0u8; 6];
+/// second.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"shared");
+/// // The last of them to close removes the name.
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct Mapping {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cursor: u64,
+}
+
+/// What every handle to one mapping shares.
+pub(crate) struct Shared {
+    /// The mapped memory; declared first so it is unmapped before the object closes.
+    region: sys::Region,
+    object: sys::Object,
+    name: Option<Name>,
+    existed: bool,
+    access: Access,
+}
+
+impl Shared {
+    /// The whole mapping as a window.
+    #[inline]
+    pub(crate) fn window(&self) -> Window {
+        // SAFETY: the region is mapped for as long as this Shared lives, and
+        // every Window made here is used only while a borrow of (or an Arc
+        // to) this Shared is held.
+        unsafe {
+            Window::new(
+                self.region.ptr(),
+                self.region.len() as u64,
+                self.access.writable_memory(),
+            )
+        }
+    }
+}
+
+/// Options for creating or opening a [`Mapping`], in the spirit of
+/// [`std::fs::OpenOptions`]: set what you need, then finish with
+/// [`create`](Self::create), [`open`](Self::open),
+/// [`create_or_open`](Self::create_or_open), [`anonymous`](Self::anonymous)
+/// or [`map_file`](Self::map_file).
+///
+/// ```
+/// use shmio::Mapping;
+///
+/// # let name = format!("shmio-doc-opts-{}", std::process::id());
+/// let map = Mapping::options().size(1 << 20).mode(0o600).create(&name)?;
+/// assert_eq!(map.len(), 1 << 20);
+/// let reader = Mapping::options().read_only(true).open(&name)?;
+/// assert!(reader.write_at(0, b"x").is_err());
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct MappingOptions {
+    size: Option<u64>,
+    file: Option<PathBuf>,
+    persistent: bool,
+    read_only: bool,
+    copy_on_write: bool,
+    mode: u32,
+}
+
+impl Default for MappingOptions {
+    fn default() -> Self {
+        MappingOptions {
+            size: None,
+            file: None,
+            persistent: false,
+            read_only: false,
+            copy_on_write: false,
+            mode: DEFAULT_MODE,
+        }
+    }
+}
+
+impl MappingOptions {
+    /// Options with every default: read-write, 64 MiB for a new mapping,
+    /// owner-only, the name removed with its last holder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The size of a new mapping, in bytes. When opening, the mapping takes
+    /// the object's real size, and asking for more than it has is an error.
+    pub fn size(&mut self, size: u64) -> &mut Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// Back the mapping with this file: opened read-write if it exists,
+    /// created (owner-only unless [`mode`](Self::mode) says otherwise, never
+    /// through a symlink) if not. An empty file grows to the size (64 MiB by
+    /// default). A file-backed mapping may also have a name.
+    ///
+    /// Like every file mapping, it faults the process if someone else
+    /// truncates the file while it is mapped.
+    pub fn file(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Keep the name after the last holder closes, until [`Mapping::remove`].
+    /// POSIX only.
+    pub fn persistent(&mut self, persistent: bool) -> &mut Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Map the memory read-only: writes are [`Error::ReadOnly`].
+    pub fn read_only(&mut self, read_only: bool) -> &mut Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Map the memory copy-on-write: writes stay private to this process.
+    pub fn copy_on_write(&mut self, copy_on_write: bool) -> &mut Self {
+        self.copy_on_write = copy_on_write;
+        self
+    }
+
+    /// Permission bits of a new named object or file (POSIX; the umask
+    /// applies, as for [`std::fs::OpenOptions`]). Default `0o600`.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Creates a new named mapping; [`Error::AlreadyExists`] if the name is
+    /// taken (a stale name, whose holders all died, is reclaimed first).
+    pub fn create(&self, name: &str) -> Result<Mapping> {
+        self.named(name, Disposition::Create)
+    }
+
+    /// Opens an existing named mapping at its real size; [`Error::NotFound`] if there is none.
+    pub fn open(&self, name: &str) -> Result<Mapping> {
+        self.named(name, Disposition::Open)
+    }
+
+    /// Opens the named mapping if it exists, else creates it, in one atomic
+    /// step; [`Mapping::existed`] tells which happened.
+    pub fn create_or_open(&self, name: &str) -> Result<Mapping> {
+        self.named(name, Disposition::CreateOrOpen)
+    }
+
+    /// Creates an anonymous mapping: shared with the threads of this process,
+    /// and with child processes handed its descriptor or handle.
+    pub fn anonymous(&self) -> Result<Mapping> {
+        if self.file.is_some() {
+            return Err(Error::InvalidOptions {
+                reason: "an anonymous mapping has no file: use map_file",
+            });
+        }
+        if self.persistent || self.read_only || self.copy_on_write {
+            return Err(Error::InvalidOptions {
+                reason: "an anonymous mapping is always read-write and goes with its last handle",
+            });
+        }
+        let size = self.size.unwrap_or(DEFAULT_SIZE);
+        let target = "anonymous mapping";
+        check_size(size, target)?;
+        let object = sys::anonymous(size)?;
+        Mapping::from_object(object, size, Access::ReadWrite, None, false, target)
+    }
+
+    /// Maps the file set by [`file`](Self::file), with no name.
+    pub fn map_file(&self) -> Result<Mapping> {
+        let Some(path) = &self.file else {
+            return Err(Error::InvalidOptions {
+                reason: "map_file needs a file: set one with file(path)",
+            });
+        };
+        if self.persistent {
+            return Err(Error::InvalidOptions {
+                reason: "persistent applies to named mappings",
+            });
+        }
+        let access = self.access()?;
+        let target = path.display().to_string();
+        if let Some(size) = self.size {
+            check_size(size, &target)?;
+        }
+        let mut object = sys::open_file(&sys::FileRequest {
+            path,
+            access,
+            mode: self.mode,
+        })?;
+        let (len, grow) = sys::file_mapping_len(object.size(), self.size, access, &target)?;
+        if grow {
+            object.set_len(len, &target)?;
+        }
+        Mapping::from_object(object, len, access, None, false, &target)
+    }
+
+    fn access(&self) -> Result<Access> {
+        match (self.read_only, self.copy_on_write) {
+            (true, true) => Err(Error::InvalidOptions {
+                reason: "read_only and copy_on_write exclude each other",
+            }),
+            (true, false) => Ok(Access::ReadOnly),
+            (false, true) => Ok(Access::CopyOnWrite),
+            (false, false) => Ok(Access::ReadWrite),
+        }
+    }
+
+    fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
+        let name = Name::new(name)?;
+        let access = self.access()?;
+        if let Some(size) = self.size {
+            check_size(size, name.as_str())?;
+        }
+        let os_name = name.os_name();
+        let request = NamedRequest {
+            name: name.as_str(),
+            os_name: &os_name,
+            size: self.size,
+            mode: self.mode,
+            persistent: self.persistent,
+            access,
+            file: self.file.as_deref(),
+        };
+        let sys::Opened { object, existed } = sys::open_named(&request, how)?;
+        let len = object.size();
+        if let Some(size) = self.size.filter(|&size| existed && size > len) {
+            return Err(Error::InvalidSize {
+                size,
+                target: format!("{name:?} ({len} bytes)"),
+                reason: "larger than the existing mapping",
+            });
+        }
+        let label = name.as_str().to_owned();
+        Mapping::from_object(object, len, access, Some(name), existed, &label)
+    }
+}
+
+/// Rejects sizes that can never be mapped.
+fn check_size(size: u64, target: &str) -> Result<()> {
+    if size == 0 {
+        return Err(Error::InvalidSize {
+            size,
+            target: target.to_owned(),
+            reason: "a mapping cannot be empty",
+        });
+    }
+    if size > sys::MAX_MAP_LEN {
+        return Err(Error::TooLarge {
+            size,
+            limit: sys::MAX_MAP_LEN,
+            target: target.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl Mapping {
+    /// Opens the named mapping if it exists (at its real size, which must be
+    /// at least `size`), else creates it with `size` bytes; one atomic step.
+    ///
+    /// This is aardio's `fsys.mmap(, name, size)`; [`existed`](Self::existed)
+    /// is its `conflict`.
+    pub fn create_or_open(name: &str, size: u64) -> Result<Mapping> {
+        Mapping::options().size(size).create_or_open(name)
+    }
+
+    /// Creates a named mapping of `size` bytes; [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, size: u64) -> Result<Mapping> {
+        Mapping::options().size(size).create(name)
+    }
+
+    /// Opens an existing named mapping at its real size; [`Error::NotFound`] if there is none.
+    pub fn open(name: &str) -> Result<Mapping> {
+        Mapping::options().open(name)
+    }
+
+    /// An anonymous mapping of `size` bytes.
+    pub fn anonymous(size: u64) -> Result<Mapping> {
+        Mapping::options().size(size).anonymous()
+    }
+
+    /// A builder for every other combination of options.
+    pub fn options() -> MappingOptions {
+        MappingOptions::new()
+    }
+
+    /// Removes a name now. Processes that hold the mapping keep their memory;
+    /// new opens no longer find it. [`Error::NotFound`] if there is no such name.
+    pub fn remove(name: &str) -> Result<()> {
+        let name = Name::new(name)?;
+        sys::remove_named(name.as_str(), &name.os_name())
+    }
+
+    pub(crate) fn from_object(
+        object: sys::Object,
+        len: u64,
+        access: Access,
+        name: Option<Name>,
+        existed: bool,
+        target: &str,
+    ) -> Result<Mapping> {
+        let region = object.map(len, access, target)?;
+        Ok(Mapping {
+            shared: Arc::new(Shared {
+                region,
+                object,
+                name,
+                existed,
+                access,
+            }),
+            cursor: 0,
+        })
+    }
+
+    /// True when the constructor opened an existing mapping rather than
+    /// creating one (aardio's `conflict`).
+    pub fn existed(&self) -> bool {
+        self.shared.existed
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        self.shared.region.len() as u64
+    }
+
+    /// Whether the mapping has no bytes (never true: mappings are not empty).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name, for a named mapping.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name.as_ref().map(Name::as_str)
+    }
+
+    /// The name the OS knows it by, for a named mapping (see [`Name::os_name`]).
+    pub fn os_name(&self) -> Option<String> {
+        self.shared.name.as_ref().map(Name::os_name)
+    }
+
+    /// Whether the name goes away with its last holder (rather than persisting).
+    pub fn follows_holders(&self) -> bool {
+        self.shared.object.leased_name().is_some()
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.shared.access == Access::ReadOnly
+    }
+
+    /// Whether writes stay private to this process.
+    pub fn is_copy_on_write(&self) -> bool {
+        self.shared.access == Access::CopyOnWrite
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    /// [`Error::UnexpectedEof`] if they run past the end.
+    #[inline]
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.shared.window().read(offset, buf)
+    }
+
+    /// Copies `data` to `offset`. [`Error::OutOfBounds`] and nothing written
+    /// if it does not all fit.
+    #[inline]
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.shared.window().write(offset, data)
+    }
+
+    /// A copy of the plain value (any [`FromBytes`] type: numbers, arrays,
+    /// `#[derive(FromBytes)]` structs) at `offset`, at any alignment.
+    ///
+    /// ```
+    /// use shmio::Mapping;
+    /// use zerocopy::{FromBytes, Immutable, IntoBytes};
+    ///
+    /// #[derive(FromBytes, IntoBytes, Immutable, Debug, PartialEq)]
+    /// #[repr(C)]
+    /// struct Point { x: i32, y: i32 }
+    ///
+    /// let map = Mapping::anonymous(4096)?;
+    /// map.write_value_at(3, &Point { x: 1, y: -2 })?;
+    /// assert_eq!(map.read_value_at::<Point>(3)?, Point { x: 1, y: -2 });
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    #[inline]
+    pub fn read_value_at<T: FromBytes>(&self, offset: u64) -> Result<T> {
+        self.shared.window().read_value(offset)
+    }
+
+    /// Stores the bytes of a plain value at `offset`, at any alignment.
+    #[inline]
+    pub fn write_value_at<T: IntoBytes + Immutable + ?Sized>(
+        &self,
+        offset: u64,
+        value: &T,
+    ) -> Result<()> {
+        self.shared.window().write_value(offset, value)
+    }
+
+    /// The `AtomicU32` at `offset`: a counter or flag shared with other processes.
+    /// [`Error::Misaligned`] unless `offset` is a multiple of 4;
+    /// [`Error::ReadOnly`] on a read-only mapping (a store would fault).
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use shmio::Mapping;
+    ///
+    /// let map = Mapping::anonymous(4096)?;
+    /// map.atomic_u32(8)?.fetch_add(1, Ordering::SeqCst);
+    /// assert_eq!(map.read_value_at::<u32>(8)?, 1);
+    /// assert!(map.atomic_u32(6).is_err());
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
+        // SAFETY: the memory stays mapped while self.shared lives, which is at
+        // least as long as this borrow of self.
+        unsafe { self.shared.window().atomic_u32(offset) }
+    }
+
+    /// The `AtomicU64` at `offset` (a multiple of 8); as [`atomic_u32`](Self::atomic_u32).
+    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
+        // SAFETY: as in atomic_u32.
+        unsafe { self.shared.window().atomic_u64(offset) }
+    }
+
+    /// A [`View`] of `len` bytes at `offset`, aligned or not (aardio's `mapView`).
+    pub fn view(&self, offset: u64, len: u64) -> Result<View> {
+        let window = self.shared.window().sub(offset, len)?;
+        Ok(View::new(Arc::clone(&self.shared), window, offset))
+    }
+
+    /// Writes `value` as a record (a `u32` length, then JSON) at `offset`;
+    /// returns the bytes written. Nothing is written unless it all fits.
+    pub fn write_record_at<T: Serialize + ?Sized>(&self, offset: u64, value: &T) -> Result<u64> {
+        record::write(&self.shared.window(), offset, value)
+    }
+
+    /// Reads the record at `offset`; `None` where the length is 0.
+    /// [`Error::Corrupt`] if its length runs past the end, [`Error::Decode`]
+    /// (with the raw bytes) if it does not decode as `T`.
+    pub fn read_record_at<T: DeserializeOwned>(&self, offset: u64) -> Result<Option<T>> {
+        Ok(record::read(&self.shared.window(), offset)?.map(|(value, _)| value))
+    }
+
+    /// Writes dirty pages of a file-backed mapping to the file, and waits.
+    pub fn flush_to_file(&self) -> Result<()> {
+        let label = self.name().unwrap_or("mapping");
+        self.shared.region.flush(label)
+    }
+
+    /// Takes ownership of an OS handle to a mappable object (a shared-memory
+    /// object, a memfd, a file) and maps all of it: aardio's
+    /// `fsys.mmap(handle, true)`. The access follows how it was opened.
+    #[cfg(unix)]
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Mapping> {
+        let (object, access) = sys::Object::from_fd(fd)?;
+        let size = object.size();
+        check_size(size, "descriptor")?;
+        Mapping::from_object(object, size, access, None, false, "descriptor")
+    }
+
+    /// Maps the object behind a borrowed handle, keeping a duplicate of its
+    /// own: aardio's `fsys.mmap(handle)`.
+    #[cfg(unix)]
+    pub fn from_borrowed_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<Mapping> {
+        Mapping::from_fd(sys::duplicate(fd)?)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Mapping {
+    /// The descriptor of the mapped object, to hand to a child process.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.shared.object)
+    }
+}
+
+impl Clone for Mapping {
+    /// Another handle to the same memory, with its own cursor starting where this one is.
+    fn clone(&self) -> Self {
+        Mapping {
+            shared: Arc::clone(&self.shared),
+            cursor: self.cursor,
+        }
+    }
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("existed", &self.existed())
+            .field("access", &self.shared.access)
+            .field("position", &self.cursor)
+            .finish()
+    }
+}

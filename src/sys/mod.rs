@@ -1,0 +1,128 @@
+//! Every call into the operating system, behind one narrow interface.
+//!
+//! The rest of the crate sees only what is declared here and implemented once
+//! per platform (as memmap2 does with its `os` modules):
+//!
+//! - `OS_NAME_PREFIX`, `OS_NAME_MAX_BYTES`: how a [`crate::Name`] becomes an OS name;
+//! - `Object`: an owned OS handle to a mappable object (a shared-memory
+//!   object, a file, an anonymous memory object) and, for a named one, its
+//!   lease on the name (the last holder to close removes it);
+//! - `Region`: a mapping of an `Object` into this process, unmapped on drop;
+//! - `open_named`, `remove_named`, `anonymous`, `open_file`: how objects come to be.
+//!
+//! The types shared by every platform are defined in this file.
+
+use std::path::Path;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+/// How a region is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Shared, readable and writable.
+    ReadWrite,
+    /// Shared, readable only.
+    ReadOnly,
+    /// Private: writes stay in this process and never reach the object.
+    CopyOnWrite,
+}
+
+impl Access {
+    /// Whether the object itself must be opened for writing.
+    pub(crate) fn writes_object(self) -> bool {
+        self == Access::ReadWrite
+    }
+
+    /// Whether the mapped memory accepts writes.
+    pub(crate) fn writable_memory(self) -> bool {
+        self != Access::ReadOnly
+    }
+}
+
+/// Whether a named open may create, may open, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Fail if the name exists.
+    Create,
+    /// Fail if the name does not exist.
+    Open,
+    /// Open if the name exists, else create: one atomic step.
+    CreateOrOpen,
+}
+
+/// Everything the OS needs to create or open a named object.
+#[derive(Debug)]
+pub(crate) struct NamedRequest<'a> {
+    /// The user's name, for error messages.
+    pub name: &'a str,
+    /// The OS name (see [`crate::Name::os_name`]).
+    pub os_name: &'a str,
+    /// The size a creator gives the object (`None`: the default, or the
+    /// backing file's size); ignored by an opener.
+    pub size: Option<u64>,
+    /// Permission bits for a creator (POSIX).
+    pub mode: u32,
+    /// Whether the name outlives its holders.
+    pub persistent: bool,
+    /// How the opener maps it.
+    pub access: Access,
+    /// A backing file, when the named mapping is file-backed.
+    pub file: Option<&'a Path>,
+}
+
+/// A named object and whether it was there before.
+pub(crate) struct Opened {
+    /// The object.
+    pub object: Object,
+    /// True when an existing object was opened rather than created.
+    pub existed: bool,
+}
+
+/// Everything the OS needs to open (or create) a backing file.
+#[derive(Debug)]
+pub(crate) struct FileRequest<'a> {
+    /// The file's path.
+    pub path: &'a Path,
+    /// How it will be mapped.
+    pub access: Access,
+    /// Permission bits if it has to be created.
+    pub mode: u32,
+}
+
+/// The length to map of a file of `current` bytes when `requested` is asked
+/// for, and whether the file must first grow to it.
+///
+/// No size and a non-empty file: the whole file. No size and an empty file:
+/// the default size. A size larger than the file grows the file (which needs
+/// write access); a smaller one maps the start of the file.
+pub(crate) fn file_mapping_len(
+    current: u64,
+    requested: Option<u64>,
+    access: Access,
+    target: &str,
+) -> crate::Result<(u64, bool)> {
+    let len = match requested {
+        Some(0) => {
+            return Err(crate::Error::InvalidSize {
+                size: 0,
+                target: target.to_owned(),
+                reason: "a mapping cannot be empty",
+            })
+        }
+        Some(len) => len,
+        None if current > 0 => current,
+        None => crate::mapping::DEFAULT_SIZE,
+    };
+    let grow = len > current;
+    if grow && !access.writes_object() {
+        return Err(crate::Error::InvalidSize {
+            size: len,
+            target: target.to_owned(),
+            reason: "the file is smaller and is not opened for writing",
+        });
+    }
+    Ok((len, grow))
+}

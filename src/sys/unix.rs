@@ -1,0 +1,241 @@
+//! The Unix side of `sys`: objects are file descriptors, regions are `mmap`s.
+//!
+//! What Linux and macOS share lives here (mapping, files, descriptors); how
+//! names are created, opened and removed differs and lives in `linux.rs`.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::ptr::NonNull;
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
+
+use super::{Access, FileRequest};
+use crate::error::{Error, Result};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+/// Turns a failed call into an [`Error`] that says what was done to what.
+pub(crate) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
+    Error::os(op, target, io::Error::from(errno))
+}
+
+/// An owned, mappable OS object: a descriptor, its size, and (for a named
+/// object whose name follows its holders) the lease that may remove the name.
+pub(crate) struct Object {
+    fd: OwnedFd,
+    size: u64,
+    lease: Option<Lease>,
+}
+
+impl Object {
+    /// The object's size in bytes, as last seen or set.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The OS name whose lifetime this handle shares, if any.
+    pub(crate) fn leased_name(&self) -> Option<&str> {
+        self.lease.as_ref().map(Lease::os_name)
+    }
+
+    /// Grows (or shrinks) the object to `len` bytes.
+    pub(crate) fn set_len(&mut self, len: u64, target: &str) -> Result<()> {
+        rustix::fs::ftruncate(&self.fd, len).map_err(|e| size_error("resize", target, len, e))?;
+        self.size = len;
+        Ok(())
+    }
+
+    /// Maps the first `len` bytes of the object.
+    pub(crate) fn map(&self, len: u64, access: Access, target: &str) -> Result<Region> {
+        let len_usize = checked_len(len, target)?;
+        let prot = if access.writable_memory() {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        let flags = if access == Access::CopyOnWrite {
+            MapFlags::PRIVATE
+        } else {
+            MapFlags::SHARED
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses (null hint)
+        // cannot overlap memory Rust already uses; `len_usize` is non-zero
+        // (checked_len) and the result is owned by the returned `Region`.
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len_usize, prot, flags, &self.fd, 0) }
+                .map_err(|e| size_error("map", target, len, e))?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Os {
+            op: "map",
+            target: target.to_owned(),
+            source: io::Error::other("mmap returned a null address"),
+        })?;
+        Ok(Region {
+            ptr,
+            len: len_usize,
+        })
+    }
+
+    /// Wraps a descriptor this process owns; the access follows how it was opened.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Result<(Object, Access)> {
+        const TARGET: &str = "descriptor";
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| os_error("inspect", TARGET, e))?;
+        let access = match flags & OFlags::RWMODE {
+            OFlags::RDONLY => Access::ReadOnly,
+            OFlags::RDWR => Access::ReadWrite,
+            _ => {
+                return Err(Error::InvalidOptions {
+                    reason: "a write-only descriptor cannot be mapped",
+                })
+            }
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", TARGET, e))?;
+        let object = Object {
+            fd,
+            size: stat_size(&stat),
+            lease: None,
+        };
+        Ok((object, access))
+    }
+}
+
+impl AsFd for Object {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(&self.fd);
+        }
+    }
+}
+
+/// A duplicate of `fd` that this process owns (close-on-exec).
+pub(crate) fn duplicate(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| os_error("duplicate", "descriptor", e))
+}
+
+/// Opens `req.path`, creating it (owner-only unless a mode is given, never
+/// through a symlink) when it is missing and the mapping may write.
+pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
+    let target = req.path.display().to_string();
+    let mut options = OpenOptions::new();
+    options.read(true).write(req.access.writes_object());
+    let file = match options.open(req.path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
+            // O_CREAT | O_EXCL: never follows a symlink planted at the path.
+            options.create_new(true).mode(req.mode);
+            options
+                .open(req.path)
+                .map_err(|e| Error::os("create", target.clone(), e))?
+        }
+        Err(e) => return Err(Error::os("open", target, e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| Error::os("inspect", target, e))?
+        .len();
+    Ok(Object {
+        fd: file.into(),
+        size,
+        lease: None,
+    })
+}
+
+/// A mapped region of an [`Object`]; unmapped on drop.
+pub(crate) struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Region is a plain address range owned by this value; the mapping
+// stays valid until drop, whichever thread drops it.
+unsafe impl Send for Region {}
+// SAFETY: &Region only exposes the address and length; every access through
+// them is made by callers that copy or use atomics (see view.rs).
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// The first byte.
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes dirty pages of a file-backed region to the file and waits.
+    pub(crate) fn flush(&self, target: &str) -> Result<()> {
+        // SAFETY: the range is exactly the live mapping this Region owns.
+        unsafe { rustix::mm::msync(self.ptr.as_ptr().cast(), self.len, MsyncFlags::SYNC) }
+            .map_err(|e| os_error("flush", target, e))
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the range is exactly the mapping made in `Object::map`, and
+        // nothing borrows into it any more (every borrow is tied to the
+        // owner of this Region).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The largest length this process can map.
+pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
+
+/// `len` as a `usize` fit to map, or the error that says why not.
+fn checked_len(len: u64, target: &str) -> Result<usize> {
+    if len == 0 {
+        return Err(Error::InvalidSize {
+            size: 0,
+            target: target.to_owned(),
+            reason: "a mapping cannot be empty",
+        });
+    }
+    if len > MAX_MAP_LEN {
+        return Err(Error::TooLarge {
+            size: len,
+            limit: MAX_MAP_LEN,
+            target: target.to_owned(),
+        });
+    }
+    usize::try_from(len).map_err(|_| Error::TooLarge {
+        size: len,
+        limit: MAX_MAP_LEN,
+        target: target.to_owned(),
+    })
+}
+
+/// Errors of calls that take a size: too big for memory or the file system is `TooLarge`.
+fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error {
+    match errno {
+        Errno::NOMEM | Errno::FBIG | Errno::OVERFLOW => Error::TooLarge {
+            size,
+            limit: MAX_MAP_LEN,
+            target: target.to_owned(),
+        },
+        Errno::NOSPC => Error::NoSpace {
+            size,
+            target: target.to_owned(),
+        },
+        _ => os_error(op, target, errno),
+    }
+}
+
+/// The size in a `stat`, never negative.
+fn stat_size(stat: &rustix::fs::Stat) -> u64 {
+    u64::try_from(stat.st_size).unwrap_or(0)
+}

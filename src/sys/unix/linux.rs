@@ -1,0 +1,441 @@
+//! Named objects on Linux, and the lease that removes a name with its last holder.
+//!
+//! A named mapping is a file in `/dev/shm`, where glibc's `shm_open` (and so
+//! CPython's `SharedMemory`) looks for it. A named file-backed mapping is a
+//! symlink there to the backing file, owned by the user who made it.
+//!
+//! **Creating** is one atomic step that never shows a half-made object: the
+//! object is made unnamed (`O_TMPFILE`), sized, locked, and only then linked
+//! under its name with `linkat`, which fails with `EEXIST` if the name is
+//! taken. So an object made by shmio is never seen at size 0 (one made by
+//! another program may be: an opener waits, bounded, for it to be sized).
+//!
+//! **Lifetime.** An object whose name follows its holders carries the sticky
+//! bit (`S_ISVTX`, which Linux ignores on regular files): that is the mark.
+//! Each holder keeps a shared `flock` on it; the kernel drops the lock when
+//! the holder closes or dies, `kill -9` included. A closing holder tries to
+//! take the lock exclusively: if it can, nobody else holds the object, and it
+//! removes the name (after checking that the name still points at the same
+//! object). A name whose holders all died is stale: any opener can take the
+//! exclusive lock, and removes it before going on. An object without the mark
+//! (persistent, or made by another program) is never removed by shmio except
+//! by `Mapping::remove`.
+//!
+//! **Opening** takes the shared lock and then checks that the name still
+//! points at the object it opened, which closes the race with a holder that
+//! removed the name between our `open` and our `flock`.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
+use rustix::io::Errno;
+
+use super::{open_file, os_error, stat_size, Object};
+use crate::error::{Error, Result};
+use crate::sys::{file_mapping_len, Disposition, FileRequest, NamedRequest, Opened};
+
+/// What every OS name starts with.
+pub(crate) const OS_NAME_PREFIX: &str = "/";
+/// The longest OS name: `/` and `NAME_MAX` (255) bytes.
+pub(crate) const OS_NAME_MAX_BYTES: usize = 256;
+
+/// Where named objects live (glibc's `shm_open` directory).
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The mark of an object whose name is removed by its last holder.
+const FOLLOWS_HOLDERS: u32 = 0o1000;
+/// How long an opener waits for another program's creator to size its object.
+const SIZE_WAIT: Duration = Duration::from_secs(2);
+/// How long an opener keeps retrying while others create or remove the name.
+const CONTENTION_WAIT: Duration = Duration::from_secs(5);
+
+/// `/dev/shm`, opened once per process.
+fn shm_dir() -> Result<BorrowedFd<'static>> {
+    static DIR: OnceLock<std::result::Result<OwnedFd, Errno>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        rustix::fs::open(
+            SHM_DIR,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    });
+    match dir {
+        Ok(fd) => Ok(fd.as_fd()),
+        Err(errno) => Err(os_error("open", SHM_DIR, *errno)),
+    }
+}
+
+/// The identity of a file, to tell whether a name still points at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(stat: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+/// The identity of what `entry` in `dir` is now (a symlink itself, not its target).
+fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
+    rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|stat| FileId::of(&stat))
+}
+
+/// A holder's share in a name that follows its holders.
+pub(crate) struct Lease {
+    os_name: String,
+    /// What the name pointed at when this holder took it.
+    id: FileId,
+}
+
+impl Lease {
+    /// The OS name.
+    pub(crate) fn os_name(&self) -> &str {
+        &self.os_name
+    }
+
+    /// Called as the holder closes `lock_fd`: removes the name if this is the last holder.
+    pub(crate) fn release(self, lock_fd: &OwnedFd) {
+        // Converting shared to exclusive drops the shared lock first (flock(2)),
+        // so of several holders closing at once, the last one succeeds.
+        if rustix::fs::flock(lock_fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return;
+        }
+        let Ok(dir) = shm_dir() else { return };
+        let entry = entry_of(&self.os_name);
+        // While we hold the exclusive lock, nobody else can remove this
+        // object's name, and nobody can link a new object under it.
+        if entry_id(dir, entry) == Some(self.id) {
+            let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
+        }
+    }
+}
+
+/// The file name in `/dev/shm` for an OS name.
+fn entry_of(os_name: &str) -> &str {
+    os_name.strip_prefix('/').unwrap_or(os_name)
+}
+
+/// What an attempt to open an existing name found.
+enum Found {
+    /// A live object, now held.
+    Live(Object),
+    /// No such name.
+    Missing,
+    /// The name was stale, or changed under us: look again.
+    Retry,
+    /// Someone is removing the name right now: wait a moment and look again.
+    Busy,
+}
+
+/// Creates and/or opens a named object as `how` says.
+pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
+    if req.persistent && req.file.is_some() {
+        return Err(Error::Unsupported {
+            what: "a persistent name for a file-backed mapping on Linux (the file itself persists)",
+        });
+    }
+    let dir = shm_dir()?;
+    let entry = entry_of(req.os_name);
+    let deadline = Instant::now() + CONTENTION_WAIT;
+    loop {
+        if how != Disposition::Open {
+            let created = match req.file {
+                Some(path) => create_file_link(dir, entry, req, path)?,
+                None => create_object(dir, entry, req)?,
+            };
+            if let Some(object) = created {
+                return Ok(Opened {
+                    object,
+                    existed: false,
+                });
+            }
+        }
+        match open_entry(dir, entry, req)? {
+            Found::Live(_) if how == Disposition::Create => {
+                return Err(Error::AlreadyExists {
+                    name: req.name.to_owned(),
+                })
+            }
+            Found::Live(object) => {
+                return Ok(Opened {
+                    object,
+                    existed: true,
+                })
+            }
+            Found::Missing if how == Disposition::Open => {
+                return Err(Error::NotFound {
+                    name: req.name.to_owned(),
+                })
+            }
+            Found::Missing | Found::Retry => {}
+            Found::Busy => std::thread::sleep(Duration::from_micros(200)),
+        }
+        if Instant::now() > deadline {
+            return Err(Error::os(
+                "open",
+                req.name,
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the name kept changing while other processes created and removed it",
+                ),
+            ));
+        }
+    }
+}
+
+/// Makes a new object and links it under `entry`; `None` if the name is taken.
+fn create_object(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+) -> Result<Option<Object>> {
+    let follows_holders = !req.persistent;
+    let mut mode = req.mode & 0o777;
+    if follows_holders {
+        mode |= FOLLOWS_HOLDERS;
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(|e| os_error("create", req.name, e))?;
+    let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", req.name, size, e))?;
+    if follows_holders {
+        // Nobody else can reach an unnamed object: this never waits.
+        rustix::fs::flock(&fd, FlockOperation::LockShared)
+            .map_err(|e| os_error("lock", req.name, e))?;
+    }
+    if !link_unnamed(&fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
+        return Ok(None);
+    }
+    let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
+    let lease = follows_holders.then(|| Lease {
+        os_name: req.os_name.to_owned(),
+        id: FileId::of(&stat),
+    });
+    Ok(Some(Object { fd, size, lease }))
+}
+
+/// Gives the `O_TMPFILE` object `fd` the name `entry`; `false` if it is taken.
+fn link_unnamed(
+    fd: &OwnedFd,
+    dir: BorrowedFd<'_>,
+    entry: &str,
+) -> std::result::Result<bool, Errno> {
+    let linked = match rustix::fs::linkat(fd, "", dir, entry, AtFlags::EMPTY_PATH) {
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on older kernels; the
+        // /proc path does the same for anyone.
+        Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::INVAL) => {
+            let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            rustix::fs::linkat(CWD, proc_path.as_str(), dir, entry, AtFlags::SYMLINK_FOLLOW)
+        }
+        other => other,
+    };
+    match linked {
+        Ok(()) => Ok(true),
+        Err(Errno::EXIST) => Ok(false),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Opens (creating if needed) and sizes the backing file, then links it under `entry`.
+fn create_file_link(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+    path: &Path,
+) -> Result<Option<Object>> {
+    let mut object = open_file(&FileRequest {
+        path,
+        access: req.access,
+        mode: req.mode,
+    })?;
+    let target = path.display().to_string();
+    let (len, grow) = file_mapping_len(object.size(), req.size, req.access, &target)?;
+    if grow {
+        object.set_len(len, &target)?;
+    }
+    rustix::fs::flock(&object.fd, FlockOperation::LockShared)
+        .map_err(|e| os_error("lock", &target, e))?;
+    let absolute = path
+        .canonicalize()
+        .map_err(|e| Error::os("resolve", target.clone(), e))?;
+    match rustix::fs::symlinkat(absolute.as_path(), dir, entry) {
+        Ok(()) => {}
+        Err(Errno::EXIST) => return Ok(None),
+        Err(errno) => return Err(os_error("name", req.name, errno)),
+    }
+    let id = entry_id(dir, entry).ok_or_else(|| Error::NotFound {
+        name: req.name.to_owned(),
+    })?;
+    object.size = len;
+    object.lease = Some(Lease {
+        os_name: req.os_name.to_owned(),
+        id,
+    });
+    Ok(Some(object))
+}
+
+/// Opens the object named `entry`, reclaiming it if stale.
+fn open_entry(dir: BorrowedFd<'_>, entry: &str, req: &NamedRequest<'_>) -> Result<Found> {
+    let access = if req.access.writes_object() {
+        OFlags::RDWR
+    } else {
+        OFlags::RDONLY
+    };
+    let fd = match rustix::fs::openat(
+        dir,
+        entry,
+        access | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Found::Missing),
+        Err(Errno::LOOP) => return open_file_link(dir, entry, req, access),
+        Err(errno) => return Err(os_error("open", req.name, errno)),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(not_shared_memory(req.name));
+    }
+    let follows_holders = stat.st_mode & FOLLOWS_HOLDERS != 0;
+    hold(dir, entry, req, fd, FileId::of(&stat), follows_holders)
+}
+
+/// Opens the backing file of a named file-backed mapping through its link.
+fn open_file_link(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+    access: OFlags,
+) -> Result<Found> {
+    let link = match rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(link) => link,
+        Err(Errno::NOENT) => return Ok(Found::Missing),
+        Err(errno) => return Err(os_error("inspect", req.name, errno)),
+    };
+    // /dev/shm is writable by everyone: follow only our own links.
+    if link.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(Error::PermissionDenied {
+            op: "follow another user's link",
+            target: req.name.to_owned(),
+        });
+    }
+    let fd = match rustix::fs::openat(dir, entry, access | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => {
+            return Err(Error::NotFound {
+                name: format!("{} (its backing file is gone)", req.name),
+            })
+        }
+        Err(errno) => return Err(os_error("open", req.name, errno)),
+    };
+    hold(dir, entry, req, fd, FileId::of(&link), true)
+}
+
+/// Becomes a holder of the object `fd`, found under `entry` with identity `id`.
+fn hold(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+    fd: OwnedFd,
+    id: FileId,
+    follows_holders: bool,
+) -> Result<Found> {
+    if follows_holders {
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            // Nobody holds it: every holder died. Reclaim the name.
+            if entry_id(dir, entry) == Some(id) {
+                let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
+            }
+            return Ok(Found::Retry);
+        }
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(Found::Busy),
+            Err(errno) => return Err(os_error("lock", req.name, errno)),
+        }
+        if entry_id(dir, entry) != Some(id) {
+            return Ok(Found::Retry);
+        }
+    }
+    let size = wait_for_size(&fd, req.name)?;
+    let lease = follows_holders.then(|| Lease {
+        os_name: req.os_name.to_owned(),
+        id,
+    });
+    Ok(Found::Live(Object { fd, size, lease }))
+}
+
+/// The object's size, waiting (bounded) while another program's creator has not yet sized it.
+fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
+    let start = Instant::now();
+    loop {
+        let stat = rustix::fs::fstat(fd).map_err(|e| os_error("inspect", name, e))?;
+        let size = stat_size(&stat);
+        if size > 0 {
+            return Ok(size);
+        }
+        if start.elapsed() >= SIZE_WAIT {
+            return Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Removes a name now, whoever holds it; holders keep their memory.
+pub(crate) fn remove_named(name: &str, os_name: &str) -> Result<()> {
+    let dir = shm_dir()?;
+    match rustix::fs::unlinkat(dir, entry_of(os_name), AtFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(Error::NotFound {
+            name: name.to_owned(),
+        }),
+        Err(errno) => Err(os_error("remove", name, errno)),
+    }
+}
+
+/// A new anonymous object: a sealed memfd, which no holder can shrink under another.
+pub(crate) fn anonymous(size: u64) -> Result<Object> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    const TARGET: &str = "anonymous mapping";
+    let fd = rustix::fs::memfd_create("shmio", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| os_error("create", TARGET, e))?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", TARGET, size, e))?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(|e| os_error("seal", TARGET, e))?;
+    Ok(Object {
+        fd,
+        size,
+        lease: None,
+    })
+}
+
+/// The error for a name in `/dev/shm` that is not a regular file.
+fn not_shared_memory(name: &str) -> Error {
+    Error::os(
+        "open",
+        name,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a shared-memory object",
+        ),
+    )
+}

@@ -24,7 +24,8 @@ pub fn spawn_role(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
     command
         .args([entry, "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, role)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     for (key, value) in args {
         command.env(key, value);
     }

@@ -67,6 +67,9 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// ```
 pub struct Mapping {
     pub(crate) shared: Arc<Shared>,
+    /// The whole mapping, kept beside the cursor so the hot path reads no
+    /// pointer behind the `Arc`.
+    pub(crate) window: Window,
     pub(crate) cursor: u64,
 }
 
@@ -360,14 +363,16 @@ impl Mapping {
         target: &str,
     ) -> Result<Mapping> {
         let region = object.map(len, access, target)?;
+        let shared = Arc::new(Shared {
+            region,
+            object,
+            name,
+            existed,
+            access,
+        });
         Ok(Mapping {
-            shared: Arc::new(Shared {
-                region,
-                object,
-                name,
-                existed,
-                access,
-            }),
+            window: shared.window(),
+            shared,
             cursor: 0,
         })
     }
@@ -379,8 +384,9 @@ impl Mapping {
     }
 
     /// The length in bytes.
+    #[inline]
     pub fn len(&self) -> u64 {
-        self.shared.region.len() as u64
+        self.window.len()
     }
 
     /// Whether the mapping has no bytes (never true: mappings are not empty).
@@ -417,14 +423,14 @@ impl Mapping {
     /// [`Error::UnexpectedEof`] if they run past the end.
     #[inline]
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.shared.window().read(offset, buf)
+        self.window.read(offset, buf)
     }
 
     /// Copies `data` to `offset`. [`Error::OutOfBounds`] and nothing written
     /// if it does not all fit.
     #[inline]
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.shared.window().write(offset, data)
+        self.window.write(offset, data)
     }
 
     /// A copy of the plain value (any [`FromBytes`] type: numbers, arrays,
@@ -445,7 +451,7 @@ impl Mapping {
     /// ```
     #[inline]
     pub fn read_value_at<T: FromBytes>(&self, offset: u64) -> Result<T> {
-        self.shared.window().read_value(offset)
+        self.window.read_value(offset)
     }
 
     /// Stores the bytes of a plain value at `offset`, at any alignment.
@@ -455,7 +461,7 @@ impl Mapping {
         offset: u64,
         value: &T,
     ) -> Result<()> {
-        self.shared.window().write_value(offset, value)
+        self.window.write_value(offset, value)
     }
 
     /// The `AtomicU32` at `offset`: a counter or flag shared with other processes.
@@ -473,34 +479,34 @@ impl Mapping {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
-        // SAFETY: the memory stays mapped while self.shared lives, which is at
-        // least as long as this borrow of self.
-        unsafe { self.shared.window().atomic_u32(offset) }
+        // SAFETY: self.window covers the region self.shared keeps mapped,
+        // which lives at least as long as this borrow of self.
+        unsafe { self.window.atomic_u32(offset) }
     }
 
     /// The `AtomicU64` at `offset` (a multiple of 8); as [`atomic_u32`](Self::atomic_u32).
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
         // SAFETY: as in atomic_u32.
-        unsafe { self.shared.window().atomic_u64(offset) }
+        unsafe { self.window.atomic_u64(offset) }
     }
 
     /// A [`View`] of `len` bytes at `offset`, aligned or not (aardio's `mapView`).
     pub fn view(&self, offset: u64, len: u64) -> Result<View> {
-        let window = self.shared.window().sub(offset, len)?;
+        let window = self.window.sub(offset, len)?;
         Ok(View::new(Arc::clone(&self.shared), window, offset))
     }
 
     /// Writes `value` as a record (a `u32` length, then JSON) at `offset`;
     /// returns the bytes written. Nothing is written unless it all fits.
     pub fn write_record_at<T: Serialize + ?Sized>(&self, offset: u64, value: &T) -> Result<u64> {
-        record::write(&self.shared.window(), offset, value)
+        record::write(&self.window, offset, value)
     }
 
     /// Reads the record at `offset`; `None` where the length is 0.
     /// [`Error::Corrupt`] if its length runs past the end, [`Error::Decode`]
     /// (with the raw bytes) if it does not decode as `T`.
     pub fn read_record_at<T: DeserializeOwned>(&self, offset: u64) -> Result<Option<T>> {
-        Ok(record::read(&self.shared.window(), offset)?.map(|(value, _)| value))
+        Ok(record::read(&self.window, offset)?.map(|(value, _)| value))
     }
 
     /// Writes dirty pages of a file-backed mapping to the file, and waits.
@@ -541,6 +547,7 @@ impl Clone for Mapping {
     fn clone(&self) -> Self {
         Mapping {
             shared: Arc::clone(&self.shared),
+            window: self.window,
             cursor: self.cursor,
         }
     }

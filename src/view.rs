@@ -100,11 +100,14 @@ impl Window {
                 target: "this mapping".to_owned(),
             });
         }
-        self.index(offset, len).ok_or(Error::OutOfBounds {
-            offset,
-            len: len as u64,
-            size: self.len,
-        })
+        match self.index(offset, len) {
+            Some(index) => Ok(index),
+            None => Err(Error::OutOfBounds {
+                offset,
+                len: len as u64,
+                size: self.len,
+            }),
+        }
     }
 
     /// A copy of the plain value at `offset`.

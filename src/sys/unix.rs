@@ -167,11 +167,13 @@ unsafe impl Sync for Region {}
 
 impl Region {
     /// The first byte.
+    #[inline]
     pub(crate) fn ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
     /// The length in bytes.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

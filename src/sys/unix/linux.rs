@@ -94,8 +94,17 @@ fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
 /// A holder's share in a name that follows its holders.
 pub(crate) struct Lease {
     os_name: String,
-    /// What the name pointed at when this holder took it.
-    id: FileId,
+    /// How the last holder tells that the name still points at its object.
+    check: NameCheck,
+}
+
+/// How a closing holder tells that the name is still its object's.
+enum NameCheck {
+    /// The object is a file in `/dev/shm` that was only ever linked under
+    /// this name: a link count of 1 says the name is still its own.
+    LinkCount,
+    /// The name is a symlink to a backing file: the symlink itself must be the one we saw.
+    Entry(FileId),
 }
 
 impl Lease {
@@ -113,9 +122,13 @@ impl Lease {
         }
         let Ok(dir) = shm_dir() else { return };
         let entry = entry_of(&self.os_name);
-        // While we hold the exclusive lock, nobody else can remove this
-        // object's name, and nobody can link a new object under it.
-        if entry_id(dir, entry) == Some(self.id) {
+        // While we hold the exclusive lock, no other holder can remove this
+        // object's name, and no creator can link a new object under it.
+        let still_ours = match self.check {
+            NameCheck::LinkCount => rustix::fs::fstat(lock_fd).is_ok_and(|stat| stat.st_nlink > 0),
+            NameCheck::Entry(id) => entry_id(dir, entry) == Some(id),
+        };
+        if still_ours {
             let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
         }
     }
@@ -222,10 +235,9 @@ fn create_object(
     if !link_unnamed(&fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
         return Ok(None);
     }
-    let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
     let lease = follows_holders.then(|| Lease {
         os_name: req.os_name.to_owned(),
-        id: FileId::of(&stat),
+        check: NameCheck::LinkCount,
     });
     Ok(Some(Object { fd, size, lease }))
 }
@@ -285,7 +297,7 @@ fn create_file_link(
     object.size = len;
     object.lease = Some(Lease {
         os_name: req.os_name.to_owned(),
-        id,
+        check: NameCheck::Entry(id),
     });
     Ok(Some(object))
 }
@@ -312,8 +324,15 @@ fn open_entry(dir: BorrowedFd<'_>, entry: &str, req: &NamedRequest<'_>) -> Resul
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(not_shared_memory(req.name));
     }
-    let follows_holders = stat.st_mode & FOLLOWS_HOLDERS != 0;
-    hold(dir, entry, req, fd, FileId::of(&stat), follows_holders)
+    let check = (stat.st_mode & FOLLOWS_HOLDERS != 0).then_some(NameCheck::LinkCount);
+    hold(
+        dir,
+        entry,
+        req,
+        fd,
+        (FileId::of(&stat), stat_size(&stat)),
+        check,
+    )
 }
 
 /// Opens the backing file of a named file-backed mapping through its link.
@@ -344,19 +363,25 @@ fn open_file_link(
         }
         Err(errno) => return Err(os_error("open", req.name, errno)),
     };
-    hold(dir, entry, req, fd, FileId::of(&link), true)
+    let size = rustix::fs::fstat(&fd)
+        .map(|stat| stat_size(&stat))
+        .map_err(|e| os_error("inspect", req.name, e))?;
+    let id = FileId::of(&link);
+    hold(dir, entry, req, fd, (id, size), Some(NameCheck::Entry(id)))
 }
 
-/// Becomes a holder of the object `fd`, found under `entry` with identity `id`.
+/// Becomes a holder of the object `fd`, found under `entry` with identity
+/// `id` and size `size`; `check` is how its last holder will recognise the
+/// name, or `None` for a name that does not follow its holders.
 fn hold(
     dir: BorrowedFd<'_>,
     entry: &str,
     req: &NamedRequest<'_>,
     fd: OwnedFd,
-    id: FileId,
-    follows_holders: bool,
+    (id, size): (FileId, u64),
+    check: Option<NameCheck>,
 ) -> Result<Found> {
-    if follows_holders {
+    if check.is_some() {
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             // Nobody holds it: every holder died. Reclaim the name.
             if entry_id(dir, entry) == Some(id) {
@@ -373,10 +398,14 @@ fn hold(
             return Ok(Found::Retry);
         }
     }
-    let size = wait_for_size(&fd, req.name)?;
-    let lease = follows_holders.then(|| Lease {
+    let size = if size > 0 {
+        size
+    } else {
+        wait_for_size(&fd, req.name)?
+    };
+    let lease = check.map(|check| Lease {
         os_name: req.os_name.to_owned(),
-        id,
+        check,
     });
     Ok(Found::Live(Object { fd, size, lease }))
 }
@@ -385,6 +414,7 @@ fn hold(
 fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
     let start = Instant::now();
     loop {
+        std::thread::sleep(Duration::from_millis(1));
         let stat = rustix::fs::fstat(fd).map_err(|e| os_error("inspect", name, e))?;
         let size = stat_size(&stat);
         if size > 0 {
@@ -396,7 +426,6 @@ fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
                 waited: start.elapsed(),
             });
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -83,3 +83,8 @@ pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use record::RECORD_HEADER_LEN;
 pub use view::View;
 pub use zerocopy;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

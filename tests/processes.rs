@@ -514,3 +514,46 @@ made.close()
     drop(opened);
     Mapping::remove(&made_by_python).unwrap();
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_opener_waits_for_another_programs_creator_to_size_the_object() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = unique_name("unsized");
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    // What CPython does: create at size 0, then ftruncate.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    let sizer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        file.set_len(8192).unwrap();
+    });
+    let map = Mapping::open(&name).unwrap();
+    assert_eq!(map.len(), 8192, "the opener waited for the size");
+    sizer.join().unwrap();
+    drop(map);
+    Mapping::remove(&name).unwrap();
+
+    let never = unique_name("never-sized");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm/{never}"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    match Mapping::open(&never) {
+        Err(e @ Error::NotReady { .. }) => assert!(e.to_string().contains(&never)),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait is bounded"
+    );
+    Mapping::remove(&never).unwrap();
+}

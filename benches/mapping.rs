@@ -6,9 +6,12 @@
 
 use std::hint::black_box;
 use std::io::{Cursor, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use support::{paired, row};
+
+mod support;
 use shmio::Mapping;
 
 const VALUES: usize = 512; // u64 values per iteration: one 4 KiB page
@@ -79,8 +82,8 @@ fn create_drop(c: &mut Criterion) {
     group.finish();
 }
 
-/// The least a named mapping takes: shm_open, size, map, unmap, unlink.
 #[cfg(unix)]
+/// The least a named mapping takes: shm_open, size, map, unmap, unlink.
 fn raw_shm_cycle(os_name: &str) {
     use rustix::mm::{MapFlags, ProtFlags};
     use rustix::shm;
@@ -109,41 +112,35 @@ fn raw_shm_cycle(os_name: &str) {
     shm::unlink(os_name).unwrap();
 }
 
-/// Times `shmio` and `baseline` in alternating batches, so that drift in a
-/// shared, noisy machine hits both alike. Returns the median time per call
-/// of each and the median of the per-round ratios.
-fn paired(mut shmio: impl FnMut(), mut baseline: impl FnMut(), batch: u32) -> (f64, f64, f64) {
-    const ROUNDS: usize = 41;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..batch {
-            f();
-        }
-        start.elapsed().as_secs_f64() * 1e9 / f64::from(batch)
+/// The least a named section takes: create, map, unmap, close.
+#[cfg(windows)]
+fn raw_shm_cycle(os_name: &str) {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Memory::{
+        CreateFileMappingW, MapViewOfFile, UnmapViewOfFile, FILE_MAP_WRITE, PAGE_READWRITE,
     };
-    for _ in 0..3 {
-        time(&mut shmio);
-        time(&mut baseline);
+    let wide: Vec<u16> = os_name
+        .trim_start_matches('/')
+        .encode_utf16()
+        .chain(Some(0))
+        .collect();
+    // SAFETY: a paging-file section with a NUL-terminated name, mapped,
+    // unmapped and closed right here.
+    unsafe {
+        let section = CreateFileMappingW(
+            INVALID_HANDLE_VALUE,
+            std::ptr::null(),
+            PAGE_READWRITE,
+            0,
+            SMALL_MAPPING as u32,
+            wide.as_ptr(),
+        );
+        assert!(!section.is_null());
+        let view = MapViewOfFile(section, FILE_MAP_WRITE, 0, 0, SMALL_MAPPING as usize);
+        black_box(view.Value);
+        UnmapViewOfFile(view);
+        CloseHandle(section);
     }
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (a, b) = if round % 2 == 0 {
-            let a = time(&mut shmio);
-            (a, time(&mut baseline))
-        } else {
-            let b = time(&mut baseline);
-            (time(&mut shmio), b)
-        };
-        ours.push(a);
-        theirs.push(b);
-        ratios.push(a / b);
-    }
-    (median(ours), median(theirs), median(ratios))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
@@ -159,26 +156,7 @@ fn main() {
         return;
     }
 
-    println!("\nPaired run (alternating batches, medians of 41 rounds):\n");
-    println!("| operation | shmio | baseline | baseline time | ratio | target |");
-    println!("|---|---|---|---|---|---|");
-    let row = |operation: &str,
-               (ours, theirs, ratio): (f64, f64, f64),
-               baseline: &str,
-               bandwidth: bool,
-               target: &str| {
-        let (what, ratio) = if bandwidth {
-            ("bandwidth", 1.0 / ratio)
-        } else {
-            ("time", ratio)
-        };
-        println!(
-            "| {operation} | {:.2} µs | {baseline} | {:.2} µs | {what} {ratio:.2}x | {target} |",
-            ours / 1000.0,
-            theirs / 1000.0
-        );
-    };
-
+    support::header();
     let mut map = Mapping::anonymous(1 << 20).unwrap();
     let mut vec = vec![0u8; 1 << 20];
     let cursor = paired(

@@ -24,6 +24,17 @@ pub enum Error {
         rule: &'static str,
     },
 
+    /// The name belongs to another kind of object (on Windows, sections,
+    /// mutexes and events share one namespace), or the object is not what
+    /// shmio expected there.
+    #[error("{name:?} is not {expected}")]
+    WrongKind {
+        /// The name.
+        name: String,
+        /// What shmio expected to find.
+        expected: &'static str,
+    },
+
     /// `create` found the name already taken.
     #[error("a mapping named {name:?} already exists")]
     AlreadyExists {
@@ -178,6 +189,20 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// The thread already holds this mutex: locking it again would deadlock.
+    #[error("this thread already holds the mutex {name:?}")]
+    WouldDeadlock {
+        /// The mutex's name.
+        name: String,
+    },
+
+    /// A mutex's previous owner died holding it (the lock was taken and released again).
+    #[error("the previous owner of the mutex {name:?} died holding it; the data it protects may be half-changed")]
+    OwnerDied {
+        /// The mutex's name.
+        name: String,
+    },
+
     /// Any other failure of an OS call, with what was being done and to what.
     #[error("{op} {target:?} failed: {source}")]
     Os {
@@ -214,6 +239,7 @@ impl Error {
             | Error::InvalidSeek { .. }
             | Error::InvalidOptions { .. } => K::InvalidInput,
             Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::WrongKind { .. } => K::InvalidData,
             Error::NotFound { .. } => K::NotFound,
             Error::PermissionDenied { .. } | Error::ReadOnly { .. } => K::PermissionDenied,
             Error::UnexpectedEof { .. } => K::UnexpectedEof,
@@ -222,6 +248,8 @@ impl Error {
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,
             Error::NotReady { .. } => K::TimedOut,
+            Error::WouldDeadlock { .. } => K::Deadlock,
+            Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,
             Error::Os { source, .. } => source.kind(),
         }

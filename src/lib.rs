@@ -74,6 +74,7 @@ mod io;
 mod mapping;
 mod name;
 mod record;
+mod sync;
 mod sys;
 mod view;
 
@@ -81,6 +82,9 @@ pub use error::{Error, Result};
 pub use mapping::{Mapping, MappingOptions, DEFAULT_MODE, DEFAULT_SIZE};
 pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use record::RECORD_HEADER_LEN;
+pub use sync::{
+    EventMode, LockError, LockResult, MutexGuard, NamedEvent, NamedMutex, TryLockResult,
+};
 pub use view::View;
 pub use zerocopy;
 

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::error::{Error, Result};
 use crate::name::Name;
 use crate::record;
+use crate::sync::{LockError, LockResult, NamedMutex};
 use crate::sys::{self, Access, Disposition, NamedRequest};
 use crate::view::{View, Window};
 
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     name: Option<Name>,
     existed: bool,
     access: Access,
+    /// The mapping's own mutex, opened on the first `lock`.
+    mutex: OnceLock<NamedMutex>,
 }
 
 impl Shared {
@@ -124,6 +127,7 @@ pub struct MappingOptions {
     read_only: bool,
     copy_on_write: bool,
     mode: u32,
+    global: bool,
 }
 
 impl Default for MappingOptions {
@@ -135,6 +139,7 @@ impl Default for MappingOptions {
             read_only: false,
             copy_on_write: false,
             mode: DEFAULT_MODE,
+            global: false,
         }
     }
 }
@@ -188,6 +193,14 @@ impl MappingOptions {
     /// applies, as for [`std::fs::OpenOptions`]). Default `0o600`.
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode;
+        self
+    }
+
+    /// Use the machine-wide namespace (`Global\NAME`) rather than the
+    /// session's (Windows; creating there needs `SeCreateGlobalPrivilege`).
+    /// POSIX has one namespace, so this changes nothing there.
+    pub fn global_namespace(&mut self, global: bool) -> &mut Self {
+        self.global = global;
         self
     }
 
@@ -257,6 +270,12 @@ impl MappingOptions {
         Mapping::from_object(object, len, access, None, false, &target)
     }
 
+    /// `create_or_open` for a name shmio derived from a user's name.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn create_or_open_derived(&self, name: &str) -> Result<Mapping> {
+        self.named_checked(Name::derived(name)?, Disposition::CreateOrOpen)
+    }
+
     fn access(&self) -> Result<Access> {
         match (self.read_only, self.copy_on_write) {
             (true, true) => Err(Error::InvalidOptions {
@@ -269,12 +288,19 @@ impl MappingOptions {
     }
 
     fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
-        let name = Name::new(name)?;
+        self.named_checked(Name::new(name)?, how)
+    }
+
+    fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {
         let access = self.access()?;
         if let Some(size) = self.size {
             check_size(size, name.as_str())?;
         }
-        let os_name = name.os_name();
+        let os_name = if self.global {
+            format!("{}{}", sys::GLOBAL_PREFIX, name.os_name())
+        } else {
+            name.os_name()
+        };
         let request = NamedRequest {
             name: name.as_str(),
             os_name: &os_name,
@@ -355,7 +381,7 @@ impl Mapping {
     }
 
     pub(crate) fn from_object(
-        object: sys::Object,
+        mut object: sys::Object,
         len: u64,
         access: Access,
         name: Option<Name>,
@@ -369,6 +395,7 @@ impl Mapping {
             name,
             existed,
             access,
+            mutex: OnceLock::new(),
         });
         Ok(Mapping {
             window: shared.window(),
@@ -509,6 +536,48 @@ impl Mapping {
         Ok(record::read(&self.window, offset)?.map(|(value, _)| value))
     }
 
+    /// Locks the named mutex that belongs to this mapping: `NAME.mutex`
+    /// (aardio's `process.command` convention), opened on first use and
+    /// shared by every clone of this handle.
+    ///
+    /// ```
+    /// use shmio::Mapping;
+    ///
+    /// # let name = format!("shmio-doc-lock-{}", std::process::id());
+    /// let mut map = Mapping::create_or_open(&name, 4096)?;
+    /// {
+    ///     let _guard = map.lock()?;
+    ///     let count: u64 = map.read_value_at(0)?;
+    ///     map.write_value_at(0, &(count + 1))?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// An anonymous or file-only mapping has no name, and so no mutex:
+    /// [`Error::InvalidOptions`].
+    pub fn lock(&self) -> LockResult<'_> {
+        let mutex = match self.mutex() {
+            Ok(mutex) => mutex,
+            Err(error) => return Err(LockError::Failed(error)),
+        };
+        mutex.lock()
+    }
+
+    /// The named mutex that [`lock`](Self::lock) takes.
+    pub fn mutex(&self) -> Result<&NamedMutex> {
+        if let Some(mutex) = self.shared.mutex.get() {
+            return Ok(mutex);
+        }
+        let Some(name) = &self.shared.name else {
+            return Err(Error::InvalidOptions {
+                reason: "only a named mapping has a mutex",
+            });
+        };
+        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"))?;
+        // Another thread may have opened it meanwhile: either handle will do.
+        Ok(self.shared.mutex.get_or_init(|| mutex))
+    }
+
     /// Writes dirty pages of a file-backed mapping to the file, and waits.
     pub fn flush_to_file(&self) -> Result<()> {
         let label = self.name().unwrap_or("mapping");
@@ -531,6 +600,34 @@ impl Mapping {
     #[cfg(unix)]
     pub fn from_borrowed_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<Mapping> {
         Mapping::from_fd(sys::duplicate(fd)?)
+    }
+}
+
+#[cfg(windows)]
+impl Mapping {
+    /// Takes ownership of a section handle and maps all of it: aardio's
+    /// `fsys.mmap(handle, true)`. The access is the most the handle allows.
+    pub fn from_handle(handle: std::os::windows::io::OwnedHandle) -> Result<Mapping> {
+        let (object, access) = sys::Object::from_handle(handle)?;
+        let size = object.size();
+        check_size(size, "handle")?;
+        Mapping::from_object(object, size, access, None, false, "handle")
+    }
+
+    /// Maps the section behind a borrowed handle, keeping a duplicate of its
+    /// own: aardio's `fsys.mmap(handle)`.
+    pub fn from_borrowed_handle(
+        handle: std::os::windows::io::BorrowedHandle<'_>,
+    ) -> Result<Mapping> {
+        Mapping::from_handle(sys::duplicate(handle)?)
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for Mapping {
+    /// The section handle, to duplicate into a child process.
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        std::os::windows::io::AsHandle::as_handle(&self.shared.object)
     }
 }
 

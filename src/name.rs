@@ -20,6 +20,10 @@ use crate::sys;
 /// The longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 260;
 
+/// How many characters a derived name may add to a user's name.
+#[cfg_attr(windows, allow(dead_code))]
+const DERIVED_SUFFIX_ROOM: usize = 32;
+
 /// The start of every hashed OS name, after the platform's prefix.
 pub const HASHED_NAME_TAG: &str = "shmio-";
 
@@ -55,6 +59,22 @@ impl Name {
         Ok(Name {
             name: name.to_owned(),
         })
+    }
+
+    /// A name shmio derives from a user's name (`NAME@mutex`,
+    /// `NAME.mutex`): the same rules, with room for the suffix.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn derived(name: &str) -> Result<Name> {
+        let within_limit = name.chars().count() <= MAX_NAME_CHARS + DERIVED_SUFFIX_ROOM;
+        match broken_rule(name) {
+            Some(rule) if !(rule.contains("260") && within_limit) => Err(Error::InvalidName {
+                name: name.to_owned(),
+                rule,
+            }),
+            _ => Ok(Name {
+                name: name.to_owned(),
+            }),
+        }
     }
 
     /// The name as given.

@@ -640,16 +640,22 @@ fn bad_sizes_are_typed_errors() {
 }
 
 #[test]
-fn long_names_hash_and_still_work() {
+fn long_names_still_work() {
     let long = format!("{}-{}", unique_name("long"), "é".repeat(200));
     let parsed = shmio::Name::new(&long).unwrap();
-    assert!(parsed.is_hashed());
     let map = Mapping::create_or_open(&long, 4096).unwrap();
     assert_eq!(map.name(), Some(long.as_str()));
-    assert!(map.os_name().unwrap().starts_with("/shmio-"));
+    if cfg!(unix) {
+        assert!(parsed.is_hashed(), "over 255 bytes: hashed");
+        assert!(map.os_name().unwrap().starts_with("/shmio-"));
+    } else {
+        assert!(!parsed.is_hashed(), "Windows takes long names as they are");
+        assert_eq!(map.os_name().unwrap(), long);
+    }
     assert!(Mapping::open(&long).unwrap().existed());
 }
 
+#[cfg(unix)]
 #[test]
 fn remove_needs_an_existing_name() {
     let name = unique_name("remove");
@@ -668,6 +674,62 @@ fn remove_needs_an_existing_name() {
         Mapping::open(&name).is_ok(),
         "the old holder's close left the new name alone"
     );
+}
+
+#[cfg(windows)]
+#[test]
+fn windows_names_cannot_be_removed_or_persist() {
+    let name = unique_name("remove");
+    let _held = Mapping::create(&name, 4096).unwrap();
+    assert!(matches!(
+        Mapping::remove(&name),
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(matches!(
+        Mapping::options()
+            .persistent(true)
+            .create(&unique_name("persist")),
+        Err(Error::Unsupported { .. })
+    ));
+}
+
+#[cfg(windows)]
+#[test]
+fn from_handle_and_borrowed_handle() {
+    use std::os::windows::io::AsHandle;
+    let map = Mapping::anonymous(4096).unwrap();
+    map.write_at(0, b"by handle").unwrap();
+    let borrowed = Mapping::from_borrowed_handle(map.as_handle()).unwrap();
+    assert_eq!(borrowed.len(), 4096);
+    assert_eq!(borrowed.read_bytes_at(0, 9), b"by handle");
+    let owned = map.as_handle().try_clone_to_owned().unwrap();
+    let taken = Mapping::from_handle(owned).unwrap();
+    taken.write_at(0, b"BY").unwrap();
+    assert_eq!(map.read_bytes_at(0, 9), b"BY handle");
+}
+
+#[cfg(windows)]
+#[test]
+fn a_name_held_by_another_kind_of_object_is_a_clear_error() {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::CreateEventW;
+    let name = unique_name("event");
+    let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+    // SAFETY: a NUL-terminated name and default attributes; closed below.
+    let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, wide.as_ptr()) };
+    assert!(!event.is_null());
+    for result in [
+        Mapping::create_or_open(&name, 4096),
+        Mapping::open(&name),
+        Mapping::create(&name, 4096),
+    ] {
+        match result {
+            Err(e @ Error::WrongKind { .. }) => assert!(e.to_string().contains(&name), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // SAFETY: the handle came from CreateEventW and is closed once.
+    unsafe { CloseHandle(event) };
 }
 
 #[test]

@@ -210,18 +210,32 @@ fn child_hold() {
     panic!("the parent never killed this holder");
 }
 
+/// Asserts that nothing is left of `name`: no `/dev/shm` entry on Linux,
+/// and `open` finds nothing on every platform.
+fn assert_gone(name: &str, why: &str) {
+    if cfg!(target_os = "linux") {
+        assert!(
+            !shm_entry_exists(name),
+            "{why}: an entry is left under /dev/shm"
+        );
+    }
+    assert!(
+        matches!(Mapping::open(name), Err(Error::NotFound { .. })),
+        "{why}: open still finds it"
+    );
+}
+
 #[test]
 fn the_last_holder_to_close_removes_the_name() {
     let name = unique_name("lifetime");
     let first = Mapping::create_or_open(&name, 4096).unwrap();
     let second = Mapping::open(&name).unwrap();
-    assert!(shm_entry_exists(&name));
     drop(first);
-    assert!(shm_entry_exists(&name), "a holder remains");
+    assert!(Mapping::open(&name).unwrap().existed(), "a holder remains");
     drop(second);
-    assert!(!shm_entry_exists(&name), "no entry is left under /dev/shm");
+    assert_gone(&name, "after every handle is dropped");
     assert!(!Mapping::create_or_open(&name, 4096).unwrap().existed());
-    assert!(!shm_entry_exists(&name));
+    assert_gone(&name, "after the new one is dropped");
 }
 
 #[test]
@@ -249,9 +263,9 @@ fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
             holder.wait().unwrap();
         }
         drop(survivor);
-        assert!(
-            !shm_entry_exists(&name),
-            "the surviving holder, closing last, removed the name"
+        assert_gone(
+            &name,
+            "the surviving holder, closing last, removed the name",
         );
 
         // Now the holders are killed while nobody else holds the name.
@@ -265,14 +279,18 @@ fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
         wait_until("the holder to be ready", LIMIT, || {
             ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
         });
-        holder.kill().unwrap();
+        holder.kill().unwrap(); // SIGKILL, TerminateProcess on Windows
         holder.wait().unwrap();
-        assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
+        if cfg!(target_os = "linux") {
+            assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
+        }
+        // Linux: the stale name is not opened, and open reclaims it.
+        // Windows: the kernel closed the section with the holder's last handle.
         assert!(
             matches!(Mapping::open(&name), Err(Error::NotFound { .. })),
-            "the stale name is not opened"
+            "the name of a killed last holder is not opened"
         );
-        assert!(!shm_entry_exists(&name), "open reclaimed the stale name");
+        assert_gone(&name, "after the last holder was killed");
         let fresh = Mapping::create_or_open(&name, 4096).unwrap();
         assert!(!fresh.existed());
         assert_eq!(
@@ -300,11 +318,14 @@ fn a_stale_name_is_reclaimed_by_create() {
     });
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(shm_entry_exists(&name));
+    if cfg!(target_os = "linux") {
+        assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
+    }
     let created = Mapping::create(&name, 8192).unwrap();
     assert_eq!(created.len(), 8192);
 }
 
+#[cfg(unix)]
 #[test]
 fn persistent_mappings_stay_until_removed() {
     let name = unique_name("persistent");
@@ -375,8 +396,41 @@ fn child_inherit() {
     map.write_at(0, b"child!").unwrap();
 }
 
-#[cfg(not(unix))]
-fn child_inherit() {}
+/// Maps the section whose handle the parent made inheritable.
+#[cfg(windows)]
+fn child_inherit() {
+    use std::os::windows::io::{FromRawHandle, OwnedHandle};
+    let raw: usize = arg("HANDLE").parse().unwrap();
+    // SAFETY: the parent handed this inheritable handle down for this child to own.
+    let owned = unsafe { OwnedHandle::from_raw_handle(raw as *mut std::ffi::c_void) };
+    let map = Mapping::from_handle(owned).unwrap();
+    assert_eq!(map.read_value_at::<[u8; 6]>(0).unwrap(), *b"parent");
+    map.write_at(0, b"child!").unwrap();
+}
+
+#[cfg(windows)]
+#[test]
+fn anonymous_memory_is_shared_with_a_child_given_its_handle() {
+    use std::os::windows::io::{AsHandle, AsRawHandle};
+    use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
+    let map = Mapping::anonymous(4096).unwrap();
+    map.write_at(0, b"parent").unwrap();
+    let inheritable = map.as_handle().try_clone_to_owned().unwrap();
+    // SAFETY: a live handle we own; only its inherit flag changes.
+    let set = unsafe {
+        SetHandleInformation(
+            inheritable.as_raw_handle(),
+            HANDLE_FLAG_INHERIT,
+            HANDLE_FLAG_INHERIT,
+        )
+    };
+    assert_ne!(set, 0);
+    let raw = inheritable.as_raw_handle() as usize;
+    let mut child = spawn_role("child_entry", "inherit", &[("HANDLE", raw.to_string())]);
+    drop(inheritable);
+    assert!(wait_bounded(&mut child, LIMIT).success());
+    assert_eq!(map.read_value_at::<[u8; 6]>(0).unwrap(), *b"child!");
+}
 
 #[cfg(unix)]
 #[test]
@@ -436,6 +490,7 @@ fn named_file_backed_mappings_are_opened_by_name() {
 }
 
 /// Runs a Python script; `None` (after saying why) when python3 is absent.
+#[cfg(unix)]
 fn python(script: &str, args: &[&str]) -> Option<std::process::Output> {
     match std::process::Command::new("python3")
         .arg("-c")
@@ -454,6 +509,7 @@ fn python(script: &str, args: &[&str]) -> Option<std::process::Output> {
     }
 }
 
+#[cfg(unix)]
 const PY_PRELUDE: &str = "
 import sys
 from multiprocessing import shared_memory, resource_tracker

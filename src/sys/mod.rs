@@ -18,6 +18,25 @@ use std::path::Path;
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+#[cfg(windows)]
+mod windows_sync;
+#[cfg(windows)]
+pub(crate) use windows_sync::*;
+
+/// What a lock call came back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockState {
+    /// The lock is held.
+    Acquired,
+    /// The lock is held; its previous owner died holding it.
+    OwnerDied,
+    /// Someone else holds it (try or timeout).
+    Busy,
+}
 
 /// How a region is mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +107,9 @@ pub(crate) struct FileRequest<'a> {
     pub path: &'a Path,
     /// How it will be mapped.
     pub access: Access,
-    /// Permission bits if it has to be created.
+    /// Permission bits if it has to be created (POSIX; Windows gives new
+    /// files the default security descriptor).
+    #[cfg_attr(windows, allow(dead_code))]
     pub mode: u32,
 }
 

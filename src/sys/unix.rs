@@ -20,6 +20,18 @@ use crate::error::{Error, Result};
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "linux")]
+mod linux_sync;
+#[cfg(target_os = "linux")]
+pub(crate) use linux_sync::*;
+#[cfg(not(target_os = "linux"))]
+mod macos;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use macos::*;
+#[cfg(not(target_os = "linux"))]
+mod macos_sync;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use macos_sync::*;
 
 /// Turns a failed call into an [`Error`] that says what was done to what.
 pub(crate) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
@@ -53,7 +65,7 @@ impl Object {
     }
 
     /// Maps the first `len` bytes of the object.
-    pub(crate) fn map(&self, len: u64, access: Access, target: &str) -> Result<Region> {
+    pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
         let len_usize = checked_len(len, target)?;
         let prot = if access.writable_memory() {
             ProtFlags::READ | ProtFlags::WRITE
@@ -194,6 +206,9 @@ impl Drop for Region {
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// POSIX has no machine-wide namespace apart from the one it has.
+pub(crate) const GLOBAL_PREFIX: &str = "";
 
 /// The largest length this process can map.
 pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;

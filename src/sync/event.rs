@@ -1,0 +1,102 @@
+//! [`NamedEvent`]: a flag one process sets and others wait for, by name.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::name::Name;
+use crate::sys;
+
+/// How a [`NamedEvent`] behaves once set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventMode {
+    /// A set wakes one waiter and the event resets itself as that waiter
+    /// returns; with nobody waiting it stays set for the next one.
+    AutoReset,
+    /// A set wakes every waiter, and the event stays set until `reset`.
+    ManualReset,
+}
+
+/// A cross-process event, found by name (Windows' event semantics on every
+/// platform). The creator's [`EventMode`] holds for everyone who opens it.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmio::{EventMode, NamedEvent};
+///
+/// # let name = format!("shmio-doc-event-{}", std::process::id());
+/// let event = NamedEvent::create_or_open(&name, EventMode::AutoReset)?;
+/// assert!(!event.wait_timeout(Duration::from_millis(10))?);
+/// event.set()?; // e.g. from another process
+/// assert!(event.wait_timeout(Duration::from_secs(1))?);
+/// assert!(!event.wait_timeout(Duration::ZERO)?, "auto reset: consumed");
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct NamedEvent {
+    raw: sys::RawEvent,
+    name: String,
+    existed: bool,
+}
+
+impl NamedEvent {
+    /// Opens the event called `name`, creating it (unset, in `mode`) if there is none.
+    pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {
+        let name = Name::new(name)?;
+        let (raw, existed) =
+            sys::RawEvent::create_or_open(name.as_str(), mode == EventMode::ManualReset)?;
+        Ok(NamedEvent {
+            raw,
+            name: name.as_str().to_owned(),
+            existed,
+        })
+    }
+
+    /// True when an existing event was opened rather than created.
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The mode the creator chose.
+    pub fn mode(&self) -> EventMode {
+        if self.raw.is_manual() {
+            EventMode::ManualReset
+        } else {
+            EventMode::AutoReset
+        }
+    }
+
+    /// Sets the event: wakes one waiter (auto reset) or all (manual reset).
+    pub fn set(&self) -> Result<()> {
+        self.raw.set()
+    }
+
+    /// Clears the event.
+    pub fn reset(&self) -> Result<()> {
+        self.raw.reset()
+    }
+
+    /// Waits until the event is set (and, in auto-reset mode, takes it).
+    pub fn wait(&self) -> Result<()> {
+        self.raw.wait(None).map(drop)
+    }
+
+    /// Waits at most `timeout`; whether the event was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.raw.wait(Some(timeout))
+    }
+}
+
+impl fmt::Debug for NamedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedEvent")
+            .field("name", &self.name)
+            .field("mode", &self.mode())
+            .field("existed", &self.existed)
+            .finish()
+    }
+}

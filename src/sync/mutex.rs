@@ -1,0 +1,241 @@
+//! [`NamedMutex`]: a mutex every thread of every process can take by name,
+//! which a holder's death never wedges.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::name::Name;
+use crate::sys::{self, LockState};
+
+/// A cross-process mutex, found by name.
+///
+/// It excludes every thread of every process, and is not recursive on any
+/// platform: locking it again from the thread that holds it is
+/// [`Error::WouldDeadlock`], never a silent re-entry. A holder that dies
+/// holding it (killed, crashed, `panic = "abort"`) never wedges the others:
+/// the next `lock` acquires it and returns [`LockError::OwnerDied`], which
+/// carries the guard, so the caller can repair the data the mutex protects.
+/// The last handle to close removes the name.
+///
+/// ```
+/// use shmio::NamedMutex;
+///
+/// # let name = format!("shmio-doc-mutex-{}", std::process::id());
+/// let mutex = NamedMutex::create_or_open(&name)?;
+/// {
+///     let _guard = mutex.lock()?; // `?`: an owner that died is an error here
+///     // ... read and write the shared data ...
+/// }
+/// match mutex.lock() {
+///     Ok(_guard) => { /* the usual case */ }
+///     Err(shmio::LockError::OwnerDied(_guard)) => { /* repair, then go on */ }
+///     Err(shmio::LockError::Failed(e)) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NamedMutex {
+    raw: sys::RawMutex,
+    name: String,
+    existed: bool,
+}
+
+/// The result of [`NamedMutex::lock`]: the guard, or why there is none.
+pub type LockResult<'a> = std::result::Result<MutexGuard<'a>, LockError<'a>>;
+
+/// The result of [`NamedMutex::try_lock`] and [`NamedMutex::lock_timeout`]:
+/// `Ok(None)` when someone else holds it.
+pub type TryLockResult<'a> = std::result::Result<Option<MutexGuard<'a>>, LockError<'a>>;
+
+/// Why a lock came back without a plain guard.
+///
+/// With `?` it becomes a [`shmio::Error`](Error) ([`Error::OwnerDied`]
+/// releases the lock), an `io::Error` or a `Box<dyn Error>`; it borrows the
+/// mutex, so it is not itself a `std::error::Error` (which would need `'static`).
+pub enum LockError<'a> {
+    /// The lock is held now, but its previous owner died holding it: the
+    /// data it protects may be half-changed. The guard is here; repair the
+    /// data, then go on (or drop the guard to unlock).
+    OwnerDied(MutexGuard<'a>),
+    /// The lock could not be taken.
+    Failed(Error),
+}
+
+impl<'a> LockError<'a> {
+    /// The guard, when the lock is held (its previous owner died).
+    pub fn into_guard(self) -> Option<MutexGuard<'a>> {
+        match self {
+            LockError::OwnerDied(guard) => Some(guard),
+            LockError::Failed(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for LockError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(guard) => {
+                f.debug_tuple("OwnerDied").field(&guard.mutex.name).finish()
+            }
+            LockError::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
+        }
+    }
+}
+
+impl fmt::Display for LockError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(guard) => write!(f, "{}", owner_died(&guard.mutex.name)),
+            LockError::Failed(error) => error.fmt(f),
+        }
+    }
+}
+
+// `LockError` borrows its mutex (the guard does), so it cannot be `'static`
+// and deliberately does not implement `std::error::Error`: that leaves room
+// for the conversions below, so `mutex.lock()?` works in functions that
+// return `shmio::Result`, `io::Result` or `Box<dyn Error>` alike.
+
+impl From<LockError<'_>> for Box<dyn std::error::Error> {
+    fn from(error: LockError<'_>) -> Self {
+        Box::new(Error::from(error))
+    }
+}
+
+impl From<LockError<'_>> for Box<dyn std::error::Error + Send + Sync> {
+    fn from(error: LockError<'_>) -> Self {
+        Box::new(Error::from(error))
+    }
+}
+
+impl From<LockError<'_>> for Error {
+    /// An owner that died becomes [`Error::OwnerDied`] (and the lock is released).
+    fn from(error: LockError<'_>) -> Error {
+        match error {
+            LockError::OwnerDied(guard) => owner_died(&guard.mutex.name),
+            LockError::Failed(error) => error,
+        }
+    }
+}
+
+impl From<LockError<'_>> for std::io::Error {
+    fn from(error: LockError<'_>) -> std::io::Error {
+        Error::from(error).into()
+    }
+}
+
+fn owner_died(name: &str) -> Error {
+    Error::OwnerDied {
+        name: name.to_owned(),
+    }
+}
+
+impl NamedMutex {
+    /// Opens the mutex called `name`, creating it if there is none, in one
+    /// atomic step; [`existed`](Self::existed) tells which happened.
+    pub fn create_or_open(name: &str) -> Result<NamedMutex> {
+        let name = Name::new(name)?;
+        NamedMutex::create_or_open_valid(name.as_str())
+    }
+
+    /// As `create_or_open`, for a name already checked or derived by shmio.
+    pub(crate) fn create_or_open_valid(name: &str) -> Result<NamedMutex> {
+        let (raw, existed) = sys::RawMutex::create_or_open(name)?;
+        Ok(NamedMutex {
+            raw,
+            name: name.to_owned(),
+            existed,
+        })
+    }
+
+    /// True when an existing mutex was opened rather than created.
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the mutex and takes it.
+    #[inline]
+    pub fn lock(&self) -> LockResult<'_> {
+        match self.guard(self.raw.lock(&self.name, None)) {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => Err(LockError::Failed(Error::os(
+                "lock",
+                &self.name,
+                std::io::Error::other("the lock call returned without the lock"),
+            ))),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Takes the mutex if nobody holds it; `Ok(None)` if someone does.
+    pub fn try_lock(&self) -> TryLockResult<'_> {
+        self.guard(self.raw.try_lock(&self.name))
+    }
+
+    /// Waits at most `timeout` for the mutex; `Ok(None)` if it stayed held.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<'_> {
+        self.guard(self.raw.lock(&self.name, Some(timeout)))
+    }
+
+    /// What a lock call's outcome gives the caller.
+    #[inline]
+    fn guard(&self, state: Result<LockState>) -> TryLockResult<'_> {
+        let guard = || MutexGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        };
+        match state {
+            Ok(LockState::Acquired) => Ok(Some(guard())),
+            Ok(LockState::OwnerDied) => Err(LockError::OwnerDied(guard())),
+            Ok(LockState::Busy) => Ok(None),
+            Err(error) => Err(LockError::Failed(error)),
+        }
+    }
+}
+
+impl fmt::Debug for NamedMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedMutex")
+            .field("name", &self.name)
+            .field("existed", &self.existed)
+            .finish()
+    }
+}
+
+/// Holds a [`NamedMutex`]; unlocks it on drop. It stays on the thread that
+/// locked it (the OS mutexes require that), so it is not `Send`.
+#[must_use = "the mutex is unlocked as soon as the guard is dropped"]
+pub struct MutexGuard<'a> {
+    mutex: &'a NamedMutex,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl MutexGuard<'_> {
+    /// The mutex held.
+    pub fn mutex(&self) -> &NamedMutex {
+        self.mutex
+    }
+}
+
+impl Drop for MutexGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a guard exists only while this thread holds the lock, and
+        // it is not Send, so this is the holding thread.
+        unsafe { self.mutex.raw.unlock() };
+    }
+}
+
+impl fmt::Debug for MutexGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MutexGuard")
+            .field("mutex", &self.mutex.name)
+            .finish()
+    }
+}

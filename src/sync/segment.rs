@@ -1,0 +1,87 @@
+//! The small named mapping that holds the state of a cross-process object
+//! (a mutex, an event) where the OS has no named object of that kind.
+//!
+//! Layout, all little-endian, at the start of a 4 KiB mapping:
+//!
+//! | offset | field | who writes it |
+//! |---|---|---|
+//! | 0 | `magic: u64`, what kind of object this is | the creator, before `ready` |
+//! | 8 | `ready: u32`: 0 while the creator sets up, then [`READY`] | the creator, once |
+//! | 12 | `version: u32`, [`VERSION`] | the creator, before `ready` |
+//! | 16.. | the object's own state ([`STATE_OFFSET`]) | the object |
+//!
+//! The creator fills in the state and only then publishes `ready`
+//! (release); an opener waits (bounded) for `ready` (acquire) and checks the
+//! magic and version, so it never sees half-made state, and a name that is
+//! something else is [`Error::WrongKind`], never undefined behaviour.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+
+/// The value of `ready` once the creator has set the object up.
+pub(crate) const READY: u32 = 1;
+/// The layout version this code reads and writes.
+pub(crate) const VERSION: u32 = 1;
+/// Where the object's own state starts.
+pub(crate) const STATE_OFFSET: u64 = 64;
+/// The size of every segment.
+const SEGMENT_SIZE: u64 = 4096;
+/// How long an opener waits for the creator to publish `ready`.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// Creates or opens the segment with OS-visible name `name` (already derived
+/// for its kind). A creator runs `init` on it before publishing it.
+/// Returns the segment and whether it existed.
+pub(crate) fn create_or_open(
+    name: &str,
+    magic: u64,
+    kind: &'static str,
+    init: impl FnOnce(&Mapping) -> Result<()>,
+) -> Result<(Mapping, bool)> {
+    let segment = Mapping::options()
+        .size(SEGMENT_SIZE)
+        .create_or_open_derived(name)?;
+    let ready = segment.atomic_u32(8)?;
+    if !segment.existed() {
+        segment.write_value_at(0, &magic)?;
+        segment.write_value_at(12, &VERSION)?;
+        init(&segment)?;
+        ready.store(READY, Ordering::Release);
+        return Ok((segment, false));
+    }
+    let start = Instant::now();
+    while ready.load(Ordering::Acquire) != READY {
+        if segment.read_value_at::<u64>(0)? != magic && segment.read_value_at::<u64>(0)? != 0 {
+            return Err(Error::WrongKind {
+                name: name.to_owned(),
+                expected: kind,
+            });
+        }
+        if start.elapsed() > READY_WAIT {
+            return Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if segment.len() < SEGMENT_SIZE || segment.read_value_at::<u64>(0)? != magic {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            expected: kind,
+        });
+    }
+    let version: u32 = segment.read_value_at(12)?;
+    if version != VERSION {
+        return Err(Error::Corrupt {
+            offset: 12,
+            reason: format!(
+                "{name:?} has layout version {version}; this shmio reads version {VERSION}"
+            ),
+        });
+    }
+    Ok((segment, true))
+}

@@ -1,0 +1,471 @@
+//! The Windows side of `sys`: objects are sections (file-mapping objects),
+//! regions are views of them.
+//!
+//! A named mapping is a named section in the session namespace, the name
+//! passed as it is, so aardio's `fsys.mmap(, "name")`, CPython's
+//! `SharedMemory("name")` and .NET's `MemoryMappedFile.CreateOrOpen("name")`
+//! open the same section; `Global\` is an option. One `CreateFileMappingW`
+//! both creates and opens, and `ERROR_ALREADY_EXISTS` from that same call says
+//! which happened, so `create_or_open` is atomic. The size of a section
+//! someone else made is read from a view of it (`VirtualQuery`, whole pages).
+//!
+//! Lifetime is the kernel's: a section goes when its last handle closes,
+//! whether its holders closed it or were killed. So every named mapping
+//! follows its holders, and nothing can make one persist.
+//!
+//! Windows shares one namespace between sections, mutexes and events: a name
+//! taken by another kind of object fails with `ERROR_INVALID_HANDLE`, which
+//! becomes [`Error::WrongKind`].
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::ptr::NonNull;
+
+use windows_sys::Win32::Foundation::{
+    GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT,
+    ERROR_DISK_FULL, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_NOT_ENOUGH_MEMORY, HANDLE,
+    INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::System::Memory::{
+    CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
+    VirtualQuery, FILE_MAP, FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION,
+    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_PROTECTION_FLAGS, PAGE_READONLY, PAGE_READWRITE,
+    PAGE_WRITECOPY,
+};
+
+use super::{Access, Disposition, FileRequest, NamedRequest, Opened};
+use crate::error::{Error, Result};
+
+/// Names are passed as they are: no prefix means the session namespace.
+pub(crate) const OS_NAME_PREFIX: &str = "";
+/// Windows object names are far longer than shmio's 260 characters allow.
+pub(crate) const OS_NAME_MAX_BYTES: usize = 4096;
+/// The prefix of the machine-wide namespace.
+pub(crate) const GLOBAL_PREFIX: &str = "Global\\";
+/// The largest length this process can map.
+pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
+
+/// An owned section handle (made lazily for a backing file), its size, and
+/// for a named one the name, which lives as long as any handle does.
+pub(crate) struct Object {
+    section: Option<OwnedHandle>,
+    file: Option<File>,
+    size: u64,
+    name: Option<String>,
+}
+
+impl Object {
+    /// The object's size in bytes, as last seen or set.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The OS name whose lifetime this handle shares: every named section's.
+    pub(crate) fn leased_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Grows (or shrinks) the backing file to `len` bytes.
+    pub(crate) fn set_len(&mut self, len: u64, target: &str) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Err(Error::Unsupported {
+                what: "resizing a section that is not backed by a file",
+            });
+        };
+        file.set_len(len)
+            .map_err(|e| Error::os("resize", target, e))?;
+        self.size = len;
+        Ok(())
+    }
+
+    /// Maps the first `len` bytes of the object.
+    pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
+        let len_usize = checked_len(len, target)?;
+        if self.section.is_none() {
+            let Some(file) = &self.file else {
+                return Err(Error::Unsupported {
+                    what: "mapping an object with neither a section nor a file",
+                });
+            };
+            let protect = match access {
+                Access::ReadWrite => PAGE_READWRITE,
+                Access::ReadOnly => PAGE_READONLY,
+                Access::CopyOnWrite => PAGE_WRITECOPY,
+            };
+            let section = create_section(file.as_raw_handle(), protect, 0, None)
+                .map_err(|code| win_error("map", target, len, code))?
+                .0;
+            self.section = Some(section);
+        }
+        let section = self
+            .section
+            .as_ref()
+            .map(AsRawHandle::as_raw_handle)
+            .unwrap_or(INVALID_HANDLE_VALUE);
+        let view = map_view(section, view_access(access), len_usize)
+            .map_err(|code| win_error("map", target, len, code))?;
+        Ok(Region {
+            ptr: view,
+            len: len_usize,
+        })
+    }
+
+    /// Wraps a section handle this process owns; the access is the most it allows.
+    pub(crate) fn from_handle(handle: OwnedHandle) -> Result<(Object, Access)> {
+        const TARGET: &str = "handle";
+        let raw = handle.as_raw_handle();
+        let (size, access) = match section_size(raw, FILE_MAP_READ | FILE_MAP_WRITE) {
+            Ok(size) => (size, Access::ReadWrite),
+            Err(ERROR_ACCESS_DENIED) => (
+                section_size(raw, FILE_MAP_READ)
+                    .map_err(|code| win_error("inspect", TARGET, 0, code))?,
+                Access::ReadOnly,
+            ),
+            Err(code) => return Err(win_error("inspect", TARGET, 0, code)),
+        };
+        let object = Object {
+            section: Some(handle),
+            file: None,
+            size,
+            name: None,
+        };
+        Ok((object, access))
+    }
+}
+
+impl AsHandle for Object {
+    /// The section, made when the object was first mapped.
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        match (&self.section, &self.file) {
+            (Some(section), _) => section.as_handle(),
+            (None, Some(file)) => file.as_handle(),
+            // Every Object holds a section or a file from construction.
+            (None, None) => unreachable!("an Object without a section or a file"),
+        }
+    }
+}
+
+/// A duplicate of `handle` that this process owns.
+pub(crate) fn duplicate(handle: BorrowedHandle<'_>) -> Result<OwnedHandle> {
+    handle
+        .try_clone_to_owned()
+        .map_err(|e| Error::os("duplicate", "handle", e))
+}
+
+/// Opens `req.path`, creating it when it is missing and the mapping may write.
+pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
+    let target = req.path.display().to_string();
+    let mut options = OpenOptions::new();
+    options.read(true).write(req.access.writes_object());
+    let file = match options.open(req.path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
+            options.create_new(true);
+            options
+                .open(req.path)
+                .map_err(|e| Error::os("create", target.clone(), e))?
+        }
+        Err(e) => return Err(Error::os("open", target, e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| Error::os("inspect", target, e))?
+        .len();
+    Ok(Object {
+        section: None,
+        file: Some(file),
+        size,
+        name: None,
+    })
+}
+
+/// Creates and/or opens a named section as `how` says.
+pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
+    if req.persistent {
+        return Err(Error::Unsupported {
+            what: "a persistent name on Windows (a section goes with its last handle)",
+        });
+    }
+    let wide = wide(req.os_name);
+    if how == Disposition::Open {
+        let section = open_section(&wide, req)?;
+        let size = section_size(section.as_raw_handle(), FILE_MAP_READ)
+            .map_err(|code| win_error("inspect", req.name, 0, code))?;
+        return Ok(Opened {
+            object: Object {
+                section: Some(section),
+                file: None,
+                size,
+                name: Some(req.os_name.to_owned()),
+            },
+            existed: true,
+        });
+    }
+
+    let mut file = None;
+    let mut size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    let mut protect = PAGE_READWRITE;
+    let mut backing = INVALID_HANDLE_VALUE;
+    if let Some(path) = req.file {
+        let mut object = open_file(&FileRequest {
+            path,
+            access: req.access,
+            mode: req.mode,
+        })?;
+        let target = path.display().to_string();
+        let (len, grow) = super::file_mapping_len(object.size(), req.size, req.access, &target)?;
+        if grow {
+            object.set_len(len, &target)?;
+        }
+        size = len;
+        if !req.access.writes_object() {
+            protect = PAGE_READONLY;
+        }
+        file = object.file.take();
+        backing = file
+            .as_ref()
+            .map(AsRawHandle::as_raw_handle)
+            .unwrap_or(INVALID_HANDLE_VALUE);
+    }
+    let (section, existed) = create_section(backing, protect, size, Some(&wide))
+        .map_err(|code| win_error("create", req.name, size, code))?;
+    if existed && how == Disposition::Create {
+        return Err(Error::AlreadyExists {
+            name: req.name.to_owned(),
+        });
+    }
+    if existed {
+        // The creator's size, not ours: read it from a view.
+        size = section_size(section.as_raw_handle(), FILE_MAP_READ)
+            .map_err(|code| win_error("inspect", req.name, 0, code))?;
+        file = None;
+    }
+    Ok(Opened {
+        object: Object {
+            section: Some(section),
+            file,
+            size,
+            name: Some(req.os_name.to_owned()),
+        },
+        existed,
+    })
+}
+
+/// Windows cannot remove a section's name: it goes with the last handle.
+pub(crate) fn remove_named(_name: &str, _os_name: &str) -> Result<()> {
+    Err(Error::Unsupported {
+        what: "removing a name on Windows (a section goes with its last handle)",
+    })
+}
+
+/// A new unnamed section backed by the paging file.
+pub(crate) fn anonymous(size: u64) -> Result<Object> {
+    const TARGET: &str = "anonymous mapping";
+    let (section, _) = create_section(INVALID_HANDLE_VALUE, PAGE_READWRITE, size, None)
+        .map_err(|code| win_error("create", TARGET, size, code))?;
+    Ok(Object {
+        section: Some(section),
+        file: None,
+        size,
+        name: None,
+    })
+}
+
+/// A mapped view of a section; unmapped on drop.
+pub(crate) struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Region is a plain address range owned by this value; the view
+// stays valid until drop, whichever thread drops it.
+unsafe impl Send for Region {}
+// SAFETY: &Region only exposes the address and length; every access through
+// them is made by callers that copy or use atomics (see view.rs).
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// The first byte.
+    #[inline]
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The length in bytes.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes dirty pages of a file-backed view to the file.
+    pub(crate) fn flush(&self, target: &str) -> Result<()> {
+        // SAFETY: the range is exactly the live view this Region owns.
+        let ok = unsafe { FlushViewOfFile(self.ptr.as_ptr().cast(), self.len) };
+        if ok == 0 {
+            return Err(Error::os("flush", target, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the address is the start of the view made in `Object::map`,
+        // and nothing borrows into it any more (every borrow is tied to the
+        // owner of this Region).
+        unsafe {
+            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+                Value: self.ptr.as_ptr().cast(),
+            })
+        };
+    }
+}
+
+/// `s` as a NUL-terminated UTF-16 string.
+pub(crate) fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// `CreateFileMappingW`: the section and whether it already existed, or the error code.
+fn create_section(
+    backing: HANDLE,
+    protect: PAGE_PROTECTION_FLAGS,
+    size: u64,
+    name: Option<&[u16]>,
+) -> std::result::Result<(OwnedHandle, bool), u32> {
+    let name_ptr = name.map_or(std::ptr::null(), <[u16]>::as_ptr);
+    // SAFETY: `backing` is a live file handle or INVALID_HANDLE_VALUE (the
+    // paging file); `name_ptr` is null or a NUL-terminated string that
+    // outlives the call; default security attributes (null).
+    let handle = unsafe {
+        CreateFileMappingW(
+            backing,
+            std::ptr::null(),
+            protect,
+            (size >> 32) as u32,
+            size as u32,
+            name_ptr,
+        )
+    };
+    // SAFETY: reading the calling thread's last error has no preconditions.
+    let code = unsafe { GetLastError() };
+    if handle.is_null() {
+        return Err(code);
+    }
+    // SAFETY: a non-null handle from CreateFileMappingW is ours to close.
+    let owned = unsafe { OwnedHandle::from_raw_handle(handle) };
+    Ok((owned, code == ERROR_ALREADY_EXISTS))
+}
+
+/// `OpenFileMappingW` with the access `req` needs.
+fn open_section(wide_name: &[u16], req: &NamedRequest<'_>) -> Result<OwnedHandle> {
+    let desired = match req.access {
+        Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
+        Access::ReadOnly => FILE_MAP_READ,
+        Access::CopyOnWrite => FILE_MAP_READ | FILE_MAP_COPY,
+    };
+    // SAFETY: the name is NUL-terminated and outlives the call.
+    let handle = unsafe { OpenFileMappingW(desired, 0, wide_name.as_ptr()) };
+    if handle.is_null() {
+        // SAFETY: reading the calling thread's last error has no preconditions.
+        let code = unsafe { GetLastError() };
+        return Err(win_error("open", req.name, 0, code));
+    }
+    // SAFETY: a non-null handle from OpenFileMappingW is ours to close.
+    Ok(unsafe { OwnedHandle::from_raw_handle(handle) })
+}
+
+/// `MapViewOfFile` of `len` bytes (0: all) from the start.
+fn map_view(
+    section: HANDLE,
+    access: FILE_MAP,
+    len: usize,
+) -> std::result::Result<NonNull<u8>, u32> {
+    // SAFETY: `section` is a live section handle; the view is a new range
+    // the system chooses, owned by the caller.
+    let view = unsafe { MapViewOfFile(section, access, 0, 0, len) };
+    match NonNull::new(view.Value.cast::<u8>()) {
+        Some(ptr) => Ok(ptr),
+        // SAFETY: reading the calling thread's last error has no preconditions.
+        None => Err(unsafe { GetLastError() }),
+    }
+}
+
+/// The size of a section, as whole pages of a view of all of it.
+fn section_size(section: HANDLE, access: FILE_MAP) -> std::result::Result<u64, u32> {
+    let view = map_view(section, access, 0)?;
+    let mut info = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::uninit();
+    // SAFETY: `view` is a live view; `info` is writable and its size is given.
+    let written = unsafe {
+        VirtualQuery(
+            view.as_ptr().cast(),
+            info.as_mut_ptr(),
+            size_of::<MEMORY_BASIC_INFORMATION>(),
+        )
+    };
+    // SAFETY: reading the calling thread's last error has no preconditions.
+    let code = unsafe { GetLastError() };
+    // SAFETY: VirtualQuery filled `info` when it returned non-zero.
+    let size = (written != 0).then(|| unsafe { info.assume_init() }.RegionSize as u64);
+    // SAFETY: `view` came from MapViewOfFile above and is not used after this.
+    unsafe {
+        UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+            Value: view.as_ptr().cast(),
+        })
+    };
+    size.ok_or(code)
+}
+
+/// The view access for a mapping's access.
+fn view_access(access: Access) -> FILE_MAP {
+    match access {
+        Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
+        Access::ReadOnly => FILE_MAP_READ,
+        Access::CopyOnWrite => FILE_MAP_COPY,
+    }
+}
+
+/// `len` as a `usize` fit to map, or the error that says why not.
+fn checked_len(len: u64, target: &str) -> Result<usize> {
+    if len == 0 {
+        return Err(Error::InvalidSize {
+            size: 0,
+            target: target.to_owned(),
+            reason: "a mapping cannot be empty",
+        });
+    }
+    match usize::try_from(len) {
+        Ok(len) if len as u64 <= MAX_MAP_LEN => Ok(len),
+        _ => Err(Error::TooLarge {
+            size: len,
+            limit: MAX_MAP_LEN,
+            target: target.to_owned(),
+        }),
+    }
+}
+
+/// A Windows error code as an [`Error`] that says what was done to what.
+fn win_error(op: &'static str, target: &str, size: u64, code: u32) -> Error {
+    match code {
+        ERROR_INVALID_HANDLE => Error::WrongKind {
+            name: target.to_owned(),
+            expected: "a shared-memory section (the name is taken by a mutex, an event or another kind of object)",
+        },
+        ERROR_FILE_NOT_FOUND => Error::NotFound { name: target.to_owned() },
+        ERROR_ACCESS_DENIED => Error::PermissionDenied {
+            op,
+            target: target.to_owned(),
+        },
+        ERROR_NOT_ENOUGH_MEMORY | ERROR_COMMITMENT_LIMIT => Error::TooLarge {
+            size,
+            limit: MAX_MAP_LEN,
+            target: target.to_owned(),
+        },
+        ERROR_DISK_FULL => Error::NoSpace {
+            size,
+            target: target.to_owned(),
+        },
+        _ => Error::os(op, target, io::Error::from_raw_os_error(code as i32)),
+    }
+}

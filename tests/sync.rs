@@ -1,0 +1,328 @@
+//! NamedMutex and NamedEvent across real processes (the test binary re-run
+//! in child roles), and their errors.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{arg, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
+use shmio::{Error, EventMode, LockError, Mapping, NamedEvent, NamedMutex};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    match role.as_str() {
+        "count" => child_count(),
+        "hold" => child_hold(),
+        "wait" => child_wait(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+const PROCESSES: u32 = 8;
+const INCREMENTS: u64 = 10_000;
+
+/// Adds one to the counter at offset 0, INCREMENTS times, each under the mapping's lock.
+fn child_count() {
+    let map = Mapping::open(&arg("NAME")).unwrap();
+    for _ in 0..INCREMENTS {
+        let _guard = map.lock().unwrap();
+        // A plain (non-atomic) read-modify-write: only the lock makes it exact.
+        let count: u64 = map.read_value_at(0).unwrap();
+        map.write_value_at(0, &(count + 1)).unwrap();
+    }
+}
+
+#[test]
+fn eight_processes_count_exactly_under_the_lock() {
+    let name = unique_name("count");
+    let map = Mapping::create(&name, 4096).unwrap();
+    let _mutex = map.mutex().unwrap(); // keep the mutex alive between children
+    let mut children: Vec<_> = (0..PROCESSES)
+        .map(|_| spawn_role("child_entry", "count", &[("NAME", name.clone())]))
+        .collect();
+    for child in &mut children {
+        assert!(wait_bounded(child, LIMIT).success());
+    }
+    assert_eq!(
+        map.read_value_at::<u64>(0).unwrap(),
+        u64::from(PROCESSES) * INCREMENTS
+    );
+}
+
+/// Takes the mutex, says so, and waits to be killed while holding it.
+fn child_hold() {
+    let mutex = NamedMutex::create_or_open(&arg("NAME")).unwrap();
+    let _guard = mutex.lock().map_err(Error::from).unwrap();
+    let ready = Mapping::open(&arg("READY")).unwrap();
+    ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
+    std::thread::sleep(LIMIT);
+    panic!("the parent never killed this holder");
+}
+
+#[test]
+fn a_killed_holder_never_wedges_the_mutex() {
+    let name = unique_name("killed-holder");
+    let mutex = NamedMutex::create_or_open(&name).unwrap();
+    let ready_name = unique_name("ready");
+    let ready = Mapping::create(&ready_name, 4096).unwrap();
+    for round in 1..=20u32 {
+        let mut holder = spawn_role(
+            "child_entry",
+            "hold",
+            &[("NAME", name.clone()), ("READY", ready_name.clone())],
+        );
+        wait_until("the holder to take the lock", LIMIT, || {
+            ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == round
+        });
+        assert!(
+            matches!(mutex.try_lock(), Ok(None)),
+            "round {round}: the holder holds it"
+        );
+        holder.kill().unwrap(); // SIGKILL / TerminateProcess while holding the lock
+        holder.wait().unwrap();
+        let started = Instant::now();
+        match mutex.lock_timeout(Duration::from_secs(1)) {
+            Err(LockError::OwnerDied(guard)) => drop(guard),
+            other => panic!("round {round}: expected OwnerDied, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "round {round}");
+        let guard = mutex.try_lock().expect("the repaired mutex locks normally");
+        assert!(
+            guard.is_some(),
+            "round {round}: free again after the owner-died guard is dropped"
+        );
+    }
+}
+
+#[test]
+fn owner_died_is_an_error_for_question_mark() {
+    let name = unique_name("question-mark");
+    let mutex = NamedMutex::create_or_open(&name).unwrap();
+    let ready_name = unique_name("ready");
+    let ready = Mapping::create(&ready_name, 4096).unwrap();
+    let mut holder = spawn_role(
+        "child_entry",
+        "hold",
+        &[("NAME", name.clone()), ("READY", ready_name)],
+    );
+    wait_until("the holder", LIMIT, || {
+        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
+    });
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let lock = || -> shmio::Result<()> {
+        let _guard = mutex.lock()?;
+        Ok(())
+    };
+    match lock() {
+        Err(e @ Error::OwnerDied { .. }) => assert!(e.to_string().contains(&name)),
+        other => panic!("{other:?}"),
+    }
+    assert!(lock().is_ok(), "once told, the mutex is usable again");
+}
+
+#[test]
+fn the_mutex_is_not_recursive_and_excludes_threads() {
+    let mutex = NamedMutex::create_or_open(&unique_name("recursive")).unwrap();
+    assert!(!mutex.existed());
+    let guard = mutex.lock().unwrap();
+    match mutex.lock() {
+        Err(LockError::Failed(Error::WouldDeadlock { .. })) => {}
+        other => panic!("a second lock from the holding thread: {other:?}"),
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            assert!(
+                matches!(mutex.try_lock(), Ok(None)),
+                "another thread is excluded"
+            );
+            let started = Instant::now();
+            assert!(matches!(
+                mutex.lock_timeout(Duration::from_millis(100)),
+                Ok(None)
+            ));
+            assert!(started.elapsed() >= Duration::from_millis(90));
+        });
+        other.join().unwrap();
+    });
+    drop(guard);
+    let again = NamedMutex::create_or_open(mutex.name()).unwrap();
+    assert!(again.existed());
+    assert!(again.try_lock().unwrap().is_some());
+}
+
+/// Waits on the event (so many times) and reports each wake in the mapping.
+fn child_wait() {
+    let mode = if arg("MODE") == "manual" {
+        EventMode::ManualReset
+    } else {
+        EventMode::AutoReset
+    };
+    let event = NamedEvent::create_or_open(&arg("NAME"), mode).unwrap();
+    let board = Mapping::open(&arg("BOARD")).unwrap();
+    board.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel); // waiting now
+    if event.wait_timeout(LIMIT).unwrap() {
+        board.atomic_u32(4).unwrap().fetch_add(1, Ordering::AcqRel); // woken
+    }
+}
+
+fn spawn_waiters(count: u32, name: &str, mode: &str) -> (Mapping, Vec<std::process::Child>) {
+    let board_name = unique_name("board");
+    let board = Mapping::create(&board_name, 4096).unwrap();
+    let children = (0..count)
+        .map(|_| {
+            spawn_role(
+                "child_entry",
+                "wait",
+                &[
+                    ("NAME", name.to_owned()),
+                    ("BOARD", board_name.clone()),
+                    ("MODE", mode.to_owned()),
+                ],
+            )
+        })
+        .collect();
+    wait_until("the waiters to start", LIMIT, || {
+        board.atomic_u32(0).unwrap().load(Ordering::Acquire) == count
+    });
+    (board, children)
+}
+
+fn woken(board: &Mapping) -> u32 {
+    board.atomic_u32(4).unwrap().load(Ordering::Acquire)
+}
+
+#[test]
+fn a_set_in_one_process_wakes_a_waiter_in_another() {
+    let name = unique_name("wake");
+    let event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
+    let (board, mut children) = spawn_waiters(1, &name, "auto");
+    event.set().unwrap();
+    assert!(wait_bounded(&mut children[0], LIMIT).success());
+    assert_eq!(woken(&board), 1);
+}
+
+#[test]
+fn auto_reset_wakes_one_waiter_per_set() {
+    let name = unique_name("auto");
+    let event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
+    let (board, mut children) = spawn_waiters(2, &name, "auto");
+    event.set().unwrap();
+    wait_until("one waiter to wake", LIMIT, || woken(&board) == 1);
+    // The other is still asleep, and the event was reset by the one woken.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(woken(&board), 1, "one set wakes one waiter");
+    event.set().unwrap();
+    wait_until("the second waiter to wake", LIMIT, || woken(&board) == 2);
+    for child in &mut children {
+        assert!(wait_bounded(child, LIMIT).success());
+    }
+    assert!(
+        !event.wait_timeout(Duration::ZERO).unwrap(),
+        "each set was consumed"
+    );
+}
+
+#[test]
+fn manual_reset_wakes_every_waiter_and_stays_set() {
+    let name = unique_name("manual");
+    let event = NamedEvent::create_or_open(&name, EventMode::ManualReset).unwrap();
+    let (board, mut children) = spawn_waiters(3, &name, "manual");
+    event.set().unwrap();
+    for child in &mut children {
+        assert!(wait_bounded(child, LIMIT).success());
+    }
+    assert_eq!(woken(&board), 3);
+    assert!(event.wait_timeout(Duration::ZERO).unwrap(), "still set");
+    event.reset().unwrap();
+    assert!(!event.wait_timeout(Duration::ZERO).unwrap(), "reset");
+}
+
+#[test]
+fn event_timeouts_return_false_on_time() {
+    let event =
+        NamedEvent::create_or_open(&unique_name("timeout"), EventMode::ManualReset).unwrap();
+    assert_eq!(event.mode(), EventMode::ManualReset);
+    for wait in [
+        Duration::ZERO,
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    ] {
+        let started = Instant::now();
+        assert!(!event.wait_timeout(wait).unwrap());
+        let took = started.elapsed();
+        assert!(took >= wait, "returned early: {took:?} < {wait:?}");
+        assert!(
+            took < wait + Duration::from_secs(2),
+            "returned late: {took:?}"
+        );
+    }
+    let opened = NamedEvent::create_or_open(event.name(), EventMode::AutoReset).unwrap();
+    assert!(opened.existed());
+    if cfg!(not(windows)) {
+        // Windows cannot say which mode an existing event has.
+        assert_eq!(
+            opened.mode(),
+            EventMode::ManualReset,
+            "the creator's mode holds"
+        );
+    }
+}
+
+#[test]
+fn bad_names_are_typed_errors() {
+    for name in ["", "a/b", "a\\b", "a\0b"] {
+        assert!(
+            matches!(
+                NamedMutex::create_or_open(name),
+                Err(Error::InvalidName { .. })
+            ),
+            "{name:?}"
+        );
+        assert!(
+            matches!(
+                NamedEvent::create_or_open(name, EventMode::AutoReset),
+                Err(Error::InvalidName { .. })
+            ),
+            "{name:?}"
+        );
+    }
+    let anonymous = Mapping::anonymous(4096).unwrap();
+    assert!(matches!(
+        anonymous.lock(),
+        Err(LockError::Failed(Error::InvalidOptions { .. }))
+    ));
+}
+
+#[test]
+fn a_name_held_by_another_kind_of_object_is_a_typed_error() {
+    let name = unique_name("kind");
+    let _event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
+    // Linux and macOS: the event's segment is not a mutex's (and the other way
+    // round). Windows: one namespace for both kernel objects.
+    let squatter = if cfg!(windows) {
+        name.clone()
+    } else {
+        format!("{name}@mutex")
+    };
+    let _junk = if cfg!(windows) {
+        None
+    } else {
+        Some(Mapping::create(&squatter, 4096).unwrap())
+    };
+    if let Some(junk) = &_junk {
+        junk.write_value_at(0, &u64::from_le_bytes(*b"notmutex"))
+            .unwrap();
+        junk.atomic_u32(8).unwrap().store(1, Ordering::Release);
+    }
+    match NamedMutex::create_or_open(&name) {
+        Err(e @ Error::WrongKind { .. }) => assert!(e.to_string().contains(&name)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -203,6 +203,47 @@ pub enum Error {
         name: String,
     },
 
+    /// A channel exists with another geometry than the one asked for.
+    #[error("the channel {name:?} holds {found:?} (capacity, max_message_size), not {asked:?}")]
+    GeometryMismatch {
+        /// The channel's name.
+        name: String,
+        /// The (capacity, max_message_size) asked for.
+        asked: (u32, u32),
+        /// The (capacity, max_message_size) it has.
+        found: (u32, u32),
+    },
+
+    /// A message larger than the channel's `max_message_size`; nothing was sent.
+    #[error("a message of {len} bytes is larger than the channel's max_message_size of {max}")]
+    MessageTooLarge {
+        /// The message's length.
+        len: u64,
+        /// The channel's largest message.
+        max: u32,
+    },
+
+    /// `try_send` found the channel full.
+    #[error("the channel {name:?} is full")]
+    Full {
+        /// The channel's name.
+        name: String,
+    },
+
+    /// `try_recv` found the channel empty.
+    #[error("the channel {name:?} is empty")]
+    Empty {
+        /// The channel's name.
+        name: String,
+    },
+
+    /// A wait with a timeout ran out.
+    #[error("timed out waiting on {name:?}")]
+    TimedOut {
+        /// The name waited on.
+        name: String,
+    },
+
     /// Any other failure of an OS call, with what was being done and to what.
     #[error("{op} {target:?} failed: {source}")]
     Os {
@@ -247,7 +288,10 @@ impl Error {
             Error::OutOfBounds { .. } => K::WriteZero,
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,
-            Error::NotReady { .. } => K::TimedOut,
+            Error::NotReady { .. } | Error::TimedOut { .. } => K::TimedOut,
+            Error::GeometryMismatch { .. } => K::InvalidInput,
+            Error::MessageTooLarge { .. } => K::InvalidInput,
+            Error::Full { .. } | Error::Empty { .. } => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,
             Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,

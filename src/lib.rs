@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod channel;
 mod error;
 mod io;
 mod mapping;
@@ -78,6 +79,7 @@ mod sync;
 mod sys;
 mod view;
 
+pub use channel::{Channel, ChannelOptions};
 pub use error::{Error, Result};
 pub use mapping::{Mapping, MappingOptions, DEFAULT_MODE, DEFAULT_SIZE};
 pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};

@@ -271,9 +271,13 @@ impl MappingOptions {
     }
 
     /// `create_or_open` for a name shmio derived from a user's name.
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn create_or_open_derived(&self, name: &str) -> Result<Mapping> {
-        self.named_checked(Name::derived(name)?, Disposition::CreateOrOpen)
+    pub(crate) fn create_derived(&self, name: &str) -> Result<Mapping> {
+        self.named_checked(Name::derived(name)?, Disposition::Create)
+    }
+
+    /// `open` for a name shmio derived from a user's name.
+    pub(crate) fn open_derived(&self, name: &str) -> Result<Mapping> {
+        self.named_checked(Name::derived(name)?, Disposition::Open)
     }
 
     fn access(&self) -> Result<Access> {

@@ -21,7 +21,6 @@ use crate::sys;
 pub const MAX_NAME_CHARS: usize = 260;
 
 /// How many characters a derived name may add to a user's name.
-#[cfg_attr(windows, allow(dead_code))]
 const DERIVED_SUFFIX_ROOM: usize = 32;
 
 /// The start of every hashed OS name, after the platform's prefix.
@@ -63,7 +62,6 @@ impl Name {
 
     /// A name shmio derives from a user's name (`NAME@mutex`,
     /// `NAME.mutex`): the same rules, with room for the suffix.
-    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn derived(name: &str) -> Result<Name> {
         let within_limit = name.chars().count() <= MAX_NAME_CHARS + DERIVED_SUFFIX_ROOM;
         match broken_rule(name) {

@@ -34,6 +34,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(frame)
 }
 
+/// `value` as a bare payload (JSON, no length prefix), for channel messages.
+pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| Error::Encode { source })
+}
+
 /// The payload length a frame at `offset` claims, checked against `size`,
 /// the end of the memory. `None` for a zero length.
 pub(crate) fn payload_len(header: [u8; 4], offset: u64, size: u64) -> Result<Option<u32>> {

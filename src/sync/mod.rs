@@ -9,7 +9,6 @@
 
 mod event;
 mod mutex;
-#[cfg(unix)]
 pub(crate) mod segment;
 
 pub use event::{EventMode, NamedEvent};

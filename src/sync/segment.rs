@@ -8,7 +8,7 @@
 //! | 0 | `magic: u64`, what kind of object this is | the creator, before `ready` |
 //! | 8 | `ready: u32`: 0 while the creator sets up, then [`READY`] | the creator, once |
 //! | 12 | `version: u32`, [`VERSION`] | the creator, before `ready` |
-//! | 16.. | the object's own state ([`STATE_OFFSET`]) | the object |
+//! | 16.. | the object's own header and state (a mutex's or event's from [`STATE_OFFSET`]) | the object |
 //!
 //! The creator fills in the state and only then publishes `ready`
 //! (release); an opener waits (bounded) for `ready` (acquire) and checks the
@@ -27,38 +27,70 @@ pub(crate) const READY: u32 = 1;
 pub(crate) const VERSION: u32 = 1;
 /// Where the object's own state starts.
 pub(crate) const STATE_OFFSET: u64 = 64;
-/// The size of every segment.
-const SEGMENT_SIZE: u64 = 4096;
+/// The size of a mutex's or an event's segment.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) const SEGMENT_SIZE: u64 = 4096;
 /// How long an opener waits for the creator to publish `ready`.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// Creates or opens the segment with OS-visible name `name` (already derived
-/// for its kind). A creator runs `init` on it before publishing it.
-/// Returns the segment and whether it existed.
+/// for its kind), `size` bytes if it is created. A creator runs `init` on it
+/// before publishing it. Returns the segment and whether it existed.
 pub(crate) fn create_or_open(
     name: &str,
+    size: u64,
     magic: u64,
     kind: &'static str,
     init: impl FnOnce(&Mapping) -> Result<()>,
 ) -> Result<(Mapping, bool)> {
-    let segment = Mapping::options()
-        .size(SEGMENT_SIZE)
-        .create_or_open_derived(name)?;
-    let ready = segment.atomic_u32(8)?;
+    let segment = create_or_open_any_size(name, size)?;
     if !segment.existed() {
         segment.write_value_at(0, &magic)?;
         segment.write_value_at(12, &VERSION)?;
         init(&segment)?;
-        ready.store(READY, Ordering::Release);
+        segment.atomic_u32(8)?.store(READY, Ordering::Release);
         return Ok((segment, false));
     }
+    check(segment, name, magic, kind).map(|segment| (segment, true))
+}
+
+/// Creates the mapping `name` with `size` bytes, or opens it whatever its size.
+fn create_or_open_any_size(name: &str, size: u64) -> Result<Mapping> {
+    let start = Instant::now();
+    loop {
+        match Mapping::options().size(size).create_derived(name) {
+            Err(Error::AlreadyExists { .. }) => {}
+            created => return created,
+        }
+        match Mapping::options().open_derived(name) {
+            // Removed between the two calls by its last holder: try again.
+            Err(Error::NotFound { .. }) if start.elapsed() < READY_WAIT => {}
+            opened => return opened,
+        }
+    }
+}
+
+/// Opens the existing segment `name`, checking that it is a `kind`.
+pub(crate) fn open(name: &str, magic: u64, kind: &'static str) -> Result<Mapping> {
+    let segment = Mapping::options().open_derived(name)?;
+    check(segment, name, magic, kind)
+}
+
+/// Waits (bounded) for the creator to publish the segment, then checks what it is.
+fn check(segment: Mapping, name: &str, magic: u64, kind: &'static str) -> Result<Mapping> {
+    let wrong_kind = || Error::WrongKind {
+        name: name.to_owned(),
+        expected: kind,
+    };
+    if segment.len() < STATE_OFFSET {
+        return Err(wrong_kind());
+    }
+    let ready = segment.atomic_u32(8)?;
     let start = Instant::now();
     while ready.load(Ordering::Acquire) != READY {
-        if segment.read_value_at::<u64>(0)? != magic && segment.read_value_at::<u64>(0)? != 0 {
-            return Err(Error::WrongKind {
-                name: name.to_owned(),
-                expected: kind,
-            });
+        let found: u64 = segment.read_value_at(0)?;
+        if found != magic && found != 0 {
+            return Err(wrong_kind());
         }
         if start.elapsed() > READY_WAIT {
             return Err(Error::NotReady {
@@ -68,11 +100,8 @@ pub(crate) fn create_or_open(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    if segment.len() < SEGMENT_SIZE || segment.read_value_at::<u64>(0)? != magic {
-        return Err(Error::WrongKind {
-            name: name.to_owned(),
-            expected: kind,
-        });
+    if segment.read_value_at::<u64>(0)? != magic {
+        return Err(wrong_kind());
     }
     let version: u32 = segment.read_value_at(12)?;
     if version != VERSION {
@@ -83,5 +112,5 @@ pub(crate) fn create_or_open(
             ),
         });
     }
-    Ok((segment, true))
+    Ok(segment)
 }

@@ -131,6 +131,49 @@ impl Drop for Object {
     }
 }
 
+/// Whether the process `pid` is alive (a process of another user counts as alive).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+}
+
+/// A doorbell for the channel where there is no futex: sleepers poll, with
+/// a short sleep that grows to 1 ms, so an idle waiter uses almost no CPU.
+#[cfg(not(target_os = "linux"))]
+pub(crate) struct Doorbell;
+
+#[cfg(not(target_os = "linux"))]
+impl Doorbell {
+    /// The doorbell `which` of the channel called `name` (no OS object).
+    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
+        Ok(Doorbell)
+    }
+
+    /// Bumps `word`; pollers notice.
+    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
+        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sleeps a little while `word == seen`, at most `timeout`.
+    pub(crate) fn wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        seen: u32,
+        timeout: Option<std::time::Duration>,
+    ) {
+        let nap =
+            std::time::Duration::from_millis(1).min(timeout.unwrap_or(std::time::Duration::MAX));
+        if word.load(std::sync::atomic::Ordering::SeqCst) == seen {
+            std::thread::sleep(nap);
+        }
+    }
+}
+
 /// A duplicate of `fd` that this process owns (close-on-exec).
 pub(crate) fn duplicate(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| os_error("duplicate", "descriptor", e))

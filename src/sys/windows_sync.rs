@@ -194,3 +194,57 @@ fn check(ok: i32, op: &'static str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Whether the process `pid` is alive.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_SYNCHRONIZE};
+    // SAFETY: OpenProcess has no memory preconditions; a null result is checked.
+    let handle = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if handle.is_null() {
+        // No such process (ERROR_INVALID_PARAMETER), or one we may not see:
+        // only the first means dead.
+        // SAFETY: reading the calling thread's last error has no preconditions.
+        return unsafe { GetLastError() }
+            != windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER;
+    }
+    // SAFETY: a non-null handle from OpenProcess is ours to close.
+    let handle = unsafe { OwnedHandle::from_raw_handle(handle) };
+    wait(handle.as_raw_handle(), Some(Duration::ZERO)) == WAIT_TIMEOUT
+}
+
+/// A doorbell for the channel: a named auto-reset event. Sets can merge
+/// while nobody has woken yet, so a sleeper never sleeps longer than
+/// `SLICE` before it looks again.
+pub(crate) struct Doorbell {
+    event: RawEvent,
+}
+
+/// The longest a channel sleeper sleeps before looking again.
+const SLICE: Duration = Duration::from_millis(10);
+
+impl Doorbell {
+    /// The doorbell `which` of the channel called `name`: the event `NAME@which`.
+    pub(crate) fn open(name: &str, which: &str) -> Result<Doorbell> {
+        let (event, _) = RawEvent::create_or_open(&format!("{name}@{which}"), false)?;
+        Ok(Doorbell { event })
+    }
+
+    /// Bumps `word` and wakes a sleeper.
+    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
+        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.event.set();
+    }
+
+    /// Sleeps while `word == seen`, at most `timeout` (and at most `SLICE`).
+    pub(crate) fn wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        seen: u32,
+        timeout: Option<Duration>,
+    ) {
+        if word.load(std::sync::atomic::Ordering::SeqCst) != seen {
+            return;
+        }
+        let _ = self.event.wait(Some(timeout.unwrap_or(SLICE).min(SLICE)));
+    }
+}

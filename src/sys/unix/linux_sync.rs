@@ -64,6 +64,7 @@ impl RawMutex {
         const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
         let (segment, existed) = segment::create_or_open(
             &mutex_object_name(name),
+            segment::SEGMENT_SIZE,
             MUTEX_MAGIC,
             "a shmio mutex",
             |segment| {
@@ -226,6 +227,7 @@ impl RawEvent {
     pub(crate) fn create_or_open(name: &str, manual: bool) -> Result<(RawEvent, bool)> {
         let (segment, existed) = segment::create_or_open(
             &event_object_name(name),
+            segment::SEGMENT_SIZE,
             EVENT_MAGIC,
             "a shmio event",
             |segment| segment.write_value_at(MANUAL, &u32::from(manual)),
@@ -314,4 +316,31 @@ impl RawEvent {
 
 fn os(op: &'static str, name: &str, errno: Errno) -> Error {
     super::os_error(op, name, errno)
+}
+
+/// A doorbell for the channel: a futex on a word in shared memory.
+/// `ring` bumps the word and wakes one sleeper; `wait` sleeps while the
+/// word still holds the value the sleeper saw.
+pub(crate) struct Doorbell;
+
+impl Doorbell {
+    /// The doorbell `which` of the channel called `name` (no OS object on Linux).
+    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
+        Ok(Doorbell)
+    }
+
+    /// Bumps `word` and wakes one process sleeping on it.
+    pub(crate) fn ring(&self, word: &AtomicU32) {
+        word.fetch_add(1, Ordering::SeqCst);
+        let _ = futex::wake(word, futex::Flags::empty(), 1);
+    }
+
+    /// Sleeps while `word == seen`, at most `timeout`.
+    pub(crate) fn wait(&self, word: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+        let timespec = timeout.map(|timeout| futex::Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        });
+        let _ = futex::wait(word, futex::Flags::empty(), seen, timespec.as_ref());
+    }
 }

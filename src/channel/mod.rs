@@ -1,0 +1,556 @@
+//! [`Channel`]: a bounded, multi-producer multi-consumer message queue
+//! between processes, in a named mapping, that no crash can wedge.
+//!
+//! The queue is Vyukov's bounded MPMC queue with per-slot claims that name
+//! the claiming process, so a slot abandoned by a killed process is found and
+//! repaired; the layout and the algorithm are documented in `ring.rs`.
+//! Waiting spins briefly, then sleeps in the kernel on a doorbell (a futex
+//! word in the mapping on Linux, a named event on Windows, a short poll on
+//! macOS). A send or receive rings the other side's doorbell only when
+//! someone sleeps there, so the fast path makes no system call.
+
+mod ring;
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::name::Name;
+use crate::sync::segment;
+use crate::sys;
+use ring::{Blocked, Claim, Ring, TOMBSTONE};
+
+/// What a channel's mapping starts with: "shmioCHN".
+const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
+/// What a mapping that is not a channel is called in errors.
+const KIND: &str = "a shmio channel";
+/// Spins before a waiter goes to sleep.
+const SPINS: u32 = 64;
+/// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
+const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The geometry of a new channel.
+///
+/// ```
+/// use shmio::ChannelOptions;
+///
+/// let options = ChannelOptions { capacity: 64, max_message_size: 256, ..Default::default() };
+/// # let _ = options;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// How many messages it holds before a send waits. Default 1024.
+    pub capacity: u32,
+    /// The largest message, in bytes. Default 4096.
+    pub max_message_size: u32,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            capacity: 1024,
+            max_message_size: 4096,
+        }
+    }
+}
+
+/// A message queue between processes, found by name.
+///
+/// Bounded, multi-producer and multi-consumer across processes and
+/// threads: every message is delivered once, and the messages of one sender
+/// arrive in the order sent. A process killed in the middle of a send or a
+/// receive never makes a half-written message visible, never costs another
+/// process its messages, and never wedges the channel: the one message it
+/// was sending is dropped, and the one it was receiving is lost with it.
+///
+/// ```
+/// use shmio::{Channel, ChannelOptions};
+///
+/// # let name = format!("shmio-doc-channel-{}", std::process::id());
+/// let options = ChannelOptions { capacity: 16, max_message_size: 64 };
+/// let sender = Channel::create_or_open(&name, options)?;
+/// let receiver = Channel::open(&name)?; // e.g. in another process
+/// sender.send(b"hello")?;
+/// assert_eq!(receiver.recv()?, b"hello");
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct Channel {
+    ring: Ring,
+    /// Keeps the ring's memory mapped.
+    map: Mapping,
+    name: String,
+    options: ChannelOptions,
+    pid: u32,
+    recv_bell: sys::Doorbell,
+    send_bell: sys::Doorbell,
+}
+
+impl Channel {
+    /// Opens the channel called `name`, creating it with `options` if there is none.
+    /// [`Error::GeometryMismatch`] if it exists with another geometry.
+    pub fn create_or_open(name: &str, options: ChannelOptions) -> Result<Channel> {
+        let name = Name::new(name)?;
+        let size = check_options(options, name.as_str())?;
+        let (map, existed) = segment::create_or_open(name.as_str(), size, MAGIC, KIND, |map| {
+            map.write_value_at(ring::CAPACITY, &options.capacity)?;
+            map.write_value_at(ring::MAX_MESSAGE, &options.max_message_size)?;
+            map.write_value_at(
+                ring::STRIDE,
+                &(ring::stride_for(options.max_message_size) as u32),
+            )?;
+            // Slot i starts free for the sender of position i.
+            for index in 0..u64::from(options.capacity) {
+                let offset = ring::SLOTS + index * ring::stride_for(options.max_message_size);
+                map.write_value_at(offset, &(u64::from(ring::send_turn(index)) << 32))?;
+            }
+            Ok(())
+        })?;
+        let channel = Channel::from_map(map, name.as_str())?;
+        if existed && channel.options != options {
+            return Err(Error::GeometryMismatch {
+                name: name.as_str().to_owned(),
+                asked: (options.capacity, options.max_message_size),
+                found: (channel.options.capacity, channel.options.max_message_size),
+            });
+        }
+        Ok(channel)
+    }
+
+    /// Opens an existing channel, whatever its geometry.
+    pub fn open(name: &str) -> Result<Channel> {
+        let name = Name::new(name)?;
+        let map = segment::open(name.as_str(), MAGIC, KIND)?;
+        Channel::from_map(map, name.as_str())
+    }
+
+    /// Reads and checks the geometry of a channel's mapping.
+    fn from_map(map: Mapping, name: &str) -> Result<Channel> {
+        let capacity: u32 = map.read_value_at(ring::CAPACITY)?;
+        let max_message_size: u32 = map.read_value_at(ring::MAX_MESSAGE)?;
+        let stride: u32 = map.read_value_at(ring::STRIDE)?;
+        if u64::from(stride) != ring::stride_for(max_message_size) {
+            return Err(Error::Corrupt {
+                offset: ring::STRIDE,
+                reason: format!("{name:?}: a slot stride of {stride} does not match messages of {max_message_size} bytes"),
+            });
+        }
+        // SAFETY: the window is the whole live mapping, page-aligned and
+        // writable, and `map` is kept in the Channel beside the ring.
+        let ring = unsafe { Ring::new(map.window.base(), map.len(), capacity, max_message_size)? };
+        Ok(Channel {
+            ring,
+            map,
+            name: name.to_owned(),
+            options: ChannelOptions {
+                capacity,
+                max_message_size,
+            },
+            pid: std::process::id(),
+            recv_bell: sys::Doorbell::open(name, "recv")?,
+            send_bell: sys::Doorbell::open(name, "send")?,
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The geometry.
+    pub fn options(&self) -> ChannelOptions {
+        self.options
+    }
+
+    /// True when an existing channel was opened rather than created.
+    pub fn existed(&self) -> bool {
+        self.map.existed()
+    }
+
+    /// Sends `message`, waiting while the channel is full.
+    pub fn send(&self, message: &[u8]) -> Result<()> {
+        self.send_until(message, None)
+    }
+
+    /// Sends `message` if there is room: [`Error::Full`] if not.
+    pub fn try_send(&self, message: &[u8]) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let claim = self
+            .ring
+            .claim_send(self.pid)
+            .map_err(|blocked| self.full(blocked))?;
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Sends `message`, waiting at most `timeout` for room: [`Error::TimedOut`] if none came.
+    pub fn send_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(message, Some(Instant::now() + timeout))
+    }
+
+    fn send_until(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let claim = self.wait_send_claim(deadline)?;
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+        Ok(())
+    }
+
+    /// Sends a message of `len` bytes written in place by `fill`, waiting
+    /// while the channel is full. No intermediate copy.
+    ///
+    /// # Safety
+    /// `fill` gets a `&mut [u8]` into shared memory: the slot this process
+    /// has claimed. Every process that opens this channel must follow
+    /// shmio's protocol (only shmio's `Channel` touches its mapping), or
+    /// another process could write the bytes while `fill` holds them.
+    pub unsafe fn send_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
+        let len = self.message_len(len)?;
+        let claim = self.wait_send_claim(None)?;
+        self.fill_and_publish(claim, len, fill);
+        Ok(())
+    }
+
+    /// As [`send_with`](Self::send_with), or [`Error::Full`] if there is no room.
+    ///
+    /// # Safety
+    /// As [`send_with`](Self::send_with).
+    pub unsafe fn try_send_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
+        let len = self.message_len(len)?;
+        let claim = self
+            .ring
+            .claim_send(self.pid)
+            .map_err(|blocked| self.full(blocked))?;
+        self.fill_and_publish(claim, len, fill);
+        Ok(())
+    }
+
+    /// Sends `value` as JSON (the codec of mapping records).
+    pub fn send_record<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let payload = crate::record::encode_payload(value)?;
+        self.send(&payload)
+    }
+
+    /// Receives a message, waiting while the channel is empty.
+    pub fn recv(&self) -> Result<Vec<u8>> {
+        let mut message = Vec::new();
+        self.recv_into(&mut message)?;
+        Ok(message)
+    }
+
+    /// Receives a message into `buf` (replacing its contents), waiting while the channel is empty.
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_until(None, |message| copy_into(message, buf))
+    }
+
+    /// Receives a message if there is one: [`Error::Empty`] if not.
+    pub fn try_recv(&self) -> Result<Vec<u8>> {
+        let mut message = Vec::new();
+        self.try_recv_into(&mut message)?;
+        Ok(message)
+    }
+
+    /// Receives a message into `buf` if there is one: [`Error::Empty`] if not.
+    pub fn try_recv_into(&self, buf: &mut Vec<u8>) -> Result<()> {
+        self.try_take(|message| copy_into(message, buf))
+    }
+
+    /// Receives a message, waiting at most `timeout`: [`Error::TimedOut`] if none came.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        let mut message = Vec::new();
+        self.recv_until(Some(Instant::now() + timeout), |bytes| {
+            copy_into(bytes, &mut message)
+        })?;
+        Ok(message)
+    }
+
+    /// Receives a message and hands it to `read` in place, waiting while the
+    /// channel is empty; returns what `read` returns. No intermediate copy.
+    ///
+    /// # Safety
+    /// `read` gets a `&[u8]` into shared memory: the slot this process has
+    /// claimed. Every process that opens this channel must follow shmio's
+    /// protocol (only shmio's `Channel` touches its mapping), or another
+    /// process could change the bytes while `read` holds them.
+    pub unsafe fn recv_with<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_until(None, read)
+    }
+
+    /// As [`recv_with`](Self::recv_with), or [`Error::Empty`] if there is no message.
+    ///
+    /// # Safety
+    /// As [`recv_with`](Self::recv_with).
+    pub unsafe fn try_recv_with<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.try_take(read)
+    }
+
+    /// Receives a message sent with [`send_record`](Self::send_record).
+    /// A message that does not decode is [`Error::Decode`] with its bytes.
+    pub fn recv_record<T: DeserializeOwned>(&self) -> Result<T> {
+        let message = self.recv()?;
+        crate::record::decode(0, message)
+    }
+
+    /// The length of a message as stored, or why it cannot be sent.
+    fn message_len(&self, len: usize) -> Result<u32> {
+        match u32::try_from(len) {
+            Ok(len) if self.ring.fits(len) => Ok(len),
+            _ => Err(Error::MessageTooLarge {
+                len: len as u64,
+                max: self.options.max_message_size,
+            }),
+        }
+    }
+
+    fn full(&self, blocked: Blocked) -> Error {
+        self.ring.repair(blocked, sys::process_alive);
+        Error::Full {
+            name: self.name.clone(),
+        }
+    }
+
+    /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
+    fn wait_send_claim(&self, deadline: Option<Instant>) -> Result<Claim> {
+        let mut spins = 0;
+        loop {
+            match self.ring.claim_send(self.pid) {
+                Ok(claim) => return Ok(claim),
+                Err(blocked) => {
+                    let claimed = self.wait_turn(
+                        &mut spins,
+                        deadline,
+                        blocked,
+                        ring::SEND_BELL,
+                        ring::SEND_SLEEPERS,
+                        &self.send_bell,
+                        || self.ring.claim_send(self.pid).ok(),
+                    )?;
+                    if let Some(claim) = claimed {
+                        return Ok(claim);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a claimed slot with `fill` and publishes it; a panic in
+    /// `fill` publishes a tombstone, so the slot is never left claimed.
+    fn fill_and_publish(&self, claim: Claim, len: u32, fill: impl FnOnce(&mut [u8])) {
+        struct Tombstone<'a> {
+            ring: &'a Ring,
+            claim: Option<Claim>,
+        }
+        impl Drop for Tombstone<'_> {
+            fn drop(&mut self) {
+                if let Some(claim) = self.claim.take() {
+                    self.ring.publish(claim, TOMBSTONE);
+                }
+            }
+        }
+        let slot_ptr = self.ring.payload(claim.pos);
+        let mut guard = Tombstone {
+            ring: &self.ring,
+            claim: Some(claim),
+        };
+        // SAFETY: the slot is claimed by this process, lies inside the
+        // mapping, and holds at least `max_message_size >= len` bytes.
+        let slot = unsafe { std::slice::from_raw_parts_mut(slot_ptr.as_ptr(), len as usize) };
+        fill(slot);
+        if let Some(claim) = guard.claim.take() {
+            if self.ring.publish(claim, len) {
+                self.recv_bell.ring(self.ring.u32_at(ring::RECV_BELL));
+            }
+        }
+    }
+
+    /// Takes one message without waiting.
+    fn try_take<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let mut read = Some(read);
+        loop {
+            match self.ring.claim_recv(self.pid) {
+                Ok((claim, len)) => {
+                    if let Some(result) = self.read_and_release(claim, len, &mut read)? {
+                        return Ok(result);
+                    }
+                }
+                Err(blocked) => {
+                    if !self.ring.repair(blocked, sys::process_alive) {
+                        return Err(Error::Empty {
+                            name: self.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one message, waiting (spin, then sleep) until `deadline`.
+    fn recv_until<R>(&self, deadline: Option<Instant>, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let mut read = Some(read);
+        let mut spins = 0;
+        loop {
+            match self.ring.claim_recv(self.pid) {
+                Ok((claim, len)) => {
+                    if let Some(result) = self.read_and_release(claim, len, &mut read)? {
+                        return Ok(result);
+                    }
+                    continue;
+                }
+                Err(blocked) => {
+                    if let Some((claim, len)) = self.wait_turn(
+                        &mut spins,
+                        deadline,
+                        blocked,
+                        ring::RECV_BELL,
+                        ring::RECV_SLEEPERS,
+                        &self.recv_bell,
+                        || self.ring.claim_recv(self.pid).ok(),
+                    )? {
+                        if let Some(result) = self.read_and_release(claim, len, &mut read)? {
+                            return Ok(result);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a claimed slot with `read` (taken from the option) and
+    /// releases it. `None` for a tombstone, which is skipped.
+    fn read_and_release<R, F: FnOnce(&[u8]) -> R>(
+        &self,
+        claim: Claim,
+        len: u32,
+        read: &mut Option<F>,
+    ) -> Result<Option<R>> {
+        struct Release<'a> {
+            channel: &'a Channel,
+            claim: Option<Claim>,
+        }
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if let Some(claim) = self.claim.take() {
+                    if self.channel.ring.release(claim) {
+                        self.channel
+                            .send_bell
+                            .ring(self.channel.ring.u32_at(ring::SEND_BELL));
+                    }
+                }
+            }
+        }
+        let slot_ptr = self.ring.payload(claim.pos);
+        let _release = Release {
+            channel: self,
+            claim: Some(claim),
+        };
+        if len == TOMBSTONE {
+            return Ok(None);
+        }
+        if !self.ring.fits(len) {
+            return Err(Error::Corrupt {
+                offset: 0,
+                reason: format!(
+                    "{:?}: a message claims {len} bytes; the channel holds at most {}",
+                    self.name, self.options.max_message_size
+                ),
+            });
+        }
+        let Some(read) = read.take() else {
+            return Ok(None);
+        };
+        // SAFETY: the slot is claimed by this process, lies inside the
+        // mapping, and `len` is at most its payload size (checked above).
+        let message = unsafe { std::slice::from_raw_parts(slot_ptr.as_ptr(), len as usize) };
+        Ok(Some(read(message)))
+    }
+
+    /// One step of waiting for a turn: spins first, then sleeps on `bell`,
+    /// repairing slots of dead processes before each sleep. Returns what
+    /// `attempt` claimed, if it claimed anything, or `None` to try again.
+    #[allow(clippy::too_many_arguments)]
+    fn wait_turn<T>(
+        &self,
+        spins: &mut u32,
+        deadline: Option<Instant>,
+        blocked: Blocked,
+        bell_offset: u64,
+        sleepers_offset: u64,
+        bell: &sys::Doorbell,
+        attempt: impl Fn() -> Option<T>,
+    ) -> Result<Option<T>> {
+        let now = deadline.map(|_| Instant::now());
+        if let (Some(deadline), Some(now)) = (deadline, now) {
+            if now >= deadline {
+                return Err(Error::TimedOut {
+                    name: self.name.clone(),
+                });
+            }
+        }
+        if *spins < SPINS {
+            *spins += 1;
+            if *spins < SPINS / 2 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            return Ok(None);
+        }
+        if self.ring.repair(blocked, sys::process_alive) {
+            return Ok(None);
+        }
+        let bell_word = self.ring.u32_at(bell_offset);
+        let sleepers = self.ring.u32_at(sleepers_offset);
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        let seen = bell_word.load(Ordering::SeqCst);
+        let claimed = attempt();
+        if claimed.is_none() {
+            let nap = match (deadline, now) {
+                (Some(deadline), Some(now)) => (deadline - now).min(REPAIR_INTERVAL),
+                _ => REPAIR_INTERVAL,
+            };
+            bell.wait(bell_word, seen, Some(nap));
+        }
+        sleepers.fetch_sub(1, Ordering::SeqCst);
+        Ok(claimed)
+    }
+}
+
+/// Checks a new channel's geometry; the bytes it takes.
+fn check_options(options: ChannelOptions, name: &str) -> Result<u64> {
+    if options.capacity == 0 || options.max_message_size == 0 {
+        return Err(Error::InvalidOptions {
+            reason: "a channel needs a capacity and a max_message_size of at least 1",
+        });
+    }
+    if options.capacity > 1 << 30 {
+        return Err(Error::InvalidOptions {
+            reason: "a channel holds at most 2^30 messages",
+        });
+    }
+    match Ring::size_for(options.capacity, options.max_message_size) {
+        Some(size) if size <= sys::MAX_MAP_LEN => Ok(size),
+        _ => Err(Error::TooLarge {
+            size: u64::MAX,
+            limit: sys::MAX_MAP_LEN,
+            target: name.to_owned(),
+        }),
+    }
+}
+
+/// `message` into `buf`, replacing what it held, with one copy.
+fn copy_into(message: &[u8], buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.extend_from_slice(message);
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish()
+    }
+}

@@ -1,0 +1,442 @@
+//! The channel's ring: Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>),
+//! laid out in shared memory and extended so that no crashed process can
+//! wedge it. This is the only place the channel touches raw memory.
+//!
+//! # Layout
+//!
+//! After the segment header (magic, ready flag, version at 0..16):
+//!
+//! | offset | field | who changes it |
+//! |---|---|---|
+//! | 16 | `capacity: u32`, slots | the creator, once |
+//! | 20 | `max_message_size: u32` | the creator, once |
+//! | 24 | `stride: u32`, bytes per slot | the creator, once |
+//! | 128 | `enqueue: u64`, the next position to send to (own cache line) | senders (CAS) |
+//! | 192 | `dequeue: u64`, the next position to receive from (own cache line) | receivers (CAS) |
+//! | 256 | `recv_bell: u32`, `recv_sleepers: u32` | senders ring, receivers sleep |
+//! | 320 | `send_bell: u32`, `send_sleepers: u32` | receivers ring, senders sleep |
+//! | 384 | the slots, `stride` bytes each | |
+//!
+//! A slot is `state: u64` (the sequence number in the high 32 bits, the
+//! owner in the low 32), `len: u32`, 4 bytes of padding, then the payload;
+//! the stride is a multiple of 64 so slots never share a cache line's
+//! state word.
+//!
+//! # The algorithm
+//!
+//! Positions count up forever; position `p` uses slot `p % capacity`. As in
+//! Vyukov's queue, a slot's sequence number says whose turn it is, but
+//! counted in half-steps so that even a single-slot ring is unambiguous: a
+//! slot whose sequence is `2p` is free for the sender of position `p`; one
+//! whose sequence is `2p + 1` holds the message of position `p`; releasing
+//! it sets `2(p + capacity)`, freeing it for the next lap. (Sequences wrap
+//! at 2^32; they are compared by signed distance.)
+//!
+//! The extension for crashes: a sender or receiver first *claims* the slot
+//! by a compare-and-swap that writes its process id into the owner half of
+//! the state (with [`READING`] set for a receiver), then moves the shared
+//! position on (anyone who finds a claimed slot at the position helps move
+//! it on, so a claimer that dies there blocks no one), copies, and finally
+//! publishes or releases the slot with owner 0. So a slot that stays owned
+//! names the process working on it. When a sender finds the ring full, or a
+//! receiver finds it empty, at a slot whose owner is dead, it repairs it:
+//!
+//! - a dead sender's slot is published as a tombstone (`len` =
+//!   [`TOMBSTONE`]), which receivers skip: that one message is dropped, and
+//!   no one ever sees it half-written;
+//! - a dead receiver's slot is released: that one message, which the dead
+//!   process had taken, is lost with it. It is never delivered twice.
+//!
+//! A process id reused by a new process before the repair makes the slot
+//! look alive until that process exits; processes in different pid
+//! namespaces must not share a channel.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+pub(crate) const CAPACITY: u64 = 16;
+pub(crate) const MAX_MESSAGE: u64 = 20;
+pub(crate) const STRIDE: u64 = 24;
+const ENQUEUE: u64 = 128;
+const DEQUEUE: u64 = 192;
+pub(crate) const RECV_BELL: u64 = 256;
+pub(crate) const RECV_SLEEPERS: u64 = 260;
+pub(crate) const SEND_BELL: u64 = 320;
+pub(crate) const SEND_SLEEPERS: u64 = 324;
+/// Where the slots start.
+pub(crate) const SLOTS: u64 = 384;
+/// Bytes before a slot's payload.
+pub(crate) const SLOT_HEADER: u64 = 16;
+/// The owner bit that marks a receiver's claim.
+pub(crate) const READING: u32 = 1 << 31;
+/// The `len` of a slot whose sender died before publishing.
+pub(crate) const TOMBSTONE: u32 = u32::MAX;
+
+/// The bytes per slot for messages of at most `max_message_size` bytes.
+pub(crate) fn stride_for(max_message_size: u32) -> u64 {
+    (SLOT_HEADER + u64::from(max_message_size)).div_ceil(64) * 64
+}
+
+/// The sequence number of a slot free for the sender of position `pos`.
+pub(crate) fn send_turn(pos: u64) -> u32 {
+    pos.wrapping_mul(2) as u32
+}
+
+/// The sequence number of a slot holding the message of position `pos`.
+fn recv_turn(pos: u64) -> u32 {
+    send_turn(pos).wrapping_add(1)
+}
+
+fn join(seq: u32, owner: u32) -> u64 {
+    (u64::from(seq) << 32) | u64::from(owner)
+}
+
+fn split(state: u64) -> (u32, u32) {
+    ((state >> 32) as u32, state as u32)
+}
+
+/// Signed distance from `b` to `a` on the wrapping 32-bit sequence circle.
+fn distance(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// The ring over a channel's mapped memory.
+pub(crate) struct Ring {
+    base: NonNull<u8>,
+    capacity: u64,
+    stride: u64,
+    max_message_size: u32,
+}
+
+// SAFETY: every access to the ring's memory goes through atomics, or copies
+// into and out of slots this process has claimed; nothing is tied to a thread.
+unsafe impl Send for Ring {}
+// SAFETY: as for Send.
+unsafe impl Sync for Ring {}
+
+/// A slot this process claimed for sending or receiving.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) pos: u64,
+}
+
+/// Why a claim failed: the ring is full (send) or empty (receive) at the
+/// slot `index`, whose state was `state`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocked {
+    index: u64,
+    state: u64,
+}
+
+impl Ring {
+    /// The ring over `len` bytes at `base`, checked against the geometry.
+    ///
+    /// # Safety
+    /// `base..base + len` is a mapped, writable, page-aligned region that
+    /// stays mapped while the ring is used.
+    pub(crate) unsafe fn new(
+        base: NonNull<u8>,
+        len: u64,
+        capacity: u32,
+        max_message_size: u32,
+    ) -> Result<Ring> {
+        let stride = stride_for(max_message_size);
+        let needed = u64::from(capacity)
+            .checked_mul(stride)
+            .and_then(|slots| slots.checked_add(SLOTS));
+        if capacity == 0 || needed.is_none_or(|needed| needed > len) {
+            return Err(Error::Corrupt {
+                offset: CAPACITY,
+                reason: format!(
+                    "a channel of {capacity} slots of {max_message_size} bytes does not fit in {len} bytes"
+                ),
+            });
+        }
+        Ok(Ring {
+            base,
+            capacity: u64::from(capacity),
+            stride,
+            max_message_size,
+        })
+    }
+
+    /// The bytes a channel of this geometry takes.
+    pub(crate) fn size_for(capacity: u32, max_message_size: u32) -> Option<u64> {
+        u64::from(capacity)
+            .checked_mul(stride_for(max_message_size))?
+            .checked_add(SLOTS)
+    }
+
+    /// The `AtomicU64` at `offset` from the start.
+    fn u64_at(&self, offset: u64) -> &AtomicU64 {
+        // SAFETY: every offset used is inside the mapping (checked in `new`)
+        // and 8-aligned (header fields and slot starts are multiples of 8 in
+        // a page-aligned mapping).
+        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU64>() }
+    }
+
+    /// The `AtomicU32` at `offset` from the start.
+    pub(crate) fn u32_at(&self, offset: u64) -> &AtomicU32 {
+        // SAFETY: as in u64_at, 4-aligned.
+        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU32>() }
+    }
+
+    fn slot_offset(&self, pos: u64) -> u64 {
+        SLOTS + (pos % self.capacity) * self.stride
+    }
+
+    fn state(&self, pos: u64) -> &AtomicU64 {
+        self.u64_at(self.slot_offset(pos))
+    }
+
+    fn len(&self, pos: u64) -> &AtomicU32 {
+        self.u32_at(self.slot_offset(pos) + 8)
+    }
+
+    /// The payload of the slot of `pos`: `max_message_size` bytes.
+    pub(crate) fn payload(&self, pos: u64) -> NonNull<u8> {
+        // SAFETY: the slot lies inside the mapping (checked in `new`).
+        unsafe {
+            self.base
+                .add((self.slot_offset(pos) + SLOT_HEADER) as usize)
+        }
+    }
+
+    /// Claims the next free slot for sending, as process `pid`.
+    pub(crate) fn claim_send(&self, pid: u32) -> std::result::Result<Claim, Blocked> {
+        let enqueue = self.u64_at(ENQUEUE);
+        let mut pos = enqueue.load(Ordering::Relaxed);
+        loop {
+            let state = self.state(pos).load(Ordering::Acquire);
+            let (seq, owner) = split(state);
+            let ahead = distance(seq, send_turn(pos));
+            if ahead == 0 {
+                if owner == 0
+                    && self
+                        .state(pos)
+                        .compare_exchange_weak(
+                            state,
+                            join(seq, pid),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    let _ =
+                        enqueue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    return Ok(Claim { pos });
+                }
+                if owner != 0 {
+                    // Claimed by a sender that may not have moved the position on: help.
+                    let _ =
+                        enqueue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                }
+            } else if ahead < 0 {
+                return Err(Blocked {
+                    index: pos % self.capacity,
+                    state,
+                });
+            }
+            pos = enqueue.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes a claimed slot holding `len` bytes. Returns whether a
+    /// receiver may be asleep.
+    pub(crate) fn publish(&self, claim: Claim, len: u32) -> bool {
+        self.len(claim.pos).store(len, Ordering::Relaxed);
+        self.state(claim.pos)
+            .store(join(recv_turn(claim.pos), 0), Ordering::Release);
+        fence(Ordering::SeqCst);
+        self.u32_at(RECV_SLEEPERS).load(Ordering::Relaxed) > 0
+    }
+
+    /// Claims the next message for receiving, as process `pid`; its length.
+    pub(crate) fn claim_recv(&self, pid: u32) -> std::result::Result<(Claim, u32), Blocked> {
+        let dequeue = self.u64_at(DEQUEUE);
+        let mut pos = dequeue.load(Ordering::Relaxed);
+        loop {
+            let state = self.state(pos).load(Ordering::Acquire);
+            let (seq, owner) = split(state);
+            let ahead = distance(seq, recv_turn(pos));
+            if ahead == 0 {
+                if owner == 0
+                    && self
+                        .state(pos)
+                        .compare_exchange_weak(
+                            state,
+                            join(seq, pid | READING),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    let _ =
+                        dequeue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    let len = self.len(pos).load(Ordering::Relaxed);
+                    return Ok((Claim { pos }, len));
+                }
+                if owner != 0 {
+                    let _ =
+                        dequeue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                }
+            } else if ahead < 0 {
+                return Err(Blocked {
+                    index: pos % self.capacity,
+                    state,
+                });
+            }
+            pos = dequeue.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Releases a received slot for the next lap. Returns whether a sender
+    /// may be asleep.
+    pub(crate) fn release(&self, claim: Claim) -> bool {
+        self.state(claim.pos).store(
+            join(send_turn(claim.pos + self.capacity), 0),
+            Ordering::Release,
+        );
+        fence(Ordering::SeqCst);
+        self.u32_at(SEND_SLEEPERS).load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether `len` is a length a message may have.
+    pub(crate) fn fits(&self, len: u32) -> bool {
+        len <= self.max_message_size
+    }
+
+    /// Repairs the slot that blocked a claim if its owner is dead (see the
+    /// module docs). Returns whether it changed anything.
+    pub(crate) fn repair(&self, blocked: Blocked, alive: impl Fn(u32) -> bool) -> bool {
+        let (seq, owner) = split(blocked.state);
+        if owner == 0 || alive(owner & !READING) {
+            return false;
+        }
+        let offset = SLOTS + blocked.index * self.stride;
+        let state = self.u64_at(offset);
+        let repaired = if owner & READING != 0 {
+            // A dead receiver held turn 2p + 1: free the slot for 2(p + capacity).
+            join(
+                seq.wrapping_sub(1).wrapping_add(send_turn(self.capacity)),
+                0,
+            )
+        } else {
+            // A dead sender held turn 2p: publish a tombstone as 2p + 1.
+            self.u32_at(offset + 8).store(TOMBSTONE, Ordering::Relaxed);
+            join(seq.wrapping_add(1), 0)
+        };
+        state
+            .compare_exchange(blocked.state, repaired, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring over private memory, for the index and sequence arithmetic.
+    struct Heap {
+        _memory: Vec<u64>,
+        ring: Ring,
+    }
+
+    fn heap(capacity: u32, max: u32) -> Heap {
+        let size = Ring::size_for(capacity, max).unwrap();
+        let mut memory = vec![0u64; size as usize / 8];
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: the Vec outlives the ring (both live in Heap) and is
+        // 8-aligned, which is all the ring's atomics need.
+        let ring = unsafe { Ring::new(base, size, capacity, max) }.unwrap();
+        for pos in 0..u64::from(capacity) {
+            ring.state(pos)
+                .store(join(send_turn(pos), 0), Ordering::Relaxed);
+        }
+        Heap {
+            _memory: memory,
+            ring,
+        }
+    }
+
+    #[test]
+    fn a_single_slot_ring_alternates() {
+        let Heap { ring, .. } = &heap(1, 8);
+        for pos in 0..4 {
+            let claim = ring.claim_send(1).unwrap();
+            assert_eq!(claim.pos, pos);
+            ring.publish(claim, 1);
+            assert!(ring.claim_send(1).is_err(), "full with one message");
+            let (claim, _) = ring.claim_recv(2).unwrap();
+            assert!(ring.claim_recv(2).is_err(), "empty again");
+            ring.release(claim);
+        }
+    }
+
+    #[test]
+    fn full_and_empty_edges() {
+        let Heap { ring, .. } = &heap(3, 8);
+        assert!(ring.claim_recv(1).is_err(), "empty");
+        for expected in 0..3 {
+            let claim = ring.claim_send(1).unwrap();
+            assert_eq!(claim.pos, expected);
+            ring.publish(claim, 1);
+        }
+        assert!(ring.claim_send(1).is_err(), "full after capacity messages");
+        for expected in 0..3 {
+            let (claim, len) = ring.claim_recv(2).unwrap();
+            assert_eq!((claim.pos, len), (expected, 1));
+            ring.release(claim);
+        }
+        assert!(ring.claim_recv(2).is_err());
+        assert_eq!(ring.claim_send(1).unwrap().pos, 3, "the next lap");
+    }
+
+    #[test]
+    fn sequences_wrap_around_u32() {
+        let Heap { ring, .. } = &heap(2, 8);
+        let start = u64::from(u32::MAX / 2) - 1;
+        ring.u64_at(ENQUEUE).store(start, Ordering::Relaxed);
+        ring.u64_at(DEQUEUE).store(start, Ordering::Relaxed);
+        for pos in start..start + 2 {
+            ring.state(pos)
+                .store(join(send_turn(pos), 0), Ordering::Relaxed);
+        }
+        for round in 0..6 {
+            let claim = ring.claim_send(1).unwrap();
+            assert_eq!(claim.pos, start + round);
+            ring.publish(claim, 4);
+            let (claim, _) = ring.claim_recv(1).unwrap();
+            assert_eq!(claim.pos, start + round);
+            ring.release(claim);
+        }
+    }
+
+    #[test]
+    fn a_dead_senders_slot_becomes_a_tombstone() {
+        let Heap { ring, .. } = &heap(2, 8);
+        let claim = ring.claim_send(77).unwrap();
+        let blocked = ring.claim_recv(1).unwrap_err();
+        assert!(
+            !ring.repair(blocked, |_| true),
+            "a live owner is left alone"
+        );
+        assert!(ring.repair(blocked, |pid| pid != 77));
+        let (got, len) = ring.claim_recv(1).unwrap();
+        assert_eq!((got.pos, len), (claim.pos, TOMBSTONE));
+    }
+
+    #[test]
+    fn a_dead_receivers_slot_is_released() {
+        let Heap { ring, .. } = &heap(1, 8);
+        let claim = ring.claim_send(1).unwrap();
+        ring.publish(claim, 3);
+        let (_taken, _) = ring.claim_recv(88).unwrap();
+        let blocked = ring.claim_send(1).unwrap_err();
+        assert!(ring.repair(blocked, |pid| pid != 88));
+        assert_eq!(ring.claim_send(1).unwrap().pos, 1, "free for the next lap");
+    }
+}

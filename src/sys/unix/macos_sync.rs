@@ -1,0 +1,540 @@
+//! Cross-process synchronisation on macOS (and any Unix other than Linux):
+//! an `flock`ed lock file and a held flag for the mutex, a polled word for
+//! the event, each with its state in its own small named segment (see
+//! `sync/segment.rs` for the segment's header).
+//!
+//! **Mutex.** macOS has no robust process-shared pthread mutex, so the lock
+//! is an exclusive `flock` on a *lock file*, which the kernel releases when
+//! its holder closes it or dies, `kill -9` included. The lock file lives
+//! beside the mapping leases (`$TMPDIR/shmio-leases`, the user's own, mode
+//! 0700; see `macos.rs`), named after the mutex segment's OS name in hex
+//! with `.lock`, created 0600 and never opened through a symlink.
+//!
+//! - *Owner died.* The segment holds `holder: u32` at `STATE_OFFSET`: the
+//!   pid of the process that holds the lock, set as soon as the `flock` is
+//!   taken and cleared just before it is let go. A locker that finds it
+//!   non-zero took the lock from a holder that died holding it, and is told
+//!   [`LockState::OwnerDied`].
+//! - *Threads.* An `flock` belongs to an open file description, so threads
+//!   sharing one handle would not exclude each other through it. Each handle
+//!   therefore records the thread that owns it (a `std` mutex and condition
+//!   variable) and only that thread touches the lock file: another thread
+//!   waits for it (honouring its timeout), the owning thread itself gets
+//!   `Error::WouldDeadlock`. Two handles in one process open their own
+//!   descriptions, which `flock` excludes like two processes.
+//! - *Timeouts.* With no timeout the owner blocks in `flock(LOCK_EX)`; with
+//!   one it tries `LOCK_EX | LOCK_NB` with short sleeps that grow from 50 µs
+//!   to 1 ms, until the deadline.
+//! - *The lock file's lifetime.* A handle that closes while nobody holds the
+//!   lock removes the lock file (holding it exclusively), so lock files do
+//!   not pile up. Every locker therefore checks, once it holds the `flock`,
+//!   that the path still names its file; if not, it lets go, opens (or
+//!   creates) the file now at the path and tries again. Only a locker that
+//!   holds the file the path names, and checked that it does, removes it, so
+//!   two processes never both hold "the" lock. (A `try_lock` in the few
+//!   microseconds a closing handle holds the file finds the lock busy.)
+//!
+//! **Event.** State after the segment header, at the same places as on
+//! Linux: `signaled: u32` (0 or 1) at `STATE_OFFSET`, a reserved word (the
+//! waiter count on Linux), `manual: u32` (1 for manual reset, written by the
+//! creator; an opener reports the creator's mode). `set` stores 1, `reset`
+//! stores 0. A waiter takes the signal (auto reset: compare-and-swap 1 to 0,
+//! so one set releases one waiter; manual reset: sees 1) or sleeps and looks
+//! again, 50 µs at first, doubling up to 1 ms, until its deadline, when it
+//! looks one last time: an idle waiter costs about a thousand wake-ups a
+//! second and a set is seen within about a millisecond. A set that a reset
+//! undoes before a waiter looks again goes unseen (as on Linux between the
+//! wake-up and the waiter's check).
+//!
+//! **Better, later.** `os_sync_wait_on_address` and
+//! `os_sync_wake_by_address_{any,all}` (macOS 14.4, `<os/os_sync_wait_on_address.h>`,
+//! flag `OS_SYNC_WAKE_BY_ADDRESS_SHARED`) are macOS's futex: with them the
+//! event could sleep in the kernel and wake at once, exactly like the Linux
+//! one. They need a raw `extern` declaration and a run-time check of the OS
+//! version, so this polling fallback is what every macOS gets today.
+//!
+//! **Limits.** Processes that share a mutex must agree on `$TMPDIR` (as for
+//! mapping names). A thread that ends while holding the lock (a forgotten
+//! guard) keeps it until its handle closes; then the next locker is told
+//! the owner died. A process that forks while holding the lock shares it
+//! with its child.
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Dev, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::os_error;
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::name::Name;
+use crate::sync::segment::{self, STATE_OFFSET};
+use crate::sys::LockState;
+
+/// What a mutex segment starts with: "shmioMTX".
+const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
+/// What an event segment starts with: "shmioEVT".
+const EVENT_MAGIC: u64 = u64::from_le_bytes(*b"shmioEVT");
+
+/// The directory of lock files under the user's temporary directory: the
+/// one `macos.rs` keeps its lease files in.
+const LOCK_DIR: &str = "shmio-leases";
+/// What every lock file's name ends with.
+const LOCK_SUFFIX: &str = ".lock";
+
+/// The first sleep of a poll (a lock with a timeout, an event wait).
+const FIRST_NAP: Duration = Duration::from_micros(50);
+/// The longest sleep of a poll.
+const LONGEST_NAP: Duration = Duration::from_millis(1);
+
+/// Mutex segment: the pid of the process holding the lock, 0 when free.
+const HOLDER: u64 = STATE_OFFSET;
+/// Event segment: 1 while set.
+const SIGNALED: u64 = STATE_OFFSET;
+/// Event segment: 1 for manual reset (the creator's choice).
+const MANUAL: u64 = STATE_OFFSET + 8;
+
+// The rest of the crate shares these across threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<RawMutex>();
+    send_sync::<RawEvent>();
+};
+
+/// The OS-visible name of a mutex's segment.
+pub(crate) fn mutex_object_name(name: &str) -> String {
+    format!("{name}@mutex")
+}
+
+/// The OS-visible name of an event's segment.
+pub(crate) fn event_object_name(name: &str) -> String {
+    format!("{name}@event")
+}
+
+/// A mutex: an `flock`ed lock file, plus a held flag in a named segment.
+pub(crate) struct RawMutex {
+    /// The segment with the held flag.
+    segment: Mapping,
+    /// The directory the lock file lives in.
+    dir: PathBuf,
+    /// The lock file's name in `dir`.
+    entry: String,
+    /// `dir` joined with `entry`.
+    path: PathBuf,
+    /// The thread of this process that owns the lock through this handle.
+    owner: Mutex<Option<ThreadId>>,
+    /// Signalled when `owner` becomes `None`.
+    freed: Condvar,
+    /// The lock file as this handle opened it; only the owning thread uses
+    /// it (and `drop`), so this mutex is never contended. `None` after the
+    /// file was found replaced and could not be opened again.
+    file: Mutex<Option<LockFile>>,
+}
+
+impl RawMutex {
+    /// Creates or opens the mutex called `name`; whether it existed.
+    pub(crate) fn create_or_open(name: &str) -> Result<(RawMutex, bool)> {
+        let object_name = mutex_object_name(name);
+        let (segment, existed) = segment::create_or_open(
+            &object_name,
+            segment::SEGMENT_SIZE,
+            MUTEX_MAGIC,
+            "a shmio mutex",
+            |segment| segment.write_value_at(HOLDER, &0u32),
+        )?;
+        let dir = std::env::temp_dir().join(LOCK_DIR);
+        let entry = lock_entry(&Name::derived(&object_name)?.os_name());
+        let path = dir.join(&entry);
+        let file = LockFile::open(&dir, &entry, name)?;
+        let mutex = RawMutex {
+            segment,
+            dir,
+            entry,
+            path,
+            owner: Mutex::new(None),
+            freed: Condvar::new(),
+            file: Mutex::new(Some(file)),
+        };
+        Ok((mutex, existed))
+    }
+
+    /// Locks, waiting at most `timeout` (forever when `None`).
+    pub(crate) fn lock(&self, name: &str, timeout: Option<Duration>) -> Result<LockState> {
+        let holder = self.holder()?;
+        // A timeout too long to express is no timeout.
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        if !self.own(name, deadline)? {
+            return Ok(LockState::Busy);
+        }
+        match self.lock_file(name, deadline) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.disown();
+                return Ok(LockState::Busy);
+            }
+            Err(error) => {
+                self.disown();
+                return Err(error);
+            }
+        }
+        // A holder that let go cleared the flag; one that died could not.
+        let previous = holder.swap(std::process::id(), Ordering::AcqRel);
+        Ok(if previous == 0 {
+            LockState::Acquired
+        } else {
+            LockState::OwnerDied
+        })
+    }
+
+    /// Locks if nobody holds it.
+    pub(crate) fn try_lock(&self, name: &str) -> Result<LockState> {
+        self.lock(name, Some(Duration::ZERO))
+    }
+
+    /// Unlocks.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    pub(crate) unsafe fn unlock(&self) {
+        // Clear the flag first: a locker must never see it set after a clean unlock.
+        if let Ok(holder) = self.holder() {
+            holder.store(0, Ordering::Release);
+        }
+        if let Some(file) = lock(&self.file).as_ref() {
+            let _ = rustix::fs::flock(&file.fd, FlockOperation::Unlock);
+        }
+        // Only now may another thread of this handle use the lock file: its
+        // `flock` on the same description would otherwise succeed at once.
+        self.disown();
+    }
+
+    /// The held flag in the segment.
+    fn holder(&self) -> Result<&AtomicU32> {
+        self.segment.atomic_u32(HOLDER)
+    }
+
+    /// Makes the calling thread this handle's owner, waiting for another
+    /// owner to let go until `deadline` (forever when `None`); `false` if
+    /// it did not in time.
+    fn own(&self, name: &str, deadline: Option<Instant>) -> Result<bool> {
+        let me = std::thread::current().id();
+        let mut owner = lock(&self.owner);
+        if *owner == Some(me) {
+            return Err(Error::WouldDeadlock {
+                name: name.to_owned(),
+            });
+        }
+        while owner.is_some() {
+            owner = match deadline {
+                None => self
+                    .freed
+                    .wait(owner)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        return Ok(false);
+                    }
+                    self.freed
+                        .wait_timeout(owner, remaining)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *owner = Some(me);
+        Ok(true)
+    }
+
+    /// Gives up this thread's ownership of the handle and wakes a waiting thread.
+    fn disown(&self) {
+        *lock(&self.owner) = None;
+        self.freed.notify_one();
+    }
+
+    /// Takes the `flock` on the file the lock path names, waiting until
+    /// `deadline` (forever when `None`); `false` if it stayed held. Called
+    /// by the owning thread only.
+    fn lock_file(&self, name: &str, deadline: Option<Instant>) -> Result<bool> {
+        let mut slot = lock(&self.file);
+        loop {
+            let file = match &mut *slot {
+                Some(file) => file,
+                empty => empty.insert(LockFile::open(&self.dir, &self.entry, name)?),
+            };
+            if !flock_exclusive(&file.fd, deadline, name)? {
+                return Ok(false);
+            }
+            match file.is_at(&self.path, name) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {
+                    // Removed (or replaced) while we waited: let go, and
+                    // lock the file at the path now.
+                    let _ = rustix::fs::flock(&file.fd, FlockOperation::Unlock);
+                    *slot = None;
+                }
+                Err(error) => {
+                    let _ = rustix::fs::flock(&file.fd, FlockOperation::Unlock);
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RawMutex {
+    /// Closes the lock file, first removing it if nobody holds the lock.
+    fn drop(&mut self) {
+        let owned = self
+            .owner
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let file = self
+            .file
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(file) = file else {
+            return;
+        };
+        if owned {
+            // A guard was forgotten: closing the file lets the lock go, and
+            // the held flag, still set, tells the next locker.
+            return;
+        }
+        // Only the holder of the file the path names may remove it (see the
+        // module docs); a locker waiting on it then finds it gone and reopens.
+        if rustix::fs::flock(&file.fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+            && file.is_at(&self.path, "").unwrap_or(false)
+        {
+            let _ = rustix::fs::unlink(&self.path);
+        }
+    }
+}
+
+/// Locks a `std` mutex, whether or not a panic poisoned it (no code here
+/// panics while holding one, and its data is always consistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes an exclusive `flock` on `fd`: blocking when `deadline` is `None`,
+/// else polling until the deadline (at least once); `false` if it stayed held.
+fn flock_exclusive(fd: &OwnedFd, deadline: Option<Instant>, name: &str) -> Result<bool> {
+    let Some(deadline) = deadline else {
+        loop {
+            match rustix::fs::flock(fd, FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(true),
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(os_error("lock", name, errno)),
+            }
+        }
+    };
+    let mut nap = FIRST_NAP;
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
+            Err(errno) => return Err(os_error("lock", name, errno)),
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(false);
+        }
+        std::thread::sleep(nap.min(remaining));
+        nap = (nap * 2).min(LONGEST_NAP);
+    }
+}
+
+/// The identity of a lock file, to tell whether its path still names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: Dev,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity in a `stat`.
+    fn of(stat: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+/// An open lock file and its identity.
+struct LockFile {
+    fd: OwnedFd,
+    id: FileId,
+}
+
+impl LockFile {
+    /// Opens the lock file `entry` in `dir` (the user's own, created if
+    /// missing), creating it 0600 if missing, never through a symlink.
+    fn open(dir: &Path, entry: &str, name: &str) -> Result<LockFile> {
+        const OP: &str = "open the lock file of";
+        let dir = trusted_dir(dir)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            entry,
+            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| os_error(OP, name, e))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| os_error(OP, name, e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(Error::os(
+                OP,
+                name,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the lock file is not a regular file",
+                ),
+            ));
+        }
+        Ok(LockFile {
+            fd,
+            id: FileId::of(&stat),
+        })
+    }
+
+    /// Whether `path` names this file now (a symlink there does not).
+    fn is_at(&self, path: &Path, name: &str) -> Result<bool> {
+        match rustix::fs::lstat(path) {
+            Ok(stat) => Ok(FileId::of(&stat) == self.id),
+            Err(Errno::NOENT) => Ok(false),
+            Err(errno) => Err(os_error("inspect the lock file of", name, errno)),
+        }
+    }
+}
+
+/// Opens the lock directory `path`, creating it (0700) if missing. It must
+/// belong to the user and be closed to everyone else, or locks could be
+/// taken or removed by others (the same rule as `macos.rs`'s lease directory).
+fn trusted_dir(path: &Path) -> Result<OwnedFd> {
+    let target = || path.display().to_string();
+    match rustix::fs::mkdir(path, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(errno) => return Err(os_error("create", &target(), errno)),
+    }
+    let dir = rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| os_error("open", &target(), e))?;
+    let stat = rustix::fs::fstat(&dir).map_err(|e| os_error("inspect", &target(), e))?;
+    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+        return Err(Error::PermissionDenied {
+            op: "trust the lock directory (it must be the user's own, mode 0700)",
+            target: target(),
+        });
+    }
+    Ok(dir)
+}
+
+/// The lock file's name for a segment's OS name: the name without its
+/// slash, in hex (the file system may be case-insensitive, names are not).
+fn lock_entry(os_name: &str) -> String {
+    let bare = os_name.strip_prefix('/').unwrap_or(os_name);
+    let mut entry = String::with_capacity(bare.len() * 2 + LOCK_SUFFIX.len());
+    for byte in bare.bytes() {
+        let _ = write!(entry, "{byte:02x}");
+    }
+    entry.push_str(LOCK_SUFFIX);
+    entry
+}
+
+/// An event: a polled word in a named segment.
+pub(crate) struct RawEvent {
+    segment: Mapping,
+    manual: bool,
+}
+
+impl RawEvent {
+    /// Creates or opens the event called `name`; whether it existed. A
+    /// creator's `manual` decides the mode; an opener takes the creator's.
+    pub(crate) fn create_or_open(name: &str, manual: bool) -> Result<(RawEvent, bool)> {
+        let (segment, existed) = segment::create_or_open(
+            &event_object_name(name),
+            segment::SEGMENT_SIZE,
+            EVENT_MAGIC,
+            "a shmio event",
+            |segment| segment.write_value_at(MANUAL, &u32::from(manual)),
+        )?;
+        let manual = segment.read_value_at::<u32>(MANUAL)? != 0;
+        Ok((RawEvent { segment, manual }, existed))
+    }
+
+    /// Whether the event stays set until reset.
+    pub(crate) fn is_manual(&self) -> bool {
+        self.manual
+    }
+
+    /// The `signaled` word.
+    fn signaled(&self) -> Result<&AtomicU32> {
+        self.segment.atomic_u32(SIGNALED)
+    }
+
+    /// Sets the event; a polling waiter (one for auto reset, all for
+    /// manual reset) sees it within about a millisecond.
+    pub(crate) fn set(&self) -> Result<()> {
+        self.signaled()?.store(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Clears the event.
+    pub(crate) fn reset(&self) -> Result<()> {
+        self.signaled()?.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Takes the signal if it is there: consumes it for auto reset.
+    fn try_take(&self, signaled: &AtomicU32) -> bool {
+        if self.manual {
+            signaled.load(Ordering::SeqCst) == 1
+        } else {
+            signaled
+                .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        }
+    }
+
+    /// Waits until set, at most `timeout` (forever when `None`); whether it
+    /// was set. Looks at least once, even with a zero timeout.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let signaled = self.signaled()?;
+        if self.try_take(signaled) {
+            return Ok(true);
+        }
+        // A timeout too long to express is no timeout.
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let mut nap = FIRST_NAP;
+        loop {
+            let pause = match deadline {
+                None => nap,
+                Some(deadline) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        return Ok(self.try_take(signaled));
+                    }
+                    nap.min(remaining)
+                }
+            };
+            std::thread::sleep(pause);
+            if self.try_take(signaled) {
+                return Ok(true);
+            }
+            nap = (nap * 2).min(LONGEST_NAP);
+        }
+    }
+}

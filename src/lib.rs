@@ -75,6 +75,7 @@ mod io;
 mod mapping;
 mod name;
 mod record;
+pub mod registry;
 mod sync;
 mod sys;
 mod view;

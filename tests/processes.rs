@@ -613,3 +613,51 @@ fn an_opener_waits_for_another_programs_creator_to_size_the_object() {
     );
     Mapping::remove(&never).unwrap();
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn registry_lists_holders_and_collects_stale_names() {
+    use shmio::registry::{self, ObjectKind};
+    let name = unique_name("registry");
+    let map = Mapping::create(&name, 8192).unwrap();
+    let second = Mapping::open(&name).unwrap();
+    let info = registry::stat(&name).unwrap();
+    assert_eq!(
+        (info.kind, info.size, info.holders, info.stale),
+        (ObjectKind::Mapping, 8192, Some(2), false)
+    );
+    assert!(registry::list()
+        .unwrap()
+        .iter()
+        .any(|found| found.name == name));
+    let mutex = shmio::NamedMutex::create_or_open(&name).unwrap();
+    assert!(registry::list()
+        .unwrap()
+        .iter()
+        .any(|found| found.name == name && found.kind == ObjectKind::Mutex));
+    drop((map, second, mutex));
+    assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
+
+    let ready_name = unique_name("ready");
+    let ready = Mapping::create(&ready_name, 4096).unwrap();
+    let mut holder = spawn_role(
+        "child_entry",
+        "hold",
+        &[("NAME", name.clone()), ("READY", ready_name)],
+    );
+    wait_until("the holder", LIMIT, || {
+        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
+    });
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(registry::stat(&name).unwrap().stale);
+    let listed = registry::gc(true).unwrap();
+    assert!(
+        listed.iter().any(|found| found.name == name),
+        "a dry run lists it"
+    );
+    assert!(shm_entry_exists(&name), "and leaves it");
+    let removed = registry::gc(false).unwrap();
+    assert!(removed.iter().any(|found| found.name == name));
+    assert!(!shm_entry_exists(&name));
+}

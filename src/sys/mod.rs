@@ -38,6 +38,38 @@ pub(crate) enum LockState {
     Busy,
 }
 
+/// What the OS shows of one name (see `crate::registry`).
+#[cfg(not(target_os = "linux"))]
+pub(crate) struct ListedName {
+    pub os_name: String,
+    pub size: u64,
+    pub holders: Option<u32>,
+    pub follows_holders: bool,
+    pub magic: u64,
+}
+
+/// Listing names: not possible here (see `crate::registry`).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn list_named() -> crate::Result<Vec<ListedName>> {
+    Err(crate::Error::Unsupported {
+        what: "listing named objects on this platform",
+    })
+}
+
+/// Describing a name: not possible here (see `crate::registry`).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn describe_named(_os_name: &str) -> crate::Result<Option<ListedName>> {
+    Err(crate::Error::Unsupported {
+        what: "inspecting named objects on this platform",
+    })
+}
+
+/// Reclaiming stale names by listing them: not possible here.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reclaim_if_stale(_os_name: &str) -> crate::Result<bool> {
+    Ok(false)
+}
+
 /// How a region is mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {

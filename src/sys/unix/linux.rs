@@ -468,3 +468,133 @@ fn not_shared_memory(name: &str) -> Error {
         ),
     )
 }
+
+/// What the OS shows of one name in `/dev/shm`.
+pub(crate) struct ListedName {
+    /// The OS name (`/` + the file name).
+    pub os_name: String,
+    /// The object's size (a backing file's, for a link).
+    pub size: u64,
+    /// Processes holding a shared lease on it (`/proc/locks`), when known.
+    pub holders: Option<u32>,
+    /// Whether the name goes with its last holder.
+    pub follows_holders: bool,
+    /// The object's first 8 bytes, which say what shmio made it for.
+    pub magic: u64,
+}
+
+/// Every name in `/dev/shm` this process can see.
+pub(crate) fn list_named() -> Result<Vec<ListedName>> {
+    let locks = flock_holders();
+    let entries = std::fs::read_dir(SHM_DIR).map_err(|e| Error::os("list", SHM_DIR, e))?;
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(listed) = describe(&file_name, &locks) {
+            names.push(listed);
+        }
+    }
+    names.sort_by(|a, b| a.os_name.cmp(&b.os_name));
+    Ok(names)
+}
+
+/// One name, or `None` if it is gone or not a file or link.
+pub(crate) fn describe_named(os_name: &str) -> Result<Option<ListedName>> {
+    Ok(describe(entry_of(os_name), &flock_holders()))
+}
+
+fn describe(
+    file_name: &str,
+    locks: &std::collections::HashMap<(u64, u64), u32>,
+) -> Option<ListedName> {
+    let dir = shm_dir().ok()?;
+    let link = rustix::fs::statat(dir, file_name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let is_link = FileType::from_raw_mode(link.st_mode) == FileType::Symlink;
+    if !is_link && FileType::from_raw_mode(link.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        file_name,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok();
+    let target = match &fd {
+        Some(fd) => rustix::fs::fstat(fd).ok(),
+        None => None,
+    };
+    let stat = target.unwrap_or(link);
+    let mut magic = [0u8; 8];
+    if let Some(fd) = &fd {
+        let _ = rustix::io::pread(fd, &mut magic, 0);
+    }
+    let holders = locks.get(&(stat.st_dev, stat.st_ino)).copied().unwrap_or(0);
+    Some(ListedName {
+        os_name: format!("/{file_name}"),
+        size: stat_size(&stat),
+        holders: Some(holders),
+        follows_holders: is_link || link.st_mode & FOLLOWS_HOLDERS != 0,
+        magic: u64::from_le_bytes(magic),
+    })
+}
+
+/// Shared `flock`s per (device, inode), from `/proc/locks`.
+fn flock_holders() -> std::collections::HashMap<(u64, u64), u32> {
+    let mut holders = std::collections::HashMap::new();
+    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+        return holders;
+    };
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  READ 1234 fe:00:5414981 0 EOF"
+        if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "READ" {
+            continue;
+        }
+        let parts: Vec<&str> = fields[5].split(':').collect();
+        if parts.len() != 3 {
+            continue;
+        }
+        let (Ok(major), Ok(minor), Ok(inode)) = (
+            u64::from_str_radix(parts[0], 16),
+            u64::from_str_radix(parts[1], 16),
+            parts[2].parse::<u64>(),
+        ) else {
+            continue;
+        };
+        let dev = rustix::fs::makedev(major as u32, minor as u32);
+        *holders.entry((dev, inode)).or_insert(0) += 1;
+    }
+    holders
+}
+
+/// Removes `os_name` if it is stale (it follows its holders and all of them
+/// are gone); whether it did. Safe against a holder arriving meanwhile: the
+/// same exclusive-lock check an opener makes.
+pub(crate) fn reclaim_if_stale(os_name: &str) -> Result<bool> {
+    let dir = shm_dir()?;
+    let entry = entry_of(os_name);
+    let Ok(link) = rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) else {
+        return Ok(false);
+    };
+    let is_link = FileType::from_raw_mode(link.st_mode) == FileType::Symlink;
+    if !is_link && link.st_mode & FOLLOWS_HOLDERS == 0 {
+        return Ok(false);
+    }
+    let Ok(fd) = rustix::fs::openat(dir, entry, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    else {
+        // A link whose file is gone: nothing can hold it.
+        return Ok(is_link && rustix::fs::unlinkat(dir, entry, AtFlags::empty()).is_ok());
+    };
+    if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(false);
+    }
+    if entry_id(dir, entry) != Some(FileId::of(&link)) {
+        return Ok(false);
+    }
+    rustix::fs::unlinkat(dir, entry, AtFlags::empty())
+        .map_err(|e| os_error("remove", os_name, e))?;
+    Ok(true)
+}

@@ -223,19 +223,15 @@ pub enum Error {
         max: u32,
     },
 
-    /// `try_send` found the channel full.
-    #[error("the channel {name:?} is full")]
-    Full {
-        /// The channel's name.
-        name: String,
-    },
+    /// `try_send` found the channel full. (It names no channel, so that a
+    /// busy-polling sender allocates nothing.)
+    #[error("the channel is full")]
+    Full,
 
-    /// `try_recv` found the channel empty.
-    #[error("the channel {name:?} is empty")]
-    Empty {
-        /// The channel's name.
-        name: String,
-    },
+    /// `try_recv` found the channel empty. (It names no channel, so that a
+    /// busy-polling receiver allocates nothing.)
+    #[error("the channel is empty")]
+    Empty,
 
     /// A wait with a timeout ran out.
     #[error("timed out waiting on {name:?}")]
@@ -291,7 +287,7 @@ impl Error {
             Error::NotReady { .. } | Error::TimedOut { .. } => K::TimedOut,
             Error::GeometryMismatch { .. } => K::InvalidInput,
             Error::MessageTooLarge { .. } => K::InvalidInput,
-            Error::Full { .. } | Error::Empty { .. } => K::WouldBlock,
+            Error::Full | Error::Empty => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,
             Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,

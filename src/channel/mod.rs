@@ -12,7 +12,7 @@
 mod ring;
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -31,6 +31,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
 const KIND: &str = "a shmio channel";
 /// Spins before a waiter goes to sleep.
 const SPINS: u32 = 64;
+/// Polls that must see the same claimed slot before a poller checks its claimer is alive.
+const STUCK_POLLS: u32 = 1024;
 /// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -88,6 +90,9 @@ pub struct Channel {
     pid: u32,
     recv_bell: sys::Doorbell,
     send_bell: sys::Doorbell,
+    /// The last claimed state a poll was blocked by, and how many polls in a row saw it.
+    stuck_state: AtomicU64,
+    stuck_polls: AtomicU32,
 }
 
 impl Channel {
@@ -153,6 +158,8 @@ impl Channel {
             pid: std::process::id(),
             recv_bell: sys::Doorbell::open(name, "recv")?,
             send_bell: sys::Doorbell::open(name, "send")?,
+            stuck_state: AtomicU64::new(0),
+            stuck_polls: AtomicU32::new(0),
         })
     }
 
@@ -306,10 +313,26 @@ impl Channel {
     }
 
     fn full(&self, blocked: Blocked) -> Error {
-        self.ring.repair(blocked, sys::process_alive);
-        Error::Full {
-            name: self.name.clone(),
+        self.repair_if_stuck(blocked);
+        Error::Full
+    }
+
+    /// For polling callers: repairs the blocking slot once the same claimed
+    /// state has been seen [`STUCK_POLLS`] times in a row, so that a busy
+    /// poll makes no liveness system call while the claimer is merely busy.
+    fn repair_if_stuck(&self, blocked: Blocked) -> bool {
+        if !blocked.is_claimed() {
+            return false;
         }
+        if self.stuck_state.swap(blocked.state(), Ordering::Relaxed) != blocked.state() {
+            self.stuck_polls.store(0, Ordering::Relaxed);
+            return false;
+        }
+        if self.stuck_polls.fetch_add(1, Ordering::Relaxed) < STUCK_POLLS {
+            return false;
+        }
+        self.stuck_polls.store(0, Ordering::Relaxed);
+        self.ring.repair(blocked, sys::process_alive)
     }
 
     /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
@@ -377,10 +400,8 @@ impl Channel {
                     }
                 }
                 Err(blocked) => {
-                    if !self.ring.repair(blocked, sys::process_alive) {
-                        return Err(Error::Empty {
-                            name: self.name.clone(),
-                        });
+                    if !self.repair_if_stuck(blocked) {
+                        return Err(Error::Empty);
                     }
                 }
             }

@@ -131,6 +131,18 @@ pub(crate) struct Blocked {
     state: u64,
 }
 
+impl Blocked {
+    /// The blocking slot's state word, to tell whether it stays the same.
+    pub(crate) fn state(&self) -> u64 {
+        self.state
+    }
+
+    /// Whether a process has claimed the blocking slot (it may be dead).
+    pub(crate) fn is_claimed(&self) -> bool {
+        split(self.state).1 != 0
+    }
+}
+
 impl Ring {
     /// The ring over `len` bytes at `base`, checked against the geometry.
     ///

@@ -1,0 +1,316 @@
+//! shmio's channel: round trips (busy-poll with `try_recv_into`, and
+//! blocking with `recv_into`) and throughput (copying with
+//! `send`/`recv_into`, in place with `send_with`/`recv_with`).
+
+use std::hint::spin_loop;
+use std::process::Stdio;
+use std::time::Instant;
+
+use shmio::{Channel, ChannelOptions, Error};
+
+use super::harness::{timed, Side};
+use super::proc::{self, watchdog, Commands, Kid, OnStall};
+use super::{check_message, stamp, Result, STOP, WARMUP};
+
+/// The round-trip channels: 8-byte messages, a few slots.
+const ROUND_TRIP: ChannelOptions = ChannelOptions {
+    capacity: 16,
+    max_message_size: 8,
+};
+
+fn seq_of(message: &[u8]) -> Result<u64> {
+    Ok(u64::from_le_bytes(
+        message.try_into().map_err(|_| "not an 8-byte message")?,
+    ))
+}
+
+/// Receives from `channel` by polling `try_recv_into` until a message comes.
+fn busy_recv(channel: &Channel, buf: &mut Vec<u8>) -> Result<()> {
+    loop {
+        match channel.try_recv_into(buf) {
+            Ok(()) => return Ok(()),
+            Err(Error::Empty) => spin_loop(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A ping channel (parent to child) and a pong channel (child to parent).
+fn pair(name: &str) -> Result<(Channel, Channel, [OnStall; 2])> {
+    let (ping, pong) = (format!("{name}-ping"), format!("{name}-pong"));
+    let guards = [OnStall::shmio_name(&ping), OnStall::shmio_name(&pong)];
+    Ok((
+        Channel::create_or_open(&ping, ROUND_TRIP)?,
+        Channel::create_or_open(&pong, ROUND_TRIP)?,
+        guards,
+    ))
+}
+
+fn open_pair(name: &str) -> Result<(Channel, Channel)> {
+    Ok((
+        Channel::open(&format!("{name}-ping"))?,
+        Channel::open(&format!("{name}-pong"))?,
+    ))
+}
+
+/// Round trips through two channels, both sides busy-polling.
+pub struct BusyRoundTrip {
+    ping: Channel,
+    pong: Channel,
+    _guards: [OnStall; 2],
+    kid: Kid,
+    buf: Vec<u8>,
+    seq: u64,
+}
+
+impl BusyRoundTrip {
+    pub fn start(name: &str) -> Result<BusyRoundTrip> {
+        let (ping, pong, guards) = pair(name)?;
+        let mut kid = proc::spawn(
+            "rt-shmio-busy",
+            &[(proc::NAME, name.to_owned())],
+            Stdio::piped(),
+            Stdio::piped(),
+        )?;
+        kid.ready()?;
+        Ok(BusyRoundTrip {
+            ping,
+            pong,
+            _guards: guards,
+            kid,
+            buf: Vec::with_capacity(8),
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self, seq: u64) -> Result<()> {
+        self.ping.send(&seq.to_le_bytes())?;
+        loop {
+            busy_recv(&self.pong, &mut self.buf)?;
+            if seq_of(&self.buf)? == seq {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Side for BusyRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        self.kid.command("go")?;
+        for _ in 0..WARMUP {
+            self.seq += 1;
+            self.round_trip(self.seq)?;
+        }
+        let ns = timed(n, || {
+            self.seq += 1;
+            self.round_trip(self.seq)
+        })?;
+        self.round_trip(STOP)?;
+        Ok(ns)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The busy-poll echo child: on each `go`, echoes until [`STOP`].
+pub fn busy_child() -> Result<()> {
+    let (ping, pong) = open_pair(&proc::var(proc::NAME)?)?;
+    let mut commands = Commands::new()?;
+    proc::say_ready()?;
+    let mut buf = Vec::with_capacity(8);
+    while commands.next()?.is_some() {
+        loop {
+            busy_recv(&ping, &mut buf)?;
+            pong.send(&buf)?;
+            watchdog::progress();
+            if seq_of(&buf)? == STOP {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Round trips through two channels, both sides in blocking `recv_into`
+/// (shmio spins briefly, then sleeps on the channel's doorbell).
+pub struct BlockingRoundTrip {
+    ping: Channel,
+    pong: Channel,
+    _guards: [OnStall; 2],
+    _kid: Kid,
+    buf: Vec<u8>,
+    seq: u64,
+}
+
+impl BlockingRoundTrip {
+    pub fn start(name: &str) -> Result<BlockingRoundTrip> {
+        let (ping, pong, guards) = pair(name)?;
+        let kid = proc::spawn(
+            "rt-shmio-block",
+            &[(proc::NAME, name.to_owned())],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        Ok(BlockingRoundTrip {
+            ping,
+            pong,
+            _guards: guards,
+            _kid: kid,
+            buf: Vec::with_capacity(8),
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self, seq: u64) -> Result<()> {
+        self.ping.send(&seq.to_le_bytes())?;
+        loop {
+            self.pong.recv_into(&mut self.buf)?;
+            if seq_of(&self.buf)? == seq {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Side for BlockingRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        for _ in 0..WARMUP {
+            self.seq += 1;
+            self.round_trip(self.seq)?;
+        }
+        timed(n, || {
+            self.seq += 1;
+            self.round_trip(self.seq)
+        })
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.seq += 1;
+        self.round_trip(self.seq)
+    }
+}
+
+impl Drop for BlockingRoundTrip {
+    fn drop(&mut self) {
+        let _ = self.ping.send(&STOP.to_le_bytes());
+    }
+}
+
+/// The blocking echo child: echoes until [`STOP`].
+pub fn blocking_child() -> Result<()> {
+    let (ping, pong) = open_pair(&proc::var(proc::NAME)?)?;
+    let mut buf = Vec::with_capacity(8);
+    loop {
+        ping.recv_into(&mut buf)?;
+        pong.send(&buf)?;
+        watchdog::progress();
+        if seq_of(&buf)? == STOP {
+            return Ok(());
+        }
+    }
+}
+
+/// Throughput: the child sends, the parent receives; copying or in place.
+pub struct Throughput {
+    channel: Channel,
+    _guard: OnStall,
+    kid: Kid,
+    in_place: bool,
+    size: usize,
+    buf: Vec<u8>,
+    expected: u64,
+}
+
+impl Throughput {
+    pub fn start(name: &str, size: usize, capacity: u32, in_place: bool) -> Result<Throughput> {
+        let options = ChannelOptions {
+            capacity,
+            max_message_size: u32::try_from(size)?,
+        };
+        let guard = OnStall::shmio_name(name);
+        let channel = Channel::create_or_open(name, options)?;
+        let role = if in_place {
+            "tp-shmio-in-place"
+        } else {
+            "tp-shmio-copy"
+        };
+        let mut kid = proc::spawn(
+            role,
+            &[
+                (proc::NAME, name.to_owned()),
+                (proc::SIZE, size.to_string()),
+            ],
+            Stdio::piped(),
+            Stdio::piped(),
+        )?;
+        kid.ready()?;
+        Ok(Throughput {
+            channel,
+            _guard: guard,
+            kid,
+            in_place,
+            size,
+            buf: Vec::with_capacity(size),
+            expected: 0,
+        })
+    }
+}
+
+impl Side for Throughput {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let start = Instant::now();
+        self.kid.command(&format!("go {n}"))?;
+        for _ in 0..n {
+            if self.in_place {
+                let (size, expected) = (self.size, self.expected);
+                // SAFETY: only this program's processes use the channel, all
+                // through shmio's `Channel`.
+                unsafe {
+                    self.channel
+                        .recv_with(|message| check_message(message, size, expected))?
+                }?;
+            } else {
+                self.channel.recv_into(&mut self.buf)?;
+                check_message(&self.buf, self.size, self.expected)?;
+            }
+            self.expected += 1;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n as f64)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The producer child: on each `go N`, sends N messages.
+pub fn producer_child(in_place: bool) -> Result<()> {
+    let channel = Channel::open(&proc::var(proc::NAME)?)?;
+    let size = proc::number(proc::SIZE)?;
+    let mut commands = Commands::new()?;
+    proc::say_ready()?;
+    let mut message = vec![0xA5; size];
+    let mut seq = 0u64;
+    while let Some(n) = commands.next_count()? {
+        for _ in 0..n {
+            if in_place {
+                // SAFETY: only this program's processes use the channel, all
+                // through shmio's `Channel`.
+                unsafe {
+                    channel.send_with(size, |slot| {
+                        slot.copy_from_slice(&message);
+                        stamp(slot, seq);
+                    })?
+                };
+            } else {
+                stamp(&mut message, seq);
+                channel.send(&message)?;
+            }
+            seq += 1;
+            watchdog::progress();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! iceoryx2 (publish-subscribe, `ipc::Service`): round trips over two
+//! services (ping, pong), and throughput (loan, write, send; receive).
+//! Receivers busy-poll `receive()`: iceoryx2 has no blocking receive of
+//! its own (that takes an event service and a `WaitSet`).
+//!
+//! Each run gets a private iceoryx2 domain (its own file prefix and root
+//! directory), so what iceoryx2 leaves behind can be found and removed.
+
+use std::hint::spin_loop;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use iceoryx2::config::Config;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+
+use super::harness::{timed, Side};
+use super::proc::{self, watchdog, Commands, Kid};
+use super::{check_message, stamp, Result, STOP, WARMUP};
+
+/// The run's private domain: a file prefix and a root directory.
+pub struct Domain {
+    pub tag: String,
+    config: Config,
+    key: u64,
+}
+
+fn prefix(tag: &str) -> String {
+    format!("iox2_shmio_bench_{tag}_")
+}
+
+fn root(tag: &str) -> String {
+    format!("/tmp/shmio-bench-iox2-{tag}/")
+}
+
+fn config(tag: &str) -> Result<Config> {
+    let mut config = Config::default();
+    config.global.prefix = FileName::new(prefix(tag).as_bytes())?;
+    config
+        .global
+        .set_root_path(&Path::new(root(tag).as_bytes())?);
+    Ok(config)
+}
+
+/// Quiet: iceoryx2 logs warnings to the console otherwise.
+pub fn quiet() {
+    set_log_level(LogLevel::Error);
+}
+
+impl Domain {
+    pub fn new(tag: String) -> Result<Domain> {
+        quiet();
+        let config = config(&tag)?;
+        let key = {
+            let tag = tag.clone();
+            watchdog::on_stall(move || {
+                let _ = remove_domain(&tag);
+            })
+        };
+        Ok(Domain { tag, config, key })
+    }
+
+    fn node(&self) -> Result<Node<ipc::Service>> {
+        Ok(NodeBuilder::new()
+            .config(&self.config)
+            .create::<ipc::Service>()?)
+    }
+
+    /// Removes what iceoryx2 left of the domain; returns the files there
+    /// were (its global management segment, at least).
+    pub fn remove(self) -> Result<Vec<String>> {
+        watchdog::forget(self.key);
+        remove_domain(&self.tag)
+    }
+}
+
+fn remove_domain(tag: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let prefix = prefix(tag);
+    for entry in std::fs::read_dir("/dev/shm")? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_file(entry.path())?;
+            removed.push(entry.path().display().to_string());
+        }
+    }
+    let root = root(tag);
+    if std::path::Path::new(&root).exists() {
+        for entry in walk(std::path::Path::new(&root))? {
+            if !entry.is_dir() {
+                removed.push(entry.display().to_string());
+            }
+        }
+        std::fs::remove_dir_all(&root)?;
+    }
+    Ok(removed)
+}
+
+fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(walk(&path)?);
+        }
+        found.push(path);
+    }
+    Ok(found)
+}
+
+fn child_domain() -> Result<Node<ipc::Service>> {
+    quiet();
+    let config = config(&proc::var(proc::IOX)?)?;
+    Ok(NodeBuilder::new()
+        .config(&config)
+        .create::<ipc::Service>()?)
+}
+
+type Factory<T> = PortFactory<ipc::Service, T, ()>;
+
+fn word_service(node: &Node<ipc::Service>, name: &str) -> Result<Factory<u64>> {
+    Ok(node
+        .service_builder(&ServiceName::new(name)?)
+        .publish_subscribe::<u64>()
+        .open_or_create()?)
+}
+
+fn send_word(publisher: &Publisher<ipc::Service, u64, ()>, value: u64) -> Result<()> {
+    publisher.loan_uninit()?.write_payload(value).send()?;
+    Ok(())
+}
+
+/// Busy-polls `subscriber` for a word; with `resend`, sends `value` again
+/// whenever that long passes without it (only while connecting).
+fn wait_word(
+    subscriber: &Subscriber<ipc::Service, u64, ()>,
+    value: u64,
+    resend: Option<(&Publisher<ipc::Service, u64, ()>, Duration)>,
+) -> Result<()> {
+    let mut since = resend.map(|_| Instant::now());
+    loop {
+        match subscriber.receive()? {
+            Some(sample) if *sample.payload() == value => return Ok(()),
+            Some(_) => {}
+            None => spin_loop(),
+        }
+        if let (Some((publisher, every)), Some(since)) = (resend, since.as_mut()) {
+            if since.elapsed() > every {
+                send_word(publisher, value)?;
+                *since = Instant::now();
+            }
+        }
+    }
+}
+
+/// Round trips: publish on ping, busy-poll pong; the child the reverse.
+pub struct RoundTrip {
+    kid: Kid,
+    publisher: Publisher<ipc::Service, u64, ()>,
+    subscriber: Subscriber<ipc::Service, u64, ()>,
+    _services: (Factory<u64>, Factory<u64>),
+    _node: Node<ipc::Service>,
+    seq: u64,
+    connected: bool,
+}
+
+impl RoundTrip {
+    pub fn start(domain: &Domain, name: &str) -> Result<RoundTrip> {
+        let node = domain.node()?;
+        let ping = word_service(&node, &format!("{name}/ping"))?;
+        let pong = word_service(&node, &format!("{name}/pong"))?;
+        let publisher = ping.publisher_builder().create()?;
+        let subscriber = pong.subscriber_builder().create()?;
+        let mut kid = proc::spawn(
+            "rt-iceoryx2",
+            &[
+                (proc::NAME, name.to_owned()),
+                (proc::IOX, domain.tag.clone()),
+            ],
+            Stdio::piped(),
+            Stdio::piped(),
+        )?;
+        kid.ready()?;
+        Ok(RoundTrip {
+            kid,
+            publisher,
+            subscriber,
+            _services: (ping, pong),
+            _node: node,
+            seq: 0,
+            connected: false,
+        })
+    }
+
+    fn round_trip(&mut self, seq: u64) -> Result<()> {
+        send_word(&self.publisher, seq)?;
+        wait_word(&self.subscriber, seq, None)
+    }
+}
+
+impl Side for RoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        self.kid.command("go")?;
+        if !self.connected {
+            // The first message may go out before the ports see each other.
+            self.seq += 1;
+            send_word(&self.publisher, self.seq)?;
+            wait_word(
+                &self.subscriber,
+                self.seq,
+                Some((&self.publisher, Duration::from_millis(20))),
+            )?;
+            self.connected = true;
+        }
+        for _ in 0..WARMUP {
+            self.seq += 1;
+            self.round_trip(self.seq)?;
+        }
+        let ns = timed(n, || {
+            self.seq += 1;
+            self.round_trip(self.seq)
+        })?;
+        self.round_trip(STOP)?;
+        Ok(ns)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The echo child: on each `go`, echoes until [`STOP`].
+pub fn round_trip_child() -> Result<()> {
+    let name = proc::var(proc::NAME)?;
+    let node = child_domain()?;
+    let ping = word_service(&node, &format!("{name}/ping"))?;
+    let pong = word_service(&node, &format!("{name}/pong"))?;
+    let subscriber = ping.subscriber_builder().create()?;
+    let publisher = pong.publisher_builder().create()?;
+    let mut commands = Commands::new()?;
+    proc::say_ready()?;
+    while commands.next()?.is_some() {
+        loop {
+            let Some(sample) = subscriber.receive()? else {
+                spin_loop();
+                continue;
+            };
+            let value = *sample.payload();
+            drop(sample);
+            send_word(&publisher, value)?;
+            watchdog::progress();
+            if value == STOP {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bytes_service(node: &Node<ipc::Service>, name: &str, capacity: usize) -> Result<Factory<[u8]>> {
+    Ok(node
+        .service_builder(&ServiceName::new(name)?)
+        .publish_subscribe::<[u8]>()
+        .max_publishers(1)
+        .max_subscribers(1)
+        .history_size(0)
+        .subscriber_max_buffer_size(capacity)
+        .enable_safe_overflow(false)
+        .open_or_create()?)
+}
+
+/// Throughput: the child loans, writes and sends; the parent busy-polls
+/// `receive()` and reads each sample in place.
+pub struct Throughput {
+    kid: Kid,
+    subscriber: Subscriber<ipc::Service, [u8], ()>,
+    _service: Factory<[u8]>,
+    _node: Node<ipc::Service>,
+    size: usize,
+    expected: u64,
+}
+
+impl Throughput {
+    pub fn start(domain: &Domain, name: &str, size: usize, capacity: usize) -> Result<Throughput> {
+        let node = domain.node()?;
+        let service = bytes_service(&node, name, capacity)?;
+        let subscriber = service
+            .subscriber_builder()
+            .buffer_size(capacity)
+            .create()?;
+        let mut kid = proc::spawn(
+            "tp-iceoryx2",
+            &[
+                (proc::NAME, name.to_owned()),
+                (proc::IOX, domain.tag.clone()),
+                (proc::SIZE, size.to_string()),
+                (proc::CAPACITY, capacity.to_string()),
+            ],
+            Stdio::piped(),
+            Stdio::piped(),
+        )?;
+        kid.ready()?;
+        Ok(Throughput {
+            kid,
+            subscriber,
+            _service: service,
+            _node: node,
+            size,
+            expected: 0,
+        })
+    }
+}
+
+impl Side for Throughput {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let start = Instant::now();
+        self.kid.command(&format!("go {n}"))?;
+        for _ in 0..n {
+            let sample = loop {
+                if let Some(sample) = self.subscriber.receive()? {
+                    break sample;
+                }
+                spin_loop();
+            };
+            check_message(sample.payload(), self.size, self.expected)?;
+            self.expected += 1;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n as f64)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The producer child: on each `go N`, sends N messages; a full subscriber
+/// queue makes `send` wait (`RetryUntilDelivered`), so nothing is dropped.
+pub fn producer_child() -> Result<()> {
+    let name = proc::var(proc::NAME)?;
+    let size = proc::number(proc::SIZE)?;
+    let capacity = proc::number(proc::CAPACITY)?;
+    let node = child_domain()?;
+    let service = bytes_service(&node, &name, capacity)?;
+    let publisher = service
+        .publisher_builder()
+        .initial_max_slice_len(size)
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()?;
+    let mut commands = Commands::new()?;
+    proc::say_ready()?;
+    let mut message = vec![0xA5; size];
+    let mut seq = 0u64;
+    while let Some(n) = commands.next_count()? {
+        for _ in 0..n {
+            stamp(&mut message, seq);
+            publisher
+                .loan_slice_uninit(size)?
+                .write_from_slice(&message)
+                .send()?;
+            seq += 1;
+            watchdog::progress();
+        }
+    }
+    Ok(())
+}

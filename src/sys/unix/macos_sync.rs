@@ -1,6 +1,6 @@
 //! Cross-process synchronisation on macOS (and any Unix other than Linux):
-//! an `flock`ed lock file and a held flag for the mutex, a polled word for
-//! the event, each with its state in its own small named segment (see
+//! an `flock`ed lock file and a held flag for the mutex, a word the event's
+//! waiters sleep on (or poll, before macOS 14.4), each with its state in its own small named segment (see
 //! `sync/segment.rs` for the segment's header).
 //!
 //! **Mutex.** macOS has no robust process-shared pthread mutex, so the lock
@@ -46,12 +46,14 @@
 //! undoes before a waiter looks again goes unseen (as on Linux between the
 //! wake-up and the waiter's check).
 //!
-//! **Better, later.** `os_sync_wait_on_address` and
-//! `os_sync_wake_by_address_{any,all}` (macOS 14.4, `<os/os_sync_wait_on_address.h>`,
-//! flag `OS_SYNC_WAKE_BY_ADDRESS_SHARED`) are macOS's futex: with them the
-//! event could sleep in the kernel and wake at once, exactly like the Linux
-//! one. They need a raw `extern` declaration and a run-time check of the OS
-//! version, so this polling fallback is what every macOS gets today.
+//! **Sleeping in the kernel where macOS can.** Where the running system
+//! has `os_sync_wait_on_address` and `os_sync_wake_by_address_{any,all}`
+//! (macOS 14.4; looked up with `dlsym` at run time, so older systems still
+//! run), a waiter sleeps in the kernel on the `signaled` word with the
+//! shared flag instead of polling, after counting itself in `WAITERS`, and
+//! `set` wakes one sleeper (auto reset) or all (manual reset) only when
+//! someone sleeps: the Linux futex event's protocol. Older systems get the
+//! polling described above.
 //!
 //! **Limits.** Processes that share a mutex must agree on `$TMPDIR` (as for
 //! mapping names). A thread that ends while holding the lock (a forgotten
@@ -98,8 +100,100 @@ const LONGEST_NAP: Duration = Duration::from_millis(1);
 const HOLDER: u64 = STATE_OFFSET;
 /// Event segment: 1 while set.
 const SIGNALED: u64 = STATE_OFFSET;
+/// Event segment: waiters sleeping in `os_sync_wait_on_address` (or about to).
+const WAITERS: u64 = STATE_OFFSET + 4;
 /// Event segment: 1 for manual reset (the creator's choice).
 const MANUAL: u64 = STATE_OFFSET + 8;
+
+/// macOS 14.4's `os_sync_wait_on_address` family, found at run time so that
+/// older systems fall back to polling: a waiter sleeps in the kernel on the
+/// `signaled` word with `OS_SYNC_WAIT_ON_ADDRESS_SHARED` (it is shared
+/// between processes), and `set` wakes it only when `WAITERS` says someone
+/// sleeps, as the Linux futex event does.
+mod address_wait {
+    use std::ffi::{c_int, c_void};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    type WaitWithTimeout = unsafe extern "C" fn(*mut c_void, u64, usize, u32, u32, u64) -> c_int;
+    type Wait = unsafe extern "C" fn(*mut c_void, u64, usize, u32) -> c_int;
+    type Wake = unsafe extern "C" fn(*mut c_void, usize, u32) -> c_int;
+
+    /// The functions, when this macOS has them.
+    pub(super) struct Api {
+        wait: Wait,
+        wait_with_timeout: WaitWithTimeout,
+        wake_any: Wake,
+        wake_all: Wake,
+    }
+
+    /// The API, looked up once.
+    pub(super) fn api() -> Option<&'static Api> {
+        static API: OnceLock<Option<Api>> = OnceLock::new();
+        API.get_or_init(|| {
+            // SAFETY: each symbol, when present, has exactly the C signature
+            // of the type it is cast to (os/os_sync_wait_on_address.h).
+            unsafe {
+                Some(Api {
+                    wait: std::mem::transmute::<*mut c_void, Wait>(symbol(
+                        c"os_sync_wait_on_address",
+                    )?),
+                    wait_with_timeout: std::mem::transmute::<*mut c_void, WaitWithTimeout>(symbol(
+                        c"os_sync_wait_on_address_with_timeout",
+                    )?),
+                    wake_any: std::mem::transmute::<*mut c_void, Wake>(symbol(
+                        c"os_sync_wake_by_address_any",
+                    )?),
+                    wake_all: std::mem::transmute::<*mut c_void, Wake>(symbol(
+                        c"os_sync_wake_by_address_all",
+                    )?),
+                })
+            }
+        })
+        .as_ref()
+    }
+
+    /// A symbol of the running system, or `None`.
+    fn symbol(name: &std::ffi::CStr) -> Option<*mut c_void> {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no
+        // other preconditions.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!found.is_null()).then_some(found)
+    }
+
+    impl Api {
+        /// Sleeps while `word == 0`, at most `timeout`.
+        pub(super) fn wait(&self, word: &AtomicU32, timeout: Option<Duration>) {
+            let addr = word.as_ptr().cast::<c_void>();
+            let shared = libc::OS_SYNC_WAIT_ON_ADDRESS_SHARED;
+            // SAFETY: `addr` is a live, 4-aligned word of shared memory for
+            // the whole call; the size says 4 bytes; errors (timeout,
+            // interruption) only end the wait early, and callers look again.
+            unsafe {
+                match timeout {
+                    None => (self.wait)(addr, 0, 4, shared),
+                    Some(timeout) => (self.wait_with_timeout)(
+                        addr,
+                        0,
+                        4,
+                        shared,
+                        libc::OS_CLOCK_MACH_ABSOLUTE_TIME,
+                        u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).max(1),
+                    ),
+                };
+            }
+        }
+
+        /// Wakes one sleeper on `word`, or all of them.
+        pub(super) fn wake(&self, word: &AtomicU32, all: bool) {
+            let addr = word.as_ptr().cast::<c_void>();
+            let wake = if all { self.wake_all } else { self.wake_any };
+            // SAFETY: as in `wait`; waking nobody is not an error that matters.
+            unsafe { wake(addr, 4, libc::OS_SYNC_WAKE_BY_ADDRESS_SHARED) };
+        }
+    }
+}
 
 // The rest of the crate shares these across threads.
 const _: () = {
@@ -485,10 +579,17 @@ impl RawEvent {
         self.segment.atomic_u32(SIGNALED)
     }
 
-    /// Sets the event; a polling waiter (one for auto reset, all for
-    /// manual reset) sees it within about a millisecond.
+    /// Sets the event, waking one sleeper (auto reset) or all (manual
+    /// reset); without `os_sync_wait_on_address`, a polling waiter sees it
+    /// within about a millisecond.
     pub(crate) fn set(&self) -> Result<()> {
-        self.signaled()?.store(1, Ordering::SeqCst);
+        let signaled = self.signaled()?;
+        signaled.store(1, Ordering::SeqCst);
+        if let Some(api) = address_wait::api() {
+            if self.segment.atomic_u32(WAITERS)?.load(Ordering::SeqCst) > 0 {
+                api.wake(signaled, self.manual);
+            }
+        }
         Ok(())
     }
 
@@ -518,6 +619,25 @@ impl RawEvent {
         }
         // A timeout too long to express is no timeout.
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        if let Some(api) = address_wait::api() {
+            let waiters = self.segment.atomic_u32(WAITERS)?;
+            loop {
+                waiters.fetch_add(1, Ordering::SeqCst);
+                let taken = self.try_take(signaled);
+                let remaining =
+                    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+                if !taken && remaining != Some(Duration::ZERO) {
+                    api.wait(signaled, remaining);
+                }
+                waiters.fetch_sub(1, Ordering::SeqCst);
+                if taken || self.try_take(signaled) {
+                    return Ok(true);
+                }
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Ok(false);
+                }
+            }
+        }
         let mut nap = FIRST_NAP;
         loop {
             let pause = match deadline {

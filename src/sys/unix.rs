@@ -131,6 +131,28 @@ impl Drop for Object {
     }
 }
 
+/// How long an opener waits for another program's creator to size its object.
+pub(crate) const SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The object's size, waiting (bounded) while another program's creator has not yet sized it.
+pub(crate) fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
+    let start = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let stat = rustix::fs::fstat(fd).map_err(|e| os_error("inspect", name, e))?;
+        let size = stat_size(&stat);
+        if size > 0 {
+            return Ok(size);
+        }
+        if start.elapsed() >= SIZE_WAIT {
+            return Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+    }
+}
+
 /// Whether the process `pid` is alive (a process of another user counts as alive).
 pub(crate) fn process_alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)

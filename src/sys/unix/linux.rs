@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-use super::{open_file, os_error, stat_size, Object};
+use super::{open_file, os_error, stat_size, wait_for_size, Object};
 use crate::error::{Error, Result};
 use crate::sys::{file_mapping_len, Disposition, FileRequest, NamedRequest, Opened};
 
@@ -47,8 +47,6 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// The mark of an object whose name is removed by its last holder.
 const FOLLOWS_HOLDERS: u32 = 0o1000;
-/// How long an opener waits for another program's creator to size its object.
-const SIZE_WAIT: Duration = Duration::from_secs(2);
 /// How long an opener keeps retrying while others create or remove the name.
 const CONTENTION_WAIT: Duration = Duration::from_secs(5);
 
@@ -408,25 +406,6 @@ fn hold(
         check,
     });
     Ok(Found::Live(Object { fd, size, lease }))
-}
-
-/// The object's size, waiting (bounded) while another program's creator has not yet sized it.
-fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
-    let start = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(1));
-        let stat = rustix::fs::fstat(fd).map_err(|e| os_error("inspect", name, e))?;
-        let size = stat_size(&stat);
-        if size > 0 {
-            return Ok(size);
-        }
-        if start.elapsed() >= SIZE_WAIT {
-            return Err(Error::NotReady {
-                name: name.to_owned(),
-                waited: start.elapsed(),
-            });
-        }
-    }
 }
 
 /// Removes a name now, whoever holds it; holders keep their memory.

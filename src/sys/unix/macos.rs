@@ -61,7 +61,7 @@ use rustix::fs::{AtFlags, Dev, FileType, FlockOperation, Mode, OFlags, RawMode};
 use rustix::io::Errno;
 use rustix::shm;
 
-use super::{os_error, size_error, stat_size, Object};
+use super::{os_error, size_error, stat_size, wait_for_size, Object};
 use crate::error::{Error, Result};
 use crate::sys::{Access, Disposition, NamedRequest, Opened};
 
@@ -74,8 +74,6 @@ pub(crate) const OS_NAME_MAX_BYTES: usize = 31;
 const LEASE_DIR: &str = "shmio-leases";
 /// What every lease file's name ends with.
 const LEASE_SUFFIX: &str = ".lease";
-/// How long an opener waits for another program's creator to size its object.
-const SIZE_WAIT: Duration = Duration::from_secs(2);
 /// How long an open keeps retrying while others create or remove the name.
 const CONTENTION_WAIT: Duration = Duration::from_secs(5);
 /// How many unique names `anonymous` tries before giving up.
@@ -505,25 +503,6 @@ fn opened(fd: OwnedFd, lease: Option<Lease>, req: &NamedRequest<'_>) -> Result<A
         object: Object { fd, size, lease },
         existed: true,
     }))
-}
-
-/// The object's size, waiting (bounded) while another program's creator has not yet sized it.
-fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
-    let start = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(1));
-        let stat = rustix::fs::fstat(fd).map_err(|e| os_error("inspect", name, e))?;
-        let size = stat_size(&stat);
-        if size > 0 {
-            return Ok(size);
-        }
-        if start.elapsed() >= SIZE_WAIT {
-            return Err(Error::NotReady {
-                name: name.to_owned(),
-                waited: start.elapsed(),
-            });
-        }
-    }
 }
 
 /// Removes a name now, whoever holds it, and its lease file; holders keep their memory.

@@ -273,7 +273,7 @@ const DUPLICATES: u64 = 20; // messages received twice
 const DISORDER: u64 = 24; // a consumer saw a producer's sequence go backwards
 const SENT: u64 = 64; // + 8 * producer: messages it sent (u64)
 const BITS: u64 = 4096; // + producer * BITMAP_BYTES: one bit per received message
-const MAX_PRODUCERS: u64 = 64;
+const MAX_PRODUCERS: u64 = 256;
 const MAX_PER_PRODUCER: u32 = 100_000;
 const BITMAP_BYTES: u64 = (MAX_PER_PRODUCER as u64 / 64 + 1) * 8;
 const CONTROL_SIZE: u64 = BITS + MAX_PRODUCERS * BITMAP_BYTES;
@@ -554,6 +554,17 @@ fn kill_storm() {
             .unwrap()
             .load(Ordering::Acquire);
         wait_until("traffic to flow", LIMIT, || {
+            // A producer that sent all it had to is replaced, so traffic never dries up.
+            for (id, producer) in producers.iter_mut() {
+                if let Some(status) = producer.try_wait().unwrap() {
+                    assert!(status.success(), "producer {id} failed: {status}");
+                    assert!(u64::from(next_producer) < MAX_PRODUCERS);
+                    *id = next_producer;
+                    *producer = traffic.producer(next_producer, PER_PRODUCER);
+                    next_producer += 1;
+                }
+            }
+            assert_alive(&mut consumers);
             traffic
                 .control
                 .atomic_u64(RECEIVED)

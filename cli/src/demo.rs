@@ -1,0 +1,698 @@
+//! `shmio demo`: the library's main job, shown step by step with real
+//! worker processes (this binary again, `__worker demo-*`), each step
+//! checked and marked ✓ or ✗. It exits 0 only if every step checked out.
+//! Every wait is bounded, and nothing is left behind.
+
+use std::io::{Read, Write};
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
+use shmio::{Channel, ChannelOptions, Error, LockError, Mapping};
+
+use crate::proc::{self, child_output, wait_child, wait_until, Children};
+use crate::units::{grouped, human_duration, human_size};
+use crate::{CliResult, Failure};
+
+/// A plain struct, copied byte for byte (zerocopy).
+#[derive(
+    FromBytes, IntoBytes, Immutable, Serialize, Deserialize, Debug, Clone, Copy, PartialEq,
+)]
+#[zerocopy(crate = "shmio::zerocopy")]
+#[repr(C)]
+struct Reading {
+    sensor: u32,
+    sequence: u32,
+    celsius: f64,
+}
+
+/// A structured value, framed as a record (u32 length + JSON).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Job {
+    command: String,
+    args: Vec<String>,
+}
+
+/// The mapping's size and layout.
+const SIZE: u64 = 64 << 10;
+const READING: u64 = 64;
+const JOB: u64 = 128;
+const ANSWER_READING: u64 = 1024;
+const ANSWER_JOB: u64 = 1088;
+/// A plain u64, changed only under the lock (read, add one, write).
+const COUNTER: u64 = 4096;
+/// 1 while a holder of the lock is half-way through a change.
+const DIRTY: u64 = 4104;
+/// How many survivors are about to wait for the lock (AtomicU32).
+const WAITING: u64 = 4112;
+/// Set by the holder once it has the lock (AtomicU32).
+const HELD: u64 = 4116;
+
+const OPENERS: usize = 4;
+const COUNTERS: usize = 4;
+const INCREMENTS: u64 = 10_000;
+const SURVIVORS: usize = 2;
+const ROUND_TRIPS: usize = 2000;
+/// The longest any one wait may take.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// What a step saw when it checked out (`Ok`) or did not (`Err`).
+type Step = Result<String, String>;
+
+struct Demo {
+    name: String,
+    map: Option<Mapping>,
+    children: Children,
+}
+
+pub fn run() -> CliResult {
+    let name = format!("shmio-demo-{}", std::process::id());
+    println!(
+        "shmio demo: worker processes share memory by name (this is process {}; every name \
+         starts with {name:?})",
+        std::process::id()
+    );
+    let mut demo = Demo {
+        name,
+        map: None,
+        children: Children::default(),
+    };
+    type Run = fn(&mut Demo) -> Step;
+    let steps: [(&str, Run); 6] = [
+        (
+            "One process creates a named mapping; the others open it by name",
+            Demo::named_mapping,
+        ),
+        (
+            "A struct (zerocopy) and a record (serde) pass between processes",
+            Demo::struct_and_record,
+        ),
+        (
+            "Worker processes raise a counter under the named mutex (map.lock())",
+            Demo::counter,
+        ),
+        (
+            "A worker is killed while it holds the lock; the survivors are told",
+            Demo::killed_holder,
+        ),
+        (
+            "Messages over a Channel, and its round trip against a pipe's",
+            Demo::channel,
+        ),
+        ("Nothing is left behind", Demo::nothing_left),
+    ];
+    let mut passed = 0;
+    for (number, (title, step)) in steps.iter().enumerate() {
+        println!("\n{}. {title}", number + 1);
+        match step(&mut demo) {
+            Ok(summary) => {
+                passed += 1;
+                println!("   ✓ {summary}");
+            }
+            Err(problem) => println!("   ✗ {problem}"),
+        }
+    }
+    println!();
+    if passed == steps.len() {
+        println!("demo: all {} steps checked out", steps.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::new(format!(
+            "demo: {} of {} steps did not check out",
+            steps.len() - passed,
+            steps.len()
+        )))
+    }
+}
+
+fn say(text: impl AsRef<str>) {
+    println!("   {}", text.as_ref());
+    let _ = std::io::stdout().flush();
+}
+
+fn fail(error: Error) -> String {
+    error.to_string()
+}
+
+/// Starts a worker in `role`; its stdout is piped when `output`.
+fn spawn(role: &str, args: &[String], output: bool) -> Result<Child, String> {
+    let mut command = proc::worker(role, args)?;
+    if output {
+        command.stdout(Stdio::piped());
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start a worker: {e}"))
+}
+
+/// What a worker printed, parsed.
+fn report<T: for<'de> Deserialize<'de>>(child: &mut Child, what: &str) -> Result<T, String> {
+    let out = child_output(child, what, LIMIT)?;
+    serde_json::from_str(out.trim()).map_err(|e| format!("{what} printed {out:?}: {e}"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Opened {
+    pid: u32,
+    existed: bool,
+    len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Exchanged {
+    pid: u32,
+    reading: Reading,
+    job: Option<Job>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Counted {
+    pid: u32,
+    increments: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Survived {
+    pid: u32,
+    owner_died: bool,
+    dirty: u64,
+}
+
+impl Demo {
+    fn map(&self) -> Result<&Mapping, String> {
+        self.map
+            .as_ref()
+            .ok_or_else(|| "no mapping: step 1 did not create it".to_owned())
+    }
+
+    fn args(&self, extra: &[String]) -> Vec<String> {
+        let mut args = vec![self.name.clone()];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    fn named_mapping(&mut self) -> Step {
+        let map = Mapping::create(&self.name, SIZE).map_err(fail)?;
+        say(format!(
+            "process {} created {:?} ({}): existed = {}",
+            std::process::id(),
+            self.name,
+            human_size(map.len()),
+            map.existed()
+        ));
+        let created = !map.existed();
+        self.map = Some(map);
+        let mut workers = Vec::new();
+        for _ in 0..OPENERS {
+            workers.push(spawn("demo-open", &self.args(&[]), true)?);
+        }
+        let mut openers = 0;
+        for mut worker in workers {
+            let opened: Opened = report(&mut worker, "an opening worker")?;
+            say(format!(
+                "worker {} opened it by name: existed = {}, {} bytes",
+                opened.pid, opened.existed, opened.len
+            ));
+            if opened.existed && opened.len == SIZE {
+                openers += 1;
+            }
+        }
+        if created && openers == OPENERS {
+            Ok(format!(
+                "1 creator (existed = false) and {OPENERS} openers (existed = true) share one mapping"
+            ))
+        } else {
+            Err(format!(
+                "expected a creator and {OPENERS} openers that found it; {openers} did"
+            ))
+        }
+    }
+
+    fn struct_and_record(&mut self) -> Step {
+        let map = self.map()?;
+        let reading = Reading {
+            sensor: 7,
+            sequence: 42,
+            celsius: 21.5,
+        };
+        let job = Job {
+            command: "resize".into(),
+            args: vec!["800".into(), "600".into()],
+        };
+        map.write_value_at(READING, &reading).map_err(fail)?;
+        let framed = map.write_record_at(JOB, &job).map_err(fail)?;
+        say(format!(
+            "process {} wrote {reading:?} at offset {READING} ({} bytes, as they are in memory)",
+            std::process::id(),
+            std::mem::size_of::<Reading>()
+        ));
+        say(format!(
+            "and the record {job:?} at offset {JOB} ({framed} bytes: u32 length + JSON)"
+        ));
+        let mut worker = spawn("demo-exchange", &self.args(&[]), true)?;
+        let seen: Exchanged = report(&mut worker, "the exchanging worker")?;
+        say(format!(
+            "worker {} read {:?} and {}",
+            seen.pid,
+            seen.reading,
+            seen.job
+                .as_ref()
+                .map_or("no record".to_owned(), |job| format!("{job:?}"))
+        ));
+        let answer: Reading = map.read_value_at(ANSWER_READING).map_err(fail)?;
+        let answer_job: Option<Job> = map.read_record_at(ANSWER_JOB).map_err(fail)?;
+        say(format!(
+            "and answered {answer:?} and {}",
+            answer_job
+                .as_ref()
+                .map_or("no record".to_owned(), |job| format!("{job:?}"))
+        ));
+        let expected_job = Job {
+            command: "done".into(),
+            args: vec!["600".into(), "800".into()],
+        };
+        let expected_answer = Reading {
+            sequence: 43,
+            ..reading
+        };
+        if seen.reading == reading
+            && seen.job.as_ref() == Some(&job)
+            && answer == expected_answer
+            && answer_job.as_ref() == Some(&expected_job)
+        {
+            Ok("the struct and the record arrived intact, and both answers came back".into())
+        } else {
+            Err("what the worker read or answered is not what was written".into())
+        }
+    }
+
+    fn counter(&mut self) -> Step {
+        let map = self.map()?;
+        map.write_value_at(COUNTER, &0u64).map_err(fail)?;
+        say(format!(
+            "each of {COUNTERS} workers, {} times: lock; read the u64 at offset {COUNTER}; \
+             write it + 1; unlock",
+            grouped(INCREMENTS)
+        ));
+        let start = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..COUNTERS {
+            workers.push(spawn(
+                "demo-count",
+                &self.args(&[INCREMENTS.to_string()]),
+                true,
+            )?);
+        }
+        let mut done = 0;
+        for mut worker in workers {
+            let counted: Counted = report(&mut worker, "a counting worker")?;
+            done += counted.increments;
+        }
+        let elapsed = start.elapsed();
+        let total: u64 = map.read_value_at(COUNTER).map_err(fail)?;
+        let expected = COUNTERS as u64 * INCREMENTS;
+        say(format!(
+            "counter = {} (expected {COUNTERS} × {} = {}), {} increments reported, in {}",
+            grouped(total),
+            grouped(INCREMENTS),
+            grouped(expected),
+            grouped(done),
+            human_duration(elapsed)
+        ));
+        if total == expected && done == expected {
+            Ok(format!(
+                "{} increments from {COUNTERS} processes, none lost",
+                grouped(expected)
+            ))
+        } else {
+            Err(format!("the counter is {total}, not {expected}"))
+        }
+    }
+
+    fn killed_holder(&mut self) -> Step {
+        let map = self.map()?.clone();
+        // This process keeps the mutex open too, and checks it at the end.
+        let mutex = map.mutex().map_err(fail)?;
+        map.write_value_at(DIRTY, &0u64).map_err(fail)?;
+        let held = map.atomic_u32(HELD).map_err(fail)?;
+        let waiting = map.atomic_u32(WAITING).map_err(fail)?;
+        held.store(0, Ordering::Release);
+        waiting.store(0, Ordering::Release);
+
+        let holder = spawn("demo-hold", &self.args(&[]), false)?;
+        let holder_pid = holder.id();
+        let holder = self.children.push(holder);
+        wait_until("the holder to take the lock", LIMIT, || {
+            held.load(Ordering::Acquire) == 1
+        })?;
+        say(format!(
+            "worker {holder_pid} took the lock and began a change: dirty = {}",
+            map.read_value_at::<u64>(DIRTY).map_err(fail)?
+        ));
+        let mut survivors = Vec::new();
+        for _ in 0..SURVIVORS {
+            survivors.push(spawn("demo-survivor", &self.args(&[]), true)?);
+        }
+        wait_until("the survivors to queue for the lock", LIMIT, || {
+            waiting.load(Ordering::Acquire) == SURVIVORS as u32
+        })?;
+        // Give them time to go to sleep in the lock call.
+        std::thread::sleep(Duration::from_millis(50));
+        say(format!(
+            "{SURVIVORS} more workers wait for the lock; worker {holder_pid} is killed \
+             (Child::kill) in the middle of its change"
+        ));
+        let killed = Instant::now();
+        let child = &mut self.children.0[holder];
+        child
+            .kill()
+            .map_err(|e| format!("cannot kill the holder: {e}"))?;
+        wait_child(child, "the killed holder", LIMIT)?;
+        let mut told = 0;
+        let mut plain = 0;
+        for mut survivor in survivors {
+            let seen: Survived = report(&mut survivor, "a surviving worker")?;
+            if seen.owner_died {
+                say(format!(
+                    "worker {}: LockError::OwnerDied: it found dirty = {}, and repaired it",
+                    seen.pid, seen.dirty
+                ));
+                if seen.dirty == 1 {
+                    told += 1;
+                }
+            } else {
+                say(format!(
+                    "worker {}: took the lock normally after that: dirty = {}",
+                    seen.pid, seen.dirty
+                ));
+                if seen.dirty == 0 {
+                    plain += 1;
+                }
+            }
+        }
+        let after = killed.elapsed();
+        let healthy = match mutex.try_lock() {
+            Ok(Some(_guard)) => true,
+            Ok(None) | Err(LockError::OwnerDied(_)) | Err(LockError::Failed(_)) => false,
+        };
+        say(format!(
+            "both survivors were done {} after the kill; the mutex then locks normally: {healthy}",
+            human_duration(after)
+        ));
+        if told == 1 && plain == SURVIVORS - 1 && healthy {
+            Ok(
+                "the first survivor was told the owner died and repaired the data; \
+                nothing was wedged"
+                    .into(),
+            )
+        } else {
+            Err(format!(
+                "expected one OwnerDied that saw dirty = 1 and {} plain locks that saw it \
+                 repaired; got {told} and {plain}",
+                SURVIVORS - 1
+            ))
+        }
+    }
+
+    fn channel(&mut self) -> Step {
+        let options = ChannelOptions {
+            capacity: 64,
+            max_message_size: 256,
+        };
+        let ping =
+            Channel::create_or_open(&format!("{}-ping", self.name), options).map_err(fail)?;
+        let pong =
+            Channel::create_or_open(&format!("{}-pong", self.name), options).map_err(fail)?;
+        let echo = spawn("demo-echo", &self.args(&[]), false)?;
+        let echo_pid = echo.id();
+        let echo = self.children.push(echo);
+        let mut intact = 0usize;
+        let mut total = 0usize;
+        for text in ["hello", "resize 800 600"] {
+            ping.send(text.as_bytes()).map_err(fail)?;
+            let back = pong.recv_timeout(LIMIT).map_err(fail)?;
+            total += 1;
+            if back == text.as_bytes() {
+                intact += 1;
+            }
+        }
+        ping.send_record(&("reload", 3u32)).map_err(fail)?;
+        let back = pong.recv_timeout(LIMIT).map_err(fail)?;
+        let record: Option<(String, u32)> = serde_json::from_slice(&back).ok();
+        total += 1;
+        if record == Some(("reload".into(), 3)) {
+            intact += 1;
+        }
+        say(format!(
+            "sent \"hello\", \"resize 800 600\" and the record (\"reload\", 3); worker \
+             {echo_pid} sent back {intact} of {total} intact"
+        ));
+
+        let mut samples = Vec::with_capacity(ROUND_TRIPS);
+        for round in 0..(ROUND_TRIPS + 100) as u64 {
+            let started = Instant::now();
+            ping.send(&round.to_le_bytes()).map_err(fail)?;
+            let back = pong.recv_timeout(LIMIT).map_err(fail)?;
+            let took = started.elapsed();
+            if round >= 100 {
+                samples.push(took);
+                total += 1;
+                if back == round.to_le_bytes() {
+                    intact += 1;
+                }
+            }
+        }
+        ping.send(b"stop").map_err(fail)?;
+        wait_child(&mut self.children.0[echo], "the echo worker", LIMIT)?;
+        let channel = median(&mut samples);
+
+        let mut pipe = proc::worker("bench-pipe", &[])?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a worker: {e}"))?;
+        let mut to = pipe.stdin.take().expect("piped stdin");
+        let mut from = pipe.stdout.take().expect("piped stdout");
+        let pipe = self.children.push(pipe);
+        let mut pipe_samples = Vec::with_capacity(ROUND_TRIPS);
+        let mut pipe_intact = 0;
+        for round in 0..(ROUND_TRIPS + 100) as u64 {
+            let started = Instant::now();
+            let mut back = [0u8; 8];
+            to.write_all(&round.to_le_bytes())
+                .and_then(|()| from.read_exact(&mut back))
+                .map_err(|e| format!("the pipe: {e}"))?;
+            let took = started.elapsed();
+            if round >= 100 {
+                pipe_samples.push(took);
+                if back == round.to_le_bytes() {
+                    pipe_intact += 1;
+                }
+            }
+        }
+        drop(to);
+        wait_child(&mut self.children.0[pipe], "the pipe worker", LIMIT)?;
+        let piped = median(&mut pipe_samples);
+        say(format!(
+            "{} round trips of 8 bytes (blocking recv; median): Channel {}, pipe {} \
+             (Channel / pipe = {:.2}×)",
+            grouped(ROUND_TRIPS as u64),
+            human_duration(channel),
+            human_duration(piped),
+            channel.as_secs_f64() / piped.as_secs_f64().max(1e-12)
+        ));
+        if intact == total && pipe_intact == ROUND_TRIPS {
+            Ok(format!(
+                "{} messages went to another process and came back intact",
+                grouped(total as u64)
+            ))
+        } else {
+            Err(format!(
+                "{} of {total} channel messages and {} of {ROUND_TRIPS} pipe messages came \
+                 back wrong",
+                total - intact,
+                ROUND_TRIPS - pipe_intact
+            ))
+        }
+    }
+
+    fn nothing_left(&mut self) -> Step {
+        for child in &mut self.children.0 {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.map = None;
+        let base = &self.name;
+        let ours = |entry: &str| {
+            entry == base
+                || [".", "-", "@"]
+                    .iter()
+                    .any(|sep| entry.starts_with(&format!("{base}{sep}")))
+        };
+        let mut left: Vec<String> = Vec::new();
+        if cfg!(target_os = "linux") {
+            let entries =
+                std::fs::read_dir("/dev/shm").map_err(|e| format!("cannot list /dev/shm: {e}"))?;
+            for entry in entries.flatten() {
+                let entry = entry.file_name().to_string_lossy().into_owned();
+                if ours(&entry) {
+                    left.push(format!("/dev/shm/{entry}"));
+                }
+            }
+            for info in shmio::registry::list().map_err(fail)? {
+                if ours(&info.name) && !left.contains(&format!("/dev/shm/{}", info.name)) {
+                    left.push(info.os_name);
+                }
+            }
+            say(format!(
+                "all workers have exited; /dev/shm entries named {base:?}, \"{base}.*\", \
+                 \"{base}-*\" or \"{base}@*\": {}",
+                left.len()
+            ));
+            let path = format!("/dev/shm/{base}");
+            say(format!(
+                "{path} exists: {}",
+                std::path::Path::new(&path).exists()
+            ));
+        } else {
+            for name in [base.clone(), format!("{base}-ping"), format!("{base}-pong")] {
+                match Mapping::open(&name) {
+                    Err(Error::NotFound { .. }) => {}
+                    Ok(_) => left.push(name),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            say(format!(
+                "all workers have exited; names that still open: {}",
+                left.len()
+            ));
+        }
+        if left.is_empty() {
+            Ok("no name of the demo's is left".into())
+        } else {
+            Err(format!("left behind: {}", left.join(", ")))
+        }
+    }
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// The worker side of each step.
+pub fn worker(role: &str, args: &[String]) -> Result<(), String> {
+    let name = args.first().map(String::as_str).unwrap_or_default();
+    match role {
+        "demo-open" => {
+            let map = Mapping::open(name).map_err(fail)?;
+            print(&Opened {
+                pid: std::process::id(),
+                existed: map.existed(),
+                len: map.len(),
+            })
+        }
+        "demo-exchange" => {
+            let map = Mapping::open(name).map_err(fail)?;
+            let reading: Reading = map.read_value_at(READING).map_err(fail)?;
+            let job: Option<Job> = map.read_record_at(JOB).map_err(fail)?;
+            let answer = Reading {
+                sequence: reading.sequence + 1,
+                ..reading
+            };
+            map.write_value_at(ANSWER_READING, &answer).map_err(fail)?;
+            if let Some(job) = &job {
+                let mut args = job.args.clone();
+                args.reverse();
+                map.write_record_at(
+                    ANSWER_JOB,
+                    &Job {
+                        command: "done".into(),
+                        args,
+                    },
+                )
+                .map_err(fail)?;
+            }
+            print(&Exchanged {
+                pid: std::process::id(),
+                reading,
+                job,
+            })
+        }
+        "demo-count" => {
+            let map = Mapping::open(name).map_err(fail)?;
+            let increments: u64 = args
+                .get(1)
+                .and_then(|n| n.parse().ok())
+                .ok_or("demo-count needs a count")?;
+            for _ in 0..increments {
+                let _guard = map.lock().map_err(Error::from).map_err(fail)?;
+                let value: u64 = map.read_value_at(COUNTER).map_err(fail)?;
+                map.write_value_at(COUNTER, &(value + 1)).map_err(fail)?;
+            }
+            print(&Counted {
+                pid: std::process::id(),
+                increments,
+            })
+        }
+        "demo-hold" => {
+            let map = Mapping::open(name).map_err(fail)?;
+            let _guard = map.lock().map_err(Error::from).map_err(fail)?;
+            map.write_value_at(DIRTY, &1u64).map_err(fail)?;
+            map.atomic_u32(HELD)
+                .map_err(fail)?
+                .store(1, Ordering::Release);
+            // Killed here, holding the lock, half-way through its change.
+            std::thread::sleep(LIMIT);
+            Err("the demo never killed this holder".into())
+        }
+        "demo-survivor" => {
+            let map = Mapping::open(name).map_err(fail)?;
+            let mutex = map.mutex().map_err(fail)?;
+            map.atomic_u32(WAITING)
+                .map_err(fail)?
+                .fetch_add(1, Ordering::AcqRel);
+            let (owner_died, dirty) = match mutex.lock_timeout(LIMIT) {
+                Ok(Some(_guard)) => (false, map.read_value_at::<u64>(DIRTY).map_err(fail)?),
+                Err(LockError::OwnerDied(_guard)) => {
+                    let dirty = map.read_value_at::<u64>(DIRTY).map_err(fail)?;
+                    // The repair: here, finishing (or undoing) the change.
+                    map.write_value_at(DIRTY, &0u64).map_err(fail)?;
+                    (true, dirty)
+                }
+                Ok(None) => return Err(format!("the lock stayed held for {LIMIT:?}")),
+                Err(LockError::Failed(error)) => return Err(error.to_string()),
+            };
+            print(&Survived {
+                pid: std::process::id(),
+                owner_died,
+                dirty,
+            })
+        }
+        "demo-echo" => {
+            let ping = Channel::open(&format!("{name}-ping")).map_err(fail)?;
+            let pong = Channel::open(&format!("{name}-pong")).map_err(fail)?;
+            loop {
+                let message = ping.recv_timeout(LIMIT).map_err(fail)?;
+                if message == b"stop" {
+                    return Ok(());
+                }
+                pong.send(&message).map_err(fail)?;
+            }
+        }
+        other => Err(format!("unknown demo role {other:?}")),
+    }
+}
+
+/// A worker's report: one JSON line on stdout.
+fn print<T: Serialize>(value: &T) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("plain data serializes")
+    );
+    Ok(())
+}

@@ -483,7 +483,8 @@ fn child_stall(sending: bool) {
     panic!("the parent never killed this process");
 }
 
-fn stall_and_kill(channel: &str, role: &str) {
+/// Returns the killed child: keep it until the slot is repaired (see `kill_storm`).
+fn stall_and_kill(channel: &str, role: &str) -> std::process::Child {
     let ready_name = unique_name("ready");
     let ready = Mapping::create(&ready_name, 4096).unwrap();
     let mut child = spawn_role(
@@ -496,13 +497,14 @@ fn stall_and_kill(channel: &str, role: &str) {
     });
     child.kill().unwrap();
     child.wait().unwrap();
+    child
 }
 
 #[test]
 fn a_sender_killed_mid_send_drops_only_its_message() {
     let name = unique_name("killed-sender");
     let channel = Channel::create_or_open(&name, options(2, 16)).unwrap();
-    stall_and_kill(&name, "stall-send");
+    let _dead = stall_and_kill(&name, "stall-send");
     channel.send(b"after").unwrap();
     let got = channel.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(got, b"after", "the half-written message was never seen");
@@ -518,7 +520,7 @@ fn a_receiver_killed_mid_receive_loses_only_its_message() {
     let name = unique_name("killed-receiver");
     let channel = Channel::create_or_open(&name, options(1, 16)).unwrap();
     channel.send(b"taken").unwrap();
-    stall_and_kill(&name, "stall-recv");
+    let _dead = stall_and_kill(&name, "stall-recv");
     // The only slot was held by the dead receiver: a send must get it back.
     channel
         .send_timeout(b"next", Duration::from_secs(10))
@@ -543,6 +545,11 @@ fn kill_storm() {
         next_producer += 1;
         consumers.push(traffic.consumer(u64::MAX));
     }
+    // The killed keep their handles until the end: Windows (and Wine) reuse
+    // a process id as soon as the last handle to the process closes, and a
+    // slot claimed by a dead process whose id a new process took looks alive
+    // until that process exits (see src/channel/ring.rs).
+    let mut graveyard = Vec::new();
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
     for kill in 0..KILLS {
         rng ^= rng << 13;
@@ -577,6 +584,7 @@ fn kill_storm() {
             let (_, mut victim) = producers.swap_remove(index);
             victim.kill().unwrap();
             victim.wait().unwrap();
+            graveyard.push(victim);
             assert!((next_producer as u64) < MAX_PRODUCERS);
             producers.push((next_producer, traffic.producer(next_producer, PER_PRODUCER)));
             next_producer += 1;
@@ -585,6 +593,7 @@ fn kill_storm() {
             let mut victim = consumers.swap_remove(index);
             victim.kill().unwrap();
             victim.wait().unwrap();
+            graveyard.push(victim);
             consumers.push(traffic.consumer(u64::MAX));
         }
         eprintln!(

@@ -49,8 +49,12 @@
 //!   process had taken, is lost with it. It is never delivered twice.
 //!
 //! A process id reused by a new process before the repair makes the slot
-//! look alive until that process exits; processes in different pid
-//! namespaces must not share a channel.
+//! look alive until that process exits. Linux hands out ids in increasing
+//! order, so that takes a wrap of the id space; Windows (and Wine) may reuse
+//! an id as soon as the last handle to the dead process closes, so a parent
+//! that kills a channel's user should keep its `Child` (its handle) until
+//! the slot is repaired. Processes in different pid namespaces must not
+//! share a channel.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};

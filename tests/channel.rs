@@ -483,8 +483,12 @@ fn child_stall(sending: bool) {
     panic!("the parent never killed this process");
 }
 
-/// Returns the killed child: keep it until the slot is repaired (see `kill_storm`).
-fn stall_and_kill(channel: &str, role: &str) -> std::process::Child {
+/// A child already killed and waited for, kept only for its handle, which
+/// stops Windows from giving its process id to another process (see `kill_storm`).
+struct Killed(#[allow(dead_code)] std::process::Child);
+
+/// Returns the killed child: keep it until the slot is repaired.
+fn stall_and_kill(channel: &str, role: &str) -> Killed {
     let ready_name = unique_name("ready");
     let ready = Mapping::create(&ready_name, 4096).unwrap();
     let mut child = spawn_role(
@@ -497,7 +501,7 @@ fn stall_and_kill(channel: &str, role: &str) -> std::process::Child {
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    child
+    Killed(child)
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{arg, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
+use common::{arg, kill_when_ready, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
 use serde::{Deserialize, Serialize};
 use shmio::{Channel, ChannelOptions, Error, Mapping};
 
@@ -483,32 +483,11 @@ fn child_stall(sending: bool) {
     panic!("the parent never killed this process");
 }
 
-/// A child already killed and waited for, kept only for its handle, which
-/// stops Windows from giving its process id to another process (see `kill_storm`).
-struct Killed(#[allow(dead_code)] std::process::Child);
-
-/// Returns the killed child: keep it until the slot is repaired.
-fn stall_and_kill(channel: &str, role: &str) -> Killed {
-    let ready_name = unique_name("ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
-    let mut child = spawn_role(
-        "child_entry",
-        role,
-        &[("CHANNEL", channel.to_owned()), ("READY", ready_name)],
-    );
-    wait_until("the child to claim a slot", LIMIT, || {
-        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    Killed(child)
-}
-
 #[test]
 fn a_sender_killed_mid_send_drops_only_its_message() {
     let name = unique_name("killed-sender");
     let channel = Channel::create_or_open(&name, options(2, 16)).unwrap();
-    let _dead = stall_and_kill(&name, "stall-send");
+    let _dead = kill_when_ready("child_entry", "stall-send", &[("CHANNEL", name.clone())]);
     channel.send(b"after").unwrap();
     let got = channel.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(got, b"after", "the half-written message was never seen");
@@ -524,7 +503,7 @@ fn a_receiver_killed_mid_receive_loses_only_its_message() {
     let name = unique_name("killed-receiver");
     let channel = Channel::create_or_open(&name, options(1, 16)).unwrap();
     channel.send(b"taken").unwrap();
-    let _dead = stall_and_kill(&name, "stall-recv");
+    let _dead = kill_when_ready("child_entry", "stall-recv", &[("CHANNEL", name.clone())]);
     // The only slot was held by the dead receiver: a send must get it back.
     channel
         .send_timeout(b"next", Duration::from_secs(10))

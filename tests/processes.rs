@@ -7,7 +7,10 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{arg, shm_entry_exists, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
+use common::{
+    arg, kill_when_ready, shm_entry_exists, spawn_role, unique_name, wait_bounded, wait_until,
+    ROLE_VAR,
+};
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::{Error, Mapping};
@@ -306,18 +309,7 @@ fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
 #[test]
 fn a_stale_name_is_reclaimed_by_create() {
     let name = unique_name("stale-create");
-    let ready_name = unique_name("ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
-    let mut holder = spawn_role(
-        "child_entry",
-        "hold",
-        &[("NAME", name.clone()), ("READY", ready_name)],
-    );
-    wait_until("the holder to be ready", LIMIT, || {
-        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
-    });
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
     if cfg!(target_os = "linux") {
         assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
     }
@@ -638,18 +630,7 @@ fn registry_lists_holders_and_collects_stale_names() {
     drop((map, second, mutex));
     assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
 
-    let ready_name = unique_name("ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
-    let mut holder = spawn_role(
-        "child_entry",
-        "hold",
-        &[("NAME", name.clone()), ("READY", ready_name)],
-    );
-    wait_until("the holder", LIMIT, || {
-        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
-    });
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
     assert!(registry::stat(&name).unwrap().stale);
     let listed = registry::gc(true).unwrap();
     assert!(

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{arg, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
+use common::{arg, kill_when_ready, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
 use shmio::{Error, EventMode, LockError, Mapping, NamedEvent, NamedMutex};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -104,18 +104,7 @@ fn a_killed_holder_never_wedges_the_mutex() {
 fn owner_died_is_an_error_for_question_mark() {
     let name = unique_name("question-mark");
     let mutex = NamedMutex::create_or_open(&name).unwrap();
-    let ready_name = unique_name("ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
-    let mut holder = spawn_role(
-        "child_entry",
-        "hold",
-        &[("NAME", name.clone()), ("READY", ready_name)],
-    );
-    wait_until("the holder", LIMIT, || {
-        ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
-    });
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
     let lock = || -> shmio::Result<()> {
         let _guard = mutex.lock()?;
         Ok(())

@@ -72,3 +72,26 @@ pub fn shm_entry_exists(name: &str) -> bool {
         .symlink_metadata()
         .is_ok()
 }
+
+/// Starts `role` of the test `entry` with `args` and READY, the name of a
+/// fresh mapping whose first `u32` the child sets (or bumps) to 1 once it is
+/// ready; waits for that, kills the child (SIGKILL, TerminateProcess on
+/// Windows) and waits for it. The child is returned for its handle: while it
+/// is open, Windows gives the dead process's id to no one else.
+pub fn kill_when_ready(entry: &str, role: &str, args: &[(&str, String)]) -> Killed {
+    let ready_name = unique_name("ready");
+    let ready = shmio::Mapping::create(&ready_name, 4096).expect("the ready mapping");
+    let mut args = args.to_vec();
+    args.push(("READY", ready_name));
+    let mut child = spawn_role(entry, role, &args);
+    let flag = ready.atomic_u32(0).expect("an aligned word");
+    wait_until("the child to be ready", Duration::from_secs(60), || {
+        flag.load(Ordering::Acquire) == 1
+    });
+    child.kill().expect("kill the child");
+    child.wait().expect("reap the child");
+    Killed(child)
+}
+
+/// A child already killed and reaped, kept only for its handle.
+pub struct Killed(#[allow(dead_code)] Child);

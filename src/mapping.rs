@@ -577,7 +577,9 @@ impl Mapping {
                 reason: "only a named mapping has a mutex",
             });
         };
-        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"))?;
+        // Whoever may write the mapping may lock it: the mutex takes its permissions.
+        let permissions = self.shared.object.permissions();
+        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"), permissions)?;
         // Another thread may have opened it meanwhile: either handle will do.
         Ok(self.shared.mutex.get_or_init(|| mutex))
     }

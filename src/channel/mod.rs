@@ -9,7 +9,7 @@
 //! macOS). A send or receive rings the other side's doorbell only when
 //! someone sleeps there, so the fast path makes no system call.
 
-mod ring;
+pub(crate) mod ring;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -19,14 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::sync::segment;
 use crate::sys;
 use ring::{Blocked, Claim, Ring, TOMBSTONE};
 
 /// What a channel's mapping starts with: "shmioCHN".
-const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
 /// What a mapping that is not a channel is called in errors.
 const KIND: &str = "a shmio channel";
 /// Spins before a waiter goes to sleep.
@@ -98,10 +98,23 @@ pub struct Channel {
 impl Channel {
     /// Opens the channel called `name`, creating it with `options` if there is none.
     /// [`Error::GeometryMismatch`] if it exists with another geometry.
+    /// A new channel is usable by its owner only ([`DEFAULT_MODE`]).
     pub fn create_or_open(name: &str, options: ChannelOptions) -> Result<Channel> {
+        Channel::create_or_open_with_permissions(name, options, DEFAULT_MODE)
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), giving a new channel the
+    /// permission bits `permissions` (Unix, with the umask applied; a
+    /// process must be able to read and write it to send or receive).
+    /// Ignored on Windows, where the default security descriptor decides.
+    pub fn create_or_open_with_permissions(
+        name: &str,
+        options: ChannelOptions,
+        permissions: u32,
+    ) -> Result<Channel> {
         let name = Name::new(name)?;
         let size = check_options(options, name.as_str())?;
-        let (map, existed) = segment::create_or_open(name.as_str(), size, MAGIC, KIND, |map| {
+        let init = |map: &Mapping| {
             map.write_value_at(ring::CAPACITY, &options.capacity)?;
             map.write_value_at(ring::MAX_MESSAGE, &options.max_message_size)?;
             map.write_value_at(
@@ -114,7 +127,9 @@ impl Channel {
                 map.write_value_at(offset, &(u64::from(ring::send_turn(index)) << 32))?;
             }
             Ok(())
-        })?;
+        };
+        let (map, existed) =
+            segment::create_or_open(name.as_str(), size, permissions, MAGIC, KIND, init)?;
         let channel = Channel::from_map(map, name.as_str())?;
         if existed && channel.options != options {
             return Err(Error::GeometryMismatch {
@@ -134,7 +149,7 @@ impl Channel {
     }
 
     /// Reads and checks the geometry of a channel's mapping.
-    fn from_map(map: Mapping, name: &str) -> Result<Channel> {
+    pub(crate) fn from_map(map: Mapping, name: &str) -> Result<Channel> {
         let capacity: u32 = map.read_value_at(ring::CAPACITY)?;
         let max_message_size: u32 = map.read_value_at(ring::MAX_MESSAGE)?;
         let stride: u32 = map.read_value_at(ring::STRIDE)?;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
 use crate::sys;
 
@@ -39,11 +40,27 @@ pub struct NamedEvent {
 }
 
 impl NamedEvent {
-    /// Opens the event called `name`, creating it (unset, in `mode`) if there is none.
+    /// Opens the event called `name`, creating it (unset, in `mode`) if
+    /// there is none. A new event is usable by its owner only ([`DEFAULT_MODE`]).
     pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {
+        NamedEvent::create_or_open_with_permissions(name, mode, DEFAULT_MODE)
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), giving a new event the
+    /// permission bits `permissions` (Unix, with the umask applied; a
+    /// process must be able to read and write it to use it). Ignored on
+    /// Windows, where the default security descriptor decides.
+    pub fn create_or_open_with_permissions(
+        name: &str,
+        mode: EventMode,
+        permissions: u32,
+    ) -> Result<NamedEvent> {
         let name = Name::new(name)?;
-        let (raw, existed) =
-            sys::RawEvent::create_or_open(name.as_str(), mode == EventMode::ManualReset)?;
+        let (raw, existed) = sys::RawEvent::create_or_open(
+            name.as_str(),
+            mode == EventMode::ManualReset,
+            permissions,
+        )?;
         Ok(NamedEvent {
             raw,
             name: name.as_str().to_owned(),

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
 use crate::sys::{self, LockState};
 
@@ -134,14 +135,33 @@ fn owner_died(name: &str) -> Error {
 impl NamedMutex {
     /// Opens the mutex called `name`, creating it if there is none, in one
     /// atomic step; [`existed`](Self::existed) tells which happened.
+    /// A new mutex is usable by its owner only ([`DEFAULT_MODE`]).
     pub fn create_or_open(name: &str) -> Result<NamedMutex> {
+        NamedMutex::create_or_open_with_permissions(name, DEFAULT_MODE)
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), giving a new mutex the
+    /// permission bits `permissions` (Unix, with the umask applied; a
+    /// process must be able to read and write it to lock it). Ignored on
+    /// Windows, where the default security descriptor decides.
+    ///
+    /// ```
+    /// use shmio::NamedMutex;
+    ///
+    /// # let name = format!("shmio-doc-mutex-mode-{}", std::process::id());
+    /// // Any user in the group may lock it.
+    /// let mutex = NamedMutex::create_or_open_with_permissions(&name, 0o660)?;
+    /// drop(mutex.lock()?);
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn create_or_open_with_permissions(name: &str, permissions: u32) -> Result<NamedMutex> {
         let name = Name::new(name)?;
-        NamedMutex::create_or_open_valid(name.as_str())
+        NamedMutex::create_or_open_valid(name.as_str(), permissions)
     }
 
     /// As `create_or_open`, for a name already checked or derived by shmio.
-    pub(crate) fn create_or_open_valid(name: &str) -> Result<NamedMutex> {
-        let (raw, existed) = sys::RawMutex::create_or_open(name)?;
+    pub(crate) fn create_or_open_valid(name: &str, permissions: u32) -> Result<NamedMutex> {
+        let (raw, existed) = sys::RawMutex::create_or_open(name, permissions)?;
         Ok(NamedMutex {
             raw,
             name: name.to_owned(),

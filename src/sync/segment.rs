@@ -34,16 +34,18 @@ pub(crate) const SEGMENT_SIZE: u64 = 4096;
 const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// Creates or opens the segment with OS-visible name `name` (already derived
-/// for its kind), `size` bytes if it is created. A creator runs `init` on it
-/// before publishing it. Returns the segment and whether it existed.
+/// for its kind), `size` bytes and permission bits `mode` if it is created.
+/// A creator runs `init` on it before publishing it. Returns the segment and
+/// whether it existed.
 pub(crate) fn create_or_open(
     name: &str,
     size: u64,
+    mode: u32,
     magic: u64,
     kind: &'static str,
     init: impl FnOnce(&Mapping) -> Result<()>,
 ) -> Result<(Mapping, bool)> {
-    let segment = create_or_open_any_size(name, size)?;
+    let segment = create_or_open_any_size(name, size, mode)?;
     if !segment.existed() {
         segment.write_value_at(0, &magic)?;
         segment.write_value_at(12, &VERSION)?;
@@ -54,11 +56,15 @@ pub(crate) fn create_or_open(
     check(segment, name, magic, kind).map(|segment| (segment, true))
 }
 
-/// Creates the mapping `name` with `size` bytes, or opens it whatever its size.
-fn create_or_open_any_size(name: &str, size: u64) -> Result<Mapping> {
+/// Creates the mapping `name` with `size` bytes and `mode`, or opens it whatever its size.
+fn create_or_open_any_size(name: &str, size: u64, mode: u32) -> Result<Mapping> {
     let start = Instant::now();
     loop {
-        match Mapping::options().size(size).create_derived(name) {
+        match Mapping::options()
+            .size(size)
+            .mode(mode)
+            .create_derived(name)
+        {
             Err(Error::AlreadyExists { .. }) => {}
             created => return created,
         }

@@ -52,6 +52,12 @@ impl Object {
         self.size
     }
 
+    /// The object's permission bits (owner-only if they cannot be read).
+    pub(crate) fn permissions(&self) -> u32 {
+        rustix::fs::fstat(&self.fd)
+            .map_or(crate::mapping::DEFAULT_MODE, |stat| stat.st_mode & 0o777)
+    }
+
     /// The OS name whose lifetime this handle shares, if any.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.lease.as_ref().map(Lease::os_name)

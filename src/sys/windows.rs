@@ -61,6 +61,11 @@ impl Object {
         self.size
     }
 
+    /// Permission bits mean nothing to a section: owner-only, as documented.
+    pub(crate) fn permissions(&self) -> u32 {
+        crate::mapping::DEFAULT_MODE
+    }
+
     /// The OS name whose lifetime this handle shares: every named section's.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -64,7 +64,9 @@ pub(crate) struct RawMutex {
 
 impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str) -> Result<(RawMutex, bool)> {
+    /// Windows objects take their access from the default security
+    /// descriptor, not from Unix permission bits: `_mode` is not used.
+    pub(crate) fn create_or_open(name: &str, _mode: u32) -> Result<(RawMutex, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
@@ -119,7 +121,8 @@ pub(crate) struct RawEvent {
 
 impl RawEvent {
     /// Creates (unset) or opens the event called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str, manual: bool) -> Result<(RawEvent, bool)> {
+    /// As for the mutex, `_mode` is not used on Windows.
+    pub(crate) fn create_or_open(name: &str, manual: bool, _mode: u32) -> Result<(RawEvent, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateEventW(std::ptr::null(), i32::from(manual), 0, wide.as_ptr()) };
@@ -225,7 +228,7 @@ const SLICE: Duration = Duration::from_millis(10);
 impl Doorbell {
     /// The doorbell `which` of the channel called `name`: the event `NAME@which`.
     pub(crate) fn open(name: &str, which: &str) -> Result<Doorbell> {
-        let (event, _) = RawEvent::create_or_open(&format!("{name}@{which}"), false)?;
+        let (event, _) = RawEvent::create_or_open(&format!("{name}@{which}"), false, 0)?;
         Ok(Doorbell { event })
     }
 

@@ -383,7 +383,19 @@ fn hold(
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             // Nobody holds it: every holder died. Reclaim the name.
             if entry_id(dir, entry) == Some(id) {
-                let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
+                match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    // /dev/shm is sticky: another user's stale name is theirs
+                    // (or root's) to remove. Say so rather than retry until
+                    // the contention deadline.
+                    Err(Errno::PERM | Errno::ACCESS) => {
+                        return Err(Error::PermissionDenied {
+                            op: "reclaim the stale name (its holders all died, and it belongs to another user)",
+                            target: req.name.to_owned(),
+                        })
+                    }
+                    Err(errno) => return Err(os_error("reclaim the stale name", req.name, errno)),
+                }
             }
             return Ok(Found::Retry);
         }

@@ -60,11 +60,12 @@ unsafe impl Sync for RawMutex {}
 
 impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str) -> Result<(RawMutex, bool)> {
+    pub(crate) fn create_or_open(name: &str, mode: u32) -> Result<(RawMutex, bool)> {
         const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
         let (segment, existed) = segment::create_or_open(
             &mutex_object_name(name),
             segment::SEGMENT_SIZE,
+            mode,
             MUTEX_MAGIC,
             "a shmio mutex",
             |segment| {
@@ -224,10 +225,11 @@ const MANUAL: u64 = STATE_OFFSET + 8;
 impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(name: &str, manual: bool) -> Result<(RawEvent, bool)> {
+    pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
         let (segment, existed) = segment::create_or_open(
             &event_object_name(name),
             segment::SEGMENT_SIZE,
+            mode,
             EVENT_MAGIC,
             "a shmio event",
             |segment| segment.write_value_at(MANUAL, &u32::from(manual)),

@@ -234,11 +234,12 @@ pub(crate) struct RawMutex {
 
 impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str) -> Result<(RawMutex, bool)> {
+    pub(crate) fn create_or_open(name: &str, mode: u32) -> Result<(RawMutex, bool)> {
         let object_name = mutex_object_name(name);
         let (segment, existed) = segment::create_or_open(
             &object_name,
             segment::SEGMENT_SIZE,
+            mode,
             MUTEX_MAGIC,
             "a shmio mutex",
             |segment| segment.write_value_at(HOLDER, &0u32),
@@ -557,10 +558,11 @@ pub(crate) struct RawEvent {
 impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(name: &str, manual: bool) -> Result<(RawEvent, bool)> {
+    pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
         let (segment, existed) = segment::create_or_open(
             &event_object_name(name),
             segment::SEGMENT_SIZE,
+            mode,
             EVENT_MAGIC,
             "a shmio event",
             |segment| segment.write_value_at(MANUAL, &u32::from(manual)),

@@ -1,0 +1,345 @@
+//! Other users (Linux, run as root): objects made with the default mode are
+//! closed to another user, open to them when the mode allows, and a name
+//! another user squatted is never adopted.
+//!
+//! The other user is `nobody` (uid and gid 65534), reached with
+//! `setpriv`; its side runs in a copy of this test binary placed where
+//! `nobody` can execute it. Without root or `setpriv` the tests say so and
+//! pass, unless `SHMIO_REQUIRE_USER_TESTS` is set (as `.ci/run` does), when
+//! they fail.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{arg, kill_when_ready, unique_name, ROLE_VAR};
+use shmio::{Channel, ChannelOptions, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+
+const NOBODY: u32 = 65534;
+
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    match role.as_str() {
+        "nobody-denied" => nobody_denied(),
+        "nobody-allowed" => nobody_allowed(),
+        "nobody-squat" => nobody_squat(),
+        "nobody-stale" => nobody_stale(),
+        "root-stale" => root_stale(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Whether this machine can run a process as another user; panics if it
+/// cannot but must.
+fn can_switch_user() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if root && setpriv {
+        return true;
+    }
+    let why = if root { "no setpriv" } else { "not root" };
+    assert!(
+        std::env::var_os("SHMIO_REQUIRE_USER_TESTS").is_none(),
+        "SHMIO_REQUIRE_USER_TESTS is set but this test cannot switch users: {why}"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// A copy of this test binary that `nobody` can execute, whatever the
+/// permissions of the directories above the build's.
+fn binary_for_nobody() -> &'static PathBuf {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("shmio-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the copy");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("users-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &copy).expect("copy the test binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+}
+
+/// Runs `role` as `nobody` and returns what it did; it must finish within a minute.
+fn run_as_nobody(role: &str, args: &[(&str, &str)]) -> Output {
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(binary_for_nobody())
+        .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in args {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("start setpriv");
+    let output = output_bounded(child, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "{role} as nobody failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Waits for `child` and collects its output, killing it after `limit`.
+fn output_bounded(mut child: std::process::Child, limit: Duration) -> Output {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = common::wait_bounded(&mut child, limit);
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Sets the umask so the modes the tests ask for are the modes they get.
+fn exact_modes() {
+    // SAFETY: umask only sets the process's file mode mask.
+    unsafe { libc::umask(0) };
+}
+
+/// The owner of `/dev/shm/NAME`.
+fn owner_of(os_entry: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(PathBuf::from("/dev/shm").join(os_entry))
+        .expect("the entry")
+        .uid()
+}
+
+fn is_permission_denied<T>(result: shmio::Result<T>) -> String {
+    match result {
+        Err(error @ Error::PermissionDenied { .. }) => {
+            let message = error.to_string();
+            assert!(message.starts_with("permission denied"), "{message}");
+            message
+        }
+        Err(other) => panic!("expected PermissionDenied, got {other:?}"),
+        Ok(_) => panic!("expected PermissionDenied, got access"),
+    }
+}
+
+const OPTIONS: ChannelOptions = ChannelOptions {
+    capacity: 4,
+    max_message_size: 64,
+};
+
+#[test]
+fn another_user_cannot_use_objects_made_with_the_default_mode() {
+    if !can_switch_user() {
+        return;
+    }
+    let map_name = unique_name("users-map");
+    let mutex_name = unique_name("users-mutex");
+    let event_name = unique_name("users-event");
+    let channel_name = unique_name("users-channel");
+    let map = Mapping::create(&map_name, 4096).unwrap();
+    drop(map.lock().unwrap());
+    let _mutex = NamedMutex::create_or_open(&mutex_name).unwrap();
+    let _event = NamedEvent::create_or_open(&event_name, EventMode::AutoReset).unwrap();
+    let _channel = Channel::create_or_open(&channel_name, OPTIONS).unwrap();
+
+    let output = run_as_nobody(
+        "nobody-denied",
+        &[
+            ("MAP", &map_name),
+            ("MUTEX", &mutex_name),
+            ("EVENT", &event_name),
+            ("CHANNEL", &channel_name),
+        ],
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    for name in [&map_name, &mutex_name, &event_name, &channel_name] {
+        assert!(said.contains(name.as_str()), "errors name {name}: {said}");
+    }
+}
+
+fn nobody_denied() {
+    let map = arg("MAP");
+    let mutex = arg("MUTEX");
+    let event = arg("EVENT");
+    let channel = arg("CHANNEL");
+    let said = [
+        is_permission_denied(Mapping::open(&map)),
+        is_permission_denied(Mapping::options().read_only(true).open(&map)),
+        is_permission_denied(Mapping::create_or_open(&map, 4096)),
+        is_permission_denied(NamedMutex::create_or_open(&mutex)),
+        is_permission_denied(NamedEvent::create_or_open(&event, EventMode::AutoReset)),
+        is_permission_denied(Channel::open(&channel)),
+        is_permission_denied(Channel::create_or_open(&channel, OPTIONS)),
+    ];
+    for line in said {
+        println!("{line}");
+    }
+}
+
+#[test]
+fn another_user_can_when_the_mode_allows() {
+    if !can_switch_user() {
+        return;
+    }
+    exact_modes();
+    let map_name = unique_name("users-open-map");
+    let mutex_name = unique_name("users-open-mutex");
+    let event_name = unique_name("users-open-event");
+    let channel_name = unique_name("users-open-channel");
+    let map = Mapping::options()
+        .size(4096)
+        .mode(0o666)
+        .create(&map_name)
+        .unwrap();
+    map.write_value_at(0, &41u64).unwrap();
+    let mutex = NamedMutex::create_or_open_with_permissions(&mutex_name, 0o666).unwrap();
+    let event =
+        NamedEvent::create_or_open_with_permissions(&event_name, EventMode::AutoReset, 0o666)
+            .unwrap();
+    let channel = Channel::create_or_open_with_permissions(&channel_name, OPTIONS, 0o666).unwrap();
+    channel.send(b"from root").unwrap();
+
+    run_as_nobody(
+        "nobody-allowed",
+        &[
+            ("MAP", &map_name),
+            ("MUTEX", &mutex_name),
+            ("EVENT", &event_name),
+            ("CHANNEL", &channel_name),
+        ],
+    );
+    assert_eq!(map.read_value_at::<u64>(0).unwrap(), 42);
+    assert!(event.wait_timeout(Duration::ZERO).unwrap(), "nobody set it");
+    assert_eq!(channel.try_recv().unwrap(), b"from nobody");
+    drop(mutex.try_lock().unwrap());
+    // The mapping's own mutex took the mapping's permissions.
+    drop(map.lock().unwrap());
+}
+
+fn nobody_allowed() {
+    let map = Mapping::open(&arg("MAP")).unwrap();
+    assert!(map.existed());
+    let _guard = map.lock().expect("the mapping's mutex is as open as the mapping");
+    let value: u64 = map.read_value_at(0).unwrap();
+    map.write_value_at(0, &(value + 1)).unwrap();
+    let mutex = NamedMutex::create_or_open(&arg("MUTEX")).unwrap();
+    assert!(mutex.existed());
+    drop(mutex.lock().unwrap());
+    let event = NamedEvent::create_or_open(&arg("EVENT"), EventMode::AutoReset).unwrap();
+    assert!(event.existed());
+    event.set().unwrap();
+    let channel = Channel::open(&arg("CHANNEL")).unwrap();
+    assert_eq!(channel.try_recv().unwrap(), b"from root");
+    channel.send(b"from nobody").unwrap();
+}
+
+#[test]
+fn a_name_squatted_by_another_user_is_not_adopted() {
+    if !can_switch_user() {
+        return;
+    }
+    let name = unique_name("users-squat");
+    let mutex_name = unique_name("users-squat-mutex");
+    run_as_nobody("nobody-squat", &[("NAME", &name), ("MUTEX", &mutex_name)]);
+    assert_eq!(owner_of(&name), NOBODY);
+
+    match Mapping::create(&name, 4096) {
+        Err(Error::AlreadyExists { name: found }) => assert_eq!(found, name),
+        other => panic!("create adopted a squatted name: {:?}", other.map(|m| m.len())),
+    }
+    match NamedMutex::create_or_open(&mutex_name) {
+        Err(Error::WrongKind { .. }) => {}
+        other => panic!("a squatted mutex name was adopted: {:?}", other.map(|m| m.existed())),
+    }
+    Mapping::remove(&name).unwrap();
+    std::fs::remove_file(PathBuf::from("/dev/shm").join(format!("{mutex_name}@mutex"))).unwrap();
+}
+
+fn nobody_squat() {
+    exact_modes();
+    // Persistent, so the name outlives this process.
+    Mapping::options()
+        .size(4096)
+        .mode(0o666)
+        .persistent(true)
+        .create(&arg("NAME"))
+        .unwrap();
+    // Garbage where a mutex's segment would be.
+    let path = PathBuf::from("/dev/shm").join(format!("{}@mutex", arg("MUTEX")));
+    std::fs::write(path, vec![0x5a; 4096]).unwrap();
+}
+
+#[test]
+fn another_users_stale_name_is_reported_not_retried() {
+    if !can_switch_user() {
+        return;
+    }
+    let name = unique_name("users-stale");
+    // Root's holder is killed: the name is stale, but it is root's.
+    let _killed = kill_when_ready("child_entry", "root-stale", &[("NAME", name.clone())]);
+    assert_eq!(owner_of(&name), 0);
+    let output = run_as_nobody("nobody-stale", &[("NAME", &name)]);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("reclaim"), "{said}");
+
+    // Root reclaims it: a new mapping, not the dead one's.
+    let map = Mapping::create(&name, 4096).unwrap();
+    assert!(!map.existed());
+    assert_eq!(map.read_value_at::<u64>(8).unwrap(), 0);
+}
+
+fn root_stale() {
+    exact_modes();
+    let map = Mapping::options()
+        .size(4096)
+        .mode(0o666)
+        .create(&arg("NAME"))
+        .unwrap();
+    map.write_value_at(8, &7u64).unwrap();
+    let ready = Mapping::open(&arg("READY")).unwrap();
+    ready.atomic_u32(0).unwrap().store(1, std::sync::atomic::Ordering::Release);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn nobody_stale() {
+    let started = std::time::Instant::now();
+    let message = is_permission_denied(Mapping::create_or_open(&arg("NAME"), 4096));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "said at once, not after retrying"
+    );
+    println!("{message}");
+}

@@ -95,3 +95,106 @@ pub fn kill_when_ready(entry: &str, role: &str, args: &[(&str, String)]) -> Kill
 
 /// A child already killed and reaped, kept only for its handle.
 pub struct Killed(#[allow(dead_code)] Child);
+
+/// A small seeded xorshift generator: tests need reproducible randomness
+/// (print the seed) and the crate has no `rand` dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is replaced).
+    pub fn new(seed: u64) -> Rng {
+        Rng(mix(seed) | 1)
+    }
+
+    /// A seed from the clock and the process id, for a run that prints it.
+    pub fn fresh_seed() -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        mix(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// A 64-bit mix (splitmix64's finaliser): a checksum step and a seed scrambler.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A checksum of `words`, never 0 (so zeroed memory never passes for data).
+pub fn checksum(words: &[u64]) -> u64 {
+    words
+        .iter()
+        .fold(0x5348_4d49_4f21_u64, |sum, &w| mix(sum ^ w))
+        | 1
+}
+
+/// The entries under `/dev/shm` whose names start with `prefix` (Linux;
+/// empty elsewhere).
+pub fn shm_entries_with_prefix(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = dir
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The size of the PROGRESS mapping that [`kill_at_progress`] gives a child.
+pub const PROGRESS_SIZE: u64 = 1 << 16;
+
+/// Starts `role` of the test `entry` with `args` and PROGRESS, the name of a
+/// fresh mapping of [`PROGRESS_SIZE`] bytes whose first `u64` the child
+/// bumps as it works (the rest is the test's to use); waits until it reaches
+/// `target`, kills the child (SIGKILL, TerminateProcess on Windows) and
+/// reaps it. Returns the child (for its handle, see [`kill_when_ready`]),
+/// the progress mapping and the count the child had reached when it died.
+/// Panics if the child exits on its own first.
+pub fn kill_at_progress(
+    entry: &str,
+    role: &str,
+    args: &[(&str, String)],
+    target: u64,
+) -> (Killed, shmio::Mapping, u64) {
+    let progress_name = unique_name("progress");
+    let progress =
+        shmio::Mapping::create(&progress_name, PROGRESS_SIZE).expect("the progress mapping");
+    let mut args = args.to_vec();
+    args.push(("PROGRESS", progress_name));
+    let mut child = spawn_role(entry, role, &args);
+    let count = progress.atomic_u64(0).expect("an aligned word");
+    wait_until(
+        &format!("the child {role} to reach {target}"),
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("the child {role} exited before it was killed: {status}");
+            }
+            count.load(Ordering::Acquire) >= target
+        },
+    );
+    child.kill().expect("kill the child");
+    child.wait().expect("reap the child");
+    let reached = count.load(Ordering::Acquire);
+    (Killed(child), progress, reached)
+}

@@ -80,6 +80,28 @@ pub enum Error {
         target: String,
     },
 
+    /// Not enough free address space in this process to map the object
+    /// (a mapping larger than the machine's address space, or past `RLIMIT_AS`).
+    #[error("not enough address space to map {size} bytes of {target}")]
+    OutOfAddressSpace {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// The name, path or object involved.
+        target: String,
+    },
+
+    /// The process (or the system) has as many open handles as it may:
+    /// `EMFILE`/`ENFILE` on Unix, `ERROR_TOO_MANY_OPEN_FILES` on Windows.
+    /// Close some mappings, mutexes or channels, or raise the limit
+    /// (`ulimit -n`).
+    #[error("cannot {op} {target:?}: too many open handles (the open-file limit is reached)")]
+    TooManyHandles {
+        /// What was being done ("open", "create", ...).
+        op: &'static str,
+        /// The name, path or object involved.
+        target: String,
+    },
+
     /// The file system holding the object is full.
     #[error("no space left to give {target} {size} bytes")]
     NoSpace {
@@ -261,6 +283,12 @@ impl Error {
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
             io::ErrorKind::NotFound => Error::NotFound { name: target },
             io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: target },
+            _ if source
+                .raw_os_error()
+                .is_some_and(crate::sys::is_handle_limit) =>
+            {
+                Error::TooManyHandles { op, target }
+            }
             _ => Error::Os { op, target, source },
         }
     }
@@ -281,6 +309,8 @@ impl Error {
             Error::PermissionDenied { .. } | Error::ReadOnly { .. } => K::PermissionDenied,
             Error::UnexpectedEof { .. } => K::UnexpectedEof,
             Error::NoSpace { .. } => K::StorageFull,
+            Error::OutOfAddressSpace { .. } => K::OutOfMemory,
+            Error::TooManyHandles { .. } => K::Other,
             Error::OutOfBounds { .. } => K::WriteZero,
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,

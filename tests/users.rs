@@ -5,7 +5,7 @@
 //! The other user is `nobody` (uid and gid 65534), reached with
 //! `setpriv`; its side runs in a copy of this test binary placed where
 //! `nobody` can execute it. Without root or `setpriv` the tests say so and
-//! pass, unless `SHMIO_REQUIRE_USER_TESTS` is set (as `.ci/run` does), when
+//! pass, unless `SHMIO_REQUIRE_ROOT_TESTS` is set (as `.ci/run` does), when
 //! they fail.
 
 #![cfg(target_os = "linux")]
@@ -51,8 +51,8 @@ fn can_switch_user() -> bool {
     }
     let why = if root { "no setpriv" } else { "not root" };
     assert!(
-        std::env::var_os("SHMIO_REQUIRE_USER_TESTS").is_none(),
-        "SHMIO_REQUIRE_USER_TESTS is set but this test cannot switch users: {why}"
+        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
+        "SHMIO_REQUIRE_ROOT_TESTS is set but this test cannot switch users: {why}"
     );
     eprintln!("skipped: {why}");
     false
@@ -250,7 +250,9 @@ fn another_user_can_when_the_mode_allows() {
 fn nobody_allowed() {
     let map = Mapping::open(&arg("MAP")).unwrap();
     assert!(map.existed());
-    let _guard = map.lock().expect("the mapping's mutex is as open as the mapping");
+    let _guard = map
+        .lock()
+        .expect("the mapping's mutex is as open as the mapping");
     let value: u64 = map.read_value_at(0).unwrap();
     map.write_value_at(0, &(value + 1)).unwrap();
     let mutex = NamedMutex::create_or_open(&arg("MUTEX")).unwrap();
@@ -276,11 +278,17 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
 
     match Mapping::create(&name, 4096) {
         Err(Error::AlreadyExists { name: found }) => assert_eq!(found, name),
-        other => panic!("create adopted a squatted name: {:?}", other.map(|m| m.len())),
+        other => panic!(
+            "create adopted a squatted name: {:?}",
+            other.map(|m| m.len())
+        ),
     }
     match NamedMutex::create_or_open(&mutex_name) {
         Err(Error::WrongKind { .. }) => {}
-        other => panic!("a squatted mutex name was adopted: {:?}", other.map(|m| m.existed())),
+        other => panic!(
+            "a squatted mutex name was adopted: {:?}",
+            other.map(|m| m.existed())
+        ),
     }
     Mapping::remove(&name).unwrap();
     std::fs::remove_file(PathBuf::from("/dev/shm").join(format!("{mutex_name}@mutex"))).unwrap();
@@ -328,7 +336,10 @@ fn root_stale() {
         .unwrap();
     map.write_value_at(8, &7u64).unwrap();
     let ready = Mapping::open(&arg("READY")).unwrap();
-    ready.atomic_u32(0).unwrap().store(1, std::sync::atomic::Ordering::Release);
+    ready
+        .atomic_u32(0)
+        .unwrap()
+        .store(1, std::sync::atomic::Ordering::Release);
     loop {
         std::thread::park();
     }

@@ -53,9 +53,10 @@ impl Object {
     }
 
     /// The object's permission bits (owner-only if they cannot be read).
+    #[allow(clippy::useless_conversion)] // st_mode is a u16 on macOS
     pub(crate) fn permissions(&self) -> u32 {
         rustix::fs::fstat(&self.fd)
-            .map_or(crate::mapping::DEFAULT_MODE, |stat| stat.st_mode & 0o777)
+            .map_or(crate::mapping::DEFAULT_MODE, |stat| u32::from(stat.st_mode) & 0o777)
     }
 
     /// The OS name whose lifetime this handle shares, if any.
@@ -65,6 +66,7 @@ impl Object {
 
     /// Grows (or shrinks) the object to `len` bytes.
     pub(crate) fn set_len(&mut self, len: u64, target: &str) -> Result<()> {
+        check_space(&self.fd, self.size, len, target)?;
         rustix::fs::ftruncate(&self.fd, len).map_err(|e| size_error("resize", target, len, e))?;
         self.size = len;
         Ok(())
@@ -310,7 +312,11 @@ fn checked_len(len: u64, target: &str) -> Result<usize> {
 /// Errors of calls that take a size: too big for memory or the file system is `TooLarge`.
 fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error {
     match errno {
-        Errno::NOMEM | Errno::FBIG | Errno::OVERFLOW => Error::TooLarge {
+        Errno::NOMEM => Error::OutOfAddressSpace {
+            size,
+            target: target.to_owned(),
+        },
+        Errno::FBIG | Errno::OVERFLOW => Error::TooLarge {
             size,
             limit: MAX_MAP_LEN,
             target: target.to_owned(),
@@ -321,6 +327,35 @@ fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error 
         },
         _ => os_error(op, target, errno),
     }
+}
+
+/// Whether a raw OS error says the open-handle limit is reached.
+pub(crate) fn is_handle_limit(code: i32) -> bool {
+    code == libc::EMFILE || code == libc::ENFILE
+}
+
+/// Refuses to grow `fd` from `current` to `size` bytes when its file system
+/// has less room than the growth: the pages of a sparse object are
+/// allocated on first touch, and a full tmpfs or disk then kills the
+/// toucher with `SIGBUS`. Better [`Error::NoSpace`] now. This is a check,
+/// not a reservation: processes growing objects at the same moment can
+/// still overcommit the file system together.
+pub(crate) fn check_space(fd: &OwnedFd, current: u64, size: u64, target: &str) -> Result<()> {
+    let Ok(fs) = rustix::fs::fstatvfs(fd) else {
+        return Ok(());
+    };
+    // A file system with no size (memfd's internal tmpfs, tmpfs size=0) has no limit to check.
+    if fs.f_blocks == 0 {
+        return Ok(());
+    }
+    let available = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if size.saturating_sub(current) > available {
+        return Err(Error::NoSpace {
+            size,
+            target: target.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The size in a `stat`, never negative.

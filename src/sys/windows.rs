@@ -24,8 +24,8 @@ use std::ptr::NonNull;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT,
-    ERROR_DISK_FULL, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_NOT_ENOUGH_MEMORY, HANDLE,
-    INVALID_HANDLE_VALUE,
+    ERROR_DISK_FULL, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_NOT_ENOUGH_MEMORY,
+    ERROR_TOO_MANY_OPEN_FILES, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
@@ -450,6 +450,11 @@ fn checked_len(len: u64, target: &str) -> Result<usize> {
     }
 }
 
+/// Whether a raw OS error says the open-handle limit is reached.
+pub(crate) fn is_handle_limit(code: i32) -> bool {
+    code == ERROR_TOO_MANY_OPEN_FILES as i32
+}
+
 /// A Windows error code as an [`Error`] that says what was done to what.
 fn win_error(op: &'static str, target: &str, size: u64, code: u32) -> Error {
     match code {
@@ -462,12 +467,12 @@ fn win_error(op: &'static str, target: &str, size: u64, code: u32) -> Error {
             op,
             target: target.to_owned(),
         },
-        ERROR_NOT_ENOUGH_MEMORY | ERROR_COMMITMENT_LIMIT => Error::TooLarge {
+        ERROR_NOT_ENOUGH_MEMORY => Error::OutOfAddressSpace {
             size,
-            limit: MAX_MAP_LEN,
             target: target.to_owned(),
         },
-        ERROR_DISK_FULL => Error::NoSpace {
+        // The paging file cannot back the section: no space for it.
+        ERROR_DISK_FULL | ERROR_COMMITMENT_LIMIT => Error::NoSpace {
             size,
             target: target.to_owned(),
         },

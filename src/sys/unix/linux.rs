@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-use super::{open_file, os_error, stat_size, wait_for_size, Object};
+use super::{check_space, open_file, os_error, stat_size, wait_for_size, Object};
 use crate::error::{Error, Result};
 use crate::sys::{file_mapping_len, Disposition, FileRequest, NamedRequest, Opened};
 
@@ -224,6 +224,7 @@ fn create_object(
     )
     .map_err(|e| os_error("create", req.name, e))?;
     let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    check_space(&fd, 0, size, req.name)?;
     rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", req.name, size, e))?;
     if follows_holders {
         // Nobody else can reach an unnamed object: this never waits.

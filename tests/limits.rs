@@ -1,0 +1,275 @@
+//! Resource limits (Linux): a full `/dev/shm`, sizes past the address
+//! space, and too many open handles each give a clear error, and leave no
+//! half-made name behind.
+//!
+//! Each limit is set in a child process: `RLIMIT_AS` and `RLIMIT_NOFILE` by
+//! the child itself, a full `/dev/shm` by running the child in its own mount
+//! namespace over a 1 MiB tmpfs (`unshare`, root only: without root the test
+//! says so and passes, unless `SHMIO_REQUIRE_ROOT_TESTS` is set, as
+//! `.ci/run` does).
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{spawn_role, wait_bounded, ROLE_VAR};
+use shmio::{Channel, ChannelOptions, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const KIB: u64 = 1024;
+
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    match role.as_str() {
+        "full-dev-shm" => full_dev_shm(),
+        "address-space" => address_space(),
+        "handles" => handles(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Runs `role` in this test binary and checks it succeeded.
+fn run_role(role: &str) {
+    let mut child = spawn_role("child_entry", role, &[]);
+    let status = wait_bounded(&mut child, LIMIT);
+    assert!(status.success(), "{role}: {status}");
+}
+
+/// The entries in `/dev/shm` whose names start with `prefix`.
+fn entries(prefix: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/dev/shm")
+        .expect("list /dev/shm")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    found.sort();
+    found
+}
+
+fn expect_no_space<T>(what: &str, result: shmio::Result<T>) {
+    match result {
+        Err(error @ Error::NoSpace { .. }) => {
+            assert!(error.to_string().contains("no space"), "{error}");
+            assert_eq!(
+                std::io::Error::from(error).kind(),
+                std::io::ErrorKind::StorageFull
+            );
+        }
+        Err(other) => panic!("{what}: expected NoSpace, got {other:?}"),
+        Ok(_) => panic!("{what}: expected NoSpace, got success"),
+    }
+}
+
+fn can_mount() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if root && unshare {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
+        "SHMIO_REQUIRE_ROOT_TESTS is set but this test needs root and unshare"
+    );
+    eprintln!("skipped: needs root and unshare");
+    false
+}
+
+#[test]
+fn a_full_dev_shm_is_no_space_and_leaves_nothing_behind() {
+    if !can_mount() {
+        return;
+    }
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m shmio-limits /dev/shm && exec "$0" "$@""#)
+        .arg(std::env::current_exe().unwrap())
+        .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, "full-dev-shm")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start unshare");
+    let status = wait_bounded(&mut child, LIMIT);
+    assert!(status.success(), "the child in a 1 MiB /dev/shm: {status}");
+}
+
+/// In a mount namespace whose `/dev/shm` is a 1 MiB tmpfs.
+fn full_dev_shm() {
+    let fs = rustix::fs::statvfs("/dev/shm").unwrap();
+    assert!(
+        fs.f_blocks * fs.f_frsize <= 1024 * KIB,
+        "the child runs over a 1 MiB /dev/shm"
+    );
+    // Larger than the whole file system.
+    expect_no_space("2 MiB mapping", Mapping::create("limits-big", 2048 * KIB));
+    // The default size (64 MiB) does not fit either.
+    expect_no_space(
+        "default size",
+        Mapping::options().create_or_open("limits-default"),
+    );
+    assert_eq!(
+        entries("limits-"),
+        Vec::<String>::new(),
+        "nothing half-made"
+    );
+
+    // Fill most of it, then ask for more than is left.
+    let filler = Mapping::create("limits-filler", 768 * KIB).unwrap();
+    filler
+        .write_at(0, &vec![0xa5; 768 * KIB as usize])
+        .expect("touching every page of a mapping that fitted is fine");
+    expect_no_space("512 KiB more", Mapping::create("limits-more", 512 * KIB));
+    expect_no_space(
+        "a channel",
+        Channel::create_or_open(
+            "limits-channel",
+            ChannelOptions {
+                capacity: 1024,
+                max_message_size: 4096,
+            },
+        ),
+    );
+    assert_eq!(entries("limits-"), ["limits-filler"], "nothing half-made");
+
+    // Fill it to the last page: a mutex or an event (a 4 KiB segment) has no room.
+    let rest = rustix::fs::statvfs("/dev/shm").unwrap();
+    let left = rest.f_bavail * rest.f_frsize;
+    if left > 0 {
+        let last = Mapping::create("limits-last", left).unwrap();
+        last.write_at(0, &vec![1; left as usize]).unwrap();
+        std::mem::forget(last);
+    }
+    expect_no_space("a mutex", NamedMutex::create_or_open("limits-mutex"));
+    expect_no_space(
+        "an event",
+        NamedEvent::create_or_open("limits-event", EventMode::AutoReset),
+    );
+    let survivors = entries("limits-");
+    assert!(
+        survivors
+            .iter()
+            .all(|name| name == "limits-filler" || name == "limits-last"),
+        "nothing half-made: {survivors:?}"
+    );
+    // The filler's data is whole.
+    let mut back = vec![0; 768 * KIB as usize];
+    filler.read_at(0, &mut back).unwrap();
+    assert!(back.iter().all(|&byte| byte == 0xa5));
+}
+
+#[test]
+fn sizes_past_the_address_space_are_refused_cleanly() {
+    // Past what any process can map: refused before anything is made.
+    let name = common::unique_name("limits-huge");
+    match Mapping::create(&name, u64::MAX) {
+        Err(Error::TooLarge { size, .. }) => assert_eq!(size, u64::MAX),
+        other => panic!("expected TooLarge, got {:?}", other.map(|m| m.len())),
+    }
+    // 4 EiB fits no /dev/shm and no address space: one error or the other, never success.
+    match Mapping::create(&name, 1 << 62) {
+        Err(Error::NoSpace { .. } | Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
+        other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
+    }
+    assert!(!common::shm_entry_exists(&name), "nothing half-made");
+    match Mapping::anonymous(1 << 62) {
+        Err(Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
+        other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
+    }
+    // And a process whose address space is limited.
+    run_role("address-space");
+}
+
+/// With `RLIMIT_AS` at 1 GiB, a 2 GiB mapping (which /dev/shm has room for) cannot be mapped.
+fn address_space() {
+    let limit = rustix::process::Rlimit {
+        current: Some(1 << 30),
+        maximum: Some(1 << 30),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::As, limit).unwrap();
+    let name = format!("shmio-test-limits-as-{}", std::process::id());
+    match Mapping::create(&name, 2 << 30) {
+        Err(error @ Error::OutOfAddressSpace { .. }) => {
+            assert!(error.to_string().contains("address space"), "{error}");
+        }
+        // A /dev/shm with less than 2 GiB free says so first; also fine.
+        Err(Error::NoSpace { .. }) => {}
+        other => panic!(
+            "expected OutOfAddressSpace, got {:?}",
+            other.map(|m| m.len())
+        ),
+    }
+    assert!(
+        !Path::new("/dev/shm").join(&name).exists(),
+        "nothing half-made"
+    );
+    // Below the limit all is well.
+    let map = Mapping::create(&name, 64 << 20).unwrap();
+    map.write_value_at(0, &1u64).unwrap();
+}
+
+#[test]
+fn too_many_handles_is_a_clear_error() {
+    run_role("handles");
+}
+
+/// With `RLIMIT_NOFILE` at 32, opening named objects until it runs out.
+fn handles() {
+    let limit = rustix::process::Rlimit {
+        current: Some(32),
+        maximum: Some(32),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+    let prefix = format!("shmio-test-limits-fd-{}-", std::process::id());
+    let mut held = Vec::new();
+    let failed = loop {
+        assert!(held.len() < 64, "the limit of 32 open files was never hit");
+        let name = format!("{prefix}{}", held.len());
+        match Mapping::create(&name, 4096) {
+            Ok(map) => held.push(map),
+            Err(error) => break (name, error),
+        }
+    };
+    let (name, error) = failed;
+    assert!(
+        matches!(error, Error::TooManyHandles { .. }),
+        "expected TooManyHandles, got {error:?}"
+    );
+    assert!(
+        error.to_string().contains("too many open handles"),
+        "{error}"
+    );
+    assert!(!common::shm_entry_exists(&name), "nothing half-made");
+    // The other kinds say the same.
+    for result in [
+        NamedMutex::create_or_open(&format!("{prefix}mutex")).map(|_| ()),
+        Channel::create_or_open(&format!("{prefix}channel"), ChannelOptions::default()).map(|_| ()),
+    ] {
+        match result {
+            Err(Error::TooManyHandles { .. }) => {}
+            other => panic!("expected TooManyHandles, got {other:?}"),
+        }
+    }
+    // Listing /dev/shm needs a descriptor too: give one back first.
+    held.pop();
+    assert_eq!(
+        entries(&prefix).len(),
+        held.len(),
+        "only the held names exist"
+    );
+    drop(held);
+    assert_eq!(
+        entries(&prefix),
+        Vec::<String>::new(),
+        "every name went with its holder"
+    );
+}

@@ -71,6 +71,8 @@
 
 mod channel;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod mapping;
 mod name;

@@ -255,9 +255,34 @@ impl Ring {
                     index: pos % self.capacity,
                     state,
                 });
+            } else if let Some(blocked) = self.help_past(enqueue, pos, ahead, state) {
+                return Err(blocked);
             }
             pos = enqueue.load(Ordering::Relaxed);
         }
+    }
+
+    /// For a claim that found the slot of `pos` ahead of `pos`'s turn
+    /// (`ahead > 0`): the claimer of `pos` took the slot but has not moved
+    /// `position` on yet, or died before it could (and the slot was since
+    /// repaired, maybe received and released). Helps `position` on, as for a
+    /// claimed slot; without this a claimer that died there left everyone
+    /// else spinning on it forever (found by the `channel` fuzz target).
+    ///
+    /// A claimer can take a slot at most 2 × capacity half-steps ahead of
+    /// the position it has not moved on (claimed, repaired, received,
+    /// released, sent again). A slot further ahead while the position is
+    /// still `pos` is corrupt memory: it is reported as blocked, rather than
+    /// walked through one position at a time.
+    fn help_past(&self, position: &AtomicU64, pos: u64, ahead: i32, state: u64) -> Option<Blocked> {
+        if u64::from(ahead.unsigned_abs()) > 2 * self.capacity {
+            return (position.load(Ordering::Relaxed) == pos).then_some(Blocked {
+                index: pos % self.capacity,
+                state,
+            });
+        }
+        let _ = position.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+        None
     }
 
     /// Publishes a claimed slot holding `len` bytes. Returns whether a
@@ -304,6 +329,8 @@ impl Ring {
                     index: pos % self.capacity,
                     state,
                 });
+            } else if let Some(blocked) = self.help_past(dequeue, pos, ahead, state) {
+                return Err(blocked);
             }
             pos = dequeue.load(Ordering::Relaxed);
         }
@@ -454,5 +481,73 @@ mod tests {
         let blocked = ring.claim_send(1).unwrap_err();
         assert!(ring.repair(blocked, |pid| pid != 88));
         assert_eq!(ring.claim_send(1).unwrap().pos, 1, "free for the next lap");
+    }
+
+    #[test]
+    fn a_sender_that_died_before_moving_on_wedges_no_one() {
+        let Heap { ring, .. } = &heap(2, 8);
+        let claim = ring.claim_send(77).unwrap();
+        // It died between claiming the slot and moving `enqueue` on.
+        ring.u64_at(ENQUEUE).store(claim.pos, Ordering::Relaxed);
+        let blocked = ring.claim_recv(1).unwrap_err();
+        assert!(ring.repair(blocked, |pid| pid != 77));
+        // The tombstone is ahead of the position: senders help it on rather than spin.
+        assert_eq!(ring.claim_send(1).unwrap().pos, 1);
+        let (got, len) = ring.claim_recv(1).unwrap();
+        assert_eq!((got.pos, len), (0, TOMBSTONE));
+    }
+
+    #[test]
+    fn a_receiver_that_died_before_moving_on_wedges_no_one() {
+        let Heap { ring, .. } = &heap(2, 8);
+        for _ in 0..2 {
+            let claim = ring.claim_send(1).unwrap();
+            ring.publish(claim, 5);
+        }
+        let (taken, _) = ring.claim_recv(88).unwrap();
+        // It died between claiming the slot and moving `dequeue` on.
+        ring.u64_at(DEQUEUE).store(taken.pos, Ordering::Relaxed);
+        let blocked = ring.claim_send(1).unwrap_err();
+        assert!(ring.repair(blocked, |pid| pid != 88));
+        // Its slot is free for the next lap, ahead of the position: receivers help it on.
+        let (got, len) = ring.claim_recv(1).unwrap();
+        assert_eq!((got.pos, len), (1, 5));
+        ring.release(got);
+        assert!(ring.claim_recv(1).is_err(), "its message is lost with it");
+        assert_eq!(ring.claim_send(1).unwrap().pos, 2);
+    }
+
+    #[test]
+    fn a_slot_far_ahead_of_the_position_is_blocked_not_spun_on() {
+        let Heap { ring, .. } = &heap(2, 8);
+        // Garbage: slot 0 claims a turn a billion positions on.
+        ring.state(0)
+            .store(join(2_000_000_000, 0), Ordering::Relaxed);
+        assert!(ring.claim_send(1).is_err());
+        assert!(ring.claim_recv(1).is_err());
+        // Within 2 * capacity half-steps it is a claimer that has not moved on: helped past.
+        ring.state(0).store(join(4, 0), Ordering::Relaxed);
+        assert_eq!(ring.claim_send(1).unwrap().pos, 1);
+    }
+
+    #[test]
+    fn geometry_that_does_not_fit_is_refused() {
+        let mut memory = vec![0u64; 1024];
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        let len = memory.len() as u64 * 8;
+        let fits = |capacity, max| {
+            // SAFETY: the Vec is live and 8-aligned; the ring is dropped at once.
+            unsafe { Ring::new(base, len, capacity, max) }.is_ok()
+        };
+        assert!(fits(1, 1));
+        assert!(fits(((len - SLOTS) / 64) as u32, 48), "exactly full");
+        assert!(
+            !fits(((len - SLOTS) / 64) as u32 + 1, 48),
+            "one slot too many"
+        );
+        assert!(!fits(1, (len - SLOTS) as u32), "the header does not fit");
+        assert!(!fits(0, 8), "no slots");
+        assert!(!fits(u32::MAX, u32::MAX), "overflow");
+        assert_eq!(Ring::size_for(u32::MAX, u32::MAX), None, "overflow");
     }
 }

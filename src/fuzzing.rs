@@ -1,0 +1,107 @@
+//! Hooks for the fuzz targets in `fuzz/`: not part of the API, hidden from
+//! the docs, and free to change with any release.
+//!
+//! A channel normally comes from a named segment; here it comes from an
+//! anonymous mapping holding whatever bytes the fuzzer chose, checked the way
+//! [`Channel::open`] checks a segment (magic, ready flag, version, then the
+//! geometry), except that an unready segment is refused at once instead of
+//! waited for.
+
+use std::time::Duration;
+
+use crate::channel::{ring, Channel, ChannelOptions, MAGIC};
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::sync::segment;
+
+/// The platform's OS-name prefix ([`crate::Name::os_name`] starts with it).
+pub const OS_NAME_PREFIX: &str = crate::sys::OS_NAME_PREFIX;
+/// The platform's longest OS name, in bytes.
+pub const OS_NAME_MAX_BYTES: usize = crate::sys::OS_NAME_MAX_BYTES;
+
+/// Where a channel's slots start.
+pub const CHANNEL_SLOTS: u64 = ring::SLOTS;
+/// The bytes before a slot's payload (state, len, padding).
+pub const CHANNEL_SLOT_HEADER: u64 = ring::SLOT_HEADER;
+
+/// The bytes per slot of a channel of messages of at most `max_message_size` bytes.
+pub fn channel_stride(max_message_size: u32) -> u64 {
+    ring::stride_for(max_message_size)
+}
+
+/// The image of a freshly created channel with `options`, as
+/// [`Channel::create_or_open`] lays it out (segment header included), or
+/// `None` if the geometry is too large to hold in memory here.
+pub fn channel_image(options: ChannelOptions) -> Option<Vec<u8>> {
+    let ChannelOptions {
+        capacity,
+        max_message_size,
+    } = options;
+    let size = usize::try_from(ring::Ring::size_for(capacity, max_message_size)?).ok()?;
+    let mut image = vec![0u8; size];
+    let mut put = |offset: u64, bytes: &[u8]| {
+        let offset = offset as usize;
+        image[offset..offset + bytes.len()].copy_from_slice(bytes);
+    };
+    put(0, &MAGIC.to_le_bytes());
+    put(8, &segment::READY.to_le_bytes());
+    put(12, &segment::VERSION.to_le_bytes());
+    put(ring::CAPACITY, &capacity.to_le_bytes());
+    put(ring::MAX_MESSAGE, &max_message_size.to_le_bytes());
+    let stride = ring::stride_for(max_message_size);
+    put(ring::STRIDE, &(stride as u32).to_le_bytes());
+    for index in 0..u64::from(capacity) {
+        let state = u64::from(ring::send_turn(index)) << 32;
+        put(ring::SLOTS + index * stride, &state.to_le_bytes());
+    }
+    Some(image)
+}
+
+/// A channel over an anonymous mapping of `len` bytes that starts with
+/// `bytes` (cut to `len`; zeros after them).
+///
+/// # Errors
+/// Whatever [`Channel::open`] would say of such a segment ([`Error::WrongKind`],
+/// [`Error::Corrupt`], ...), and [`Error::NotReady`] at once for a segment
+/// whose ready flag is not set.
+pub fn channel_over(bytes: &[u8], len: u64) -> Result<Channel> {
+    let map = Mapping::anonymous(len)?;
+    let take = bytes.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    map.write_at(0, &bytes[..take])?;
+    check_segment(&map)?;
+    Channel::from_map(map, "shmio-fuzz")
+}
+
+/// `segment::check` without the wait for the ready flag.
+fn check_segment(map: &Mapping) -> Result<()> {
+    let wrong_kind = || Error::WrongKind {
+        name: "shmio-fuzz".to_owned(),
+        expected: "a shmio channel",
+    };
+    if map.len() < segment::STATE_OFFSET {
+        return Err(wrong_kind());
+    }
+    let magic: u64 = map.read_value_at(0)?;
+    let ready: u32 = map.read_value_at(8)?;
+    if ready != segment::READY {
+        return Err(if magic != MAGIC && magic != 0 {
+            wrong_kind()
+        } else {
+            Error::NotReady {
+                name: "shmio-fuzz".to_owned(),
+                waited: Duration::ZERO,
+            }
+        });
+    }
+    if magic != MAGIC {
+        return Err(wrong_kind());
+    }
+    let version: u32 = map.read_value_at(12)?;
+    if version != segment::VERSION {
+        return Err(Error::Corrupt {
+            offset: 12,
+            reason: format!("layout version {version}"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Inputs the fuzz targets in `fuzz/` once failed on, replayed in the normal
+//! test suite. Each test names its target and what went wrong.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use shmio::fuzzing::{channel_image, channel_over};
+use shmio::{ChannelOptions, Error};
+
+/// Runs `test` on a thread and fails if it has not finished in 10 s (the
+/// bugs below were hangs).
+fn within_10s(test: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        test();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(10)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after 10 s: a hang"),
+    }
+}
+
+/// Target `channel`, a timeout: a fresh channel (capacity 3, messages of 2
+/// bytes) whose `dequeue` word was overwritten. Every slot was then ahead of
+/// the dequeue position's turn, and `try_recv` spun forever waiting for the
+/// position to move (the same loop as after a receiver died between claiming
+/// its slot and moving the position on). Now receivers help the position on,
+/// and a slot further ahead than any claimer could take it reads as empty.
+#[test]
+fn channel_with_a_garbage_dequeue_position_does_not_hang() {
+    within_10s(|| {
+        let options = ChannelOptions {
+            capacity: 3,
+            max_message_size: 2,
+        };
+        let mut image = channel_image(options).unwrap();
+        image[192..196].copy_from_slice(&0x560A_2A00u32.to_le_bytes());
+        let channel = channel_over(&image, image.len() as u64).unwrap();
+        channel.try_send(b"hi").unwrap();
+        for _ in 0..4 {
+            match channel.try_recv() {
+                Ok(message) => assert!(message.len() <= 2),
+                Err(Error::Empty | Error::Corrupt { .. }) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+/// The same spin on the sending side: `enqueue` overwritten with a
+/// position whose slot is already 2 × capacity half-steps on (as after a
+/// sender died before moving the position on, and its tombstone was
+/// received and released). Senders now help the position on and send.
+#[test]
+fn channel_with_a_garbage_enqueue_position_does_not_hang() {
+    within_10s(|| {
+        let options = ChannelOptions {
+            capacity: 2,
+            max_message_size: 8,
+        };
+        let mut image = channel_image(options).unwrap();
+        image[128..136].copy_from_slice(&0xFFFF_FFFFu64.to_le_bytes());
+        let channel = channel_over(&image, image.len() as u64).unwrap();
+        channel.try_send(b"message").unwrap();
+        for _ in 0..4 {
+            match channel.try_send(b"message") {
+                Ok(()) | Err(Error::Full) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+/// The exact input the fuzzer saved, replayed through the target's decoding.
+#[test]
+fn fuzz_channel_timeout_72c2396c() {
+    within_10s(|| {
+        // mode 3, capacity 1 + 10 % 8, max 1 + 0x5601 % 512; no cut; one
+        // patch: word 0x4D40 % 144 (offset 192, dequeue) = 0x560A2A00; then
+        // send (max bytes) and receive.
+        let options = ChannelOptions {
+            capacity: 3,
+            max_message_size: 2,
+        };
+        let mut image = channel_image(options).unwrap();
+        let at = 0x4D40 % (image.len() / 4) * 4;
+        assert_eq!(at, 192);
+        image[at..at + 4].copy_from_slice(&u32::from_le_bytes([0, 42, 10, 86]).to_le_bytes());
+        let channel = channel_over(&image, image.len() as u64).unwrap();
+        let _ = channel.try_send(&[1, 2]);
+        let _ = channel.try_recv();
+        let _ = channel.try_recv();
+    });
+}

@@ -66,6 +66,27 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// // The last of them to close removes the name.
 /// # Ok::<(), shmio::Error>(())
 /// ```
+///
+/// # Shrinking and `SIGBUS`
+///
+/// The pages of a mapping belong to an object (a file, a `/dev/shm` object,
+/// a section) that other processes may hold too. On Unix, a page past the
+/// object's end faults: touching it kills the process with `SIGBUS`. shmio
+/// never shrinks an object it maps, and:
+/// - anonymous mappings are sealed memfds on Linux: no process holding the
+///   descriptor can shrink (or grow) them;
+/// - creating or growing an object checks its file system's free space, so a
+///   full `/dev/shm` or disk is [`Error::NoSpace`] at creation rather than
+///   `SIGBUS` at the first touch of a page that has no room (a check, not a
+///   reservation: processes filling the same file system at once can still
+///   run it out);
+/// - Windows cannot shrink a mapped section or file at all.
+///
+/// What no mapping can defend against is another process with write access
+/// truncating a file-backed mapping's file, or a named object on Linux or
+/// macOS, while it is mapped. Give named objects owner-only permissions (the
+/// default) and keep backing files where only trusted processes can write.
+/// `RELIABILITY.md` lists what is tested.
 pub struct Mapping {
     pub(crate) shared: Arc<Shared>,
     /// The whole mapping, kept beside the cursor so the hot path reads no

@@ -241,14 +241,22 @@ impl Ring {
                         )
                         .is_ok()
                 {
-                    let _ =
-                        enqueue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = enqueue.compare_exchange(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                     return Ok(Claim { pos });
                 }
                 if owner != 0 {
                     // Claimed by a sender that may not have moved the position on: help.
-                    let _ =
-                        enqueue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = enqueue.compare_exchange(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
             } else if ahead < 0 {
                 return Err(Blocked {
@@ -281,7 +289,12 @@ impl Ring {
                 state,
             });
         }
-        let _ = position.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+        let _ = position.compare_exchange(
+            pos,
+            pos.wrapping_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
         None
     }
 
@@ -315,14 +328,22 @@ impl Ring {
                         )
                         .is_ok()
                 {
-                    let _ =
-                        dequeue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = dequeue.compare_exchange(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                     let len = self.len(pos).load(Ordering::Relaxed);
                     return Ok((Claim { pos }, len));
                 }
                 if owner != 0 {
-                    let _ =
-                        dequeue.compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = dequeue.compare_exchange(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
             } else if ahead < 0 {
                 return Err(Blocked {
@@ -340,7 +361,7 @@ impl Ring {
     /// may be asleep.
     pub(crate) fn release(&self, claim: Claim) -> bool {
         self.state(claim.pos).store(
-            join(send_turn(claim.pos + self.capacity), 0),
+            join(send_turn(claim.pos.wrapping_add(self.capacity)), 0),
             Ordering::Release,
         );
         fence(Ordering::SeqCst);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the multi-process and multi-thread tests under a sanitizer (nightly).
+#
+#   scripts/sanitize.sh [address|thread]     (default: address)
+#
+# AddressSanitizer checks every access of the test processes and of the
+# children they start (each child is the same instrumented binary). The
+# ThreadSanitizer run rebuilds std with instrumentation (-Zbuild-std, needs
+# the rust-src component), and sees races between threads of one process:
+# races between processes through shared memory are outside what it can see.
+# Either run fails on the first report. RELIABILITY.md says what they found.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+sanitizer=${1:-address}
+target=x86_64-unknown-linux-gnu
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/sanitize-$sanitizer}
+export RUSTFLAGS="-Zsanitizer=$sanitizer"
+export RUSTDOCFLAGS="$RUSTFLAGS"
+# Leaks of processes killed on purpose are not leaks of the code under test.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal >/dev/null
+fi
+build_std=()
+if [ "$sanitizer" = thread ]; then
+    rustup component add --toolchain nightly rust-src >/dev/null 2>&1 || true
+    build_std=(-Zbuild-std)
+fi
+
+tests=(--lib --test mapping --test processes --test sync --test channel --test hostile --test crash --test stress)
+echo "== $sanitizer sanitizer: ${tests[*]}"
+SHMIO_STRESS_SECS=${SHMIO_STRESS_SECS:-5} \
+    cargo +nightly test "${build_std[@]}" --target "$target" "${tests[@]}" -- --test-threads=2
+echo "== $sanitizer sanitizer: no reports"

@@ -1,0 +1,255 @@
+//! Hostile peers: a process that scribbles over a channel's header and
+//! slots, and one that truncates the file under a file-backed mapping.
+//!
+//! What shmio promises (and these tests hold it to): a user of a scribbled
+//! channel gets messages, garbage messages, or errors, and never a crash, a
+//! hang, or an access outside the mapping; a receiver never gets more bytes
+//! than the channel's largest message. Truncation is the one thing a mapping
+//! cannot survive on Unix: touching a page past the new end of the file is
+//! `SIGBUS`. The test shows it, and that anonymous mappings (sealed memfds
+//! on Linux) cannot be shrunk by anyone.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{arg, spawn_role, unique_name, wait_bounded, ROLE_VAR};
+use shmio::{Channel, ChannelOptions, Error, Mapping};
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// How long the scribbler and its victims run.
+const SCRIBBLE_FOR: Duration = Duration::from_secs(2);
+const OPTIONS: ChannelOptions = ChannelOptions {
+    capacity: 8,
+    max_message_size: 64,
+};
+
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    match role.as_str() {
+        "scribble" => child_scribble(),
+        "victim" => child_victim(),
+        #[cfg(unix)]
+        "touch-truncated" => child_touch_truncated(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A small xorshift generator: the tests need no cryptography, only variety.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn a_scribbled_channel_never_crashes_or_hangs_its_users() {
+    let name = unique_name("hostile-channel");
+    let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
+    let ready_name = unique_name("hostile-ready");
+    let ready = Mapping::create(&ready_name, 4096).unwrap();
+    let args = [("NAME", name.clone()), ("READY", ready_name)];
+    let mut victims: Vec<_> = (0..2)
+        .map(|_| spawn_role("child_entry", "victim", &args))
+        .collect();
+    // The victims open the channel before anyone scribbles on it.
+    let opened = ready.atomic_u32(0).unwrap();
+    common::wait_until("the victims to open the channel", LIMIT, || {
+        opened.load(std::sync::atomic::Ordering::Acquire) == 2
+    });
+    let mut scribbler = spawn_role("child_entry", "scribble", &args);
+    assert!(
+        wait_bounded(&mut scribbler, LIMIT).success(),
+        "the scribbler"
+    );
+    for victim in &mut victims {
+        let status = wait_bounded(victim, LIMIT);
+        assert!(
+            status.success(),
+            "a victim of the scribbler died or failed: {status}"
+        );
+    }
+    // The scribbled channel may now refuse to open, or open: never worse.
+    match Channel::open(&name) {
+        Ok(_) | Err(Error::WrongKind { .. } | Error::Corrupt { .. } | Error::NotReady { .. }) => {}
+        Err(other) => panic!("unexpected error opening a scribbled channel: {other:?}"),
+    }
+    drop(channel);
+    // Other channels were never touched.
+    let fresh = Channel::create_or_open(&unique_name("hostile-fresh"), OPTIONS).unwrap();
+    fresh.send(b"still fine").unwrap();
+    assert_eq!(fresh.recv().unwrap(), b"still fine");
+}
+
+/// Writes random bytes over the channel's mapping: mostly the header and
+/// the slot headers (state, length), sometimes payloads, for SCRIBBLE_FOR.
+fn child_scribble() {
+    let map = Mapping::open(&arg("NAME")).unwrap();
+    let len = map.len();
+    let stride = 128; // stride_for(64): 16 + 64 rounded up to 64
+    let slots = 384;
+    let mut rng = Rng(u64::from(std::process::id()) | 1);
+    let start = Instant::now();
+    let mut writes = 0u64;
+    while start.elapsed() < SCRIBBLE_FOR {
+        let offset = match rng.below(4) {
+            0 => rng.below(slots),
+            1 | 2 => slots + rng.below(8) * stride + rng.below(2) * 8,
+            _ => rng.below(len - 8),
+        } & !7;
+        let value = match rng.below(4) {
+            0 => 0,
+            1 => rng.below(16),
+            2 => u64::MAX - rng.below(16),
+            _ => rng.next(),
+        };
+        map.write_value_at(offset, &value).unwrap();
+        writes += 1;
+        if writes.is_multiple_of(64) {
+            std::thread::yield_now();
+        }
+    }
+    eprintln!("scribbler: {writes} writes");
+}
+
+/// Sends and receives on the channel while it is scribbled on: every call
+/// must return (bounded), and a received message is never longer than the
+/// channel's largest.
+fn child_victim() {
+    let channel = Channel::open(&arg("NAME")).unwrap();
+    let ready = Mapping::open(&arg("READY")).unwrap();
+    ready
+        .atomic_u32(0)
+        .unwrap()
+        .fetch_add(1, std::sync::atomic::Ordering::Release);
+    let start = Instant::now();
+    let (mut sent, mut received, mut errors) = (0u64, 0u64, 0u64);
+    let mut buf = Vec::new();
+    while start.elapsed() < SCRIBBLE_FOR + Duration::from_millis(200) {
+        let call = Instant::now();
+        match channel.try_send(b"payload") {
+            Ok(()) => sent += 1,
+            Err(Error::Full) => {}
+            Err(_) => errors += 1,
+        }
+        match channel.try_recv_into(&mut buf) {
+            Ok(()) => {
+                assert!(buf.len() <= OPTIONS.max_message_size as usize);
+                received += 1;
+            }
+            Err(Error::Empty) => {}
+            Err(_) => errors += 1,
+        }
+        match channel.send_timeout(b"timed", Duration::from_millis(1)) {
+            Ok(()) => sent += 1,
+            Err(_) => errors += 1,
+        }
+        match channel.recv_timeout(Duration::from_millis(1)) {
+            Ok(message) => {
+                assert!(message.len() <= OPTIONS.max_message_size as usize);
+                received += 1;
+            }
+            Err(_) => errors += 1,
+        }
+        assert!(
+            call.elapsed() < Duration::from_secs(5),
+            "a call on a scribbled channel hung for {:?}",
+            call.elapsed()
+        );
+    }
+    eprintln!("victim: {sent} sent, {received} received, {errors} errors");
+}
+
+/// A file-backed mapping whose file another process truncates: touching
+/// the lost pages is SIGBUS, the documented risk.
+#[cfg(unix)]
+#[test]
+fn touching_a_truncated_file_mapping_is_sigbus() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = std::env::temp_dir().join(unique_name("hostile-file"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("backing");
+    std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
+    let mut child = spawn_role(
+        "child_entry",
+        "touch-truncated",
+        &[("FILE", path.display().to_string())],
+    );
+    let status = wait_bounded(&mut child, LIMIT);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGBUS),
+        "the page past the new end: {status}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(unix)]
+fn child_touch_truncated() {
+    let path = arg("FILE");
+    let map = Mapping::options().file(&path).map_file().unwrap();
+    assert_eq!(map.read_value_at::<u8>(60 * 1024).unwrap(), 7);
+    // Another process (here: this one, through the file) shrinks the file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    // Still inside the mapping, still inside the file: fine.
+    assert_eq!(map.read_value_at::<u8>(100).unwrap(), 7);
+    // Inside the mapping, past the file: the kernel sends SIGBUS.
+    let _ = map.read_value_at::<u8>(60 * 1024);
+    unreachable!("SIGBUS expected");
+}
+
+/// An anonymous mapping is a sealed memfd on Linux: a process holding its
+/// descriptor cannot shrink it, so no peer can make its pages vanish.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_anonymous_mapping_cannot_be_shrunk_by_a_peer() {
+    use std::os::fd::AsFd;
+    let map = Mapping::anonymous(64 * 1024).unwrap();
+    map.write_value_at(60 * 1024, &9u8).unwrap();
+    let peer = std::fs::File::from(map.as_fd().try_clone_to_owned().unwrap());
+    let error = peer.set_len(0).expect_err("shrinking a sealed memfd");
+    assert_eq!(error.raw_os_error(), Some(libc::EPERM));
+    assert_eq!(map.read_value_at::<u8>(60 * 1024).unwrap(), 9);
+    // Growing it is refused too, so its length never changes under anyone.
+    assert!(peer.set_len(128 * 1024).is_err());
+}
+
+/// Positions a peer set to the end of the u64 range wrap rather than
+/// overflow (a debug build panicked on `pos + 1`: found by the scribble test).
+#[test]
+fn positions_at_the_end_of_their_range_wrap() {
+    let name = unique_name("hostile-wrap");
+    let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
+    let peer = Mapping::open(&name).unwrap();
+    // enqueue at 128 and dequeue at 192 (ring.rs's layout).
+    peer.write_value_at(128, &u64::MAX).unwrap();
+    peer.write_value_at(192, &u64::MAX).unwrap();
+    for _ in 0..3 * OPTIONS.capacity {
+        match channel.try_send(b"x") {
+            Ok(()) | Err(Error::Full) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        match channel.try_recv() {
+            Ok(message) => assert!(message.len() <= OPTIONS.max_message_size as usize),
+            Err(Error::Empty | Error::Corrupt { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}

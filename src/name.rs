@@ -181,4 +181,28 @@ mod tests {
         assert!(hashed.starts_with(&mac));
         assert_ne!(os_name_with("y".repeat(40).as_str(), "/", 31), mac);
     }
+
+    #[test]
+    fn os_names_follow_the_platform_rule() {
+        let short = Name::new("jobs").unwrap();
+        assert_eq!(short.os_name(), format!("{}jobs", sys::OS_NAME_PREFIX));
+        assert!(!short.is_hashed());
+        let long = Name::new(&"é".repeat(MAX_NAME_CHARS)).unwrap();
+        assert!(long.is_hashed());
+        assert_eq!(long.os_name(), long.clone().os_name(), "stable");
+        assert!(long.os_name().len() <= sys::OS_NAME_MAX_BYTES);
+        assert!(long.os_name()[sys::OS_NAME_PREFIX.len()..].starts_with(HASHED_NAME_TAG));
+    }
+
+    #[test]
+    fn derived_names_have_room_for_a_suffix() {
+        let base = "n".repeat(MAX_NAME_CHARS);
+        assert!(Name::derived(&format!("{base}@mutex")).is_ok());
+        assert!(Name::derived(&"n".repeat(MAX_NAME_CHARS + DERIVED_SUFFIX_ROOM + 1)).is_err());
+        assert!(
+            Name::derived("a/b@mutex").is_err(),
+            "the other rules still hold"
+        );
+        assert!(Name::new(&format!("{base}@mutex")).is_err());
+    }
 }

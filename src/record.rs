@@ -116,4 +116,51 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn records_round_trip_through_a_window() {
+        let mut memory = [0u64; 4];
+        let window = crate::view::tests::heap_window(&mut memory, true);
+        let written = write(&window, 3, &("hi", 7u8)).unwrap();
+        assert_eq!(written, 4 + br#"["hi",7]"#.len() as u64);
+        let (value, taken): ((String, u8), u64) = read(&window, 3).unwrap().unwrap();
+        assert_eq!((value.0.as_str(), value.1, taken), ("hi", 7, written));
+        // Zeroed memory reads as nothing.
+        assert!(read::<u8>(&window, 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn frames_are_checked_against_the_window() {
+        let mut memory = [0u64; 2];
+        let window = crate::view::tests::heap_window(&mut memory, true);
+        // A record that does not fit writes nothing.
+        assert!(matches!(
+            write(&window, 0, &"x".repeat(20)),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert_eq!(window.read_value::<u32>(0).unwrap(), 0);
+        // A length running one byte past the end is corrupt, exactly at the end is fine.
+        window.write_value(0, &13u32).unwrap();
+        assert!(matches!(
+            read::<u8>(&window, 0),
+            Err(Error::Corrupt { offset: 0, .. })
+        ));
+        window.write_value(0, &12u32).unwrap();
+        window.write(4, b"123456789012").unwrap();
+        assert_eq!(read::<u64>(&window, 0).unwrap(), Some((123456789012, 16)));
+        // A header that does not fit, anywhere up to u64::MAX, is an early end.
+        for offset in [13, 16, 17, u64::MAX - 3, u64::MAX] {
+            assert!(
+                matches!(
+                    read::<u8>(&window, offset),
+                    Err(Error::UnexpectedEof { .. })
+                ),
+                "{offset}"
+            );
+        }
+        // A payload that does not decode keeps its bytes.
+        window.write_value(0, &2u32).unwrap();
+        window.write(4, b"{x").unwrap();
+        assert!(matches!(read::<u8>(&window, 0), Err(Error::Decode { raw, .. }) if raw == b"{x"));
+    }
 }

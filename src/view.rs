@@ -348,3 +348,224 @@ impl fmt::Debug for View {
             .finish()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Bounds of a `Window` over heap memory: no system call, so they run
+    //! under Miri (`scripts/miri.sh`), which checks every access for UB.
+
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    /// A window on all of `memory` (8-aligned, as mapped memory is).
+    pub(crate) fn heap_window(memory: &mut [u64], writable: bool) -> Window {
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: the caller keeps `memory` alive, and touches it only
+        // through the window, while the window is used.
+        unsafe { Window::new(base, size_of_val(memory) as u64, writable) }
+    }
+
+    #[test]
+    fn reads_and_writes_stay_inside() {
+        let mut memory = [0u64; 4];
+        let window = heap_window(&mut memory, true);
+        assert_eq!(window.len(), 32);
+        window.write(0, b"head").unwrap();
+        window.write(28, b"tail").unwrap();
+        let mut buf = [0u8; 4];
+        window.read(28, &mut buf).unwrap();
+        assert_eq!(&buf, b"tail");
+        window.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"head");
+
+        // One byte past the end: an error, and nothing is written.
+        assert!(matches!(
+            window.write(29, b"tail"),
+            Err(Error::OutOfBounds {
+                offset: 29,
+                len: 4,
+                size: 32
+            })
+        ));
+        assert!(matches!(
+            window.read(29, &mut buf),
+            Err(Error::UnexpectedEof {
+                offset: 29,
+                len: 4,
+                size: 32
+            })
+        ));
+        let mut all = [0u8; 32];
+        window.read(0, &mut all).unwrap();
+        assert_eq!(&all[..4], b"head");
+        assert_eq!(&all[28..], b"tail");
+        assert!(all[4..28].iter().all(|&b| b == 0));
+        let mut too_long = [0u8; 33];
+        assert!(window.read(0, &mut too_long).is_err());
+        assert!(window.write(0, &too_long).is_err());
+    }
+
+    #[test]
+    fn zero_lengths() {
+        let mut memory = [0u64; 1];
+        let window = heap_window(&mut memory, true);
+        // Nothing at the very end is fine; one past it is not.
+        window.read(8, &mut []).unwrap();
+        window.write(8, &[]).unwrap();
+        assert!(window.read(9, &mut []).is_err());
+        assert!(window.write(9, &[]).is_err());
+        // An empty window.
+        let empty = window.sub(8, 0).unwrap();
+        assert_eq!(empty.len(), 0);
+        empty.read(0, &mut []).unwrap();
+        assert!(empty.read(0, &mut [0u8; 1]).is_err());
+        assert!(empty.write(0, &[1]).is_err());
+        assert!(empty.read_value::<u8>(0).is_err());
+        assert!(empty.sub(0, 0).is_ok());
+        assert!(empty.sub(1, 0).is_err());
+    }
+
+    #[test]
+    fn offsets_near_u64_max_do_not_wrap() {
+        let mut memory = [0u64; 2];
+        let window = heap_window(&mut memory, true);
+        let mut buf = [0u8; 4];
+        for offset in [u64::MAX, u64::MAX - 3, u64::MAX - 15, 1 << 63, 17] {
+            assert!(window.read(offset, &mut buf).is_err(), "{offset}");
+            assert!(window.write(offset, &buf).is_err(), "{offset}");
+            assert!(window.read_value::<u32>(offset).is_err(), "{offset}");
+            assert!(window.write_value(offset, &7u32).is_err(), "{offset}");
+            assert!(window.sub(offset, 4).is_err(), "{offset}");
+            assert!(
+                window.read(offset, &mut []).is_err(),
+                "{offset}: empty, but past the end"
+            );
+        }
+        assert!(window.sub(0, u64::MAX).is_err());
+        assert!(window.sub(1, u64::MAX).is_err());
+        assert!(window.sub(u64::MAX, 1).is_err());
+        // SAFETY: never dereferenced: the calls fail their bounds checks.
+        let atomics_fail = unsafe {
+            window.atomic_u64(u64::MAX - 7).is_err() && window.atomic_u32(u64::MAX - 3).is_err()
+        };
+        assert!(atomics_fail);
+    }
+
+    #[test]
+    fn values_at_any_alignment() {
+        let mut memory = [0u64; 2];
+        let window = heap_window(&mut memory, true);
+        for offset in 0..=8 {
+            window
+                .write_value(offset, &0x0102_0304_0506_0708u64)
+                .unwrap();
+            assert_eq!(
+                window.read_value::<u64>(offset).unwrap(),
+                0x0102_0304_0506_0708
+            );
+        }
+        assert!(window.read_value::<u64>(9).is_err());
+        assert!(window.write_value(9, &0u64).is_err());
+        window.write_value(12, &[9u8, 8, 7, 6]).unwrap();
+        assert_eq!(window.read_value::<[u8; 4]>(12).unwrap(), [9, 8, 7, 6]);
+        assert_eq!(
+            window.read_value::<u32>(12).unwrap(),
+            u32::from_ne_bytes([9, 8, 7, 6])
+        );
+    }
+
+    #[test]
+    fn sub_windows_are_relative_and_bounded() {
+        let mut memory = [0u64; 4];
+        let window = heap_window(&mut memory, true);
+        let sub = window.sub(8, 16).unwrap();
+        assert_eq!(sub.len(), 16);
+        sub.write(0, b"abcd").unwrap();
+        sub.write(12, b"wxyz").unwrap();
+        assert!(
+            sub.write(13, b"wxyz").is_err(),
+            "the sub window's end, not the parent's"
+        );
+        let mut buf = [0u8; 4];
+        window.read(8, &mut buf).unwrap();
+        assert_eq!(&buf, b"abcd");
+        window.read(20, &mut buf).unwrap();
+        assert_eq!(&buf, b"wxyz");
+        let inner = sub.sub(12, 4).unwrap();
+        inner.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"wxyz");
+        assert!(sub.sub(12, 5).is_err());
+        assert!(sub.sub(17, 0).is_err());
+        assert!(window.sub(0, 32).is_ok());
+        assert!(window.sub(0, 33).is_err());
+        assert!(window.sub(32, 0).is_ok());
+    }
+
+    #[test]
+    fn read_only_windows_refuse_writes() {
+        let mut memory = [0x1111_1111_1111_1111u64; 1];
+        let window = heap_window(&mut memory, false);
+        assert!(!window.is_writable());
+        assert!(matches!(window.write(0, b"x"), Err(Error::ReadOnly { .. })));
+        assert!(matches!(
+            window.write_value(0, &1u32),
+            Err(Error::ReadOnly { .. })
+        ));
+        assert!(!window.sub(0, 4).unwrap().is_writable());
+        // SAFETY: the call fails before making a reference.
+        assert!(matches!(
+            unsafe { window.atomic_u32(0) },
+            Err(Error::ReadOnly { .. })
+        ));
+        assert_eq!(window.read_value::<u64>(0).unwrap(), 0x1111_1111_1111_1111);
+    }
+
+    #[test]
+    fn atomics_need_alignment_and_bounds() {
+        let mut memory = [0u64; 2];
+        let window = heap_window(&mut memory, true);
+        // SAFETY: `memory` outlives every reference taken here.
+        unsafe {
+            window.atomic_u64(8).unwrap().store(5, Ordering::Relaxed);
+            window.atomic_u32(4).unwrap().store(6, Ordering::Relaxed);
+            assert!(matches!(
+                window.atomic_u64(4),
+                Err(Error::Misaligned {
+                    offset: 4,
+                    align: 8
+                })
+            ));
+            assert!(matches!(
+                window.atomic_u32(2),
+                Err(Error::Misaligned {
+                    offset: 2,
+                    align: 4
+                })
+            ));
+            assert!(matches!(
+                window.atomic_u64(16),
+                Err(Error::OutOfBounds { .. })
+            ));
+            assert!(matches!(
+                window.atomic_u32(14),
+                Err(Error::OutOfBounds { .. })
+            ));
+        }
+        assert_eq!(window.read_value::<u64>(8).unwrap(), 5);
+        assert_eq!(window.read_value::<u32>(4).unwrap(), 6);
+    }
+
+    #[test]
+    fn overlapping_copies_within_one_window() {
+        let mut memory = [0u64; 2];
+        let window = heap_window(&mut memory, true);
+        window.write(0, b"0123456789abcdef").unwrap();
+        let mut buf = [0u8; 8];
+        window.read(4, &mut buf).unwrap();
+        window.write(0, &buf).unwrap();
+        let mut all = [0u8; 16];
+        window.read(0, &mut all).unwrap();
+        assert_eq!(&all, b"456789ab89abcdef");
+    }
+}

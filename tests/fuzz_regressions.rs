@@ -95,3 +95,40 @@ fn fuzz_channel_timeout_72c2396c() {
         let _ = channel.try_recv();
     });
 }
+
+/// Target `record`, a failed round trip: the f64 8.411357779754067e-308,
+/// written as a record, read back one unit in the last place off
+/// (8.411357779754066e-308). serde_json's default float parser is fast but
+/// not always exact; shmio now turns on its `float_roundtrip` feature, so
+/// every finite f64 a record holds reads back bit for bit.
+#[test]
+fn record_floats_round_trip_exactly() {
+    use shmio::Mapping;
+
+    let mut map = Mapping::anonymous(4096).unwrap();
+    let values = [
+        8.411357779754067e-308,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::MAX,
+        0.1 + 0.2,
+        -1.0 / 3.0,
+        1e23,
+    ];
+    for value in values {
+        map.set_position(0);
+        map.write_record(&value).unwrap();
+        map.set_position(0);
+        let back: f64 = map.read_record().unwrap().unwrap();
+        assert_eq!(
+            back.to_bits(),
+            value.to_bits(),
+            "{value:e} came back as {back:e}"
+        );
+    }
+    let json = serde_json::json!({ "x": [8.411357779754067e-308, 2.2250738585072014e-308] });
+    map.set_position(0);
+    map.write_record(&json).unwrap();
+    map.set_position(0);
+    assert_eq!(map.read_record::<serde_json::Value>().unwrap(), Some(json));
+}

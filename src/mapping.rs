@@ -313,10 +313,34 @@ impl MappingOptions {
     }
 
     fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
-        self.named_checked(Name::new(name)?, how)
+        let map = self.named_checked(Name::new(name)?, how)?;
+        if sys::MUTEX_GOES_WITH_ITS_HOLDERS {
+            // Every holder of the mapping holds its mutex, so that a holder
+            // that dies while locked leaves the mutex (saying so) to the
+            // others. A mutex that cannot be opened now says why at `lock`.
+            let _ = map.mutex();
+        }
+        Ok(map)
     }
 
     fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {
+        self.named_request(name, how, false).map(|(map, _)| map)
+    }
+
+    /// `open` for a name shmio derived, keeping a stale object (one whose
+    /// holders all died) rather than removing it; whether it was stale. For
+    /// a mutex's segment, whose state tells that its holder died.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn open_derived_keeping_stale(&self, name: &str) -> Result<(Mapping, bool)> {
+        self.named_request(Name::derived(name)?, Disposition::Open, true)
+    }
+
+    fn named_request(
+        &self,
+        name: Name,
+        how: Disposition,
+        keep_stale: bool,
+    ) -> Result<(Mapping, bool)> {
         let access = self.access()?;
         if let Some(size) = self.size {
             check_size(size, name.as_str())?;
@@ -334,8 +358,13 @@ impl MappingOptions {
             persistent: self.persistent,
             access,
             file: self.file.as_deref(),
+            keep_stale,
         };
-        let sys::Opened { object, existed } = sys::open_named(&request, how)?;
+        let sys::Opened {
+            object,
+            existed,
+            adopted_stale,
+        } = sys::open_named(&request, how)?;
         let len = object.size();
         if let Some(size) = self.size.filter(|&size| existed && size > len) {
             return Err(Error::InvalidSize {
@@ -346,6 +375,7 @@ impl MappingOptions {
         }
         let label = name.as_str().to_owned();
         Mapping::from_object(object, len, access, Some(name), existed, &label)
+            .map(|map| (map, adopted_stale))
     }
 }
 
@@ -598,9 +628,12 @@ impl Mapping {
                 reason: "only a named mapping has a mutex",
             });
         };
-        // Whoever may write the mapping may lock it: the mutex takes its permissions.
+        // Whoever may write the mapping may lock it: the mutex takes its
+        // permissions. It is this mapping's: a mutex left by a holder that
+        // died is kept (to say so) only for the same mapping.
         let permissions = self.shared.object.permissions();
-        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"), permissions)?;
+        let owner = self.shared.object.identity();
+        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"), permissions, owner)?;
         // Another thread may have opened it meanwhile: either handle will do.
         Ok(self.shared.mutex.get_or_init(|| mutex))
     }

@@ -480,15 +480,10 @@ fn killed_while_holding_lock() {
     let map = Mapping::create(&name, 1 << 14).unwrap();
     map.write_value_at(LOCKED_BLOCK, &write_block(0)[..])
         .unwrap();
-    // The parent opens the mapping's mutex before any child locks it. The
-    // mutex (`NAME.mutex`) lives as long as someone holds the mutex, not the
-    // mapping: if the child that dies holding it is its only holder, the
-    // mutex goes with it, and the parent's first `lock` creates a fresh one
-    // and returns Ok, not OwnerDied, although the mapping (held by the
-    // parent) keeps the half-updated data. Linux and Windows alike; a known
-    // limitation, reported, not tested here.
-    map.mutex().unwrap();
-
+    // The parent does not open the mapping's mutex before the child dies
+    // holding it: the child is then the mutex's only holder. The mutex must
+    // still say OwnerDied (a regression: it used to go with its only holder,
+    // and the parent's first lock returned Ok over half-updated data).
     // Killed for certain inside the section: the next lock says so.
     let _stalled = kill_when_ready("child_entry", "lock-stall", &[("NAME", name.clone())]);
     match map.lock() {

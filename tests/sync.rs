@@ -20,6 +20,7 @@ fn child_entry() {
         "count" => child_count(),
         "hold" => child_hold(),
         "wait" => child_wait(),
+        "hold-mapping" => child_hold_mapping(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -63,6 +64,57 @@ fn child_hold() {
     ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
     std::thread::sleep(LIMIT);
     panic!("the parent never killed this holder");
+}
+
+/// Opens (or creates) the mapping NAME, locks it, says so, and waits to be killed.
+fn child_hold_mapping() {
+    let map = Mapping::create_or_open(&arg("NAME"), 4096).unwrap();
+    let _guard = map.lock().map_err(Error::from).unwrap();
+    map.write_value_at(0, &1u64).unwrap(); // half of an update
+    let ready = Mapping::open(&arg("READY")).unwrap();
+    ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
+    std::thread::sleep(LIMIT);
+    panic!("the parent never killed this holder");
+}
+
+/// The mapping's mutex is opened on first lock, so the child that dies
+/// holding it is its only holder; the parent, which holds the mapping but
+/// never locked it, must still hear that the holder died (regression: the
+/// mutex went with its only holder, and the next lock returned Ok).
+#[test]
+fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
+    let name = unique_name("only-holder");
+    let map = Mapping::create(&name, 4096).unwrap();
+    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    match map.lock() {
+        Err(LockError::OwnerDied(guard)) => {
+            assert_eq!(
+                map.read_value_at::<u64>(0).unwrap(),
+                1,
+                "the half update is there to repair"
+            );
+            drop(guard);
+        }
+        Ok(_) => panic!("the holder died: lock must say OwnerDied"),
+        Err(LockError::Failed(error)) => panic!("{error}"),
+    }
+    drop(map.lock().expect("then a plain lock"));
+}
+
+/// A mapping made afresh under the name of one whose holders all died does
+/// not inherit the old mapping's dead lock holder.
+#[test]
+fn a_new_mapping_does_not_inherit_an_old_mappings_dead_holder() {
+    let name = unique_name("old-holder");
+    // The child is the mapping's only holder: the mapping and its mutex both go stale.
+    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    let map = Mapping::create(&name, 4096).unwrap();
+    assert!(!map.existed(), "a new mapping, not the dead one's");
+    match map.lock() {
+        Ok(guard) => drop(guard),
+        Err(LockError::OwnerDied(_)) => panic!("the old mapping's holder is not this one's"),
+        Err(LockError::Failed(error)) => panic!("{error}"),
+    };
 }
 
 #[test]

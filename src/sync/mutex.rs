@@ -156,12 +156,18 @@ impl NamedMutex {
     /// ```
     pub fn create_or_open_with_permissions(name: &str, permissions: u32) -> Result<NamedMutex> {
         let name = Name::new(name)?;
-        NamedMutex::create_or_open_valid(name.as_str(), permissions)
+        NamedMutex::create_or_open_valid(name.as_str(), permissions, None)
     }
 
-    /// As `create_or_open`, for a name already checked or derived by shmio.
-    pub(crate) fn create_or_open_valid(name: &str, permissions: u32) -> Result<NamedMutex> {
-        let (raw, existed) = sys::RawMutex::create_or_open(name, permissions)?;
+    /// As `create_or_open`, for a name already checked or derived by shmio;
+    /// `owner` is the identity of the mapping whose mutex this is (see
+    /// [`segment::create_or_open_owned`](crate::sync::segment::create_or_open_owned)).
+    pub(crate) fn create_or_open_valid(
+        name: &str,
+        permissions: u32,
+        owner: Option<sys::ObjectId>,
+    ) -> Result<NamedMutex> {
+        let (raw, existed) = sys::RawMutex::create_or_open(name, permissions, owner)?;
         Ok(NamedMutex {
             raw,
             name: name.to_owned(),

@@ -8,7 +8,8 @@
 //! | 0 | `magic: u64`, what kind of object this is | the creator, before `ready` |
 //! | 8 | `ready: u32`: 0 while the creator sets up, then [`READY`] | the creator, once |
 //! | 12 | `version: u32`, [`VERSION`] | the creator, before `ready` |
-//! | 16.. | the object's own header and state (a mutex's or event's from [`STATE_OFFSET`]) | the object |
+//! | 16 | `owner: [u64; 2]`, for a mapping's mutex: the mapping's identity | the creator, before `ready` |
+//! | 16.. | otherwise the object's own header and state (a mutex's or event's from [`STATE_OFFSET`]) | the object |
 //!
 //! The creator fills in the state and only then publishes `ready`
 //! (release); an opener waits (bounded) for `ready` (acquire) and checks the
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
+use crate::sys::ObjectId;
 
 /// The value of `ready` once the creator has set the object up.
 pub(crate) const READY: u32 = 1;
@@ -54,6 +56,56 @@ pub(crate) fn create_or_open(
         return Ok((segment, false));
     }
     check(segment, name, magic, kind).map(|segment| (segment, true))
+}
+
+/// Where a mapping's mutex records the identity of its mapping.
+#[cfg_attr(windows, allow(dead_code))]
+const OWNER_OFFSET: u64 = 16;
+
+/// As [`create_or_open`], for the state of a mapping's mutex: `owner` is
+/// the identity of the mapping it belongs to, recorded by the creator.
+///
+/// A segment whose holders all died is normally removed and made afresh.
+/// A mapping's mutex is opened only when a process first locks, so a
+/// process that dies holding it may have been its only holder, while the
+/// mapping (and its half-updated data) lives on. Removing the segment then
+/// would lose the news that the holder died. So a stale segment is kept,
+/// and its state tells the next locker, if it belongs to the same mapping
+/// and was fully made; one left by an earlier mapping of the same name is
+/// removed as usual.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) fn create_or_open_owned(
+    name: &str,
+    size: u64,
+    mode: u32,
+    owner: Option<ObjectId>,
+    magic: u64,
+    kind: &'static str,
+    init: impl FnOnce(&Mapping) -> Result<()>,
+) -> Result<(Mapping, bool)> {
+    let Some(owner) = owner else {
+        return create_or_open(name, size, mode, magic, kind, init);
+    };
+    match Mapping::options().open_derived_keeping_stale(name) {
+        Ok((segment, false)) => return check(segment, name, magic, kind).map(|s| (s, true)),
+        Ok((segment, true)) => {
+            let ready = segment.atomic_u32(8)?.load(Ordering::Acquire) == READY;
+            let ours = ready
+                && segment.read_value_at::<u64>(0)? == magic
+                && segment.read_value_at::<ObjectId>(OWNER_OFFSET)? == owner;
+            if ours {
+                return check(segment, name, magic, kind).map(|s| (s, true));
+            }
+            // Another mapping's, or never finished: closing it (as its only
+            // holder) removes it; the usual path below makes it afresh.
+        }
+        Err(Error::NotFound { .. }) => {}
+        Err(error) => return Err(error),
+    }
+    create_or_open(name, size, mode, magic, kind, |segment| {
+        segment.write_value_at(OWNER_OFFSET, &owner)?;
+        init(segment)
+    })
 }
 
 /// Creates the mapping `name` with `size` bytes and `mode`, or opens it whatever its size.

@@ -104,6 +104,10 @@ pub(crate) enum Disposition {
     CreateOrOpen,
 }
 
+/// What tells one OS object from another while it exists (device and
+/// inode on Unix); `None` where objects have no such identity (Windows).
+pub(crate) type ObjectId = [u64; 2];
+
 /// Everything the OS needs to create or open a named object.
 #[derive(Debug)]
 pub(crate) struct NamedRequest<'a> {
@@ -122,6 +126,11 @@ pub(crate) struct NamedRequest<'a> {
     pub access: Access,
     /// A backing file, when the named mapping is file-backed.
     pub file: Option<&'a Path>,
+    /// Open a stale name (one whose holders all died) as it is, rather
+    /// than removing it and starting afresh: for a mutex's segment, whose
+    /// state says that its holder died. Only Linux keeps stale names.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub keep_stale: bool,
 }
 
 /// A named object and whether it was there before.
@@ -130,6 +139,8 @@ pub(crate) struct Opened {
     pub object: Object,
     /// True when an existing object was opened rather than created.
     pub existed: bool,
+    /// True when the object was stale and kept (see [`NamedRequest::keep_stale`]).
+    pub adopted_stale: bool,
 }
 
 /// Everything the OS needs to open (or create) a backing file.

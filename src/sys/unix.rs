@@ -55,8 +55,16 @@ impl Object {
     /// The object's permission bits (owner-only if they cannot be read).
     #[allow(clippy::useless_conversion)] // st_mode is a u16 on macOS
     pub(crate) fn permissions(&self) -> u32 {
-        rustix::fs::fstat(&self.fd)
-            .map_or(crate::mapping::DEFAULT_MODE, |stat| u32::from(stat.st_mode) & 0o777)
+        rustix::fs::fstat(&self.fd).map_or(crate::mapping::DEFAULT_MODE, |stat| {
+            u32::from(stat.st_mode) & 0o777
+        })
+    }
+
+    /// The object's device and inode.
+    #[allow(clippy::unnecessary_cast)] // st_dev is an i32 on macOS
+    pub(crate) fn identity(&self) -> Option<super::ObjectId> {
+        let stat = rustix::fs::fstat(&self.fd).ok()?;
+        Some([stat.st_dev as u64, stat.st_ino])
     }
 
     /// The OS name whose lifetime this handle shares, if any.
@@ -285,6 +293,11 @@ pub(crate) const GLOBAL_PREFIX: &str = "";
 
 /// The largest length this process can map.
 pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
+
+/// A mutex's segment outlives a holder that died while locked (it is kept
+/// for its mapping: `segment::create_or_open_owned`), so a mapping opens
+/// its mutex only when it first locks.
+pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
 
 /// `len` as a `usize` fit to map, or the error that says why not.
 fn checked_len(len: u64, target: &str) -> Result<usize> {

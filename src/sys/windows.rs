@@ -46,6 +46,11 @@ pub(crate) const GLOBAL_PREFIX: &str = "Global\\";
 /// The largest length this process can map.
 pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
 
+/// A Windows mutex is gone with its last handle, so every holder of a named
+/// mapping holds the mapping's mutex from the start: one that dies while
+/// locked then leaves the mutex, abandoned, to the others.
+pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = true;
+
 /// An owned section handle (made lazily for a backing file), its size, and
 /// for a named one the name, which lives as long as any handle does.
 pub(crate) struct Object {
@@ -64,6 +69,11 @@ impl Object {
     /// Permission bits mean nothing to a section: owner-only, as documented.
     pub(crate) fn permissions(&self) -> u32 {
         crate::mapping::DEFAULT_MODE
+    }
+
+    /// Sections have no identity shmio needs: a mutex cannot outlive its holders here.
+    pub(crate) fn identity(&self) -> Option<super::ObjectId> {
+        None
     }
 
     /// The OS name whose lifetime this handle shares: every named section's.
@@ -205,6 +215,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
                 name: Some(req.os_name.to_owned()),
             },
             existed: true,
+            adopted_stale: false,
         });
     }
 
@@ -254,6 +265,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             name: Some(req.os_name.to_owned()),
         },
         existed,
+        adopted_stale: false,
     })
 }
 

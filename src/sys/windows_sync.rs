@@ -66,7 +66,11 @@ impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
     /// Windows objects take their access from the default security
     /// descriptor, not from Unix permission bits: `_mode` is not used.
-    pub(crate) fn create_or_open(name: &str, _mode: u32) -> Result<(RawMutex, bool)> {
+    pub(crate) fn create_or_open(
+        name: &str,
+        _mode: u32,
+        _owner: Option<super::ObjectId>,
+    ) -> Result<(RawMutex, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };

@@ -139,8 +139,8 @@ fn entry_of(os_name: &str) -> &str {
 
 /// What an attempt to open an existing name found.
 enum Found {
-    /// A live object, now held.
-    Live(Object),
+    /// A live object, now held; `true` if it was stale and kept (`keep_stale`).
+    Live(Object, bool),
     /// No such name.
     Missing,
     /// The name was stale, or changed under us: look again.
@@ -169,19 +169,21 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
                 return Ok(Opened {
                     object,
                     existed: false,
+                    adopted_stale: false,
                 });
             }
         }
         match open_entry(dir, entry, req)? {
-            Found::Live(_) if how == Disposition::Create => {
+            Found::Live(..) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
                     name: req.name.to_owned(),
                 })
             }
-            Found::Live(object) => {
+            Found::Live(object, adopted_stale) => {
                 return Ok(Opened {
                     object,
                     existed: true,
+                    adopted_stale,
                 })
             }
             Found::Missing if how == Disposition::Open => {
@@ -380,33 +382,32 @@ fn hold(
     (id, size): (FileId, u64),
     check: Option<NameCheck>,
 ) -> Result<Found> {
+    let mut adopted_stale = false;
     if check.is_some() {
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            // Nobody holds it: every holder died. Reclaim the name.
-            if entry_id(dir, entry) == Some(id) {
-                match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    // /dev/shm is sticky: another user's stale name is theirs
-                    // (or root's) to remove. Say so rather than retry until
-                    // the contention deadline.
-                    Err(Errno::PERM | Errno::ACCESS) => {
-                        return Err(Error::PermissionDenied {
-                            op: "reclaim the stale name (its holders all died, and it belongs to another user)",
-                            target: req.name.to_owned(),
-                        })
-                    }
-                    Err(errno) => return Err(os_error("reclaim the stale name", req.name, errno)),
+            if req.keep_stale {
+                // Keep it, as one more holder. Converting the lock is not
+                // atomic (flock(2)): another opener may remove the name in
+                // between, which the check below sees.
+                rustix::fs::flock(&fd, FlockOperation::LockShared)
+                    .map_err(|e| os_error("lock", req.name, e))?;
+                if entry_id(dir, entry) != Some(id) {
+                    return Ok(Found::Retry);
                 }
+                adopted_stale = true;
+            } else {
+                reclaim_stale(dir, entry, id, req)?;
+                return Ok(Found::Retry);
             }
-            return Ok(Found::Retry);
-        }
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Ok(Found::Busy),
-            Err(errno) => return Err(os_error("lock", req.name, errno)),
-        }
-        if entry_id(dir, entry) != Some(id) {
-            return Ok(Found::Retry);
+        } else {
+            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) => return Ok(Found::Busy),
+                Err(errno) => return Err(os_error("lock", req.name, errno)),
+            }
+            if entry_id(dir, entry) != Some(id) {
+                return Ok(Found::Retry);
+            }
         }
     }
     let size = if size > 0 {
@@ -418,7 +419,30 @@ fn hold(
         os_name: req.os_name.to_owned(),
         check,
     });
-    Ok(Found::Live(Object { fd, size, lease }))
+    Ok(Found::Live(Object { fd, size, lease }, adopted_stale))
+}
+
+/// Removes the stale name `entry` (every holder died) if it is still the
+/// object `id`.
+fn reclaim_stale(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    id: FileId,
+    req: &NamedRequest<'_>,
+) -> Result<()> {
+    if entry_id(dir, entry) != Some(id) {
+        return Ok(());
+    }
+    match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        // /dev/shm is sticky: another user's stale name is theirs (or
+        // root's) to remove. Say so rather than retry until the deadline.
+        Err(Errno::PERM | Errno::ACCESS) => Err(Error::PermissionDenied {
+            op: "reclaim the stale name (its holders all died; it belongs to another user)",
+            target: req.name.to_owned(),
+        }),
+        Err(errno) => Err(os_error("reclaim the stale name", req.name, errno)),
+    }
 }
 
 /// Removes a name now, whoever holds it; holders keep their memory.

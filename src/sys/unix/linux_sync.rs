@@ -29,7 +29,7 @@ use rustix::thread::futex;
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::sync::segment::{self, STATE_OFFSET};
-use crate::sys::LockState;
+use crate::sys::{LockState, ObjectId};
 
 /// What a mutex segment starts with: "shmioMTX".
 const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
@@ -60,12 +60,17 @@ unsafe impl Sync for RawMutex {}
 
 impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str, mode: u32) -> Result<(RawMutex, bool)> {
+    pub(crate) fn create_or_open(
+        name: &str,
+        mode: u32,
+        owner: Option<ObjectId>,
+    ) -> Result<(RawMutex, bool)> {
         const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
-        let (segment, existed) = segment::create_or_open(
+        let (segment, existed) = segment::create_or_open_owned(
             &mutex_object_name(name),
             segment::SEGMENT_SIZE,
             mode,
+            owner,
             MUTEX_MAGIC,
             "a shmio mutex",
             |segment| {

@@ -375,6 +375,7 @@ fn with_lease(
             return Ok(Attempt::Done(Opened {
                 object,
                 existed: false,
+                adopted_stale: false,
             }));
         }
     }
@@ -439,6 +440,7 @@ fn without_lease(
             return Ok(Attempt::Done(Opened {
                 object,
                 existed: false,
+                adopted_stale: false,
             }));
         }
     }
@@ -502,6 +504,7 @@ fn opened(fd: OwnedFd, lease: Option<Lease>, req: &NamedRequest<'_>) -> Result<A
     Ok(Attempt::Done(Opened {
         object: Object { fd, size, lease },
         existed: true,
+        adopted_stale: false,
     }))
 }
 

@@ -78,7 +78,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::name::Name;
 use crate::sync::segment::{self, STATE_OFFSET};
-use crate::sys::LockState;
+use crate::sys::{LockState, ObjectId};
 
 /// What a mutex segment starts with: "shmioMTX".
 const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
@@ -234,12 +234,17 @@ pub(crate) struct RawMutex {
 
 impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(name: &str, mode: u32) -> Result<(RawMutex, bool)> {
+    pub(crate) fn create_or_open(
+        name: &str,
+        mode: u32,
+        owner: Option<ObjectId>,
+    ) -> Result<(RawMutex, bool)> {
         let object_name = mutex_object_name(name);
-        let (segment, existed) = segment::create_or_open(
+        let (segment, existed) = segment::create_or_open_owned(
             &object_name,
             segment::SEGMENT_SIZE,
             mode,
+            owner,
             MUTEX_MAGIC,
             "a shmio mutex",
             |segment| segment.write_value_at(HOLDER, &0u32),

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{arg, spawn_role, unique_name, wait_bounded, ROLE_VAR};
+use common::{arg, spawn_role, unique_name, wait_bounded, Rng, ROLE_VAR};
 use shmio::{Channel, ChannelOptions, Error, Mapping};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -35,22 +35,6 @@ fn child_entry() {
         #[cfg(unix)]
         "touch-truncated" => child_touch_truncated(),
         other => panic!("unknown role {other}"),
-    }
-}
-
-/// A small xorshift generator: the tests need no cryptography, only variety.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -100,7 +84,7 @@ fn child_scribble() {
     let len = map.len();
     let stride = 128; // stride_for(64): 16 + 64 rounded up to 64
     let slots = 384;
-    let mut rng = Rng(u64::from(std::process::id()) | 1);
+    let mut rng = Rng::new(Rng::fresh_seed());
     let start = Instant::now();
     let mut writes = 0u64;
     while start.elapsed() < SCRIBBLE_FOR {
@@ -113,7 +97,7 @@ fn child_scribble() {
             0 => 0,
             1 => rng.below(16),
             2 => u64::MAX - rng.below(16),
-            _ => rng.next(),
+            _ => rng.next_u64(),
         };
         map.write_value_at(offset, &value).unwrap();
         writes += 1;

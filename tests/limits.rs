@@ -68,21 +68,7 @@ fn expect_no_space<T>(what: &str, result: shmio::Result<T>) {
 }
 
 fn can_mount() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let unshare = Command::new("unshare")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if root && unshare {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
-        "SHMIO_REQUIRE_ROOT_TESTS is set but this test needs root and unshare"
-    );
-    eprintln!("skipped: needs root and unshare");
-    false
+    common::root_with(&["unshare", "mount"])
 }
 
 #[test]

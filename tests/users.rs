@@ -37,25 +37,9 @@ fn child_entry() {
     }
 }
 
-/// Whether this machine can run a process as another user; panics if it
-/// cannot but must.
+/// Whether this machine can run a process as another user.
 fn can_switch_user() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let setpriv = Command::new("setpriv")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if root && setpriv {
-        return true;
-    }
-    let why = if root { "no setpriv" } else { "not root" };
-    assert!(
-        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
-        "SHMIO_REQUIRE_ROOT_TESTS is set but this test cannot switch users: {why}"
-    );
-    eprintln!("skipped: {why}");
-    false
+    common::root_with(&["setpriv"])
 }
 
 /// A copy of this test binary that `nobody` can execute, whatever the

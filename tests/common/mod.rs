@@ -198,3 +198,39 @@ pub fn kill_at_progress(
     let reached = count.load(Ordering::Acquire);
     (Killed(child), progress, reached)
 }
+
+/// Whether this process is root and has every command in `tools` (for the
+/// tests that switch users or mount file systems). When it is not, says so
+/// and returns false, so the test passes as skipped, unless
+/// `SHMIO_REQUIRE_ROOT_TESTS` is set (as `.ci/run` does as root): then it
+/// panics.
+#[cfg(target_os = "linux")]
+pub fn root_with(tools: &[&str]) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            !Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = if root {
+        format!("missing {}", missing.join(", "))
+    } else {
+        "not root".to_owned()
+    };
+    assert!(
+        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
+        "SHMIO_REQUIRE_ROOT_TESTS is set but this test cannot run: {why}"
+    );
+    eprintln!("skipped: {why}");
+    false
+}

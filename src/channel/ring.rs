@@ -107,6 +107,17 @@ fn distance(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
+/// Moves `position` from `pos` to the next position, unless someone already has.
+#[inline(always)]
+fn move_on(position: &AtomicU64, pos: u64) {
+    let _ = position.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
 /// The ring over a channel's mapped memory.
 pub(crate) struct Ring {
     base: NonNull<u8>,
@@ -222,51 +233,65 @@ impl Ring {
     }
 
     /// Claims the next free slot for sending, as process `pid`.
+    #[inline]
     pub(crate) fn claim_send(&self, pid: u32) -> std::result::Result<Claim, Blocked> {
-        let enqueue = self.u64_at(ENQUEUE);
-        let mut pos = enqueue.load(Ordering::Relaxed);
+        self.claim(ENQUEUE, send_turn, pid)
+    }
+
+    /// Claims the next message for receiving, as process `pid`; its length.
+    #[inline]
+    pub(crate) fn claim_recv(&self, pid: u32) -> std::result::Result<(Claim, u32), Blocked> {
+        let claim = self.claim(DEQUEUE, recv_turn, pid | READING)?;
+        let len = self.len(claim.pos).load(Ordering::Relaxed);
+        Ok((claim, len))
+    }
+
+    /// Claims the slot at the position kept at `position` (the enqueue or
+    /// dequeue word) when its sequence is `turn(pos)`, by writing `owner`
+    /// into its state, then moves the position on. Anyone who finds the
+    /// slot already claimed helps move the position on, so a claimer that
+    /// dies there blocks no one.
+    #[inline(always)]
+    fn claim(
+        &self,
+        position: u64,
+        turn: fn(u64) -> u32,
+        owner: u32,
+    ) -> std::result::Result<Claim, Blocked> {
+        let position = self.u64_at(position);
+        let mut pos = position.load(Ordering::Relaxed);
         loop {
             let state = self.state(pos).load(Ordering::Acquire);
-            let (seq, owner) = split(state);
-            let ahead = distance(seq, send_turn(pos));
+            let (seq, claimed_by) = split(state);
+            let ahead = distance(seq, turn(pos));
             if ahead == 0 {
-                if owner == 0
+                if claimed_by == 0
                     && self
                         .state(pos)
                         .compare_exchange_weak(
                             state,
-                            join(seq, pid),
+                            join(seq, owner),
                             Ordering::AcqRel,
                             Ordering::Relaxed,
                         )
                         .is_ok()
                 {
-                    let _ = enqueue.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                    move_on(position, pos);
                     return Ok(Claim { pos });
                 }
-                if owner != 0 {
-                    // Claimed by a sender that may not have moved the position on: help.
-                    let _ = enqueue.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                if claimed_by != 0 {
+                    // Claimed by one that may not have moved the position on: help.
+                    move_on(position, pos);
                 }
             } else if ahead < 0 {
                 return Err(Blocked {
                     index: pos % self.capacity,
                     state,
                 });
-            } else if let Some(blocked) = self.help_past(enqueue, pos, ahead, state) {
+            } else if let Some(blocked) = self.help_past(position, pos, ahead, state) {
                 return Err(blocked);
             }
-            pos = enqueue.load(Ordering::Relaxed);
+            pos = position.load(Ordering::Relaxed);
         }
     }
 
@@ -289,12 +314,7 @@ impl Ring {
                 state,
             });
         }
-        let _ = position.compare_exchange(
-            pos,
-            pos.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        move_on(position, pos);
         None
     }
 
@@ -306,55 +326,6 @@ impl Ring {
             .store(join(recv_turn(claim.pos), 0), Ordering::Release);
         fence(Ordering::SeqCst);
         self.u32_at(RECV_SLEEPERS).load(Ordering::Relaxed) > 0
-    }
-
-    /// Claims the next message for receiving, as process `pid`; its length.
-    pub(crate) fn claim_recv(&self, pid: u32) -> std::result::Result<(Claim, u32), Blocked> {
-        let dequeue = self.u64_at(DEQUEUE);
-        let mut pos = dequeue.load(Ordering::Relaxed);
-        loop {
-            let state = self.state(pos).load(Ordering::Acquire);
-            let (seq, owner) = split(state);
-            let ahead = distance(seq, recv_turn(pos));
-            if ahead == 0 {
-                if owner == 0
-                    && self
-                        .state(pos)
-                        .compare_exchange_weak(
-                            state,
-                            join(seq, pid | READING),
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
-                    let _ = dequeue.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                    let len = self.len(pos).load(Ordering::Relaxed);
-                    return Ok((Claim { pos }, len));
-                }
-                if owner != 0 {
-                    let _ = dequeue.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
-            } else if ahead < 0 {
-                return Err(Blocked {
-                    index: pos % self.capacity,
-                    state,
-                });
-            } else if let Some(blocked) = self.help_past(dequeue, pos, ahead, state) {
-                return Err(blocked);
-            }
-            pos = dequeue.load(Ordering::Relaxed);
-        }
     }
 
     /// Releases a received slot for the next lap. Returns whether a sender

@@ -32,6 +32,46 @@ pub(crate) const STATE_OFFSET: u64 = 64;
 /// The size of a mutex's or an event's segment.
 #[cfg_attr(windows, allow(dead_code))]
 pub(crate) const SEGMENT_SIZE: u64 = 4096;
+/// What a mutex segment starts with: "shmioMTX".
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
+/// What an event segment starts with: "shmioEVT".
+#[cfg_attr(windows, allow(dead_code))]
+const EVENT_MAGIC: u64 = u64::from_le_bytes(*b"shmioEVT");
+
+/// Event segment: 1 while set.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) const SIGNALED: u64 = STATE_OFFSET;
+/// Event segment: how many waiters sleep (or are about to) on `SIGNALED`.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) const WAITERS: u64 = STATE_OFFSET + 4;
+/// Event segment: 1 for manual reset (the creator's choice).
+#[cfg_attr(windows, allow(dead_code))]
+const MANUAL: u64 = STATE_OFFSET + 8;
+
+/// The OS-visible name of a mutex's segment.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) fn mutex_name(name: &str) -> String {
+    format!("{name}@mutex")
+}
+
+/// Creates or opens the segment of the event called `name` (a new one in
+/// `manual` mode, with permission bits `mode`). Returns it, whether it
+/// existed, and its mode: the creator's, whatever an opener asked for.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) fn event(name: &str, manual: bool, mode: u32) -> Result<(Mapping, bool, bool)> {
+    let (segment, existed) = create_or_open(
+        &format!("{name}@event"),
+        SEGMENT_SIZE,
+        mode,
+        EVENT_MAGIC,
+        "a shmio event",
+        |segment| segment.write_value_at(MANUAL, &u32::from(manual)),
+    )?;
+    let manual = segment.read_value_at::<u32>(MANUAL)? != 0;
+    Ok((segment, existed, manual))
+}
+
 /// How long an opener waits for the creator to publish `ready`.
 const READY_WAIT: Duration = Duration::from_secs(2);
 

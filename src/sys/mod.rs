@@ -13,6 +13,9 @@
 //! The types shared by every platform are defined in this file.
 
 use std::path::Path;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Result};
 
 #[cfg(unix)]
 mod unix;
@@ -102,6 +105,56 @@ pub(crate) enum Disposition {
     Open,
     /// Open if the name exists, else create: one atomic step.
     CreateOrOpen,
+}
+
+/// The largest length this process can map.
+pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
+
+/// `len` as a `usize` fit to map, or the error that says why not.
+pub(crate) fn checked_len(len: u64, target: &str) -> Result<usize> {
+    if len == 0 {
+        return Err(Error::InvalidSize {
+            size: 0,
+            target: target.to_owned(),
+            reason: "a mapping cannot be empty",
+        });
+    }
+    match usize::try_from(len) {
+        Ok(len) if len as u64 <= MAX_MAP_LEN => Ok(len),
+        _ => Err(Error::TooLarge {
+            size: len,
+            limit: MAX_MAP_LEN,
+            target: target.to_owned(),
+        }),
+    }
+}
+
+/// A mapped range of an `Object` (a POSIX mapping, a Windows view); each
+/// platform unmaps it on drop and flushes it (`flush`).
+pub(crate) struct Region {
+    pub(in crate::sys) ptr: NonNull<u8>,
+    pub(in crate::sys) len: usize,
+}
+
+// SAFETY: a Region is a plain address range owned by this value; the mapping
+// stays valid until drop, whichever thread drops it.
+unsafe impl Send for Region {}
+// SAFETY: &Region only exposes the address and length; every access through
+// them is made by callers that copy or use atomics (see view.rs).
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// The first byte.
+    #[inline]
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The length in bytes.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// What tells one OS object from another while it exists (device and

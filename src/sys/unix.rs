@@ -13,7 +13,7 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
 
-use super::{Access, FileRequest};
+use super::{Access, FileRequest, Region};
 use crate::error::{Error, Result};
 
 #[cfg(target_os = "linux")]
@@ -82,7 +82,7 @@ impl Object {
 
     /// Maps the first `len` bytes of the object.
     pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
-        let len_usize = checked_len(len, target)?;
+        let len_usize = super::checked_len(len, target)?;
         let prot = if access.writable_memory() {
             ProtFlags::READ | ProtFlags::WRITE
         } else {
@@ -245,32 +245,7 @@ pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
     })
 }
 
-/// A mapped region of an [`Object`]; unmapped on drop.
-pub(crate) struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a Region is a plain address range owned by this value; the mapping
-// stays valid until drop, whichever thread drops it.
-unsafe impl Send for Region {}
-// SAFETY: &Region only exposes the address and length; every access through
-// them is made by callers that copy or use atomics (see view.rs).
-unsafe impl Sync for Region {}
-
 impl Region {
-    /// The first byte.
-    #[inline]
-    pub(crate) fn ptr(&self) -> NonNull<u8> {
-        self.ptr
-    }
-
-    /// The length in bytes.
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Writes dirty pages of a file-backed region to the file and waits.
     pub(crate) fn flush(&self, target: &str) -> Result<()> {
         // SAFETY: the range is exactly the live mapping this Region owns.
@@ -291,36 +266,10 @@ impl Drop for Region {
 /// POSIX has no machine-wide namespace apart from the one it has.
 pub(crate) const GLOBAL_PREFIX: &str = "";
 
-/// The largest length this process can map.
-pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
-
 /// A mutex's segment outlives a holder that died while locked (it is kept
 /// for its mapping: `segment::create_or_open_owned`), so a mapping opens
 /// its mutex only when it first locks.
 pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
-
-/// `len` as a `usize` fit to map, or the error that says why not.
-fn checked_len(len: u64, target: &str) -> Result<usize> {
-    if len == 0 {
-        return Err(Error::InvalidSize {
-            size: 0,
-            target: target.to_owned(),
-            reason: "a mapping cannot be empty",
-        });
-    }
-    if len > MAX_MAP_LEN {
-        return Err(Error::TooLarge {
-            size: len,
-            limit: MAX_MAP_LEN,
-            target: target.to_owned(),
-        });
-    }
-    usize::try_from(len).map_err(|_| Error::TooLarge {
-        size: len,
-        limit: MAX_MAP_LEN,
-        target: target.to_owned(),
-    })
-}
 
 /// Errors of calls that take a size: too big for memory or the file system is `TooLarge`.
 fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error {
@@ -331,7 +280,7 @@ fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error 
         },
         Errno::FBIG | Errno::OVERFLOW => Error::TooLarge {
             size,
-            limit: MAX_MAP_LEN,
+            limit: super::MAX_MAP_LEN,
             target: target.to_owned(),
         },
         Errno::NOSPC => Error::NoSpace {

@@ -34,7 +34,7 @@ use windows_sys::Win32::System::Memory::{
     PAGE_WRITECOPY,
 };
 
-use super::{Access, Disposition, FileRequest, NamedRequest, Opened};
+use super::{Access, Disposition, FileRequest, NamedRequest, Opened, Region};
 use crate::error::{Error, Result};
 
 /// Names are passed as they are: no prefix means the session namespace.
@@ -43,8 +43,6 @@ pub(crate) const OS_NAME_PREFIX: &str = "";
 pub(crate) const OS_NAME_MAX_BYTES: usize = 4096;
 /// The prefix of the machine-wide namespace.
 pub(crate) const GLOBAL_PREFIX: &str = "Global\\";
-/// The largest length this process can map.
-pub(crate) const MAX_MAP_LEN: u64 = isize::MAX as u64;
 
 /// A Windows mutex is gone with its last handle, so every holder of a named
 /// mapping holds the mapping's mutex from the start: one that dies while
@@ -96,7 +94,7 @@ impl Object {
 
     /// Maps the first `len` bytes of the object.
     pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
-        let len_usize = checked_len(len, target)?;
+        let len_usize = super::checked_len(len, target)?;
         if self.section.is_none() {
             let Some(file) = &self.file else {
                 return Err(Error::Unsupported {
@@ -289,32 +287,7 @@ pub(crate) fn anonymous(size: u64) -> Result<Object> {
     })
 }
 
-/// A mapped view of a section; unmapped on drop.
-pub(crate) struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a Region is a plain address range owned by this value; the view
-// stays valid until drop, whichever thread drops it.
-unsafe impl Send for Region {}
-// SAFETY: &Region only exposes the address and length; every access through
-// them is made by callers that copy or use atomics (see view.rs).
-unsafe impl Sync for Region {}
-
 impl Region {
-    /// The first byte.
-    #[inline]
-    pub(crate) fn ptr(&self) -> NonNull<u8> {
-        self.ptr
-    }
-
-    /// The length in bytes.
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Writes dirty pages of a file-backed view to the file.
     pub(crate) fn flush(&self, target: &str) -> Result<()> {
         // SAFETY: the range is exactly the live view this Region owns.
@@ -440,25 +413,6 @@ fn view_access(access: Access) -> FILE_MAP {
         Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
         Access::ReadOnly => FILE_MAP_READ,
         Access::CopyOnWrite => FILE_MAP_COPY,
-    }
-}
-
-/// `len` as a `usize` fit to map, or the error that says why not.
-fn checked_len(len: u64, target: &str) -> Result<usize> {
-    if len == 0 {
-        return Err(Error::InvalidSize {
-            size: 0,
-            target: target.to_owned(),
-            reason: "a mapping cannot be empty",
-        });
-    }
-    match usize::try_from(len) {
-        Ok(len) if len as u64 <= MAX_MAP_LEN => Ok(len),
-        _ => Err(Error::TooLarge {
-            size: len,
-            limit: MAX_MAP_LEN,
-            target: target.to_owned(),
-        }),
     }
 }
 

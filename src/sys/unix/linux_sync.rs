@@ -28,23 +28,8 @@ use rustix::thread::futex;
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sync::segment::{self, STATE_OFFSET};
+use crate::sync::segment::{self, SIGNALED, STATE_OFFSET, WAITERS};
 use crate::sys::{LockState, ObjectId};
-
-/// What a mutex segment starts with: "shmioMTX".
-const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
-/// What an event segment starts with: "shmioEVT".
-const EVENT_MAGIC: u64 = u64::from_le_bytes(*b"shmioEVT");
-
-/// The OS-visible name of a mutex's segment.
-pub(crate) fn mutex_object_name(name: &str) -> String {
-    format!("{name}@mutex")
-}
-
-/// The OS-visible name of an event's segment.
-pub(crate) fn event_object_name(name: &str) -> String {
-    format!("{name}@event")
-}
 
 /// A robust process-shared pthread mutex in a named segment.
 pub(crate) struct RawMutex {
@@ -67,11 +52,11 @@ impl RawMutex {
     ) -> Result<(RawMutex, bool)> {
         const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
         let (segment, existed) = segment::create_or_open_owned(
-            &mutex_object_name(name),
+            &segment::mutex_name(name),
             segment::SEGMENT_SIZE,
             mode,
             owner,
-            MUTEX_MAGIC,
+            segment::MUTEX_MAGIC,
             "a shmio mutex",
             |segment| {
                 let mutex = mutex_ptr(segment);
@@ -223,23 +208,11 @@ pub(crate) struct RawEvent {
     manual: bool,
 }
 
-const SIGNALED: u64 = STATE_OFFSET;
-const WAITERS: u64 = STATE_OFFSET + 4;
-const MANUAL: u64 = STATE_OFFSET + 8;
-
 impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
     pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
-        let (segment, existed) = segment::create_or_open(
-            &event_object_name(name),
-            segment::SEGMENT_SIZE,
-            mode,
-            EVENT_MAGIC,
-            "a shmio event",
-            |segment| segment.write_value_at(MANUAL, &u32::from(manual)),
-        )?;
-        let manual = segment.read_value_at::<u32>(MANUAL)? != 0;
+        let (segment, existed, manual) = segment::event(name, manual, mode)?;
         Ok((RawEvent { segment, manual }, existed))
     }
 

@@ -71,7 +71,7 @@ pub(crate) const OS_NAME_PREFIX: &str = "/";
 pub(crate) const OS_NAME_MAX_BYTES: usize = 31;
 
 /// The directory of lease files, under the user's temporary directory.
-const LEASE_DIR: &str = "shmio-leases";
+pub(super) const LEASE_DIR: &str = "shmio-leases";
 /// What every lease file's name ends with.
 const LEASE_SUFFIX: &str = ".lease";
 /// How long an open keeps retrying while others create or remove the name.
@@ -140,7 +140,7 @@ fn remove_name(dir: BorrowedFd<'_>, entry: &str, lease: Lease) {
 /// The user's lease directory, created (0700) when `create` is set; `None`
 /// if it does not exist and may not be created. It must belong to the user
 /// and be closed to everyone else, or leases could be forged.
-fn lease_dir(create: bool) -> Result<Option<OwnedFd>> {
+pub(super) fn lease_dir(create: bool) -> Result<Option<OwnedFd>> {
     let path = std::env::temp_dir().join(LEASE_DIR);
     let target = || path.display().to_string();
     if create {
@@ -168,14 +168,21 @@ fn lease_dir(create: bool) -> Result<Option<OwnedFd>> {
     Ok(Some(dir))
 }
 
-/// The lease file's name for an OS name: the name without its slash, in hex.
+/// The lease file's name for an OS name.
 fn lease_entry(os_name: &str) -> String {
+    hex_entry(os_name, LEASE_SUFFIX)
+}
+
+/// A file name in the lease directory for an OS name: the name without its
+/// slash, in hex (the file system may be case-insensitive, names are not),
+/// then `suffix`.
+pub(super) fn hex_entry(os_name: &str, suffix: &str) -> String {
     let bare = os_name.strip_prefix('/').unwrap_or(os_name);
-    let mut entry = String::with_capacity(bare.len() * 2 + LEASE_SUFFIX.len());
+    let mut entry = String::with_capacity(bare.len() * 2 + suffix.len());
     for byte in bare.bytes() {
         let _ = write!(entry, "{byte:02x}");
     }
-    entry.push_str(LEASE_SUFFIX);
+    entry.push_str(suffix);
     entry
 }
 

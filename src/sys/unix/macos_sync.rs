@@ -61,7 +61,6 @@
 //! the owner died. A process that forks while holding the lock shares it
 //! with its child.
 
-use std::fmt::Write as _;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -77,17 +76,9 @@ use super::os_error;
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::name::Name;
-use crate::sync::segment::{self, STATE_OFFSET};
+use crate::sync::segment::{self, SIGNALED, STATE_OFFSET, WAITERS};
 use crate::sys::{LockState, ObjectId};
 
-/// What a mutex segment starts with: "shmioMTX".
-const MUTEX_MAGIC: u64 = u64::from_le_bytes(*b"shmioMTX");
-/// What an event segment starts with: "shmioEVT".
-const EVENT_MAGIC: u64 = u64::from_le_bytes(*b"shmioEVT");
-
-/// The directory of lock files under the user's temporary directory: the
-/// one `macos.rs` keeps its lease files in.
-const LOCK_DIR: &str = "shmio-leases";
 /// What every lock file's name ends with.
 const LOCK_SUFFIX: &str = ".lock";
 
@@ -98,12 +89,6 @@ const LONGEST_NAP: Duration = Duration::from_millis(1);
 
 /// Mutex segment: the pid of the process holding the lock, 0 when free.
 const HOLDER: u64 = STATE_OFFSET;
-/// Event segment: 1 while set.
-const SIGNALED: u64 = STATE_OFFSET;
-/// Event segment: waiters sleeping in `os_sync_wait_on_address` (or about to).
-const WAITERS: u64 = STATE_OFFSET + 4;
-/// Event segment: 1 for manual reset (the creator's choice).
-const MANUAL: u64 = STATE_OFFSET + 8;
 
 /// macOS 14.4's `os_sync_wait_on_address` family, found at run time so that
 /// older systems fall back to polling: a waiter sleeps in the kernel on the
@@ -202,25 +187,13 @@ const _: () = {
     send_sync::<RawEvent>();
 };
 
-/// The OS-visible name of a mutex's segment.
-pub(crate) fn mutex_object_name(name: &str) -> String {
-    format!("{name}@mutex")
-}
-
-/// The OS-visible name of an event's segment.
-pub(crate) fn event_object_name(name: &str) -> String {
-    format!("{name}@event")
-}
-
 /// A mutex: an `flock`ed lock file, plus a held flag in a named segment.
 pub(crate) struct RawMutex {
     /// The segment with the held flag.
     segment: Mapping,
-    /// The directory the lock file lives in.
-    dir: PathBuf,
-    /// The lock file's name in `dir`.
+    /// The lock file's name in the lease directory.
     entry: String,
-    /// `dir` joined with `entry`.
+    /// Its path.
     path: PathBuf,
     /// The thread of this process that owns the lock through this handle.
     owner: Mutex<Option<ThreadId>>,
@@ -239,23 +212,23 @@ impl RawMutex {
         mode: u32,
         owner: Option<ObjectId>,
     ) -> Result<(RawMutex, bool)> {
-        let object_name = mutex_object_name(name);
+        let object_name = segment::mutex_name(name);
         let (segment, existed) = segment::create_or_open_owned(
             &object_name,
             segment::SEGMENT_SIZE,
             mode,
             owner,
-            MUTEX_MAGIC,
+            segment::MUTEX_MAGIC,
             "a shmio mutex",
             |segment| segment.write_value_at(HOLDER, &0u32),
         )?;
-        let dir = std::env::temp_dir().join(LOCK_DIR);
         let entry = lock_entry(&Name::derived(&object_name)?.os_name());
-        let path = dir.join(&entry);
-        let file = LockFile::open(&dir, &entry, name)?;
+        let path = std::env::temp_dir()
+            .join(super::macos::LEASE_DIR)
+            .join(&entry);
+        let file = LockFile::open(&entry, name)?;
         let mutex = RawMutex {
             segment,
-            dir,
             entry,
             path,
             owner: Mutex::new(None),
@@ -367,7 +340,7 @@ impl RawMutex {
         loop {
             let file = match &mut *slot {
                 Some(file) => file,
-                empty => empty.insert(LockFile::open(&self.dir, &self.entry, name)?),
+                empty => empty.insert(LockFile::open(&self.entry, name)?),
             };
             if !flock_exclusive(&file.fd, deadline, name)? {
                 return Ok(false);
@@ -478,11 +451,14 @@ struct LockFile {
 }
 
 impl LockFile {
-    /// Opens the lock file `entry` in `dir` (the user's own, created if
-    /// missing), creating it 0600 if missing, never through a symlink.
-    fn open(dir: &Path, entry: &str, name: &str) -> Result<LockFile> {
+    /// Opens the lock file `entry` in the lease directory (the user's own,
+    /// mode 0700, created if missing; see `macos.rs`), creating it 0600 if
+    /// missing, never through a symlink.
+    fn open(entry: &str, name: &str) -> Result<LockFile> {
         const OP: &str = "open the lock file of";
-        let dir = trusted_dir(dir)?;
+        let dir = super::macos::lease_dir(true)?.ok_or_else(|| Error::NotFound {
+            name: format!("the lock directory of {name:?}"),
+        })?;
         let fd = rustix::fs::openat(
             &dir,
             entry,
@@ -517,41 +493,9 @@ impl LockFile {
     }
 }
 
-/// Opens the lock directory `path`, creating it (0700) if missing. It must
-/// belong to the user and be closed to everyone else, or locks could be
-/// taken or removed by others (the same rule as `macos.rs`'s lease directory).
-fn trusted_dir(path: &Path) -> Result<OwnedFd> {
-    let target = || path.display().to_string();
-    match rustix::fs::mkdir(path, Mode::RWXU) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(errno) => return Err(os_error("create", &target(), errno)),
-    }
-    let dir = rustix::fs::open(
-        path,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| os_error("open", &target(), e))?;
-    let stat = rustix::fs::fstat(&dir).map_err(|e| os_error("inspect", &target(), e))?;
-    if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
-        return Err(Error::PermissionDenied {
-            op: "trust the lock directory (it must be the user's own, mode 0700)",
-            target: target(),
-        });
-    }
-    Ok(dir)
-}
-
-/// The lock file's name for a segment's OS name: the name without its
-/// slash, in hex (the file system may be case-insensitive, names are not).
+/// The lock file's name for a segment's OS name.
 fn lock_entry(os_name: &str) -> String {
-    let bare = os_name.strip_prefix('/').unwrap_or(os_name);
-    let mut entry = String::with_capacity(bare.len() * 2 + LOCK_SUFFIX.len());
-    for byte in bare.bytes() {
-        let _ = write!(entry, "{byte:02x}");
-    }
-    entry.push_str(LOCK_SUFFIX);
-    entry
+    super::macos::hex_entry(os_name, LOCK_SUFFIX)
 }
 
 /// An event: a polled word in a named segment.
@@ -564,15 +508,7 @@ impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
     pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
-        let (segment, existed) = segment::create_or_open(
-            &event_object_name(name),
-            segment::SEGMENT_SIZE,
-            mode,
-            EVENT_MAGIC,
-            "a shmio event",
-            |segment| segment.write_value_at(MANUAL, &u32::from(manual)),
-        )?;
-        let manual = segment.read_value_at::<u32>(MANUAL)? != 0;
+        let (segment, existed, manual) = segment::event(name, manual, mode)?;
         Ok((RawEvent { segment, manual }, existed))
     }
 

@@ -91,11 +91,31 @@ pub fn stat(name: &str) -> Result<NameInfo> {
 
 /// Removes every stale name (see [`NameInfo::stale`]); with `dry_run`, only
 /// says which. Returns the names removed (or that would be).
+///
+/// One kind of stale name is kept: the mutex of a mapping that is still
+/// held (`NAME.mutex`), left by a process that died holding `map.lock()`.
+/// It tells the mapping's next locker that its holder died
+/// ([`LockError::OwnerDied`](crate::LockError::OwnerDied)); removing it
+/// would lose that.
 pub fn gc(dry_run: bool) -> Result<Vec<NameInfo>> {
+    let found = list()?;
+    let live: std::collections::HashSet<&str> = found
+        .iter()
+        .filter(|found| !found.stale)
+        .map(|found| found.name.as_str())
+        .collect();
     let mut removed = Vec::new();
-    for found in list()?.into_iter().filter(|found| found.stale) {
+    for found in found.iter().filter(|found| found.stale) {
+        let guards_a_live_mapping = found.kind == ObjectKind::Mutex
+            && found
+                .name
+                .strip_suffix(".mutex")
+                .is_some_and(|mapping| live.contains(mapping));
+        if guards_a_live_mapping {
+            continue;
+        }
         if dry_run || sys::reclaim_if_stale(&found.os_name)? {
-            removed.push(found);
+            removed.push(found.clone());
         }
     }
     Ok(removed)

@@ -101,6 +101,27 @@ fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
     drop(map.lock().expect("then a plain lock"));
 }
 
+/// `registry::gc` removes stale names, but not the mutex a dead holder left
+/// to a mapping that is still held: that would lose the OwnerDied news.
+#[cfg(target_os = "linux")]
+#[test]
+fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
+    let name = unique_name("gc-keeps");
+    let map = Mapping::create(&name, 4096).unwrap();
+    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    let mutex_name = format!("{name}.mutex");
+    let removed = shmio::registry::gc(false).unwrap();
+    assert!(
+        removed.iter().all(|info| info.name != mutex_name),
+        "gc removed the mutex of a live mapping"
+    );
+    match map.lock() {
+        Err(LockError::OwnerDied(guard)) => drop(guard),
+        Ok(_) => panic!("the holder died: lock must say OwnerDied"),
+        Err(LockError::Failed(error)) => panic!("{error}"),
+    };
+}
+
 /// A mapping made afresh under the name of one whose holders all died does
 /// not inherit the old mapping's dead lock holder.
 #[test]

@@ -100,7 +100,7 @@ enum Cmd {
         /// The name to remove
         name: String,
     },
-    /// Remove stale names: those whose holders all died (Linux)
+    /// Remove stale names: those whose holders all died, but for the mutex a dead lock holder left to a mapping still held (Linux)
     Gc {
         /// Only list what would be removed
         #[arg(long)]

@@ -263,25 +263,9 @@ fn span(map: &Mapping, name: &str, offset: u64, len: Option<u64>) -> CliResult<u
 }
 
 pub fn read(name: &str, offset: u64, len: Option<u64>) -> CliResult {
-    let map = Mapping::options().read_only(true).open(name)?;
-    let len = span(&map, name, offset, len)?;
-    let bar = progress(len, "reading");
     let mut out = io::stdout().lock();
-    let mut buf = vec![0u8; CHUNK.min(len as usize)];
-    let mut done = 0u64;
-    while done < len {
-        let chunk = &mut buf[..(len - done).min(CHUNK as u64) as usize];
-        map.read_at(offset + done, chunk)?;
-        if let Err(e) = out.write_all(chunk) {
-            return stdout_failed(e);
-        }
-        done += chunk.len() as u64;
-        if let Some(bar) = &bar {
-            bar.inc(chunk.len() as u64);
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+    if let Err(e) = copy_out(name, offset, len, "reading", |chunk| out.write_all(chunk))? {
+        return stdout_failed(e);
     }
     match out.flush() {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -290,17 +274,37 @@ pub fn read(name: &str, offset: u64, len: Option<u64>) -> CliResult {
 }
 
 pub fn dump(name: &str, offset: u64, len: Option<u64>) -> CliResult {
+    let mut hexdump = Hexdump::new(io::BufWriter::new(io::stdout().lock()), offset);
+    if let Err(e) = copy_out(name, offset, len, "dumping", |chunk| hexdump.feed(chunk))? {
+        return stdout_failed(e);
+    }
+    match hexdump.finish() {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => stdout_failed(e),
+    }
+}
+
+/// Hands the bytes of the mapping `name` from `offset` (`len` of them, or
+/// to the end) to `sink` in chunks, with a progress bar saying `verb` for
+/// long runs. The outer error is the mapping's; the inner one, `sink`'s
+/// (writing standard output), which stops the copy.
+fn copy_out(
+    name: &str,
+    offset: u64,
+    len: Option<u64>,
+    verb: &str,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> CliResult<io::Result<()>> {
     let map = Mapping::options().read_only(true).open(name)?;
     let len = span(&map, name, offset, len)?;
-    let bar = progress(len, "dumping");
-    let mut hexdump = Hexdump::new(io::BufWriter::new(io::stdout().lock()), offset);
+    let bar = progress(len, verb);
     let mut buf = vec![0u8; CHUNK.min(len as usize)];
     let mut done = 0u64;
     while done < len {
         let chunk = &mut buf[..(len - done).min(CHUNK as u64) as usize];
         map.read_at(offset + done, chunk)?;
-        if let Err(e) = hexdump.feed(chunk) {
-            return stdout_failed(e);
+        if let Err(e) = sink(chunk) {
+            return Ok(Err(e));
         }
         done += chunk.len() as u64;
         if let Some(bar) = &bar {
@@ -310,10 +314,7 @@ pub fn dump(name: &str, offset: u64, len: Option<u64>) -> CliResult {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    match hexdump.finish() {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) => stdout_failed(e),
-    }
+    Ok(Ok(()))
 }
 
 pub fn rm(name: &str) -> CliResult {

@@ -12,6 +12,8 @@
 //!
 //! The types shared by every platform are defined in this file.
 
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -105,6 +107,34 @@ pub(crate) enum Disposition {
     Open,
     /// Open if the name exists, else create: one atomic step.
     CreateOrOpen,
+}
+
+/// Opens a mapping's backing file `req.path`, read-write if the mapping
+/// writes it, creating it when it is missing and the mapping may write:
+/// `create_new` (`O_CREAT | O_EXCL`) never follows a symlink planted at the
+/// path, and gives the file `req.mode` (owner-only by default) on Unix.
+/// Returns the file and its size.
+pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
+    let target = req.path.display().to_string();
+    let mut options = OpenOptions::new();
+    options.read(true).write(req.access.writes_object());
+    let file = match options.open(req.path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
+            options.create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, req.mode);
+            options
+                .open(req.path)
+                .map_err(|e| Error::os("create", target.clone(), e))?
+        }
+        Err(e) => return Err(Error::os("open", target, e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| Error::os("inspect", target, e))?
+        .len();
+    Ok((file, size))
 }
 
 /// The largest length this process can map.

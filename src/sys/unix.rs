@@ -3,10 +3,8 @@
 //! What Linux and macOS share lives here (mapping, files, descriptors); how
 //! names are created, opened and removed differs and lives in `linux.rs`.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::ptr::NonNull;
 
 use rustix::fs::OFlags;
@@ -38,6 +36,38 @@ pub(crate) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
     Error::os(op, target, io::Error::from(errno))
 }
 
+/// The identity of a file (device and inode), to tell whether a name or
+/// path still points at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity in a `stat`.
+    #[allow(clippy::unnecessary_cast)] // st_dev is an i32 on macOS
+    fn of(stat: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+impl From<FileId> for super::ObjectId {
+    fn from(id: FileId) -> Self {
+        [id.dev, id.ino]
+    }
+}
+
+/// The identity of what `entry` in `dir` is now (a symlink itself, not its target).
+fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
+    rustix::fs::statat(dir, entry, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|stat| FileId::of(&stat))
+}
+
 /// An owned, mappable OS object: a descriptor, its size, and (for a named
 /// object whose name follows its holders) the lease that may remove the name.
 pub(crate) struct Object {
@@ -60,11 +90,10 @@ impl Object {
         })
     }
 
-    /// The object's device and inode.
-    #[allow(clippy::unnecessary_cast)] // st_dev is an i32 on macOS
+    /// The object's identity (device and inode).
     pub(crate) fn identity(&self) -> Option<super::ObjectId> {
         let stat = rustix::fs::fstat(&self.fd).ok()?;
-        Some([stat.st_dev as u64, stat.st_ino])
+        Some(FileId::of(&stat).into())
     }
 
     /// The OS name whose lifetime this handle shares, if any.
@@ -217,27 +246,9 @@ pub(crate) fn duplicate(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| os_error("duplicate", "descriptor", e))
 }
 
-/// Opens `req.path`, creating it (owner-only unless a mode is given, never
-/// through a symlink) when it is missing and the mapping may write.
+/// Opens `req.path`, creating it when it is missing and the mapping may write.
 pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
-    let target = req.path.display().to_string();
-    let mut options = OpenOptions::new();
-    options.read(true).write(req.access.writes_object());
-    let file = match options.open(req.path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
-            // O_CREAT | O_EXCL: never follows a symlink planted at the path.
-            options.create_new(true).mode(req.mode);
-            options
-                .open(req.path)
-                .map_err(|e| Error::os("create", target.clone(), e))?
-        }
-        Err(e) => return Err(Error::os("open", target, e)),
-    };
-    let size = file
-        .metadata()
-        .map_err(|e| Error::os("inspect", target, e))?
-        .len();
+    let (file, size) = super::open_backing_file(req)?;
     Ok(Object {
         fd: file.into(),
         size,

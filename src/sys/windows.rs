@@ -17,7 +17,7 @@
 //! taken by another kind of object fails with `ERROR_INVALID_HANDLE`, which
 //! becomes [`Error::WrongKind`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::ptr::NonNull;
@@ -168,23 +168,7 @@ pub(crate) fn duplicate(handle: BorrowedHandle<'_>) -> Result<OwnedHandle> {
 
 /// Opens `req.path`, creating it when it is missing and the mapping may write.
 pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
-    let target = req.path.display().to_string();
-    let mut options = OpenOptions::new();
-    options.read(true).write(req.access.writes_object());
-    let file = match options.open(req.path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
-            options.create_new(true);
-            options
-                .open(req.path)
-                .map_err(|e| Error::os("create", target.clone(), e))?
-        }
-        Err(e) => return Err(Error::os("open", target, e)),
-    };
-    let size = file
-        .metadata()
-        .map_err(|e| Error::os("inspect", target, e))?
-        .len();
+    let (file, size) = super::open_backing_file(req)?;
     Ok(Object {
         section: None,
         file: Some(file),

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-use super::{check_space, open_file, os_error, stat_size, wait_for_size, Object};
+use super::{check_space, entry_id, open_file, os_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
 use crate::sys::{file_mapping_len, Disposition, FileRequest, NamedRequest, Opened};
 
@@ -64,29 +64,6 @@ fn shm_dir() -> Result<BorrowedFd<'static>> {
         Ok(fd) => Ok(fd.as_fd()),
         Err(errno) => Err(os_error("open", SHM_DIR, *errno)),
     }
-}
-
-/// The identity of a file, to tell whether a name still points at it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-}
-
-impl FileId {
-    fn of(stat: &rustix::fs::Stat) -> FileId {
-        FileId {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-        }
-    }
-}
-
-/// The identity of what `entry` in `dir` is now (a symlink itself, not its target).
-fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
-    rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW)
-        .ok()
-        .map(|stat| FileId::of(&stat))
 }
 
 /// A holder's share in a name that follows its holders.

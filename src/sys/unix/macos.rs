@@ -57,11 +57,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, Dev, FileType, FlockOperation, Mode, OFlags, RawMode};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RawMode};
 use rustix::io::Errno;
 use rustix::shm;
 
-use super::{os_error, size_error, stat_size, wait_for_size, Object};
+use super::{entry_id, os_error, size_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
 use crate::sys::{Access, Disposition, NamedRequest, Opened};
 
@@ -78,23 +78,6 @@ const LEASE_SUFFIX: &str = ".lease";
 const CONTENTION_WAIT: Duration = Duration::from_secs(5);
 /// How many unique names `anonymous` tries before giving up.
 const ANONYMOUS_ATTEMPTS: u32 = 64;
-
-/// The identity of a lease file, to tell whether its path still names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: Dev,
-    ino: u64,
-}
-
-impl FileId {
-    /// The identity in a `stat`.
-    fn of(stat: &rustix::fs::Stat) -> FileId {
-        FileId {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-        }
-    }
-}
 
 /// A holder's share in a name that follows its holders: a shared lock on the name's lease file.
 pub(crate) struct Lease {
@@ -184,13 +167,6 @@ pub(super) fn hex_entry(os_name: &str, suffix: &str) -> String {
     }
     entry.push_str(suffix);
     entry
-}
-
-/// The identity of what `entry` in `dir` is now (a symlink itself, not its target).
-fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
-    rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW)
-        .ok()
-        .map(|stat| FileId::of(&stat))
 }
 
 /// A lease file this process holds shared, whose path was checked to name it.

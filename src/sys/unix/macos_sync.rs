@@ -69,10 +69,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{Dev, FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::os_error;
+use super::{os_error, FileId};
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::name::Name;
@@ -424,23 +424,6 @@ fn flock_exclusive(fd: &OwnedFd, deadline: Option<Instant>, name: &str) -> Resul
         }
         std::thread::sleep(nap.min(remaining));
         nap = (nap * 2).min(LONGEST_NAP);
-    }
-}
-
-/// The identity of a lock file, to tell whether its path still names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: Dev,
-    ino: u64,
-}
-
-impl FileId {
-    /// The identity in a `stat`.
-    fn of(stat: &rustix::fs::Stat) -> FileId {
-        FileId {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-        }
     }
 }
 

@@ -5,8 +5,11 @@
 //! matching [`std::io::ErrorKind`], so a `Mapping` works behind `Read`,
 //! `Write` and `Seek` without losing what went wrong.
 
+use std::fmt;
 use std::io;
 use std::time::Duration;
+
+use crate::owner::Owner;
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +61,18 @@ pub enum Error {
         target: String,
     },
 
+    /// The object belongs to another user, and the caller has not said to
+    /// trust that owner ([`crate::MappingOptions::allow_owner`], and the same
+    /// option on every object's builder): its creator chose what is in it,
+    /// can change it at any time, and can hold its lock forever.
+    #[error("{name:?} belongs to {owner}, not to this user: open it only if you trust that owner (allow_owner)")]
+    ForeignOwner {
+        /// The name.
+        name: String,
+        /// Who owns it.
+        owner: Owner,
+    },
+
     /// A size that cannot be used: zero, or larger than what exists.
     #[error("invalid size {size} for {target}: {reason}")]
     InvalidSize {
@@ -82,7 +97,7 @@ pub enum Error {
 
     /// Not enough free address space in this process to map the object
     /// (a mapping larger than the machine's address space, or past `RLIMIT_AS`).
-    #[error("not enough address space to map {size} bytes of {target}")]
+    #[error("not enough address space to map {} of {target}", Bytes(*.size))]
     OutOfAddressSpace {
         /// The size asked for, in bytes.
         size: u64,
@@ -103,7 +118,7 @@ pub enum Error {
     },
 
     /// The file system holding the object is full.
-    #[error("no space left to give {target} {size} bytes")]
+    #[error("no space left to give {target} {}", Bytes(*.size))]
     NoSpace {
         /// The size asked for, in bytes.
         size: u64,
@@ -113,7 +128,9 @@ pub enum Error {
 
     /// A read of `len` bytes at `offset` runs past the end of a region of `size` bytes.
     #[error(
-        "unexpected end: reading {len} bytes at offset {offset} runs past the end ({size} bytes)"
+        "unexpected end: reading {} at offset {offset} runs past the end ({})",
+        Bytes(*.len),
+        Bytes(*.size)
     )]
     UnexpectedEof {
         /// Where the read starts.
@@ -125,7 +142,7 @@ pub enum Error {
     },
 
     /// A write or view of `len` bytes at `offset` runs past the end of a region of `size` bytes.
-    #[error("out of bounds: {len} bytes at offset {offset} do not fit in {size} bytes")]
+    #[error("out of bounds: {} at offset {offset} do not fit in {}", Bytes(*.len), Bytes(*.size))]
     OutOfBounds {
         /// Where the access starts.
         offset: u64,
@@ -237,7 +254,7 @@ pub enum Error {
     },
 
     /// A message larger than the channel's `max_message_size`; nothing was sent.
-    #[error("a message of {len} bytes is larger than the channel's max_message_size of {max}")]
+    #[error("a message of {} is larger than the channel's max_message_size of {}", Bytes(*.len), Bytes(u64::from(*.max)))]
     MessageTooLarge {
         /// The message's length.
         len: u64,
@@ -306,7 +323,9 @@ impl Error {
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::WrongKind { .. } => K::InvalidData,
             Error::NotFound { .. } => K::NotFound,
-            Error::PermissionDenied { .. } | Error::ReadOnly { .. } => K::PermissionDenied,
+            Error::PermissionDenied { .. }
+            | Error::ReadOnly { .. }
+            | Error::ForeignOwner { .. } => K::PermissionDenied,
             Error::UnexpectedEof { .. } => K::UnexpectedEof,
             Error::NoSpace { .. } => K::StorageFull,
             Error::OutOfAddressSpace { .. } => K::OutOfMemory,
@@ -322,6 +341,18 @@ impl Error {
             Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,
             Error::Os { source, .. } => source.kind(),
+        }
+    }
+}
+
+/// A byte count as people say it: "1 byte", "2 bytes".
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("1 byte"),
+            n => write!(f, "{n} bytes"),
         }
     }
 }

@@ -7,10 +7,8 @@
 //! geometry), except that an unready segment is refused at once instead of
 //! waited for.
 
-use std::time::Duration;
-
-use crate::channel::{ring, Channel, ChannelOptions, MAGIC};
-use crate::error::{Error, Result};
+use crate::channel::{ring, Channel, ChannelGeometry, MAGIC};
+use crate::error::Result;
 use crate::mapping::Mapping;
 use crate::sync::segment;
 
@@ -32,8 +30,8 @@ pub fn channel_stride(max_message_size: u32) -> u64 {
 /// The image of a freshly created channel with `options`, as
 /// [`Channel::create_or_open`] lays it out (segment header included), or
 /// `None` if the geometry is too large to hold in memory here.
-pub fn channel_image(options: ChannelOptions) -> Option<Vec<u8>> {
-    let ChannelOptions {
+pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
+    let ChannelGeometry {
         capacity,
         max_message_size,
     } = options;
@@ -62,46 +60,12 @@ pub fn channel_image(options: ChannelOptions) -> Option<Vec<u8>> {
 ///
 /// # Errors
 /// Whatever [`Channel::open`] would say of such a segment ([`Error::WrongKind`],
-/// [`Error::Corrupt`], ...), and [`Error::NotReady`] at once for a segment
-/// whose ready flag is not set.
+/// [`Error::Corrupt`], ...); a segment whose ready flag is not set is
+/// [`Error::WrongKind`], as on Linux, where no segment is seen before it is set up.
 pub fn channel_over(bytes: &[u8], len: u64) -> Result<Channel> {
     let map = Mapping::anonymous(len)?;
     let take = bytes.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     map.write_at(0, &bytes[..take])?;
-    check_segment(&map)?;
+    let map = segment::check(map, "shmio-fuzz", MAGIC, "a shmio channel")?;
     Channel::from_map(map, "shmio-fuzz")
-}
-
-/// `segment::check` without the wait for the ready flag.
-fn check_segment(map: &Mapping) -> Result<()> {
-    let wrong_kind = || Error::WrongKind {
-        name: "shmio-fuzz".to_owned(),
-        expected: "a shmio channel",
-    };
-    if map.len() < segment::STATE_OFFSET {
-        return Err(wrong_kind());
-    }
-    let magic: u64 = map.read_value_at(0)?;
-    let ready: u32 = map.read_value_at(8)?;
-    if ready != segment::READY {
-        return Err(if magic != MAGIC && magic != 0 {
-            wrong_kind()
-        } else {
-            Error::NotReady {
-                name: "shmio-fuzz".to_owned(),
-                waited: Duration::ZERO,
-            }
-        });
-    }
-    if magic != MAGIC {
-        return Err(wrong_kind());
-    }
-    let version: u32 = map.read_value_at(12)?;
-    if version != segment::VERSION {
-        return Err(Error::Corrupt {
-            offset: 12,
-            reason: format!("layout version {version}"),
-        });
-    }
-    Ok(())
 }

@@ -76,19 +76,22 @@ pub mod fuzzing;
 mod io;
 mod mapping;
 mod name;
+mod owner;
 mod record;
 pub mod registry;
 mod sync;
 mod sys;
 mod view;
 
-pub use channel::{Channel, ChannelOptions};
+pub use channel::{Channel, ChannelGeometry, ChannelOptions};
 pub use error::{Error, Result};
 pub use mapping::{Mapping, MappingOptions, DEFAULT_MODE, DEFAULT_SIZE};
 pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
+pub use owner::Owner;
 pub use record::RECORD_HEADER_LEN;
 pub use sync::{
-    EventMode, LockError, LockResult, MutexGuard, NamedEvent, NamedMutex, TryLockResult,
+    EventMode, EventOptions, LockError, LockResult, MutexGuard, MutexOptions, NamedEvent,
+    NamedMutex, TryLockResult,
 };
 pub use view::View;
 pub use zerocopy;

@@ -14,6 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::name::Name;
+use crate::owner::{Owner, Trust};
 use crate::record;
 use crate::sync::{LockError, LockResult, NamedMutex};
 use crate::sys::{self, Access, Disposition, NamedRequest};
@@ -105,6 +106,9 @@ pub(crate) struct Shared {
     access: Access,
     /// The mapping's own mutex, opened on the first `lock`.
     mutex: OnceLock<NamedMutex>,
+    /// The owners, besides the caller, that it was opened trusting (its
+    /// mutex trusts them too).
+    trust: Trust,
 }
 
 impl Shared {
@@ -149,6 +153,8 @@ pub struct MappingOptions {
     copy_on_write: bool,
     mode: u32,
     global: bool,
+    sparse: bool,
+    trust: Trust,
 }
 
 impl Default for MappingOptions {
@@ -161,8 +167,28 @@ impl Default for MappingOptions {
             copy_on_write: false,
             mode: DEFAULT_MODE,
             global: false,
+            sparse: false,
+            trust: Trust::OWN,
         }
     }
+}
+
+/// Sets up a new object's memory through a window on it.
+pub(crate) type WindowHook<'a> = dyn Fn(&Window) -> Result<()> + 'a;
+
+/// What a crate-internal object built on a named mapping (a mutex's,
+/// event's or channel's segment) asks of its creation and opening.
+#[derive(Default)]
+pub(crate) struct Hooks<'a> {
+    /// Sets up a new object before anyone else can use it.
+    pub init: Option<&'a WindowHook<'a>>,
+    /// Whether an existing object has been set up by its creator.
+    pub ready: Option<&'a dyn Fn(&Window) -> bool>,
+    /// Keep a stale object rather than reclaim it (see `NamedRequest::keep_stale`).
+    pub keep_stale: bool,
+    /// Open an existing object whatever its size (the size is only for a
+    /// creator); the object's own header says what it holds.
+    pub any_size: bool,
 }
 
 impl MappingOptions {
@@ -217,6 +243,46 @@ impl MappingOptions {
         self
     }
 
+    /// Leave a new object's memory to be allocated as it is first touched,
+    /// rather than reserved when it is created (the default). Creating a
+    /// large sparse object is instant and takes no memory until used, but
+    /// nothing is promised: if the file system holding it (`/dev/shm`, a
+    /// disk) fills up, the process that first touches a page with no room
+    /// left is killed with `SIGBUS`. Reserved, a full file system is
+    /// [`Error::NoSpace`] at creation, and a created mapping can always be
+    /// written in full. Linux only: Windows always commits a section's
+    /// memory, macOS cannot reserve it.
+    pub fn sparse(&mut self, sparse: bool) -> &mut Self {
+        self.sparse = sparse;
+        self
+    }
+
+    /// Also open an existing object owned by `owner` (by default only the
+    /// caller's own objects are opened: another user's is
+    /// [`Error::ForeignOwner`], which names the owner). Its creator chose
+    /// what is in it and can change it at any time: trust it as much as you
+    /// trust that user. Creating is not affected.
+    ///
+    /// ```
+    /// use shmio::{Mapping, Owner};
+    ///
+    /// # let name = format!("shmio-doc-owner-{}", std::process::id());
+    /// # let _made = Mapping::create(&name, 4096)?;
+    /// // Open a mapping that root (uid 0) made for everyone to read.
+    /// let map = Mapping::options().read_only(true).allow_owner(Owner::Uid(0)).open(&name)?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
+        self.trust.allow(owner);
+        self
+    }
+
+    /// Open existing objects whoever owns them (see [`allow_owner`](Self::allow_owner)).
+    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
+        self.trust.allow_any(any);
+        self
+    }
+
     /// Use the machine-wide namespace (`Global\NAME`) rather than the
     /// session's (Windows; creating there needs `SeCreateGlobalPrivilege`).
     /// POSIX has one namespace, so this changes nothing there.
@@ -258,7 +324,7 @@ impl MappingOptions {
         let size = self.size.unwrap_or(DEFAULT_SIZE);
         let target = "anonymous mapping";
         check_size(size, target)?;
-        let object = sys::anonymous(size)?;
+        let object = sys::anonymous(size, self.sparse)?;
         Mapping::from_object(object, size, Access::ReadWrite, None, false, target)
     }
 
@@ -291,14 +357,22 @@ impl MappingOptions {
         Mapping::from_object(object, len, access, None, false, &target)
     }
 
-    /// `create_or_open` for a name shmio derived from a user's name.
-    pub(crate) fn create_derived(&self, name: &str) -> Result<Mapping> {
-        self.named_checked(Name::derived(name)?, Disposition::Create)
+    /// Creates and/or opens (as `how` says) the mapping `name`, a name
+    /// shmio derived from a user's, with `hooks`; whether it was stale and
+    /// kept (see [`Hooks::keep_stale`]).
+    pub(crate) fn derived(
+        &self,
+        name: &str,
+        how: Disposition,
+        hooks: &Hooks<'_>,
+    ) -> Result<(Mapping, bool)> {
+        self.named_request(Name::derived(name)?, how, hooks)
     }
 
-    /// `open` for a name shmio derived from a user's name.
-    pub(crate) fn open_derived(&self, name: &str) -> Result<Mapping> {
-        self.named_checked(Name::derived(name)?, Disposition::Open)
+    /// Sets the owners whose objects these options accept.
+    pub(crate) fn set_trust(&mut self, trust: Trust) -> &mut Self {
+        self.trust = trust;
+        self
     }
 
     fn access(&self) -> Result<Access> {
@@ -324,22 +398,15 @@ impl MappingOptions {
     }
 
     fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {
-        self.named_request(name, how, false).map(|(map, _)| map)
-    }
-
-    /// `open` for a name shmio derived, keeping a stale object (one whose
-    /// holders all died) rather than removing it; whether it was stale. For
-    /// a mutex's segment, whose state tells that its holder died.
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn open_derived_keeping_stale(&self, name: &str) -> Result<(Mapping, bool)> {
-        self.named_request(Name::derived(name)?, Disposition::Open, true)
+        self.named_request(name, how, &Hooks::default())
+            .map(|(map, _)| map)
     }
 
     fn named_request(
         &self,
         name: Name,
         how: Disposition,
-        keep_stale: bool,
+        hooks: &Hooks<'_>,
     ) -> Result<(Mapping, bool)> {
         let access = self.access()?;
         if let Some(size) = self.size {
@@ -350,15 +417,36 @@ impl MappingOptions {
         } else {
             name.os_name()
         };
+        let init = hooks.init.map(|init| {
+            move |region: &sys::Region| {
+                // SAFETY: the region stays mapped for this call, the only
+                // time the window is used.
+                let window = unsafe { Window::new(region.ptr(), region.len() as u64, true) };
+                init(&window)
+            }
+        });
+        let ready = hooks.ready.map(|ready| {
+            move |region: &sys::Region| {
+                // SAFETY: as for `init`; the window is only read.
+                let window = unsafe { Window::new(region.ptr(), region.len() as u64, false) };
+                ready(&window)
+            }
+        });
         let request = NamedRequest {
             name: name.as_str(),
             os_name: &os_name,
             size: self.size,
             mode: self.mode,
             persistent: self.persistent,
+            sparse: self.sparse,
             access,
             file: self.file.as_deref(),
-            keep_stale,
+            trust: &self.trust,
+            keep_stale: hooks.keep_stale,
+            init: init.as_ref().map(|init| init as sys::InitHook<'_>),
+            ready: ready
+                .as_ref()
+                .map(|ready| ready as &dyn Fn(&sys::Region) -> bool),
         };
         let sys::Opened {
             object,
@@ -366,7 +454,8 @@ impl MappingOptions {
             adopted_stale,
         } = sys::open_named(&request, how)?;
         let len = object.size();
-        if let Some(size) = self.size.filter(|&size| existed && size > len) {
+        let too_small = existed && !hooks.any_size;
+        if let Some(size) = self.size.filter(|&size| too_small && size > len) {
             return Err(Error::InvalidSize {
                 size,
                 target: format!("{name:?} ({len} bytes)"),
@@ -374,8 +463,8 @@ impl MappingOptions {
             });
         }
         let label = name.as_str().to_owned();
-        Mapping::from_object(object, len, access, Some(name), existed, &label)
-            .map(|map| (map, adopted_stale))
+        let map = Mapping::from_object(object, len, access, Some(name), existed, &label)?;
+        Ok((map.trusting(self.trust.clone()), adopted_stale))
     }
 }
 
@@ -451,12 +540,26 @@ impl Mapping {
             existed,
             access,
             mutex: OnceLock::new(),
+            trust: Trust::OWN,
         });
         Ok(Mapping {
             window: shared.window(),
             shared,
             cursor: 0,
         })
+    }
+
+    /// This new mapping, recording the owners it was opened trusting.
+    fn trusting(mut self, trust: Trust) -> Mapping {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.trust = trust;
+        }
+        self
+    }
+
+    /// The OS object behind the mapping.
+    pub(crate) fn object(&self) -> &sys::Object {
+        &self.shared.object
     }
 
     /// True when the constructor opened an existing mapping rather than
@@ -628,12 +731,7 @@ impl Mapping {
                 reason: "only a named mapping has a mutex",
             });
         };
-        // Whoever may write the mapping may lock it: the mutex takes its
-        // permissions. It is this mapping's: a mutex left by a holder that
-        // died is kept (to say so) only for the same mapping.
-        let permissions = self.shared.object.permissions();
-        let owner = self.shared.object.identity();
-        let mutex = NamedMutex::create_or_open_valid(&format!("{name}.mutex"), permissions, owner)?;
+        let mutex = NamedMutex::of_mapping(name.as_str(), &self.shared.object, &self.shared.trust)?;
         // Another thread may have opened it meanwhile: either handle will do.
         Ok(self.shared.mutex.get_or_init(|| mutex))
     }

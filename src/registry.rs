@@ -3,13 +3,17 @@
 //!
 //! On Linux every named object is a file in `/dev/shm`; the number of holders
 //! comes from `/proc/locks` (each holder keeps a shared `flock`), and what
-//! shmio made an object for from its first 8 bytes. Windows has no public
-//! way to enumerate named sections, and macOS none to enumerate POSIX
-//! shared-memory names: there these functions are [`Error::Unsupported`].
+//! shmio made an object for from its first 8 bytes. Nothing here opens an
+//! entry in a way that can wait, follows another user's link, or removes
+//! anything but the caller's own stale objects that carry shmio's mark (see
+//! `sys/unix/linux.rs`). Windows has no public way to enumerate named
+//! sections, and macOS none to enumerate POSIX shared-memory names: there
+//! these functions are [`Error::Unsupported`].
 
 use crate::error::{Error, Result};
 use crate::name::Name;
-use crate::sys;
+use crate::owner::Owner;
+use crate::sys::{self, EntryKind};
 
 /// What shmio made a named object for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,100 +51,174 @@ impl ObjectKind {
 
 /// One named object, as the OS shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NameInfo {
-    /// The name to open it by (for a mutex or an event, the name given to
-    /// it; for a hashed name, the hash, since the original is not stored).
+    /// Its name in the namespace, as [`stat`] and `Mapping::remove` take it:
+    /// the OS name without its prefix. A mutex's or an event's state is
+    /// `NAME@mutex` or `NAME@event`; a mapping's mutex is `NAME.mutex@mutex`;
+    /// a hashed name is the hash (the original is not stored).
     pub name: String,
     /// The name the OS knows.
     pub os_name: String,
     /// What it is.
     pub kind: ObjectKind,
-    /// Its size in bytes.
+    /// Its size in bytes (0 for another user's link, which is not followed).
     pub size: u64,
     /// How many handles hold it, where the OS says.
     pub holders: Option<u32>,
-    /// Whether the name goes with its last holder (rather than persisting).
+    /// Whether the name goes with its last holder: it carries shmio's mark.
     pub follows_holders: bool,
     /// Whether every holder is gone from a name that follows its holders:
-    /// the next open or create, or [`gc`], removes it.
+    /// the next open or create by its owner, or its owner's [`gc`], removes it.
     pub stale: bool,
+    /// Who owns it.
+    pub owner: Owner,
+    /// Whether it is the caller's own.
+    pub own: bool,
 }
 
-/// Every named object this process can see, sorted by OS name.
+/// Every named object this process can see, sorted by OS name. Entries
+/// that are not shared-memory objects (a FIFO, a socket, a directory) are
+/// left out.
 pub fn list() -> Result<Vec<NameInfo>> {
-    Ok(sys::list_named()?.into_iter().map(info).collect())
+    Ok(sys::list_named()?.into_iter().filter_map(info).collect())
 }
 
-/// The named object called `name` (a mapping's, channel's, mutex's or event's name).
+/// The named object whose name is exactly `name` (as [`list`] shows it).
+/// [`Error::NotFound`] if there is none; [`Error::WrongKind`] for an entry
+/// that is not a shared-memory object (a FIFO, say).
 pub fn stat(name: &str) -> Result<NameInfo> {
-    let parsed = Name::new(name)?;
-    let candidates = [
-        parsed.os_name(),
-        Name::derived(&format!("{name}@mutex"))?.os_name(),
-        Name::derived(&format!("{name}@event"))?.os_name(),
-    ];
-    for os_name in &candidates {
-        if let Some(found) = sys::describe_named(os_name)? {
-            return Ok(info(found));
-        }
+    let os_name = Name::new(name)?.os_name();
+    let Some(listed) = sys::describe_named(&os_name)? else {
+        return Err(Error::NotFound {
+            name: name.to_owned(),
+        });
+    };
+    if let EntryKind::Other(expected) = listed.entry {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            expected,
+        });
     }
-    Err(Error::NotFound {
+    info(listed).ok_or_else(|| Error::NotFound {
         name: name.to_owned(),
     })
 }
 
-/// Removes every stale name (see [`NameInfo::stale`]); with `dry_run`, only
-/// says which. Returns the names removed (or that would be).
-///
-/// One kind of stale name is kept: the mutex of a mapping that is still
-/// held (`NAME.mutex`), left by a process that died holding `map.lock()`.
-/// It tells the mapping's next locker that its holder died
-/// ([`LockError::OwnerDied`](crate::LockError::OwnerDied)); removing it
-/// would lose that.
-pub fn gc(dry_run: bool) -> Result<Vec<NameInfo>> {
-    let found = list()?;
-    let live: std::collections::HashSet<&str> = found
-        .iter()
-        .filter(|found| !found.stale)
-        .map(|found| found.name.as_str())
-        .collect();
-    let mut removed = Vec::new();
-    for found in found.iter().filter(|found| found.stale) {
-        let guards_a_live_mapping = found.kind == ObjectKind::Mutex
-            && found
-                .name
-                .strip_suffix(".mutex")
-                .is_some_and(|mapping| live.contains(mapping));
-        if guards_a_live_mapping {
-            continue;
-        }
-        if dry_run || sys::reclaim_if_stale(&found.os_name)? {
-            removed.push(found.clone());
-        }
-    }
-    Ok(removed)
+/// What [`gc`] did.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// The stale names removed (with `dry_run`, that would be removed).
+    pub removed: Vec<NameInfo>,
+    /// Every other entry, with why it was kept.
+    pub skipped: Vec<Skipped>,
 }
 
-fn info(listed: sys::ListedName) -> NameInfo {
-    let kind = ObjectKind::from_magic(listed.magic);
-    let bare = listed
-        .os_name
-        .strip_prefix(sys::OS_NAME_PREFIX)
-        .unwrap_or(&listed.os_name);
-    let name = match kind {
-        ObjectKind::Mutex => bare.strip_suffix("@mutex"),
-        ObjectKind::Event => bare.strip_suffix("@event"),
-        _ => None,
+/// An entry [`gc`] kept, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// The OS name.
+    pub os_name: String,
+    /// Why it was kept.
+    pub reason: String,
+}
+
+/// Removes the caller's stale names (see [`NameInfo::stale`]): only
+/// objects that carry shmio's mark, belong to the caller, and have no
+/// holder left. Nothing else is touched: not other users' entries, not
+/// CPython's segments or other programs' files and links, not persistent
+/// names. With `dry_run`, makes every check the real run makes (the
+/// holders' locks included) and removes nothing, so it lists exactly what
+/// the real run would remove.
+///
+/// One kind of stale name is kept: the mutex of a mapping that is still
+/// held (`NAME.mutex@mutex`), left by a process that died holding
+/// `map.lock()`. It tells the mapping's next locker that its holder died
+/// ([`LockError::OwnerDied`](crate::LockError::OwnerDied)); removing it
+/// would lose that.
+pub fn gc(dry_run: bool) -> Result<GcReport> {
+    let listed = sys::list_named()?;
+    let live: std::collections::HashSet<String> = listed
+        .iter()
+        .filter(|listed| matches!(listed.entry, EntryKind::Object | EntryKind::Link))
+        .filter(|listed| !(listed.follows_holders && listed.holders == Some(0)))
+        .map(|listed| bare(&listed.os_name).to_owned())
+        .collect();
+    let mut report = GcReport::default();
+    for listed in listed {
+        let os_name = listed.os_name.clone();
+        let kept = match keep_reason(&listed, &live) {
+            Some(reason) => Err(reason),
+            None => sys::reclaim_if_stale(&os_name, dry_run)?,
+        };
+        match kept {
+            Ok(()) => report.removed.extend(info(listed)),
+            Err(reason) => report.skipped.push(Skipped { os_name, reason }),
+        }
     }
-    .unwrap_or(bare)
-    .to_owned();
-    NameInfo {
-        name,
+    Ok(report)
+}
+
+/// Why `gc` keeps `listed` without looking further, if it does; `live` are
+/// the names (without prefix) that are not stale.
+fn keep_reason(
+    listed: &sys::ListedName,
+    live: &std::collections::HashSet<String>,
+) -> Option<String> {
+    if let EntryKind::Other(expected) = listed.entry {
+        return Some(format!("not {expected}"));
+    }
+    if !listed.own {
+        return Some(format!("it belongs to {}, not to this user", listed.owner));
+    }
+    if !listed.follows_holders {
+        return Some(
+            "shmio did not make it to go with its holders (persistent, or another program's)"
+                .to_owned(),
+        );
+    }
+    match listed.holders {
+        Some(0) => {}
+        Some(1) => return Some("1 process holds it".to_owned()),
+        Some(n) => return Some(format!("{n} processes hold it")),
+        None => return Some("its holders cannot be counted".to_owned()),
+    }
+    let mapping = bare(&listed.os_name)
+        .strip_suffix("@mutex")
+        .and_then(|mutex| mutex.strip_suffix(".mutex"))
+        .filter(|mapping| live.contains(*mapping));
+    if let Some(mapping) = mapping {
+        if ObjectKind::from_magic(listed.magic) == ObjectKind::Mutex {
+            return Some(format!(
+                "the mutex of the mapping {mapping:?}, which is still held: it tells the \
+                 next locker that its holder died"
+            ));
+        }
+    }
+    None
+}
+
+/// An OS name without the platform's prefix.
+fn bare(os_name: &str) -> &str {
+    os_name.strip_prefix(sys::OS_NAME_PREFIX).unwrap_or(os_name)
+}
+
+/// What the registry shows of a listed entry: shared-memory objects and links only.
+fn info(listed: sys::ListedName) -> Option<NameInfo> {
+    if let EntryKind::Other(_) = listed.entry {
+        return None;
+    }
+    Some(NameInfo {
+        name: bare(&listed.os_name).to_owned(),
+        kind: ObjectKind::from_magic(listed.magic),
         stale: listed.follows_holders && listed.holders == Some(0),
         os_name: listed.os_name,
-        kind,
         size: listed.size,
         holders: listed.holders,
         follows_holders: listed.follows_holders,
-    }
+        owner: listed.owner,
+        own: listed.own,
+    })
 }

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::{arg, kill_when_ready, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
 use serde::{Deserialize, Serialize};
-use shmio::{Channel, ChannelOptions, Error, Mapping};
+use shmio::{Channel, ChannelGeometry, Error, Mapping};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn options(capacity: u32, max_message_size: u32) -> ChannelOptions {
-    ChannelOptions {
+fn options(capacity: u32, max_message_size: u32) -> ChannelGeometry {
+    ChannelGeometry {
         capacity,
         max_message_size,
     }
@@ -186,7 +186,7 @@ fn opening_checks_what_is_there() {
     let _channel = Channel::create_or_open(&name, options(8, 64)).unwrap();
     let opened = Channel::open(&name).unwrap();
     assert!(opened.existed());
-    assert_eq!(opened.options(), options(8, 64));
+    assert_eq!(opened.geometry(), options(8, 64));
     match Channel::create_or_open(&name, options(16, 64)) {
         Err(e @ Error::GeometryMismatch { .. }) => assert!(e.to_string().contains(&name)),
         other => panic!("{other:?}"),
@@ -604,7 +604,7 @@ fn kill_storm() {
         .map(|producer| traffic.sent(producer))
         .sum();
     wait_until("the consumers to drain the channel", LIMIT, || {
-        traffic._channel.options().capacity > 0 && {
+        traffic._channel.geometry().capacity > 0 && {
             let received = traffic
                 .control
                 .atomic_u64(RECEIVED)

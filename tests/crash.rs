@@ -20,7 +20,7 @@ use common::{
     arg, checksum, kill_at_progress, kill_when_ready, shm_entries_with_prefix, shm_entry_exists,
     spawn_role, unique_name, wait_bounded, wait_until, Killed, Rng, ROLE_VAR,
 };
-use shmio::{Channel, ChannelOptions, Error, EventMode, LockError, Mapping, NamedEvent};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, LockError, Mapping, NamedEvent};
 
 const ROUNDS: u64 = 20;
 const LIMIT: Duration = Duration::from_secs(60);
@@ -90,7 +90,7 @@ enum Kind {
 }
 
 const KINDS: [Kind; 3] = [Kind::Mapping, Kind::Channel, Kind::Event];
-const SMALL_CHANNEL: ChannelOptions = ChannelOptions {
+const SMALL_CHANNEL: ChannelGeometry = ChannelGeometry {
     capacity: 4,
     max_message_size: 64,
 };
@@ -300,7 +300,7 @@ fn killed_while_opening() {
         let again = Mapping::open(&format!("{base}-map")).unwrap();
         assert!(again.existed() && pattern_holds(&again), "{why}");
         assert_eq!(
-            Channel::open(&format!("{base}-chan")).unwrap().options(),
+            Channel::open(&format!("{base}-chan")).unwrap().geometry(),
             SMALL_CHANNEL
         );
         if cfg!(target_os = "linux") {
@@ -573,7 +573,7 @@ fn killed_while_holding_lock() {
 // ------------------------------------------------------- send and receive
 
 const MESSAGE_WORDS: usize = 32;
-const BIG_CHANNEL: ChannelOptions = ChannelOptions {
+const BIG_CHANNEL: ChannelGeometry = ChannelGeometry {
     capacity: 4,
     max_message_size: MESSAGE_WORDS as u32 * 8,
 };
@@ -871,6 +871,7 @@ fn collect_stale(base: &str, why: &str) -> usize {
     let removed = shmio::registry::gc(false).unwrap();
     assert_no_entries(base, &format!("{why}: after gc"));
     removed
+        .removed
         .iter()
         .filter(|found| found.os_name.contains(base))
         .count()

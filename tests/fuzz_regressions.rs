@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use shmio::fuzzing::{channel_image, channel_over};
-use shmio::{ChannelOptions, Error};
+use shmio::{ChannelGeometry, Error};
 
 /// Runs `test` on a thread and fails if it has not finished in 10 s (the
 /// bugs below were hangs).
@@ -32,7 +32,7 @@ fn within_10s(test: impl FnOnce() + Send + 'static) {
 #[test]
 fn channel_with_a_garbage_dequeue_position_does_not_hang() {
     within_10s(|| {
-        let options = ChannelOptions {
+        let options = ChannelGeometry {
             capacity: 3,
             max_message_size: 2,
         };
@@ -57,7 +57,7 @@ fn channel_with_a_garbage_dequeue_position_does_not_hang() {
 #[test]
 fn channel_with_a_garbage_enqueue_position_does_not_hang() {
     within_10s(|| {
-        let options = ChannelOptions {
+        let options = ChannelGeometry {
             capacity: 2,
             max_message_size: 8,
         };
@@ -81,7 +81,7 @@ fn fuzz_channel_timeout_72c2396c() {
         // mode 3, capacity 1 + 10 % 8, max 1 + 0x5601 % 512; no cut; one
         // patch: word 0x4D40 % 144 (offset 192, dequeue) = 0x560A2A00; then
         // send (max bytes) and receive.
-        let options = ChannelOptions {
+        let options = ChannelGeometry {
             capacity: 3,
             max_message_size: 2,
         };

@@ -14,12 +14,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{arg, spawn_role, unique_name, wait_bounded, Rng, ROLE_VAR};
-use shmio::{Channel, ChannelOptions, Error, Mapping};
+use shmio::{Channel, ChannelGeometry, Error, Mapping};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// How long the scribbler and its victims run.
 const SCRIBBLE_FOR: Duration = Duration::from_secs(2);
-const OPTIONS: ChannelOptions = ChannelOptions {
+const OPTIONS: ChannelGeometry = ChannelGeometry {
     capacity: 8,
     max_message_size: 64,
 };

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{spawn_role, wait_bounded, ROLE_VAR};
-use shmio::{Channel, ChannelOptions, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const KIB: u64 = 1024;
@@ -119,7 +119,7 @@ fn full_dev_shm() {
         "a channel",
         Channel::create_or_open(
             "limits-channel",
-            ChannelOptions {
+            ChannelGeometry {
                 capacity: 1024,
                 max_message_size: 4096,
             },
@@ -167,8 +167,9 @@ fn sizes_past_the_address_space_are_refused_cleanly() {
         other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
     }
     assert!(!common::shm_entry_exists(&name), "nothing half-made");
+    // Anonymous memory is reserved too: more than the machine has is NoSpace.
     match Mapping::anonymous(1 << 62) {
-        Err(Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
+        Err(Error::NoSpace { .. } | Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
         other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
     }
     // And a process whose address space is limited.
@@ -238,7 +239,8 @@ fn handles() {
     // The other kinds say the same.
     for result in [
         NamedMutex::create_or_open(&format!("{prefix}mutex")).map(|_| ()),
-        Channel::create_or_open(&format!("{prefix}channel"), ChannelOptions::default()).map(|_| ()),
+        Channel::create_or_open(&format!("{prefix}channel"), ChannelGeometry::default())
+            .map(|_| ()),
     ] {
         match result {
             Err(Error::TooManyHandles { .. }) => {}

@@ -626,7 +626,7 @@ fn registry_lists_holders_and_collects_stale_names() {
     assert!(registry::list()
         .unwrap()
         .iter()
-        .any(|found| found.name == name && found.kind == ObjectKind::Mutex));
+        .any(|found| found.name == format!("{name}@mutex") && found.kind == ObjectKind::Mutex));
     drop((map, second, mutex));
     assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
 
@@ -634,11 +634,11 @@ fn registry_lists_holders_and_collects_stale_names() {
     assert!(registry::stat(&name).unwrap().stale);
     let listed = registry::gc(true).unwrap();
     assert!(
-        listed.iter().any(|found| found.name == name),
+        listed.removed.iter().any(|found| found.name == name),
         "a dry run lists it"
     );
     assert!(shm_entry_exists(&name), "and leaves it");
     let removed = registry::gc(false).unwrap();
-    assert!(removed.iter().any(|found| found.name == name));
+    assert!(removed.removed.iter().any(|found| found.name == name));
     assert!(!shm_entry_exists(&name));
 }

@@ -34,7 +34,7 @@ use common::{
     arg, checksum, mix, shm_entries_with_prefix, shm_entry_exists, spawn_role, unique_name,
     wait_bounded, Rng, ROLE_VAR,
 };
-use shmio::{Channel, ChannelOptions, Error, EventMode, Mapping, NamedEvent};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent};
 
 const WORKERS: u64 = 16;
 const HELD: usize = 3;
@@ -45,7 +45,7 @@ const TOTAL: u64 = 0;
 const BLOCKS: u64 = 64;
 const BLOCK_WORDS: usize = 8; // counter, worker, 5 payload words, checksum
 const BLOCK: u64 = BLOCK_WORDS as u64 * 8;
-const CHANNEL: ChannelOptions = ChannelOptions {
+const CHANNEL: ChannelGeometry = ChannelGeometry {
     capacity: 32,
     max_message_size: 64,
 };

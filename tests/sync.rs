@@ -109,10 +109,10 @@ fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
     let name = unique_name("gc-keeps");
     let map = Mapping::create(&name, 4096).unwrap();
     let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
-    let mutex_name = format!("{name}.mutex");
-    let removed = shmio::registry::gc(false).unwrap();
+    let mutex_name = format!("{name}.mutex@mutex");
+    let report = shmio::registry::gc(false).unwrap();
     assert!(
-        removed.iter().all(|info| info.name != mutex_name),
+        report.removed.iter().all(|info| info.name != mutex_name),
         "gc removed the mutex of a live mapping"
     );
     match map.lock() {

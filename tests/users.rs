@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{arg, kill_when_ready, unique_name, ROLE_VAR};
-use shmio::{Channel, ChannelOptions, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
 
 const NOBODY: u32 = 65534;
 
@@ -125,6 +125,25 @@ fn owner_of(os_entry: &str) -> u32 {
         .uid()
 }
 
+/// Root, whom `nobody` trusts in these tests.
+const ROOT: Owner = Owner::Uid(0);
+
+fn is_foreign<T>(result: shmio::Result<T>) -> String {
+    match result {
+        Err(error @ Error::ForeignOwner { .. }) => {
+            let Error::ForeignOwner { owner, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(*owner, ROOT);
+            let message = error.to_string();
+            assert!(message.contains("uid 0"), "{message}");
+            message
+        }
+        Err(other) => panic!("expected ForeignOwner, got {other:?}"),
+        Ok(_) => panic!("expected ForeignOwner, got access"),
+    }
+}
+
 fn is_permission_denied<T>(result: shmio::Result<T>) -> String {
     match result {
         Err(error @ Error::PermissionDenied { .. }) => {
@@ -137,7 +156,7 @@ fn is_permission_denied<T>(result: shmio::Result<T>) -> String {
     }
 }
 
-const OPTIONS: ChannelOptions = ChannelOptions {
+const OPTIONS: ChannelGeometry = ChannelGeometry {
     capacity: 4,
     max_message_size: 64,
 };
@@ -177,14 +196,51 @@ fn nobody_denied() {
     let mutex = arg("MUTEX");
     let event = arg("EVENT");
     let channel = arg("CHANNEL");
+    // Not trusted: refused for whom it belongs to, before any access.
     let said = [
-        is_permission_denied(Mapping::open(&map)),
-        is_permission_denied(Mapping::options().read_only(true).open(&map)),
-        is_permission_denied(Mapping::create_or_open(&map, 4096)),
-        is_permission_denied(NamedMutex::create_or_open(&mutex)),
-        is_permission_denied(NamedEvent::create_or_open(&event, EventMode::AutoReset)),
-        is_permission_denied(Channel::open(&channel)),
-        is_permission_denied(Channel::create_or_open(&channel, OPTIONS)),
+        is_foreign(Mapping::open(&map)),
+        is_foreign(Mapping::options().read_only(true).open(&map)),
+        is_foreign(Mapping::create_or_open(&map, 4096)),
+        is_foreign(NamedMutex::create_or_open(&mutex)),
+        is_foreign(NamedEvent::create_or_open(&event, EventMode::AutoReset)),
+        is_foreign(Channel::open(&channel)),
+        is_foreign(Channel::create_or_open(&channel, OPTIONS)),
+    ];
+    for line in said {
+        println!("{line}");
+    }
+    // Trusted, the permissions still keep nobody out.
+    let said = [
+        is_permission_denied(Mapping::options().allow_owner(ROOT).open(&map)),
+        is_permission_denied(
+            Mapping::options()
+                .read_only(true)
+                .allow_owner(ROOT)
+                .open(&map),
+        ),
+        is_permission_denied(
+            Mapping::options()
+                .size(4096)
+                .allow_owner(ROOT)
+                .create_or_open(&map),
+        ),
+        is_permission_denied(
+            NamedMutex::options()
+                .allow_owner(ROOT)
+                .create_or_open(&mutex),
+        ),
+        is_permission_denied(
+            NamedEvent::options()
+                .allow_owner(ROOT)
+                .create_or_open(&event),
+        ),
+        is_permission_denied(Channel::options().allow_owner(ROOT).open(&channel)),
+        is_permission_denied(
+            Channel::options()
+                .geometry(OPTIONS)
+                .allow_owner(ROOT)
+                .create_or_open(&channel),
+        ),
     ];
     for line in said {
         println!("{line}");
@@ -207,11 +263,19 @@ fn another_user_can_when_the_mode_allows() {
         .create(&map_name)
         .unwrap();
     map.write_value_at(0, &41u64).unwrap();
-    let mutex = NamedMutex::create_or_open_with_permissions(&mutex_name, 0o666).unwrap();
-    let event =
-        NamedEvent::create_or_open_with_permissions(&event_name, EventMode::AutoReset, 0o666)
-            .unwrap();
-    let channel = Channel::create_or_open_with_permissions(&channel_name, OPTIONS, 0o666).unwrap();
+    let mutex = NamedMutex::options()
+        .permissions(0o666)
+        .create_or_open(&mutex_name)
+        .unwrap();
+    let event = NamedEvent::options()
+        .permissions(0o666)
+        .create_or_open(&event_name)
+        .unwrap();
+    let channel = Channel::options()
+        .geometry(OPTIONS)
+        .permissions(0o666)
+        .create_or_open(&channel_name)
+        .unwrap();
     channel.send(b"from root").unwrap();
 
     run_as_nobody(
@@ -232,20 +296,32 @@ fn another_user_can_when_the_mode_allows() {
 }
 
 fn nobody_allowed() {
-    let map = Mapping::open(&arg("MAP")).unwrap();
+    let map = Mapping::options()
+        .allow_owner(ROOT)
+        .open(&arg("MAP"))
+        .unwrap();
     assert!(map.existed());
     let _guard = map
         .lock()
         .expect("the mapping's mutex is as open as the mapping");
     let value: u64 = map.read_value_at(0).unwrap();
     map.write_value_at(0, &(value + 1)).unwrap();
-    let mutex = NamedMutex::create_or_open(&arg("MUTEX")).unwrap();
+    let mutex = NamedMutex::options()
+        .allow_owner(ROOT)
+        .create_or_open(&arg("MUTEX"))
+        .unwrap();
     assert!(mutex.existed());
     drop(mutex.lock().unwrap());
-    let event = NamedEvent::create_or_open(&arg("EVENT"), EventMode::AutoReset).unwrap();
+    let event = NamedEvent::options()
+        .allow_owner(ROOT)
+        .create_or_open(&arg("EVENT"))
+        .unwrap();
     assert!(event.existed());
     event.set().unwrap();
-    let channel = Channel::open(&arg("CHANNEL")).unwrap();
+    let channel = Channel::options()
+        .allow_owner(ROOT)
+        .open(&arg("CHANNEL"))
+        .unwrap();
     assert_eq!(channel.try_recv().unwrap(), b"from root");
     channel.send(b"from nobody").unwrap();
 }
@@ -268,6 +344,17 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
         ),
     }
     match NamedMutex::create_or_open(&mutex_name) {
+        Err(Error::ForeignOwner { owner, .. }) => assert_eq!(owner, Owner::Uid(NOBODY)),
+        other => panic!(
+            "a squatted mutex name was adopted: {:?}",
+            other.map(|m| m.existed())
+        ),
+    }
+    // Trusting nobody does not make garbage a mutex.
+    match NamedMutex::options()
+        .allow_owner(Owner::Uid(NOBODY))
+        .create_or_open(&mutex_name)
+    {
         Err(Error::WrongKind { .. }) => {}
         other => panic!(
             "a squatted mutex name was adopted: {:?}",
@@ -331,7 +418,13 @@ fn root_stale() {
 
 fn nobody_stale() {
     let started = std::time::Instant::now();
-    let message = is_permission_denied(Mapping::create_or_open(&arg("NAME"), 4096));
+    is_foreign(Mapping::create_or_open(&arg("NAME"), 4096));
+    let message = is_permission_denied(
+        Mapping::options()
+            .size(4096)
+            .allow_owner(ROOT)
+            .create_or_open(&arg("NAME")),
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "said at once, not after retrying"

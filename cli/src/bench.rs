@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmio::{Channel, ChannelOptions, Error, Mapping};
+use shmio::{Channel, ChannelGeometry, Error, Mapping};
 
 use crate::proc::{self, wait_child};
 use crate::units::human_duration;
@@ -341,8 +341,8 @@ enum Ends {
     Socket(std::os::unix::net::UnixStream),
 }
 
-fn bench_channel_options() -> ChannelOptions {
-    ChannelOptions {
+fn bench_channel_options() -> ChannelGeometry {
+    ChannelGeometry {
         capacity: 16,
         max_message_size: 64,
     }

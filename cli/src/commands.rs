@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use shmio::registry::{self, NameInfo};
-use shmio::{Channel, ChannelOptions, Error, LockError, Mapping, NamedMutex};
+use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping, NamedMutex};
 
 use crate::hexdump::Hexdump;
 use crate::units::{describe_size, human_size};
@@ -323,7 +323,8 @@ pub fn rm(name: &str) -> CliResult {
 }
 
 pub fn gc(dry_run: bool) -> CliResult {
-    let removed = registry::gc(dry_run)?;
+    let report = registry::gc(dry_run)?;
+    let removed = report.removed;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut text = String::new();
     for info in &removed {
@@ -345,8 +346,8 @@ pub fn lock(name: &str, command: &[OsString]) -> CliResult {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Failure::new("no command to run"))?;
-    let left_stale = stale_mutex(name);
-    let mutex = NamedMutex::create_or_open(name)?;
+    // The very mutex `Mapping::open(name)?.lock()` takes.
+    let mutex = NamedMutex::options().create_or_open_for_mapping(name)?;
     let guard = match mutex.lock() {
         Ok(guard) => guard,
         Err(LockError::OwnerDied(guard)) => {
@@ -355,12 +356,6 @@ pub fn lock(name: &str, command: &[OsString]) -> CliResult {
         }
         Err(LockError::Failed(error)) => return Err(error.into()),
     };
-    if left_stale && !mutex.existed() {
-        eprintln!(
-            "shmio: the previous owner of {name} died (no live process held the mutex any \
-             more, so it starts afresh)"
-        );
-    }
     let mut child = match std::process::Command::new(program).args(args).spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -383,14 +378,6 @@ pub fn lock(name: &str, command: &[OsString]) -> CliResult {
     drop(guard);
     drop(mutex);
     std::process::exit(exit_code(status));
-}
-
-/// Whether the mutex `name` is there with every holder dead (Linux).
-fn stale_mutex(name: &str) -> bool {
-    registry::list().is_ok_and(|all| {
-        all.iter()
-            .any(|info| info.kind == registry::ObjectKind::Mutex && info.name == name && info.stale)
-    })
 }
 
 /// The exit code a shell would give: the command's, or 128 + its signal.
@@ -447,7 +434,7 @@ impl Drop for Interrupts {
 /// Opens the channel, creating it with the default geometry if there is none.
 fn open_channel(name: &str) -> shmio::Result<Channel> {
     match Channel::open(name) {
-        Err(Error::NotFound { .. }) => Channel::create_or_open(name, ChannelOptions::default()),
+        Err(Error::NotFound { .. }) => Channel::create_or_open(name, ChannelGeometry::default()),
         other => other,
     }
 }

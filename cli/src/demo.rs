@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
-use shmio::{Channel, ChannelOptions, Error, LockError, Mapping};
+use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping};
 
 use crate::proc::{self, child_output, wait_child, wait_until, Children};
 use crate::units::{grouped, human_duration, human_size};
@@ -417,7 +417,7 @@ impl Demo {
     }
 
     fn channel(&mut self) -> Step {
-        let options = ChannelOptions {
+        let options = ChannelGeometry {
             capacity: 64,
             max_message_size: 256,
         };

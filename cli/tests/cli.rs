@@ -692,7 +692,7 @@ fn lock_passes_the_exit_code_through() {
         );
     }
     #[cfg(target_os = "linux")]
-    assert_gone(&format!("{mutex}@mutex"));
+    assert_gone(&format!("{mutex}.mutex@mutex"));
 }
 
 #[cfg(unix)]
@@ -742,7 +742,9 @@ fn start_holder(mutex: &str) -> Child {
 #[test]
 fn lock_tells_a_waiter_that_the_holder_was_killed() {
     let mutex = unique("lock-killed");
-    let kept_open = shmio::NamedMutex::create_or_open(&mutex).unwrap();
+    let kept_open = shmio::NamedMutex::options()
+        .create_or_open_for_mapping(&mutex)
+        .unwrap();
     let mut holder = start_holder(&mutex);
     let mut waiter = Command::new(SHMIO)
         .args(["lock", &mutex, "--", SHMIO, "--version"])
@@ -752,7 +754,7 @@ fn lock_tells_a_waiter_that_the_holder_was_killed() {
         .unwrap();
     #[cfg(target_os = "linux")]
     wait_until("the waiter to open the mutex", LIMIT, || {
-        let run = shmio(&["stat", &mutex, "--json"]);
+        let run = shmio(&["stat", &format!("{mutex}.mutex@mutex"), "--json"]);
         run.status.success()
             && serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["holders"] == 3
     });
@@ -788,11 +790,12 @@ fn lock_tells_a_waiter_that_the_holder_was_killed() {
     );
     drop(kept_open);
     #[cfg(target_os = "linux")]
-    assert_gone(&format!("{mutex}@mutex"));
+    assert_gone(&format!("{mutex}.mutex@mutex"));
 }
 
 /// The next `lock` after the only holder was killed: the mutex was left
-/// with no live holder (stale); on Linux `lock` says so and starts afresh.
+/// with no live holder (stale); on Linux it is kept for its news, and the
+/// next `lock` says the holder died.
 #[cfg(target_os = "linux")]
 #[test]
 fn lock_after_the_only_holder_was_killed() {
@@ -802,8 +805,9 @@ fn lock_after_the_only_holder_was_killed() {
     holder.kill().unwrap(); // SIGKILL
     holder.wait().unwrap();
     drop(holder.stdin.take());
+    let segment = format!("{mutex}.mutex@mutex");
     let stat: serde_json::Value =
-        serde_json::from_slice(&shmio(&["stat", &mutex, "--json"]).ok().stdout).unwrap();
+        serde_json::from_slice(&shmio(&["stat", &segment, "--json"]).ok().stdout).unwrap();
     assert_eq!(stat["kind"], "mutex");
     assert_eq!(stat["stale"], true, "{stat}");
     let run = shmio(&["lock", &mutex, "--", "true"]).ok();
@@ -815,7 +819,7 @@ fn lock_after_the_only_holder_was_killed() {
     );
     let run = shmio(&["lock", &mutex, "--", "true"]).ok();
     assert_eq!(run.stderr, "", "told once");
-    assert_gone(&format!("{mutex}@mutex"));
+    assert_gone(&segment);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use libfuzzer_sys::fuzz_target;
 use shmio::fuzzing::{channel_image, channel_over};
-use shmio::{ChannelOptions, Error};
+use shmio::{ChannelGeometry, Error};
 
 struct Input<'a>(&'a [u8]);
 
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // A valid segment header, then raw bytes (geometry, positions, slots).
         1 => {
-            let mut image = channel_image(ChannelOptions {
+            let mut image = channel_image(ChannelGeometry {
                 capacity: 1,
                 max_message_size: 1,
             })
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // A fresh channel, maybe cut short, maybe with words overwritten.
         _ => {
-            let options = ChannelOptions {
+            let options = ChannelGeometry {
                 capacity: 1 + u32::from(input.byte() % 8),
                 max_message_size: 1 + u32::from(input.u16() % 512),
             };

@@ -21,8 +21,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::sync::segment;
+use crate::owner::{Owner, Trust};
+use crate::sync::segment::{self, Sharing};
 use crate::sys;
+use crate::view::Window;
 use ring::{Blocked, Claim, Ring, TOMBSTONE};
 
 /// What a channel's mapping starts with: "shmioCHN".
@@ -36,28 +38,151 @@ const STUCK_POLLS: u32 = 1024;
 /// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The geometry of a new channel.
+/// The geometry of a channel: how many messages it holds, how large each may be.
 ///
 /// ```
-/// use shmio::ChannelOptions;
+/// use shmio::ChannelGeometry;
 ///
-/// let options = ChannelOptions { capacity: 64, max_message_size: 256, ..Default::default() };
-/// # let _ = options;
+/// let geometry = ChannelGeometry { capacity: 64, max_message_size: 256 };
+/// # let _ = geometry;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelOptions {
+pub struct ChannelGeometry {
     /// How many messages it holds before a send waits. Default 1024.
     pub capacity: u32,
     /// The largest message, in bytes. Default 4096.
     pub max_message_size: u32,
 }
 
-impl Default for ChannelOptions {
+impl Default for ChannelGeometry {
     fn default() -> Self {
-        ChannelOptions {
+        ChannelGeometry {
             capacity: 1024,
             max_message_size: 4096,
         }
+    }
+}
+
+/// Options for creating or opening a [`Channel`]: its geometry, who may use
+/// a new one, and whose existing one may be opened.
+///
+/// ```
+/// use shmio::Channel;
+///
+/// # let name = format!("shmio-doc-channel-opts-{}", std::process::id());
+/// let channel = Channel::options()
+///     .capacity(16)
+///     .max_message_size(64)
+///     .permissions(0o660)
+///     .create_or_open(&name)?;
+/// assert_eq!(channel.geometry().capacity, 16);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    geometry: ChannelGeometry,
+    permissions: u32,
+    trust: Trust,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            geometry: ChannelGeometry::default(),
+            permissions: DEFAULT_MODE,
+            trust: Trust::OWN,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// Options with every default: [`ChannelGeometry::default`], owner-only,
+    /// only the caller's own channel opened.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages a new channel holds before a send waits. Default 1024.
+    pub fn capacity(&mut self, capacity: u32) -> &mut Self {
+        self.geometry.capacity = capacity;
+        self
+    }
+
+    /// The largest message of a new channel, in bytes. Default 4096.
+    pub fn max_message_size(&mut self, max_message_size: u32) -> &mut Self {
+        self.geometry.max_message_size = max_message_size;
+        self
+    }
+
+    /// Both at once.
+    pub fn geometry(&mut self, geometry: ChannelGeometry) -> &mut Self {
+        self.geometry = geometry;
+        self
+    }
+
+    /// Permission bits of a new channel (Unix, with the umask applied; a
+    /// process must be able to read and write it to send or receive).
+    /// Ignored on Windows, where the default security descriptor decides.
+    /// Default `0o600`.
+    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// Also open an existing channel owned by `owner` (by default another
+    /// user's is [`Error::ForeignOwner`]: whoever owns it reads what is sent
+    /// and chooses what is received).
+    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
+        self.trust.allow(owner);
+        self
+    }
+
+    /// Open an existing channel whoever owns it.
+    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
+        self.trust.allow_any(any);
+        self
+    }
+
+    /// Opens the channel called `name`, creating it with this geometry if
+    /// there is none. [`Error::GeometryMismatch`] if it exists with another.
+    pub fn create_or_open(&self, name: &str) -> Result<Channel> {
+        let name = Name::new(name)?;
+        let geometry = self.geometry;
+        let size = check_geometry(geometry, name.as_str())?;
+        let init = |window: &Window| {
+            window.write_value(ring::CAPACITY, &geometry.capacity)?;
+            window.write_value(ring::MAX_MESSAGE, &geometry.max_message_size)?;
+            let stride = ring::stride_for(geometry.max_message_size);
+            window.write_value(ring::STRIDE, &(stride as u32))?;
+            // Slot i starts free for the sender of position i.
+            for index in 0..u64::from(geometry.capacity) {
+                let offset = ring::SLOTS + index * stride;
+                window.write_value(offset, &(u64::from(ring::send_turn(index)) << 32))?;
+            }
+            Ok(())
+        };
+        let sharing = Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+        };
+        let (map, existed) =
+            segment::create_or_open(name.as_str(), size, &sharing, MAGIC, KIND, &init)?;
+        let channel = Channel::from_map(map, name.as_str())?;
+        if existed && channel.geometry != geometry {
+            return Err(Error::GeometryMismatch {
+                name: name.as_str().to_owned(),
+                asked: (geometry.capacity, geometry.max_message_size),
+                found: (channel.geometry.capacity, channel.geometry.max_message_size),
+            });
+        }
+        Ok(channel)
+    }
+
+    /// Opens an existing channel, whatever its geometry.
+    pub fn open(&self, name: &str) -> Result<Channel> {
+        let name = Name::new(name)?;
+        let map = segment::open(name.as_str(), &self.trust, MAGIC, KIND)?;
+        Channel::from_map(map, name.as_str())
     }
 }
 
@@ -71,11 +196,11 @@ impl Default for ChannelOptions {
 /// was sending is dropped, and the one it was receiving is lost with it.
 ///
 /// ```
-/// use shmio::{Channel, ChannelOptions};
+/// use shmio::{Channel, ChannelGeometry};
 ///
 /// # let name = format!("shmio-doc-channel-{}", std::process::id());
-/// let options = ChannelOptions { capacity: 16, max_message_size: 64 };
-/// let sender = Channel::create_or_open(&name, options)?;
+/// let geometry = ChannelGeometry { capacity: 16, max_message_size: 64 };
+/// let sender = Channel::create_or_open(&name, geometry)?;
 /// let receiver = Channel::open(&name)?; // e.g. in another process
 /// sender.send(b"hello")?;
 /// assert_eq!(receiver.recv()?, b"hello");
@@ -86,7 +211,7 @@ pub struct Channel {
     /// Keeps the ring's memory mapped.
     map: Mapping,
     name: String,
-    options: ChannelOptions,
+    geometry: ChannelGeometry,
     pid: u32,
     recv_bell: sys::Doorbell,
     send_bell: sys::Doorbell,
@@ -96,56 +221,23 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Opens the channel called `name`, creating it with `options` if there is none.
-    /// [`Error::GeometryMismatch`] if it exists with another geometry.
-    /// A new channel is usable by its owner only ([`DEFAULT_MODE`]).
-    pub fn create_or_open(name: &str, options: ChannelOptions) -> Result<Channel> {
-        Channel::create_or_open_with_permissions(name, options, DEFAULT_MODE)
-    }
-
-    /// As [`create_or_open`](Self::create_or_open), giving a new channel the
-    /// permission bits `permissions` (Unix, with the umask applied; a
-    /// process must be able to read and write it to send or receive).
-    /// Ignored on Windows, where the default security descriptor decides.
-    pub fn create_or_open_with_permissions(
-        name: &str,
-        options: ChannelOptions,
-        permissions: u32,
-    ) -> Result<Channel> {
-        let name = Name::new(name)?;
-        let size = check_options(options, name.as_str())?;
-        let init = |map: &Mapping| {
-            map.write_value_at(ring::CAPACITY, &options.capacity)?;
-            map.write_value_at(ring::MAX_MESSAGE, &options.max_message_size)?;
-            map.write_value_at(
-                ring::STRIDE,
-                &(ring::stride_for(options.max_message_size) as u32),
-            )?;
-            // Slot i starts free for the sender of position i.
-            for index in 0..u64::from(options.capacity) {
-                let offset = ring::SLOTS + index * ring::stride_for(options.max_message_size);
-                map.write_value_at(offset, &(u64::from(ring::send_turn(index)) << 32))?;
-            }
-            Ok(())
-        };
-        let (map, existed) =
-            segment::create_or_open(name.as_str(), size, permissions, MAGIC, KIND, init)?;
-        let channel = Channel::from_map(map, name.as_str())?;
-        if existed && channel.options != options {
-            return Err(Error::GeometryMismatch {
-                name: name.as_str().to_owned(),
-                asked: (options.capacity, options.max_message_size),
-                found: (channel.options.capacity, channel.options.max_message_size),
-            });
-        }
-        Ok(channel)
+    /// Opens the channel called `name`, creating it with `geometry` if
+    /// there is none. [`Error::GeometryMismatch`] if it exists with another
+    /// geometry. A new channel is usable by its owner only ([`DEFAULT_MODE`]);
+    /// another user's existing one is [`Error::ForeignOwner`] (see
+    /// [`Channel::options`]).
+    pub fn create_or_open(name: &str, geometry: ChannelGeometry) -> Result<Channel> {
+        Channel::options().geometry(geometry).create_or_open(name)
     }
 
     /// Opens an existing channel, whatever its geometry.
     pub fn open(name: &str) -> Result<Channel> {
-        let name = Name::new(name)?;
-        let map = segment::open(name.as_str(), MAGIC, KIND)?;
-        Channel::from_map(map, name.as_str())
+        Channel::options().open(name)
+    }
+
+    /// A builder for every setting: geometry, permissions, trusted owners.
+    pub fn options() -> ChannelOptions {
+        ChannelOptions::new()
     }
 
     /// Reads and checks the geometry of a channel's mapping.
@@ -166,7 +258,7 @@ impl Channel {
             ring,
             map,
             name: name.to_owned(),
-            options: ChannelOptions {
+            geometry: ChannelGeometry {
                 capacity,
                 max_message_size,
             },
@@ -184,8 +276,8 @@ impl Channel {
     }
 
     /// The geometry.
-    pub fn options(&self) -> ChannelOptions {
-        self.options
+    pub fn geometry(&self) -> ChannelGeometry {
+        self.geometry
     }
 
     /// True when an existing channel was opened rather than created.
@@ -322,7 +414,7 @@ impl Channel {
             Ok(len) if self.ring.fits(len) => Ok(len),
             _ => Err(Error::MessageTooLarge {
                 len: len as u64,
-                max: self.options.max_message_size,
+                max: self.geometry.max_message_size,
             }),
         }
     }
@@ -490,7 +582,7 @@ impl Channel {
                 offset: 0,
                 reason: format!(
                     "{:?}: a message claims {len} bytes; the channel holds at most {}",
-                    self.name, self.options.max_message_size
+                    self.name, self.geometry.max_message_size
                 ),
             });
         }
@@ -555,18 +647,18 @@ impl Channel {
 }
 
 /// Checks a new channel's geometry; the bytes it takes.
-fn check_options(options: ChannelOptions, name: &str) -> Result<u64> {
-    if options.capacity == 0 || options.max_message_size == 0 {
+fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
+    if geometry.capacity == 0 || geometry.max_message_size == 0 {
         return Err(Error::InvalidOptions {
             reason: "a channel needs a capacity and a max_message_size of at least 1",
         });
     }
-    if options.capacity > 1 << 30 {
+    if geometry.capacity > 1 << 30 {
         return Err(Error::InvalidOptions {
             reason: "a channel holds at most 2^30 messages",
         });
     }
-    match Ring::size_for(options.capacity, options.max_message_size) {
+    match Ring::size_for(geometry.capacity, geometry.max_message_size) {
         Some(size) if size <= sys::MAX_MAP_LEN => Ok(size),
         _ => Err(Error::TooLarge {
             size: u64::MAX,
@@ -586,7 +678,7 @@ impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
             .field("name", &self.name)
-            .field("options", &self.options)
+            .field("geometry", &self.geometry)
             .finish()
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
+use crate::owner::{Owner, Trust};
+use crate::sync::segment::Sharing;
 use crate::sys;
 
 /// How a [`NamedEvent`] behaves once set.
@@ -39,33 +41,104 @@ pub struct NamedEvent {
     existed: bool,
 }
 
-impl NamedEvent {
-    /// Opens the event called `name`, creating it (unset, in `mode`) if
-    /// there is none. A new event is usable by its owner only ([`DEFAULT_MODE`]).
-    pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {
-        NamedEvent::create_or_open_with_permissions(name, mode, DEFAULT_MODE)
+/// Options for creating or opening a [`NamedEvent`]: how a new one resets,
+/// who may use it, and whose existing one may be opened.
+///
+/// ```
+/// use shmio::{EventMode, NamedEvent};
+///
+/// # let name = format!("shmio-doc-event-opts-{}", std::process::id());
+/// let event = NamedEvent::options()
+///     .reset(EventMode::ManualReset)
+///     .permissions(0o660)
+///     .create_or_open(&name)?;
+/// assert_eq!(event.mode(), EventMode::ManualReset);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct EventOptions {
+    reset: EventMode,
+    permissions: u32,
+    trust: Trust,
+}
+
+impl Default for EventOptions {
+    fn default() -> Self {
+        EventOptions {
+            reset: EventMode::AutoReset,
+            permissions: DEFAULT_MODE,
+            trust: Trust::OWN,
+        }
+    }
+}
+
+impl EventOptions {
+    /// Options with every default: auto reset, owner-only, only the
+    /// caller's own event opened.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// As [`create_or_open`](Self::create_or_open), giving a new event the
-    /// permission bits `permissions` (Unix, with the umask applied; a
+    /// How a new event resets (an opener gets the creator's choice).
+    /// Default [`EventMode::AutoReset`].
+    pub fn reset(&mut self, reset: EventMode) -> &mut Self {
+        self.reset = reset;
+        self
+    }
+
+    /// Permission bits of a new event (Unix, with the umask applied; a
     /// process must be able to read and write it to use it). Ignored on
-    /// Windows, where the default security descriptor decides.
-    pub fn create_or_open_with_permissions(
-        name: &str,
-        mode: EventMode,
-        permissions: u32,
-    ) -> Result<NamedEvent> {
+    /// Windows, where the default security descriptor decides. Default `0o600`.
+    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// Also open an existing event owned by `owner` (by default another
+    /// user's is [`crate::Error::ForeignOwner`]).
+    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
+        self.trust.allow(owner);
+        self
+    }
+
+    /// Open an existing event whoever owns it.
+    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
+        self.trust.allow_any(any);
+        self
+    }
+
+    /// Opens the event called `name`, creating it (unset) if there is none.
+    pub fn create_or_open(&self, name: &str) -> Result<NamedEvent> {
         let name = Name::new(name)?;
+        let sharing = Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+        };
         let (raw, existed) = sys::RawEvent::create_or_open(
             name.as_str(),
-            mode == EventMode::ManualReset,
-            permissions,
+            self.reset == EventMode::ManualReset,
+            &sharing,
         )?;
         Ok(NamedEvent {
             raw,
             name: name.as_str().to_owned(),
             existed,
         })
+    }
+}
+
+impl NamedEvent {
+    /// Opens the event called `name`, creating it (unset, in `mode`) if
+    /// there is none. A new event is usable by its owner only
+    /// ([`DEFAULT_MODE`]); another user's existing one is
+    /// [`crate::Error::ForeignOwner`] (see [`NamedEvent::options`]).
+    pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {
+        NamedEvent::options().reset(mode).create_or_open(name)
+    }
+
+    /// A builder for the other settings: permissions, trusted owners.
+    pub fn options() -> EventOptions {
+        EventOptions::new()
     }
 
     /// True when an existing event was opened rather than created.

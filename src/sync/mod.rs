@@ -11,5 +11,5 @@ mod event;
 mod mutex;
 pub(crate) mod segment;
 
-pub use event::{EventMode, NamedEvent};
-pub use mutex::{LockError, LockResult, MutexGuard, NamedMutex, TryLockResult};
+pub use event::{EventMode, EventOptions, NamedEvent};
+pub use mutex::{LockError, LockResult, MutexGuard, MutexOptions, NamedMutex, TryLockResult};

@@ -6,8 +6,10 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::mapping::DEFAULT_MODE;
+use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
+use crate::owner::{Owner, Trust};
+use crate::sync::segment::Sharing;
 use crate::sys::{self, LockState};
 
 /// A cross-process mutex, found by name.
@@ -132,31 +134,153 @@ fn owner_died(name: &str) -> Error {
     }
 }
 
+/// Options for creating or opening a [`NamedMutex`]: who may use a new
+/// one, and whose existing one may be opened.
+///
+/// ```
+/// use shmio::NamedMutex;
+///
+/// # let name = format!("shmio-doc-mutex-mode-{}", std::process::id());
+/// // Any user in the group may lock it.
+/// let mutex = NamedMutex::options().permissions(0o660).create_or_open(&name)?;
+/// drop(mutex.lock()?);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct MutexOptions {
+    permissions: u32,
+    trust: Trust,
+}
+
+impl Default for MutexOptions {
+    fn default() -> Self {
+        MutexOptions {
+            permissions: DEFAULT_MODE,
+            trust: Trust::OWN,
+        }
+    }
+}
+
+impl MutexOptions {
+    /// Options with every default: owner-only, only the caller's own mutex opened.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits of a new mutex (Unix, with the umask applied; a
+    /// process must be able to read and write it to lock it). Ignored on
+    /// Windows, where the default security descriptor decides. Default `0o600`.
+    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// Also open an existing mutex owned by `owner` (by default another
+    /// user's is [`Error::ForeignOwner`]: whoever owns it can hold it forever).
+    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
+        self.trust.allow(owner);
+        self
+    }
+
+    /// Open an existing mutex whoever owns it.
+    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
+        self.trust.allow_any(any);
+        self
+    }
+
+    /// Opens the mutex called `name`, creating it if there is none, in one
+    /// atomic step; [`NamedMutex::existed`] tells which happened.
+    pub fn create_or_open(&self, name: &str) -> Result<NamedMutex> {
+        let name = Name::new(name)?;
+        NamedMutex::create_or_open_valid(name.as_str(), self.permissions, &self.trust, None)
+    }
+
+    /// The mutex that [`Mapping::lock`] takes for the named mapping `name`,
+    /// whether or not the mapping exists (what `shmio lock NAME` holds):
+    /// created or opened as [`Mapping::mutex`] does when the mapping
+    /// exists (its permissions, and a holder's death kept for it), else as
+    /// by [`create_or_open`](Self::create_or_open).
+    ///
+    /// ```
+    /// use shmio::{Mapping, NamedMutex};
+    ///
+    /// # let name = format!("shmio-doc-mapping-mutex-{}", std::process::id());
+    /// let map = Mapping::create_or_open(&name, 4096)?;
+    /// // Excludes every `map.lock()` on the mapping, in any process.
+    /// let mutex = NamedMutex::options().create_or_open_for_mapping(&name)?;
+    /// drop(mutex.lock()?);
+    /// drop(map.lock()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_or_open_for_mapping(&self, name: &str) -> Result<NamedMutex> {
+        let opened = Mapping::options()
+            .read_only(true)
+            .set_trust(self.trust.clone())
+            .open(name);
+        match opened {
+            Ok(map) => NamedMutex::of_mapping(name, map.object(), &self.trust),
+            // Kept for "no mapping": the next locker is told of a holder
+            // that died, and a mapping made later starts with a fresh mutex.
+            Err(Error::NotFound { .. }) => {
+                let name = Name::new(name)?;
+                NamedMutex::create_or_open_valid(
+                    &mapping_mutex_name(name.as_str()),
+                    self.permissions,
+                    &self.trust,
+                    Some(NO_MAPPING),
+                )
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// The identity a mapping's mutex records when there is no such mapping.
+const NO_MAPPING: sys::ObjectId = [0, 0];
+
+/// The name of the mutex of the mapping `name` (aardio's `process.command`
+/// convention).
+fn mapping_mutex_name(name: &str) -> String {
+    format!("{name}.mutex")
+}
+
 impl NamedMutex {
     /// Opens the mutex called `name`, creating it if there is none, in one
     /// atomic step; [`existed`](Self::existed) tells which happened.
-    /// A new mutex is usable by its owner only ([`DEFAULT_MODE`]).
+    /// A new mutex is usable by its owner only ([`DEFAULT_MODE`]); another
+    /// user's existing one is [`Error::ForeignOwner`] (see [`NamedMutex::options`]).
     pub fn create_or_open(name: &str) -> Result<NamedMutex> {
-        NamedMutex::create_or_open_with_permissions(name, DEFAULT_MODE)
+        NamedMutex::options().create_or_open(name)
     }
 
-    /// As [`create_or_open`](Self::create_or_open), giving a new mutex the
-    /// permission bits `permissions` (Unix, with the umask applied; a
-    /// process must be able to read and write it to lock it). Ignored on
-    /// Windows, where the default security descriptor decides.
-    ///
-    /// ```
-    /// use shmio::NamedMutex;
-    ///
-    /// # let name = format!("shmio-doc-mutex-mode-{}", std::process::id());
-    /// // Any user in the group may lock it.
-    /// let mutex = NamedMutex::create_or_open_with_permissions(&name, 0o660)?;
-    /// drop(mutex.lock()?);
-    /// # Ok::<(), shmio::Error>(())
-    /// ```
-    pub fn create_or_open_with_permissions(name: &str, permissions: u32) -> Result<NamedMutex> {
-        let name = Name::new(name)?;
-        NamedMutex::create_or_open_valid(name.as_str(), permissions, None)
+    /// A builder for the other settings: permissions, trusted owners.
+    pub fn options() -> MutexOptions {
+        MutexOptions::new()
+    }
+
+    /// The mutex of the mapping `name` whose object is `object`, opened
+    /// trusting `trust`. Whoever may write the mapping may lock it: the
+    /// mutex takes its permissions, and trusts the mapping's owner, and
+    /// anyone if others may write the mapping (they can do no more harm
+    /// with its mutex than with its data). It is this mapping's: a mutex
+    /// left by a holder that died is kept (to say so) only for the same
+    /// mapping.
+    pub(crate) fn of_mapping(
+        name: &str,
+        object: &sys::Object,
+        trust: &Trust,
+    ) -> Result<NamedMutex> {
+        let permissions = object.permissions();
+        let mut trust = trust.and(object.owner());
+        if permissions & 0o022 != 0 {
+            trust.allow_any(true);
+        }
+        NamedMutex::create_or_open_valid(
+            &mapping_mutex_name(name),
+            permissions,
+            &trust,
+            object.identity(),
+        )
     }
 
     /// As `create_or_open`, for a name already checked or derived by shmio;
@@ -165,9 +289,11 @@ impl NamedMutex {
     pub(crate) fn create_or_open_valid(
         name: &str,
         permissions: u32,
+        trust: &Trust,
         owner: Option<sys::ObjectId>,
     ) -> Result<NamedMutex> {
-        let (raw, existed) = sys::RawMutex::create_or_open(name, permissions, owner)?;
+        let sharing = Sharing { permissions, trust };
+        let (raw, existed) = sys::RawMutex::create_or_open(name, &sharing, owner)?;
         Ok(NamedMutex {
             raw,
             name: name.to_owned(),

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
+use crate::owner::Trust;
 
 #[cfg(unix)]
 mod unix;
@@ -43,13 +44,36 @@ pub(crate) enum LockState {
     Busy,
 }
 
+/// What an entry of the namespace is (see `crate::registry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux lists names
+pub(crate) enum EntryKind {
+    /// A regular file: a shared-memory object.
+    Object,
+    /// A symlink: a named file-backed mapping, if shmio made it.
+    Link,
+    /// Anything else: a FIFO, a socket, a directory, a device (what it is).
+    Other(&'static str),
+}
+
 /// What the OS shows of one name (see `crate::registry`).
-#[cfg(not(target_os = "linux"))]
 pub(crate) struct ListedName {
+    /// The OS name (`/` + the file name).
     pub os_name: String,
-    pub size: u64,
-    pub holders: Option<u32>,
+    /// What the entry is.
+    pub entry: EntryKind,
+    /// Who owns the entry.
+    pub owner: crate::owner::Owner,
+    /// Whether it belongs to the caller.
+    pub own: bool,
+    /// Whether it carries shmio's mark: its name goes with its last holder.
     pub follows_holders: bool,
+    /// The object's size (a backing file's, for a link the caller may follow).
+    pub size: u64,
+    /// Processes holding a shared lease on it (`/proc/locks`), when known.
+    pub holders: Option<u32>,
+    /// The object's first 8 bytes, which say what shmio made it for (0 when
+    /// they cannot be read).
     pub magic: u64,
 }
 
@@ -71,8 +95,13 @@ pub(crate) fn describe_named(_os_name: &str) -> crate::Result<Option<ListedName>
 
 /// Reclaiming stale names by listing them: not possible here.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn reclaim_if_stale(_os_name: &str) -> crate::Result<bool> {
-    Ok(false)
+pub(crate) fn reclaim_if_stale(
+    _os_name: &str,
+    _dry_run: bool,
+) -> crate::Result<std::result::Result<(), String>> {
+    Err(crate::Error::Unsupported {
+        what: "removing stale names on this platform",
+    })
 }
 
 /// How a region is mapped.
@@ -118,6 +147,9 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
     let target = req.path.display().to_string();
     let mut options = OpenOptions::new();
     options.read(true).write(req.access.writes_object());
+    // Never wait on a FIFO (or a device) someone planted at the path.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = match options.open(req.path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound && req.access.writes_object() => {
@@ -130,11 +162,38 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
         }
         Err(e) => return Err(Error::os("open", target, e)),
     };
-    let size = file
+    let metadata = file
         .metadata()
-        .map_err(|e| Error::os("inspect", target, e))?
-        .len();
-    Ok((file, size))
+        .map_err(|e| Error::os("inspect", target.clone(), e))?;
+    if !metadata.is_file() {
+        return Err(Error::WrongKind {
+            name: target,
+            expected: "a regular file to back a mapping",
+        });
+    }
+    Ok((file, metadata.len()))
+}
+
+/// How long an opener waits for the creator of an object that is published
+/// before it is set up (see [`NamedRequest::ready`]).
+#[cfg(not(target_os = "linux"))]
+pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (bounded by [`READY_WAIT`]) until `ready` says the creator of
+/// `object` has set it up. Whether it has is for the caller to check again:
+/// one that never was is not what the caller expected.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn await_ready(
+    object: &mut Object,
+    ready: &dyn Fn(&Region) -> bool,
+    name: &str,
+) -> Result<()> {
+    let region = object.map(object.size(), Access::ReadOnly, name)?;
+    let start = std::time::Instant::now();
+    while !ready(&region) && start.elapsed() < READY_WAIT {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// The largest length this process can map.
@@ -192,7 +251,6 @@ impl Region {
 pub(crate) type ObjectId = [u64; 2];
 
 /// Everything the OS needs to create or open a named object.
-#[derive(Debug)]
 pub(crate) struct NamedRequest<'a> {
     /// The user's name, for error messages.
     pub name: &'a str,
@@ -205,16 +263,34 @@ pub(crate) struct NamedRequest<'a> {
     pub mode: u32,
     /// Whether the name outlives its holders.
     pub persistent: bool,
+    /// Whether a creator leaves the object's memory to be allocated on first
+    /// touch rather than reserving it now (Linux: elsewhere the OS decides).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub sparse: bool,
     /// How the opener maps it.
     pub access: Access,
     /// A backing file, when the named mapping is file-backed.
     pub file: Option<&'a Path>,
+    /// Whose objects, besides the caller's own, may be opened.
+    pub trust: &'a Trust,
     /// Open a stale name (one whose holders all died) as it is, rather
     /// than removing it and starting afresh: for a mutex's segment, whose
     /// state says that its holder died. Only Linux keeps stale names.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub keep_stale: bool,
+    /// Sets up a new object before anyone else can use it (before its name
+    /// is published where the OS allows; see `ready`).
+    pub init: Option<InitHook<'a>>,
+    /// Whether an existing object has been set up by its creator. Where a
+    /// name is published before its creator's `init` has run (Windows,
+    /// macOS), an opener waits (bounded) for this; where it never is
+    /// (Linux), an opener never waits.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    pub ready: Option<&'a dyn Fn(&Region) -> bool>,
 }
+
+/// Sets up a new object's memory (see [`NamedRequest::init`]).
+pub(crate) type InitHook<'a> = &'a dyn Fn(&Region) -> Result<()>;
 
 /// A named object and whether it was there before.
 pub(crate) struct Opened {

@@ -101,42 +101,23 @@ impl Object {
         self.lease.as_ref().map(Lease::os_name)
     }
 
-    /// Grows (or shrinks) the object to `len` bytes.
+    /// Grows the object to `len` bytes, reserving the new part where the
+    /// platform can (see `grow`).
     pub(crate) fn set_len(&mut self, len: u64, target: &str) -> Result<()> {
-        check_space(&self.fd, self.size, len, target)?;
-        rustix::fs::ftruncate(&self.fd, len).map_err(|e| size_error("resize", target, len, e))?;
+        grow(&self.fd, self.size, len, target)?;
         self.size = len;
         Ok(())
     }
 
+    /// Who owns the object.
+    pub(crate) fn owner(&self) -> Option<crate::owner::Owner> {
+        let stat = rustix::fs::fstat(&self.fd).ok()?;
+        Some(crate::owner::Owner::Uid(stat.st_uid))
+    }
+
     /// Maps the first `len` bytes of the object.
     pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
-        let len_usize = super::checked_len(len, target)?;
-        let prot = if access.writable_memory() {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
-        let flags = if access == Access::CopyOnWrite {
-            MapFlags::PRIVATE
-        } else {
-            MapFlags::SHARED
-        };
-        // SAFETY: a fresh mapping at an address the kernel chooses (null hint)
-        // cannot overlap memory Rust already uses; `len_usize` is non-zero
-        // (checked_len) and the result is owned by the returned `Region`.
-        let ptr =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len_usize, prot, flags, &self.fd, 0) }
-                .map_err(|e| size_error("map", target, len, e))?;
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Os {
-            op: "map",
-            target: target.to_owned(),
-            source: io::Error::other("mmap returned a null address"),
-        })?;
-        Ok(Region {
-            ptr,
-            len: len_usize,
-        })
+        map_fd(&self.fd, len, access, target)
     }
 
     /// Wraps a descriptor this process owns; the access follows how it was opened.
@@ -174,6 +155,35 @@ impl Drop for Object {
             lease.release(&self.fd);
         }
     }
+}
+
+/// Maps the first `len` bytes of `fd`.
+fn map_fd(fd: &OwnedFd, len: u64, access: Access, target: &str) -> Result<Region> {
+    let len_usize = super::checked_len(len, target)?;
+    let prot = if access.writable_memory() {
+        ProtFlags::READ | ProtFlags::WRITE
+    } else {
+        ProtFlags::READ
+    };
+    let flags = if access == Access::CopyOnWrite {
+        MapFlags::PRIVATE
+    } else {
+        MapFlags::SHARED
+    };
+    // SAFETY: a fresh mapping at an address the kernel chooses (null hint)
+    // cannot overlap memory Rust already uses; `len_usize` is non-zero
+    // (checked_len) and the result is owned by the returned `Region`.
+    let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len_usize, prot, flags, fd, 0) }
+        .map_err(|e| size_error("map", target, len, e))?;
+    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Os {
+        op: "map",
+        target: target.to_owned(),
+        source: io::Error::other("mmap returned a null address"),
+    })?;
+    Ok(Region {
+        ptr,
+        len: len_usize,
+    })
 }
 
 /// How long an opener waits for another program's creator to size its object.

@@ -74,6 +74,12 @@ impl Object {
         None
     }
 
+    /// Who owns the section, if Windows says (see [`owner_of`]).
+    pub(crate) fn owner(&self) -> Option<crate::owner::Owner> {
+        let section = self.section.as_ref()?;
+        owner_of(section.as_raw_handle()).map(crate::owner::Owner::Sid)
+    }
+
     /// The OS name whose lifetime this handle shares: every named section's.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -189,16 +195,13 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         let section = open_section(&wide, req)?;
         let size = section_size(section.as_raw_handle(), FILE_MAP_READ)
             .map_err(|code| win_error("inspect", req.name, 0, code))?;
-        return Ok(Opened {
-            object: Object {
-                section: Some(section),
-                file: None,
-                size,
-                name: Some(req.os_name.to_owned()),
-            },
-            existed: true,
-            adopted_stale: false,
-        });
+        let object = Object {
+            section: Some(section),
+            file: None,
+            size,
+            name: Some(req.os_name.to_owned()),
+        };
+        return opened(object, req);
     }
 
     let mut file = None;
@@ -239,15 +242,171 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             .map_err(|code| win_error("inspect", req.name, 0, code))?;
         file = None;
     }
+    let mut object = Object {
+        section: Some(section),
+        file,
+        size,
+        name: Some(req.os_name.to_owned()),
+    };
+    if existed {
+        return opened(object, req);
+    }
+    // The name is public already: openers wait for `ready` (see NamedRequest).
+    if let Some(init) = req.init {
+        let region = object.map(size, Access::ReadWrite, req.name)?;
+        init(&region)?;
+    }
     Ok(Opened {
-        object: Object {
-            section: Some(section),
-            file,
-            size,
-            name: Some(req.os_name.to_owned()),
-        },
-        existed,
+        object,
+        existed: false,
         adopted_stale: false,
+    })
+}
+
+/// An existing section, once its owner is trusted and (for an object with
+/// a header) its creator has set it up.
+fn opened(mut object: Object, req: &NamedRequest<'_>) -> Result<Opened> {
+    check_owner(&object, req)?;
+    if let Some(ready) = req.ready {
+        super::await_ready(&mut object, ready, req.name)?;
+    }
+    Ok(Opened {
+        object,
+        existed: true,
+        adopted_stale: false,
+    })
+}
+
+/// Refuses a section owned by someone the request does not trust.
+fn check_owner(object: &Object, req: &NamedRequest<'_>) -> Result<()> {
+    match &object.section {
+        Some(section) => check_owner_of(section.as_raw_handle(), req.name, req.trust),
+        None => Ok(()),
+    }
+}
+
+/// Refuses the named kernel object `handle` (a section, a mutex, an event)
+/// if its owner is neither this process's user (or the owner its token
+/// gives new objects) nor one `trust` accepts.
+///
+/// A handle that may not read its object's security descriptor, or an
+/// object with no owner in it, cannot be told apart: it is accepted, since
+/// Windows let the caller open it at all (a named object's default DACL
+/// admits only its creator, SYSTEM and administrators).
+pub(crate) fn check_owner_of(
+    handle: HANDLE,
+    name: &str,
+    trust: &crate::owner::Trust,
+) -> Result<()> {
+    let Some(owner) = owner_of(handle) else {
+        return Ok(());
+    };
+    if current_owners().contains(&owner) {
+        return Ok(());
+    }
+    let owner = crate::owner::Owner::Sid(owner);
+    if trust.allows(&owner) {
+        return Ok(());
+    }
+    Err(Error::ForeignOwner {
+        name: name.to_owned(),
+        owner,
+    })
+}
+
+/// The owner SID of the kernel object `handle`, as text, if Windows says.
+fn owner_of(handle: HANDLE) -> Option<String> {
+    use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_KERNEL_OBJECT};
+    use windows_sys::Win32::Security::{OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID};
+    let mut owner: PSID = std::ptr::null_mut();
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `handle` is a live handle; the out pointers are valid; the
+    // descriptor Windows allocates is freed below, and `owner` points into it.
+    let code = unsafe {
+        GetSecurityInfo(
+            handle,
+            SE_KERNEL_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            &mut owner,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if code != 0 {
+        return None;
+    }
+    let text = sid_text(owner);
+    // SAFETY: `descriptor` was allocated by GetSecurityInfo for the caller to free.
+    unsafe { windows_sys::Win32::Foundation::LocalFree(descriptor) };
+    text
+}
+
+/// A SID as text (`S-1-5-...`), or `None` for a null or bad one.
+fn sid_text(sid: windows_sys::Win32::Security::PSID) -> Option<String> {
+    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+    if sid.is_null() {
+        return None;
+    }
+    let mut text: windows_sys::core::PWSTR = std::ptr::null_mut();
+    // SAFETY: `sid` is a valid SID; Windows allocates `text`, freed below.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {
+        return None;
+    }
+    // SAFETY: `text` is a NUL-terminated UTF-16 string Windows just made.
+    let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+    // SAFETY: `len` UTF-16 units were just counted in that string.
+    let units = unsafe { std::slice::from_raw_parts(text, len) };
+    let string = String::from_utf16_lossy(units);
+    // SAFETY: `text` was allocated by ConvertSidToStringSidW for the caller to free.
+    unsafe { windows_sys::Win32::Foundation::LocalFree(text.cast()) };
+    Some(string)
+}
+
+/// The SIDs that own objects this process makes: its token's user and its
+/// default owner (the Administrators group, for an elevated administrator).
+fn current_owners() -> &'static [String] {
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, TokenOwner, TokenUser, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    static OWNERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    OWNERS.get_or_init(|| {
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: the pseudo-handle of this process; `token` is written on success.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Vec::new();
+        }
+        // SAFETY: a token handle this process now owns.
+        let token = unsafe { OwnedHandle::from_raw_handle(token) };
+        let query = |class| {
+            let mut buffer = vec![0u64; 128];
+            let mut len = 0u32;
+            // SAFETY: `buffer` is writable for its size in bytes, 8-aligned.
+            let ok = unsafe {
+                GetTokenInformation(
+                    token.as_raw_handle(),
+                    class,
+                    buffer.as_mut_ptr().cast(),
+                    (buffer.len() * 8) as u32,
+                    &mut len,
+                )
+            };
+            (ok != 0).then_some(buffer)
+        };
+        let mut owners = Vec::new();
+        if let Some(buffer) = query(TokenUser) {
+            // SAFETY: GetTokenInformation filled the buffer with a TOKEN_USER.
+            let user = unsafe { &*buffer.as_ptr().cast::<TOKEN_USER>() };
+            owners.extend(sid_text(user.User.Sid));
+        }
+        if let Some(buffer) = query(TokenOwner) {
+            // SAFETY: GetTokenInformation filled the buffer with a TOKEN_OWNER.
+            let owner = unsafe { &*buffer.as_ptr().cast::<TOKEN_OWNER>() };
+            owners.extend(sid_text(owner.Owner));
+        }
+        owners
     })
 }
 
@@ -258,8 +417,9 @@ pub(crate) fn remove_named(_name: &str, _os_name: &str) -> Result<()> {
     })
 }
 
-/// A new unnamed section backed by the paging file.
-pub(crate) fn anonymous(size: u64) -> Result<Object> {
+/// A new unnamed section backed by the paging file; its memory is committed
+/// (reserved) by the kernel, so `_sparse` changes nothing.
+pub(crate) fn anonymous(size: u64, _sparse: bool) -> Result<Object> {
     const TARGET: &str = "anonymous mapping";
     let (section, _) = create_section(INVALID_HANDLE_VALUE, PAGE_READWRITE, size, None)
         .map_err(|code| win_error("create", TARGET, size, code))?;
@@ -339,6 +499,8 @@ fn open_section(wide_name: &[u16], req: &NamedRequest<'_>) -> Result<OwnedHandle
         Access::ReadOnly => FILE_MAP_READ,
         Access::CopyOnWrite => FILE_MAP_READ | FILE_MAP_COPY,
     };
+    // READ_CONTROL, to read the owner (see `check_owner_of`).
+    let desired = desired | windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
     // SAFETY: the name is NUL-terminated and outlives the call.
     let handle = unsafe { OpenFileMappingW(desired, 0, wide_name.as_ptr()) };
     if handle.is_null() {

@@ -68,13 +68,16 @@ impl RawMutex {
     /// descriptor, not from Unix permission bits: `_mode` is not used.
     pub(crate) fn create_or_open(
         name: &str,
-        _mode: u32,
+        sharing: &crate::sync::segment::Sharing<'_>,
         _owner: Option<super::ObjectId>,
     ) -> Result<(RawMutex, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
         let (handle, existed) = owned_or_error(handle, name, "a mutex")?;
+        if existed {
+            super::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
+        }
         Ok((
             RawMutex {
                 handle,
@@ -126,11 +129,18 @@ pub(crate) struct RawEvent {
 impl RawEvent {
     /// Creates (unset) or opens the event called `name`; whether it existed.
     /// As for the mutex, `_mode` is not used on Windows.
-    pub(crate) fn create_or_open(name: &str, manual: bool, _mode: u32) -> Result<(RawEvent, bool)> {
+    pub(crate) fn create_or_open(
+        name: &str,
+        manual: bool,
+        sharing: &crate::sync::segment::Sharing<'_>,
+    ) -> Result<(RawEvent, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateEventW(std::ptr::null(), i32::from(manual), 0, wide.as_ptr()) };
         let (handle, existed) = owned_or_error(handle, name, "an event")?;
+        if existed {
+            super::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
+        }
         Ok((RawEvent { handle, manual }, existed))
     }
 
@@ -232,7 +242,14 @@ const SLICE: Duration = Duration::from_millis(10);
 impl Doorbell {
     /// The doorbell `which` of the channel called `name`: the event `NAME@which`.
     pub(crate) fn open(name: &str, which: &str) -> Result<Doorbell> {
-        let (event, _) = RawEvent::create_or_open(&format!("{name}@{which}"), false, 0)?;
+        let (event, _) = RawEvent::create_or_open(
+            &format!("{name}@{which}"),
+            false,
+            &crate::sync::segment::Sharing {
+                permissions: crate::mapping::DEFAULT_MODE,
+                trust: &crate::owner::Trust::OWN,
+            },
+        )?;
         Ok(Doorbell { event })
     }
 

@@ -6,14 +6,14 @@ use std::hint::spin_loop;
 use std::process::Stdio;
 use std::time::Instant;
 
-use shmio::{Channel, ChannelOptions, Error};
+use shmio::{Channel, ChannelGeometry, Error};
 
 use super::harness::{timed, Side};
 use super::proc::{self, watchdog, Commands, Kid, OnStall};
 use super::{check_message, stamp, Result, STOP, WARMUP};
 
 /// The round-trip channels: 8-byte messages, a few slots.
-const ROUND_TRIP: ChannelOptions = ChannelOptions {
+const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
     capacity: 16,
     max_message_size: 8,
 };
@@ -225,7 +225,7 @@ pub struct Throughput {
 
 impl Throughput {
     pub fn start(name: &str, size: usize, capacity: u32, in_place: bool) -> Result<Throughput> {
-        let options = ChannelOptions {
+        let options = ChannelGeometry {
             capacity,
             max_message_size: u32::try_from(size)?,
         };

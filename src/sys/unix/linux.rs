@@ -4,38 +4,73 @@
 //! CPython's `SharedMemory`) looks for it. A named file-backed mapping is a
 //! symlink there to the backing file, owned by the user who made it.
 //!
-//! **Creating** is one atomic step that never shows a half-made object: the
-//! object is made unnamed (`O_TMPFILE`), sized, locked, and only then linked
-//! under its name with `linkat`, which fails with `EEXIST` if the name is
-//! taken. So an object made by shmio is never seen at size 0 (one made by
-//! another program may be: an opener waits, bounded, for it to be sized).
+//! `/dev/shm` is writable by every user, so every entry in it may belong to
+//! someone hostile. shmio looks at an entry (`statat` without following it)
+//! before it opens it, opens only regular files, never with a path that
+//! follows a link it has not checked (`O_NOFOLLOW`), and never so that the
+//! open can wait (`O_NONBLOCK`): a FIFO, a socket or a device planted under a
+//! name is refused by name, never waited on. It follows a symlink only if
+//! its owner is the caller or one the caller trusts, and it opens no other
+//! user's object unless the caller said to trust that owner
+//! ([`crate::Error::ForeignOwner`]).
 //!
-//! **Lifetime.** An object whose name follows its holders carries the sticky
-//! bit (`S_ISVTX`, which Linux ignores on regular files): that is the mark.
-//! Each holder keeps a shared `flock` on it; the kernel drops the lock when
-//! the holder closes or dies, `kill -9` included. A closing holder tries to
-//! take the lock exclusively: if it can, nobody else holds the object, and it
-//! removes the name (after checking that the name still points at the same
-//! object). A name whose holders all died is stale: any opener can take the
-//! exclusive lock, and removes it before going on. An object without the mark
-//! (persistent, or made by another program) is never removed by shmio except
-//! by `Mapping::remove`.
+//! **Creating** is one atomic step that never shows a half-made object: the
+//! object is made unnamed (`O_TMPFILE`), sized, its memory reserved
+//! (`fallocate`, so that a full `/dev/shm` is `NoSpace` now rather than
+//! `SIGBUS` at a later first touch), marked, locked, set up (a mutex's,
+//! event's or channel's header), and only then linked under its name with
+//! `linkat`, which fails with `EEXIST` if the name is taken. So an object made
+//! by shmio is never seen at size 0 or half set up (one made by another
+//! program may be at size 0: an opener waits, bounded, for it to be sized).
+//!
+//! **The mark.** An object whose name follows its holders carries shmio's
+//! mark: an access time of exactly 2100-01-01T00:00:00 UTC whose nanoseconds
+//! are a hash of the object's device and inode ([`MARK_SECONDS`],
+//! [`mark_nanos`]). No program leaves such a time by accident, a copy of the
+//! file (another inode) does not carry a valid one, and only the owner (or
+//! root) can set a file's times, so no other user can mark or unmark it. A
+//! time in the future is never moved by `relatime` or `noatime` mounts, and
+//! shmio opens its own objects with `O_NOATIME`. shmio removes nothing
+//! without this mark: not CPython's segments, not plain files, not other
+//! programs' links, and by default nothing of another user's.
+//!
+//! **Lifetime.** Each holder of a marked object keeps a shared `flock` on it;
+//! the kernel drops the lock when the holder closes or dies, `kill -9`
+//! included. A closing holder tries to take the lock exclusively: if it can,
+//! nobody else holds the object, and it removes the name, if the name still
+//! is this very object (same device and inode: the name may have been
+//! renamed away and given to another object meanwhile). A name whose holders
+//! all died is stale: an opener that finds it so (the exclusive lock is
+//! free) removes it, if it is the opener's own, and starts again. An object
+//! without the mark (persistent, or made by another program) is never
+//! removed by shmio except by `Mapping::remove`.
 //!
 //! **Opening** takes the shared lock and then checks that the name still
 //! points at the object it opened, which closes the race with a holder that
 //! removed the name between our `open` and our `flock`.
+//!
+//! One race stays open: between checking that a name is still an object's
+//! and unlinking it, a process of the same user (or root) could rename that
+//! object away and put another under the name, which would then be removed.
+//! Linux has no "unlink if it is this inode"; the window is a few
+//! microseconds, and no other user can rename the caller's entries (the
+//! directory is sticky).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RenameFlags, Stat, CWD};
 use rustix::io::Errno;
 
-use super::{check_space, entry_id, open_file, os_error, stat_size, wait_for_size, FileId, Object};
+use super::{entry_id, open_file, os_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
-use crate::sys::{file_mapping_len, Disposition, FileRequest, NamedRequest, Opened};
+use crate::owner::Owner;
+use crate::sys::{
+    file_mapping_len, Access, Disposition, EntryKind, FileRequest, ListedName, NamedRequest, Opened,
+};
 
 /// What every OS name starts with.
 pub(crate) const OS_NAME_PREFIX: &str = "/";
@@ -45,8 +80,8 @@ pub(crate) const OS_NAME_MAX_BYTES: usize = 256;
 /// Where named objects live (glibc's `shm_open` directory).
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 
-/// The mark of an object whose name is removed by its last holder.
-const FOLLOWS_HOLDERS: u32 = 0o1000;
+/// The seconds of a marked object's access time: 2100-01-01T00:00:00 UTC.
+const MARK_SECONDS: i64 = 4_102_444_800;
 /// How long an opener keeps retrying while others create or remove the name.
 const CONTENTION_WAIT: Duration = Duration::from_secs(5);
 
@@ -66,20 +101,81 @@ fn shm_dir() -> Result<BorrowedFd<'static>> {
     }
 }
 
+/// The nanoseconds of the mark of the object `id`: a hash of its identity,
+/// so that a copy (another inode) carries no valid mark.
+fn mark_nanos(id: FileId) -> u32 {
+    let mut x = id.dev ^ id.ino.rotate_left(32) ^ 0x7368_6d69_6f21_6d6b;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((x ^ (x >> 31)) % 1_000_000_000) as u32
+}
+
+/// Whether the entry or object `stat` describes carries shmio's mark.
+#[allow(clippy::unnecessary_cast)] // the stat fields' types differ between architectures
+fn is_marked(stat: &Stat) -> bool {
+    stat.st_atime as i64 == MARK_SECONDS
+        && stat.st_atime_nsec as u64 == u64::from(mark_nanos(FileId::of(stat)))
+}
+
+/// The access time that marks the object `id` (its modification time is kept).
+fn mark_times(id: FileId) -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: MARK_SECONDS,
+            tv_nsec: mark_nanos(id).into(),
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+    }
+}
+
+/// This process's effective user id.
+fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// What shmio expected instead of an entry of type `file_type`, saying
+/// what the entry is.
+fn expected_object(file_type: FileType) -> &'static str {
+    match file_type {
+        FileType::Directory => "a shared-memory object (it is a directory)",
+        FileType::Fifo => "a shared-memory object (it is a FIFO)",
+        FileType::Socket => "a shared-memory object (it is a socket)",
+        FileType::CharacterDevice => "a shared-memory object (it is a character device)",
+        FileType::BlockDevice => "a shared-memory object (it is a block device)",
+        FileType::Symlink => "a shared-memory object (it is a link to something else)",
+        _ => "a shared-memory object",
+    }
+}
+
+/// The error for a name in `/dev/shm` that is not a shared-memory object.
+fn not_shared_memory(name: &str, file_type: FileType) -> Error {
+    Error::WrongKind {
+        name: name.to_owned(),
+        expected: expected_object(file_type),
+    }
+}
+
+/// Refuses an entry owned by someone the request does not trust.
+fn check_owner(stat: &Stat, req: &NamedRequest<'_>) -> Result<()> {
+    let owner = Owner::Uid(stat.st_uid);
+    if stat.st_uid == current_uid() || req.trust.allows(&owner) {
+        return Ok(());
+    }
+    Err(Error::ForeignOwner {
+        name: req.name.to_owned(),
+        owner,
+    })
+}
+
 /// A holder's share in a name that follows its holders.
 pub(crate) struct Lease {
     os_name: String,
-    /// How the last holder tells that the name still points at its object.
-    check: NameCheck,
-}
-
-/// How a closing holder tells that the name is still its object's.
-enum NameCheck {
-    /// The object is a file in `/dev/shm` that was only ever linked under
-    /// this name: a link count of 1 says the name is still its own.
-    LinkCount,
-    /// The name is a symlink to a backing file: the symlink itself must be the one we saw.
-    Entry(FileId),
+    /// What the name must still be for the last holder to remove it: the
+    /// object itself, or the symlink to a backing file.
+    entry: FileId,
 }
 
 impl Lease {
@@ -88,7 +184,8 @@ impl Lease {
         &self.os_name
     }
 
-    /// Called as the holder closes `lock_fd`: removes the name if this is the last holder.
+    /// Called as the holder closes `lock_fd`: removes the name if this is
+    /// the last holder and the name is still the object it holds.
     pub(crate) fn release(self, lock_fd: &OwnedFd) {
         // Converting shared to exclusive drops the shared lock first (flock(2)),
         // so of several holders closing at once, the last one succeeds.
@@ -96,17 +193,13 @@ impl Lease {
             return;
         }
         let Ok(dir) = shm_dir() else { return };
-        let entry = entry_of(&self.os_name);
-        // While we hold the exclusive lock, no other holder can remove this
-        // object's name, and no creator can link a new object under it.
-        let still_ours = match self.check {
-            NameCheck::LinkCount => rustix::fs::fstat(lock_fd).is_ok_and(|stat| stat.st_nlink > 0),
-            NameCheck::Entry(id) => entry_id(dir, entry) == Some(id),
-        };
-        if still_ours {
-            let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
-        }
+        unlink_if(dir, entry_of(&self.os_name), self.entry);
     }
+}
+
+/// Removes `entry` if it is the object (or link) `id`; whether it did.
+fn unlink_if(dir: BorrowedFd<'_>, entry: &str, id: FileId) -> bool {
+    entry_id(dir, entry) == Some(id) && rustix::fs::unlinkat(dir, entry, AtFlags::empty()).is_ok()
 }
 
 /// The file name in `/dev/shm` for an OS name.
@@ -150,7 +243,16 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
                 });
             }
         }
-        match open_entry(dir, entry, req)? {
+        let found = match open_entry(dir, entry, req) {
+            // `create` only needs to know that the name is taken.
+            Err(Error::ForeignOwner { .. }) if how == Disposition::Create => {
+                return Err(Error::AlreadyExists {
+                    name: req.name.to_owned(),
+                })
+            }
+            found => found?,
+        };
+        match found {
             Found::Live(..) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
                     name: req.name.to_owned(),
@@ -184,6 +286,68 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
     }
 }
 
+/// Reserves the memory of bytes `from..to` of `fd` (`fallocate`), so a
+/// created object can always be written in full; on a file system that
+/// cannot reserve, checks that it has room (see [`super::check_space`]).
+///
+/// Memory-backed file systems (`/dev/shm`, memfd) are sized in memory the
+/// kernel does not check before it starts allocating: a reservation larger
+/// than the memory left would run the machine into the OOM killer before
+/// it failed. So a large one is refused first if it exceeds the memory
+/// (and swap) still available.
+fn reserve(fd: &OwnedFd, from: u64, to: u64, target: &str) -> Result<()> {
+    /// Below this, a reservation cannot hurt the machine: no need to look.
+    const LARGE: u64 = 16 << 20;
+    /// `statfs`'s `f_type` of tmpfs (and of memfd's internal mount).
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    if to <= from {
+        return Ok(());
+    }
+    let in_memory = || {
+        rustix::fs::fstatfs(fd).is_ok_and(|fs| {
+            #[allow(clippy::unnecessary_cast)] // f_type's type differs between architectures
+            let kind = fs.f_type as u64;
+            kind == TMPFS_MAGIC
+        })
+    };
+    if to - from >= LARGE && in_memory() && to - from > available_memory() {
+        return Err(Error::NoSpace {
+            size: to,
+            target: target.to_owned(),
+        });
+    }
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), from, to - from) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => super::check_space(fd, from, to, target),
+        Err(errno) => Err(super::size_error("reserve", target, to, errno)),
+    }
+}
+
+/// The memory and swap the kernel says are still available, in bytes
+/// (`/proc/meminfo`); unbounded if it cannot be read.
+fn available_memory() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return u64::MAX;
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    match (field("MemAvailable:"), field("SwapFree:")) {
+        (Some(memory), swap) => memory
+            .saturating_add(swap.unwrap_or(0))
+            .saturating_mul(1024),
+        (None, _) => u64::MAX,
+    }
+}
+
 /// Makes a new object and links it under `entry`; `None` if the name is taken.
 fn create_object(
     dir: BorrowedFd<'_>,
@@ -191,33 +355,45 @@ fn create_object(
     req: &NamedRequest<'_>,
 ) -> Result<Option<Object>> {
     let follows_holders = !req.persistent;
-    let mut mode = req.mode & 0o777;
-    if follows_holders {
-        mode |= FOLLOWS_HOLDERS;
-    }
     let fd = rustix::fs::openat(
         dir,
         ".",
         OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
+        Mode::from_raw_mode(req.mode & 0o777),
     )
     .map_err(|e| os_error("create", req.name, e))?;
     let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
-    check_space(&fd, 0, size, req.name)?;
+    if req.sparse {
+        super::check_space(&fd, 0, size, req.name)?;
+    }
     rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", req.name, size, e))?;
+    if !req.sparse {
+        reserve(&fd, 0, size, req.name)?;
+    }
+    let id = FileId::of(&rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?);
     if follows_holders {
+        rustix::fs::futimens(&fd, &mark_times(id)).map_err(|e| os_error("mark", req.name, e))?;
         // Nobody else can reach an unnamed object: this never waits.
         rustix::fs::flock(&fd, FlockOperation::LockShared)
             .map_err(|e| os_error("lock", req.name, e))?;
     }
-    if !link_unnamed(&fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
+    let mut object = Object {
+        fd,
+        size,
+        lease: None,
+    };
+    if let Some(init) = req.init {
+        let region = object.map(size, Access::ReadWrite, req.name)?;
+        init(&region)?;
+    }
+    if !link_unnamed(&object.fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
         return Ok(None);
     }
-    let lease = follows_holders.then(|| Lease {
+    object.lease = follows_holders.then(|| Lease {
         os_name: req.os_name.to_owned(),
-        check: NameCheck::LinkCount,
+        entry: id,
     });
-    Ok(Some(Object { fd, size, lease }))
+    Ok(Some(object))
 }
 
 /// Gives the `O_TMPFILE` object `fd` the name `entry`; `false` if it is taken.
@@ -242,7 +418,9 @@ fn link_unnamed(
     }
 }
 
-/// Opens (creating if needed) and sizes the backing file, then links it under `entry`.
+/// Opens (creating if needed) and sizes the backing file, then links it
+/// under `entry`: the link is made and marked under a private name, then
+/// renamed into place only if `entry` is free, so no one sees it unmarked.
 fn create_file_link(
     dir: BorrowedFd<'_>,
     entry: &str,
@@ -264,103 +442,151 @@ fn create_file_link(
     let absolute = path
         .canonicalize()
         .map_err(|e| Error::os("resolve", target.clone(), e))?;
-    match rustix::fs::symlinkat(absolute.as_path(), dir, entry) {
-        Ok(()) => {}
-        Err(Errno::EXIST) => return Ok(None),
-        Err(errno) => return Err(os_error("name", req.name, errno)),
-    }
-    let id = entry_id(dir, entry).ok_or_else(|| Error::NotFound {
-        name: req.name.to_owned(),
-    })?;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let private = format!(
+        ".shmio-link-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    rustix::fs::symlinkat(absolute.as_path(), dir, private.as_str())
+        .map_err(|e| os_error("name", req.name, e))?;
+    let published = entry_id(dir, &private).ok_or(Errno::NOENT).and_then(|id| {
+        rustix::fs::utimensat(
+            dir,
+            private.as_str(),
+            &mark_times(id),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        rustix::fs::renameat_with(dir, private.as_str(), dir, entry, RenameFlags::NOREPLACE)?;
+        Ok(id)
+    });
+    let id = match published {
+        Ok(id) => id,
+        Err(errno) => {
+            let _ = rustix::fs::unlinkat(dir, private.as_str(), AtFlags::empty());
+            if errno == Errno::EXIST {
+                return Ok(None);
+            }
+            return Err(os_error("name", req.name, errno));
+        }
+    };
     object.size = len;
     object.lease = Some(Lease {
         os_name: req.os_name.to_owned(),
-        check: NameCheck::Entry(id),
+        entry: id,
     });
     Ok(Some(object))
 }
 
-/// Opens the object named `entry`, reclaiming it if stale.
-fn open_entry(dir: BorrowedFd<'_>, entry: &str, req: &NamedRequest<'_>) -> Result<Found> {
+/// The open flags for an existing object: never waiting, and (`noatime`,
+/// for an object the caller owns) not touching the access time, which
+/// holds the mark.
+fn open_flags(req: &NamedRequest<'_>, noatime: bool) -> OFlags {
     let access = if req.access.writes_object() {
         OFlags::RDWR
     } else {
         OFlags::RDONLY
     };
-    let fd = match rustix::fs::openat(
-        dir,
-        entry,
-        access | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
+    let flags = access | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    if noatime {
+        flags | OFlags::NOATIME
+    } else {
+        flags
+    }
+}
+
+/// Opens the object named `entry`, reclaiming it if stale.
+fn open_entry(dir: BorrowedFd<'_>, entry: &str, req: &NamedRequest<'_>) -> Result<Found> {
+    let seen = match rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
         Err(Errno::NOENT) => return Ok(Found::Missing),
-        Err(Errno::LOOP) => return open_file_link(dir, entry, req, access),
+        Err(errno) => return Err(os_error("inspect", req.name, errno)),
+    };
+    check_owner(&seen, req)?;
+    match FileType::from_raw_mode(seen.st_mode) {
+        FileType::RegularFile => open_object(dir, entry, req, &seen),
+        FileType::Symlink => open_file_link(dir, entry, req, &seen),
+        other => Err(not_shared_memory(req.name, other)),
+    }
+}
+
+/// Opens the regular file `entry`, seen as `seen`.
+fn open_object(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+    seen: &Stat,
+) -> Result<Found> {
+    let flags = open_flags(req, seen.st_uid == current_uid()) | OFlags::NOFOLLOW;
+    let fd = match rustix::fs::openat(dir, entry, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // Gone or replaced by a link since we looked: look again.
+        Err(Errno::NOENT | Errno::LOOP) => return Ok(Found::Retry),
         Err(errno) => return Err(os_error("open", req.name, errno)),
     };
     let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(not_shared_memory(req.name));
+    let id = FileId::of(&stat);
+    if id != FileId::of(seen) {
+        return Ok(Found::Retry);
     }
-    let check = (stat.st_mode & FOLLOWS_HOLDERS != 0).then_some(NameCheck::LinkCount);
+    let lease = is_marked(&stat).then_some(id);
+    hold(dir, entry, req, fd, (stat_size(&stat), seen.st_uid), lease)
+}
+
+/// Opens the backing file of a named file-backed mapping through its link,
+/// seen as `seen` (its owner already checked).
+fn open_file_link(
+    dir: BorrowedFd<'_>,
+    entry: &str,
+    req: &NamedRequest<'_>,
+    seen: &Stat,
+) -> Result<Found> {
+    let fd = match rustix::fs::openat(dir, entry, open_flags(req, false), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) if entry_id(dir, entry) == Some(FileId::of(seen)) => {
+            return Err(Error::NotFound {
+                name: format!("{} (its backing file is gone)", req.name),
+            })
+        }
+        Err(Errno::NOENT) => return Ok(Found::Retry),
+        Err(errno) => return Err(os_error("open", req.name, errno)),
+    };
+    let target = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
+    let target_type = FileType::from_raw_mode(target.st_mode);
+    if target_type != FileType::RegularFile {
+        return Err(Error::WrongKind {
+            name: req.name.to_owned(),
+            expected: "a link to a regular file",
+        });
+    }
+    let link = FileId::of(seen);
+    if entry_id(dir, entry) != Some(link) {
+        return Ok(Found::Retry);
+    }
+    let lease = is_marked(seen).then_some(link);
     hold(
         dir,
         entry,
         req,
         fd,
-        (FileId::of(&stat), stat_size(&stat)),
-        check,
+        (stat_size(&target), seen.st_uid),
+        lease,
     )
 }
 
-/// Opens the backing file of a named file-backed mapping through its link.
-fn open_file_link(
-    dir: BorrowedFd<'_>,
-    entry: &str,
-    req: &NamedRequest<'_>,
-    access: OFlags,
-) -> Result<Found> {
-    let link = match rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(link) => link,
-        Err(Errno::NOENT) => return Ok(Found::Missing),
-        Err(errno) => return Err(os_error("inspect", req.name, errno)),
-    };
-    // /dev/shm is writable by everyone: follow only our own links.
-    if link.st_uid != rustix::process::geteuid().as_raw() {
-        return Err(Error::PermissionDenied {
-            op: "follow another user's link",
-            target: req.name.to_owned(),
-        });
-    }
-    let fd = match rustix::fs::openat(dir, entry, access | OFlags::CLOEXEC, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => {
-            return Err(Error::NotFound {
-                name: format!("{} (its backing file is gone)", req.name),
-            })
-        }
-        Err(errno) => return Err(os_error("open", req.name, errno)),
-    };
-    let size = rustix::fs::fstat(&fd)
-        .map(|stat| stat_size(&stat))
-        .map_err(|e| os_error("inspect", req.name, e))?;
-    let id = FileId::of(&link);
-    hold(dir, entry, req, fd, (id, size), Some(NameCheck::Entry(id)))
-}
-
-/// Becomes a holder of the object `fd`, found under `entry` with identity
-/// `id` and size `size`; `check` is how its last holder will recognise the
-/// name, or `None` for a name that does not follow its holders.
+/// Becomes a holder of the object `fd` of `size` bytes, found under `entry`
+/// (owned by `owner_uid`); `lease` is the identity its last holder will find
+/// under the name, or `None` for a name that does not follow its holders.
 fn hold(
     dir: BorrowedFd<'_>,
     entry: &str,
     req: &NamedRequest<'_>,
     fd: OwnedFd,
-    (id, size): (FileId, u64),
-    check: Option<NameCheck>,
+    (size, owner_uid): (u64, u32),
+    lease: Option<FileId>,
 ) -> Result<Found> {
     let mut adopted_stale = false;
-    if check.is_some() {
+    if let Some(id) = lease {
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             if req.keep_stale {
                 // Keep it, as one more holder. Converting the lock is not
@@ -373,7 +599,7 @@ fn hold(
                 }
                 adopted_stale = true;
             } else {
-                reclaim_stale(dir, entry, id, req)?;
+                reclaim_stale(dir, entry, id, owner_uid, req)?;
                 return Ok(Found::Retry);
             }
         } else {
@@ -387,37 +613,37 @@ fn hold(
             }
         }
     }
-    let size = if size > 0 {
-        size
-    } else {
-        wait_for_size(&fd, req.name)?
+    let size = match size {
+        0 => wait_for_size(&fd, req.name)?,
+        size => size,
     };
-    let lease = check.map(|check| Lease {
+    let lease = lease.map(|entry| Lease {
         os_name: req.os_name.to_owned(),
-        check,
+        entry,
     });
     Ok(Found::Live(Object { fd, size, lease }, adopted_stale))
 }
 
 /// Removes the stale name `entry` (every holder died) if it is still the
-/// object `id`.
+/// object `id` and belongs to the caller (`owner_uid`).
 fn reclaim_stale(
     dir: BorrowedFd<'_>,
     entry: &str,
     id: FileId,
+    owner_uid: u32,
     req: &NamedRequest<'_>,
 ) -> Result<()> {
+    if owner_uid != current_uid() {
+        return Err(Error::PermissionDenied {
+            op: "reclaim the stale name (its holders all died; it belongs to another user)",
+            target: req.name.to_owned(),
+        });
+    }
     if entry_id(dir, entry) != Some(id) {
         return Ok(());
     }
     match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
-        // /dev/shm is sticky: another user's stale name is theirs (or
-        // root's) to remove. Say so rather than retry until the deadline.
-        Err(Errno::PERM | Errno::ACCESS) => Err(Error::PermissionDenied {
-            op: "reclaim the stale name (its holders all died; it belongs to another user)",
-            target: req.name.to_owned(),
-        }),
         Err(errno) => Err(os_error("reclaim the stale name", req.name, errno)),
     }
 }
@@ -434,13 +660,17 @@ pub(crate) fn remove_named(name: &str, os_name: &str) -> Result<()> {
     }
 }
 
-/// A new anonymous object: a sealed memfd, which no holder can shrink under another.
-pub(crate) fn anonymous(size: u64) -> Result<Object> {
+/// A new anonymous object: a sealed memfd, which no holder can shrink under
+/// another, its memory reserved unless `sparse`.
+pub(crate) fn anonymous(size: u64, sparse: bool) -> Result<Object> {
     use rustix::fs::{MemfdFlags, SealFlags};
     const TARGET: &str = "anonymous mapping";
     let fd = rustix::fs::memfd_create("shmio", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| os_error("create", TARGET, e))?;
     rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", TARGET, size, e))?;
+    if !sparse {
+        reserve(&fd, 0, size, TARGET)?;
+    }
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
         .map_err(|e| os_error("seal", TARGET, e))?;
     Ok(Object {
@@ -450,38 +680,21 @@ pub(crate) fn anonymous(size: u64) -> Result<Object> {
     })
 }
 
-/// The error for a name in `/dev/shm` that is not a regular file.
-fn not_shared_memory(name: &str) -> Error {
-    Error::os(
-        "open",
-        name,
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a shared-memory object",
-        ),
-    )
+/// Grows a file-backed object from `current` to `len` bytes, reserving the
+/// new part.
+pub(super) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(|e| super::size_error("resize", target, len, e))?;
+    reserve(fd, current, len, target)
 }
 
-/// What the OS shows of one name in `/dev/shm`.
-pub(crate) struct ListedName {
-    /// The OS name (`/` + the file name).
-    pub os_name: String,
-    /// The object's size (a backing file's, for a link).
-    pub size: u64,
-    /// Processes holding a shared lease on it (`/proc/locks`), when known.
-    pub holders: Option<u32>,
-    /// Whether the name goes with its last holder.
-    pub follows_holders: bool,
-    /// The object's first 8 bytes, which say what shmio made it for.
-    pub magic: u64,
-}
-
-/// Every name in `/dev/shm` this process can see.
+/// Every name in `/dev/shm`, whatever it is; none is opened in a way that
+/// can wait, and no other user's link is followed.
 pub(crate) fn list_named() -> Result<Vec<ListedName>> {
     let locks = flock_holders();
     let entries = std::fs::read_dir(SHM_DIR).map_err(|e| Error::os("list", SHM_DIR, e))?;
     let mut names = Vec::new();
     for entry in entries.flatten() {
+        // shmio's names are UTF-8; another program's may not be, and is not shmio's to show.
         let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
@@ -493,7 +706,7 @@ pub(crate) fn list_named() -> Result<Vec<ListedName>> {
     Ok(names)
 }
 
-/// One name, or `None` if it is gone or not a file or link.
+/// One name, or `None` if there is no such entry.
 pub(crate) fn describe_named(os_name: &str) -> Result<Option<ListedName>> {
     Ok(describe(entry_of(os_name), &flock_holders()))
 }
@@ -503,35 +716,68 @@ fn describe(
     locks: &std::collections::HashMap<(u64, u64), u32>,
 ) -> Option<ListedName> {
     let dir = shm_dir().ok()?;
-    let link = rustix::fs::statat(dir, file_name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    let is_link = FileType::from_raw_mode(link.st_mode) == FileType::Symlink;
-    if !is_link && FileType::from_raw_mode(link.st_mode) != FileType::RegularFile {
-        return None;
-    }
-    let fd = rustix::fs::openat(
-        dir,
-        file_name,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok();
-    let target = match &fd {
-        Some(fd) => rustix::fs::fstat(fd).ok(),
-        None => None,
-    };
-    let stat = target.unwrap_or(link);
-    let mut magic = [0u8; 8];
-    if let Some(fd) = &fd {
-        let _ = rustix::io::pread(fd, &mut magic, 0);
-    }
-    let holders = locks.get(&(stat.st_dev, stat.st_ino)).copied().unwrap_or(0);
-    Some(ListedName {
+    let seen = rustix::fs::statat(dir, file_name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let own = seen.st_uid == current_uid();
+    let file_type = FileType::from_raw_mode(seen.st_mode);
+    let mut listed = ListedName {
         os_name: format!("/{file_name}"),
-        size: stat_size(&stat),
-        holders: Some(holders),
-        follows_holders: is_link || link.st_mode & FOLLOWS_HOLDERS != 0,
-        magic: u64::from_le_bytes(magic),
-    })
+        entry: EntryKind::Other(expected_object(file_type)),
+        owner: Owner::Uid(seen.st_uid),
+        own,
+        follows_holders: false,
+        size: 0,
+        holders: None,
+        magic: 0,
+    };
+    let (object, stat) = match file_type {
+        FileType::RegularFile => {
+            listed.entry = EntryKind::Object;
+            listed.follows_holders = is_marked(&seen);
+            let flags = OFlags::RDONLY
+                | OFlags::CLOEXEC
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | if own {
+                    OFlags::NOATIME
+                } else {
+                    OFlags::empty()
+                };
+            let fd = rustix::fs::openat(dir, file_name, flags, Mode::empty()).ok();
+            // Only the very object we looked at (it may have been replaced since).
+            let fd = fd.filter(|fd| {
+                rustix::fs::fstat(fd).is_ok_and(|stat| FileId::of(&stat) == FileId::of(&seen))
+            });
+            (fd, seen)
+        }
+        FileType::Symlink => {
+            listed.entry = EntryKind::Link;
+            listed.follows_holders = is_marked(&seen);
+            if !own {
+                // Never follow another user's link, not even to look.
+                return Some(listed);
+            }
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+            let fd = rustix::fs::openat(dir, file_name, flags, Mode::empty()).ok();
+            match fd.and_then(|fd| Some((rustix::fs::fstat(&fd).ok()?, fd))) {
+                Some((stat, fd))
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile =>
+                {
+                    (Some(fd), stat)
+                }
+                _ => return Some(listed),
+            }
+        }
+        _ => return Some(listed),
+    };
+    listed.size = stat_size(&stat);
+    listed.holders = Some(locks.get(&(stat.st_dev, stat.st_ino)).copied().unwrap_or(0));
+    if let Some(fd) = &object {
+        let mut magic = [0u8; 8];
+        if rustix::io::pread(fd, &mut magic, 0) == Ok(8) {
+            listed.magic = u64::from_le_bytes(magic);
+        }
+    }
+    Some(listed)
 }
 
 /// Shared `flock`s per (device, inode), from `/proc/locks`.
@@ -563,31 +809,64 @@ fn flock_holders() -> std::collections::HashMap<(u64, u64), u32> {
     holders
 }
 
-/// Removes `os_name` if it is stale (it follows its holders and all of them
-/// are gone); whether it did. Safe against a holder arriving meanwhile: the
-/// same exclusive-lock check an opener makes.
-pub(crate) fn reclaim_if_stale(os_name: &str) -> Result<bool> {
+/// Removes `os_name` if it is stale: the caller's own, marked by shmio, and
+/// no holder left (or, for a link, its backing file gone). With `dry_run`,
+/// checks all of that and removes nothing. `Ok(Err(reason))` says why it
+/// was kept. Safe against a holder arriving meanwhile: the same
+/// exclusive-lock check an opener makes.
+pub(crate) fn reclaim_if_stale(
+    os_name: &str,
+    dry_run: bool,
+) -> Result<std::result::Result<(), String>> {
     let dir = shm_dir()?;
     let entry = entry_of(os_name);
-    let Ok(link) = rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) else {
-        return Ok(false);
+    let Ok(seen) = rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) else {
+        return Ok(Err("gone".to_owned()));
     };
-    let is_link = FileType::from_raw_mode(link.st_mode) == FileType::Symlink;
-    if !is_link && link.st_mode & FOLLOWS_HOLDERS == 0 {
-        return Ok(false);
+    let file_type = FileType::from_raw_mode(seen.st_mode);
+    if !matches!(file_type, FileType::RegularFile | FileType::Symlink) {
+        return Ok(Err(format!("not {}", expected_object(file_type))));
     }
-    let Ok(fd) = rustix::fs::openat(dir, entry, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-    else {
+    if seen.st_uid != current_uid() {
+        return Ok(Err(format!(
+            "it belongs to {}, not to this user",
+            Owner::Uid(seen.st_uid)
+        )));
+    }
+    if !is_marked(&seen) {
+        return Ok(Err(
+            "shmio did not make it to go with its holders (persistent, or another program's)"
+                .to_owned(),
+        ));
+    }
+    let id = FileId::of(&seen);
+    let flags = if file_type == FileType::Symlink {
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK
+    } else {
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOATIME
+    };
+    match rustix::fs::openat(dir, entry, flags, Mode::empty()) {
+        Ok(fd) => {
+            if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+                return Ok(Err("a process holds it".to_owned()));
+            }
+        }
         // A link whose file is gone: nothing can hold it.
-        return Ok(is_link && rustix::fs::unlinkat(dir, entry, AtFlags::empty()).is_ok());
-    };
-    if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Ok(false);
+        Err(Errno::NOENT) if file_type == FileType::Symlink => {}
+        // Removed (or replaced by a link) since we looked.
+        Err(Errno::NOENT | Errno::LOOP) => return Ok(Err("gone".to_owned())),
+        Err(errno) => return Err(os_error("open", os_name, errno)),
     }
-    if entry_id(dir, entry) != Some(FileId::of(&link)) {
-        return Ok(false);
+    if dry_run {
+        return Ok(if entry_id(dir, entry) == Some(id) {
+            Ok(())
+        } else {
+            Err("it changed while being looked at".to_owned())
+        });
     }
-    rustix::fs::unlinkat(dir, entry, AtFlags::empty())
-        .map_err(|e| os_error("remove", os_name, e))?;
-    Ok(true)
+    if unlink_if(dir, entry, id) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err("it changed while being looked at".to_owned()))
+    }
 }

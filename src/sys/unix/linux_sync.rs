@@ -28,7 +28,7 @@ use rustix::thread::futex;
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sync::segment::{self, SIGNALED, STATE_OFFSET, WAITERS};
+use crate::sync::segment::{self, Sharing, SIGNALED, STATE_OFFSET, WAITERS};
 use crate::sys::{LockState, ObjectId};
 
 /// A robust process-shared pthread mutex in a named segment.
@@ -47,25 +47,25 @@ impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
     pub(crate) fn create_or_open(
         name: &str,
-        mode: u32,
+        sharing: &Sharing<'_>,
         owner: Option<ObjectId>,
     ) -> Result<(RawMutex, bool)> {
         const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
         let (segment, existed) = segment::create_or_open_owned(
             &segment::mutex_name(name),
             segment::SEGMENT_SIZE,
-            mode,
+            sharing,
             owner,
             segment::MUTEX_MAGIC,
             "a shmio mutex",
-            |segment| {
-                let mutex = mutex_ptr(segment);
+            &|window| {
+                let mutex = mutex_ptr(window.base());
                 // SAFETY: `mutex` points at zeroed, aligned, unshared memory
                 // of the segment that no one else reads before `ready`.
                 unsafe { init_mutex(mutex) }.map_err(|errno| os("set up", name, errno))
             },
         )?;
-        let mutex = mutex_ptr(&segment);
+        let mutex = mutex_ptr(segment.window.base());
         Ok((RawMutex { segment, mutex }, existed))
     }
 
@@ -136,16 +136,11 @@ impl RawMutex {
     }
 }
 
-/// The mutex's place in its segment.
-fn mutex_ptr(segment: &Mapping) -> *mut libc::pthread_mutex_t {
+/// The mutex's place in the segment that starts at `base`.
+fn mutex_ptr(base: std::ptr::NonNull<u8>) -> *mut libc::pthread_mutex_t {
     // In bounds (checked at compile time above) and 8-aligned: the segment
     // is page-aligned and STATE_OFFSET is a multiple of 64.
-    segment
-        .window
-        .base()
-        .as_ptr()
-        .wrapping_add(STATE_OFFSET as usize)
-        .cast()
+    base.as_ptr().wrapping_add(STATE_OFFSET as usize).cast()
 }
 
 /// Sets up a robust, process-shared, error-checking mutex at `mutex`.
@@ -211,8 +206,12 @@ pub(crate) struct RawEvent {
 impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
-        let (segment, existed, manual) = segment::event(name, manual, mode)?;
+    pub(crate) fn create_or_open(
+        name: &str,
+        manual: bool,
+        sharing: &Sharing<'_>,
+    ) -> Result<(RawEvent, bool)> {
+        let (segment, existed, manual) = segment::event(name, manual, sharing)?;
         Ok((RawEvent { segment, manual }, existed))
     }
 

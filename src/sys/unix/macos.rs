@@ -460,6 +460,15 @@ fn create_object(req: &NamedRequest<'_>) -> Result<Option<(OwnedFd, u64)>> {
         let _ = shm::unlink(req.os_name);
         return Err(size_error("size", req.name, size, errno));
     }
+    // The name is public already: openers wait for `ready` (see NamedRequest).
+    if let Some(init) = req.init {
+        let set_up =
+            super::map_fd(&fd, size, Access::ReadWrite, req.name).and_then(|region| init(&region));
+        if let Err(error) = set_up {
+            let _ = shm::unlink(req.os_name);
+            return Err(error);
+        }
+    }
     Ok(Some((fd, size)))
 }
 
@@ -477,18 +486,37 @@ fn open_object(req: &NamedRequest<'_>) -> Result<Option<OwnedFd>> {
     }
 }
 
-/// An existing object, once it has a size.
+/// An existing object, once its owner is trusted, it has a size and (for
+/// an object with a header) its creator has set it up.
 fn opened(fd: OwnedFd, lease: Option<Lease>, req: &NamedRequest<'_>) -> Result<Attempt> {
     let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect", req.name, e))?;
+    let owner = crate::owner::Owner::Uid(stat.st_uid);
+    if stat.st_uid != rustix::process::geteuid().as_raw() && !req.trust.allows(&owner) {
+        return Err(Error::ForeignOwner {
+            name: req.name.to_owned(),
+            owner,
+        });
+    }
     let size = match stat_size(&stat) {
         0 => wait_for_size(&fd, req.name)?,
         size => size,
     };
+    let mut object = Object { fd, size, lease };
+    if let Some(ready) = req.ready {
+        crate::sys::await_ready(&mut object, ready, req.name)?;
+    }
     Ok(Attempt::Done(Opened {
-        object: Object { fd, size, lease },
+        object,
         existed: true,
         adopted_stale: false,
     }))
+}
+
+/// Grows a file-backed object from `current` to `len` bytes, after checking
+/// that its file system has room (macOS has no `fallocate`).
+pub(super) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
+    super::check_space(fd, current, len, target)?;
+    rustix::fs::ftruncate(fd, len).map_err(|e| size_error("resize", target, len, e))
 }
 
 /// Removes a name now, whoever holds it, and its lease file; holders keep their memory.
@@ -512,7 +540,8 @@ pub(crate) fn remove_named(name: &str, os_name: &str) -> Result<()> {
 
 /// A new anonymous object: a shared-memory object under a unique name that
 /// is removed at once, then sized.
-pub(crate) fn anonymous(size: u64) -> Result<Object> {
+/// (macOS cannot reserve a shared-memory object's memory: `_sparse` changes nothing.)
+pub(crate) fn anonymous(size: u64, _sparse: bool) -> Result<Object> {
     const TARGET: &str = "anonymous mapping";
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()

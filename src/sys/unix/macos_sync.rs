@@ -76,7 +76,7 @@ use super::{os_error, FileId};
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::name::Name;
-use crate::sync::segment::{self, SIGNALED, STATE_OFFSET, WAITERS};
+use crate::sync::segment::{self, Sharing, SIGNALED, STATE_OFFSET, WAITERS};
 use crate::sys::{LockState, ObjectId};
 
 /// What every lock file's name ends with.
@@ -209,18 +209,18 @@ impl RawMutex {
     /// Creates or opens the mutex called `name`; whether it existed.
     pub(crate) fn create_or_open(
         name: &str,
-        mode: u32,
+        sharing: &Sharing<'_>,
         owner: Option<ObjectId>,
     ) -> Result<(RawMutex, bool)> {
         let object_name = segment::mutex_name(name);
         let (segment, existed) = segment::create_or_open_owned(
             &object_name,
             segment::SEGMENT_SIZE,
-            mode,
+            sharing,
             owner,
             segment::MUTEX_MAGIC,
             "a shmio mutex",
-            |segment| segment.write_value_at(HOLDER, &0u32),
+            &|window| window.write_value(HOLDER, &0u32),
         )?;
         let entry = lock_entry(&Name::derived(&object_name)?.os_name());
         let path = std::env::temp_dir()
@@ -490,8 +490,12 @@ pub(crate) struct RawEvent {
 impl RawEvent {
     /// Creates or opens the event called `name`; whether it existed. A
     /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(name: &str, manual: bool, mode: u32) -> Result<(RawEvent, bool)> {
-        let (segment, existed, manual) = segment::event(name, manual, mode)?;
+    pub(crate) fn create_or_open(
+        name: &str,
+        manual: bool,
+        sharing: &Sharing<'_>,
+    ) -> Result<(RawEvent, bool)> {
+        let (segment, existed, manual) = segment::event(name, manual, sharing)?;
         Ok((RawEvent { segment, manual }, existed))
     }
 

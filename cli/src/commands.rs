@@ -13,18 +13,28 @@ use shmio::registry::{self, NameInfo};
 use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping, NamedMutex};
 
 use crate::hexdump::Hexdump;
+use crate::owners;
+use crate::signals;
 use crate::units::{describe_size, human_size};
-use crate::{CliResult, Failure};
+use crate::{CliResult, Failure, Sharing, Trusting};
 
 /// Reads and writes larger than this show a progress bar (on a terminal).
 const PROGRESS_ABOVE: u64 = 64 << 20;
 /// How much is copied at a time.
 const CHUNK: usize = 1 << 20;
 
-pub fn create(name: &str, size: Option<u64>, file: Option<PathBuf>) -> CliResult {
+pub fn create(
+    name: &str,
+    size: Option<u64>,
+    file: Option<PathBuf>,
+    permissions: Option<u32>,
+) -> CliResult {
     let mut options = Mapping::options();
     if let Some(size) = size {
         options.size(size);
+    }
+    if let Some(permissions) = permissions {
+        options.mode(permissions);
     }
     if let Some(file) = &file {
         options.file(file);
@@ -79,6 +89,7 @@ struct Listed<'a> {
     holders: Option<u32>,
     follows_holders: bool,
     stale: bool,
+    owner: String,
 }
 
 impl<'a> From<&'a NameInfo> for Listed<'a> {
@@ -91,6 +102,7 @@ impl<'a> From<&'a NameInfo> for Listed<'a> {
             holders: info.holders,
             follows_holders: info.follows_holders,
             stale: info.stale,
+            owner: owners::describe(&info.owner),
         }
     }
 }
@@ -109,17 +121,20 @@ pub fn ls(json: bool) -> CliResult {
 }
 
 fn table(all: &[NameInfo]) -> String {
-    let header = ["NAME", "OS NAME", "KIND", "SIZE", "HOLDERS", "STALE"];
-    let rows: Vec<[String; 6]> = all
+    let header = [
+        "NAME", "OS NAME", "KIND", "SIZE", "HOLDERS", "STALE", "OWNER",
+    ];
+    let rows: Vec<[String; 7]> = all
         .iter()
         .map(|info| {
             [
-                info.name.clone(),
-                info.os_name.clone(),
+                escape(&info.name),
+                escape(&info.os_name),
                 info.kind.as_str().to_owned(),
                 human_size(info.size),
                 info.holders.map_or("?".to_owned(), |h| h.to_string()),
                 if info.stale { "yes" } else { "no" }.to_owned(),
+                escape(&owners::describe(&info.owner)),
             ]
         })
         .collect();
@@ -166,10 +181,11 @@ pub fn stat(name: &str, json: bool) -> CliResult {
         serde_json::to_string_pretty(&Listed::from(&info)).expect("plain data serializes") + "\n"
     } else {
         format!(
-            "name:     {}\nos name:  {}\nkind:     {}\nsize:     {}\nholders:  {}\nlifetime: {}\nstale:    {}\n",
-            info.name,
-            info.os_name,
+            "name:     {}\nos name:  {}\nkind:     {}\nowner:    {}\nsize:     {}\nholders:  {}\nlifetime: {}\nstale:    {}\n",
+            escape(&info.name),
+            escape(&info.os_name),
             info.kind.as_str(),
+            escape(&owners::describe(&info.owner)),
             describe_size(info.size),
             info.holders.map_or("unknown".to_owned(), |h| h.to_string()),
             if info.follows_holders {
@@ -187,8 +203,21 @@ pub fn stat(name: &str, json: bool) -> CliResult {
     print(&text)
 }
 
-pub fn write(name: &str, offset: u64, file: Option<PathBuf>) -> CliResult {
-    let map = Mapping::open(name)?;
+/// Opens the mapping `name` for a command, trusting the owners it was told to.
+fn open_mapping(name: &str, read_only: bool, trusting: &Trusting) -> shmio::Result<Mapping> {
+    let mut options = Mapping::options();
+    options.read_only(read_only);
+    owners::trust(
+        &mut options,
+        &trusting.allow_owner,
+        shmio::MappingOptions::allow_owner,
+        shmio::MappingOptions::allow_any_owner,
+    );
+    options.open(name)
+}
+
+pub fn write(name: &str, offset: u64, file: Option<PathBuf>, trusting: &Trusting) -> CliResult {
+    let map = open_mapping(name, false, trusting)?;
     let room = room_at(&map, name, offset)?;
     // All the input first: nothing is written unless all of it fits.
     let data = match file.as_deref() {
@@ -200,9 +229,9 @@ pub fn write(name: &str, offset: u64, file: Option<PathBuf>) -> CliResult {
             }
             let input = std::fs::File::open(path)
                 .map_err(|e| Failure::new(format!("cannot open {}: {e}", path.display())))?;
-            read_input(input, &path.display().to_string())?
+            read_input(input, room, &path.display().to_string())?
         }
-        _ => read_input(io::stdin().lock(), "stdin")?,
+        _ => read_input(io::stdin().lock(), room, "stdin")?,
     };
     if data.len() as u64 > room {
         return Err(does_not_fit(name, offset, data.len() as u64, map.len()));
@@ -220,9 +249,12 @@ pub fn write(name: &str, offset: u64, file: Option<PathBuf>) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(mut input: impl Read, what: &str) -> CliResult<Vec<u8>> {
+/// At most `room` + 1 bytes of `input`: enough to tell that it does not fit
+/// (`/dev/zero` and other endless inputs included) without holding more.
+fn read_input(input: impl Read, room: u64, what: &str) -> CliResult<Vec<u8>> {
     let mut data = Vec::new();
     input
+        .take(room.saturating_add(1))
         .read_to_end(&mut data)
         .map_err(|e| Failure::new(format!("reading {what}: {e}")))?;
     Ok(data)
@@ -239,6 +271,16 @@ fn room_at(map: &Mapping, name: &str, offset: u64) -> CliResult<u64> {
 }
 
 fn does_not_fit(name: &str, offset: u64, len: u64, size: u64) -> Failure {
+    let room = size.saturating_sub(offset);
+    if len > room.saturating_add(1) || len == room.saturating_add(1) {
+        // Input was read only up to one byte past the room left.
+        return Failure::new(format!(
+            "{name:?}: the input does not fit: more than the {} left at offset {offset} \
+             ({} in all); nothing was written",
+            crate::units::describe_size(room),
+            crate::units::describe_size(size),
+        ));
+    }
     Failure::new(format!(
         "{name:?}: {}; nothing was written",
         Error::OutOfBounds { offset, len, size }
@@ -262,9 +304,12 @@ fn span(map: &Mapping, name: &str, offset: u64, len: Option<u64>) -> CliResult<u
     }
 }
 
-pub fn read(name: &str, offset: u64, len: Option<u64>) -> CliResult {
+pub fn read(name: &str, offset: u64, len: Option<u64>, trusting: &Trusting) -> CliResult {
+    let map = open_mapping(name, true, trusting)?;
     let mut out = io::stdout().lock();
-    if let Err(e) = copy_out(name, offset, len, "reading", |chunk| out.write_all(chunk))? {
+    if let Err(e) = copy_out(&map, name, offset, len, "reading", |chunk| {
+        out.write_all(chunk)
+    })? {
         return stdout_failed(e);
     }
     match out.flush() {
@@ -273,9 +318,12 @@ pub fn read(name: &str, offset: u64, len: Option<u64>) -> CliResult {
     }
 }
 
-pub fn dump(name: &str, offset: u64, len: Option<u64>) -> CliResult {
+pub fn dump(name: &str, offset: u64, len: Option<u64>, trusting: &Trusting) -> CliResult {
+    let map = open_mapping(name, true, trusting)?;
     let mut hexdump = Hexdump::new(io::BufWriter::new(io::stdout().lock()), offset);
-    if let Err(e) = copy_out(name, offset, len, "dumping", |chunk| hexdump.feed(chunk))? {
+    if let Err(e) = copy_out(&map, name, offset, len, "dumping", |chunk| {
+        hexdump.feed(chunk)
+    })? {
         return stdout_failed(e);
     }
     match hexdump.finish() {
@@ -284,19 +332,19 @@ pub fn dump(name: &str, offset: u64, len: Option<u64>) -> CliResult {
     }
 }
 
-/// Hands the bytes of the mapping `name` from `offset` (`len` of them, or
-/// to the end) to `sink` in chunks, with a progress bar saying `verb` for
-/// long runs. The outer error is the mapping's; the inner one, `sink`'s
-/// (writing standard output), which stops the copy.
+/// Hands the bytes of `map` (the mapping `name`) from `offset` (`len` of
+/// them, or to the end) to `sink` in chunks, with a progress bar saying
+/// `verb` for long runs. The outer error is the mapping's; the inner one,
+/// `sink`'s (writing standard output), which stops the copy.
 fn copy_out(
+    map: &Mapping,
     name: &str,
     offset: u64,
     len: Option<u64>,
     verb: &str,
     mut sink: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> CliResult<io::Result<()>> {
-    let map = Mapping::options().read_only(true).open(name)?;
-    let len = span(&map, name, offset, len)?;
+    let len = span(map, name, offset, len)?;
     let bar = progress(len, verb);
     let mut buf = vec![0u8; CHUNK.min(len as usize)];
     let mut done = 0u64;
@@ -322,39 +370,103 @@ pub fn rm(name: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(dry_run: bool) -> CliResult {
+pub fn gc(dry_run: bool, verbose: bool) -> CliResult {
     let report = registry::gc(dry_run)?;
-    let removed = report.removed;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut text = String::new();
-    for info in &removed {
+    for info in &report.removed {
         text.push_str(&format!(
             "{verb} {} ({}, {}, {})\n",
-            info.name,
+            escape(&info.name),
             info.kind.as_str(),
             human_size(info.size),
-            info.os_name
+            escape(&info.os_name)
         ));
     }
-    if removed.is_empty() {
+    if report.removed.is_empty() {
         text.push_str("no stale names\n");
+    }
+    if verbose {
+        for skipped in &report.skipped {
+            text.push_str(&format!(
+                "kept {}: {}\n",
+                escape(&skipped.os_name),
+                skipped.reason
+            ));
+        }
     }
     print(&text)
 }
 
-pub fn lock(name: &str, command: &[OsString]) -> CliResult {
+/// A name as `ls -b` shows it: backslash escapes for control characters,
+/// spaces and backslashes, so a hostile name can neither drive the terminal
+/// nor fake a line or a column.
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ' ' => out.push_str("\\ "),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x1b' => out.push_str("\\e"),
+            c if c.is_control() => {
+                let mut bytes = [0u8; 4];
+                for byte in c.encode_utf8(&mut bytes).bytes() {
+                    out.push_str(&format!("\\{byte:03o}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn lock(name: &str, sharing: &Sharing, command: &[OsString]) -> CliResult {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Failure::new("no command to run"))?;
     // The very mutex `Mapping::open(name)?.lock()` takes.
-    let mutex = NamedMutex::options().create_or_open_for_mapping(name)?;
-    let guard = match mutex.lock() {
-        Ok(guard) => guard,
+    let mut options = NamedMutex::options();
+    if let Some(permissions) = sharing.permissions {
+        options.permissions(permissions);
+    }
+    owners::trust(
+        &mut options,
+        &sharing.trusting.allow_owner,
+        shmio::MutexOptions::allow_owner,
+        shmio::MutexOptions::allow_any_owner,
+    );
+    let mutex = options.create_or_open_for_mapping(name)?;
+    let status = run_locked(&mutex, name, program, args);
+    // `exit` runs no destructors: close the mutex first (its name goes
+    // with its last holder).
+    drop(mutex);
+    std::process::exit(exit_code(status?));
+}
+
+/// Takes `mutex` (the lock of `name`), runs `program` with `args`, and
+/// unlocks once it has exited.
+fn run_locked(
+    mutex: &NamedMutex,
+    name: &str,
+    program: &OsString,
+    args: &[OsString],
+) -> CliResult<std::process::ExitStatus> {
+    // In slices, so that a signal while waiting ends the wait cleanly.
+    let locked = signals::wait(None, |slice| match mutex.lock_timeout(slice) {
+        Ok(guard) => Ok(guard),
         Err(LockError::OwnerDied(guard)) => {
             eprintln!("shmio: the previous owner of {name} died holding it");
-            guard
+            Ok(Some(guard))
         }
-        Err(LockError::Failed(error)) => return Err(error.into()),
+        Err(LockError::Failed(error)) => Err(error.into()),
+    })?;
+    let Some(guard) = locked else {
+        return Err(Failure::new(format!(
+            "gave up waiting for the lock of {name}"
+        )));
     };
     let mut child = match std::process::Command::new(program).args(args).spawn() {
         Ok(child) => child,
@@ -376,8 +488,7 @@ pub fn lock(name: &str, command: &[OsString]) -> CliResult {
     }
     .map_err(|e| Failure::new(format!("waiting for {}: {e}", program.to_string_lossy())))?;
     drop(guard);
-    drop(mutex);
-    std::process::exit(exit_code(status));
+    Ok(status)
 }
 
 /// The exit code a shell would give: the command's, or 128 + its signal.
@@ -432,28 +543,52 @@ impl Drop for Interrupts {
 }
 
 /// Opens the channel, creating it with the default geometry if there is none.
-fn open_channel(name: &str) -> shmio::Result<Channel> {
-    match Channel::open(name) {
-        Err(Error::NotFound { .. }) => Channel::create_or_open(name, ChannelGeometry::default()),
+fn open_channel(name: &str, sharing: &Sharing) -> shmio::Result<Channel> {
+    let mut options = Channel::options();
+    if let Some(permissions) = sharing.permissions {
+        options.permissions(permissions);
+    }
+    owners::trust(
+        &mut options,
+        &sharing.trusting.allow_owner,
+        shmio::ChannelOptions::allow_owner,
+        shmio::ChannelOptions::allow_any_owner,
+    );
+    match options.open(name) {
+        Err(Error::NotFound { .. }) => options
+            .geometry(ChannelGeometry::default())
+            .create_or_open(name),
         other => other,
     }
 }
 
-pub fn send(name: &str, message: Option<OsString>, timeout: Option<Duration>) -> CliResult {
-    let channel = open_channel(name)?;
+pub fn send(
+    name: &str,
+    message: Option<OsString>,
+    timeout: Option<Duration>,
+    sharing: &Sharing,
+) -> CliResult {
+    let channel = open_channel(name, sharing)?;
     warn_if_alone(&channel);
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let send_one = |message: &[u8]| -> CliResult<()> {
-        match deadline {
-            None => channel.send(message)?,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                channel
-                    .send_timeout(message, left)
-                    .map_err(|e| Failure::new(format!("{e} (full for {:?})", timeout.unwrap())))?
+        let sent = signals::wait(deadline, |slice| {
+            match channel.send_timeout(message, slice) {
+                Ok(()) => Ok(Some(())),
+                Err(Error::TimedOut { .. }) => Ok(None),
+                Err(error) => Err(error.into()),
             }
+        })?;
+        match sent {
+            Some(()) => Ok(()),
+            None => Err(Failure::new(format!(
+                "{} (full for {:?})",
+                Error::TimedOut {
+                    name: name.to_owned()
+                },
+                timeout.unwrap_or_default()
+            ))),
         }
-        Ok(())
     };
     match message {
         Some(message) => send_one(&os_bytes(message))?,
@@ -501,33 +636,34 @@ fn os_bytes(text: OsString) -> Vec<u8> {
     }
 }
 
-pub fn recv(name: &str, count: u64, timeout: Option<Duration>) -> CliResult {
-    let channel = open_channel(name)?;
+pub fn recv(name: &str, count: u64, timeout: Option<Duration>, sharing: &Sharing) -> CliResult {
+    let channel = open_channel(name, sharing)?;
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut out = io::stdout().lock();
     let mut received = 0u64;
     while count == 0 || received < count {
-        let message = match deadline {
-            None => channel.recv()?,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match channel.recv_timeout(left) {
-                    Ok(message) => message,
-                    // With no count, the time being up is the end.
-                    Err(Error::TimedOut { .. }) if count == 0 && received > 0 => break,
-                    Err(error @ Error::TimedOut { .. }) => {
-                        let wanted = if count == 0 {
-                            String::new()
-                        } else {
-                            format!(" of {count}")
-                        };
-                        return Err(Failure::new(format!(
-                            "{error}: {received}{wanted} message(s) came in {:?}",
-                            timeout.unwrap()
-                        )));
-                    }
-                    Err(error) => return Err(error.into()),
-                }
+        let next = signals::wait(deadline, |slice| match channel.recv_timeout(slice) {
+            Ok(message) => Ok(Some(message)),
+            Err(Error::TimedOut { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        })?;
+        let message = match next {
+            Some(message) => message,
+            // With no count, the time being up is the end.
+            None if count == 0 && received > 0 => break,
+            None => {
+                let wanted = if count == 0 {
+                    String::new()
+                } else {
+                    format!(" of {count}")
+                };
+                return Err(Failure::new(format!(
+                    "{}: {received}{wanted} message(s) came in {:?}",
+                    Error::TimedOut {
+                        name: name.to_owned()
+                    },
+                    timeout.unwrap_or_default()
+                )));
             }
         };
         let written = out

@@ -11,7 +11,9 @@ mod bench;
 mod commands;
 mod demo;
 mod hexdump;
+mod owners;
 mod proc;
+mod signals;
 mod units;
 mod worker;
 
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,27 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// Whose existing objects a command may open, besides the caller's own.
+#[derive(Args, Clone, Default)]
+pub struct Trusting {
+    /// Also open an existing object owned by USER (a user name, a uid, a
+    /// Windows SID, or `any`); another user's object is refused otherwise.
+    /// Repeatable
+    #[arg(long = "allow-owner", value_name = "USER", value_parser = owners::parse)]
+    pub allow_owner: Vec<owners::Allowed>,
+}
+
+/// Who may use an object a command creates, and whose it may open.
+#[derive(Args, Clone, Default)]
+pub struct Sharing {
+    /// Permission bits of an object this command creates, in octal
+    /// (e.g. 660 for the group, 666 for every user) [default: 600, only you]
+    #[arg(long, value_name = "MODE", value_parser = units::parse_mode)]
+    pub permissions: Option<u32>,
+    #[command(flatten)]
+    pub trusting: Trusting,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +71,10 @@ enum Cmd {
         /// Back the mapping with this file
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Permission bits, in octal (e.g. 660 for the group, 666 for every
+        /// user) [default: 600, only you]
+        #[arg(long, value_name = "MODE", value_parser = units::parse_mode)]
+        permissions: Option<u32>,
     },
     /// List named objects: name, OS name, kind, size, holders, stale (Linux)
     Ls {
@@ -72,6 +99,8 @@ enum Cmd {
         offset: u64,
         /// What to write [default: stdin; `-` is stdin too]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        trusting: Trusting,
     },
     /// Copy bytes of a mapping to stdout
     Read {
@@ -83,6 +112,8 @@ enum Cmd {
         /// How many bytes [default: to the end]
         #[arg(long, value_name = "N", value_parser = units::parse_bytes)]
         len: Option<u64>,
+        #[command(flatten)]
+        trusting: Trusting,
     },
     /// Show bytes of a mapping in hex and ASCII, as `hexdump -C` does
     Dump {
@@ -94,22 +125,34 @@ enum Cmd {
         /// How many bytes [default: to the end]
         #[arg(long, value_name = "N", value_parser = units::parse_bytes)]
         len: Option<u64>,
+        #[command(flatten)]
+        trusting: Trusting,
     },
     /// Remove a name (processes holding the mapping keep their memory)
     Rm {
         /// The name to remove
         name: String,
     },
-    /// Remove stale names: those whose holders all died, but for the mutex a dead lock holder left to a mapping still held (Linux)
+    /// Remove your stale names: shmio's objects whose holders all died, but
+    /// for the mutex a dead lock holder left to a mapping still held (Linux).
+    /// Nothing else is removed: not other users' entries, not other
+    /// programs' files or links, not persistent names
     Gc {
-        /// Only list what would be removed
+        /// Only list what would be removed (every check is made)
         #[arg(long)]
         dry_run: bool,
+        /// Also list every entry kept, and why
+        #[arg(long, short)]
+        verbose: bool,
     },
-    /// Run a command while holding a named mutex; exit with its exit code
+    /// Run a command while holding the mutex of the mapping NAME (the one
+    /// `map.lock()` takes, whether or not the mapping exists); exit with its
+    /// exit code. The command never outlives the lock
     Lock {
-        /// The mutex
+        /// The mapping whose mutex to hold
         name: String,
+        #[command(flatten)]
+        sharing: Sharing,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -123,6 +166,8 @@ enum Cmd {
         /// Give up if the channel stays full this long
         #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
         timeout: Option<Duration>,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// Receive messages from a channel (created if there is none), one line each
     Recv {
@@ -135,6 +180,8 @@ enum Cmd {
         /// stop then, exit 1 only if nothing came)
         #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
         timeout: Option<Duration>,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// Measure shmio against its peers: round trips and copy bandwidth
     Bench {
@@ -185,26 +232,63 @@ pub type CliResult<T = ExitCode> = Result<T, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that wait end cleanly on SIGTERM, SIGINT or SIGHUP, dropping
+    // what they hold (see `signals`).
+    if matches!(
+        cli.command,
+        Cmd::Lock { .. } | Cmd::Send { .. } | Cmd::Recv { .. }
+    ) {
+        if let Err(failure) = signals::install() {
+            eprintln!("shmio: error: {}", failure.message);
+            return ExitCode::from(failure.code);
+        }
+    }
     let outcome = match cli.command {
-        Cmd::Create { name, size, file } => commands::create(&name, size, file),
+        Cmd::Create {
+            name,
+            size,
+            file,
+            permissions,
+        } => commands::create(&name, size, file, permissions),
         Cmd::Ls { json } => commands::ls(json),
         Cmd::Stat { name, json } => commands::stat(&name, json),
-        Cmd::Write { name, offset, file } => commands::write(&name, offset, file),
-        Cmd::Read { name, offset, len } => commands::read(&name, offset, len),
-        Cmd::Dump { name, offset, len } => commands::dump(&name, offset, len),
+        Cmd::Write {
+            name,
+            offset,
+            file,
+            trusting,
+        } => commands::write(&name, offset, file, &trusting),
+        Cmd::Read {
+            name,
+            offset,
+            len,
+            trusting,
+        } => commands::read(&name, offset, len, &trusting),
+        Cmd::Dump {
+            name,
+            offset,
+            len,
+            trusting,
+        } => commands::dump(&name, offset, len, &trusting),
         Cmd::Rm { name } => commands::rm(&name),
-        Cmd::Gc { dry_run } => commands::gc(dry_run),
-        Cmd::Lock { name, command } => commands::lock(&name, &command),
+        Cmd::Gc { dry_run, verbose } => commands::gc(dry_run, verbose),
+        Cmd::Lock {
+            name,
+            sharing,
+            command,
+        } => commands::lock(&name, &sharing, &command),
         Cmd::Send {
             channel,
             message,
             timeout,
-        } => commands::send(&channel, message, timeout),
+            sharing,
+        } => commands::send(&channel, message, timeout, &sharing),
         Cmd::Recv {
             channel,
             count,
             timeout,
-        } => commands::recv(&channel, count, timeout),
+            sharing,
+        } => commands::recv(&channel, count, timeout, &sharing),
         Cmd::Bench { quick } => bench::run(quick),
         Cmd::Demo => demo::run(),
         Cmd::Worker { role, args } => worker::run(&role, &args),

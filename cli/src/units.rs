@@ -57,6 +57,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Permission bits in octal, as `chmod` takes them: `600`, `0660`, `0o666`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let digits = trimmed.strip_prefix("0o").unwrap_or(trimmed);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(mode),
+        _ => Err(format!(
+            "{text:?} is not a permission mode: expected octal bits such as 600, 660 or 666"
+        )),
+    }
+}
+
 /// A duration: a whole number with `us` (or `µs`), `ms` or `s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();

@@ -503,7 +503,9 @@ fn ls_and_stat_as_a_table_and_as_json() {
     let name = created.name.as_str();
     let table = shmio(&["ls"]).ok().text();
     let header = table.lines().next().unwrap();
-    for column in ["NAME", "OS NAME", "KIND", "SIZE", "HOLDERS", "STALE"] {
+    for column in [
+        "NAME", "OS NAME", "KIND", "SIZE", "HOLDERS", "STALE", "OWNER",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     let row = table
@@ -631,7 +633,7 @@ fn gc_removes_what_a_killed_holder_left() {
         .ok()
         .text()
         .lines()
-        .any(|line| line.starts_with(&name) && line.ends_with("yes")));
+        .any(|line| line.starts_with(&name) && line.contains(" yes ")));
 
     let dry = shmio(&["gc", "--dry-run"]).ok().text();
     assert!(

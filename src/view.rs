@@ -166,6 +166,32 @@ impl Window {
         unsafe { self.atomic(offset) }
     }
 
+    /// The `u32` at `offset` (a multiple of 4), loaded atomically with
+    /// `Acquire` ordering: a flag another process publishes with `Release`.
+    /// Unlike [`Window::atomic_u32`] this works on a read-only window too
+    /// (std allows atomic loads, though no stores, on read-only memory).
+    pub(crate) fn load_u32_acquire(&self, offset: u64) -> Result<u32> {
+        let Some(index) = self.index(offset, size_of::<u32>()) else {
+            return Err(Error::UnexpectedEof {
+                offset,
+                len: size_of::<u32>() as u64,
+                size: self.len,
+            });
+        };
+        // SAFETY: index is in bounds, so the pointer stays inside the mapping.
+        let ptr = unsafe { self.base.as_ptr().add(index) };
+        if !(ptr as usize).is_multiple_of(align_of::<u32>()) {
+            return Err(Error::Misaligned {
+                offset,
+                align: align_of::<u32>() as u64,
+            });
+        }
+        // SAFETY: in bounds and aligned (checked above), mapped while self is
+        // used; the reference lives only for this load, which never writes.
+        let atomic = unsafe { &*ptr.cast::<AtomicU32>() };
+        Ok(atomic.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     /// The `AtomicU64` at `offset`.
     ///
     /// # Safety

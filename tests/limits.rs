@@ -109,6 +109,27 @@ fn full_dev_shm() {
         "nothing half-made"
     );
 
+    // Two objects that each fit but not both: the second is NoSpace when it
+    // is created (the first's memory is reserved, not promised), and the
+    // first can be written in full. Sparse objects (the opt-out) both fit.
+    let first = Mapping::create("limits-first", 600 * KIB).unwrap();
+    expect_no_space(
+        "a second 600 KiB",
+        Mapping::create("limits-second", 600 * KIB),
+    );
+    first
+        .write_at(0, &vec![0x5a; 600 * KIB as usize])
+        .expect("a created mapping can be written in full");
+    drop(first);
+    let sparse = |name| Mapping::options().size(600 * KIB).sparse(true).create(name);
+    let both = (sparse("limits-sparse-1"), sparse("limits-sparse-2"));
+    assert!(
+        both.0.is_ok() && both.1.is_ok(),
+        "sparse objects are not reserved"
+    );
+    drop(both);
+    assert_eq!(entries("limits-"), Vec::<String>::new(), "all gone");
+
     // Fill most of it, then ask for more than is left.
     let filler = Mapping::create("limits-filler", 768 * KIB).unwrap();
     filler

@@ -34,7 +34,7 @@ pub fn create(
         options.size(size);
     }
     if let Some(permissions) = permissions {
-        options.mode(permissions);
+        options.mode(exactly(permissions));
     }
     if let Some(file) = &file {
         options.file(file);
@@ -201,6 +201,18 @@ pub fn stat(name: &str, json: bool) -> CliResult {
         )
     };
     print(&text)
+}
+
+/// `permissions`, after clearing this process's umask so that what the
+/// user asked for is what the object gets (as `install -m` does): a umask
+/// of 022 would otherwise turn `--permissions 666` into 644 without a word.
+fn exactly(permissions: u32) -> u32 {
+    #[cfg(unix)]
+    // SAFETY: umask only sets this process's file mode mask.
+    unsafe {
+        libc::umask(0);
+    }
+    permissions
 }
 
 /// Opens the mapping `name` for a command, trusting the owners it was told to.
@@ -430,7 +442,7 @@ pub fn lock(name: &str, sharing: &Sharing, command: &[OsString]) -> CliResult {
     // The very mutex `Mapping::open(name)?.lock()` takes.
     let mut options = NamedMutex::options();
     if let Some(permissions) = sharing.permissions {
-        options.permissions(permissions);
+        options.permissions(exactly(permissions));
     }
     owners::trust(
         &mut options,
@@ -546,7 +558,7 @@ impl Drop for Interrupts {
 fn open_channel(name: &str, sharing: &Sharing) -> shmio::Result<Channel> {
     let mut options = Channel::options();
     if let Some(permissions) = sharing.permissions {
-        options.permissions(permissions);
+        options.permissions(exactly(permissions));
     }
     owners::trust(
         &mut options,

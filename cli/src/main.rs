@@ -50,7 +50,7 @@ pub struct Trusting {
 /// Who may use an object a command creates, and whose it may open.
 #[derive(Args, Clone, Default)]
 pub struct Sharing {
-    /// Permission bits of an object this command creates, in octal
+    /// Permission bits of an object this command creates, in octal, exactly
     /// (e.g. 660 for the group, 666 for every user) [default: 600, only you]
     #[arg(long, value_name = "MODE", value_parser = units::parse_mode)]
     pub permissions: Option<u32>,
@@ -71,8 +71,8 @@ enum Cmd {
         /// Back the mapping with this file
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
-        /// Permission bits, in octal (e.g. 660 for the group, 666 for every
-        /// user) [default: 600, only you]
+        /// Permission bits, in octal, exactly (e.g. 660 for the group, 666
+        /// for every user) [default: 600, only you]
         #[arg(long, value_name = "MODE", value_parser = units::parse_mode)]
         permissions: Option<u32>,
     },

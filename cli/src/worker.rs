@@ -16,6 +16,8 @@ pub fn run(role: &str, args: &[String]) -> CliResult {
         crate::demo::worker(role, args)
     } else if role == "hold" {
         hold(args)
+    } else if role == "hold-lock" {
+        hold_lock(args)
     } else if role == "wait" {
         println!("ready");
         wait_for_end_of_input();
@@ -43,6 +45,28 @@ fn hold(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     wait_for_end_of_input();
     drop(map);
+    Ok(())
+}
+
+/// `hold-lock NAME`: opens (or creates) the 4 KiB mapping NAME, takes its
+/// lock (`map.lock()`, as a library user would), says `locked`, and keeps
+/// it until stdin closes (or it is killed).
+fn hold_lock(args: &[String]) -> Result<(), String> {
+    let [name] = args else {
+        return Err("usage: hold-lock NAME".to_owned());
+    };
+    let map = Mapping::create_or_open(name, 4096).map_err(|e| e.to_string())?;
+    let guard = match map.lock() {
+        Ok(guard) => guard,
+        Err(shmio::LockError::OwnerDied(guard)) => guard,
+        Err(shmio::LockError::Failed(error)) => return Err(error.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "locked")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    wait_for_end_of_input();
+    drop(guard);
     Ok(())
 }
 

@@ -115,9 +115,9 @@ fn init_header(window: &Window, magic: u64, init: &dyn Fn(&Window) -> Result<()>
 /// waiting opener cares: it published `ready`, or the segment is plainly
 /// something else (another magic), so waiting would not help.
 fn settled(window: &Window, magic: u64) -> bool {
-    // SAFETY: the window's memory stays mapped while the opener's hook runs.
-    let ready = unsafe { window.atomic_u32(READY_OFFSET) }
-        .is_ok_and(|ready| ready.load(Ordering::Acquire) == READY);
+    let ready = window
+        .load_u32_acquire(READY_OFFSET)
+        .is_ok_and(|ready| ready == READY);
     let found = window.read_value::<u64>(0).unwrap_or(0);
     ready || (found != 0 && found != magic)
 }

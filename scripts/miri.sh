@@ -7,6 +7,7 @@
 #                      and repairs over heap memory (liveness is a closure)
 #   view::tests        Window bounds: read/write/values/sub/atomics, zero
 #                      lengths, offsets near u64::MAX
+#   owner::tests       which owners an opener trusts
 # Everything else in the crate maps memory or calls the OS, and lives in
 # tests/ (integration tests), which this does not run.
 #
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-filters=(name::tests:: record::tests:: channel::ring::tests:: view::tests::)
+filters=(name::tests:: record::tests:: channel::ring::tests:: view::tests:: owner::tests::)
 # Every unit test of the library must be under one of the filters, so that
 # none is left out silently: list them (natively, quickly) and compare.
 all="$(cargo test --lib -q -- --list 2>/dev/null | sed -n 's/: test$//p')"

@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::name::Name;
-use crate::owner::{Owner, Trust};
+use crate::owner::Trust;
 use crate::record;
 use crate::sync::{LockError, LockResult, NamedMutex};
 use crate::sys::{self, Access, Disposition, NamedRequest};
@@ -135,13 +135,15 @@ impl Shared {
 /// or [`map_file`](Self::map_file).
 ///
 /// ```
-/// use shmio::Mapping;
+/// use shmio::{Mapping, Owner};
 ///
 /// # let name = format!("shmio-doc-opts-{}", std::process::id());
 /// let map = Mapping::options().size(1 << 20).mode(0o600).create(&name)?;
 /// assert_eq!(map.len(), 1 << 20);
 /// let reader = Mapping::options().read_only(true).open(&name)?;
 /// assert!(reader.write_at(0, b"x").is_err());
+/// // Another user's mapping opens only if its owner is trusted (root here).
+/// let trusting = Mapping::options().allow_owner(Owner::Uid(0)).open(&name)?;
 /// # Ok::<(), shmio::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -257,31 +259,7 @@ impl MappingOptions {
         self
     }
 
-    /// Also open an existing object owned by `owner` (by default only the
-    /// caller's own objects are opened: another user's is
-    /// [`Error::ForeignOwner`], which names the owner). Its creator chose
-    /// what is in it and can change it at any time: trust it as much as you
-    /// trust that user. Creating is not affected.
-    ///
-    /// ```
-    /// use shmio::{Mapping, Owner};
-    ///
-    /// # let name = format!("shmio-doc-owner-{}", std::process::id());
-    /// # let _made = Mapping::create(&name, 4096)?;
-    /// // Open a mapping that root (uid 0) made for everyone to read.
-    /// let map = Mapping::options().read_only(true).allow_owner(Owner::Uid(0)).open(&name)?;
-    /// # Ok::<(), shmio::Error>(())
-    /// ```
-    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
-        self.trust.allow(owner);
-        self
-    }
-
-    /// Open existing objects whoever owns them (see [`allow_owner`](Self::allow_owner)).
-    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
-        self.trust.allow_any(any);
-        self
-    }
+    crate::owner::sharing_options!("mapping");
 
     /// Use the machine-wide namespace (`Global\NAME`) rather than the
     /// session's (Windows; creating there needs `SeCreateGlobalPrivilege`).

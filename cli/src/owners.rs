@@ -65,49 +65,52 @@ pub fn describe(owner: &Owner) -> String {
 #[cfg(unix)]
 fn uid_of(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
-    let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buffer` is writable for
-    // its length; `found` is set to `entry` or null.
-    let code = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            entry.as_mut_ptr(),
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if code != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: getpwnam_r filled `entry` (found points at it).
-    Some(unsafe { entry.assume_init() }.pw_uid)
+    // SAFETY: every pointer comes from `passwd_entry` and is valid for the call.
+    passwd_entry(|entry, buffer, len, found| unsafe {
+        libc::getpwnam_r(name.as_ptr(), entry, buffer, len, found)
+    })
+    .map(|(uid, _)| uid)
 }
 
 /// The name of the user `uid`.
 #[cfg(unix)]
 fn name_of(uid: u32) -> Option<String> {
+    // SAFETY: every pointer comes from `passwd_entry` and is valid for the call.
+    passwd_entry(|entry, buffer, len, found| unsafe {
+        libc::getpwuid_r(uid, entry, buffer, len, found)
+    })
+    .map(|(_, name)| name)
+}
+
+/// The uid and name of the user a `getpw*_r` call (`lookup`) finds, given
+/// the entry, a buffer, its length and where to say whether it found one.
+#[cfg(unix)]
+fn passwd_entry(
+    lookup: impl FnOnce(
+        *mut libc::passwd,
+        *mut libc::c_char,
+        usize,
+        *mut *mut libc::passwd,
+    ) -> libc::c_int,
+) -> Option<(u32, String)> {
     let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: as in `uid_of`.
-    let code = unsafe {
-        libc::getpwuid_r(
-            uid,
-            entry.as_mut_ptr(),
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
+    let code = lookup(
+        entry.as_mut_ptr(),
+        buffer.as_mut_ptr(),
+        buffer.len(),
+        &mut found,
+    );
     if code != 0 || found.is_null() {
         return None;
     }
-    // SAFETY: getpwuid_r filled `entry`, whose name points into `buffer`.
-    let name = unsafe { std::ffi::CStr::from_ptr(entry.assume_init().pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    // SAFETY: the lookup filled `entry` (`found` points at it); its name
+    // points into `buffer`, which is still alive.
+    let entry = unsafe { entry.assume_init() };
+    // SAFETY: as above; a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some((entry.pw_uid, name.to_string_lossy().into_owned()))
 }
 
 #[cfg(not(unix))]

@@ -436,14 +436,7 @@ fn create_with_a_backing_file() {
 fn gc_removes_what_a_killed_holder_left() {
     let _turn = stale_turn();
     let name = unique("gc");
-    let mut holder = Command::new(SHMIO)
-        .args(["__worker", "hold", &name, "4K"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (line, _reader) = read_line_bounded(BufReader::new(holder.stdout.take().unwrap()));
-    assert_eq!(line.trim(), "ready existed=false");
+    let mut holder = start_ready(&["__worker", "hold", &name, "4K"], "ready existed=false");
     let path = std::path::Path::new("/dev/shm").join(&name);
     assert!(path.exists());
     let stat: serde_json::Value =
@@ -554,15 +547,7 @@ fn lock_excludes_other_lockers() {
 /// command runs (so the lock is held). The waiting worker dies with its
 /// parent (Linux) or when its stdin closes.
 fn start_holder(mutex: &str) -> Child {
-    let mut holder = Command::new(SHMIO)
-        .args(["lock", mutex, "--", SHMIO, "__worker", "wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (line, _reader) = read_line_bounded(BufReader::new(holder.stdout.take().unwrap()));
-    assert_eq!(line.trim(), "ready");
-    holder
+    start_ready(&["lock", mutex, "--", SHMIO, "__worker", "wait"], "ready")
 }
 
 /// A locker waits while the holder is killed: it is told, and runs its

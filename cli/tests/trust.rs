@@ -167,14 +167,7 @@ fn gc_removes_only_what_shmio_made() {
     std::os::unix::fs::symlink("/nonexistent", shm(&dangling)).unwrap();
     // A stale mapping of shmio's: its only holder is killed.
     let stale = format!("{base}-stale");
-    let mut holder = Command::new(SHMIO)
-        .args(["__worker", "hold", &stale, "4K"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (line, _reader) = read_line_bounded(BufReader::new(holder.stdout.take().unwrap()));
-    assert_eq!(line.trim(), "ready existed=false");
+    let mut holder = start_ready(&["__worker", "hold", &stale, "4K"], "ready existed=false");
     holder.kill().unwrap();
     holder.wait().unwrap();
 
@@ -362,14 +355,7 @@ fn lock_is_the_mappings_own_mutex() {
     std::fs::remove_file(&marker).unwrap();
 
     // The CLI holds it: the library waits; the CLI is killed: OwnerDied.
-    let mut holder = Command::new(SHMIO)
-        .args(["lock", &name, "--", SHMIO, "__worker", "wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (line, _reader) = read_line_bounded(BufReader::new(holder.stdout.take().unwrap()));
-    assert_eq!(line.trim(), "ready");
+    let mut holder = start_ready(&["lock", &name, "--", SHMIO, "__worker", "wait"], "ready");
     assert!(
         matches!(map.mutex().unwrap().try_lock(), Ok(None)),
         "the library sees the CLI's lock"
@@ -383,14 +369,7 @@ fn lock_is_the_mappings_own_mutex() {
     }
 
     // A library process dies holding it: the CLI is told.
-    let mut library = Command::new(SHMIO)
-        .args(["__worker", "hold-lock", &name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (line, _reader) = read_line_bounded(BufReader::new(library.stdout.take().unwrap()));
-    assert_eq!(line.trim(), "locked");
+    let mut library = start_ready(&["__worker", "hold-lock", &name], "locked");
     library.kill().unwrap();
     library.wait().unwrap();
     let run = shmio(&["lock", &name, "--", "true"]).ok();

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::owner::{Owner, Trust};
+use crate::owner::Trust;
 use crate::sync::segment::{self, Sharing};
 use crate::sys;
 use crate::view::Window;
@@ -120,28 +120,7 @@ impl ChannelOptions {
         self
     }
 
-    /// Permission bits of a new channel (Unix, with the umask applied; a
-    /// process must be able to read and write it to send or receive).
-    /// Ignored on Windows, where the default security descriptor decides.
-    /// Default `0o600`.
-    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
-        self.permissions = permissions;
-        self
-    }
-
-    /// Also open an existing channel owned by `owner` (by default another
-    /// user's is [`Error::ForeignOwner`]: whoever owns it reads what is sent
-    /// and chooses what is received).
-    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
-        self.trust.allow(owner);
-        self
-    }
-
-    /// Open an existing channel whoever owns it.
-    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
-        self.trust.allow_any(any);
-        self
-    }
+    crate::owner::sharing_options!("channel", permissions);
 
     /// Opens the channel called `name`, creating it with this geometry if
     /// there is none. [`Error::GeometryMismatch`] if it exists with another.

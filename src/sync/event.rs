@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
-use crate::owner::{Owner, Trust};
+use crate::owner::Trust;
 use crate::sync::segment::Sharing;
 use crate::sys;
 
@@ -86,26 +86,7 @@ impl EventOptions {
         self
     }
 
-    /// Permission bits of a new event (Unix, with the umask applied; a
-    /// process must be able to read and write it to use it). Ignored on
-    /// Windows, where the default security descriptor decides. Default `0o600`.
-    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
-        self.permissions = permissions;
-        self
-    }
-
-    /// Also open an existing event owned by `owner` (by default another
-    /// user's is [`crate::Error::ForeignOwner`]).
-    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
-        self.trust.allow(owner);
-        self
-    }
-
-    /// Open an existing event whoever owns it.
-    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
-        self.trust.allow_any(any);
-        self
-    }
+    crate::owner::sharing_options!("event", permissions);
 
     /// Opens the event called `name`, creating it (unset) if there is none.
     pub fn create_or_open(&self, name: &str) -> Result<NamedEvent> {

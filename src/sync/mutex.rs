@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::owner::{Owner, Trust};
+use crate::owner::Trust;
 use crate::sync::segment::Sharing;
 use crate::sys::{self, LockState};
 
@@ -167,26 +167,7 @@ impl MutexOptions {
         Self::default()
     }
 
-    /// Permission bits of a new mutex (Unix, with the umask applied; a
-    /// process must be able to read and write it to lock it). Ignored on
-    /// Windows, where the default security descriptor decides. Default `0o600`.
-    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
-        self.permissions = permissions;
-        self
-    }
-
-    /// Also open an existing mutex owned by `owner` (by default another
-    /// user's is [`Error::ForeignOwner`]: whoever owns it can hold it forever).
-    pub fn allow_owner(&mut self, owner: Owner) -> &mut Self {
-        self.trust.allow(owner);
-        self
-    }
-
-    /// Open an existing mutex whoever owns it.
-    pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
-        self.trust.allow_any(any);
-        self
-    }
+    crate::owner::sharing_options!("mutex", permissions);
 
     /// Opens the mutex called `name`, creating it if there is none, in one
     /// atomic step; [`NamedMutex::existed`] tells which happened.

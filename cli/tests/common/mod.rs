@@ -172,6 +172,22 @@ pub fn read_line_bounded(
         .expect("a line from the child in time")
 }
 
+/// Starts `shmio ARGS` (stdin and stdout piped) and waits, bounded, for its
+/// first line, which must be `says`: the worker or command is ready. It
+/// runs on until its stdin closes or it is killed.
+#[track_caller]
+pub fn start_ready(args: &[&str], says: &str) -> Child {
+    let mut child = Command::new(SHMIO)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start shmio");
+    let (line, _reader) = read_line_bounded(BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(line.trim(), says, "shmio {args:?}");
+    child
+}
+
 #[cfg(target_os = "linux")]
 #[track_caller]
 pub fn assert_gone(name: &str) {

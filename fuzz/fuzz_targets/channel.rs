@@ -95,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(other) => panic!("opening: unexpected {other:?}"),
     };
-    let max = channel.options().max_message_size as usize;
+    let max = channel.geometry().max_message_size as usize;
     let mut model: VecDeque<Vec<u8>> = VecDeque::new();
     let mut buf = Vec::new();
     let mut sent = 0u8;

@@ -25,7 +25,7 @@ use crate::owner::Trust;
 use crate::sync::segment::{self, Sharing};
 use crate::sys;
 use crate::view::Window;
-use ring::{Blocked, Claim, Ring, TOMBSTONE};
+use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// What a channel's mapping starts with: "shmioCHN".
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
@@ -265,6 +265,11 @@ impl Channel {
     }
 
     /// Sends `message`, waiting while the channel is full.
+    ///
+    /// [`Error::Corrupt`] instead of waiting forever if the channel is in a
+    /// state no process following shmio's protocol leaves it in (a peer
+    /// scribbled over its positions or slots): checked only while waiting,
+    /// before each sleep.
     pub fn send(&self, message: &[u8]) -> Result<()> {
         self.send_until(message, None)
     }
@@ -280,7 +285,8 @@ impl Channel {
         Ok(())
     }
 
-    /// Sends `message`, waiting at most `timeout` for room: [`Error::TimedOut`] if none came.
+    /// Sends `message`, waiting at most `timeout` for room: [`Error::TimedOut`] if none came,
+    /// [`Error::Corrupt`] if the channel can never have room (as for [`send`](Self::send)).
     pub fn send_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
         self.send_until(message, Some(Instant::now() + timeout))
     }
@@ -328,6 +334,10 @@ impl Channel {
     }
 
     /// Receives a message, waiting while the channel is empty.
+    ///
+    /// [`Error::Corrupt`] instead of waiting forever if the channel is in a
+    /// state no process following shmio's protocol leaves it in (as for
+    /// [`send`](Self::send)), or for a message whose length is impossible.
     pub fn recv(&self) -> Result<Vec<u8>> {
         let mut message = Vec::new();
         self.recv_into(&mut message)?;
@@ -351,7 +361,8 @@ impl Channel {
         self.try_take(|message| copy_into(message, buf))
     }
 
-    /// Receives a message, waiting at most `timeout`: [`Error::TimedOut`] if none came.
+    /// Receives a message, waiting at most `timeout`: [`Error::TimedOut`] if none came,
+    /// [`Error::Corrupt`] if none can ever come (as for [`recv`](Self::recv)).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         let mut message = Vec::new();
         self.recv_until(Some(Instant::now() + timeout), |bytes| {
@@ -428,15 +439,10 @@ impl Channel {
             match self.ring.claim_send(self.pid) {
                 Ok(claim) => return Ok(claim),
                 Err(blocked) => {
-                    let claimed = self.wait_turn(
-                        &mut spins,
-                        deadline,
-                        blocked,
-                        ring::SEND_BELL,
-                        ring::SEND_SLEEPERS,
-                        &self.send_bell,
-                        || self.ring.claim_send(self.pid).ok(),
-                    )?;
+                    let claimed =
+                        self.wait_turn(&mut spins, deadline, blocked, Side::Send, || {
+                            self.ring.claim_send(self.pid).ok()
+                        })?;
                     if let Some(claim) = claimed {
                         return Ok(claim);
                     }
@@ -507,15 +513,11 @@ impl Channel {
                     continue;
                 }
                 Err(blocked) => {
-                    if let Some((claim, len)) = self.wait_turn(
-                        &mut spins,
-                        deadline,
-                        blocked,
-                        ring::RECV_BELL,
-                        ring::RECV_SLEEPERS,
-                        &self.recv_bell,
-                        || self.ring.claim_recv(self.pid).ok(),
-                    )? {
+                    if let Some((claim, len)) =
+                        self.wait_turn(&mut spins, deadline, blocked, Side::Recv, || {
+                            self.ring.claim_recv(self.pid).ok()
+                        })?
+                    {
                         if let Some(result) = self.read_and_release(claim, len, &mut read)? {
                             return Ok(result);
                         }
@@ -574,23 +576,24 @@ impl Channel {
         Ok(Some(read(message)))
     }
 
-    /// One step of waiting for a turn: spins first, then sleeps on `bell`,
-    /// repairing slots of dead processes before each sleep. Returns what
-    /// `attempt` claimed, if it claimed anything, or `None` to try again.
-    #[allow(clippy::too_many_arguments)]
+    /// One step of waiting for a turn on `side`: spins first, then sleeps
+    /// on its doorbell, before each sleep checking that the ring is in a
+    /// state a healthy channel can be in ([`Error::Corrupt`] if not: it
+    /// might never change) and repairing slots of dead processes. Returns
+    /// what `attempt` claimed, if it claimed anything, or `None` to try again.
     fn wait_turn<T>(
         &self,
         spins: &mut u32,
         deadline: Option<Instant>,
         blocked: Blocked,
-        bell_offset: u64,
-        sleepers_offset: u64,
-        bell: &sys::Doorbell,
+        side: Side,
         attempt: impl Fn() -> Option<T>,
     ) -> Result<Option<T>> {
         let now = deadline.map(|_| Instant::now());
         if let (Some(deadline), Some(now)) = (deadline, now) {
             if now >= deadline {
+                // Blocked by corruption is not a timeout.
+                self.check(side)?;
                 return Err(Error::TimedOut {
                     name: self.name.clone(),
                 });
@@ -605,9 +608,15 @@ impl Channel {
             }
             return Ok(None);
         }
+        // Before the repair: a scribbled owner may read as a dead claimer.
+        self.check(side)?;
         if self.ring.repair(blocked, sys::process_alive) {
             return Ok(None);
         }
+        let (bell_offset, sleepers_offset, bell) = match side {
+            Side::Send => (ring::SEND_BELL, ring::SEND_SLEEPERS, &self.send_bell),
+            Side::Recv => (ring::RECV_BELL, ring::RECV_SLEEPERS, &self.recv_bell),
+        };
         let bell_word = self.ring.u32_at(bell_offset);
         let sleepers = self.ring.u32_at(sleepers_offset);
         sleepers.fetch_add(1, Ordering::SeqCst);
@@ -623,6 +632,18 @@ impl Channel {
         sleepers.fetch_sub(1, Ordering::SeqCst);
         Ok(claimed)
     }
+
+    /// [`Error::Corrupt`] if a claim on `side` is blocked by a state of the
+    /// ring no healthy channel reaches (see [`Ring::impossible`]).
+    fn check(&self, side: Side) -> Result<()> {
+        match self.ring.impossible(side) {
+            None => Ok(()),
+            Some(Impossible { offset, what }) => Err(Error::Corrupt {
+                offset,
+                reason: format!("channel {:?}: {what}", self.name),
+            }),
+        }
+    }
 }
 
 /// Checks a new channel's geometry; the bytes it takes.
@@ -632,7 +653,7 @@ fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
             reason: "a channel needs a capacity and a max_message_size of at least 1",
         });
     }
-    if geometry.capacity > 1 << 30 {
+    if geometry.capacity > ring::MAX_CAPACITY {
         return Err(Error::InvalidOptions {
             reason: "a channel holds at most 2^30 messages",
         });

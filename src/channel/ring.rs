@@ -48,6 +48,63 @@
 //! - a dead receiver's slot is released: that one message, which the dead
 //!   process had taken, is lost with it. It is never delivered twice.
 //!
+//! # What a healthy ring can look like
+//!
+//! A scribbled ring (a buggy or hostile process with write access to the
+//! mapping) could leave a sender or receiver blocked forever: full or empty
+//! as far as its slot says, with nothing that will ever change it. So a
+//! blocked waiter, before it sleeps, checks that what it sees is a state
+//! some run of the protocol (with any crashes and repairs) can reach, and
+//! reports it as corrupt if not ([`Ring::impossible`]). The states it can
+//! reach, with `E` the enqueue position, `D` the dequeue position, and
+//! `held = E - D` (wrapping, as a signed distance):
+//!
+//! - **`-1 <= held <= capacity + 1`.** `D` moves past `p` only once someone
+//!   saw the slot of `p` published (or claimed by a receiver), which its
+//!   sender did after claiming it at `E = p`: so `E >= D - 1` (`D - 1`, not
+//!   `D`: a sender that died between claiming and moving `E` on leaves
+//!   `E = p` while its tombstone is received, `D = p + 1`). `E` moves past
+//!   `p` only once the slot of `p` was free for it, which the receiver of
+//!   `p - capacity` made it after claiming it at `D = p - capacity`: so
+//!   `E <= D + capacity + 1` (`+ 1`: that receiver may have died before
+//!   moving `D` on, its slot repaired and sent to again).
+//! - **The slot of the sender's position `p = E`** is in one of the states
+//!   of position `p - capacity`, `p` or `p + capacity` (sequence `2p - 2c`,
+//!   `2p - 2c + 1`, `2p`, `2p + 1` or `2p + 2c`, `c` the capacity): `E`
+//!   passed `p - capacity` only once its sender had claimed the slot, and the
+//!   slot moves past `2p + 2c` only once someone claims `p + capacity` at
+//!   `E = p + capacity`. When it blocks the sender (still position
+//!   `p - capacity`'s), then either a receiver has claimed it (sequence
+//!   `2p - 2c + 1`, owner a receiver), or no receiver has yet: `D <= p -
+//!   capacity`, the ring holds `held >= capacity` messages, and a sender
+//!   owns it if its sequence is `2p - 2c` (no one moves `E` past a slot
+//!   before someone claims it).
+//! - **The slot of the receiver's position `p = D`** is likewise in a state
+//!   of position `p - capacity`, `p` or `p + capacity` (sequence `2p - 2c +
+//!   1`, `2p`, `2p + 1`, `2p + 2c` or `2p + 2c + 1`). When it blocks the
+//!   receiver, either its sender has claimed it (`2p`, owner a sender), or
+//!   it is free and no sender has claimed it (`2p`, no owner): then
+//!   `E <= p`, `held <= 0`; or the receiver of `p - capacity` has not
+//!   released it yet (`2p - 2c + 1`, owner a receiver): then too `held <= 0`.
+//!
+//! (Sequences are compared on the 32-bit circle. With at most 2^30 slots,
+//! [`MAX_CAPACITY`], the window from `2p - 2c` to `2p + 2c + 1` fits on it,
+//! but for its two ends at exactly 2^30 slots, where either reading is
+//! accepted.)
+//!
+//! Each bound holds for reads in a given order: `held >= -1` when `D` is
+//! read before `E`, `held <= capacity + 1` when `E` is read before `D`; a
+//! slot's lowest states, and what they say of `held`, when the positions
+//! are read before the slot; its highest when its position is read again
+//! after it and has not moved. So the check reads the other position, its
+//! own, the slot, then both positions and the slot again (all `SeqCst`),
+//! and judges only if all three are unchanged: positions and sequences only
+//! move forward, so that is a snapshot of one instant, and a race is never
+//! taken for corruption. It runs only on the slow path (a claim that
+//! blocked, before sleeping or timing out), never on a send or receive that
+//! finds its slot ready, and not in `try_send`/`try_recv`, which report
+//! `Full`/`Empty` without waiting.
+//!
 //! A process id reused by a new process before the repair makes the slot
 //! look alive until that process exits. Linux hands out ids in increasing
 //! order, so that takes a wrap of the id space; Windows (and Wine) may reuse
@@ -78,6 +135,10 @@ pub(crate) const SLOT_HEADER: u64 = 16;
 pub(crate) const READING: u32 = 1 << 31;
 /// The `len` of a slot whose sender died before publishing.
 pub(crate) const TOMBSTONE: u32 = u32::MAX;
+/// The most slots a ring may have: 2 × capacity half-steps must fit in an
+/// `i32`, and the window of states [`Ring::impossible`] allows on the
+/// 32-bit sequence circle.
+pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
 
 /// The bytes per slot for messages of at most `max_message_size` bytes.
 pub(crate) fn stride_for(max_message_size: u32) -> u64 {
@@ -116,6 +177,26 @@ fn move_on(position: &AtomicU64, pos: u64) {
         Ordering::AcqRel,
         Ordering::Relaxed,
     );
+}
+
+/// The two sides of the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Senders: claim at `enqueue`, the turn `2p`.
+    Send,
+    /// Receivers: claim at `dequeue`, the turn `2p + 1`.
+    Recv,
+}
+
+/// A state of the ring that no run of the protocol reaches (see the module
+/// docs): where, and what is impossible about it.
+#[derive(Debug)]
+pub(crate) struct Impossible {
+    /// The offset of the word found impossible: `enqueue` for positions too
+    /// far apart, else the blocking slot's state.
+    pub(crate) offset: u64,
+    /// What is impossible, for [`Error::Corrupt`]'s reason.
+    pub(crate) what: String,
 }
 
 /// The ring over a channel's mapped memory.
@@ -174,7 +255,7 @@ impl Ring {
         let needed = u64::from(capacity)
             .checked_mul(stride)
             .and_then(|slots| slots.checked_add(SLOTS));
-        if capacity == 0 || needed.is_none_or(|needed| needed > len) {
+        if capacity == 0 || capacity > MAX_CAPACITY || needed.is_none_or(|needed| needed > len) {
             return Err(Error::Corrupt {
                 offset: CAPACITY,
                 reason: format!(
@@ -339,6 +420,94 @@ impl Ring {
         self.u32_at(SEND_SLEEPERS).load(Ordering::Relaxed) > 0
     }
 
+    /// For a claim on `side` that blocked: whether the ring is in a state no
+    /// run of the protocol reaches (see "What a healthy ring can look like"
+    /// in the module docs), so that waiting for it to change could last
+    /// forever. `None` for every reachable state, and whenever the positions
+    /// or the slot moved while it looked (then it is not a snapshot; the
+    /// caller looks again before its next sleep). Slow path only: a dozen
+    /// loads of shared cache lines.
+    pub(crate) fn impossible(&self, side: Side) -> Option<Impossible> {
+        let (own, other, turn): (_, _, fn(u64) -> u32) = match side {
+            Side::Send => (ENQUEUE, DEQUEUE, send_turn),
+            Side::Recv => (DEQUEUE, ENQUEUE, recv_turn),
+        };
+        let (own, other) = (self.u64_at(own), self.u64_at(other));
+        // Other position, own position, slot, then all again: each bound
+        // below needs one of these orders (module docs), and the repeat
+        // makes the three one snapshot.
+        let theirs = other.load(Ordering::SeqCst);
+        let pos = own.load(Ordering::SeqCst);
+        let state = self.state(pos).load(Ordering::SeqCst);
+        if own.load(Ordering::SeqCst) != pos
+            || other.load(Ordering::SeqCst) != theirs
+            || self.state(pos).load(Ordering::SeqCst) != state
+        {
+            return None;
+        }
+        let (enqueue, dequeue) = match side {
+            Side::Send => (pos, theirs),
+            Side::Recv => (theirs, pos),
+        };
+        let capacity = self.capacity as i64;
+        let held = enqueue.wrapping_sub(dequeue) as i64;
+        if !(-1..=capacity + 1).contains(&held) {
+            return Some(Impossible {
+                offset: ENQUEUE,
+                what: format!(
+                    "the enqueue position {enqueue} is {held} past the dequeue position \
+                     {dequeue}; in a ring of {capacity} slots it is -1 to {} past it",
+                    capacity + 1
+                ),
+            });
+        }
+        let (seq, owner) = split(state);
+        // Half-steps from the position's turn, and one lap of the ring.
+        let ahead = seq.wrapping_sub(turn(pos));
+        let lap = (2 * self.capacity) as u32;
+        // Where the last lap's turn of the same slot (`pos - capacity`'s) is.
+        let last_lap = lap.wrapping_neg();
+        let possible = match side {
+            Side::Send => {
+                // Its turn, claimed, or taken on by a claimer of `pos` that
+                // has not moved `enqueue` on.
+                ahead == 0 || ahead == 1 || ahead == lap
+                    // The last lap's message: claimed by a receiver, or in a full ring.
+                    || (ahead == last_lap + 1 && (owner != 0 || held >= capacity))
+                    // The last lap's sender still at work, in a full ring.
+                    || (ahead == last_lap && owner != 0 && held >= capacity)
+            }
+            Side::Recv => {
+                // Its turn, or taken on by a claimer of `pos` that has not
+                // moved `dequeue` on.
+                ahead == 0 || ahead == lap - 1 || ahead == lap
+                    // Claimed by its sender, or free and no one has claimed `pos`.
+                    || (ahead == u32::MAX && (owner != 0 || held <= 0))
+                    // The last lap's receiver still at work; no one has claimed `pos`.
+                    || (ahead == last_lap && owner != 0 && held <= 0)
+            }
+        };
+        if possible {
+            return None;
+        }
+        let name = match side {
+            Side::Send => "enqueue",
+            Side::Recv => "dequeue",
+        };
+        Some(Impossible {
+            offset: self.slot_offset(pos),
+            what: format!(
+                "slot {} is in a state no sender, receiver or repair leaves it in: \
+                 sequence {seq} (owner {owner:#x}), {} half-steps from the turn ({}) of \
+                 the {name} position {pos}, the enqueue position {held} past the dequeue \
+                 position, in a ring of {capacity} slots",
+                pos % self.capacity,
+                ahead as i32,
+                turn(pos),
+            ),
+        })
+    }
+
     /// Whether `len` is a length a message may have.
     pub(crate) fn fits(&self, len: u32) -> bool {
         len <= self.max_message_size
@@ -381,19 +550,53 @@ mod tests {
     }
 
     fn heap(capacity: u32, max: u32) -> Heap {
+        heap_at(capacity, max, 0)
+    }
+
+    /// A fresh ring whose positions start at `start`.
+    fn heap_at(capacity: u32, max: u32, start: u64) -> Heap {
         let size = Ring::size_for(capacity, max).unwrap();
         let mut memory = vec![0u64; size as usize / 8];
         let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
         // SAFETY: the Vec outlives the ring (both live in Heap) and is
         // 8-aligned, which is all the ring's atomics need.
         let ring = unsafe { Ring::new(base, size, capacity, max) }.unwrap();
-        for pos in 0..u64::from(capacity) {
+        ring.u64_at(ENQUEUE).store(start, Ordering::Relaxed);
+        ring.u64_at(DEQUEUE).store(start, Ordering::Relaxed);
+        for pos in (0..u64::from(capacity)).map(|i| start.wrapping_add(i)) {
             ring.state(pos)
                 .store(join(send_turn(pos), 0), Ordering::Relaxed);
         }
         Heap {
             _memory: memory,
             ring,
+        }
+    }
+
+    /// Fails, saying `what` the ring was, if either side finds it impossible.
+    fn assert_possible(ring: &Ring, what: &str) {
+        for side in [Side::Send, Side::Recv] {
+            if let Some(impossible) = ring.impossible(side) {
+                panic!("{what}: {side:?} found {impossible:?}");
+            }
+        }
+    }
+
+    /// What `side` finds impossible, which it must.
+    fn impossible(ring: &Ring, side: Side) -> Impossible {
+        ring.impossible(side)
+            .unwrap_or_else(|| panic!("{side:?} found nothing impossible"))
+    }
+
+    /// A small xorshift generator: the tests need no quality, only repeatability.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
         }
     }
 
@@ -517,9 +720,353 @@ mod tests {
             .store(join(2_000_000_000, 0), Ordering::Relaxed);
         assert!(ring.claim_send(1).is_err());
         assert!(ring.claim_recv(1).is_err());
+        for side in [Side::Send, Side::Recv] {
+            assert_eq!(impossible(ring, side).offset, SLOTS, "{side:?}");
+        }
         // Within 2 * capacity half-steps it is a claimer that has not moved on: helped past.
         ring.state(0).store(join(4, 0), Ordering::Relaxed);
+        assert_possible(ring, "a claimer of 0 not moved on, its message received");
         assert_eq!(ring.claim_send(1).unwrap().pos, 1);
+    }
+
+    #[test]
+    fn impossible_positions_too_far_apart_either_way() {
+        let Heap { ring, .. } = &heap(4, 8);
+        let (enqueue, dequeue) = (ring.u64_at(ENQUEUE), ring.u64_at(DEQUEUE));
+        // (enqueue, dequeue): capacity + 2 apart, one more than a dead
+        // receiver's slot allows; the other way 2 apart, one more than a
+        // dead sender's; far apart, and across the end of the u64 range.
+        for (e, d) in [
+            (6, 0),
+            (0, 2),
+            (1000, 0),
+            (0, 1000),
+            (5, u64::MAX),
+            (u64::MAX - 1, 0),
+        ] {
+            enqueue.store(e, Ordering::Relaxed);
+            dequeue.store(d, Ordering::Relaxed);
+            for side in [Side::Send, Side::Recv] {
+                let found = impossible(ring, side);
+                assert_eq!(found.offset, ENQUEUE, "{e} {d} {side:?}");
+                assert!(
+                    found.what.contains(&format!("enqueue position {e} is")),
+                    "{found:?}"
+                );
+                assert!(
+                    found.what.contains(&format!("dequeue position {d};")),
+                    "{found:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_slot_far_behind_its_turn() {
+        let Heap { ring, .. } = &heap(4, 8);
+        // Slot 0 at position 0's turn less 100 half-steps, and less 2 (one
+        // lap of a ring of one slot, not of four).
+        for behind in [100, 2, 1 << 31] {
+            ring.state(0).store(
+                join(send_turn(0).wrapping_sub(behind), 0),
+                Ordering::Relaxed,
+            );
+            for side in [Side::Send, Side::Recv] {
+                let found = impossible(ring, side);
+                assert_eq!(found.offset, SLOTS, "{behind} {side:?}");
+                assert!(found.what.contains("slot 0 "), "{found:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_slot_far_ahead_of_its_turn() {
+        let Heap { ring, .. } = &heap(4, 8);
+        // More than a lap ahead, and ahead but between laps.
+        for ahead in [2 * 4 + 2, 1000, (1 << 31) - 1] {
+            for owner in [0, 77, 77 | READING] {
+                ring.state(0).store(
+                    join(send_turn(0).wrapping_add(ahead), owner),
+                    Ordering::Relaxed,
+                );
+                for side in [Side::Send, Side::Recv] {
+                    assert_eq!(impossible(ring, side).offset, SLOTS, "{ahead} {side:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_last_laps_message_in_a_ring_not_full() {
+        let Heap { ring, .. } = &heap(4, 8);
+        // Empty by its positions, yet slot 0 holds position -4's message
+        // (or -4's sender is at work on it): senders and receivers alike
+        // would wait for it forever.
+        for state in [
+            join(recv_turn(0u64.wrapping_sub(4)), 0),
+            join(send_turn(0u64.wrapping_sub(4)), 77),
+        ] {
+            ring.state(0).store(state, Ordering::Relaxed);
+            assert_eq!(impossible(ring, Side::Send).offset, SLOTS);
+            assert_eq!(impossible(ring, Side::Recv).offset, SLOTS);
+        }
+        // In a full ring, the last lap's turn unclaimed: no sender took it,
+        // yet `enqueue` went past it.
+        let Heap { ring, .. } = &heap(4, 8);
+        for _ in 0..4 {
+            let claim = ring.claim_send(1).unwrap();
+            ring.publish(claim, 1);
+        }
+        ring.state(0)
+            .store(join(send_turn(0), 0), Ordering::Relaxed);
+        assert_eq!(impossible(ring, Side::Send).offset, SLOTS);
+    }
+
+    #[test]
+    fn impossible_empty_slot_behind_the_enqueue_position() {
+        let Heap { ring, .. } = &heap(4, 8);
+        // `enqueue` says two messages were sent; slot 0 says no one sent
+        // position 0: receivers would wait for it forever.
+        ring.u64_at(ENQUEUE).store(2, Ordering::Relaxed);
+        let found = impossible(ring, Side::Recv);
+        assert_eq!(found.offset, SLOTS);
+        assert!(found.what.contains("dequeue position 0"), "{found:?}");
+        assert!(
+            ring.impossible(Side::Send).is_none(),
+            "the sender's slot is ready"
+        );
+        // The slot of a receiver still at work on the last lap, likewise.
+        let Heap { ring, .. } = &heap(2, 8);
+        for _ in 0..2 {
+            let claim = ring.claim_send(1).unwrap();
+            ring.publish(claim, 1);
+        }
+        let (_reading, _) = ring.claim_recv(2).unwrap();
+        let claim = ring.claim_recv(2).unwrap().0;
+        ring.release(claim);
+        assert_possible(ring, "D = 2, slot 0 still read, slot 1 released");
+        ring.u64_at(ENQUEUE).store(3, Ordering::Relaxed);
+        assert_eq!(impossible(ring, Side::Recv).offset, SLOTS);
+    }
+
+    #[test]
+    fn healthy_edges_are_possible() {
+        let Heap { ring, .. } = &heap(2, 8);
+        assert_possible(ring, "fresh");
+        for _ in 0..2 {
+            let claim = ring.claim_send(1).unwrap();
+            ring.publish(claim, 1);
+        }
+        assert_possible(ring, "full");
+        // A receiver of 0 that died before moving `dequeue` on.
+        let (taken, _) = ring.claim_recv(88).unwrap();
+        ring.u64_at(DEQUEUE).store(taken.pos, Ordering::Relaxed);
+        assert_possible(ring, "full, 0 claimed, not moved on");
+        let blocked = ring.claim_send(1).unwrap_err();
+        assert!(ring.repair(blocked, |pid| pid != 88));
+        assert_possible(ring, "0 released by a repair, not moved on");
+        // Its slot sent to again: enqueue 3, dequeue still 0.
+        let claim = ring.claim_send(1).unwrap();
+        ring.publish(claim, 1);
+        assert_eq!(ring.u64_at(ENQUEUE).load(Ordering::Relaxed), 3);
+        assert_possible(ring, "capacity + 1 apart");
+        // Drain it: dequeue helped past 0, then 1 and 2 received.
+        for _ in 0..2 {
+            let (claim, _) = ring.claim_recv(2).unwrap();
+            ring.release(claim);
+        }
+        assert!(ring.claim_recv(2).is_err());
+        assert_possible(ring, "empty after a lost message");
+        // A sender of 3 that died before moving `enqueue` on; its tombstone received.
+        let claim = ring.claim_send(77).unwrap();
+        ring.u64_at(ENQUEUE).store(claim.pos, Ordering::Relaxed);
+        assert_possible(ring, "3 claimed, not moved on");
+        let blocked = ring.claim_recv(2).unwrap_err();
+        assert!(ring.repair(blocked, |pid| pid != 77));
+        assert_possible(ring, "a tombstone, enqueue not moved on");
+        let (got, len) = ring.claim_recv(2).unwrap();
+        assert_eq!((got.pos, len), (3, TOMBSTONE));
+        assert_possible(ring, "the tombstone being read: dequeue 1 past enqueue");
+        ring.release(got);
+        assert_possible(ring, "the tombstone released: dequeue 1 past enqueue");
+        // A sender at work in an empty ring; a receiver at work in a full one.
+        let sending = ring.claim_send(1).unwrap();
+        assert!(ring.claim_recv(2).is_err());
+        assert_possible(ring, "empty, 4 being sent");
+        ring.publish(sending, 1);
+        let claim = ring.claim_send(1).unwrap();
+        ring.publish(claim, 1);
+        let (reading, _) = ring.claim_recv(2).unwrap();
+        assert_eq!(reading.pos, 4);
+        assert!(ring.claim_send(1).is_err(), "6 waits for 4's slot");
+        assert_possible(ring, "full, the last lap's 4 still being read");
+        ring.release(reading);
+        assert_eq!(ring.claim_send(1).unwrap().pos, 6);
+    }
+
+    /// A claim in flight in the model below.
+    struct Flight {
+        claim: Claim,
+        side: Side,
+        owner: u32,
+    }
+
+    /// Random runs of the protocol, one step at a time: claims whose
+    /// claimer is slow to move the position on, publishes, releases, deaths
+    /// and repairs. After every step, neither side finds the ring impossible.
+    #[test]
+    fn impossible_never_in_a_run_of_the_protocol() {
+        let steps = if cfg!(miri) { 400 } else { 40_000 };
+        for (capacity, start) in [(1, 0), (2, u64::MAX - 5), (3, u64::from(u32::MAX) - 4)] {
+            let Heap { ring, .. } = &heap_at(capacity, 8, start);
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ start);
+            let mut flights: Vec<Flight> = Vec::new();
+            let mut dead = Vec::new();
+            let (mut sent, mut received, mut repaired) = (0, 0, 0);
+            let mut held_seen = (0, 0);
+            for step in 0..steps {
+                // A new process each step: ids are never reused.
+                let pid = 10 + step;
+                let side = if rng.below(2) == 0 {
+                    Side::Send
+                } else {
+                    Side::Recv
+                };
+                let position = match side {
+                    Side::Send => ring.u64_at(ENQUEUE),
+                    Side::Recv => ring.u64_at(DEQUEUE),
+                };
+                match rng.below(4) {
+                    // Claim, and maybe be slow to move the position on.
+                    0 | 1 => {
+                        let claimed = match side {
+                            Side::Send => ring.claim_send(pid),
+                            Side::Recv => ring.claim_recv(pid).map(|(claim, _)| claim),
+                        };
+                        match claimed {
+                            Ok(claim) => {
+                                if rng.below(2) == 0 {
+                                    position.store(claim.pos, Ordering::Relaxed);
+                                }
+                                flights.push(Flight {
+                                    claim,
+                                    side,
+                                    owner: pid,
+                                });
+                            }
+                            Err(blocked) => {
+                                repaired += u32::from(
+                                    ring.repair(blocked, |pid| !dead.contains(&(pid & !READING))),
+                                );
+                            }
+                        }
+                    }
+                    // A claimer finishes: moves its position on (if no
+                    // one helped it yet), then publishes or releases.
+                    2 if !flights.is_empty() => {
+                        let Flight { claim, side, .. } =
+                            flights.swap_remove(rng.below(flights.len() as u64) as usize);
+                        match side {
+                            Side::Send => {
+                                move_on(ring.u64_at(ENQUEUE), claim.pos);
+                                ring.publish(claim, 1);
+                                sent += 1;
+                            }
+                            Side::Recv => {
+                                move_on(ring.u64_at(DEQUEUE), claim.pos);
+                                ring.release(claim);
+                                received += 1;
+                            }
+                        }
+                    }
+                    // A claimer dies.
+                    3 if !flights.is_empty() && rng.below(4) == 0 => {
+                        let flight = flights.swap_remove(rng.below(flights.len() as u64) as usize);
+                        dead.push(flight.owner);
+                    }
+                    _ => {}
+                }
+                assert_possible(ring, &format!("capacity {capacity}, step {step}"));
+                let enqueue = ring.u64_at(ENQUEUE).load(Ordering::Relaxed);
+                let held = enqueue.wrapping_sub(ring.u64_at(DEQUEUE).load(Ordering::Relaxed));
+                held_seen.0 = held_seen.0.min(held as i64);
+                held_seen.1 = held_seen.1.max(held as i64);
+            }
+            // Every kind of step happened, and the positions reached both
+            // ends of what is possible.
+            assert!(
+                sent > 10 && received > 10 && repaired > 3,
+                "{sent} {received} {repaired}"
+            );
+            if !cfg!(miri) {
+                assert_eq!(held_seen, (-1, i64::from(capacity) + 1));
+            }
+        }
+    }
+
+    /// Two senders and two receivers on threads over rings of one and two
+    /// slots, and a checker: no snapshot of a busy ring is ever impossible,
+    /// and neither is any ring a blocked claim finds.
+    #[test]
+    fn impossible_never_in_a_busy_ring() {
+        for capacity in [1, 2] {
+            busy_ring(capacity);
+        }
+    }
+
+    fn busy_ring(capacity: u32) {
+        use std::sync::atomic::AtomicBool;
+        let per_thread = if cfg!(miri) { 20 } else { 50_000 };
+        let Heap { ring, .. } = &heap(capacity, 8);
+        let done = &AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let mut workers = Vec::new();
+            for pid in 1..=2 {
+                workers.push(scope.spawn(move || {
+                    for _ in 0..per_thread {
+                        loop {
+                            match ring.claim_send(pid) {
+                                Ok(claim) => {
+                                    ring.publish(claim, 1);
+                                    break;
+                                }
+                                Err(_) => {
+                                    assert_possible(ring, "a blocked sender");
+                                    std::thread::yield_now();
+                                }
+                            }
+                        }
+                    }
+                }));
+                workers.push(scope.spawn(move || {
+                    for _ in 0..per_thread {
+                        loop {
+                            match ring.claim_recv(pid) {
+                                Ok((claim, _)) => {
+                                    ring.release(claim);
+                                    break;
+                                }
+                                Err(_) => {
+                                    assert_possible(ring, "a blocked receiver");
+                                    std::thread::yield_now();
+                                }
+                            }
+                        }
+                    }
+                }));
+            }
+            scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    assert_possible(ring, "a busy ring");
+                    std::thread::yield_now();
+                }
+            });
+            for worker in workers {
+                worker.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_possible(ring, "after the run");
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn child_entry() {
     match role.as_str() {
         "scribble" => child_scribble(),
         "victim" => child_victim(),
+        "blocked-call" => child_blocked_call(),
         #[cfg(unix)]
         "touch-truncated" => child_touch_truncated(),
         other => panic!("unknown role {other}"),
@@ -154,6 +155,100 @@ fn child_victim() {
         );
     }
     eprintln!("victim: {sent} sent, {received} received, {errors} errors");
+}
+
+/// How long a call on an impossible ring may take to say so (it spins
+/// briefly, then checks before its first sleep): a child still running
+/// after this hung, and is killed.
+const CORRUPT_WITHIN: Duration = Duration::from_secs(20);
+
+/// A peer scribbled a channel's positions or a slot into a state no
+/// healthy channel reaches, where senders or receivers would wait forever:
+/// a blocking `send` or `recv` without a timeout, in another process,
+/// returns `Corrupt` instead (it used to hang), and so does one with a
+/// timeout, long or zero, rather than `TimedOut`.
+#[test]
+fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
+    let capacity = u64::from(OPTIONS.capacity);
+    // ring.rs's layout: enqueue at 128, dequeue at 192, slot 0's state
+    // (sequence << 32 | owner) at 384.
+    let (enqueue, dequeue, slot0) = (128, 192, 384);
+    // Slot 0 holding the message of position -capacity (the last lap's).
+    let last_laps_message = u64::from((2 * capacity as u32).wrapping_neg() + 1) << 32;
+    let all = [
+        "send",
+        "recv",
+        "send-timeout",
+        "recv-timeout",
+        "send-now",
+        "recv-now",
+    ];
+    let scribbles: [(&str, u64, u64, &[&str]); 6] = [
+        ("enqueue far ahead", enqueue, 1000, &all),
+        (
+            "enqueue capacity + 2 ahead",
+            enqueue,
+            capacity + 2,
+            &["send", "recv"],
+        ),
+        (
+            "dequeue far ahead",
+            dequeue,
+            1000,
+            &["recv", "recv-timeout", "recv-now"],
+        ),
+        ("dequeue 2 ahead", dequeue, 2, &["recv"]),
+        (
+            "the last lap's message in an empty ring",
+            slot0,
+            last_laps_message,
+            &all,
+        ),
+        ("slot 0 far ahead", slot0, 2_000_000_000 << 32, &all),
+    ];
+    for (what, offset, value, calls) in scribbles {
+        let name = unique_name("hostile-impossible");
+        let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
+        Mapping::open(&name)
+            .unwrap()
+            .write_value_at(offset, &value)
+            .unwrap();
+        for call in calls {
+            let mut child = spawn_role(
+                "child_entry",
+                "blocked-call",
+                &[("NAME", name.clone()), ("CALL", call.to_string())],
+            );
+            let status = wait_bounded(&mut child, CORRUPT_WITHIN);
+            assert!(status.success(), "{what}: {call}: {status}");
+        }
+        drop(channel);
+    }
+}
+
+/// Makes one blocking call (CALL) on the channel NAME, which a peer made
+/// impossible: it must be `Corrupt`, naming the channel.
+fn child_blocked_call() {
+    let name = arg("NAME");
+    let channel = Channel::open(&name).unwrap();
+    let call = arg("CALL");
+    let start = Instant::now();
+    let result = match call.as_str() {
+        "send" => channel.send(b"x"),
+        "recv" => channel.recv().map(drop),
+        "send-timeout" => channel.send_timeout(b"x", Duration::from_secs(60)),
+        "recv-timeout" => channel.recv_timeout(Duration::from_secs(60)).map(drop),
+        "send-now" => channel.send_timeout(b"x", Duration::ZERO),
+        "recv-now" => channel.recv_timeout(Duration::ZERO).map(drop),
+        other => panic!("unknown call {other}"),
+    };
+    match result {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains(&format!("{name:?}")), "{reason}");
+            eprintln!("{call}: Corrupt after {:?}: {reason}", start.elapsed());
+        }
+        other => panic!("{call}: expected Corrupt, got {other:?}"),
+    }
 }
 
 /// A file-backed mapping whose file another process truncates: touching

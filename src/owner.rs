@@ -43,10 +43,10 @@ impl fmt::Display for Owner {
 macro_rules! sharing_options {
     ($what:literal, permissions) => {
         #[doc = concat!(
-                    "Permission bits of a new ", $what, " (Unix, with the umask applied; a \
+                            "Permission bits of a new ", $what, " (Unix, with the umask applied; a \
              process must be able to read and write it to use it). Ignored on \
              Windows, where the default security descriptor decides. Default `0o600`."
-                )]
+                        )]
         pub fn permissions(&mut self, permissions: u32) -> &mut Self {
             self.permissions = permissions;
             self
@@ -56,21 +56,21 @@ macro_rules! sharing_options {
     };
     ($what:literal) => {
         #[doc = concat!(
-                    "Also open an existing ", $what, " owned by `owner`. By default only \
+                            "Also open an existing ", $what, " owned by `owner`. By default only \
              the caller's own are opened: another user's is \
              [`Error::ForeignOwner`](crate::Error::ForeignOwner), which names the \
              owner to trust. Its creator chose what is in it, can change it at \
              any time and can hold its lock forever: trust it as much as you \
              trust that user. Creating is not affected."
-                )]
+                        )]
         pub fn allow_owner(&mut self, owner: $crate::Owner) -> &mut Self {
             self.trust.allow(owner);
             self
         }
 
         #[doc = concat!(
-                    "Open an existing ", $what, " whoever owns it (see `allow_owner`)."
-                )]
+                            "Open an existing ", $what, " whoever owns it (see `allow_owner`)."
+                        )]
         pub fn allow_any_owner(&mut self, any: bool) -> &mut Self {
             self.trust.allow_any(any);
             self

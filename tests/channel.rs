@@ -180,6 +180,34 @@ fn records_travel_as_json() {
     }
 }
 
+/// A blank mapping where a channel should be is the wrong kind: at once on
+/// Linux (a channel is named only once it is set up), after the bounded
+/// wait for a creator elsewhere (where a name is public before its creator
+/// sets it up).
+#[test]
+fn a_blank_mapping_is_not_a_channel() {
+    let name = unique_name("blank");
+    let _blank = Mapping::create(&name, 4096).unwrap();
+    let started = std::time::Instant::now();
+    for result in [
+        Channel::open(&name).map(drop),
+        Channel::create_or_open(&name, options(1, 8)).map(drop),
+    ] {
+        match result {
+            Err(error @ Error::WrongKind { .. }) => {
+                assert!(error.to_string().contains("channel"), "{error}")
+            }
+            other => panic!("expected WrongKind, got {other:?}"),
+        }
+    }
+    let bound = if cfg!(target_os = "linux") {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(10)
+    };
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+}
+
 #[test]
 fn opening_checks_what_is_there() {
     let name = unique_name("geometry");

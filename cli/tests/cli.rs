@@ -247,6 +247,47 @@ fn a_write_that_does_not_fit_writes_nothing() {
     assert_eq!(&shmio(&["read", name, "--len", "1"]).ok().stdout, b"A");
 }
 
+/// Endless input (here: stdin that never ends) is refused once one byte
+/// more than fits has come, without reading on.
+#[test]
+fn a_write_of_endless_input_stops_at_once() {
+    let created = Created::new(&unique("endless"), &["--size", "4096"]);
+    let mut child = Command::new(SHMIO)
+        .args(["write", &created.name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Feeds until the pipe breaks, or 1 GiB: what `write` used to read whole.
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'Z'; 64 << 10];
+        let mut fed = 0u64;
+        while fed < 1 << 30 && stdin.write_all(&chunk).is_ok() {
+            fed += chunk.len() as u64;
+        }
+        fed
+    });
+    let status = wait_bounded(&mut child, LIMIT, "shmio write of endless input");
+    let fed = feeder.join().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not fit"), "{stderr}");
+    assert!(fed < 16 << 20, "it read on: {fed} bytes fed");
+    assert!(shmio(&["read", &created.name])
+        .ok()
+        .stdout
+        .iter()
+        .all(|&b| b == 0));
+}
+
 #[test]
 fn reads_past_the_end_are_errors() {
     let created = Created::new(&unique("past"), &["--size", "4096"]);

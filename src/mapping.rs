@@ -280,6 +280,13 @@ impl MappingOptions {
         self.named(name, Disposition::Open)
     }
 
+    /// Removes the name `name` now, as [`Mapping::remove`], also when it
+    /// belongs to an owner these options trust.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let name = Name::new(name)?;
+        sys::remove_named(name.as_str(), &name.os_name(), &self.trust)
+    }
+
     /// Opens the named mapping if it exists, else creates it, in one atomic
     /// step; [`Mapping::existed`] tells which happened.
     pub fn create_or_open(&self, name: &str) -> Result<Mapping> {
@@ -496,10 +503,12 @@ impl Mapping {
     }
 
     /// Removes a name now. Processes that hold the mapping keep their memory;
-    /// new opens no longer find it. [`Error::NotFound`] if there is no such name.
+    /// new opens no longer find it. [`Error::NotFound`] if there is no such
+    /// name; [`Error::ForeignOwner`] if it is another user's (see
+    /// [`MappingOptions::remove`] to trust them); [`Error::WrongKind`] if it
+    /// is not a shared-memory object (a FIFO, say).
     pub fn remove(name: &str) -> Result<()> {
-        let name = Name::new(name)?;
-        sys::remove_named(name.as_str(), &name.os_name())
+        Mapping::options().remove(name)
     }
 
     pub(crate) fn from_object(

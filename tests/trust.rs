@@ -143,6 +143,11 @@ fn a_fifo_under_a_name_is_refused_never_waited_on() {
         })
     };
     expect_wrong_kind(mutex, "FIFO");
+    expect_wrong_kind(Mapping::remove(&name), "FIFO");
+    assert!(
+        shm(&name).exists(),
+        "remove leaves what is not shared memory"
+    );
     assert!(started.elapsed() < Duration::from_secs(1), "at once");
 
     let listed = bounded("listing", registry::list).unwrap();
@@ -422,6 +427,14 @@ fn another_users_objects_are_joined_only_when_trusted() {
         .set()
         .unwrap();
     assert!(event.wait_timeout(Duration::ZERO).unwrap());
+    // Removing another user's name takes trusting them too.
+    expect_foreign(Mapping::remove(&map_name));
+    assert!(shm(&map_name).exists());
+    Mapping::options()
+        .allow_owner(Owner::Uid(NOBODY))
+        .remove(&map_name)
+        .unwrap();
+    assert!(!shm(&map_name).exists());
     drop((channel, joined, map, mutex, event));
 }
 

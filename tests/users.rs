@@ -361,7 +361,15 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
             other.map(|m| m.existed())
         ),
     }
-    Mapping::remove(&name).unwrap();
+    // Removing another user's name takes trusting them too.
+    assert!(matches!(
+        Mapping::remove(&name),
+        Err(Error::ForeignOwner { .. })
+    ));
+    Mapping::options()
+        .allow_owner(Owner::Uid(NOBODY))
+        .remove(&name)
+        .unwrap();
     std::fs::remove_file(PathBuf::from("/dev/shm").join(format!("{mutex_name}@mutex"))).unwrap();
 }
 

@@ -215,17 +215,21 @@ fn exactly(permissions: u32) -> u32 {
     permissions
 }
 
-/// Opens the mapping `name` for a command, trusting the owners it was told to.
-fn open_mapping(name: &str, read_only: bool, trusting: &Trusting) -> shmio::Result<Mapping> {
+/// Mapping options trusting the owners a command was told to.
+fn trusting_options(trusting: &Trusting) -> shmio::MappingOptions {
     let mut options = Mapping::options();
-    options.read_only(read_only);
     owners::trust(
         &mut options,
         &trusting.allow_owner,
         shmio::MappingOptions::allow_owner,
         shmio::MappingOptions::allow_any_owner,
     );
-    options.open(name)
+    options
+}
+
+/// Opens the mapping `name` for a command, trusting the owners it was told to.
+fn open_mapping(name: &str, read_only: bool, trusting: &Trusting) -> shmio::Result<Mapping> {
+    trusting_options(trusting).read_only(read_only).open(name)
 }
 
 pub fn write(name: &str, offset: u64, file: Option<PathBuf>, trusting: &Trusting) -> CliResult {
@@ -377,8 +381,8 @@ fn copy_out(
     Ok(Ok(()))
 }
 
-pub fn rm(name: &str) -> CliResult {
-    Mapping::remove(name)?;
+pub fn rm(name: &str, trusting: &Trusting) -> CliResult {
+    trusting_options(trusting).remove(name)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -132,6 +132,8 @@ enum Cmd {
     Rm {
         /// The name to remove
         name: String,
+        #[command(flatten)]
+        trusting: Trusting,
     },
     /// Remove your stale names: shmio's objects whose holders all died, but
     /// for the mutex a dead lock holder left to a mapping still held (Linux).
@@ -270,7 +272,7 @@ fn main() -> ExitCode {
             len,
             trusting,
         } => commands::dump(&name, offset, len, &trusting),
-        Cmd::Rm { name } => commands::rm(&name),
+        Cmd::Rm { name, trusting } => commands::rm(&name, &trusting),
         Cmd::Gc { dry_run, verbose } => commands::gc(dry_run, verbose),
         Cmd::Lock {
             name,

@@ -411,7 +411,11 @@ fn current_owners() -> &'static [String] {
 }
 
 /// Windows cannot remove a section's name: it goes with the last handle.
-pub(crate) fn remove_named(_name: &str, _os_name: &str) -> Result<()> {
+pub(crate) fn remove_named(
+    _name: &str,
+    _os_name: &str,
+    _trust: &crate::owner::Trust,
+) -> Result<()> {
     Err(Error::Unsupported {
         what: "removing a name on Windows (a section goes with its last handle)",
     })

@@ -67,7 +67,7 @@ use rustix::io::Errno;
 
 use super::{entry_id, open_file, os_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
-use crate::owner::Owner;
+use crate::owner::{Owner, Trust};
 use crate::sys::{
     file_mapping_len, Access, Disposition, EntryKind, FileRequest, ListedName, NamedRequest, Opened,
 };
@@ -648,10 +648,38 @@ fn reclaim_stale(
     }
 }
 
-/// Removes a name now, whoever holds it; holders keep their memory.
-pub(crate) fn remove_named(name: &str, os_name: &str) -> Result<()> {
+/// Removes a name now, whoever holds it; holders keep their memory. Only a
+/// shared-memory object or a link, only the caller's own unless `trust`
+/// accepts its owner, and only the very entry looked at.
+pub(crate) fn remove_named(name: &str, os_name: &str, trust: &Trust) -> Result<()> {
     let dir = shm_dir()?;
-    match rustix::fs::unlinkat(dir, entry_of(os_name), AtFlags::empty()) {
+    let entry = entry_of(os_name);
+    let seen = match rustix::fs::statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::NOENT) => {
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            })
+        }
+        Err(errno) => return Err(os_error("inspect", name, errno)),
+    };
+    let file_type = FileType::from_raw_mode(seen.st_mode);
+    if !matches!(file_type, FileType::RegularFile | FileType::Symlink) {
+        return Err(not_shared_memory(name, file_type));
+    }
+    let owner = Owner::Uid(seen.st_uid);
+    if seen.st_uid != current_uid() && !trust.allows(&owner) {
+        return Err(Error::ForeignOwner {
+            name: name.to_owned(),
+            owner,
+        });
+    }
+    if entry_id(dir, entry) != Some(FileId::of(&seen)) {
+        return Err(Error::NotFound {
+            name: format!("{name} (it changed while being removed)"),
+        });
+    }
+    match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(Error::NotFound {
             name: name.to_owned(),

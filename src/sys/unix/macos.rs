@@ -520,7 +520,11 @@ pub(super) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result
 }
 
 /// Removes a name now, whoever holds it, and its lease file; holders keep their memory.
-pub(crate) fn remove_named(name: &str, os_name: &str) -> Result<()> {
+///
+/// macOS cannot look at a POSIX shared-memory object by name without
+/// opening it, so `_trust` is not checked here: `shm_unlink` itself refuses
+/// another user's object unless the caller may write it.
+pub(crate) fn remove_named(name: &str, os_name: &str, _trust: &crate::owner::Trust) -> Result<()> {
     match shm::unlink(os_name) {
         Ok(()) => {}
         Err(Errno::NOENT) => {

@@ -32,6 +32,12 @@ pub fn worker_setup() {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
+    limit_lifetime();
+}
+
+/// Makes this worker exit after [`WORKER_LIFETIME`] (all that a worker
+/// that must not die with its parent does of [`worker_setup`]).
+pub fn limit_lifetime() {
     std::thread::spawn(|| {
         std::thread::sleep(WORKER_LIFETIME);
         eprintln!(

@@ -9,7 +9,12 @@ use shmio::Mapping;
 use crate::{proc, units, CliResult, Failure};
 
 pub fn run(role: &str, args: &[String]) -> CliResult {
-    proc::worker_setup();
+    if role == "linger" {
+        // Not even for a moment: its parent may be gone by the next line.
+        proc::limit_lifetime();
+    } else {
+        proc::worker_setup();
+    }
     let outcome = if role.starts_with("bench-") {
         crate::bench::worker(role, args)
     } else if role.starts_with("demo-") {
@@ -18,6 +23,8 @@ pub fn run(role: &str, args: &[String]) -> CliResult {
         hold(args)
     } else if role == "hold-lock" {
         hold_lock(args)
+    } else if role == "linger" {
+        linger(args)
     } else if role == "wait" {
         println!("ready");
         wait_for_end_of_input();
@@ -68,6 +75,37 @@ fn hold_lock(args: &[String]) -> Result<(), String> {
     wait_for_end_of_input();
     drop(guard);
     Ok(())
+}
+
+/// `linger NAME CODE`: stands for any command `shmio lock` runs, so unlike
+/// every other worker it does not die with its parent (but for a
+/// parent-death signal it was started with). Holds
+/// `Mapping::create_or_open(NAME, 4 KiB)` (a sign of life another process
+/// can look for), says `ready`, says `got signal N` for each SIGTERM, SIGINT
+/// or SIGHUP (Unix) and carries on, and exits with CODE when stdin closes.
+fn linger(args: &[String]) -> Result<(), String> {
+    let [name, code] = args else {
+        return Err("usage: linger NAME CODE".to_owned());
+    };
+    let code: i32 = code
+        .parse()
+        .map_err(|e| format!("exit code {code:?}: {e}"))?;
+    let map = Mapping::create_or_open(name, 4096).map_err(|e| e.to_string())?;
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| e.to_string())?;
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let _ = writeln!(std::io::stdout(), "got signal {signal}");
+            }
+        });
+    }
+    let _ = writeln!(std::io::stdout(), "ready");
+    wait_for_end_of_input();
+    drop(map);
+    std::process::exit(code);
 }
 
 /// Returns when stdin closes (the worker's lifetime bounds this).

@@ -35,13 +35,34 @@ fn flag() -> &'static Arc<AtomicUsize> {
     FLAG.get_or_init(|| Arc::new(AtomicUsize::new(0)))
 }
 
-/// Catches the terminating signals from now on, so waits can end cleanly.
+/// Catches the terminating signals from now on, so waits can end cleanly;
+/// but not one this process was started ignoring (see [`ignored`]).
 pub fn install() -> Result<(), Failure> {
     for signal in TERMINATING {
+        #[cfg(unix)]
+        if ignored(signal) {
+            continue;
+        }
         signal_hook::flag::register_usize(signal, Arc::clone(flag()), signal as usize)
             .map_err(|e| Failure::new(format!("cannot catch signal {signal}: {e}")))?;
     }
     Ok(())
+}
+
+/// Whether `signal` is ignored. One ignored when this process started (by
+/// `nohup` for SIGHUP; for SIGINT and SIGQUIT, by a script that runs this
+/// process in the background) is left so: not caught here, and not passed
+/// on, so that it stays ignored for the command `lock` runs too (a caught
+/// signal is reset to its default action by `exec`).
+#[cfg(unix)]
+pub fn ignored(signal: i32) -> bool {
+    // SAFETY: with no new action, sigaction only writes the current one
+    // into `current`, a zeroed (valid) sigaction.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// The terminating signal received, if any.

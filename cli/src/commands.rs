@@ -15,6 +15,7 @@ use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping, NamedMutex};
 use crate::hexdump::Hexdump;
 use crate::owners;
 use crate::signals;
+use crate::supervise;
 use crate::units::{describe_size, human_size};
 use crate::{CliResult, Failure, Sharing, Trusting};
 
@@ -484,27 +485,11 @@ fn run_locked(
             "gave up waiting for the lock of {name}"
         )));
     };
-    let mut child = match std::process::Command::new(program).args(args).spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            let code = if error.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            return Err(Failure {
-                message: format!("cannot run {}: {error}", program.to_string_lossy()),
-                code,
-            });
-        }
-    };
-    let status = {
-        let _shielded = Interrupts::ignore();
-        child.wait()
-    }
-    .map_err(|e| Failure::new(format!("waiting for {}: {e}", program.to_string_lossy())))?;
+    // The command and what it leaves in its group have exited when this
+    // returns (see `supervise`): only then is the lock given up.
+    let status = supervise::run(program, args);
     drop(guard);
-    Ok(status)
+    status
 }
 
 /// The exit code a shell would give: the command's, or 128 + its signal.
@@ -520,42 +505,6 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         }
     }
     1
-}
-
-/// While it lives, Ctrl-C and Ctrl-\ reach only the child (which gets them
-/// from the terminal anyway), so this process outlives it and unlocks.
-struct Interrupts {
-    #[cfg(unix)]
-    previous: [libc::sighandler_t; 2],
-}
-
-#[cfg(unix)]
-const SHIELDED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGQUIT];
-
-impl Interrupts {
-    fn ignore() -> Interrupts {
-        #[cfg(unix)]
-        {
-            // SAFETY: SIG_IGN is a valid disposition for these signals, and
-            // nothing else in this process installs handlers for them.
-            let previous = SHIELDED.map(|signal| unsafe { libc::signal(signal, libc::SIG_IGN) });
-            Interrupts { previous }
-        }
-        #[cfg(not(unix))]
-        Interrupts {}
-    }
-}
-
-impl Drop for Interrupts {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        for (signal, previous) in SHIELDED.into_iter().zip(self.previous) {
-            if previous != libc::SIG_ERR {
-                // SAFETY: restores the disposition `signal` returned above.
-                unsafe { libc::signal(signal, previous) };
-            }
-        }
-    }
 }
 
 /// Opens the channel, creating it with the default geometry if there is none.

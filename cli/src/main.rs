@@ -14,6 +14,7 @@ mod hexdump;
 mod owners;
 mod proc;
 mod signals;
+mod supervise;
 mod units;
 mod worker;
 

@@ -234,6 +234,14 @@ impl From<String> for Failure {
 pub type CliResult<T = ExitCode> = Result<T, Failure>;
 
 fn main() -> ExitCode {
+    // `shmio __guard`, hidden: the guard every `shmio lock` starts (see
+    // `supervise`), which need not wait for the parser.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "__guard")
+    {
+        return supervise::guard().unwrap_or(ExitCode::FAILURE);
+    }
     let cli = Cli::parse();
     // Commands that wait end cleanly on SIGTERM, SIGINT or SIGHUP, dropping
     // what they hold (see `signals`).

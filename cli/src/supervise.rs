@@ -8,6 +8,8 @@
 //!   SIGHUP and SIGQUIT sent to `shmio lock` are passed on to that whole
 //!   group (then SIGCONT, so that a stopped command can act on them), and
 //!   `run` waits for every process left in the group, not just the command.
+//!   A guard process (`shmio __guard`) kills the group if `shmio lock` is
+//!   killed outright (SIGKILL) before it is done.
 //! - Terminal (Unix): when `shmio lock` is a job of its own in the
 //!   foreground of its terminal, reading it, and not writing into a pipe,
 //!   the command's group gets the terminal, so that Ctrl-C, Ctrl-Z and reads
@@ -17,11 +19,10 @@
 //!   Ctrl-Z stops `shmio lock`'s group too, so that the shell sees the job
 //!   stop, and `fg` or `bg` resumes both.
 //! - Linux, besides: the command is started with a parent-death signal
-//!   (SIGKILL), so that it dies with `shmio lock` killed outright; and
-//!   `shmio lock` is a child subreaper, so that what the command leaves in
-//!   its group becomes its child, to be waited for without polling. macOS
-//!   has neither: a `shmio lock` killed with SIGKILL leaves the command
-//!   running, and the group is polled.
+//!   (SIGKILL), so that it dies with `shmio lock` even if the guard could
+//!   not; and `shmio lock` is a child subreaper, so that what the command
+//!   leaves in its group becomes its child, to be waited for without
+//!   polling. macOS has neither: the group is polled.
 //! - Windows: `shmio lock` puts itself, before starting the command (which
 //!   inherits it), in a job object that kills every process in it when its
 //!   last handle closes. Killed outright, `shmio lock` closes that handle,
@@ -32,9 +33,7 @@
 //!
 //! Out of reach: processes that leave the command's process group (a daemon
 //! that calls `setsid`) or break away from the job, and, on Unix, what the
-//! command started when `shmio lock` is killed with SIGKILL (the
-//! parent-death signal reaches the command alone; a set-user-ID command
-//! loses it on `exec`).
+//! command started if the guard is killed along with `shmio lock`.
 
 use std::ffi::OsString;
 use std::io;
@@ -49,6 +48,13 @@ pub fn run(program: &OsString, args: &[OsString]) -> Result<ExitStatus, Failure>
     let mut command = Command::new(program);
     command.args(args);
     imp::run(command, &program.to_string_lossy())
+}
+
+/// The guard process (`shmio __guard`): reads the command's process group
+/// from stdin, then waits for stdin to close. Closed after `done`, it just
+/// exits; closed without it, `shmio lock` died, and the group is killed.
+pub fn guard() -> crate::CliResult {
+    imp::guard()
 }
 
 /// The failure of a command that could not be started: exit 127 if it was
@@ -68,11 +74,11 @@ fn cannot_run(program: &str, error: &io::Error) -> Failure {
 #[cfg(unix)]
 mod imp {
     use std::fs::{File, OpenOptions};
-    use std::io::{self, IsTerminal};
+    use std::io::{self, IsTerminal, Read, Write};
     use std::os::fd::{AsFd, AsRawFd};
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Command, ExitStatus};
+    use std::process::{ChildStdin, Command, ExitCode, ExitStatus, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -81,7 +87,7 @@ mod imp {
     };
     use signal_hook::iterator::Signals;
 
-    use crate::{signals, Failure};
+    use crate::{signals, CliResult, Failure};
 
     /// What `shmio lock` passes on to the command's group: the requests to
     /// stop, and SIGCONT (a resumed `shmio lock` resumes the command); not
@@ -106,6 +112,8 @@ mod imp {
         let mut watched = Signals::new(watched)
             .map_err(|e| Failure::new(format!("cannot catch signals: {e}")))?;
         signals::check()?;
+        let guard = Guard::start();
+        let guard_fd = guard.as_ref().map(|guard| guard.input.as_raw_fd());
         // The parent-death signal goes with the thread that forks: this is
         // the main thread, which lives as long as the process.
         #[cfg(target_os = "linux")]
@@ -113,6 +121,11 @@ mod imp {
         let terminal_fd = terminal.as_ref().map(|terminal| terminal.0.as_raw_fd());
         command.process_group(0);
         let in_child = move || {
+            // First, from the child itself: were `shmio lock` killed right
+            // after the fork, the guard would know the group all the same.
+            if let Some(fd) = guard_fd {
+                write_own_pid(fd);
+            }
             #[cfg(target_os = "linux")]
             {
                 use rustix::process::{getppid, set_parent_process_death_signal, Signal};
@@ -132,12 +145,20 @@ mod imp {
             Ok(())
         };
         // SAFETY: `in_child` runs in the forked child before `exec`, and
-        // makes only async-signal-safe calls (prctl, getppid, getpid,
-        // pthread_sigmask, tcsetpgrp): no allocation, no locks.
+        // makes only async-signal-safe calls (write, signal, prctl,
+        // getppid, getpid, pthread_sigmask, tcsetpgrp): no allocation, no
+        // locks.
         unsafe { command.pre_exec(in_child) };
-        let child = command
-            .spawn()
-            .map_err(|error| super::cannot_run(program, &error))?;
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                // Nothing runs: the guard has nothing to kill.
+                if let Some(guard) = guard {
+                    guard.dismiss();
+                }
+                return Err(super::cannot_run(program, &error));
+            }
+        };
         let job = Arc::new(Job {
             group: child.id() as libc::pid_t,
             terminal,
@@ -164,7 +185,77 @@ mod imp {
         }
         signals_handle.close();
         let _ = forwarder.join();
+        // Not after a failed wait: the guard then kills the group too.
+        if let (Some(guard), Ok(_)) = (guard, &status) {
+            guard.dismiss();
+        }
         status
+    }
+
+    /// The hidden subcommand that runs [`guard`].
+    const GUARD: &str = "__guard";
+
+    /// A process of this program, in a process group of its own, that
+    /// kills the command's group if this process dies before it is done:
+    /// the parent-death signal (Linux only) reaches the command alone, not
+    /// what it started, such as the programs a script runs.
+    struct Guard {
+        input: ChildStdin,
+    }
+
+    impl Guard {
+        fn start() -> Option<Guard> {
+            let started = std::env::current_exe().and_then(|exe| {
+                Command::new(exe)
+                    .arg(GUARD)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    // Out of reach of what is sent to this process's group
+                    // (`kill %1`, Ctrl-C) and to the command's.
+                    .process_group(0)
+                    .spawn()
+            });
+            match started {
+                Ok(mut process) => Some(Guard {
+                    input: process.stdin.take()?,
+                }),
+                Err(error) => {
+                    eprintln!(
+                        "shmio: warning: cannot start a guard ({error}): if this process \
+                         is killed, what the command started may keep running"
+                    );
+                    None
+                }
+            }
+        }
+
+        /// The command and its group are gone: the guard leaves quietly.
+        /// It is not waited for (whoever inherits it reaps it): that would
+        /// add its whole start-up to a short command's run.
+        fn dismiss(mut self) {
+            let _ = writeln!(self.input, "done");
+        }
+    }
+
+    pub fn guard() -> CliResult {
+        let mut input = String::new();
+        // The command's pid (written by the command itself, just before it
+        // runs), then `done` from `shmio lock`. Ends when `shmio lock`
+        // closes the pipe, or dies.
+        let _ = io::stdin().lock().read_to_string(&mut input);
+        let mut lines = input.lines();
+        let group = lines
+            .next()
+            .and_then(|line| line.parse::<libc::pid_t>().ok());
+        if let Some(group) = group.filter(|&group| group > 1) {
+            if lines.next() != Some("done") {
+                // SAFETY: kill takes no pointers. `shmio lock` died before
+                // the group was done: what is left of it goes now.
+                unsafe { libc::kill(-group, SIGKILL) };
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// The command's process group, and the terminal it may be given.
@@ -329,6 +420,33 @@ mod imp {
         }
     }
 
+    /// Writes this process's id, and a newline, to `fd` (the guard's
+    /// input), in one write and without allocating: this runs between fork
+    /// and `exec`.
+    fn write_own_pid(fd: libc::c_int) {
+        let mut line = [0u8; 16];
+        let mut start = line.len() - 1;
+        line[start] = b'\n';
+        let mut pid = std::process::id();
+        loop {
+            start -= 1;
+            line[start] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        // SAFETY: signal and write are async-signal-safe, and the pointer
+        // and length are those of `line[start..]`. A guard gone already
+        // must not kill the command with SIGPIPE (std has reset it to its
+        // default for the command): ignored for the write only.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::write(fd, line[start..].as_ptr().cast(), line.len() - start);
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+
     /// Makes `group` the foreground group of the terminal `fd`. A process
     /// in the background doing this would get SIGTTOU (and stop): it is
     /// blocked meanwhile, which lets the call through.
@@ -389,7 +507,12 @@ mod imp {
     };
     use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-    use crate::{signals, Failure};
+    use crate::{signals, CliResult, Failure};
+
+    /// No guard on Windows: the job object does its work.
+    pub fn guard() -> CliResult {
+        Err(Failure::new("no guard on Windows"))
+    }
 
     pub fn run(mut command: Command, program: &str) -> Result<ExitStatus, Failure> {
         // Before the command starts, so that it is in the job from its

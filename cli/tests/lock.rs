@@ -1,7 +1,7 @@
 //! `shmio lock` never lets its command outlive the lock: stop requests are
-//! passed on and waited out, a killed `shmio lock` takes its command with
-//! it, and an interactive command still gets the terminal. Real processes;
-//! every wait is bounded.
+//! passed on and waited out, a killed `shmio lock` takes its command (and
+//! what that started) with it, and an interactive command still gets the
+//! terminal. Real processes; every wait is bounded.
 //!
 //! The command is mostly `shmio __worker linger MARKER CODE`: it holds the
 //! named mapping MARKER while it lives (so `Mapping::open(MARKER)` says
@@ -357,6 +357,16 @@ fn the_command_dies_with_a_killed_lock() {
     let name = unique("killed");
     let marker = unique("killed-marker");
     kill_the_lock_while(&name, &marker, &[SHMIO, "__worker", "linger", &marker, "0"]);
+}
+
+/// What the command started (here: the program a script runs) dies too.
+#[cfg(unix)]
+#[test]
+fn what_the_command_started_dies_with_a_killed_lock() {
+    let name = unique("killed-sh");
+    let marker = unique("killed-sh-marker");
+    let script = r#""$0" __worker linger "$1" 0; exit 0"#;
+    kill_the_lock_while(&name, &marker, &["sh", "-c", script, SHMIO, &marker]);
 }
 
 /// A `shmio lock` run by a `shmio lock`: killing the outer one takes the

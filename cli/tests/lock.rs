@@ -9,31 +9,21 @@
 //! stop requests it gets and carries on, and exits with CODE when its
 //! stdin (this test's pipe) closes.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use common::{unique, wait_bounded, wait_until, LIMIT, SHMIO};
 use shmio::{Error, Mapping, NamedMutex};
 
-const SHMIO: &str = env!("CARGO_BIN_EXE_shmio");
-/// The longest any one step may take (Wine is slow to start processes).
-const LIMIT: Duration = Duration::from_secs(60);
 /// How long a command may take to die with a killed `shmio lock`: well
 /// short of a worker's own limit (60 s), which would end it anyway.
 const DEATH: Duration = Duration::from_secs(20);
 /// How long something that must not happen is given to happen anyway.
 const GRACE: Duration = Duration::from_millis(300);
-
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "shmio-lock-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The mutex `shmio lock NAME` takes, opened here too.
 fn mutex_of(name: &str) -> NamedMutex {
@@ -58,34 +48,6 @@ fn exists(name: &str) -> bool {
         Ok(_) => true,
         Err(Error::NotFound { .. }) => false,
         Err(error) => panic!("opening {name}: {error}"),
-    }
-}
-
-#[track_caller]
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[track_caller]
-fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still running after {LIMIT:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -191,7 +153,7 @@ fn a_stop_request_reaches_the_command_and_the_lock_waits_for_it() {
     assert!(exists(&marker), "the command carries on");
     assert_locked(&mutex, "the command has not exited");
     drop(lock.stdin.take()); // the command exits 3
-    let status = wait_bounded(&mut lock, "shmio lock");
+    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
     assert_eq!(status.code(), Some(3), "{}", stderr_of(&mut lock));
     assert!(!exists(&marker));
     assert_free(&mutex);
@@ -210,7 +172,7 @@ fn a_command_ended_by_a_stop_request_gives_its_signal() {
         let (mut lock, lines) = start_lock(&name, &[SHMIO, "__worker", "hold", &marker, "4K"]);
         lines.expect("ready existed=false");
         send_signal(&lock, signal);
-        let status = wait_bounded(&mut lock, "shmio lock");
+        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
         assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
         assert!(!exists(&marker));
         assert_free(&mutex);
@@ -242,7 +204,7 @@ fn an_ignored_signal_stays_ignored() {
     // out first, and it was sent first).
     lines.expect(&format!("got signal {}", libc::SIGTERM));
     drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, "shmio lock");
+    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
     assert_eq!(status.code(), Some(3), "{}", stderr_of(&mut lock));
 }
 
@@ -266,7 +228,7 @@ fn the_whole_process_group_gets_it_and_is_waited_for() {
     assert!(lock.try_wait().unwrap().is_none(), "shmio lock waits");
     assert_locked(&mutex, "the worker the shell left still runs");
     drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, "shmio lock");
+    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
     assert_eq!(
         status.code(),
         Some(128 + libc::SIGTERM),
@@ -308,7 +270,7 @@ fn what_the_command_leaves_running_keeps_the_lock() {
     assert!(lock.try_wait().unwrap().is_none(), "shmio lock waits");
     assert_locked(&mutex, "the worker the command left still runs");
     drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, "shmio lock");
+    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
     assert_eq!(status.code(), Some(5), "the command's exit code");
     assert!(!exists(&marker));
     assert_free(&mutex);
@@ -338,7 +300,7 @@ fn kill_the_lock_while(name: &str, marker: &str, command: &[&str]) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_bounded(&mut next, "the next shmio lock");
+    let status = wait_bounded(&mut next, LIMIT, "the next shmio lock");
     let stderr = stderr_of(&mut next);
     assert!(status.success(), "{stderr}");
     assert_eq!(
@@ -391,7 +353,7 @@ fn a_nested_lock_dies_with_a_killed_lock() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_bounded(&mut again, "shmio lock");
+    let status = wait_bounded(&mut again, LIMIT, "shmio lock");
     let stderr = stderr_of(&mut again);
     assert!(status.success(), "{stderr}");
     #[cfg(target_os = "linux")]
@@ -552,7 +514,7 @@ mod terminal {
         pty.type_in(b"hello\n");
         pty.expect("got hello");
         assert!(
-            wait_bounded(&mut lock, "shmio lock").success(),
+            wait_bounded(&mut lock, LIMIT, "shmio lock").success(),
             "{}",
             pty.text
         );
@@ -561,7 +523,7 @@ mod terminal {
         let mut lock = pty.run(&["lock", &name, "--", "sh", "-c", script], true);
         pty.expect("ready");
         pty.type_in(b"\x03");
-        let status = wait_bounded(&mut lock, "shmio lock");
+        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
         assert_eq!(
             status.code(),
             Some(128 + libc::SIGINT),
@@ -586,7 +548,7 @@ mod terminal {
         pty.type_in(b"hello\n");
         lines.expect("got hello");
         assert!(
-            wait_bounded(&mut lock, "shmio lock").success(),
+            wait_bounded(&mut lock, LIMIT, "shmio lock").success(),
             "{}",
             pty.text
         );
@@ -596,7 +558,7 @@ mod terminal {
         let lines = Lines::of(lock.stdout.take().unwrap());
         lines.expect("ready");
         pty.type_in(b"\x03"); // to `shmio lock`'s group: passed on
-        let status = wait_bounded(&mut lock, "shmio lock");
+        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
         assert_eq!(status.code(), Some(128 + libc::SIGINT), "{}", pty.text);
     }
 
@@ -621,7 +583,7 @@ mod terminal {
         pty.type_in(b"hello\n");
         pty.expect("got hello");
         pty.expect("the script goes on");
-        let status = wait_bounded(&mut sh, "the script");
+        let status = wait_bounded(&mut sh, LIMIT, "the script");
         assert!(status.success(), "{}", pty.text);
 
         let command = "echo ready; exec sleep 60";
@@ -629,7 +591,7 @@ mod terminal {
         pty.expect("ready");
         pty.type_in(b"\x03");
         pty.expect("the script got SIGINT");
-        let status = wait_bounded(&mut sh, "the script");
+        let status = wait_bounded(&mut sh, LIMIT, "the script");
         assert_eq!(status.code(), Some(1), "{}", pty.text);
         assert!(
             !pty.text.contains("goes on\r\nthe script got"),

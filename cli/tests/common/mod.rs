@@ -143,7 +143,6 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
     }
 }
 
-#[cfg(target_os = "linux")]
 #[track_caller]
 pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::name::Name;
-use crate::owner::Owner;
+use crate::owner::{Owner, Trust};
 use crate::sys::{self, EntryKind};
 
 /// What shmio made a named object for.
@@ -139,6 +139,57 @@ pub struct Skipped {
 /// ([`LockError::OwnerDied`](crate::LockError::OwnerDied)); removing it
 /// would lose that.
 pub fn gc(dry_run: bool) -> Result<GcReport> {
+    Gc::new().dry_run(dry_run).run()
+}
+
+/// [`gc`] with more say: also another user's stale objects (for an
+/// administrator cleaning up after everyone; still only objects that carry
+/// shmio's mark, and only where the OS lets the caller remove them).
+///
+/// ```
+/// use shmio::{registry::Gc, Owner};
+///
+/// // What root's cleanup of every user's stale names would remove.
+/// let report = Gc::new().dry_run(true).allow_owner(Owner::Uid(65534)).run();
+/// # let _ = report;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Gc {
+    dry_run: bool,
+    trust: Trust,
+}
+
+impl Gc {
+    /// The caller's own stale names, for real.
+    pub fn new() -> Gc {
+        Gc::default()
+    }
+
+    /// Only say what would be removed (every check is made).
+    pub fn dry_run(&mut self, dry_run: bool) -> &mut Gc {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Also remove `owner`'s stale objects.
+    pub fn allow_owner(&mut self, owner: Owner) -> &mut Gc {
+        self.trust.allow(owner);
+        self
+    }
+
+    /// Also remove every other user's stale objects.
+    pub fn allow_any_owner(&mut self, any: bool) -> &mut Gc {
+        self.trust.allow_any(any);
+        self
+    }
+
+    /// Collects, as [`gc`] does.
+    pub fn run(&self) -> Result<GcReport> {
+        collect(self.dry_run, &self.trust)
+    }
+}
+
+fn collect(dry_run: bool, trust: &Trust) -> Result<GcReport> {
     let listed = sys::list_named()?;
     let live: std::collections::HashSet<String> = listed
         .iter()
@@ -149,9 +200,9 @@ pub fn gc(dry_run: bool) -> Result<GcReport> {
     let mut report = GcReport::default();
     for listed in listed {
         let os_name = listed.os_name.clone();
-        let kept = match keep_reason(&listed, &live) {
+        let kept = match keep_reason(&listed, &live, trust) {
             Some(reason) => Err(reason),
-            None => sys::reclaim_if_stale(&os_name, dry_run)?,
+            None => sys::reclaim_if_stale(&os_name, dry_run, trust)?,
         };
         match kept {
             Ok(()) => report.removed.extend(info(listed)),
@@ -166,11 +217,12 @@ pub fn gc(dry_run: bool) -> Result<GcReport> {
 fn keep_reason(
     listed: &sys::ListedName,
     live: &std::collections::HashSet<String>,
+    trust: &Trust,
 ) -> Option<String> {
     if let EntryKind::Other(expected) = listed.entry {
         return Some(format!("not {expected}"));
     }
-    if !listed.own {
+    if !listed.own && !trust.allows(&listed.owner) {
         return Some(format!("it belongs to {}, not to this user", listed.owner));
     }
     if !listed.follows_holders {

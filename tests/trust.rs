@@ -264,6 +264,10 @@ fn gc_removes_only_what_shmio_made() {
     let _live = Mapping::create(&live, 4096).unwrap();
     let stale = format!("{base}-stale");
     let _dead = kill_when_ready("child_entry", "hold", &[("NAME", stale.clone())]);
+    // Another user's stale object: kept unless the collector trusts its owner.
+    let nobody_stale = format!("{base}-nobody-stale");
+    let _dead_too = kill_when_ready("child_entry", "hold", &[("NAME", nobody_stale.clone())]);
+    give_to_nobody(&shm(&nobody_stale));
 
     let mine = |infos: &[registry::NameInfo]| -> Vec<String> {
         let mut names: Vec<String> = infos
@@ -296,6 +300,7 @@ fn gc_removes_only_what_shmio_made() {
     assert!(kept_reason(&dry, &dangling).contains("did not make"));
     assert!(kept_reason(&dry, &persistent).contains("did not make"));
     assert!(kept_reason(&dry, &live).contains("holds it"));
+    assert!(kept_reason(&dry, &nobody_stale).contains("uid 65534"));
     assert!(shm(&stale).exists(), "a dry run removes nothing");
 
     let real = registry::gc(false).unwrap();
@@ -320,6 +325,21 @@ fn gc_removes_only_what_shmio_made() {
             "gc removed {kept}, which shmio did not make or which is held"
         );
     }
+
+    // Trusting nobody, a collector removes nobody's stale object too, and
+    // nothing else that shmio did not make.
+    let trusted = registry::Gc::new()
+        .dry_run(true)
+        .allow_owner(Owner::Uid(NOBODY))
+        .run()
+        .unwrap();
+    assert_eq!(mine(&trusted.removed), std::slice::from_ref(&nobody_stale));
+    let trusted = registry::Gc::new()
+        .allow_owner(Owner::Uid(NOBODY))
+        .run()
+        .unwrap();
+    assert_eq!(mine(&trusted.removed), std::slice::from_ref(&nobody_stale));
+    assert!(!shm(&nobody_stale).exists());
 
     // Opening a sticky plain file neither reclaims nor manages it.
     let opened = Mapping::create_or_open(&sticky, 1).unwrap();

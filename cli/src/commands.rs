@@ -387,8 +387,16 @@ pub fn rm(name: &str, trusting: &Trusting) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(dry_run: bool, verbose: bool) -> CliResult {
-    let report = registry::gc(dry_run)?;
+pub fn gc(dry_run: bool, verbose: bool, allowed: &[owners::Allowed]) -> CliResult {
+    let mut gc = registry::Gc::new();
+    gc.dry_run(dry_run);
+    owners::trust(
+        &mut gc,
+        allowed,
+        registry::Gc::allow_owner,
+        registry::Gc::allow_any_owner,
+    );
+    let report = gc.run()?;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut text = String::new();
     for info in &report.removed {

@@ -147,6 +147,10 @@ enum Cmd {
         /// Also list every entry kept, and why
         #[arg(long, short)]
         verbose: bool,
+        /// Also remove USER's stale objects (a user name, a uid, or `any`:
+        /// for an administrator); repeatable
+        #[arg(long = "allow-owner", value_name = "USER", value_parser = owners::parse)]
+        allow_owner: Vec<owners::Allowed>,
     },
     /// Run a command while holding the mutex of the mapping NAME (the one
     /// `map.lock()` takes, whether or not the mapping exists); exit with its
@@ -282,7 +286,11 @@ fn main() -> ExitCode {
             trusting,
         } => commands::dump(&name, offset, len, &trusting),
         Cmd::Rm { name, trusting } => commands::rm(&name, &trusting),
-        Cmd::Gc { dry_run, verbose } => commands::gc(dry_run, verbose),
+        Cmd::Gc {
+            dry_run,
+            verbose,
+            allow_owner,
+        } => commands::gc(dry_run, verbose, &allow_owner),
         Cmd::Lock {
             name,
             sharing,

@@ -98,6 +98,7 @@ pub(crate) fn describe_named(_os_name: &str) -> crate::Result<Option<ListedName>
 pub(crate) fn reclaim_if_stale(
     _os_name: &str,
     _dry_run: bool,
+    _trust: &Trust,
 ) -> crate::Result<std::result::Result<(), String>> {
     Err(crate::Error::Unsupported {
         what: "removing stale names on this platform",

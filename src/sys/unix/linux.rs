@@ -845,6 +845,7 @@ fn flock_holders() -> std::collections::HashMap<(u64, u64), u32> {
 pub(crate) fn reclaim_if_stale(
     os_name: &str,
     dry_run: bool,
+    trust: &Trust,
 ) -> Result<std::result::Result<(), String>> {
     let dir = shm_dir()?;
     let entry = entry_of(os_name);
@@ -855,11 +856,9 @@ pub(crate) fn reclaim_if_stale(
     if !matches!(file_type, FileType::RegularFile | FileType::Symlink) {
         return Ok(Err(format!("not {}", expected_object(file_type))));
     }
-    if seen.st_uid != current_uid() {
-        return Ok(Err(format!(
-            "it belongs to {}, not to this user",
-            Owner::Uid(seen.st_uid)
-        )));
+    let owner = Owner::Uid(seen.st_uid);
+    if seen.st_uid != current_uid() && !trust.allows(&owner) {
+        return Ok(Err(format!("it belongs to {owner}, not to this user")));
     }
     if !is_marked(&seen) {
         return Ok(Err(
@@ -892,9 +891,14 @@ pub(crate) fn reclaim_if_stale(
             Err("it changed while being looked at".to_owned())
         });
     }
-    if unlink_if(dir, entry, id) {
-        Ok(Ok(()))
-    } else {
-        Ok(Err("it changed while being looked at".to_owned()))
+    if entry_id(dir, entry) != Some(id) {
+        return Ok(Err("it changed while being looked at".to_owned()));
+    }
+    match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
+        Ok(()) => Ok(Ok(())),
+        Err(Errno::NOENT) => Ok(Err("gone".to_owned())),
+        // Another user's, in the sticky /dev/shm: theirs or root's to remove.
+        Err(Errno::PERM | Errno::ACCESS) => Ok(Err("not permitted to remove it".to_owned())),
+        Err(errno) => Err(os_error("remove", os_name, errno)),
     }
 }

@@ -284,8 +284,11 @@ fn another_users_objects_are_joined_only_when_trusted() {
     prompt(&["send", &jobs, "secret"]).error("belongs to uid 65534");
     prompt(&["read", &jobs]).error("belongs to uid 65534");
     prompt(&["lock", &jobs, "--", "true"]).error("belongs to uid 65534");
-    let _ = squatter.kill();
-    let _ = squatter.wait();
+    // Asked to stop, nobody's receiver closes its channel, and the name goes.
+    let pid = rustix::process::Pid::from_child(&squatter);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    wait_bounded(&mut squatter, LIMIT, "nobody's receiver");
+    assert_gone(&jobs);
 
     // Made for sharing: root's receiver with --permissions 666; nobody sends
     // when it trusts root.

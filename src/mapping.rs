@@ -76,11 +76,12 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// never shrinks an object it maps, and:
 /// - anonymous mappings are sealed memfds on Linux: no process holding the
 ///   descriptor can shrink (or grow) them;
-/// - creating or growing an object checks its file system's free space, so a
-///   full `/dev/shm` or disk is [`Error::NoSpace`] at creation rather than
-///   `SIGBUS` at the first touch of a page that has no room (a check, not a
-///   reservation: processes filling the same file system at once can still
-///   run it out);
+/// - creating or growing an object reserves its memory (`fallocate` on
+///   Linux; Windows commits a section), so a full `/dev/shm` or disk is
+///   [`Error::NoSpace`] at creation rather than `SIGBUS` at the first touch
+///   of a page that has no room, and a created mapping can always be
+///   written in full ([`MappingOptions::sparse`] opts out; macOS, and file
+///   systems that cannot reserve, only check the free space);
 /// - Windows cannot shrink a mapped section or file at all.
 ///
 /// What no mapping can defend against is another process with write access

@@ -321,8 +321,10 @@ pub(crate) fn is_handle_limit(code: i32) -> bool {
 /// has less room than the growth: the pages of a sparse object are
 /// allocated on first touch, and a full tmpfs or disk then kills the
 /// toucher with `SIGBUS`. Better [`Error::NoSpace`] now. This is a check,
-/// not a reservation: processes growing objects at the same moment can
-/// still overcommit the file system together.
+/// not a reservation (processes growing objects at the same moment can
+/// still overcommit the file system together): Linux reserves instead
+/// (`fallocate`) and checks only where it cannot, or for a sparse object;
+/// macOS has only this.
 pub(crate) fn check_space(fd: &OwnedFd, current: u64, size: u64, target: &str) -> Result<()> {
     let Ok(fs) = rustix::fs::fstatvfs(fd) else {
         return Ok(());

@@ -20,18 +20,30 @@ use std::ptr::NonNull;
 use crate::error::{Error, Result};
 use crate::owner::Trust;
 
-#[cfg(unix)]
+// One backend per platform, each with the same files (`mod.rs`,
+// `objects.rs`, `sync.rs`) and the same items, chosen here; the stub keeps
+// every other target compiling, with every call `Error::Unsupported`.
+#[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
+#[cfg_attr(target_vendor = "apple", path = "macos/mod.rs")]
+#[cfg_attr(windows, path = "windows/mod.rs")]
+#[cfg_attr(
+    not(any(target_os = "linux", target_vendor = "apple", windows)),
+    path = "stub/mod.rs"
+)]
+mod os;
+/// What Linux and macOS share: mapping file descriptors.
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
 mod unix;
-#[cfg(unix)]
-pub(crate) use unix::*;
-#[cfg(windows)]
-mod windows;
-#[cfg(windows)]
-pub(crate) use windows::*;
-#[cfg(windows)]
-mod windows_sync;
-#[cfg(windows)]
-pub(crate) use windows_sync::*;
+/// Listing names where the platform cannot.
+#[cfg(not(target_os = "linux"))]
+mod unlisted;
+
+// The interface every backend provides.
+pub(crate) use os::{
+    anonymous, describe_named, duplicate, is_handle_limit, list_named, open_file, open_named,
+    process_alive, reclaim_if_stale, remove_named, Doorbell, Object, RawEvent, RawMutex,
+    GLOBAL_PREFIX, MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+};
 
 /// What a lock call came back with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,34 +87,6 @@ pub(crate) struct ListedName {
     /// The object's first 8 bytes, which say what shmio made it for (0 when
     /// they cannot be read).
     pub magic: u64,
-}
-
-/// Listing names: not possible here (see `crate::registry`).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn list_named() -> crate::Result<Vec<ListedName>> {
-    Err(crate::Error::Unsupported {
-        what: "listing named objects on this platform",
-    })
-}
-
-/// Describing a name: not possible here (see `crate::registry`).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn describe_named(_os_name: &str) -> crate::Result<Option<ListedName>> {
-    Err(crate::Error::Unsupported {
-        what: "inspecting named objects on this platform",
-    })
-}
-
-/// Reclaiming stale names by listing them: not possible here.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn reclaim_if_stale(
-    _os_name: &str,
-    _dry_run: bool,
-    _trust: &Trust,
-) -> crate::Result<std::result::Result<(), String>> {
-    Err(crate::Error::Unsupported {
-        what: "removing stale names on this platform",
-    })
 }
 
 /// How a region is mapped.
@@ -175,23 +159,21 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
     Ok((file, metadata.len()))
 }
 
-/// How long an opener waits for the creator of an object that is published
-/// before it is set up (see [`NamedRequest::ready`]).
-#[cfg(not(target_os = "linux"))]
-pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Waits (bounded by [`READY_WAIT`]) until `ready` says the creator of
+/// Waits (bounded by the backend's `READY_WAIT`: none where objects are
+/// set up before they are named) until `ready` says the creator of
 /// `object` has set it up. Whether it has is for the caller to check again:
 /// one that never was is not what the caller expected.
-#[cfg(not(target_os = "linux"))]
 pub(crate) fn await_ready(
     object: &mut Object,
     ready: &dyn Fn(&Region) -> bool,
     name: &str,
 ) -> Result<()> {
+    if os::READY_WAIT.is_zero() {
+        return Ok(());
+    }
     let region = object.map(object.size(), Access::ReadOnly, name)?;
     let start = std::time::Instant::now();
-    while !ready(&region) && start.elapsed() < READY_WAIT {
+    while !ready(&region) && start.elapsed() < os::READY_WAIT {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     Ok(())
@@ -286,7 +268,6 @@ pub(crate) struct NamedRequest<'a> {
     /// name is published before its creator's `init` has run (Windows,
     /// macOS), an opener waits (bounded) for this; where it never is
     /// (Linux), an opener never waits.
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub ready: Option<&'a dyn Fn(&Region) -> bool>,
 }
 

@@ -14,40 +14,25 @@ use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
 use super::{Access, FileRequest, Region};
 use crate::error::{Error, Result};
 
-#[cfg(target_os = "linux")]
-mod linux;
-#[cfg(target_os = "linux")]
-pub(crate) use linux::*;
-#[cfg(target_os = "linux")]
-mod linux_sync;
-#[cfg(target_os = "linux")]
-pub(crate) use linux_sync::*;
-#[cfg(not(target_os = "linux"))]
-mod macos;
-#[cfg(not(target_os = "linux"))]
-pub(crate) use macos::*;
-#[cfg(not(target_os = "linux"))]
-mod macos_sync;
-#[cfg(not(target_os = "linux"))]
-pub(crate) use macos_sync::*;
+use crate::sys::os::Lease;
 
 /// Turns a failed call into an [`Error`] that says what was done to what.
-pub(crate) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
+pub(in crate::sys) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
     Error::os(op, target, io::Error::from(errno))
 }
 
 /// The identity of a file (device and inode), to tell whether a name or
 /// path still points at it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
+pub(in crate::sys) struct FileId {
+    pub(in crate::sys) dev: u64,
+    pub(in crate::sys) ino: u64,
 }
 
 impl FileId {
     /// The identity in a `stat`.
     #[allow(clippy::unnecessary_cast)] // st_dev is an i32 on macOS
-    fn of(stat: &rustix::fs::Stat) -> FileId {
+    pub(in crate::sys) fn of(stat: &rustix::fs::Stat) -> FileId {
         FileId {
             dev: stat.st_dev as u64,
             ino: stat.st_ino,
@@ -62,7 +47,7 @@ impl From<FileId> for super::ObjectId {
 }
 
 /// The identity of what `entry` in `dir` is now (a symlink itself, not its target).
-fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
+pub(in crate::sys) fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
     rustix::fs::statat(dir, entry, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
         .ok()
         .map(|stat| FileId::of(&stat))
@@ -71,9 +56,9 @@ fn entry_id(dir: BorrowedFd<'_>, entry: &str) -> Option<FileId> {
 /// An owned, mappable OS object: a descriptor, its size, and (for a named
 /// object whose name follows its holders) the lease that may remove the name.
 pub(crate) struct Object {
-    fd: OwnedFd,
-    size: u64,
-    lease: Option<Lease>,
+    pub(in crate::sys) fd: OwnedFd,
+    pub(in crate::sys) size: u64,
+    pub(in crate::sys) lease: Option<Lease>,
 }
 
 impl Object {
@@ -104,7 +89,7 @@ impl Object {
     /// Grows the object to `len` bytes, reserving the new part where the
     /// platform can (see `grow`).
     pub(crate) fn set_len(&mut self, len: u64, target: &str) -> Result<()> {
-        grow(&self.fd, self.size, len, target)?;
+        crate::sys::os::grow(&self.fd, self.size, len, target)?;
         self.size = len;
         Ok(())
     }
@@ -158,7 +143,12 @@ impl Drop for Object {
 }
 
 /// Maps the first `len` bytes of `fd`.
-fn map_fd(fd: &OwnedFd, len: u64, access: Access, target: &str) -> Result<Region> {
+pub(in crate::sys) fn map_fd(
+    fd: &OwnedFd,
+    len: u64,
+    access: Access,
+    target: &str,
+) -> Result<Region> {
     let len_usize = super::checked_len(len, target)?;
     let prot = if access.writable_memory() {
         ProtFlags::READ | ProtFlags::WRITE
@@ -190,7 +180,7 @@ fn map_fd(fd: &OwnedFd, len: u64, access: Access, target: &str) -> Result<Region
 pub(crate) const SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The object's size, waiting (bounded) while another program's creator has not yet sized it.
-pub(crate) fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
+pub(in crate::sys) fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
     let start = std::time::Instant::now();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -217,38 +207,6 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         return false;
     };
     !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
-}
-
-/// A doorbell for the channel where there is no futex: sleepers poll, with
-/// a short sleep that grows to 1 ms, so an idle waiter uses almost no CPU.
-#[cfg(not(target_os = "linux"))]
-pub(crate) struct Doorbell;
-
-#[cfg(not(target_os = "linux"))]
-impl Doorbell {
-    /// The doorbell `which` of the channel called `name` (no OS object).
-    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
-        Ok(Doorbell)
-    }
-
-    /// Bumps `word`; pollers notice.
-    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
-        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Sleeps a little while `word == seen`, at most `timeout`.
-    pub(crate) fn wait(
-        &self,
-        word: &std::sync::atomic::AtomicU32,
-        seen: u32,
-        timeout: Option<std::time::Duration>,
-    ) {
-        let nap =
-            std::time::Duration::from_millis(1).min(timeout.unwrap_or(std::time::Duration::MAX));
-        if word.load(std::sync::atomic::Ordering::SeqCst) == seen {
-            std::thread::sleep(nap);
-        }
-    }
 }
 
 /// A duplicate of `fd` that this process owns (close-on-exec).
@@ -284,16 +242,8 @@ impl Drop for Region {
     }
 }
 
-/// POSIX has no machine-wide namespace apart from the one it has.
-pub(crate) const GLOBAL_PREFIX: &str = "";
-
-/// A mutex's segment outlives a holder that died while locked (it is kept
-/// for its mapping: `segment::create_or_open_owned`), so a mapping opens
-/// its mutex only when it first locks.
-pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
-
 /// Errors of calls that take a size: too big for memory or the file system is `TooLarge`.
-fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error {
+pub(in crate::sys) fn size_error(op: &'static str, target: &str, size: u64, errno: Errno) -> Error {
     match errno {
         Errno::NOMEM => Error::OutOfAddressSpace {
             size,
@@ -325,7 +275,12 @@ pub(crate) fn is_handle_limit(code: i32) -> bool {
 /// still overcommit the file system together): Linux reserves instead
 /// (`fallocate`) and checks only where it cannot, or for a sparse object;
 /// macOS has only this.
-pub(crate) fn check_space(fd: &OwnedFd, current: u64, size: u64, target: &str) -> Result<()> {
+pub(in crate::sys) fn check_space(
+    fd: &OwnedFd,
+    current: u64,
+    size: u64,
+    target: &str,
+) -> Result<()> {
     let Ok(fs) = rustix::fs::fstatvfs(fd) else {
         return Ok(());
     };
@@ -344,6 +299,6 @@ pub(crate) fn check_space(fd: &OwnedFd, current: u64, size: u64, target: &str) -
 }
 
 /// The size in a `stat`, never negative.
-fn stat_size(stat: &rustix::fs::Stat) -> u64 {
+pub(in crate::sys) fn stat_size(stat: &rustix::fs::Stat) -> u64 {
     u64::try_from(stat.st_size).unwrap_or(0)
 }

@@ -29,8 +29,9 @@ use windows_sys::Win32::System::Threading::{
     WaitForSingleObject, INFINITE,
 };
 
+use super::objects::wide;
 use crate::error::{Error, Result};
-use crate::sys::{wide, LockState};
+use crate::sys::LockState;
 
 /// The (name, thread id) pairs whose lock is held in this process.
 static HELD: Mutex<Option<HashSet<(String, u32)>>> = Mutex::new(None);
@@ -69,14 +70,14 @@ impl RawMutex {
     pub(crate) fn create_or_open(
         name: &str,
         sharing: &crate::sync::segment::Sharing<'_>,
-        _owner: Option<super::ObjectId>,
+        _owner: Option<crate::sys::ObjectId>,
     ) -> Result<(RawMutex, bool)> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
         let (handle, existed) = owned_or_error(handle, name, "a mutex")?;
         if existed {
-            super::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
+            super::objects::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
         }
         Ok((
             RawMutex {
@@ -139,7 +140,7 @@ impl RawEvent {
         let handle = unsafe { CreateEventW(std::ptr::null(), i32::from(manual), 0, wide.as_ptr()) };
         let (handle, existed) = owned_or_error(handle, name, "an event")?;
         if existed {
-            super::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
+            super::objects::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
         }
         Ok((RawEvent { handle, manual }, existed))
     }

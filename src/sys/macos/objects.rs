@@ -61,8 +61,10 @@ use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RawMode};
 use rustix::io::Errno;
 use rustix::shm;
 
-use super::{entry_id, os_error, size_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
+use crate::sys::unix::{
+    check_space, entry_id, map_fd, os_error, size_error, stat_size, wait_for_size, FileId, Object,
+};
 use crate::sys::{Access, Disposition, NamedRequest, Opened};
 
 /// What every OS name starts with.
@@ -463,7 +465,7 @@ fn create_object(req: &NamedRequest<'_>) -> Result<Option<(OwnedFd, u64)>> {
     // The name is public already: openers wait for `ready` (see NamedRequest).
     if let Some(init) = req.init {
         let set_up =
-            super::map_fd(&fd, size, Access::ReadWrite, req.name).and_then(|region| init(&region));
+            map_fd(&fd, size, Access::ReadWrite, req.name).and_then(|region| init(&region));
         if let Err(error) = set_up {
             let _ = shm::unlink(req.os_name);
             return Err(error);
@@ -514,8 +516,8 @@ fn opened(fd: OwnedFd, lease: Option<Lease>, req: &NamedRequest<'_>) -> Result<A
 
 /// Grows a file-backed object from `current` to `len` bytes, after checking
 /// that its file system has room (macOS has no `fallocate`).
-pub(super) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
-    super::check_space(fd, current, len, target)?;
+pub(crate) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
+    check_space(fd, current, len, target)?;
     rustix::fs::ftruncate(fd, len).map_err(|e| size_error("resize", target, len, e))
 }
 

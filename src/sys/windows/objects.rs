@@ -34,8 +34,8 @@ use windows_sys::Win32::System::Memory::{
     PAGE_WRITECOPY,
 };
 
-use super::{Access, Disposition, FileRequest, NamedRequest, Opened, Region};
 use crate::error::{Error, Result};
+use crate::sys::{Access, Disposition, FileRequest, NamedRequest, Opened, Region};
 
 /// Names are passed as they are: no prefix means the session namespace.
 pub(crate) const OS_NAME_PREFIX: &str = "";
@@ -70,7 +70,7 @@ impl Object {
     }
 
     /// Sections have no identity shmio needs: a mutex cannot outlive its holders here.
-    pub(crate) fn identity(&self) -> Option<super::ObjectId> {
+    pub(crate) fn identity(&self) -> Option<crate::sys::ObjectId> {
         None
     }
 
@@ -100,7 +100,7 @@ impl Object {
 
     /// Maps the first `len` bytes of the object.
     pub(crate) fn map(&mut self, len: u64, access: Access, target: &str) -> Result<Region> {
-        let len_usize = super::checked_len(len, target)?;
+        let len_usize = crate::sys::checked_len(len, target)?;
         if self.section.is_none() {
             let Some(file) = &self.file else {
                 return Err(Error::Unsupported {
@@ -174,7 +174,7 @@ pub(crate) fn duplicate(handle: BorrowedHandle<'_>) -> Result<OwnedHandle> {
 
 /// Opens `req.path`, creating it when it is missing and the mapping may write.
 pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
-    let (file, size) = super::open_backing_file(req)?;
+    let (file, size) = crate::sys::open_backing_file(req)?;
     Ok(Object {
         section: None,
         file: Some(file),
@@ -215,7 +215,8 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             mode: req.mode,
         })?;
         let target = path.display().to_string();
-        let (len, grow) = super::file_mapping_len(object.size(), req.size, req.access, &target)?;
+        let (len, grow) =
+            crate::sys::file_mapping_len(object.size(), req.size, req.access, &target)?;
         if grow {
             object.set_len(len, &target)?;
         }
@@ -268,7 +269,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
 fn opened(mut object: Object, req: &NamedRequest<'_>) -> Result<Opened> {
     check_owner(&object, req)?;
     if let Some(ready) = req.ready {
-        super::await_ready(&mut object, ready, req.name)?;
+        crate::sys::await_ready(&mut object, ready, req.name)?;
     }
     Ok(Opened {
         object,

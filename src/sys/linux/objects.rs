@@ -65,9 +65,12 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RenameFlags, Stat, CWD};
 use rustix::io::Errno;
 
-use super::{entry_id, open_file, os_error, stat_size, wait_for_size, FileId, Object};
 use crate::error::{Error, Result};
 use crate::owner::{Owner, Trust};
+use crate::sys::unix::{
+    check_space, entry_id, open_file, os_error, size_error, stat_size, wait_for_size, FileId,
+    Object,
+};
 use crate::sys::{
     file_mapping_len, Access, Disposition, EntryKind, FileRequest, ListedName, NamedRequest, Opened,
 };
@@ -288,7 +291,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
 
 /// Reserves the memory of bytes `from..to` of `fd` (`fallocate`), so a
 /// created object can always be written in full; on a file system that
-/// cannot reserve, checks that it has room (see [`super::check_space`]).
+/// cannot reserve, checks that it has room (see [`check_space`]).
 ///
 /// Memory-backed file systems (`/dev/shm`, memfd) are sized in memory the
 /// kernel does not check before it starts allocating: a reservation larger
@@ -318,8 +321,8 @@ fn reserve(fd: &OwnedFd, from: u64, to: u64, target: &str) -> Result<()> {
     }
     match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), from, to - from) {
         Ok(()) => Ok(()),
-        Err(Errno::OPNOTSUPP | Errno::NOSYS) => super::check_space(fd, from, to, target),
-        Err(errno) => Err(super::size_error("reserve", target, to, errno)),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => check_space(fd, from, to, target),
+        Err(errno) => Err(size_error("reserve", target, to, errno)),
     }
 }
 
@@ -364,9 +367,9 @@ fn create_object(
     .map_err(|e| os_error("create", req.name, e))?;
     let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
     if req.sparse {
-        super::check_space(&fd, 0, size, req.name)?;
+        check_space(&fd, 0, size, req.name)?;
     }
-    rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", req.name, size, e))?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| size_error("size", req.name, size, e))?;
     if !req.sparse {
         reserve(&fd, 0, size, req.name)?;
     }
@@ -621,7 +624,12 @@ fn hold(
         os_name: req.os_name.to_owned(),
         entry,
     });
-    Ok(Found::Live(Object { fd, size, lease }, adopted_stale))
+    let mut object = Object { fd, size, lease };
+    if let Some(ready) = req.ready {
+        // Set up before it was named: never a wait here (READY_WAIT is zero).
+        crate::sys::await_ready(&mut object, ready, req.name)?;
+    }
+    Ok(Found::Live(object, adopted_stale))
 }
 
 /// Removes the stale name `entry` (every holder died) if it is still the
@@ -695,7 +703,7 @@ pub(crate) fn anonymous(size: u64, sparse: bool) -> Result<Object> {
     const TARGET: &str = "anonymous mapping";
     let fd = rustix::fs::memfd_create("shmio", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| os_error("create", TARGET, e))?;
-    rustix::fs::ftruncate(&fd, size).map_err(|e| super::size_error("size", TARGET, size, e))?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| size_error("size", TARGET, size, e))?;
     if !sparse {
         reserve(&fd, 0, size, TARGET)?;
     }
@@ -710,8 +718,8 @@ pub(crate) fn anonymous(size: u64, sparse: bool) -> Result<Object> {
 
 /// Grows a file-backed object from `current` to `len` bytes, reserving the
 /// new part.
-pub(super) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
-    rustix::fs::ftruncate(fd, len).map_err(|e| super::size_error("resize", target, len, e))?;
+pub(crate) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(|e| size_error("resize", target, len, e))?;
     reserve(fd, current, len, target)
 }
 

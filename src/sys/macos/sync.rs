@@ -72,11 +72,11 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{os_error, FileId};
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::name::Name;
 use crate::sync::segment::{self, Sharing, SIGNALED, STATE_OFFSET, WAITERS};
+use crate::sys::unix::{os_error, FileId};
 use crate::sys::{LockState, ObjectId};
 
 /// What every lock file's name ends with.
@@ -224,7 +224,7 @@ impl RawMutex {
         )?;
         let entry = lock_entry(&Name::derived(&object_name)?.os_name());
         let path = std::env::temp_dir()
-            .join(super::macos::LEASE_DIR)
+            .join(super::objects::LEASE_DIR)
             .join(&entry);
         let file = LockFile::open(&entry, name)?;
         let mutex = RawMutex {
@@ -439,7 +439,7 @@ impl LockFile {
     /// missing, never through a symlink.
     fn open(entry: &str, name: &str) -> Result<LockFile> {
         const OP: &str = "open the lock file of";
-        let dir = super::macos::lease_dir(true)?.ok_or_else(|| Error::NotFound {
+        let dir = super::objects::lease_dir(true)?.ok_or_else(|| Error::NotFound {
             name: format!("the lock directory of {name:?}"),
         })?;
         let fd = rustix::fs::openat(
@@ -478,7 +478,7 @@ impl LockFile {
 
 /// The lock file's name for a segment's OS name.
 fn lock_entry(os_name: &str) -> String {
-    super::macos::hex_entry(os_name, LOCK_SUFFIX)
+    super::objects::hex_entry(os_name, LOCK_SUFFIX)
 }
 
 /// An event: a polled word in a named segment.
@@ -585,6 +585,36 @@ impl RawEvent {
                 return Ok(true);
             }
             nap = (nap * 2).min(LONGEST_NAP);
+        }
+    }
+}
+
+/// A doorbell for the channel where there is no futex: sleepers poll, with
+/// a short sleep that grows to 1 ms, so an idle waiter uses almost no CPU.
+pub(crate) struct Doorbell;
+
+impl Doorbell {
+    /// The doorbell `which` of the channel called `name` (no OS object).
+    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
+        Ok(Doorbell)
+    }
+
+    /// Bumps `word`; pollers notice.
+    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
+        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sleeps a little while `word == seen`, at most `timeout`.
+    pub(crate) fn wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        seen: u32,
+        timeout: Option<std::time::Duration>,
+    ) {
+        let nap =
+            std::time::Duration::from_millis(1).min(timeout.unwrap_or(std::time::Duration::MAX));
+        if word.load(std::sync::atomic::Ordering::SeqCst) == seen {
+            std::thread::sleep(nap);
         }
     }
 }

@@ -294,7 +294,7 @@ impl RawEvent {
 }
 
 fn os(op: &'static str, name: &str, errno: Errno) -> Error {
-    super::os_error(op, name, errno)
+    crate::sys::unix::os_error(op, name, errno)
 }
 
 /// A doorbell for the channel: a futex on a word in shared memory.

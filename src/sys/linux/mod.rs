@@ -1,0 +1,25 @@
+//! The Linux backend: named objects are files in `/dev/shm` (`objects.rs`),
+//! locks are robust pthread mutexes and waits are futexes (`sync.rs`); the
+//! mapping of file descriptors is shared with macOS (`sys/unix.rs`).
+
+mod objects;
+mod sync;
+
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, process_alive, Object};
+pub(crate) use objects::{
+    anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
+    OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+};
+pub(crate) use sync::{Doorbell, RawEvent, RawMutex};
+
+/// POSIX has no machine-wide namespace apart from the one it has.
+pub(crate) const GLOBAL_PREFIX: &str = "";
+
+/// A mutex's segment outlives a holder that died while locked (it is kept
+/// for its mapping: `segment::create_or_open_owned`), so a mapping opens
+/// its mutex only when it first locks.
+pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
+
+/// An object here is set up before its name is published: an opener never
+/// waits for a creator.
+pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::ZERO;

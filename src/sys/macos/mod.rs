@@ -1,0 +1,26 @@
+//! The macOS backend: named objects are POSIX shared-memory objects with a
+//! companion lease file (`objects.rs`), locks are `flock`s on lock files and
+//! waits use `os_sync_wait_on_address` or polling (`sync.rs`); the mapping
+//! of file descriptors is shared with Linux (`sys/unix.rs`). Built and
+//! linted for `x86_64-apple-darwin`, never run here.
+
+mod objects;
+mod sync;
+
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, process_alive, Object};
+pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
+pub(crate) use objects::{
+    anonymous, grow, open_named, remove_named, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+};
+pub(crate) use sync::{Doorbell, RawEvent, RawMutex};
+
+/// POSIX has no machine-wide namespace apart from the one it has.
+pub(crate) const GLOBAL_PREFIX: &str = "";
+
+/// A mutex's segment outlives a holder that died while locked (it is kept
+/// for its mapping), so a mapping opens its mutex only when it first locks.
+pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
+
+/// A name is public from `shm_open(O_CREAT)` on, before its creator has set
+/// the object up: an opener waits this long at most for it.
+pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

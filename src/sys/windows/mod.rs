@@ -1,0 +1,16 @@
+//! The Windows backend: named objects are sections (`objects.rs`), locks
+//! and doorbells are named kernel mutexes and events (`sync.rs`).
+
+mod objects;
+mod sync;
+
+pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
+pub(crate) use objects::{
+    anonymous, duplicate, is_handle_limit, open_file, open_named, remove_named, Object,
+    GLOBAL_PREFIX, MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+};
+pub(crate) use sync::{process_alive, Doorbell, RawEvent, RawMutex};
+
+/// A section's name is public from `CreateFileMappingW` on, before its
+/// creator has set it up: an opener waits this long at most for it.
+pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

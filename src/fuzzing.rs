@@ -7,10 +7,11 @@
 //! geometry), except that an unready segment is refused at once instead of
 //! waited for.
 
-use crate::channel::{ring, Channel, ChannelGeometry, MAGIC};
+use crate::channel::{ring, Channel, ChannelGeometry};
 use crate::error::Result;
 use crate::mapping::Mapping;
-use crate::sync::segment;
+use crate::object::{self, Header, Kind};
+use crate::owner::Trust;
 
 /// The platform's OS-name prefix ([`crate::Name::os_name`] starts with it).
 pub const OS_NAME_PREFIX: &str = crate::sys::OS_NAME_PREFIX;
@@ -41,9 +42,10 @@ pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
         let offset = offset as usize;
         image[offset..offset + bytes.len()].copy_from_slice(bytes);
     };
-    put(0, &MAGIC.to_le_bytes());
-    put(8, &segment::READY.to_le_bytes());
-    put(12, &segment::VERSION.to_le_bytes());
+    put(
+        0,
+        zerocopy::IntoBytes::as_bytes(&Header::new(Kind::Channel)),
+    );
     put(ring::CAPACITY, &capacity.to_le_bytes());
     put(ring::MAX_MESSAGE, &max_message_size.to_le_bytes());
     let stride = ring::stride_for(max_message_size);
@@ -66,6 +68,6 @@ pub fn channel_over(bytes: &[u8], len: u64) -> Result<Channel> {
     let map = Mapping::anonymous(len)?;
     let take = bytes.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     map.write_at(0, &bytes[..take])?;
-    let map = segment::check(map, "shmio-fuzz", MAGIC, "a shmio channel")?;
-    Channel::from_map(map, "shmio-fuzz")
+    let map = object::check(map, "shmio-fuzz", Kind::Channel)?;
+    Channel::from_map(map, "shmio-fuzz", &Trust::OWN)
 }

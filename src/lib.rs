@@ -76,6 +76,7 @@ pub mod fuzzing;
 mod io;
 mod mapping;
 mod name;
+mod object;
 mod owner;
 mod record;
 pub mod registry;

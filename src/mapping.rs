@@ -139,7 +139,7 @@ impl Shared {
 /// use shmio::{Mapping, Owner};
 ///
 /// # let name = format!("shmio-doc-opts-{}", std::process::id());
-/// let map = Mapping::options().size(1 << 20).mode(0o600).create(&name)?;
+/// let map = Mapping::options().size(1 << 20).permissions(0o600).create(&name)?;
 /// assert_eq!(map.len(), 1 << 20);
 /// let reader = Mapping::options().read_only(true).open(&name)?;
 /// assert!(reader.write_at(0, b"x").is_err());
@@ -154,7 +154,7 @@ pub struct MappingOptions {
     persistent: bool,
     read_only: bool,
     copy_on_write: bool,
-    mode: u32,
+    permissions: u32,
     global: bool,
     sparse: bool,
     trust: Trust,
@@ -168,7 +168,7 @@ impl Default for MappingOptions {
             persistent: false,
             read_only: false,
             copy_on_write: false,
-            mode: DEFAULT_MODE,
+            permissions: DEFAULT_MODE,
             global: false,
             sparse: false,
             trust: Trust::OWN,
@@ -241,8 +241,8 @@ impl MappingOptions {
 
     /// Permission bits of a new named object or file (POSIX; the umask
     /// applies, as for [`std::fs::OpenOptions`]). Default `0o600`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
-        self.mode = mode;
+    pub fn permissions(&mut self, permissions: u32) -> &mut Self {
+        self.permissions = permissions;
         self
     }
 
@@ -334,7 +334,7 @@ impl MappingOptions {
         let mut object = sys::open_file(&sys::FileRequest {
             path,
             access,
-            mode: self.mode,
+            mode: self.permissions,
         })?;
         let (len, grow) = sys::file_mapping_len(object.size(), self.size, access, &target)?;
         if grow {
@@ -422,7 +422,7 @@ impl MappingOptions {
             name: name.as_str(),
             os_name: &os_name,
             size: self.size,
-            mode: self.mode,
+            mode: self.permissions,
             persistent: self.persistent,
             sparse: self.sparse,
             access,
@@ -548,6 +548,13 @@ impl Mapping {
     /// The OS object behind the mapping.
     pub(crate) fn object(&self) -> &sys::Object {
         &self.shared.object
+    }
+
+    /// The first byte of the mapped memory, for the crate's objects that
+    /// keep their state in it (a lock, a channel's ring): the mapping stays
+    /// mapped while `self` lives.
+    pub(crate) fn base(&self) -> std::ptr::NonNull<u8> {
+        self.window.base()
     }
 
     /// True when the constructor opened an existing mapping rather than

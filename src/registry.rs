@@ -12,6 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::name::Name;
+use crate::object::Kind;
 use crate::owner::{Owner, Trust};
 use crate::sys::{self, EntryKind};
 
@@ -40,11 +41,11 @@ impl ObjectKind {
     }
 
     fn from_magic(magic: u64) -> ObjectKind {
-        match &magic.to_le_bytes() {
-            b"shmioMTX" => ObjectKind::Mutex,
-            b"shmioEVT" => ObjectKind::Event,
-            b"shmioCHN" => ObjectKind::Channel,
-            _ => ObjectKind::Mapping,
+        match Kind::from_magic(magic) {
+            Some(Kind::Mutex) => ObjectKind::Mutex,
+            Some(Kind::Event) => ObjectKind::Event,
+            Some(Kind::Channel) => ObjectKind::Channel,
+            None => ObjectKind::Mapping,
         }
     }
 }

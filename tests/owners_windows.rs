@@ -1,6 +1,6 @@
-//! Another owner's objects on Windows: a section, a mutex and an event made
-//! with a security descriptor whose owner is SYSTEM (`S-1-5-18`), as a
-//! service would make them. Opening one is `Error::ForeignOwner` naming
+//! Another owner's objects on Windows: a section, a kernel mutex and an
+//! event's section made with a security descriptor whose owner is SYSTEM
+//! (`S-1-5-18`), as a service would make them. Opening one is `Error::ForeignOwner` naming
 //! that SID unless the caller trusts it. (Under Wine every process runs as
 //! one user, and objects made with default attributes carry no owner at
 //! all, which shmio accepts: Windows let the caller open them. An explicit
@@ -20,7 +20,7 @@ use windows_sys::Win32::Security::Authorization::{
 };
 use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE};
-use windows_sys::Win32::System::Threading::{CreateEventW, CreateMutexW};
+use windows_sys::Win32::System::Threading::CreateMutexW;
 
 const SYSTEM: &str = "S-1-5-18";
 
@@ -100,8 +100,18 @@ fn objects_owned_by_another_sid_are_joined_only_when_trusted() {
     });
     // SAFETY: as above.
     let _mutex = owned(unsafe { CreateMutexW(&attributes, 0, wide(&mutex_name).as_ptr()) });
+    // An event keeps its state in a section of its own, `NAME@event`.
     // SAFETY: as above.
-    let _event = owned(unsafe { CreateEventW(&attributes, 0, 0, wide(&event_name).as_ptr()) });
+    let _event = owned(unsafe {
+        CreateFileMappingW(
+            INVALID_HANDLE_VALUE,
+            &attributes,
+            PAGE_READWRITE,
+            0,
+            4096,
+            wide(&format!("{event_name}@event")).as_ptr(),
+        )
+    });
 
     expect_system(Mapping::open(&section_name));
     expect_system(Mapping::create_or_open(&section_name, 4096));
@@ -123,12 +133,13 @@ fn objects_owned_by_another_sid_are_joined_only_when_trusted() {
         .create_or_open(&mutex_name)
         .expect("trusted, it opens");
     drop(mutex.lock().unwrap());
-    NamedEvent::options()
-        .allow_any_owner(true)
-        .create_or_open(&event_name)
-        .expect("trusting anyone, it opens")
-        .set()
-        .unwrap();
+    // Trusting anyone, it opens: and a blank section is no event.
+    assert!(matches!(
+        NamedEvent::options()
+            .allow_any_owner(true)
+            .create_or_open(&event_name),
+        Err(Error::WrongKind { .. })
+    ));
     // A section that is not a channel is still not one when trusted.
     assert!(matches!(
         Channel::options().allow_owner(system).open(&section_name),

@@ -356,7 +356,7 @@ fn named_objects_are_owner_only_by_default() {
     let shared_name = unique_name("mode-shared");
     let _shared = Mapping::options()
         .size(4096)
-        .mode(0o640)
+        .permissions(0o640)
         .create(&shared_name)
         .unwrap();
     let mode = std::fs::metadata(format!("/dev/shm/{shared_name}"))

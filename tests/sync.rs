@@ -366,25 +366,23 @@ fn bad_names_are_typed_errors() {
 fn a_name_held_by_another_kind_of_object_is_a_typed_error() {
     let name = unique_name("kind");
     let _event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
-    // Linux and macOS: the event's segment is not a mutex's (and the other way
-    // round). Windows: one namespace for both kernel objects.
-    let squatter = if cfg!(windows) {
-        name.clone()
-    } else {
-        format!("{name}@mutex")
-    };
-    let _junk = if cfg!(windows) {
-        None
-    } else {
-        Some(Mapping::create(&squatter, 4096).unwrap())
-    };
-    if let Some(junk) = &_junk {
-        junk.write_value_at(0, &u64::from_le_bytes(*b"notmutex"))
-            .unwrap();
-        junk.atomic_u32(8).unwrap().store(1, Ordering::Release);
-    }
+    // A published object of another kind where the mutex's state would be.
+    let junk = Mapping::create(&format!("{name}@mutex"), 4096).unwrap();
+    junk.write_value_at(0, &u64::from_le_bytes(*b"notmutex"))
+        .unwrap();
+    junk.atomic_u32(8).unwrap().store(1, Ordering::Release);
     match NamedMutex::create_or_open(&name) {
         Err(e @ Error::WrongKind { .. }) => assert!(e.to_string().contains(&name)),
         other => panic!("{other:?}"),
+    }
+    // Windows: one namespace for sections and kernel mutexes; the mutex's
+    // kernel object is named as the mutex is, so a section there is a clash.
+    if cfg!(windows) {
+        let other = unique_name("kind-section");
+        let _section = Mapping::create(&other, 4096).unwrap();
+        match NamedMutex::create_or_open(&other) {
+            Err(e @ Error::WrongKind { .. }) => assert!(e.to_string().contains(&other)),
+            other => panic!("{other:?}"),
+        }
     }
 }

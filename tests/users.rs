@@ -259,7 +259,7 @@ fn another_user_can_when_the_mode_allows() {
     let channel_name = unique_name("users-open-channel");
     let map = Mapping::options()
         .size(4096)
-        .mode(0o666)
+        .permissions(0o666)
         .create(&map_name)
         .unwrap();
     map.write_value_at(0, &41u64).unwrap();
@@ -378,7 +378,7 @@ fn nobody_squat() {
     // Persistent, so the name outlives this process.
     Mapping::options()
         .size(4096)
-        .mode(0o666)
+        .permissions(0o666)
         .persistent(true)
         .create(&arg("NAME"))
         .unwrap();
@@ -410,7 +410,7 @@ fn root_stale() {
     exact_modes();
     let map = Mapping::options()
         .size(4096)
-        .mode(0o666)
+        .permissions(0o666)
         .create(&arg("NAME"))
         .unwrap();
     map.write_value_at(8, &7u64).unwrap();

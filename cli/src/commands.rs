@@ -35,7 +35,7 @@ pub fn create(
         options.size(size);
     }
     if let Some(permissions) = permissions {
-        options.mode(exactly(permissions));
+        options.permissions(exactly(permissions));
     }
     if let Some(file) = &file {
         options.file(file);

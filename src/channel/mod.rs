@@ -4,10 +4,11 @@
 //! The queue is Vyukov's bounded MPMC queue with per-slot claims that name
 //! the claiming process, so a slot abandoned by a killed process is found and
 //! repaired; the layout and the algorithm are documented in `ring.rs`.
-//! Waiting spins briefly, then sleeps in the kernel on a doorbell (a futex
-//! word in the mapping on Linux, a named event on Windows, a short poll on
-//! macOS). A send or receive rings the other side's doorbell only when
-//! someone sleeps there, so the fast path makes no system call.
+//! Waiting spins briefly, then sleeps in the kernel on a doorbell: a word
+//! in the mapping that the platform's [`sys::Waker`] sleeps on (a futex on
+//! Linux, a named semaphore on Windows, `os_sync_wait_on_address` or a
+//! short poll on macOS). A send or receive rings the other side's doorbell
+//! only when someone sleeps there, so the fast path makes no system call.
 
 pub(crate) mod ring;
 
@@ -21,16 +22,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
+use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sync::segment::{self, Sharing};
 use crate::sys;
 use crate::view::Window;
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
-/// What a channel's mapping starts with: "shmioCHN".
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmioCHN");
-/// What a mapping that is not a channel is called in errors.
-const KIND: &str = "a shmio channel";
 /// Spins before a waiter goes to sleep.
 const SPINS: u32 = 64;
 /// Polls that must see the same claimed slot before a poller checks its claimer is alive.
@@ -145,8 +142,8 @@ impl ChannelOptions {
             trust: &self.trust,
         };
         let (map, existed) =
-            segment::create_or_open(name.as_str(), size, &sharing, MAGIC, KIND, &init)?;
-        let channel = Channel::from_map(map, name.as_str())?;
+            object::create_or_open(name.as_str(), size, &sharing, Kind::Channel, &init)?;
+        let channel = Channel::from_map(map, name.as_str(), &self.trust)?;
         if existed && channel.geometry != geometry {
             return Err(Error::GeometryMismatch {
                 name: name.as_str().to_owned(),
@@ -160,8 +157,8 @@ impl ChannelOptions {
     /// Opens an existing channel, whatever its geometry.
     pub fn open(&self, name: &str) -> Result<Channel> {
         let name = Name::new(name)?;
-        let map = segment::open(name.as_str(), &self.trust, MAGIC, KIND)?;
-        Channel::from_map(map, name.as_str())
+        let map = object::open(name.as_str(), &self.trust, Kind::Channel)?;
+        Channel::from_map(map, name.as_str(), &self.trust)
     }
 }
 
@@ -192,8 +189,8 @@ pub struct Channel {
     name: String,
     geometry: ChannelGeometry,
     pid: u32,
-    recv_bell: sys::Doorbell,
-    send_bell: sys::Doorbell,
+    recv_bell: sys::Waker,
+    send_bell: sys::Waker,
     /// The last claimed state a poll was blocked by, and how many polls in a row saw it.
     stuck_state: AtomicU64,
     stuck_polls: AtomicU32,
@@ -220,7 +217,7 @@ impl Channel {
     }
 
     /// Reads and checks the geometry of a channel's mapping.
-    pub(crate) fn from_map(map: Mapping, name: &str) -> Result<Channel> {
+    pub(crate) fn from_map(map: Mapping, name: &str, trust: &Trust) -> Result<Channel> {
         let capacity: u32 = map.read_value_at(ring::CAPACITY)?;
         let max_message_size: u32 = map.read_value_at(ring::MAX_MESSAGE)?;
         let stride: u32 = map.read_value_at(ring::STRIDE)?;
@@ -232,7 +229,7 @@ impl Channel {
         }
         // SAFETY: the window is the whole live mapping, page-aligned and
         // writable, and `map` is kept in the Channel beside the ring.
-        let ring = unsafe { Ring::new(map.window.base(), map.len(), capacity, max_message_size)? };
+        let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
         Ok(Channel {
             ring,
             map,
@@ -242,8 +239,8 @@ impl Channel {
                 max_message_size,
             },
             pid: std::process::id(),
-            recv_bell: sys::Doorbell::open(name, "recv")?,
-            send_bell: sys::Doorbell::open(name, "send")?,
+            recv_bell: sys::Waker::open(name, "recv", trust)?,
+            send_bell: sys::Waker::open(name, "send", trust)?,
             stuck_state: AtomicU64::new(0),
             stuck_polls: AtomicU32::new(0),
         })
@@ -476,7 +473,7 @@ impl Channel {
         fill(slot);
         if let Some(claim) = guard.claim.take() {
             if self.ring.publish(claim, len) {
-                self.recv_bell.ring(self.ring.u32_at(ring::RECV_BELL));
+                ring_bell(&self.recv_bell, self.ring.u32_at(ring::RECV_BELL));
             }
         }
     }
@@ -543,9 +540,8 @@ impl Channel {
             fn drop(&mut self) {
                 if let Some(claim) = self.claim.take() {
                     if self.channel.ring.release(claim) {
-                        self.channel
-                            .send_bell
-                            .ring(self.channel.ring.u32_at(ring::SEND_BELL));
+                        let word = self.channel.ring.u32_at(ring::SEND_BELL);
+                        ring_bell(&self.channel.send_bell, word);
                     }
                 }
             }
@@ -666,6 +662,13 @@ fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
             target: name.to_owned(),
         }),
     }
+}
+
+/// Rings a doorbell: bumps its word, so a sleeper about to sleep sees the
+/// change, and wakes one sleeper.
+fn ring_bell(bell: &sys::Waker, word: &AtomicU32) {
+    word.fetch_add(1, Ordering::SeqCst);
+    bell.wake(word, 1);
 }
 
 /// `message` into `buf`, replacing what it held, with one copy.

@@ -1,14 +1,44 @@
 //! [`NamedEvent`]: a flag one process sets and others wait for, by name.
+//!
+//! The event is a small named object (`NAME@event`, see `object.rs` for its
+//! header) and its waiters sleep on a word of it through the platform's
+//! [`sys::Waker`] (a futex on Linux, `os_sync_wait_on_address` or polling on
+//! macOS, a named semaphore on Windows). The state after the header:
+//!
+//! | offset | field | who changes it |
+//! |---|---|---|
+//! | 64 | `signaled: u32`, 0 or 1 | `set` stores 1, `reset` 0; an auto-reset waiter takes it back to 0 |
+//! | 68 | `waiters: u32`, how many are about to sleep or sleeping | each waiter, around its sleep |
+//! | 72 | `manual: u32`, 1 for manual reset | the creator, once |
+//!
+//! `set` stores 1 and wakes only when `waiters` is non-zero, so a set with
+//! nobody waiting makes no system call; a waiter counts itself in before its
+//! last look, and the waker re-checks the word as it goes to sleep, so no
+//! wake-up is lost (both sides use sequentially consistent operations). A
+//! waiter killed while sleeping leaves `waiters` one too high: later sets
+//! then make one wasted wake-up, nothing worse.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::mapping::DEFAULT_MODE;
+use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
+use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sync::segment::Sharing;
 use crate::sys;
+
+/// Where the event's own state starts (after the header, on its own line).
+const STATE: u64 = 64;
+/// 1 while set.
+const SIGNALED: u64 = STATE;
+/// How many waiters sleep (or are about to) on `SIGNALED`.
+const WAITERS: u64 = STATE + 4;
+/// 1 for manual reset (the creator's choice).
+const MANUAL: u64 = STATE + 8;
+/// The size of an event's object.
+const SIZE: u64 = 4096;
 
 /// How a [`NamedEvent`] behaves once set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +66,12 @@ pub enum EventMode {
 /// # Ok::<(), shmio::Error>(())
 /// ```
 pub struct NamedEvent {
-    raw: sys::RawEvent,
+    /// Sleeps and wakes on `SIGNALED`; declared before the object it points into.
+    waker: sys::Waker,
+    /// The event's state.
+    object: Mapping,
+    manual: bool,
     name: String,
-    existed: bool,
 }
 
 /// Options for creating or opening a [`NamedEvent`]: how a new one resets,
@@ -95,15 +128,21 @@ impl EventOptions {
             permissions: self.permissions,
             trust: &self.trust,
         };
-        let (raw, existed) = sys::RawEvent::create_or_open(
-            name.as_str(),
-            self.reset == EventMode::ManualReset,
+        let manual = u32::from(self.reset == EventMode::ManualReset);
+        let (object, _) = object::create_or_open(
+            &object::event_name(name.as_str()),
+            SIZE,
             &sharing,
+            Kind::Event,
+            &|window| window.write_value(MANUAL, &manual),
         )?;
+        let manual = object.read_value_at::<u32>(MANUAL)? != 0;
+        let os_name = object.os_name().unwrap_or_default();
         Ok(NamedEvent {
-            raw,
+            waker: sys::Waker::open(&os_name, "wake", &self.trust)?,
+            object,
+            manual,
             name: name.as_str().to_owned(),
-            existed,
         })
     }
 }
@@ -124,7 +163,7 @@ impl NamedEvent {
 
     /// True when an existing event was opened rather than created.
     pub fn existed(&self) -> bool {
-        self.existed
+        self.object.existed()
     }
 
     /// The name.
@@ -134,7 +173,7 @@ impl NamedEvent {
 
     /// The mode the creator chose.
     pub fn mode(&self) -> EventMode {
-        if self.raw.is_manual() {
+        if self.manual {
             EventMode::ManualReset
         } else {
             EventMode::AutoReset
@@ -143,22 +182,73 @@ impl NamedEvent {
 
     /// Sets the event: wakes one waiter (auto reset) or all (manual reset).
     pub fn set(&self) -> Result<()> {
-        self.raw.set()
+        let signaled = self.word(SIGNALED)?;
+        signaled.store(1, Ordering::SeqCst);
+        let waiters = self.word(WAITERS)?.load(Ordering::SeqCst);
+        if waiters > 0 {
+            self.waker
+                .wake(signaled, if self.manual { waiters } else { 1 });
+        }
+        Ok(())
     }
 
     /// Clears the event.
     pub fn reset(&self) -> Result<()> {
-        self.raw.reset()
+        self.word(SIGNALED)?.store(0, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Waits until the event is set (and, in auto-reset mode, takes it).
     pub fn wait(&self) -> Result<()> {
-        self.raw.wait(None).map(drop)
+        self.wait_until(None).map(drop)
     }
 
     /// Waits at most `timeout`; whether the event was set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.raw.wait(Some(timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    /// The word at `offset` of the event's state.
+    fn word(&self, offset: u64) -> Result<&AtomicU32> {
+        self.object.atomic_u32(offset)
+    }
+
+    /// Takes the signal if it is there: consumes it for auto reset.
+    fn try_take(&self, signaled: &AtomicU32) -> bool {
+        if self.manual {
+            signaled.load(Ordering::SeqCst) == 1
+        } else {
+            signaled
+                .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        }
+    }
+
+    /// Waits until set or `deadline` (none: forever); whether it was set.
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
+        let signaled = self.word(SIGNALED)?;
+        if self.try_take(signaled) {
+            return Ok(true);
+        }
+        let waiters = self.word(WAITERS)?;
+        loop {
+            waiters.fetch_add(1, Ordering::SeqCst);
+            if self.try_take(signaled) {
+                waiters.fetch_sub(1, Ordering::SeqCst);
+                return Ok(true);
+            }
+            let remaining =
+                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if remaining.is_some_and(|remaining| remaining.is_zero()) {
+                waiters.fetch_sub(1, Ordering::SeqCst);
+                return Ok(self.try_take(signaled));
+            }
+            self.waker.wait(signaled, 0, remaining);
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if self.try_take(signaled) {
+                return Ok(true);
+            }
+        }
     }
 }
 
@@ -167,7 +257,7 @@ impl fmt::Debug for NamedEvent {
         f.debug_struct("NamedEvent")
             .field("name", &self.name)
             .field("mode", &self.mode())
-            .field("existed", &self.existed)
+            .field("existed", &self.existed())
             .finish()
     }
 }

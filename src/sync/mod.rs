@@ -9,7 +9,6 @@
 
 mod event;
 mod mutex;
-pub(crate) mod segment;
 
 pub use event::{EventMode, EventOptions, NamedEvent};
 pub use mutex::{LockError, LockResult, MutexGuard, MutexOptions, NamedMutex, TryLockResult};

@@ -8,9 +8,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
+use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sync::segment::Sharing;
 use crate::sys::{self, LockState};
+use crate::view::Window;
 
 /// A cross-process mutex, found by name.
 ///
@@ -39,10 +40,19 @@ use crate::sys::{self, LockState};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct NamedMutex {
-    raw: sys::RawMutex,
+    /// The lock; declared before the object whose memory it points into.
+    raw: sys::RobustLock,
+    /// The mutex's state: the header, a mapping's identity, the lock's state.
+    object: Mapping,
     name: String,
-    existed: bool,
 }
+
+/// Where the lock's own state starts in the mutex's object (after the
+/// header and, for a mapping's mutex, the mapping's identity; a line of its own).
+const STATE: u64 = 64;
+/// The size of a mutex's object.
+const SIZE: u64 = 4096;
+const _: () = assert!(STATE + sys::RobustLock::STATE_LEN <= SIZE);
 
 /// The result of [`NamedMutex::lock`]: the guard, or why there is none.
 pub type LockResult<'a> = std::result::Result<MutexGuard<'a>, LockError<'a>>;
@@ -266,7 +276,7 @@ impl NamedMutex {
 
     /// As `create_or_open`, for a name already checked or derived by shmio;
     /// `owner` is the identity of the mapping whose mutex this is (see
-    /// [`segment::create_or_open_owned`](crate::sync::segment::create_or_open_owned)).
+    /// [`object::create_or_open_owned`]).
     pub(crate) fn create_or_open_valid(
         name: &str,
         permissions: u32,
@@ -274,17 +284,38 @@ impl NamedMutex {
         owner: Option<sys::ObjectId>,
     ) -> Result<NamedMutex> {
         let sharing = Sharing { permissions, trust };
-        let (raw, existed) = sys::RawMutex::create_or_open(name, &sharing, owner)?;
+        let init = |window: &Window| {
+            // SAFETY: the new object's memory, mapped and seen by no other
+            // process while the hook runs; STATE + STATE_LEN fits in it (a
+            // compile-time check above), and STATE keeps a page's alignment
+            // to 64 bytes.
+            unsafe { sys::RobustLock::init(window.base().add(STATE as usize), name) }
+        };
+        let (object, _) = object::create_or_open_owned(
+            &object::mutex_name(name),
+            SIZE,
+            &sharing,
+            owner,
+            Kind::Mutex,
+            &init,
+        )?;
+        let os_name = object.os_name().unwrap_or_default();
+        // SAFETY: the lock's state, set up by its creator (the object was
+        // checked to be a published mutex), stays mapped while `object`,
+        // which the NamedMutex keeps beside the lock and drops after it, lives.
+        let raw = unsafe {
+            sys::RobustLock::open(name, &os_name, object.base().add(STATE as usize), trust)?
+        };
         Ok(NamedMutex {
             raw,
+            object,
             name: name.to_owned(),
-            existed,
         })
     }
 
     /// True when an existing mutex was opened rather than created.
     pub fn existed(&self) -> bool {
-        self.existed
+        self.object.existed()
     }
 
     /// The name.
@@ -336,7 +367,7 @@ impl fmt::Debug for NamedMutex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NamedMutex")
             .field("name", &self.name)
-            .field("existed", &self.existed)
+            .field("existed", &self.existed())
             .finish()
     }
 }

@@ -41,8 +41,8 @@ mod unlisted;
 // The interface every backend provides.
 pub(crate) use os::{
     anonymous, describe_named, duplicate, is_handle_limit, list_named, open_file, open_named,
-    process_alive, reclaim_if_stale, remove_named, Doorbell, Object, RawEvent, RawMutex,
-    GLOBAL_PREFIX, MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    process_alive, reclaim_if_stale, remove_named, Object, RobustLock, Waker, GLOBAL_PREFIX,
+    MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 
 /// What a lock call came back with.

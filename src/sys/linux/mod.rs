@@ -10,7 +10,7 @@ pub(crate) use objects::{
     anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{Doorbell, RawEvent, RawMutex};
+pub(crate) use sync::{RobustLock, Waker};
 
 /// POSIX has no machine-wide namespace apart from the one it has.
 pub(crate) const GLOBAL_PREFIX: &str = "";

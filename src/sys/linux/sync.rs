@@ -1,8 +1,8 @@
-//! Cross-process synchronisation on Linux: a robust, process-shared pthread
-//! mutex and a futex event, each in its own small named segment (see
-//! `sync/segment.rs` for the segment's header).
+//! Linux's primitives for cross-process synchronisation, over memory the
+//! caller owns (a named object's state; see `sync/`): a robust,
+//! process-shared pthread mutex, and futex waits and wakes on a word.
 //!
-//! **Mutex.** A `pthread_mutex_t` set up `PTHREAD_PROCESS_SHARED`,
+//! **Lock.** A `pthread_mutex_t` set up `PTHREAD_PROCESS_SHARED`,
 //! `PTHREAD_MUTEX_ROBUST` and `PTHREAD_MUTEX_ERRORCHECK`. glibc locks an
 //! uncontended mutex with one compare-and-swap in user space (no system
 //! call) and keeps it on the thread's robust list, which the kernel walks
@@ -10,63 +10,65 @@
 //! marks the mutex consistent and is told its previous owner died. Relocking
 //! from the holding thread is `EDEADLK`, never a silent re-entry.
 //!
-//! **Event.** State after the segment header: `signaled: u32` (the futex
-//! word, 0 or 1), `waiters: u32` (how many are about to sleep or sleeping),
-//! `manual: u32` (1 for manual reset). `set` stores 1 and calls `FUTEX_WAKE`
-//! only when `waiters` is non-zero, so a set with nobody waiting is no
-//! system call; a waiter counts itself in before its last check, and
-//! `FUTEX_WAIT` re-checks the word in the kernel, so no wake-up is lost
-//! (both sides use sequentially consistent operations). A waiter killed while
-//! sleeping leaves `waiters` one too high: later sets then make one wasted
-//! system call, nothing worse.
+//! **Waker.** `FUTEX_WAIT` sleeps while the word holds the value the sleeper
+//! saw (the kernel checks it atomically with going to sleep, so no wake-up
+//! is lost); `FUTEX_WAKE` wakes up to a number of sleepers. No OS object is
+//! needed.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
-use crate::sync::segment::{self, Sharing, SIGNALED, STATE_OFFSET, WAITERS};
-use crate::sys::{LockState, ObjectId};
+use crate::owner::Trust;
+use crate::sys::unix::os_error;
+use crate::sys::LockState;
 
-/// A robust process-shared pthread mutex in a named segment.
-pub(crate) struct RawMutex {
-    segment: Mapping,
+/// A robust process-shared pthread mutex in shared memory.
+pub(crate) struct RobustLock {
     mutex: *mut libc::pthread_mutex_t,
 }
 
 // SAFETY: the pthread mutex is process-shared: any thread may lock it, and
-// the pointer stays valid while `segment` keeps the memory mapped.
-unsafe impl Send for RawMutex {}
+// the memory stays mapped while the caller keeps it (see `open`).
+unsafe impl Send for RobustLock {}
 // SAFETY: as for Send; pthread mutex calls are thread-safe.
-unsafe impl Sync for RawMutex {}
+unsafe impl Sync for RobustLock {}
 
-impl RawMutex {
-    /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(
-        name: &str,
-        sharing: &Sharing<'_>,
-        owner: Option<ObjectId>,
-    ) -> Result<(RawMutex, bool)> {
-        const _: () = assert!(size_of::<libc::pthread_mutex_t>() as u64 + STATE_OFFSET <= 4096);
-        let (segment, existed) = segment::create_or_open_owned(
-            &segment::mutex_name(name),
-            segment::SEGMENT_SIZE,
-            sharing,
-            owner,
-            segment::MUTEX_MAGIC,
-            "a shmio mutex",
-            &|window| {
-                let mutex = mutex_ptr(window.base());
-                // SAFETY: `mutex` points at zeroed, aligned, unshared memory
-                // of the segment that no one else reads before `ready`.
-                unsafe { init_mutex(mutex) }.map_err(|errno| os("set up", name, errno))
-            },
-        )?;
-        let mutex = mutex_ptr(segment.window.base());
-        Ok((RawMutex { segment, mutex }, existed))
+impl RobustLock {
+    /// The bytes of shared memory a lock keeps its state in.
+    pub(crate) const STATE_LEN: u64 = size_of::<libc::pthread_mutex_t>() as u64;
+
+    /// Sets up a new lock's state at `state`.
+    ///
+    /// # Safety
+    /// `state` points at [`Self::STATE_LEN`] writable, 8-aligned bytes of
+    /// mapped memory that no other process uses yet.
+    pub(crate) unsafe fn init(state: NonNull<u8>, name: &str) -> Result<()> {
+        // SAFETY: the caller's promise.
+        unsafe { init_mutex(state.as_ptr().cast()) }
+            .map_err(|errno| os_error("set up", name, errno))
+    }
+
+    /// The lock whose state is at `state`. Linux keeps no other object, so
+    /// its names (the lock's, `_name`, and its state's object's, `_os_name`)
+    /// and `_trust` have nothing to find or check.
+    ///
+    /// # Safety
+    /// `state` points at a lock's state set up by [`Self::init`], which stays
+    /// mapped for as long as the returned value lives.
+    pub(crate) unsafe fn open(
+        _name: &str,
+        _os_name: &str,
+        state: NonNull<u8>,
+        _trust: &Trust,
+    ) -> Result<Self> {
+        Ok(RobustLock {
+            mutex: state.as_ptr().cast(),
+        })
     }
 
     /// Locks, waiting at most `timeout` (forever when `None`).
@@ -125,22 +127,9 @@ impl RawMutex {
             libc::EDEADLK => Err(Error::WouldDeadlock {
                 name: name.to_owned(),
             }),
-            errno => Err(os("lock", name, Errno::from_raw_os_error(errno))),
+            errno => Err(os_error("lock", name, Errno::from_raw_os_error(errno))),
         }
     }
-
-    /// The segment, for tests of its layout.
-    #[allow(dead_code)]
-    pub(crate) fn segment(&self) -> &Mapping {
-        &self.segment
-    }
-}
-
-/// The mutex's place in the segment that starts at `base`.
-fn mutex_ptr(base: std::ptr::NonNull<u8>) -> *mut libc::pthread_mutex_t {
-    // In bounds (checked at compile time above) and 8-aligned: the segment
-    // is page-aligned and STATE_OFFSET is a multiple of 64.
-    base.as_ptr().wrapping_add(STATE_OFFSET as usize).cast()
 }
 
 /// Sets up a robust, process-shared, error-checking mutex at `mutex`.
@@ -197,129 +186,29 @@ fn realtime_deadline(timeout: Duration) -> libc::timespec {
     }
 }
 
-/// A futex event in a named segment.
-pub(crate) struct RawEvent {
-    segment: Mapping,
-    manual: bool,
-}
+/// Sleeping on a word of shared memory until another process changes it:
+/// a futex, which needs no OS object.
+pub(crate) struct Waker;
 
-impl RawEvent {
-    /// Creates or opens the event called `name`; whether it existed. A
-    /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(
-        name: &str,
-        manual: bool,
-        sharing: &Sharing<'_>,
-    ) -> Result<(RawEvent, bool)> {
-        let (segment, existed, manual) = segment::event(name, manual, sharing)?;
-        Ok((RawEvent { segment, manual }, existed))
+impl Waker {
+    /// The waker of the words of the object called `_name` (`_which` tells
+    /// its wakers apart where each is an OS object; none here).
+    pub(crate) fn open(_name: &str, _which: &str, _trust: &Trust) -> Result<Waker> {
+        Ok(Waker)
     }
 
-    /// Whether the event stays set until reset.
-    pub(crate) fn is_manual(&self) -> bool {
-        self.manual
-    }
-
-    fn word(&self, offset: u64) -> Result<&AtomicU32> {
-        self.segment.atomic_u32(offset)
-    }
-
-    /// Sets the event, waking one waiter (auto reset) or all (manual reset).
-    pub(crate) fn set(&self) -> Result<()> {
-        let signaled = self.word(SIGNALED)?;
-        signaled.store(1, Ordering::SeqCst);
-        if self.word(WAITERS)?.load(Ordering::SeqCst) > 0 {
-            let count = if self.manual { i32::MAX as u32 } else { 1 };
-            futex::wake(signaled, futex::Flags::empty(), count)
-                .map_err(|e| os("wake", "event", e))?;
-        }
-        Ok(())
-    }
-
-    /// Clears the event.
-    pub(crate) fn reset(&self) -> Result<()> {
-        self.word(SIGNALED)?.store(0, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Takes the signal if it is there: consumes it for auto reset.
-    fn try_take(&self, signaled: &AtomicU32) -> bool {
-        if self.manual {
-            signaled.load(Ordering::SeqCst) == 1
-        } else {
-            signaled
-                .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        }
-    }
-
-    /// Waits until set, at most `timeout` (forever when `None`); whether it was set.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let signaled = self.word(SIGNALED)?;
-        if self.try_take(signaled) {
-            return Ok(true);
-        }
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        let waiters = self.word(WAITERS)?;
-        loop {
-            waiters.fetch_add(1, Ordering::SeqCst);
-            if self.try_take(signaled) {
-                waiters.fetch_sub(1, Ordering::SeqCst);
-                return Ok(true);
-            }
-            let remaining =
-                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-            let result = match remaining {
-                Some(remaining) if remaining.is_zero() => Err(Errno::TIMEDOUT),
-                Some(remaining) => {
-                    let timespec = futex::Timespec {
-                        tv_sec: remaining.as_secs() as i64,
-                        tv_nsec: i64::from(remaining.subsec_nanos()),
-                    };
-                    futex::wait(signaled, futex::Flags::empty(), 0, Some(&timespec))
-                }
-                None => futex::wait(signaled, futex::Flags::empty(), 0, None),
-            };
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            match result {
-                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-                Err(Errno::TIMEDOUT) => return Ok(self.try_take(signaled)),
-                Err(errno) => return Err(os("wait", "event", errno)),
-            }
-            if self.try_take(signaled) {
-                return Ok(true);
-            }
-        }
-    }
-}
-
-fn os(op: &'static str, name: &str, errno: Errno) -> Error {
-    crate::sys::unix::os_error(op, name, errno)
-}
-
-/// A doorbell for the channel: a futex on a word in shared memory.
-/// `ring` bumps the word and wakes one sleeper; `wait` sleeps while the
-/// word still holds the value the sleeper saw.
-pub(crate) struct Doorbell;
-
-impl Doorbell {
-    /// The doorbell `which` of the channel called `name` (no OS object on Linux).
-    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
-        Ok(Doorbell)
-    }
-
-    /// Bumps `word` and wakes one process sleeping on it.
-    pub(crate) fn ring(&self, word: &AtomicU32) {
-        word.fetch_add(1, Ordering::SeqCst);
-        let _ = futex::wake(word, futex::Flags::empty(), 1);
-    }
-
-    /// Sleeps while `word == seen`, at most `timeout`.
-    pub(crate) fn wait(&self, word: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+    /// Sleeps while `word == expected`, at most `timeout` (forever when
+    /// `None`); may return early (a wake-up, a signal): callers look again.
+    pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         let timespec = timeout.map(|timeout| futex::Timespec {
             tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(timeout.subsec_nanos()),
         });
-        let _ = futex::wait(word, futex::Flags::empty(), seen, timespec.as_ref());
+        let _ = futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref());
+    }
+
+    /// Wakes up to `count` processes sleeping on `word`.
+    pub(crate) fn wake(&self, word: &AtomicU32, count: u32) {
+        let _ = futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32));
     }
 }

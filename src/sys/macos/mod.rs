@@ -12,7 +12,7 @@ pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_sta
 pub(crate) use objects::{
     anonymous, grow, open_named, remove_named, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{Doorbell, RawEvent, RawMutex};
+pub(crate) use sync::{RobustLock, Waker};
 
 /// POSIX has no machine-wide namespace apart from the one it has.
 pub(crate) const GLOBAL_PREFIX: &str = "";

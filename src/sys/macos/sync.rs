@@ -1,20 +1,18 @@
-//! Cross-process synchronisation on macOS (and any Unix other than Linux):
-//! an `flock`ed lock file and a held flag for the mutex, a word the event's
-//! waiters sleep on (or poll, before macOS 14.4), each with its state in its own small named segment (see
-//! `sync/segment.rs` for the segment's header).
+//! macOS's primitives for cross-process synchronisation, over memory the
+//! caller owns (a named object's state; see `sync/`): a lock made of an
+//! `flock`ed lock file and a held flag, and waits on a word.
 //!
-//! **Mutex.** macOS has no robust process-shared pthread mutex, so the lock
+//! **Lock.** macOS has no robust process-shared pthread mutex, so the lock
 //! is an exclusive `flock` on a *lock file*, which the kernel releases when
 //! its holder closes it or dies, `kill -9` included. The lock file lives
 //! beside the mapping leases (`$TMPDIR/shmio-leases`, the user's own, mode
-//! 0700; see `macos.rs`), named after the mutex segment's OS name in hex
-//! with `.lock`, created 0600 and never opened through a symlink.
+//! 0700; see `objects.rs`), named after the state's OS name in hex with
+//! `.lock`, created 0600 and never opened through a symlink.
 //!
-//! - *Owner died.* The segment holds `holder: u32` at `STATE_OFFSET`: the
-//!   pid of the process that holds the lock, set as soon as the `flock` is
-//!   taken and cleared just before it is let go. A locker that finds it
-//!   non-zero took the lock from a holder that died holding it, and is told
-//!   [`LockState::OwnerDied`].
+//! - *Owner died.* The state is `holder: u32`: the pid of the process that
+//!   holds the lock, set as soon as the `flock` is taken and cleared just
+//!   before it is let go. A locker that finds it non-zero took the lock from
+//!   a holder that died holding it, and is told [`LockState::OwnerDied`].
 //! - *Threads.* An `flock` belongs to an open file description, so threads
 //!   sharing one handle would not exclude each other through it. Each handle
 //!   therefore records the thread that owns it (a `std` mutex and condition
@@ -34,28 +32,13 @@
 //!   two processes never both hold "the" lock. (A `try_lock` in the few
 //!   microseconds a closing handle holds the file finds the lock busy.)
 //!
-//! **Event.** State after the segment header, at the same places as on
-//! Linux: `signaled: u32` (0 or 1) at `STATE_OFFSET`, a reserved word (the
-//! waiter count on Linux), `manual: u32` (1 for manual reset, written by the
-//! creator; an opener reports the creator's mode). `set` stores 1, `reset`
-//! stores 0. A waiter takes the signal (auto reset: compare-and-swap 1 to 0,
-//! so one set releases one waiter; manual reset: sees 1) or sleeps and looks
-//! again, 50 µs at first, doubling up to 1 ms, until its deadline, when it
-//! looks one last time: an idle waiter costs about a thousand wake-ups a
-//! second and a set is seen within about a millisecond. A set that a reset
-//! undoes before a waiter looks again goes unseen (as on Linux between the
-//! wake-up and the waiter's check).
+//! **Waker.** Where the running system has `os_sync_wait_on_address` and
+//! `os_sync_wake_by_address_{any,all}` (macOS 14.4; looked up with `dlsym`
+//! at run time, so older systems still run), a sleeper sleeps in the kernel
+//! on the word with the shared flag. Older systems poll: a sleeper naps 1 ms
+//! and looks again.
 //!
-//! **Sleeping in the kernel where macOS can.** Where the running system
-//! has `os_sync_wait_on_address` and `os_sync_wake_by_address_{any,all}`
-//! (macOS 14.4; looked up with `dlsym` at run time, so older systems still
-//! run), a waiter sleeps in the kernel on the `signaled` word with the
-//! shared flag instead of polling, after counting itself in `WAITERS`, and
-//! `set` wakes one sleeper (auto reset) or all (manual reset) only when
-//! someone sleeps: the Linux futex event's protocol. Older systems get the
-//! polling described above.
-//!
-//! **Limits.** Processes that share a mutex must agree on `$TMPDIR` (as for
+//! **Limits.** Processes that share a lock must agree on `$TMPDIR` (as for
 //! mapping names). A thread that ends while holding the lock (a forgotten
 //! guard) keeps it until its handle closes; then the next locker is told
 //! the owner died. A process that forks while holding the lock shares it
@@ -64,6 +47,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
@@ -73,11 +57,9 @@ use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
-use crate::name::Name;
-use crate::sync::segment::{self, Sharing, SIGNALED, STATE_OFFSET, WAITERS};
+use crate::owner::Trust;
 use crate::sys::unix::{os_error, FileId};
-use crate::sys::{LockState, ObjectId};
+use crate::sys::LockState;
 
 /// What every lock file's name ends with.
 const LOCK_SUFFIX: &str = ".lock";
@@ -86,9 +68,6 @@ const LOCK_SUFFIX: &str = ".lock";
 const FIRST_NAP: Duration = Duration::from_micros(50);
 /// The longest sleep of a poll.
 const LONGEST_NAP: Duration = Duration::from_millis(1);
-
-/// Mutex segment: the pid of the process holding the lock, 0 when free.
-const HOLDER: u64 = STATE_OFFSET;
 
 /// macOS 14.4's `os_sync_wait_on_address` family, found at run time so that
 /// older systems fall back to polling: a waiter sleeps in the kernel on the
@@ -148,8 +127,8 @@ mod address_wait {
     }
 
     impl Api {
-        /// Sleeps while `word == 0`, at most `timeout`.
-        pub(super) fn wait(&self, word: &AtomicU32, timeout: Option<Duration>) {
+        /// Sleeps while `word == expected`, at most `timeout`.
+        pub(super) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
             let addr = word.as_ptr().cast::<c_void>();
             let shared = libc::OS_SYNC_WAIT_ON_ADDRESS_SHARED;
             // SAFETY: `addr` is a live, 4-aligned word of shared memory for
@@ -157,10 +136,10 @@ mod address_wait {
             // interruption) only end the wait early, and callers look again.
             unsafe {
                 match timeout {
-                    None => (self.wait)(addr, 0, 4, shared),
+                    None => (self.wait)(addr, u64::from(expected), 4, shared),
                     Some(timeout) => (self.wait_with_timeout)(
                         addr,
-                        0,
+                        u64::from(expected),
                         4,
                         shared,
                         libc::OS_CLOCK_MACH_ABSOLUTE_TIME,
@@ -183,14 +162,14 @@ mod address_wait {
 // The rest of the crate shares these across threads.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<RawMutex>();
-    send_sync::<RawEvent>();
+    send_sync::<RobustLock>();
+    send_sync::<Waker>();
 };
 
-/// A mutex: an `flock`ed lock file, plus a held flag in a named segment.
-pub(crate) struct RawMutex {
-    /// The segment with the held flag.
-    segment: Mapping,
+/// A lock: an `flock`ed lock file, plus a held flag in shared memory.
+pub(crate) struct RobustLock {
+    /// The held flag.
+    holder: NonNull<AtomicU32>,
     /// The lock file's name in the lease directory.
     entry: String,
     /// Its path.
@@ -205,42 +184,58 @@ pub(crate) struct RawMutex {
     file: Mutex<Option<LockFile>>,
 }
 
-impl RawMutex {
-    /// Creates or opens the mutex called `name`; whether it existed.
-    pub(crate) fn create_or_open(
+// SAFETY: the held flag is an atomic in shared memory that stays mapped
+// while the caller keeps it (see `open`); the rest is `std` sync types.
+unsafe impl Send for RobustLock {}
+// SAFETY: as for Send.
+unsafe impl Sync for RobustLock {}
+
+impl RobustLock {
+    /// The bytes of shared memory a lock keeps its state in: the held flag.
+    pub(crate) const STATE_LEN: u64 = 4;
+
+    /// Sets up a new lock's state at `state`: nobody holds it.
+    ///
+    /// # Safety
+    /// `state` points at [`Self::STATE_LEN`] writable, 4-aligned bytes of
+    /// mapped memory that no other process uses yet.
+    pub(crate) unsafe fn init(state: NonNull<u8>, _name: &str) -> Result<()> {
+        // SAFETY: the caller's promise.
+        unsafe { state.cast::<AtomicU32>().as_ref() }.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// The lock `name` whose state is at `state`, in the object with OS
+    /// name `os_name` (which names its lock file). `_trust`: the lock file
+    /// is in the user's own directory, so it is always the user's.
+    ///
+    /// # Safety
+    /// `state` points at a lock's state set up by [`Self::init`], which stays
+    /// mapped for as long as the returned value lives.
+    pub(crate) unsafe fn open(
         name: &str,
-        sharing: &Sharing<'_>,
-        owner: Option<ObjectId>,
-    ) -> Result<(RawMutex, bool)> {
-        let object_name = segment::mutex_name(name);
-        let (segment, existed) = segment::create_or_open_owned(
-            &object_name,
-            segment::SEGMENT_SIZE,
-            sharing,
-            owner,
-            segment::MUTEX_MAGIC,
-            "a shmio mutex",
-            &|window| window.write_value(HOLDER, &0u32),
-        )?;
-        let entry = lock_entry(&Name::derived(&object_name)?.os_name());
+        os_name: &str,
+        state: NonNull<u8>,
+        _trust: &Trust,
+    ) -> Result<RobustLock> {
+        let entry = lock_entry(os_name);
         let path = std::env::temp_dir()
             .join(super::objects::LEASE_DIR)
             .join(&entry);
         let file = LockFile::open(&entry, name)?;
-        let mutex = RawMutex {
-            segment,
+        Ok(RobustLock {
+            holder: state.cast(),
             entry,
             path,
             owner: Mutex::new(None),
             freed: Condvar::new(),
             file: Mutex::new(Some(file)),
-        };
-        Ok((mutex, existed))
+        })
     }
 
     /// Locks, waiting at most `timeout` (forever when `None`).
     pub(crate) fn lock(&self, name: &str, timeout: Option<Duration>) -> Result<LockState> {
-        let holder = self.holder()?;
+        let holder = self.holder();
         // A timeout too long to express is no timeout.
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         if !self.own(name, deadline)? {
@@ -277,9 +272,7 @@ impl RawMutex {
     /// The calling thread holds the lock.
     pub(crate) unsafe fn unlock(&self) {
         // Clear the flag first: a locker must never see it set after a clean unlock.
-        if let Ok(holder) = self.holder() {
-            holder.store(0, Ordering::Release);
-        }
+        self.holder().store(0, Ordering::Release);
         if let Some(file) = lock(&self.file).as_ref() {
             let _ = rustix::fs::flock(&file.fd, FlockOperation::Unlock);
         }
@@ -288,9 +281,10 @@ impl RawMutex {
         self.disown();
     }
 
-    /// The held flag in the segment.
-    fn holder(&self) -> Result<&AtomicU32> {
-        self.segment.atomic_u32(HOLDER)
+    /// The held flag.
+    fn holder(&self) -> &AtomicU32 {
+        // SAFETY: `open`'s caller keeps the flag mapped while `self` lives.
+        unsafe { self.holder.as_ref() }
     }
 
     /// Makes the calling thread this handle's owner, waiting for another
@@ -362,7 +356,7 @@ impl RawMutex {
     }
 }
 
-impl Drop for RawMutex {
+impl Drop for RobustLock {
     /// Closes the lock file, first removing it if nobody holds the lock.
     fn drop(&mut self) {
         let owned = self
@@ -481,140 +475,35 @@ fn lock_entry(os_name: &str) -> String {
     super::objects::hex_entry(os_name, LOCK_SUFFIX)
 }
 
-/// An event: a polled word in a named segment.
-pub(crate) struct RawEvent {
-    segment: Mapping,
-    manual: bool,
-}
+/// Sleeping on a word of shared memory until another process changes it:
+/// `os_sync_wait_on_address` where macOS has it, else polling.
+pub(crate) struct Waker;
 
-impl RawEvent {
-    /// Creates or opens the event called `name`; whether it existed. A
-    /// creator's `manual` decides the mode; an opener takes the creator's.
-    pub(crate) fn create_or_open(
-        name: &str,
-        manual: bool,
-        sharing: &Sharing<'_>,
-    ) -> Result<(RawEvent, bool)> {
-        let (segment, existed, manual) = segment::event(name, manual, sharing)?;
-        Ok((RawEvent { segment, manual }, existed))
+/// How long a poller naps before it looks again.
+const POLL_NAP: Duration = LONGEST_NAP;
+
+impl Waker {
+    /// The waker of the words of the object called `_name` (no OS object).
+    pub(crate) fn open(_name: &str, _which: &str, _trust: &Trust) -> Result<Waker> {
+        Ok(Waker)
     }
 
-    /// Whether the event stays set until reset.
-    pub(crate) fn is_manual(&self) -> bool {
-        self.manual
+    /// Sleeps while `word == expected`, at most `timeout` (forever when
+    /// `None`); may return early: callers look again.
+    pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        if word.load(Ordering::SeqCst) != expected {
+            return;
+        }
+        match address_wait::api() {
+            Some(api) => api.wait(word, expected, timeout),
+            None => std::thread::sleep(timeout.map_or(POLL_NAP, |timeout| timeout.min(POLL_NAP))),
+        }
     }
 
-    /// The `signaled` word.
-    fn signaled(&self) -> Result<&AtomicU32> {
-        self.segment.atomic_u32(SIGNALED)
-    }
-
-    /// Sets the event, waking one sleeper (auto reset) or all (manual
-    /// reset); without `os_sync_wait_on_address`, a polling waiter sees it
-    /// within about a millisecond.
-    pub(crate) fn set(&self) -> Result<()> {
-        let signaled = self.signaled()?;
-        signaled.store(1, Ordering::SeqCst);
+    /// Wakes up to `count` processes sleeping on `word` (pollers notice by themselves).
+    pub(crate) fn wake(&self, word: &AtomicU32, count: u32) {
         if let Some(api) = address_wait::api() {
-            if self.segment.atomic_u32(WAITERS)?.load(Ordering::SeqCst) > 0 {
-                api.wake(signaled, self.manual);
-            }
-        }
-        Ok(())
-    }
-
-    /// Clears the event.
-    pub(crate) fn reset(&self) -> Result<()> {
-        self.signaled()?.store(0, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Takes the signal if it is there: consumes it for auto reset.
-    fn try_take(&self, signaled: &AtomicU32) -> bool {
-        if self.manual {
-            signaled.load(Ordering::SeqCst) == 1
-        } else {
-            signaled
-                .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        }
-    }
-
-    /// Waits until set, at most `timeout` (forever when `None`); whether it
-    /// was set. Looks at least once, even with a zero timeout.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let signaled = self.signaled()?;
-        if self.try_take(signaled) {
-            return Ok(true);
-        }
-        // A timeout too long to express is no timeout.
-        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
-        if let Some(api) = address_wait::api() {
-            let waiters = self.segment.atomic_u32(WAITERS)?;
-            loop {
-                waiters.fetch_add(1, Ordering::SeqCst);
-                let taken = self.try_take(signaled);
-                let remaining =
-                    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-                if !taken && remaining != Some(Duration::ZERO) {
-                    api.wait(signaled, remaining);
-                }
-                waiters.fetch_sub(1, Ordering::SeqCst);
-                if taken || self.try_take(signaled) {
-                    return Ok(true);
-                }
-                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    return Ok(false);
-                }
-            }
-        }
-        let mut nap = FIRST_NAP;
-        loop {
-            let pause = match deadline {
-                None => nap,
-                Some(deadline) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    if remaining.is_zero() {
-                        return Ok(self.try_take(signaled));
-                    }
-                    nap.min(remaining)
-                }
-            };
-            std::thread::sleep(pause);
-            if self.try_take(signaled) {
-                return Ok(true);
-            }
-            nap = (nap * 2).min(LONGEST_NAP);
-        }
-    }
-}
-
-/// A doorbell for the channel where there is no futex: sleepers poll, with
-/// a short sleep that grows to 1 ms, so an idle waiter uses almost no CPU.
-pub(crate) struct Doorbell;
-
-impl Doorbell {
-    /// The doorbell `which` of the channel called `name` (no OS object).
-    pub(crate) fn open(_name: &str, _which: &str) -> Result<Doorbell> {
-        Ok(Doorbell)
-    }
-
-    /// Bumps `word`; pollers notice.
-    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
-        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Sleeps a little while `word == seen`, at most `timeout`.
-    pub(crate) fn wait(
-        &self,
-        word: &std::sync::atomic::AtomicU32,
-        seen: u32,
-        timeout: Option<std::time::Duration>,
-    ) {
-        let nap =
-            std::time::Duration::from_millis(1).min(timeout.unwrap_or(std::time::Duration::MAX));
-        if word.load(std::sync::atomic::Ordering::SeqCst) == seen {
-            std::thread::sleep(nap);
+            api.wake(word, count > 1);
         }
     }
 }

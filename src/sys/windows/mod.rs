@@ -9,7 +9,7 @@ pub(crate) use objects::{
     anonymous, duplicate, is_handle_limit, open_file, open_named, remove_named, Object,
     GLOBAL_PREFIX, MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{process_alive, Doorbell, RawEvent, RawMutex};
+pub(crate) use sync::{process_alive, RobustLock, Waker};
 
 /// A section's name is public from `CreateFileMappingW` on, before its
 /// creator has set it up: an opener waits this long at most for it.

@@ -1,22 +1,31 @@
-//! Cross-process synchronisation on Windows: named kernel mutexes and events.
+//! Windows' primitives for cross-process synchronisation: a named kernel
+//! mutex for the lock, and a named semaphore for waits on a word of shared
+//! memory (Windows cannot wait on an address across processes).
 //!
-//! **Mutex.** A named mutex (`CreateMutexW`). A holder that dies leaves it
-//! abandoned: the next wait returns `WAIT_ABANDONED`, which is "owner died".
-//! Windows mutexes are recursive by nature; shmio's is not: a process-wide
-//! table of (name, thread) pairs that hold a lock turns a second lock from
-//! the holding thread, through any handle, into `Error::WouldDeadlock`.
+//! **Lock.** A named mutex (`CreateMutexW`), named as its users name it, so
+//! that aardio's `process.mutex(NAME)` is the same lock. A holder that dies
+//! leaves it abandoned: the next wait returns `WAIT_ABANDONED`, which is
+//! "owner died". Windows mutexes are recursive by nature; shmio's is not: a
+//! process-wide table of (name, thread) pairs that hold a lock turns a
+//! second lock from the holding thread, through any handle, into
+//! `Error::WouldDeadlock`. The lock keeps no state in shared memory.
 //!
-//! **Event.** A named event (`CreateEventW`), whose auto and manual reset
-//! are exactly shmio's [`crate::EventMode`]. Windows cannot tell an opener
-//! the mode an existing event was created with, so an opener reports the
-//! mode it asked for.
+//! **Waker.** A named semaphore per word. A sleeper checks the word and
+//! waits on the semaphore; a waker releases it once per sleeper to wake. A
+//! release for a sleeper that timed out meanwhile leaves a count that wakes
+//! a later sleeper early, which looks again (wake-ups may be spurious); and
+//! a sleeper never sleeps longer than `SLICE` before it looks again, so no
+//! wake-up can be lost for long.
 //!
-//! Mappings, mutexes and events share one namespace: a name taken by another
-//! kind of object fails with `ERROR_INVALID_HANDLE`, which is `Error::WrongKind`.
+//! Sections, mutexes and semaphores share one namespace: a name taken by
+//! another kind of object fails with `ERROR_INVALID_HANDLE`, which is
+//! `Error::WrongKind`.
 
 use std::collections::HashSet;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,12 +34,13 @@ use windows_sys::Win32::Foundation::{
     WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateMutexW, GetCurrentThreadId, ReleaseMutex, ResetEvent, SetEvent,
+    CreateMutexW, CreateSemaphoreW, GetCurrentThreadId, ReleaseMutex, ReleaseSemaphore,
     WaitForSingleObject, INFINITE,
 };
 
-use super::objects::wide;
+use super::objects::{check_owner_of, wide};
 use crate::error::{Error, Result};
+use crate::owner::Trust;
 use crate::sys::LockState;
 
 /// The (name, thread id) pairs whose lock is held in this process.
@@ -58,34 +68,48 @@ fn set_held(name: &str, is_held: bool) {
 }
 
 /// A named Windows mutex.
-pub(crate) struct RawMutex {
+pub(crate) struct RobustLock {
     handle: OwnedHandle,
     name: String,
 }
 
-impl RawMutex {
-    /// Creates or opens the mutex called `name`; whether it existed.
+impl RobustLock {
+    /// A Windows mutex keeps its state in the kernel, none in shared memory.
+    pub(crate) const STATE_LEN: u64 = 0;
+
+    /// Nothing to set up in shared memory.
+    ///
+    /// # Safety
+    /// None needed: `_state` is not touched.
+    pub(crate) unsafe fn init(_state: NonNull<u8>, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// The kernel mutex `name` (created if there is none; `_os_name`, the
+    /// name of the object that holds the lock's shared state, and `_state`
+    /// are not needed here), refused if `trust` does not accept its owner.
     /// Windows objects take their access from the default security
-    /// descriptor, not from Unix permission bits: `_mode` is not used.
-    pub(crate) fn create_or_open(
+    /// descriptor, not from Unix permission bits.
+    ///
+    /// # Safety
+    /// None needed: `_state` is not touched.
+    pub(crate) unsafe fn open(
         name: &str,
-        sharing: &crate::sync::segment::Sharing<'_>,
-        _owner: Option<crate::sys::ObjectId>,
-    ) -> Result<(RawMutex, bool)> {
+        _os_name: &str,
+        _state: NonNull<u8>,
+        trust: &Trust,
+    ) -> Result<RobustLock> {
         let wide = wide(name);
         // SAFETY: a NUL-terminated name that outlives the call; default security.
         let handle = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
         let (handle, existed) = owned_or_error(handle, name, "a mutex")?;
         if existed {
-            super::objects::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
+            check_owner_of(handle.as_raw_handle(), name, trust)?;
         }
-        Ok((
-            RawMutex {
-                handle,
-                name: name.to_owned(),
-            },
-            existed,
-        ))
+        Ok(RobustLock {
+            handle,
+            name: name.to_owned(),
+        })
     }
 
     /// Locks, waiting at most `timeout` (forever when `None`).
@@ -118,57 +142,6 @@ impl RawMutex {
         set_held(&self.name, false);
         // SAFETY: the caller holds the mutex; the handle is live.
         unsafe { ReleaseMutex(self.handle.as_raw_handle()) };
-    }
-}
-
-/// A named Windows event.
-pub(crate) struct RawEvent {
-    handle: OwnedHandle,
-    manual: bool,
-}
-
-impl RawEvent {
-    /// Creates (unset) or opens the event called `name`; whether it existed.
-    /// As for the mutex, `_mode` is not used on Windows.
-    pub(crate) fn create_or_open(
-        name: &str,
-        manual: bool,
-        sharing: &crate::sync::segment::Sharing<'_>,
-    ) -> Result<(RawEvent, bool)> {
-        let wide = wide(name);
-        // SAFETY: a NUL-terminated name that outlives the call; default security.
-        let handle = unsafe { CreateEventW(std::ptr::null(), i32::from(manual), 0, wide.as_ptr()) };
-        let (handle, existed) = owned_or_error(handle, name, "an event")?;
-        if existed {
-            super::objects::check_owner_of(handle.as_raw_handle(), name, sharing.trust)?;
-        }
-        Ok((RawEvent { handle, manual }, existed))
-    }
-
-    /// Whether the event stays set until reset (as asked for: see the module docs).
-    pub(crate) fn is_manual(&self) -> bool {
-        self.manual
-    }
-
-    /// Sets the event.
-    pub(crate) fn set(&self) -> Result<()> {
-        // SAFETY: a live event handle.
-        check(unsafe { SetEvent(self.handle.as_raw_handle()) }, "set")
-    }
-
-    /// Clears the event.
-    pub(crate) fn reset(&self) -> Result<()> {
-        // SAFETY: a live event handle.
-        check(unsafe { ResetEvent(self.handle.as_raw_handle()) }, "reset")
-    }
-
-    /// Waits until set, at most `timeout`; whether it was set.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        match wait(self.handle.as_raw_handle(), timeout) {
-            WAIT_OBJECT_0 => Ok(true),
-            WAIT_TIMEOUT => Ok(false),
-            _ => Err(Error::os("wait", "event", io::Error::last_os_error())),
-        }
     }
 }
 
@@ -206,13 +179,6 @@ fn owned_or_error(handle: HANDLE, name: &str, kind: &'static str) -> Result<(Own
     Ok((owned, code == ERROR_ALREADY_EXISTS))
 }
 
-fn check(ok: i32, op: &'static str) -> Result<()> {
-    if ok == 0 {
-        return Err(Error::os(op, "event", io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// Whether the process `pid` is alive.
 pub(crate) fn process_alive(pid: u32) -> bool {
     use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_SYNCHRONIZE};
@@ -230,46 +196,49 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     wait(handle.as_raw_handle(), Some(Duration::ZERO)) == WAIT_TIMEOUT
 }
 
-/// A doorbell for the channel: a named auto-reset event. Sets can merge
-/// while nobody has woken yet, so a sleeper never sleeps longer than
-/// `SLICE` before it looks again.
-pub(crate) struct Doorbell {
-    event: RawEvent,
+/// Sleeping on a word of shared memory until another process changes it:
+/// a named semaphore that sleepers wait on and wakers release.
+pub(crate) struct Waker {
+    semaphore: OwnedHandle,
 }
 
-/// The longest a channel sleeper sleeps before looking again.
+/// The longest a sleeper sleeps before looking again.
 const SLICE: Duration = Duration::from_millis(10);
+/// The semaphore's largest count.
+const MAX_COUNT: i32 = i32::MAX;
 
-impl Doorbell {
-    /// The doorbell `which` of the channel called `name`: the event `NAME@which`.
-    pub(crate) fn open(name: &str, which: &str) -> Result<Doorbell> {
-        let (event, _) = RawEvent::create_or_open(
-            &format!("{name}@{which}"),
-            false,
-            &crate::sync::segment::Sharing {
-                permissions: crate::mapping::DEFAULT_MODE,
-                trust: &crate::owner::Trust::OWN,
-            },
-        )?;
-        Ok(Doorbell { event })
+impl Waker {
+    /// The waker `which` of the object called `name`: the semaphore
+    /// `NAME@which`, refused if `trust` does not accept its owner.
+    pub(crate) fn open(name: &str, which: &str, trust: &Trust) -> Result<Waker> {
+        let name = format!("{name}@{which}");
+        let wide = wide(&name);
+        // SAFETY: a NUL-terminated name that outlives the call; default security.
+        let handle = unsafe { CreateSemaphoreW(std::ptr::null(), 0, MAX_COUNT, wide.as_ptr()) };
+        let (semaphore, existed) = owned_or_error(handle, &name, "a semaphore")?;
+        if existed {
+            check_owner_of(semaphore.as_raw_handle(), &name, trust)?;
+        }
+        Ok(Waker { semaphore })
     }
 
-    /// Bumps `word` and wakes a sleeper.
-    pub(crate) fn ring(&self, word: &std::sync::atomic::AtomicU32) {
-        word.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.event.set();
-    }
-
-    /// Sleeps while `word == seen`, at most `timeout` (and at most `SLICE`).
-    pub(crate) fn wait(
-        &self,
-        word: &std::sync::atomic::AtomicU32,
-        seen: u32,
-        timeout: Option<Duration>,
-    ) {
-        if word.load(std::sync::atomic::Ordering::SeqCst) != seen {
+    /// Sleeps while `word == expected`, at most `timeout` and at most
+    /// `SLICE`; may return early: callers look again.
+    pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        if word.load(Ordering::SeqCst) != expected {
             return;
         }
-        let _ = self.event.wait(Some(timeout.unwrap_or(SLICE).min(SLICE)));
+        let _ = wait(
+            self.semaphore.as_raw_handle(),
+            Some(timeout.map_or(SLICE, |timeout| timeout.min(SLICE))),
+        );
+    }
+
+    /// Wakes up to `count` processes sleeping on the word.
+    pub(crate) fn wake(&self, _word: &AtomicU32, count: u32) {
+        let count = i32::try_from(count).unwrap_or(MAX_COUNT).max(1);
+        // SAFETY: a live semaphore handle; a count past the maximum fails
+        // harmlessly (the sleepers are woken by their slices).
+        unsafe { ReleaseSemaphore(self.semaphore.as_raw_handle(), count, std::ptr::null_mut()) };
     }
 }

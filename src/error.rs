@@ -293,23 +293,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an OS error, turning the kinds a caller acts on into their own variants.
-    pub(crate) fn os(op: &'static str, target: impl Into<String>, source: io::Error) -> Error {
-        let target = target.into();
-        match source.kind() {
-            io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
-            io::ErrorKind::NotFound => Error::NotFound { name: target },
-            io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: target },
-            _ if source
-                .raw_os_error()
-                .is_some_and(crate::sys::is_handle_limit) =>
-            {
-                Error::TooManyHandles { op, target }
-            }
-            _ => Error::Os { op, target, source },
-        }
-    }
-
     /// The [`io::ErrorKind`] this error maps to.
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;

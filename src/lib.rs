@@ -73,28 +73,23 @@ mod channel;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod io;
 mod mapping;
 mod name;
 mod object;
 mod owner;
-mod record;
 pub mod registry;
 mod sync;
 mod sys;
-mod view;
 
 pub use channel::{Channel, ChannelGeometry, ChannelOptions};
 pub use error::{Error, Result};
-pub use mapping::{Mapping, MappingOptions, DEFAULT_MODE, DEFAULT_SIZE};
+pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, RECORD_HEADER_LEN};
 pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use owner::Owner;
-pub use record::RECORD_HEADER_LEN;
 pub use sync::{
     EventMode, EventOptions, LockError, LockResult, MutexGuard, MutexOptions, NamedEvent,
     NamedMutex, TryLockResult,
 };
-pub use view::View;
 pub use zerocopy;
 
 /// The README's examples, compiled and run as doc tests.

@@ -133,6 +133,12 @@ fn os_name_with(name: &str, prefix: &str, max_bytes: usize) -> String {
     format!("{prefix}{HASHED_NAME_TAG}{}", &hex[..room.min(hex.len())])
 }
 
+/// The name of the lock of the mapping `name` (aardio's `process.command`
+/// convention, `NAME.mutex`): what `Mapping::lock` takes.
+pub(crate) fn lock_name(name: &str) -> String {
+    format!("{name}.mutex")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

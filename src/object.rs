@@ -29,10 +29,10 @@ use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
+use crate::mapping::Window;
 use crate::mapping::{Hooks, Mapping};
 use crate::owner::Trust;
 use crate::sys::{Disposition, ObjectId};
-use crate::view::Window;
 
 /// The header every shmio object starts with (see the module docs).
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,7 @@ pub(crate) fn create_or_open(
         ready: Some(&ready),
         keep_stale: false,
         any_size: true,
+        derived: true,
     };
     let (object, _) = Mapping::options()
         .size(size)
@@ -207,6 +208,7 @@ pub(crate) fn create_or_open_owned(
         ready: Some(&ready),
         keep_stale: true,
         any_size: true,
+        derived: true,
     };
     let opened = Mapping::options().set_trust(sharing.trust.clone()).derived(
         name,
@@ -242,6 +244,7 @@ pub(crate) fn open(name: &str, trust: &Trust, kind: Kind) -> Result<Mapping> {
         ready: Some(&ready),
         keep_stale: false,
         any_size: true,
+        derived: true,
     };
     let (object, _) =
         Mapping::options()

@@ -20,12 +20,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
 use crate::sys;
-use crate::view::Window;
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// Spins before a waiter goes to sleep.
@@ -326,7 +326,7 @@ impl Channel {
 
     /// Sends `value` as JSON (the codec of mapping records).
     pub fn send_record<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let payload = crate::record::encode_payload(value)?;
+        let payload = crate::mapping::record::encode_payload(value)?;
         self.send(&payload)
     }
 
@@ -392,7 +392,7 @@ impl Channel {
     /// A message that does not decode is [`Error::Decode`] with its bytes.
     pub fn recv_record<T: DeserializeOwned>(&self) -> Result<T> {
         let message = self.recv()?;
-        crate::record::decode(0, message)
+        crate::mapping::record::decode(0, message)
     }
 
     /// The length of a message as stored, or why it cannot be sent.

@@ -6,12 +6,12 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, LockState};
-use crate::view::Window;
 
 /// A cross-process mutex, found by name.
 ///
@@ -215,7 +215,7 @@ impl MutexOptions {
             Err(Error::NotFound { .. }) => {
                 let name = Name::new(name)?;
                 NamedMutex::create_or_open_valid(
-                    &mapping_mutex_name(name.as_str()),
+                    &crate::name::lock_name(name.as_str()),
                     self.permissions,
                     &self.trust,
                     Some(NO_MAPPING),
@@ -228,12 +228,6 @@ impl MutexOptions {
 
 /// The identity a mapping's mutex records when there is no such mapping.
 const NO_MAPPING: sys::ObjectId = [0, 0];
-
-/// The name of the mutex of the mapping `name` (aardio's `process.command`
-/// convention).
-fn mapping_mutex_name(name: &str) -> String {
-    format!("{name}.mutex")
-}
 
 impl NamedMutex {
     /// Opens the mutex called `name`, creating it if there is none, in one
@@ -261,13 +255,13 @@ impl NamedMutex {
         object: &sys::Object,
         trust: &Trust,
     ) -> Result<NamedMutex> {
-        let permissions = object.permissions();
+        let permissions = object.permissions().unwrap_or(DEFAULT_MODE);
         let mut trust = trust.and(object.owner());
         if permissions & 0o022 != 0 {
             trust.allow_any(true);
         }
         NamedMutex::create_or_open_valid(
-            &mapping_mutex_name(name),
+            &crate::name::lock_name(name),
             permissions,
             &trust,
             object.identity(),
@@ -328,11 +322,11 @@ impl NamedMutex {
     pub fn lock(&self) -> LockResult<'_> {
         match self.guard(self.raw.lock(&self.name, None)) {
             Ok(Some(guard)) => Ok(guard),
-            Ok(None) => Err(LockError::Failed(Error::os(
-                "lock",
-                &self.name,
-                std::io::Error::other("the lock call returned without the lock"),
-            ))),
+            Ok(None) => Err(LockError::Failed(Error::Os {
+                op: "lock",
+                target: self.name.clone(),
+                source: std::io::Error::other("the lock call returned without the lock"),
+            })),
             Err(error) => Err(error),
         }
     }
@@ -360,6 +354,48 @@ impl NamedMutex {
             Ok(LockState::Busy) => Ok(None),
             Err(error) => Err(LockError::Failed(error)),
         }
+    }
+}
+
+// A mapping's own mutex belongs to this layer, so its methods live here.
+impl Mapping {
+    /// Locks the named mutex that belongs to this mapping: `NAME.mutex`
+    /// (aardio's `process.command` convention), opened on first use and
+    /// shared by every clone of this handle.
+    ///
+    /// ```
+    /// use shmio::Mapping;
+    ///
+    /// # let name = format!("shmio-doc-lock-{}", std::process::id());
+    /// let mut map = Mapping::create_or_open(&name, 4096)?;
+    /// {
+    ///     let _guard = map.lock()?;
+    ///     let count: u64 = map.read_value_at(0)?;
+    ///     map.write_value_at(0, &(count + 1))?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// An anonymous or file-only mapping has no name, and so no mutex:
+    /// [`Error::InvalidOptions`].
+    pub fn lock(&self) -> LockResult<'_> {
+        let mutex = match self.mutex() {
+            Ok(mutex) => mutex,
+            Err(error) => return Err(LockError::Failed(error)),
+        };
+        mutex.lock()
+    }
+
+    /// The named mutex that [`lock`](Self::lock) takes.
+    pub fn mutex(&self) -> Result<&NamedMutex> {
+        self.companion(|map| {
+            let Some(name) = map.name() else {
+                return Err(Error::InvalidOptions {
+                    reason: "only a named mapping has a mutex",
+                });
+            };
+            NamedMutex::of_mapping(name, map.object(), map.trust())
+        })
     }
 }
 

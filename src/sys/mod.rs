@@ -40,9 +40,8 @@ mod unlisted;
 
 // The interface every backend provides.
 pub(crate) use os::{
-    anonymous, describe_named, duplicate, is_handle_limit, list_named, open_file, open_named,
-    process_alive, reclaim_if_stale, remove_named, Object, RobustLock, Waker, GLOBAL_PREFIX,
-    MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, describe_named, duplicate, list_named, open_file, open_named, process_alive,
+    reclaim_if_stale, remove_named, Object, RobustLock, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 
 /// What a lock call came back with.
@@ -56,7 +55,7 @@ pub(crate) enum LockState {
     Busy,
 }
 
-/// What an entry of the namespace is (see `crate::registry`).
+/// What an entry of the namespace is (what the registry shows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux lists names
 pub(crate) enum EntryKind {
@@ -68,7 +67,7 @@ pub(crate) enum EntryKind {
     Other(&'static str),
 }
 
-/// What the OS shows of one name (see `crate::registry`).
+/// What the OS shows of one name (what the registry shows).
 pub(crate) struct ListedName {
     /// The OS name (`/` + the file name).
     pub os_name: String,
@@ -87,6 +86,21 @@ pub(crate) struct ListedName {
     /// The object's first 8 bytes, which say what shmio made it for (0 when
     /// they cannot be read).
     pub magic: u64,
+}
+
+/// An OS error as an [`Error`] that says what was done (`op`) to what
+/// (`target`), turning the kinds a caller acts on into their own variants.
+pub(crate) fn io_error(op: &'static str, target: impl Into<String>, source: io::Error) -> Error {
+    let target = target.into();
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
+        io::ErrorKind::NotFound => Error::NotFound { name: target },
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: target },
+        _ if source.raw_os_error().is_some_and(os::is_handle_limit) => {
+            Error::TooManyHandles { op, target }
+        }
+        _ => Error::Os { op, target, source },
+    }
 }
 
 /// How a region is mapped.
@@ -143,13 +157,13 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, req.mode);
             options
                 .open(req.path)
-                .map_err(|e| Error::os("create", target.clone(), e))?
+                .map_err(|e| crate::sys::io_error("create", target.clone(), e))?
         }
-        Err(e) => return Err(Error::os("open", target, e)),
+        Err(e) => return Err(crate::sys::io_error("open", target, e)),
     };
     let metadata = file
         .metadata()
-        .map_err(|e| Error::os("inspect", target.clone(), e))?;
+        .map_err(|e| crate::sys::io_error("inspect", target.clone(), e))?;
     if !metadata.is_file() {
         return Err(Error::WrongKind {
             name: target,
@@ -239,9 +253,12 @@ pub(crate) struct NamedRequest<'a> {
     pub name: &'a str,
     /// The OS name (see [`crate::Name::os_name`]).
     pub os_name: &'a str,
-    /// The size a creator gives the object (`None`: the default, or the
+    /// The size a creator gives the object (`None`: `default_size`, or the
     /// backing file's size); ignored by an opener.
     pub size: Option<u64>,
+    /// The size of a new object when `size` is `None` and no backing file
+    /// has one.
+    pub default_size: u64,
     /// Permission bits for a creator (POSIX).
     pub mode: u32,
     /// Whether the name outlives its holders.
@@ -256,6 +273,17 @@ pub(crate) struct NamedRequest<'a> {
     pub file: Option<&'a Path>,
     /// Whose objects, besides the caller's own, may be opened.
     pub trust: &'a Trust,
+    /// Use the machine-wide namespace where the platform has one (Windows:
+    /// `Global\`).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub global: bool,
+    /// The name of the object's lock, for a user's mapping. A platform whose
+    /// kernel lock goes with its last handle (Windows) keeps that lock open
+    /// for as long as the object is held, so that a holder that dies locked
+    /// leaves it (abandoned: "owner died") to the others rather than taking
+    /// it along. Elsewhere the lock's state outlives its holders by itself.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub lock_name: Option<&'a str>,
     /// Open a stale name (one whose holders all died) as it is, rather
     /// than removing it and starting afresh: for a mutex's segment, whose
     /// state says that its holder died. Only Linux keeps stale names.
@@ -301,11 +329,12 @@ pub(crate) struct FileRequest<'a> {
 /// for, and whether the file must first grow to it.
 ///
 /// No size and a non-empty file: the whole file. No size and an empty file:
-/// the default size. A size larger than the file grows the file (which needs
+/// `default`. A size larger than the file grows the file (which needs
 /// write access); a smaller one maps the start of the file.
 pub(crate) fn file_mapping_len(
     current: u64,
     requested: Option<u64>,
+    default: u64,
     access: Access,
     target: &str,
 ) -> crate::Result<(u64, bool)> {
@@ -319,7 +348,7 @@ pub(crate) fn file_mapping_len(
         }
         Some(len) => len,
         None if current > 0 => current,
-        None => crate::mapping::DEFAULT_SIZE,
+        None => default,
     };
     let grow = len > current;
     if grow && !access.writes_object() {

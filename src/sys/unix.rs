@@ -18,7 +18,7 @@ use crate::sys::os::Lease;
 
 /// Turns a failed call into an [`Error`] that says what was done to what.
 pub(in crate::sys) fn os_error(op: &'static str, target: &str, errno: Errno) -> Error {
-    Error::os(op, target, io::Error::from(errno))
+    crate::sys::io_error(op, target, io::Error::from(errno))
 }
 
 /// The identity of a file (device and inode), to tell whether a name or
@@ -67,12 +67,11 @@ impl Object {
         self.size
     }
 
-    /// The object's permission bits (owner-only if they cannot be read).
+    /// The object's permission bits, if they can be read.
     #[allow(clippy::useless_conversion)] // st_mode is a u16 on macOS
-    pub(crate) fn permissions(&self) -> u32 {
-        rustix::fs::fstat(&self.fd).map_or(crate::mapping::DEFAULT_MODE, |stat| {
-            u32::from(stat.st_mode) & 0o777
-        })
+    pub(crate) fn permissions(&self) -> Option<u32> {
+        let stat = rustix::fs::fstat(&self.fd).ok()?;
+        Some(u32::from(stat.st_mode) & 0o777)
     }
 
     /// The object's identity (device and inode).

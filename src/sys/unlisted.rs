@@ -3,14 +3,14 @@
 //! named sections, macOS none of POSIX shared-memory names): each is
 //! [`crate::Error::Unsupported`]. A backend that cannot list re-exports these.
 
-/// Listing names: not possible here (see `crate::registry`).
+/// Listing names: not possible here (what the registry shows).
 pub(crate) fn list_named() -> crate::Result<Vec<super::ListedName>> {
     Err(crate::Error::Unsupported {
         what: "listing named objects on this platform",
     })
 }
 
-/// Describing a name: not possible here (see `crate::registry`).
+/// Describing a name: not possible here (what the registry shows).
 pub(crate) fn describe_named(_os_name: &str) -> crate::Result<Option<super::ListedName>> {
     Err(crate::Error::Unsupported {
         what: "inspecting named objects on this platform",

@@ -12,14 +12,6 @@ pub(crate) use objects::{
 };
 pub(crate) use sync::{RobustLock, Waker};
 
-/// POSIX has no machine-wide namespace apart from the one it has.
-pub(crate) const GLOBAL_PREFIX: &str = "";
-
-/// A mutex's segment outlives a holder that died while locked (it is kept
-/// for its mapping: `segment::create_or_open_owned`), so a mapping opens
-/// its mutex only when it first locks.
-pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
-
 /// An object here is set up before its name is published: an opener never
 /// waits for a creator.
 pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::ZERO;

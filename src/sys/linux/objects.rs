@@ -277,7 +277,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             Found::Busy => std::thread::sleep(Duration::from_micros(200)),
         }
         if Instant::now() > deadline {
-            return Err(Error::os(
+            return Err(crate::sys::io_error(
                 "open",
                 req.name,
                 std::io::Error::new(
@@ -365,7 +365,7 @@ fn create_object(
         Mode::from_raw_mode(req.mode & 0o777),
     )
     .map_err(|e| os_error("create", req.name, e))?;
-    let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    let size = req.size.unwrap_or(req.default_size);
     if req.sparse {
         check_space(&fd, 0, size, req.name)?;
     }
@@ -436,7 +436,13 @@ fn create_file_link(
         mode: req.mode,
     })?;
     let target = path.display().to_string();
-    let (len, grow) = file_mapping_len(object.size(), req.size, req.access, &target)?;
+    let (len, grow) = file_mapping_len(
+        object.size(),
+        req.size,
+        req.default_size,
+        req.access,
+        &target,
+    )?;
     if grow {
         object.set_len(len, &target)?;
     }
@@ -444,7 +450,7 @@ fn create_file_link(
         .map_err(|e| os_error("lock", &target, e))?;
     let absolute = path
         .canonicalize()
-        .map_err(|e| Error::os("resolve", target.clone(), e))?;
+        .map_err(|e| crate::sys::io_error("resolve", target.clone(), e))?;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let private = format!(
         ".shmio-link-{}-{}",
@@ -727,7 +733,8 @@ pub(crate) fn grow(fd: &OwnedFd, current: u64, len: u64, target: &str) -> Result
 /// can wait, and no other user's link is followed.
 pub(crate) fn list_named() -> Result<Vec<ListedName>> {
     let locks = flock_holders();
-    let entries = std::fs::read_dir(SHM_DIR).map_err(|e| Error::os("list", SHM_DIR, e))?;
+    let entries =
+        std::fs::read_dir(SHM_DIR).map_err(|e| crate::sys::io_error("list", SHM_DIR, e))?;
     let mut names = Vec::new();
     for entry in entries.flatten() {
         // shmio's names are UTF-8; another program's may not be, and is not shmio's to show.

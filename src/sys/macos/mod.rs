@@ -14,13 +14,6 @@ pub(crate) use objects::{
 };
 pub(crate) use sync::{RobustLock, Waker};
 
-/// POSIX has no machine-wide namespace apart from the one it has.
-pub(crate) const GLOBAL_PREFIX: &str = "";
-
-/// A mutex's segment outlives a holder that died while locked (it is kept
-/// for its mapping), so a mapping opens its mutex only when it first locks.
-pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = false;
-
 /// A name is public from `shm_open(O_CREAT)` on, before its creator has set
 /// the object up: an opener waits this long at most for it.
 pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -284,7 +284,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             }
         }
         if Instant::now() > deadline {
-            return Err(Error::os(
+            return Err(crate::sys::io_error(
                 "open",
                 req.name,
                 io::Error::new(
@@ -321,7 +321,7 @@ fn look_at_lease(dir: BorrowedFd<'_>, entry: &str, create: bool, name: &str) -> 
     }
     let stat = rustix::fs::fstat(&fd).map_err(|e| os_error("inspect the lease of", name, e))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(Error::os(
+        return Err(crate::sys::io_error(
             "open the lease of",
             name,
             io::Error::new(
@@ -456,7 +456,7 @@ fn create_object(req: &NamedRequest<'_>) -> Result<Option<(OwnedFd, u64)>> {
         Err(Errno::EXIST) => return Ok(None),
         Err(errno) => return Err(os_error("create", req.name, errno)),
     };
-    let size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    let size = req.size.unwrap_or(req.default_size);
     // macOS sizes a shared-memory object once; this is that once.
     if let Err(errno) = rustix::fs::ftruncate(&fd, size) {
         let _ = shm::unlink(req.os_name);

@@ -445,7 +445,7 @@ impl LockFile {
         .map_err(|e| os_error(OP, name, e))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| os_error(OP, name, e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(Error::os(
+            return Err(crate::sys::io_error(
                 OP,
                 name,
                 io::Error::new(

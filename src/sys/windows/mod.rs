@@ -7,7 +7,7 @@ mod sync;
 pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
 pub(crate) use objects::{
     anonymous, duplicate, is_handle_limit, open_file, open_named, remove_named, Object,
-    GLOBAL_PREFIX, MUTEX_GOES_WITH_ITS_HOLDERS, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 pub(crate) use sync::{process_alive, RobustLock, Waker};
 

@@ -42,12 +42,7 @@ pub(crate) const OS_NAME_PREFIX: &str = "";
 /// Windows object names are far longer than shmio's 260 characters allow.
 pub(crate) const OS_NAME_MAX_BYTES: usize = 4096;
 /// The prefix of the machine-wide namespace.
-pub(crate) const GLOBAL_PREFIX: &str = "Global\\";
-
-/// A Windows mutex is gone with its last handle, so every holder of a named
-/// mapping holds the mapping's mutex from the start: one that dies while
-/// locked then leaves the mutex, abandoned, to the others.
-pub(crate) const MUTEX_GOES_WITH_ITS_HOLDERS: bool = true;
+const GLOBAL_PREFIX: &str = "Global\\";
 
 /// An owned section handle (made lazily for a backing file), its size, and
 /// for a named one the name, which lives as long as any handle does.
@@ -56,6 +51,11 @@ pub(crate) struct Object {
     file: Option<File>,
     size: u64,
     name: Option<String>,
+    /// For a user's mapping, its lock's kernel mutex, held for as long as
+    /// the mapping is (see `NamedRequest::lock_name`): a mutex is gone with
+    /// its last handle, so every holder of the mapping holds it, and one
+    /// that dies while locked leaves it, abandoned, to the others.
+    _lock: Option<OwnedHandle>,
 }
 
 impl Object {
@@ -64,9 +64,9 @@ impl Object {
         self.size
     }
 
-    /// Permission bits mean nothing to a section: owner-only, as documented.
-    pub(crate) fn permissions(&self) -> u32 {
-        crate::mapping::DEFAULT_MODE
+    /// Permission bits mean nothing to a section (its security descriptor decides).
+    pub(crate) fn permissions(&self) -> Option<u32> {
+        None
     }
 
     /// Sections have no identity shmio needs: a mutex cannot outlive its holders here.
@@ -93,7 +93,7 @@ impl Object {
             });
         };
         file.set_len(len)
-            .map_err(|e| Error::os("resize", target, e))?;
+            .map_err(|e| crate::sys::io_error("resize", target, e))?;
         self.size = len;
         Ok(())
     }
@@ -148,6 +148,7 @@ impl Object {
             file: None,
             size,
             name: None,
+            _lock: None,
         };
         Ok((object, access))
     }
@@ -169,7 +170,7 @@ impl AsHandle for Object {
 pub(crate) fn duplicate(handle: BorrowedHandle<'_>) -> Result<OwnedHandle> {
     handle
         .try_clone_to_owned()
-        .map_err(|e| Error::os("duplicate", "handle", e))
+        .map_err(|e| crate::sys::io_error("duplicate", "handle", e))
 }
 
 /// Opens `req.path`, creating it when it is missing and the mapping may write.
@@ -180,6 +181,7 @@ pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
         file: Some(file),
         size,
         name: None,
+        _lock: None,
     })
 }
 
@@ -190,7 +192,16 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             what: "a persistent name on Windows (a section goes with its last handle)",
         });
     }
-    let wide = wide(req.os_name);
+    let in_namespace = |name: &str| {
+        if req.global {
+            format!("{GLOBAL_PREFIX}{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    let os_name = in_namespace(req.os_name);
+    let lock = req.lock_name.map(in_namespace);
+    let wide = wide(&os_name);
     if how == Disposition::Open {
         let section = open_section(&wide, req)?;
         let size = section_size(section.as_raw_handle(), FILE_MAP_READ)
@@ -199,13 +210,14 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             section: Some(section),
             file: None,
             size,
-            name: Some(req.os_name.to_owned()),
+            name: Some(os_name),
+            _lock: hold_lock(lock.as_deref()),
         };
         return opened(object, req);
     }
 
     let mut file = None;
-    let mut size = req.size.unwrap_or(crate::mapping::DEFAULT_SIZE);
+    let mut size = req.size.unwrap_or(req.default_size);
     let mut protect = PAGE_READWRITE;
     let mut backing = INVALID_HANDLE_VALUE;
     if let Some(path) = req.file {
@@ -215,8 +227,13 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             mode: req.mode,
         })?;
         let target = path.display().to_string();
-        let (len, grow) =
-            crate::sys::file_mapping_len(object.size(), req.size, req.access, &target)?;
+        let (len, grow) = crate::sys::file_mapping_len(
+            object.size(),
+            req.size,
+            req.default_size,
+            req.access,
+            &target,
+        )?;
         if grow {
             object.set_len(len, &target)?;
         }
@@ -247,7 +264,8 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         section: Some(section),
         file,
         size,
-        name: Some(req.os_name.to_owned()),
+        name: Some(os_name),
+        _lock: hold_lock(lock.as_deref()),
     };
     if existed {
         return opened(object, req);
@@ -262,6 +280,19 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         existed: false,
         adopted_stale: false,
     })
+}
+
+/// The kernel mutex `name` (created if there is none), held for as long as
+/// the mapping is (see `Object::_lock`). A mutex that cannot be opened now
+/// is not the mapping's business: the lock says why when it is taken.
+fn hold_lock(name: Option<&str>) -> Option<OwnedHandle> {
+    let wide = wide(name?);
+    // SAFETY: a NUL-terminated name that outlives the call; default security.
+    let handle = unsafe {
+        windows_sys::Win32::System::Threading::CreateMutexW(std::ptr::null(), 0, wide.as_ptr())
+    };
+    // SAFETY: a non-null handle from CreateMutexW is ours to close.
+    (!handle.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(handle) })
 }
 
 /// An existing section, once its owner is trusted and (for an object with
@@ -433,6 +464,7 @@ pub(crate) fn anonymous(size: u64, _sparse: bool) -> Result<Object> {
         file: None,
         size,
         name: None,
+        _lock: None,
     })
 }
 
@@ -442,7 +474,11 @@ impl Region {
         // SAFETY: the range is exactly the live view this Region owns.
         let ok = unsafe { FlushViewOfFile(self.ptr.as_ptr().cast(), self.len) };
         if ok == 0 {
-            return Err(Error::os("flush", target, io::Error::last_os_error()));
+            return Err(crate::sys::io_error(
+                "flush",
+                target,
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }
@@ -593,6 +629,6 @@ fn win_error(op: &'static str, target: &str, size: u64, code: u32) -> Error {
             size,
             target: target.to_owned(),
         },
-        _ => Error::os(op, target, io::Error::from_raw_os_error(code as i32)),
+        _ => crate::sys::io_error(op, target, io::Error::from_raw_os_error(code as i32)),
     }
 }

@@ -123,7 +123,13 @@ impl RobustLock {
             WAIT_OBJECT_0 => LockState::Acquired,
             WAIT_ABANDONED => LockState::OwnerDied,
             WAIT_TIMEOUT => return Ok(LockState::Busy),
-            _ => return Err(Error::os("lock", name, io::Error::last_os_error())),
+            _ => {
+                return Err(crate::sys::io_error(
+                    "lock",
+                    name,
+                    io::Error::last_os_error(),
+                ))
+            }
         };
         set_held(&self.name, true);
         Ok(state)
@@ -171,7 +177,7 @@ fn owned_or_error(handle: HANDLE, name: &str, kind: &'static str) -> Result<(Own
                 op: "open",
                 target: name.to_owned(),
             },
-            _ => Error::os("create", name, io::Error::from_raw_os_error(code as i32)),
+            _ => crate::sys::io_error("create", name, io::Error::from_raw_os_error(code as i32)),
         });
     }
     // SAFETY: a non-null handle from a Create*W call is ours to close.

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::record;
+use super::Mapping;
+use super::View;
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
-use crate::record;
-use crate::view::View;
 
 impl Mapping {
     /// Where the cursor is (aardio's `getOffset`).

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::Shared;
 use crate::error::{Error, Result};
-use crate::mapping::Shared;
 
 /// A bounds-checked span of mapped memory. It does not keep the memory
 /// alive: its owner (a `Mapping`'s or `View`'s `Arc<Shared>`) does.
@@ -259,7 +259,7 @@ pub struct View {
 }
 
 impl View {
-    pub(crate) fn new(owner: Arc<Shared>, window: Window, offset: u64) -> View {
+    pub(super) fn new(owner: Arc<Shared>, window: Window, offset: u64) -> View {
         View {
             _owner: owner,
             window,

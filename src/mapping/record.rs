@@ -11,8 +11,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::Window;
 use crate::error::{Error, Result};
-use crate::view::Window;
 
 /// Bytes taken by the length prefix.
 pub const RECORD_HEADER_LEN: u64 = 4;
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn records_round_trip_through_a_window() {
         let mut memory = [0u64; 4];
-        let window = crate::view::tests::heap_window(&mut memory, true);
+        let window = crate::mapping::view::tests::heap_window(&mut memory, true);
         let written = write(&window, 3, &("hi", 7u8)).unwrap();
         assert_eq!(written, 4 + br#"["hi",7]"#.len() as u64);
         let (value, taken): ((String, u8), u64) = read(&window, 3).unwrap().unwrap();
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn frames_are_checked_against_the_window() {
         let mut memory = [0u64; 2];
-        let window = crate::view::tests::heap_window(&mut memory, true);
+        let window = crate::mapping::view::tests::heap_window(&mut memory, true);
         // A record that does not fit writes nothing.
         assert!(matches!(
             write(&window, 0, &"x".repeat(20)),

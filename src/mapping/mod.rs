@@ -3,6 +3,7 @@
 //! itself, and positional access (`read_at`, values, atomics, views, records).
 //! The cursor (`Read`, `Write`, `Seek`) is in `io.rs`.
 
+use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -12,13 +13,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+mod io;
+pub(crate) mod record;
+mod view;
+
+pub use record::RECORD_HEADER_LEN;
+pub use view::View;
+pub(crate) use view::Window;
+
 use crate::error::{Error, Result};
 use crate::name::Name;
 use crate::owner::Trust;
-use crate::record;
-use crate::sync::{LockError, LockResult, NamedMutex};
 use crate::sys::{self, Access, Disposition, NamedRequest};
-use crate::view::{View, Window};
 
 /// The size of a mapping when neither a size nor a non-empty file is given: 64 MiB.
 pub const DEFAULT_SIZE: u64 = 64 * 1024 * 1024;
@@ -90,23 +96,25 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// default) and keep backing files where only trusted processes can write.
 /// `RELIABILITY.md` lists what is tested.
 pub struct Mapping {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// The whole mapping, kept beside the cursor so the hot path reads no
     /// pointer behind the `Arc`.
-    pub(crate) window: Window,
-    pub(crate) cursor: u64,
+    window: Window,
+    cursor: u64,
 }
 
 /// What every handle to one mapping shares.
-pub(crate) struct Shared {
+struct Shared {
     /// The mapped memory; declared first so it is unmapped before the object closes.
     region: sys::Region,
     object: sys::Object,
     name: Option<Name>,
     existed: bool,
     access: Access,
-    /// The mapping's own mutex, opened on the first `lock`.
-    mutex: OnceLock<NamedMutex>,
+    /// What a layer above builds on demand for this mapping and every clone
+    /// of it to share (its mutex: see `sync`), kept as `Any` so that this
+    /// layer knows nothing of the layers above it.
+    companion: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The owners, besides the caller, that it was opened trusting (its
     /// mutex trusts them too).
     trust: Trust,
@@ -181,7 +189,7 @@ pub(crate) type WindowHook<'a> = dyn Fn(&Window) -> Result<()> + 'a;
 
 /// What a crate-internal object built on a named mapping (a mutex's,
 /// event's or channel's segment) asks of its creation and opening.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Hooks<'a> {
     /// Sets up a new object before anyone else can use it.
     pub init: Option<&'a WindowHook<'a>>,
@@ -192,6 +200,9 @@ pub(crate) struct Hooks<'a> {
     /// Open an existing object whatever its size (the size is only for a
     /// creator); the object's own header says what it holds.
     pub any_size: bool,
+    /// Whether the object is one shmio derived from a user's name (a
+    /// mutex's state, say) rather than a user's own mapping.
+    pub derived: bool,
 }
 
 impl MappingOptions {
@@ -336,7 +347,8 @@ impl MappingOptions {
             access,
             mode: self.permissions,
         })?;
-        let (len, grow) = sys::file_mapping_len(object.size(), self.size, access, &target)?;
+        let (len, grow) =
+            sys::file_mapping_len(object.size(), self.size, DEFAULT_SIZE, access, &target)?;
         if grow {
             object.set_len(len, &target)?;
         }
@@ -352,7 +364,11 @@ impl MappingOptions {
         how: Disposition,
         hooks: &Hooks<'_>,
     ) -> Result<(Mapping, bool)> {
-        self.named_request(Name::derived(name)?, how, hooks)
+        let hooks = Hooks {
+            derived: true,
+            ..*hooks
+        };
+        self.named_request(Name::derived(name)?, how, &hooks)
     }
 
     /// Sets the owners whose objects these options accept.
@@ -373,14 +389,7 @@ impl MappingOptions {
     }
 
     fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
-        let map = self.named_checked(Name::new(name)?, how)?;
-        if sys::MUTEX_GOES_WITH_ITS_HOLDERS {
-            // Every holder of the mapping holds its mutex, so that a holder
-            // that dies while locked leaves the mutex (saying so) to the
-            // others. A mutex that cannot be opened now says why at `lock`.
-            let _ = map.mutex();
-        }
-        Ok(map)
+        self.named_checked(Name::new(name)?, how)
     }
 
     fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {
@@ -398,11 +407,9 @@ impl MappingOptions {
         if let Some(size) = self.size {
             check_size(size, name.as_str())?;
         }
-        let os_name = if self.global {
-            format!("{}{}", sys::GLOBAL_PREFIX, name.os_name())
-        } else {
-            name.os_name()
-        };
+        let os_name = name.os_name();
+        // A user's mapping has a lock (see `sync`); derived objects do not.
+        let lock_name = (!hooks.derived).then(|| crate::name::lock_name(name.as_str()));
         let init = hooks.init.map(|init| {
             move |region: &sys::Region| {
                 // SAFETY: the region stays mapped for this call, the only
@@ -422,12 +429,15 @@ impl MappingOptions {
             name: name.as_str(),
             os_name: &os_name,
             size: self.size,
+            default_size: DEFAULT_SIZE,
             mode: self.permissions,
             persistent: self.persistent,
             sparse: self.sparse,
             access,
             file: self.file.as_deref(),
             trust: &self.trust,
+            global: self.global,
+            lock_name: lock_name.as_deref(),
             keep_stale: hooks.keep_stale,
             init: init.as_ref().map(|init| init as sys::InitHook<'_>),
             ready: ready
@@ -527,7 +537,7 @@ impl Mapping {
             name,
             existed,
             access,
-            mutex: OnceLock::new(),
+            companion: OnceLock::new(),
             trust: Trust::OWN,
         });
         Ok(Mapping {
@@ -548,6 +558,31 @@ impl Mapping {
     /// The OS object behind the mapping.
     pub(crate) fn object(&self) -> &sys::Object {
         &self.shared.object
+    }
+
+    /// The owners, besides the caller, that this mapping was opened trusting.
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.shared.trust
+    }
+
+    /// What a layer above built for this mapping (see `Shared::companion`),
+    /// made by `make` on first use; every clone shares it. (One layer keeps
+    /// one type there; another type is an error, never a panic.)
+    pub(crate) fn companion<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Mapping) -> Result<T>,
+    ) -> Result<&T> {
+        if let Some(companion) = self.shared.companion.get() {
+            if let Some(found) = companion.downcast_ref::<T>() {
+                return Ok(found);
+            }
+        }
+        let made = make(self)?;
+        // Another thread may have made one meanwhile: either will do.
+        let companion = self.shared.companion.get_or_init(|| Box::new(made));
+        companion.downcast_ref::<T>().ok_or(Error::InvalidOptions {
+            reason: "a mapping keeps one kind of companion",
+        })
     }
 
     /// The first byte of the mapped memory, for the crate's objects that
@@ -687,48 +722,6 @@ impl Mapping {
     /// (with the raw bytes) if it does not decode as `T`.
     pub fn read_record_at<T: DeserializeOwned>(&self, offset: u64) -> Result<Option<T>> {
         Ok(record::read(&self.window, offset)?.map(|(value, _)| value))
-    }
-
-    /// Locks the named mutex that belongs to this mapping: `NAME.mutex`
-    /// (aardio's `process.command` convention), opened on first use and
-    /// shared by every clone of this handle.
-    ///
-    /// ```
-    /// use shmio::Mapping;
-    ///
-    /// # let name = format!("shmio-doc-lock-{}", std::process::id());
-    /// let mut map = Mapping::create_or_open(&name, 4096)?;
-    /// {
-    ///     let _guard = map.lock()?;
-    ///     let count: u64 = map.read_value_at(0)?;
-    ///     map.write_value_at(0, &(count + 1))?;
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// An anonymous or file-only mapping has no name, and so no mutex:
-    /// [`Error::InvalidOptions`].
-    pub fn lock(&self) -> LockResult<'_> {
-        let mutex = match self.mutex() {
-            Ok(mutex) => mutex,
-            Err(error) => return Err(LockError::Failed(error)),
-        };
-        mutex.lock()
-    }
-
-    /// The named mutex that [`lock`](Self::lock) takes.
-    pub fn mutex(&self) -> Result<&NamedMutex> {
-        if let Some(mutex) = self.shared.mutex.get() {
-            return Ok(mutex);
-        }
-        let Some(name) = &self.shared.name else {
-            return Err(Error::InvalidOptions {
-                reason: "only a named mapping has a mutex",
-            });
-        };
-        let mutex = NamedMutex::of_mapping(name.as_str(), &self.shared.object, &self.shared.trust)?;
-        // Another thread may have opened it meanwhile: either handle will do.
-        Ok(self.shared.mutex.get_or_init(|| mutex))
     }
 
     /// Writes dirty pages of a file-backed mapping to the file, and waits.

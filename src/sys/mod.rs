@@ -39,9 +39,11 @@ mod unix;
 mod unlisted;
 
 // The interface every backend provides.
+#[cfg(any(unix, windows))]
+pub(crate) use os::duplicate;
 pub(crate) use os::{
-    anonymous, describe_named, duplicate, list_named, open_file, open_named, process_alive,
-    reclaim_if_stale, remove_named, Object, RobustLock, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, describe_named, list_named, open_file, open_named, process_alive, reclaim_if_stale,
+    remove_named, Object, RobustLock, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 
 /// What a lock call came back with.

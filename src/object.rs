@@ -146,11 +146,13 @@ fn settled(window: &Window, kind: Kind) -> bool {
     ready || (found != 0 && found != kind.magic())
 }
 
-/// Creates or opens the object with OS-visible name `name` (already derived
-/// for its kind), `size` bytes if it is created. A creator runs `init` on it
-/// before anyone else can use it. Returns the object and whether it existed.
-pub(crate) fn create_or_open(
+/// Creates and/or opens, as `how` says, the object with OS-visible name
+/// `name` (already derived for its kind), `size` bytes if it is created. A
+/// creator runs `init` on it before anyone else can use it. Returns the
+/// object and whether it existed.
+pub(crate) fn make(
     name: &str,
+    how: Disposition,
     size: u64,
     sharing: &Sharing<'_>,
     kind: Kind,
@@ -169,7 +171,7 @@ pub(crate) fn create_or_open(
         .size(size)
         .permissions(sharing.permissions)
         .set_trust(sharing.trust.clone())
-        .derived(name, Disposition::CreateOrOpen, &hooks)?;
+        .derived(name, how, &hooks)?;
     if object.existed() {
         return check(object, name, kind).map(|object| (object, true));
     }
@@ -179,8 +181,8 @@ pub(crate) fn create_or_open(
 /// Where a mapping's mutex records the identity of its mapping.
 const OWNER_OFFSET: u64 = HEADER_LEN;
 
-/// As [`create_or_open`], for the state of a mapping's mutex: `owner` is
-/// the identity of the mapping it belongs to, recorded by the creator just
+/// As [`make`], for the state of a mapping's mutex: `owner` is the
+/// identity of the mapping it belongs to, recorded by the creator just
 /// after the header (the mutex's own state starts further on).
 ///
 /// An object whose holders all died is normally removed and made afresh.
@@ -191,8 +193,9 @@ const OWNER_OFFSET: u64 = HEADER_LEN;
 /// state tells the next locker, if it belongs to the same mapping and was
 /// fully made; one left by an earlier mapping of the same name is removed
 /// as usual.
-pub(crate) fn create_or_open_owned(
+pub(crate) fn make_owned(
     name: &str,
+    how: Disposition,
     size: u64,
     sharing: &Sharing<'_>,
     owner: Option<ObjectId>,
@@ -200,8 +203,15 @@ pub(crate) fn create_or_open_owned(
     init: &dyn Fn(&Window) -> Result<()>,
 ) -> Result<(Mapping, bool)> {
     let Some(owner) = owner else {
-        return create_or_open(name, size, sharing, kind, init);
+        return make(name, how, size, sharing, kind, init);
     };
+    let init = |window: &Window| {
+        window.write_value(OWNER_OFFSET, &owner)?;
+        init(window)
+    };
+    if how == Disposition::Create {
+        return make(name, how, size, sharing, kind, &init);
+    }
     let ready = |window: &Window| settled(window, kind);
     let keeping_stale = Hooks {
         init: None,
@@ -226,31 +236,10 @@ pub(crate) fn create_or_open_owned(
             // Another mapping's: closing it (as its only holder) removes
             // it; the usual path below makes it afresh.
         }
-        Err(Error::NotFound { .. }) => {}
+        Err(Error::NotFound { .. }) if how == Disposition::CreateOrOpen => {}
         Err(error) => return Err(error),
     }
-    let init = |window: &Window| {
-        window.write_value(OWNER_OFFSET, &owner)?;
-        init(window)
-    };
-    create_or_open(name, size, sharing, kind, &init)
-}
-
-/// Opens the existing object `name`, checking that it is a `kind`.
-pub(crate) fn open(name: &str, trust: &Trust, kind: Kind) -> Result<Mapping> {
-    let ready = |window: &Window| settled(window, kind);
-    let hooks = Hooks {
-        init: None,
-        ready: Some(&ready),
-        keep_stale: false,
-        any_size: true,
-        derived: true,
-    };
-    let (object, _) =
-        Mapping::options()
-            .set_trust(trust.clone())
-            .derived(name, Disposition::Open, &hooks)?;
-    check(object, name, kind)
+    make(name, how, size, sharing, kind, &init)
 }
 
 /// Whether the object is a published one of `kind`.

@@ -25,7 +25,7 @@ use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sys;
+use crate::sys::{self, Disposition};
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// Spins before a waiter goes to sleep.
@@ -76,6 +76,7 @@ impl Default for ChannelGeometry {
 /// # Ok::<(), shmio::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ChannelOptions {
     geometry: ChannelGeometry,
     permissions: u32,
@@ -122,6 +123,23 @@ impl ChannelOptions {
     /// Opens the channel called `name`, creating it with this geometry if
     /// there is none. [`Error::GeometryMismatch`] if it exists with another.
     pub fn create_or_open(&self, name: &str) -> Result<Channel> {
+        self.make(name, Disposition::CreateOrOpen)
+    }
+
+    /// Creates a new channel with this geometry; [`Error::AlreadyExists`]
+    /// if the name is taken.
+    pub fn create(&self, name: &str) -> Result<Channel> {
+        self.make(name, Disposition::Create)
+    }
+
+    /// Opens an existing channel, whatever its geometry; [`Error::NotFound`]
+    /// if there is none.
+    pub fn open(&self, name: &str) -> Result<Channel> {
+        self.make(name, Disposition::Open)
+    }
+
+    /// Creates and/or opens the channel `name`, as `how` says.
+    fn make(&self, name: &str, how: Disposition) -> Result<Channel> {
         let name = Name::new(name)?;
         let geometry = self.geometry;
         let size = check_geometry(geometry, name.as_str())?;
@@ -142,9 +160,9 @@ impl ChannelOptions {
             trust: &self.trust,
         };
         let (map, existed) =
-            object::create_or_open(name.as_str(), size, &sharing, Kind::Channel, &init)?;
+            object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)?;
         let channel = Channel::from_map(map, name.as_str(), &self.trust)?;
-        if existed && channel.geometry != geometry {
+        if existed && how != Disposition::Open && channel.geometry != geometry {
             return Err(Error::GeometryMismatch {
                 name: name.as_str().to_owned(),
                 asked: (geometry.capacity, geometry.max_message_size),
@@ -152,13 +170,6 @@ impl ChannelOptions {
             });
         }
         Ok(channel)
-    }
-
-    /// Opens an existing channel, whatever its geometry.
-    pub fn open(&self, name: &str) -> Result<Channel> {
-        let name = Name::new(name)?;
-        let map = object::open(name.as_str(), &self.trust, Kind::Channel)?;
-        Channel::from_map(map, name.as_str(), &self.trust)
     }
 }
 

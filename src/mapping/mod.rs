@@ -156,6 +156,7 @@ impl Shared {
 /// # Ok::<(), shmio::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MappingOptions {
     size: Option<u64>,
     file: Option<PathBuf>,

@@ -27,7 +27,7 @@ use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sys;
+use crate::sys::{self, Disposition};
 
 /// Where the event's own state starts (after the header, on its own line).
 const STATE: u64 = 64;
@@ -89,6 +89,7 @@ pub struct NamedEvent {
 /// # Ok::<(), shmio::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EventOptions {
     reset: EventMode,
     permissions: u32,
@@ -121,16 +122,35 @@ impl EventOptions {
 
     crate::owner::sharing_options!("event", permissions);
 
-    /// Opens the event called `name`, creating it (unset) if there is none.
+    /// Opens the event called `name`, creating it (unset) if there is none;
+    /// [`NamedEvent::existed`] tells which happened.
     pub fn create_or_open(&self, name: &str) -> Result<NamedEvent> {
+        self.make(name, Disposition::CreateOrOpen)
+    }
+
+    /// Creates a new event (unset); [`crate::Error::AlreadyExists`] if the
+    /// name is taken.
+    pub fn create(&self, name: &str) -> Result<NamedEvent> {
+        self.make(name, Disposition::Create)
+    }
+
+    /// Opens an existing event, in its creator's mode;
+    /// [`crate::Error::NotFound`] if there is none.
+    pub fn open(&self, name: &str) -> Result<NamedEvent> {
+        self.make(name, Disposition::Open)
+    }
+
+    /// Creates and/or opens the event `name`, as `how` says.
+    fn make(&self, name: &str, how: Disposition) -> Result<NamedEvent> {
         let name = Name::new(name)?;
         let sharing = Sharing {
             permissions: self.permissions,
             trust: &self.trust,
         };
         let manual = u32::from(self.reset == EventMode::ManualReset);
-        let (object, _) = object::create_or_open(
+        let (object, _) = object::make(
             &object::event_name(name.as_str()),
+            how,
             SIZE,
             &sharing,
             Kind::Event,
@@ -154,6 +174,11 @@ impl NamedEvent {
     /// [`crate::Error::ForeignOwner`] (see [`NamedEvent::options`]).
     pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {
         NamedEvent::options().reset(mode).create_or_open(name)
+    }
+
+    /// Opens an existing event, in its creator's mode.
+    pub fn open(name: &str) -> Result<NamedEvent> {
+        NamedEvent::options().open(name)
     }
 
     /// A builder for the other settings: permissions, trusted owners.

@@ -11,7 +11,7 @@ use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
-use crate::sys::{self, LockState};
+use crate::sys::{self, Disposition, LockState};
 
 /// A cross-process mutex, found by name.
 ///
@@ -157,6 +157,7 @@ fn owner_died(name: &str) -> Error {
 /// # Ok::<(), shmio::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MutexOptions {
     permissions: u32,
     trust: Trust,
@@ -182,8 +183,23 @@ impl MutexOptions {
     /// Opens the mutex called `name`, creating it if there is none, in one
     /// atomic step; [`NamedMutex::existed`] tells which happened.
     pub fn create_or_open(&self, name: &str) -> Result<NamedMutex> {
+        self.make(name, Disposition::CreateOrOpen)
+    }
+
+    /// Creates a new mutex; [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(&self, name: &str) -> Result<NamedMutex> {
+        self.make(name, Disposition::Create)
+    }
+
+    /// Opens an existing mutex; [`Error::NotFound`] if there is none.
+    pub fn open(&self, name: &str) -> Result<NamedMutex> {
+        self.make(name, Disposition::Open)
+    }
+
+    /// Creates and/or opens the mutex `name`, as `how` says.
+    fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {
         let name = Name::new(name)?;
-        NamedMutex::create_or_open_valid(name.as_str(), self.permissions, &self.trust, None)
+        NamedMutex::make(name.as_str(), how, self.permissions, &self.trust, None)
     }
 
     /// The mutex that [`Mapping::lock`] takes for the named mapping `name`,
@@ -214,8 +230,9 @@ impl MutexOptions {
             // that died, and a mapping made later starts with a fresh mutex.
             Err(Error::NotFound { .. }) => {
                 let name = Name::new(name)?;
-                NamedMutex::create_or_open_valid(
+                NamedMutex::make(
                     &crate::name::lock_name(name.as_str()),
+                    Disposition::CreateOrOpen,
                     self.permissions,
                     &self.trust,
                     Some(NO_MAPPING),
@@ -236,6 +253,11 @@ impl NamedMutex {
     /// user's existing one is [`Error::ForeignOwner`] (see [`NamedMutex::options`]).
     pub fn create_or_open(name: &str) -> Result<NamedMutex> {
         NamedMutex::options().create_or_open(name)
+    }
+
+    /// Opens an existing mutex.
+    pub fn open(name: &str) -> Result<NamedMutex> {
+        NamedMutex::options().open(name)
     }
 
     /// A builder for the other settings: permissions, trusted owners.
@@ -260,19 +282,21 @@ impl NamedMutex {
         if permissions & 0o022 != 0 {
             trust.allow_any(true);
         }
-        NamedMutex::create_or_open_valid(
+        NamedMutex::make(
             &crate::name::lock_name(name),
+            Disposition::CreateOrOpen,
             permissions,
             &trust,
             object.identity(),
         )
     }
 
-    /// As `create_or_open`, for a name already checked or derived by shmio;
-    /// `owner` is the identity of the mapping whose mutex this is (see
-    /// [`object::create_or_open_owned`]).
-    pub(crate) fn create_or_open_valid(
+    /// Creates and/or opens, as `how` says, the mutex `name` (already
+    /// checked or derived by shmio); `owner` is the identity of the mapping
+    /// whose mutex this is (see [`object::make_owned`]).
+    pub(crate) fn make(
         name: &str,
+        how: Disposition,
         permissions: u32,
         trust: &Trust,
         owner: Option<sys::ObjectId>,
@@ -285,8 +309,9 @@ impl NamedMutex {
             // to 64 bytes.
             unsafe { sys::RobustLock::init(window.base().add(STATE as usize), name) }
         };
-        let (object, _) = object::create_or_open_owned(
+        let (object, _) = object::make_owned(
             &object::mutex_name(name),
+            how,
             SIZE,
             &sharing,
             owner,

@@ -1,0 +1,112 @@
+//! Every kind of object builds the same way: `X::options()`, its own
+//! settings and the shared ones, then `create`, `open` or `create_or_open`.
+
+use shmio::{Channel, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "shmio-test-builders-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[track_caller]
+fn not_found<T: std::fmt::Debug>(result: shmio::Result<T>) {
+    assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+}
+
+#[track_caller]
+fn already_exists<T: std::fmt::Debug>(result: shmio::Result<T>) {
+    assert!(
+        matches!(result, Err(Error::AlreadyExists { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn mappings_build_through_their_options() {
+    let name = unique("mapping");
+    not_found(Mapping::options().open(&name).map(drop));
+    let made = Mapping::options()
+        .size(4096)
+        .permissions(0o600)
+        .create(&name)
+        .unwrap();
+    assert!(!made.existed());
+    already_exists(Mapping::options().size(4096).create(&name).map(drop));
+    assert!(Mapping::options().open(&name).unwrap().existed());
+    assert!(Mapping::options().create_or_open(&name).unwrap().existed());
+}
+
+#[test]
+fn mutexes_build_through_their_options() {
+    let name = unique("mutex");
+    not_found(NamedMutex::options().open(&name).map(drop));
+    not_found(NamedMutex::open(&name).map(drop));
+    let made = NamedMutex::options()
+        .permissions(0o600)
+        .create(&name)
+        .unwrap();
+    assert!(!made.existed());
+    already_exists(NamedMutex::options().create(&name).map(drop));
+    let opened = NamedMutex::options().open(&name).unwrap();
+    assert!(opened.existed());
+    let guard = made.lock().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| assert!(matches!(opened.try_lock(), Ok(None)), "the same mutex"));
+    });
+    drop(guard);
+    assert!(NamedMutex::options()
+        .create_or_open(&name)
+        .unwrap()
+        .existed());
+}
+
+#[test]
+fn events_build_through_their_options() {
+    let name = unique("event");
+    not_found(NamedEvent::options().open(&name).map(drop));
+    not_found(NamedEvent::open(&name).map(drop));
+    let made = NamedEvent::options()
+        .reset(EventMode::ManualReset)
+        .permissions(0o600)
+        .create(&name)
+        .unwrap();
+    assert!(!made.existed());
+    already_exists(NamedEvent::options().create(&name).map(drop));
+    // An opener gets the creator's mode, whatever it asks for.
+    let opened = NamedEvent::options()
+        .reset(EventMode::AutoReset)
+        .open(&name)
+        .unwrap();
+    assert_eq!(opened.mode(), EventMode::ManualReset);
+    made.set().unwrap();
+    assert!(opened.wait_timeout(std::time::Duration::ZERO).unwrap());
+    assert!(NamedEvent::open(&name).unwrap().existed());
+}
+
+#[test]
+fn channels_build_through_their_options() {
+    let name = unique("channel");
+    not_found(Channel::options().open(&name).map(drop));
+    let made = Channel::options()
+        .capacity(4)
+        .max_message_size(16)
+        .permissions(0o600)
+        .create(&name)
+        .unwrap();
+    assert!(!made.existed());
+    already_exists(Channel::options().create(&name).map(drop));
+    // Opening takes the channel's own geometry.
+    let opened = Channel::options().capacity(99).open(&name).unwrap();
+    assert_eq!(opened.geometry().capacity, 4);
+    made.send(b"hi").unwrap();
+    assert_eq!(opened.recv().unwrap(), b"hi");
+    assert!(matches!(
+        Channel::options().capacity(99).create_or_open(&name),
+        Err(Error::GeometryMismatch { .. })
+    ));
+}

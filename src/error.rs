@@ -39,15 +39,22 @@ pub enum Error {
     },
 
     /// `create` found the name already taken.
-    #[error("a mapping named {name:?} already exists")]
+    #[error("a {kind} named {name:?} already exists")]
     AlreadyExists {
+        /// What was to be created: "mapping", "channel", "mutex", "event"
+        /// (or "object" where shmio cannot tell).
+        kind: &'static str,
         /// The name.
         name: String,
     },
 
-    /// `open` found no object with that name (or only a stale one, which it removed).
-    #[error("no mapping named {name:?} exists")]
+    /// `open` found no object with that name (or only a stale one, which it
+    /// removed), or no such backing file.
+    #[error("no {kind} named {name:?} exists")]
     NotFound {
+        /// What was looked for: "mapping", "channel", "mutex", "event",
+        /// "backing file" (or "object" where shmio cannot tell).
+        kind: &'static str,
         /// The name, or the path of a backing file.
         name: String,
     },
@@ -293,6 +300,48 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a channel call found it full or empty (`try_send`'s
+    /// [`Error::Full`], `try_recv`'s [`Error::Empty`]): try again later.
+    ///
+    /// ```
+    /// use shmio::{Channel, ChannelGeometry};
+    ///
+    /// # let name = format!("shmio-doc-would-block-{}", std::process::id());
+    /// let channel = Channel::create_or_open(&name, ChannelGeometry::default())?;
+    /// match channel.try_recv() {
+    ///     Ok(message) => println!("{message:?}"),
+    ///     Err(e) if e.is_would_block() => { /* nothing yet */ }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Error::Full | Error::Empty)
+    }
+
+    /// Whether a wait with a timeout ran out ([`Error::TimedOut`]).
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Error::TimedOut { .. })
+    }
+
+    /// This error, said of the `kind` of object called `name` if it is
+    /// about a name that is missing or taken and says no more than "object"
+    /// (the layer that knows what it was making says so; the OS only knows
+    /// a name).
+    pub(crate) fn of(self, kind: &'static str, name: &str) -> Error {
+        match self {
+            Error::NotFound { kind: "object", .. } => Error::NotFound {
+                kind,
+                name: name.to_owned(),
+            },
+            Error::AlreadyExists { kind: "object", .. } => Error::AlreadyExists {
+                kind,
+                name: name.to_owned(),
+            },
+            other => other,
+        }
+    }
+
     /// The [`io::ErrorKind`] this error maps to.
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;

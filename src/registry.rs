@@ -92,6 +92,7 @@ pub fn stat(name: &str) -> Result<NameInfo> {
     let os_name = Name::new(name)?.os_name();
     let Some(listed) = sys::describe_named(&os_name)? else {
         return Err(Error::NotFound {
+            kind: "object",
             name: name.to_owned(),
         });
     };
@@ -102,6 +103,7 @@ pub fn stat(name: &str) -> Result<NameInfo> {
         });
     }
     info(listed).ok_or_else(|| Error::NotFound {
+        kind: "object",
         name: name.to_owned(),
     })
 }

@@ -110,3 +110,35 @@ fn channels_build_through_their_options() {
         Err(Error::GeometryMismatch { .. })
     ));
 }
+
+/// Errors say what kind of object they are about.
+#[test]
+fn errors_name_the_kind_of_object() {
+    let name = unique("missing");
+    let said = |error: Error| error.to_string();
+    assert!(said(Mapping::open(&name).unwrap_err()).starts_with("no mapping named"));
+    assert!(said(Channel::open(&name).unwrap_err()).starts_with("no channel named"));
+    assert!(said(NamedMutex::open(&name).unwrap_err()).starts_with("no mutex named"));
+    assert!(said(NamedEvent::open(&name).unwrap_err()).starts_with("no event named"));
+    let file = std::env::temp_dir().join(unique("no-such-file"));
+    let missing_file = Mapping::options()
+        .file(&file)
+        .read_only(true)
+        .map_file()
+        .unwrap_err();
+    assert!(
+        said(missing_file).starts_with("no backing file named"),
+        "a file"
+    );
+    let channel = unique("taken");
+    let _held = Channel::options().create(&channel).unwrap();
+    let taken = Channel::options().create(&channel).unwrap_err();
+    assert!(said(taken).starts_with("a channel named"));
+    // Full and empty are easy to tell apart from real failures.
+    let empty = Channel::options()
+        .open(&channel)
+        .unwrap()
+        .try_recv()
+        .unwrap_err();
+    assert!(empty.is_would_block() && !empty.is_timed_out());
+}

@@ -743,7 +743,11 @@ fn a_name_held_by_another_kind_of_object_is_a_clear_error() {
 
 #[test]
 fn errors_convert_to_io_errors() {
-    let err: io::Error = Error::NotFound { name: "x".into() }.into();
+    let err: io::Error = Error::NotFound {
+        kind: "mapping",
+        name: "x".into(),
+    }
+    .into();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert!(err.to_string().contains("\"x\""));
     let err: io::Error = Error::Misaligned {

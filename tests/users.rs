@@ -337,7 +337,9 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
     assert_eq!(owner_of(&name), NOBODY);
 
     match Mapping::create(&name, 4096) {
-        Err(Error::AlreadyExists { name: found }) => assert_eq!(found, name),
+        Err(Error::AlreadyExists { kind, name: found }) => {
+            assert_eq!((kind, found.as_str()), ("mapping", name.as_str()))
+        }
         other => panic!(
             "create adopted a squatted name: {:?}",
             other.map(|m| m.len())

@@ -159,8 +159,8 @@ impl ChannelOptions {
             permissions: self.permissions,
             trust: &self.trust,
         };
-        let (map, existed) =
-            object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)?;
+        let (map, existed) = object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)
+            .map_err(|error| error.of("channel", name.as_str()))?;
         let channel = Channel::from_map(map, name.as_str(), &self.trust)?;
         if existed && how != Disposition::Open && channel.geometry != geometry {
             return Err(Error::GeometryMismatch {

@@ -391,6 +391,7 @@ impl MappingOptions {
 
     fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
         self.named_checked(Name::new(name)?, how)
+            .map_err(|error| error.of("mapping", name))
     }
 
     fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {

@@ -155,7 +155,8 @@ impl EventOptions {
             &sharing,
             Kind::Event,
             &|window| window.write_value(MANUAL, &manual),
-        )?;
+        )
+        .map_err(|error| error.of("event", name.as_str()))?;
         let manual = object.read_value_at::<u32>(MANUAL)? != 0;
         let os_name = object.os_name().unwrap_or_default();
         Ok(NamedEvent {

@@ -200,6 +200,7 @@ impl MutexOptions {
     fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {
         let name = Name::new(name)?;
         NamedMutex::make(name.as_str(), how, self.permissions, &self.trust, None)
+            .map_err(|error| error.of("mutex", name.as_str()))
     }
 
     /// The mutex that [`Mapping::lock`] takes for the named mapping `name`,

@@ -96,8 +96,14 @@ pub(crate) fn io_error(op: &'static str, target: impl Into<String>, source: io::
     let target = target.into();
     match source.kind() {
         io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
-        io::ErrorKind::NotFound => Error::NotFound { name: target },
-        io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: target },
+        io::ErrorKind::NotFound => Error::NotFound {
+            kind: "object",
+            name: target,
+        },
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+            kind: "object",
+            name: target,
+        },
         _ if source.raw_os_error().is_some_and(os::is_handle_limit) => {
             Error::TooManyHandles { op, target }
         }
@@ -159,9 +165,9 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, req.mode);
             options
                 .open(req.path)
-                .map_err(|e| crate::sys::io_error("create", target.clone(), e))?
+                .map_err(|e| io_error("create", target.clone(), e).of("backing file", &target))?
         }
-        Err(e) => return Err(crate::sys::io_error("open", target, e)),
+        Err(e) => return Err(io_error("open", target.clone(), e).of("backing file", &target)),
     };
     let metadata = file
         .metadata()

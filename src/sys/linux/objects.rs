@@ -250,6 +250,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             // `create` only needs to know that the name is taken.
             Err(Error::ForeignOwner { .. }) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
+                    kind: "object",
                     name: req.name.to_owned(),
                 })
             }
@@ -258,6 +259,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         match found {
             Found::Live(..) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
+                    kind: "object",
                     name: req.name.to_owned(),
                 })
             }
@@ -270,6 +272,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             }
             Found::Missing if how == Disposition::Open => {
                 return Err(Error::NotFound {
+                    kind: "object",
                     name: req.name.to_owned(),
                 })
             }
@@ -554,6 +557,7 @@ fn open_file_link(
         Ok(fd) => fd,
         Err(Errno::NOENT) if entry_id(dir, entry) == Some(FileId::of(seen)) => {
             return Err(Error::NotFound {
+                kind: "backing file",
                 name: format!("{} (its backing file is gone)", req.name),
             })
         }
@@ -672,6 +676,7 @@ pub(crate) fn remove_named(name: &str, os_name: &str, trust: &Trust) -> Result<(
         Ok(stat) => stat,
         Err(Errno::NOENT) => {
             return Err(Error::NotFound {
+                kind: "object",
                 name: name.to_owned(),
             })
         }
@@ -690,12 +695,14 @@ pub(crate) fn remove_named(name: &str, os_name: &str, trust: &Trust) -> Result<(
     }
     if entry_id(dir, entry) != Some(FileId::of(&seen)) {
         return Err(Error::NotFound {
+            kind: "object",
             name: format!("{name} (it changed while being removed)"),
         });
     }
     match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(Error::NotFound {
+            kind: "object",
             name: name.to_owned(),
         }),
         Err(errno) => Err(os_error("remove", name, errno)),

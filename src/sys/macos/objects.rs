@@ -266,12 +266,14 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         match attempt {
             Attempt::Done(opened) if opened.existed && how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
+                    kind: "object",
                     name: req.name.to_owned(),
                 })
             }
             Attempt::Done(opened) => return Ok(opened),
             Attempt::Missing if how == Disposition::Open => {
                 return Err(Error::NotFound {
+                    kind: "object",
                     name: req.name.to_owned(),
                 })
             }
@@ -531,6 +533,7 @@ pub(crate) fn remove_named(name: &str, os_name: &str, _trust: &crate::owner::Tru
         Ok(()) => {}
         Err(Errno::NOENT) => {
             return Err(Error::NotFound {
+                kind: "object",
                 name: name.to_owned(),
             })
         }

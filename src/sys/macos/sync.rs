@@ -434,6 +434,7 @@ impl LockFile {
     fn open(entry: &str, name: &str) -> Result<LockFile> {
         const OP: &str = "open the lock file of";
         let dir = super::objects::lease_dir(true)?.ok_or_else(|| Error::NotFound {
+            kind: "directory",
             name: format!("the lock directory of {name:?}"),
         })?;
         let fd = rustix::fs::openat(

@@ -66,8 +66,6 @@
 //! | `.unmapView(ptr)` | drop the [`View`] |
 //! | `.close()` | drop the [`Mapping`] (and its clones and views) |
 
-#![deny(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 mod channel;
 mod error;

@@ -540,10 +540,8 @@ pub(crate) mod tests {
         ));
         assert!(!window.sub(0, 4).unwrap().is_writable());
         // SAFETY: the call fails before making a reference.
-        assert!(matches!(
-            unsafe { window.atomic_u32(0) },
-            Err(Error::ReadOnly { .. })
-        ));
+        let atomic = unsafe { window.atomic_u32(0) };
+        assert!(matches!(atomic, Err(Error::ReadOnly { .. })));
         assert_eq!(window.read_value::<u64>(0).unwrap(), 0x1111_1111_1111_1111);
     }
 

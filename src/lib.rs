@@ -66,7 +66,6 @@
 //! | `.unmapView(ptr)` | drop the [`View`] |
 //! | `.close()` | drop the [`Mapping`] (and its clones and views) |
 
-
 mod channel;
 mod error;
 #[doc(hidden)]

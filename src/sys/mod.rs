@@ -273,7 +273,6 @@ pub(crate) struct NamedRequest<'a> {
     pub persistent: bool,
     /// Whether a creator leaves the object's memory to be allocated on first
     /// touch rather than reserving it now (Linux: elsewhere the OS decides).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub sparse: bool,
     /// How the opener maps it.
     pub access: Access,
@@ -283,19 +282,16 @@ pub(crate) struct NamedRequest<'a> {
     pub trust: &'a Trust,
     /// Use the machine-wide namespace where the platform has one (Windows:
     /// `Global\`).
-    #[cfg_attr(not(windows), allow(dead_code))]
     pub global: bool,
     /// The name of the object's lock, for a user's mapping. A platform whose
     /// kernel lock goes with its last handle (Windows) keeps that lock open
     /// for as long as the object is held, so that a holder that dies locked
     /// leaves it (abandoned: "owner died") to the others rather than taking
     /// it along. Elsewhere the lock's state outlives its holders by itself.
-    #[cfg_attr(not(windows), allow(dead_code))]
     pub lock_name: Option<&'a str>,
     /// Open a stale name (one whose holders all died) as it is, rather
     /// than removing it and starting afresh: for a mutex's segment, whose
     /// state says that its holder died. Only Linux keeps stale names.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub keep_stale: bool,
     /// Sets up a new object before anyone else can use it (before its name
     /// is published where the OS allows; see `ready`).
@@ -329,7 +325,6 @@ pub(crate) struct FileRequest<'a> {
     pub access: Access,
     /// Permission bits if it has to be created (POSIX; Windows gives new
     /// files the default security descriptor).
-    #[cfg_attr(windows, allow(dead_code))]
     pub mode: u32,
 }
 

@@ -224,6 +224,13 @@ enum Found {
 
 /// Creates and/or opens a named object as `how` says.
 pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
+    // What Linux does not need: one namespace, and a lock whose state
+    // outlives its holders by itself (robust futexes).
+    let NamedRequest {
+        global: _one_namespace,
+        lock_name: _lock_outlives_holders,
+        ..
+    } = req;
     if req.persistent && req.file.is_some() {
         return Err(Error::Unsupported {
             what: "a persistent name for a file-backed mapping on Linux (the file itself persists)",

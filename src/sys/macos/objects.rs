@@ -237,6 +237,16 @@ enum Attempt {
 
 /// Creates and/or opens a named object as `how` says.
 pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
+    // What macOS does not do: reserve a shared-memory object's memory (no
+    // `fallocate`), keep a stale name (a lease file decides), or have a
+    // second namespace; a lock's state outlives its holders by itself.
+    let NamedRequest {
+        sparse: _cannot_reserve,
+        keep_stale: _stale_names_go,
+        global: _one_namespace,
+        lock_name: _lock_outlives_holders,
+        ..
+    } = req;
     if req.file.is_some() {
         return Err(Error::Unsupported {
             what: "a named file-backed mapping on macOS (POSIX shared memory cannot name a file; \

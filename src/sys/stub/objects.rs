@@ -69,7 +69,14 @@ pub(crate) fn duplicate(_fd: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd:
     unsupported()
 }
 
-pub(crate) fn open_named(_req: &NamedRequest<'_>, _how: Disposition) -> Result<Opened> {
+pub(crate) fn open_named(req: &NamedRequest<'_>, _how: Disposition) -> Result<Opened> {
+    let NamedRequest {
+        sparse: _,
+        global: _,
+        lock_name: _,
+        keep_stale: _,
+        ..
+    } = req;
     unsupported()
 }
 

@@ -175,6 +175,11 @@ pub(crate) fn duplicate(handle: BorrowedHandle<'_>) -> Result<OwnedHandle> {
 
 /// Opens `req.path`, creating it when it is missing and the mapping may write.
 pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
+    // A new file gets the default security descriptor, not Unix bits.
+    let FileRequest {
+        mode: _default_security,
+        ..
+    } = req;
     let (file, size) = crate::sys::open_backing_file(req)?;
     Ok(Object {
         section: None,
@@ -187,6 +192,13 @@ pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
 
 /// Creates and/or opens a named section as `how` says.
 pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
+    // What Windows does not need: a section's memory is committed anyway,
+    // and a section goes with its last handle, stale or not.
+    let NamedRequest {
+        sparse: _always_committed,
+        keep_stale: _never_stale,
+        ..
+    } = req;
     if req.persistent {
         return Err(Error::Unsupported {
             what: "a persistent name on Windows (a section goes with its last handle)",

@@ -61,9 +61,9 @@ pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
 /// `bytes` (cut to `len`; zeros after them).
 ///
 /// # Errors
-/// Whatever [`Channel::open`] would say of such a segment ([`Error::WrongKind`],
-/// [`Error::Corrupt`], ...); a segment whose ready flag is not set is
-/// [`Error::WrongKind`], as on Linux, where no segment is seen before it is set up.
+/// Whatever [`Channel::open`] would say of such a segment ([`Error::WrongKind`](crate::Error::WrongKind),
+/// [`Error::Corrupt`](crate::Error::Corrupt), ...); a segment whose ready flag is not set is
+/// [`Error::WrongKind`](crate::Error::WrongKind), as on Linux, where no segment is seen before it is set up.
 pub fn channel_over(bytes: &[u8], len: u64) -> Result<Channel> {
     let map = Mapping::anonymous(len)?;
     let take = bytes.len().min(usize::try_from(len).unwrap_or(usize::MAX));

@@ -34,6 +34,39 @@ use crate::mapping::{Hooks, Mapping};
 use crate::owner::Trust;
 use crate::sys::{Disposition, ObjectId};
 
+/// The three ways every object's options end, over the options' own
+/// `make(&self, name, Disposition)`: `create_or_open`, `create`, `open`.
+/// `$object` is the type made, `$what` names it in the docs, `$more` says
+/// what else holds for it (its geometry, its mode).
+macro_rules! finish_options {
+    ($object:ty, $what:literal, $more:literal) => {
+        #[doc = concat!(
+            "Opens the ", $what, " called `name`, creating it if there is none, in \
+             one atomic step; its `existed()` tells which happened. ", $more
+        )]
+        pub fn create_or_open(&self, name: &str) -> $crate::Result<$object> {
+            self.make(name, $crate::sys::Disposition::CreateOrOpen)
+        }
+
+        #[doc = concat!(
+            "Creates a new ", $what, "; [`Error::AlreadyExists`](crate::Error::AlreadyExists) \
+             if the name is taken."
+        )]
+        pub fn create(&self, name: &str) -> $crate::Result<$object> {
+            self.make(name, $crate::sys::Disposition::Create)
+        }
+
+        #[doc = concat!(
+            "Opens an existing ", $what, "; [`Error::NotFound`](crate::Error::NotFound) \
+             if there is none. ", $more
+        )]
+        pub fn open(&self, name: &str) -> $crate::Result<$object> {
+            self.make(name, $crate::sys::Disposition::Open)
+        }
+    };
+}
+pub(crate) use finish_options;
+
 /// The header every shmio object starts with (see the module docs).
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]

@@ -120,23 +120,12 @@ impl ChannelOptions {
 
     crate::owner::sharing_options!("channel", permissions);
 
-    /// Opens the channel called `name`, creating it with this geometry if
-    /// there is none. [`Error::GeometryMismatch`] if it exists with another.
-    pub fn create_or_open(&self, name: &str) -> Result<Channel> {
-        self.make(name, Disposition::CreateOrOpen)
-    }
-
-    /// Creates a new channel with this geometry; [`Error::AlreadyExists`]
-    /// if the name is taken.
-    pub fn create(&self, name: &str) -> Result<Channel> {
-        self.make(name, Disposition::Create)
-    }
-
-    /// Opens an existing channel, whatever its geometry; [`Error::NotFound`]
-    /// if there is none.
-    pub fn open(&self, name: &str) -> Result<Channel> {
-        self.make(name, Disposition::Open)
-    }
+    crate::object::finish_options!(
+        Channel,
+        "channel",
+        "A new one takes these options' geometry; an existing one keeps its own, and \
+         `create_or_open` says [`Error::GeometryMismatch`] if it differs."
+    );
 
     /// Creates and/or opens the channel `name`, as `how` says.
     fn make(&self, name: &str, how: Disposition) -> Result<Channel> {

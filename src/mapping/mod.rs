@@ -221,7 +221,7 @@ impl MappingOptions {
     }
 
     /// Back the mapping with this file: opened read-write if it exists,
-    /// created (owner-only unless [`mode`](Self::mode) says otherwise, never
+    /// created (owner-only unless [`permissions`](Self::permissions) says otherwise, never
     /// through a symlink) if not. An empty file grows to the size (64 MiB by
     /// default). A file-backed mapping may also have a name.
     ///

@@ -122,23 +122,11 @@ impl EventOptions {
 
     crate::owner::sharing_options!("event", permissions);
 
-    /// Opens the event called `name`, creating it (unset) if there is none;
-    /// [`NamedEvent::existed`] tells which happened.
-    pub fn create_or_open(&self, name: &str) -> Result<NamedEvent> {
-        self.make(name, Disposition::CreateOrOpen)
-    }
-
-    /// Creates a new event (unset); [`crate::Error::AlreadyExists`] if the
-    /// name is taken.
-    pub fn create(&self, name: &str) -> Result<NamedEvent> {
-        self.make(name, Disposition::Create)
-    }
-
-    /// Opens an existing event, in its creator's mode;
-    /// [`crate::Error::NotFound`] if there is none.
-    pub fn open(&self, name: &str) -> Result<NamedEvent> {
-        self.make(name, Disposition::Open)
-    }
+    crate::object::finish_options!(
+        NamedEvent,
+        "event",
+        "A new one starts unset, in these options' reset mode; an opener gets the creator's."
+    );
 
     /// Creates and/or opens the event `name`, as `how` says.
     fn make(&self, name: &str, how: Disposition) -> Result<NamedEvent> {

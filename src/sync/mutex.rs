@@ -180,21 +180,11 @@ impl MutexOptions {
 
     crate::owner::sharing_options!("mutex", permissions);
 
-    /// Opens the mutex called `name`, creating it if there is none, in one
-    /// atomic step; [`NamedMutex::existed`] tells which happened.
-    pub fn create_or_open(&self, name: &str) -> Result<NamedMutex> {
-        self.make(name, Disposition::CreateOrOpen)
-    }
-
-    /// Creates a new mutex; [`Error::AlreadyExists`] if the name is taken.
-    pub fn create(&self, name: &str) -> Result<NamedMutex> {
-        self.make(name, Disposition::Create)
-    }
-
-    /// Opens an existing mutex; [`Error::NotFound`] if there is none.
-    pub fn open(&self, name: &str) -> Result<NamedMutex> {
-        self.make(name, Disposition::Open)
-    }
+    crate::object::finish_options!(
+        NamedMutex,
+        "mutex",
+        "A holder that died holding it is reported to the next locker."
+    );
 
     /// Creates and/or opens the mutex `name`, as `how` says.
     fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {

@@ -1,0 +1,236 @@
+//! The child's side: roles (declared with [`roles!`](crate::roles)), what
+//! a child does before its role runs (dies with its parent, lives at most
+//! its lifetime), and what it may call while it runs ([`ready`],
+//! [`until_killed`], [`arg`]).
+//!
+//! A role travels to the child in one environment variable, [`ROLE_VAR`],
+//! as the name of an enum variant; everything else a role needs travels in
+//! environment variables of its own (read with [`arg`]).
+
+use std::io::Write;
+use std::time::Duration;
+
+/// The environment variable that names the role a re-run binary plays.
+pub const ROLE_VAR: &str = "SHMIO_TESTKIT_ROLE";
+/// How long the child may live at most, in milliseconds (set by the parent).
+pub(crate) const LIFETIME_VAR: &str = "SHMIO_TESTKIT_LIFETIME_MS";
+/// The parent's process id, when the child is to die with its parent.
+pub(crate) const PARENT_VAR: &str = "SHMIO_TESTKIT_PARENT";
+/// The line a child prints on its stdout when it is ready (see [`ready`]).
+pub(crate) const READY_LINE: &str = "shmio-testkit: ready";
+/// The exit status of a child that outlived its lifetime or its parent.
+pub const WATCHDOG_EXIT: i32 = 70;
+
+/// The roles of one binary: an enum whose variants the binary can be re-run
+/// as. Written by [`roles!`](crate::roles), not by hand.
+pub trait Role: Copy + Eq + std::fmt::Debug + 'static {
+    /// Every role, so that a child finds its own by name.
+    const ALL: &'static [Self];
+    /// Whether the binary is a libtest harness (an integration test): then
+    /// a child runs only the test `child_entry`, the one [`roles!`]
+    /// generates.
+    const IN_TEST_HARNESS: bool;
+    /// The module that invoked [`roles!`] (`module_path!()`), where its
+    /// `child_entry` test lives.
+    const MODULE: &'static str;
+
+    /// The role's name, as the child finds it in [`ROLE_VAR`].
+    fn name(self) -> &'static str;
+
+    /// Plays the role (in the child).
+    fn run(self);
+
+    /// The libtest arguments that run only this binary's `child_entry`.
+    #[doc(hidden)]
+    fn harness_args() -> Vec<String> {
+        let entry = match Self::MODULE.split_once("::") {
+            Some((_crate, module)) => format!("{module}::child_entry"),
+            None => "child_entry".to_owned(),
+        };
+        vec![
+            entry,
+            "--exact".into(),
+            "--nocapture".into(),
+            "--test-threads=1".into(),
+        ]
+    }
+}
+
+/// Declares the roles this binary can be re-run in, once per file: an enum
+/// `Role` with one variant per role, each bound to what it runs.
+///
+/// ```no_run
+/// shmio_testkit::roles! {
+///     Produce => child_produce(),
+///     StallSend => child_stall(true),
+///     #[cfg(unix)]
+///     TouchTruncated => child_touch_truncated(),
+/// }
+/// # fn child_produce() {}
+/// # fn child_stall(_sending: bool) {}
+/// # #[cfg(unix)]
+/// # fn child_touch_truncated() {}
+/// # fn main() {}
+/// ```
+///
+/// generates:
+///
+/// - `enum Role { Produce, StallSend, TouchTruncated }` (attributes such as
+///   `#[cfg]` apply to the variant and its dispatch), implementing
+///   [`Role`](crate::Role);
+/// - `Role::spawn(self) -> Spawn`: this binary again, in that role (see
+///   [`Spawn::role`](crate::Spawn::role)); a misspelt role does not compile;
+/// - in a test binary, the test `child_entry`, which plays the role the
+///   environment names and does nothing in a normal test run. A binary that
+///   is not a test harness calls [`run_child`](crate::run_child) first
+///   thing in `main` instead.
+#[macro_export]
+macro_rules! roles {
+    ($( $(#[$attr:meta])* $role:ident => $run:expr ),+ $(,)?) => {
+        /// The roles this binary is re-run in (see `shmio_testkit::roles!`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Role {
+            $( $(#[$attr])* $role, )+
+        }
+
+        impl $crate::Role for Role {
+            const ALL: &'static [Self] = &[$( $(#[$attr])* Role::$role, )+];
+            const IN_TEST_HARNESS: bool = cfg!(test);
+            const MODULE: &'static str = module_path!();
+
+            fn name(self) -> &'static str {
+                match self {
+                    $( $(#[$attr])* Role::$role => stringify!($role), )+
+                }
+            }
+
+            fn run(self) {
+                match self {
+                    $( $(#[$attr])* Role::$role => {
+                        $run;
+                    } )+
+                }
+            }
+        }
+
+        impl Role {
+            /// This binary again, as a child process in this role.
+            #[allow(dead_code)]
+            fn spawn(self) -> $crate::Spawn {
+                $crate::Spawn::role(self)
+            }
+        }
+
+        /// The entry point of every child role; a no-op in a normal test run.
+        #[test]
+        fn child_entry() {
+            $crate::run_child::<Role>();
+        }
+    };
+}
+
+/// The child's entry point: if [`ROLE_VAR`] names one of `R`'s roles, sets
+/// the child up ([`child_setup`]), plays the role and returns true (the
+/// caller then returns: the child is done); otherwise returns false at once
+/// (this process is no child). A name that is not one of `R`'s roles is a
+/// panic.
+pub fn run_child<R: Role>() -> bool {
+    let Some(name) = std::env::var_os(ROLE_VAR) else {
+        return false;
+    };
+    let role = R::ALL
+        .iter()
+        .copied()
+        .find(|role| name == role.name())
+        .unwrap_or_else(|| {
+            panic!(
+                "{ROLE_VAR}={name:?} is none of this binary's roles {:?}",
+                R::ALL
+            )
+        });
+    child_setup();
+    role.run();
+    true
+}
+
+/// What a child does before anything else (and [`run_child`] does for it):
+/// on Linux it dies with its parent if the parent asked for that (see
+/// [`Spawn::dies_with_parent`](crate::Spawn::dies_with_parent)); on every
+/// platform it exits with [`WATCHDOG_EXIT`] once its lifetime is over (see
+/// [`Spawn::lifetime`](crate::Spawn::lifetime)), so that no child outlives
+/// a parent that could not kill it. Outside a child started by this kit it
+/// does nothing. Call it once.
+pub fn child_setup() {
+    if let Some(parent) = std::env::var(PARENT_VAR)
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+    {
+        die_with_parent(parent);
+    }
+    if let Some(lifetime) = std::env::var(LIFETIME_VAR)
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        limit_lifetime(Duration::from_millis(lifetime));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(parent: u32) {
+    use rustix::process::{getppid, set_parent_process_death_signal, Signal};
+    set_parent_process_death_signal(Some(Signal::KILL)).expect("set the parent-death signal");
+    // The parent may have gone before the line above took effect.
+    if getppid().is_none_or(|pid| pid.as_raw_nonzero().get() as u32 != parent) {
+        eprintln!(
+            "shmio-testkit child {}: parent {parent} is gone: exiting",
+            std::process::id()
+        );
+        std::process::exit(WATCHDOG_EXIT);
+    }
+}
+
+/// Elsewhere only the lifetime bounds a child whose parent died.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_parent: u32) {}
+
+/// Makes this process exit with [`WATCHDOG_EXIT`] after `lifetime`, whatever
+/// it is doing then (a thread that sleeps that long: not a wait for anything).
+pub fn limit_lifetime(lifetime: Duration) {
+    std::thread::Builder::new()
+        .name("shmio-testkit lifetime".into())
+        .spawn(move || {
+            std::thread::sleep(lifetime);
+            eprintln!(
+                "shmio-testkit child {}: still running after its lifetime of {lifetime:?}: exiting",
+                std::process::id()
+            );
+            std::process::exit(WATCHDOG_EXIT);
+        })
+        .expect("start the lifetime thread");
+}
+
+/// Tells the parent this child is ready: a line on stdout that
+/// [`Child::wait_ready`](crate::Child::wait_ready) waits for (the child's
+/// stdout must be collected, as it is for a role by default).
+pub fn ready() {
+    let mut out = std::io::stdout().lock();
+    // A line of its own, whatever was printed before (libtest's header).
+    out.write_all(format!("\n{READY_LINE}\n").as_bytes())
+        .and_then(|()| out.flush())
+        .expect("tell the parent this child is ready");
+}
+
+/// Waits to be killed (what a child does once it holds what the test kills
+/// it holding). Bounded by the child's lifetime.
+pub fn until_killed() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The environment variable `key` the parent gave this child; a panic
+/// naming it if there is none.
+#[track_caller]
+pub fn arg(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("this child needs {key} in its environment"))
+}

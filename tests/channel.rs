@@ -2,15 +2,13 @@
 //! 4 producers × 4 consumers, kills in the middle of a send and of a
 //! receive, and a kill storm.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{arg, kill_when_ready, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
 use serde::{Deserialize, Serialize};
 use shmio::{Channel, ChannelGeometry, Error, Mapping};
+use shmio_testkit::{arg, unique_name, wait_until, Child};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -21,18 +19,11 @@ fn options(capacity: u32, max_message_size: u32) -> ChannelGeometry {
     }
 }
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "produce" => child_produce(),
-        "consume" => child_consume(),
-        "stall-send" => child_stall(true),
-        "stall-recv" => child_stall(false),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Produce => child_produce(),
+    Consume => child_consume(),
+    StallSend => child_stall(true),
+    StallRecv => child_stall(false),
 }
 
 #[test]
@@ -375,11 +366,9 @@ fn child_consume() {
 }
 
 /// Fails the test at once if a child exited with an error.
-fn assert_alive(children: &mut [std::process::Child]) {
+fn assert_alive(children: &mut [Child]) {
     for child in children {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child {} failed: {status}", child.id());
-        }
+        child.assert_not_failed();
     }
 }
 
@@ -403,29 +392,25 @@ impl Traffic {
         }
     }
 
-    fn producer(&self, producer: u32, count: u32) -> std::process::Child {
-        spawn_role(
-            "child_entry",
-            "produce",
-            &[
-                ("CHANNEL", self.channel_name.clone()),
-                ("CONTROL", self.control_name.clone()),
-                ("PRODUCER", producer.to_string()),
-                ("COUNT", count.to_string()),
-            ],
-        )
+    fn producer(&self, producer: u32, count: u32) -> Child {
+        Role::Produce
+            .spawn()
+            .env("CHANNEL", &self.channel_name)
+            .env("CONTROL", &self.control_name)
+            .env("PRODUCER", producer.to_string())
+            .env("COUNT", count.to_string())
+            .limit(LIMIT)
+            .start()
     }
 
-    fn consumer(&self, total: u64) -> std::process::Child {
-        spawn_role(
-            "child_entry",
-            "consume",
-            &[
-                ("CHANNEL", self.channel_name.clone()),
-                ("CONTROL", self.control_name.clone()),
-                ("TOTAL", total.to_string()),
-            ],
-        )
+    fn consumer(&self, total: u64) -> Child {
+        Role::Consume
+            .spawn()
+            .env("CHANNEL", &self.channel_name)
+            .env("CONTROL", &self.control_name)
+            .env("TOTAL", total.to_string())
+            .limit(LIMIT)
+            .start()
     }
 
     fn counter(&self, offset: u64) -> u32 {
@@ -473,7 +458,7 @@ fn four_producers_four_consumers_every_message_once() {
             == total
     });
     for child in &mut children {
-        assert!(wait_bounded(child, LIMIT).success());
+        child.wait_success();
     }
     eprintln!("4 x 4 x {PER_PRODUCER}: {:?}", started.elapsed());
     assert_eq!(traffic.counter(TORN), 0, "torn messages");
@@ -491,10 +476,9 @@ fn four_producers_four_consumers_every_message_once() {
 /// Claims a slot (to send or to receive) and stalls inside it until killed.
 fn child_stall(sending: bool) {
     let channel = Channel::open(&arg("CHANNEL")).unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
     let stall = || {
-        ready.atomic_u32(0).unwrap().store(1, Ordering::Release);
-        std::thread::sleep(LIMIT);
+        shmio_testkit::ready();
+        shmio_testkit::until_killed()
     };
     // SAFETY: every process on this channel is a shmio Channel.
     unsafe {
@@ -515,7 +499,10 @@ fn child_stall(sending: bool) {
 fn a_sender_killed_mid_send_drops_only_its_message() {
     let name = unique_name("killed-sender");
     let channel = Channel::create_or_open(&name, options(2, 16)).unwrap();
-    let _dead = kill_when_ready("child_entry", "stall-send", &[("CHANNEL", name.clone())]);
+    let _dead = Role::StallSend
+        .spawn()
+        .env("CHANNEL", &name)
+        .kill_when_ready();
     channel.send(b"after").unwrap();
     let got = channel.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(got, b"after", "the half-written message was never seen");
@@ -531,7 +518,10 @@ fn a_receiver_killed_mid_receive_loses_only_its_message() {
     let name = unique_name("killed-receiver");
     let channel = Channel::create_or_open(&name, options(1, 16)).unwrap();
     channel.send(b"taken").unwrap();
-    let _dead = kill_when_ready("child_entry", "stall-recv", &[("CHANNEL", name.clone())]);
+    let _dead = Role::StallRecv
+        .spawn()
+        .env("CHANNEL", &name)
+        .kill_when_ready();
     // The only slot was held by the dead receiver: a send must get it back.
     channel
         .send_timeout(b"next", Duration::from_secs(10))
@@ -549,7 +539,7 @@ fn kill_storm() {
     const PER_PRODUCER: u32 = 20_000;
     let traffic = Traffic::new("storm", 64);
     let mut next_producer = 0u32;
-    let mut producers: Vec<(u32, std::process::Child)> = Vec::new();
+    let mut producers: Vec<(u32, Child)> = Vec::new();
     let mut consumers = Vec::new();
     for _ in 0..2 {
         producers.push((next_producer, traffic.producer(next_producer, PER_PRODUCER)));
@@ -574,7 +564,7 @@ fn kill_storm() {
         wait_until("traffic to flow", LIMIT, || {
             // A producer that sent all it had to is replaced, so traffic never dries up.
             for (id, producer) in producers.iter_mut() {
-                if let Some(status) = producer.try_wait().unwrap() {
+                if let Some(status) = producer.exited() {
                     assert!(status.success(), "producer {id} failed: {status}");
                     assert!(u64::from(next_producer) < MAX_PRODUCERS);
                     *id = next_producer;
@@ -593,8 +583,7 @@ fn kill_storm() {
         if rng.is_multiple_of(2) {
             let index = (rng / 2) as usize % producers.len();
             let (_, mut victim) = producers.swap_remove(index);
-            victim.kill().unwrap();
-            victim.wait().unwrap();
+            victim.kill();
             graveyard.push(victim);
             assert!((next_producer as u64) < MAX_PRODUCERS);
             producers.push((next_producer, traffic.producer(next_producer, PER_PRODUCER)));
@@ -602,8 +591,7 @@ fn kill_storm() {
         } else {
             let index = (rng / 2) as usize % consumers.len();
             let mut victim = consumers.swap_remove(index);
-            victim.kill().unwrap();
-            victim.wait().unwrap();
+            victim.kill();
             graveyard.push(victim);
             consumers.push(traffic.consumer(u64::MAX));
         }
@@ -623,10 +611,7 @@ fn kill_storm() {
         .unwrap()
         .store(1, Ordering::Release);
     for (_, producer) in &mut producers {
-        assert!(
-            wait_bounded(producer, LIMIT).success(),
-            "a surviving producer finished"
-        );
+        assert!(producer.wait().success(), "a surviving producer finished");
     }
     let sent: u64 = (0..next_producer)
         .map(|producer| traffic.sent(producer))
@@ -644,8 +629,7 @@ fn kill_storm() {
         }
     });
     for mut consumer in consumers {
-        consumer.kill().unwrap();
-        consumer.wait().unwrap();
+        consumer.kill();
     }
     assert_eq!(traffic.counter(TORN), 0, "torn messages");
     assert_eq!(traffic.counter(DUPLICATES), 0, "duplicates");

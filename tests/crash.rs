@@ -11,45 +11,37 @@
 //!
 //! Every test prints its seed; `SHMIO_CRASH_SEED=N` repeats it.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    arg, checksum, kill_at_progress, kill_when_ready, shm_entries_with_prefix, shm_entry_exists,
-    spawn_role, unique_name, wait_bounded, wait_until, Killed, Rng, ROLE_VAR,
-};
 use shmio::{Channel, ChannelGeometry, Error, EventMode, LockError, Mapping, NamedEvent};
+use shmio_testkit::{
+    arg, checksum, shm_entries_with_prefix, shm_entry_exists, unique_name, until_killed,
+    wait_until, Child, Rng, Spawn,
+};
 
 const ROUNDS: u64 = 20;
 const LIMIT: Duration = Duration::from_secs(60);
 
-// The progress mapping (see common::kill_at_progress): the child's count at
-// 0, then what each test needs.
+// The progress mapping (see kill_at_progress): the child's count at 0, then
+// what each test needs.
+const PROGRESS_SIZE: u64 = 1 << 16;
 const COUNT: u64 = 0;
 /// Anomalies a child saw (torn or out-of-order data); must stay 0.
 const BAD: u64 = 8;
 /// The receiving child's bitmap of the seqs it took.
 const BITS: u64 = 4096;
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "create" => child_create(),
-        "open" => child_open(),
-        "write" => child_write(),
-        "lock-stall" => child_lock_stall(),
-        "lock-loop" => child_lock_loop(),
-        "lock-once" => child_lock_once(),
-        "send" => child_send(),
-        "recv" => child_recv(),
-        "drop" => child_drop(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Create => child_create(),
+    Open => child_open(),
+    Write => child_write(),
+    LockStall => child_lock_stall(),
+    LockLoop => child_lock_loop(),
+    LockOnce => child_lock_once(),
+    Send => child_send(),
+    Recv => child_recv(),
+    Drop => child_drop(),
 }
 
 fn seed(test: &str) -> Rng {
@@ -74,10 +66,37 @@ fn bump(progress: &Mapping) {
     word(progress, COUNT).fetch_add(1, Ordering::AcqRel);
 }
 
-/// Waits until the parent kills this child.
-fn await_kill(what: &str) -> ! {
-    std::thread::sleep(LIMIT);
-    panic!("{what}: the parent never killed this process");
+/// A fresh progress mapping for a child: its name (for the child's
+/// PROGRESS) and the parent's handle.
+fn progress_mapping() -> (String, Mapping) {
+    let name = unique_name("progress");
+    let map = Mapping::create(&name, PROGRESS_SIZE).expect("the progress mapping");
+    (name, map)
+}
+
+/// Starts `child` with PROGRESS, the name of a fresh mapping of
+/// [`PROGRESS_SIZE`] bytes whose first `u64` the child bumps as it works
+/// (the rest is the test's to use); waits until it reaches `target`, kills
+/// the child (SIGKILL, TerminateProcess on Windows) and reaps it. Returns
+/// the child (for its handle: while it is open, Windows gives the dead
+/// process's id to no one else), the progress mapping and the count the
+/// child had reached when it died. Panics if the child exits on its own
+/// first.
+fn kill_at_progress(child: Spawn, target: u64) -> (Child, Mapping, u64) {
+    let (progress_name, progress) = progress_mapping();
+    let mut child = child.env("PROGRESS", progress_name).start();
+    let count = word(&progress, COUNT);
+    wait_until(
+        &format!("{} to reach {target}", child.what()),
+        LIMIT,
+        || {
+            child.assert_running();
+            count.load(Ordering::Acquire) >= target
+        },
+    );
+    child.kill();
+    let reached = count.load(Ordering::Acquire);
+    (child, progress, reached)
 }
 
 /// The kind of object a test makes under a name: index `i` gets `KINDS[i % 3]`.
@@ -200,18 +219,18 @@ fn child_create() {
         bump(&progress);
         held.push(make(kind_of(i), &format!("{base}-{i}"), true));
     }
-    await_kill("create");
+    until_killed()
 }
 
 #[test]
 fn killed_while_creating() {
     let mut rng = seed("killed_while_creating");
-    let mut graveyard: Vec<Killed> = Vec::new();
+    let mut graveyard: Vec<Child> = Vec::new();
     for round in 0..ROUNDS {
         let base = unique_name("create");
         let target = 1 + rng.below(CREATE_MAX / 2);
         let (dead, _progress, reached) =
-            kill_at_progress("child_entry", "create", &[("BASE", base.clone())], target);
+            kill_at_progress(Role::Create.spawn().env("BASE", &base), target);
         graveyard.push(dead);
         // Names 0..reached were started; the last may be half made, and the
         // killed child held them all: each is stale, or was never linked.
@@ -282,7 +301,7 @@ fn killed_while_opening() {
     for round in 0..ROUNDS {
         let target = 1 + rng.below(300);
         let (dead, progress, reached) =
-            kill_at_progress("child_entry", "open", &[("BASE", base.clone())], target);
+            kill_at_progress(Role::Open.spawn().env("BASE", &base), target);
         graveyard.push(dead);
         let why = format!("round {round}, killed after {reached} opens");
         assert_eq!(word(&progress, BAD).load(Ordering::Acquire), 0, "{why}");
@@ -374,7 +393,7 @@ fn killed_while_writing() {
     for round in 0..ROUNDS {
         let target = 1 + rng.below(2000);
         let (dead, _progress, reached) =
-            kill_at_progress("child_entry", "write", &[("NAME", name.clone())], target);
+            kill_at_progress(Role::Write.spawn().env("NAME", &name), target);
         graveyard.push(dead);
         let why = format!("round {round}, killed after {reached} writes");
         let published = word(&map, PUBLISHED).load(Ordering::Acquire);
@@ -417,11 +436,10 @@ const LOCKED_BLOCK: u64 = 4096;
 /// Takes the lock, half-updates (A moves, B not yet), says so, and stalls.
 fn child_lock_stall() {
     let map = Mapping::open(&arg("NAME")).unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
     let _guard = map.lock().expect("the lock is free and consistent");
     word(&map, A).fetch_add(1, Ordering::AcqRel);
-    ready.atomic_u32(0).unwrap().store(1, Ordering::Release);
-    await_kill("lock-stall");
+    shmio_testkit::ready();
+    until_killed()
 }
 
 /// Over and over: lock, move A, rewrite the block, move B, unlock.
@@ -485,7 +503,7 @@ fn killed_while_holding_lock() {
     // still say OwnerDied (a regression: it used to go with its only holder,
     // and the parent's first lock returned Ok over half-updated data).
     // Killed for certain inside the section: the next lock says so.
-    let _stalled = kill_when_ready("child_entry", "lock-stall", &[("NAME", name.clone())]);
+    let _stalled = Role::LockStall.spawn().env("NAME", &name).kill_when_ready();
     match map.lock() {
         Err(LockError::OwnerDied(guard)) => {
             assert_eq!(
@@ -513,12 +531,8 @@ fn killed_while_holding_lock() {
     for round in 0..ROUNDS {
         let before = word(&map, A).load(Ordering::Acquire);
         let target = 1 + rng.below(2000);
-        let (dead, _progress, reached) = kill_at_progress(
-            "child_entry",
-            "lock-loop",
-            &[("NAME", name.clone())],
-            target,
-        );
+        let (dead, _progress, reached) =
+            kill_at_progress(Role::LockLoop.spawn().env("NAME", &name), target);
         graveyard.push(dead);
         let why = format!("round {round}, killed after {reached} sections");
         let guard = match map.mutex().unwrap().lock_timeout(LIMIT) {
@@ -557,8 +571,11 @@ fn killed_while_holding_lock() {
 
     // Another process takes the lock normally afterwards.
     let before = word(&map, A).load(Ordering::Acquire);
-    let mut child = spawn_role("child_entry", "lock-once", &[("NAME", name.clone())]);
-    assert!(wait_bounded(&mut child, LIMIT).success());
+    Role::LockOnce
+        .spawn()
+        .env("NAME", &name)
+        .start()
+        .wait_success();
     let guard = map.lock().expect("plain after the child's clean unlock");
     assert_eq!(word(&map, A).load(Ordering::Acquire), before + 1);
     assert_eq!(word(&map, B).load(Ordering::Acquire), before + 1);
@@ -653,20 +670,16 @@ fn killed_while_sending() {
     for round in 0..ROUNDS {
         let target = 1 + rng.below(1000);
         // The parent receives while the child sends: spawn, receive, kill.
-        let progress_name = unique_name("progress");
-        let progress = Mapping::create(&progress_name, common::PROGRESS_SIZE).unwrap();
-        let mut child = spawn_role(
-            "child_entry",
-            "send",
-            &[
-                ("CHANNEL", name.clone()),
-                ("PRODUCER", round.to_string()),
-                ("PROGRESS", progress_name),
-            ],
-        );
+        let (progress_name, progress) = progress_mapping();
+        let mut child = Role::Send
+            .spawn()
+            .env("CHANNEL", &name)
+            .env("PRODUCER", round.to_string())
+            .env("PROGRESS", progress_name)
+            .start();
         let mut got = Vec::new();
         wait_until("the sender to reach its target", LIMIT, || {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.exited() {
                 panic!("round {round}: the sender exited: {status}");
             }
             match channel.try_recv() {
@@ -676,8 +689,7 @@ fn killed_while_sending() {
             }
             word(&progress, COUNT).load(Ordering::Acquire) >= target
         });
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         graveyard.push(child);
         let reached = word(&progress, COUNT).load(Ordering::Acquire);
         let why = format!("round {round}, sender killed after {reached} sends");
@@ -741,17 +753,16 @@ fn killed_while_receiving() {
     let mut lost = 0;
     for round in 0..ROUNDS {
         let target = 1 + rng.below(1000);
-        let progress_name = unique_name("progress");
-        let progress = Mapping::create(&progress_name, common::PROGRESS_SIZE).unwrap();
-        let mut child = spawn_role(
-            "child_entry",
-            "recv",
-            &[("CHANNEL", name.clone()), ("PROGRESS", progress_name)],
-        );
+        let (progress_name, progress) = progress_mapping();
+        let mut child = Role::Recv
+            .spawn()
+            .env("CHANNEL", &name)
+            .env("PROGRESS", progress_name)
+            .start();
         // Seqs restart each round (the bitmap is the round's); 0 is the producer.
         let mut next = 0u64;
         wait_until("the receiver to reach its target", LIMIT, || {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.exited() {
                 panic!("round {round}: the receiver exited: {status}");
             }
             match channel.try_send(&message(0, next)) {
@@ -761,8 +772,7 @@ fn killed_while_receiving() {
             }
             word(&progress, COUNT).load(Ordering::Acquire) >= target
         });
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         graveyard.push(child);
         let reached = word(&progress, COUNT).load(Ordering::Acquire);
         let why = format!("round {round}, receiver killed after {reached} receives");
@@ -836,7 +846,7 @@ fn killed_while_dropping() {
         let base = unique_name("drop");
         let target = 1 + rng.below(20 * DROP_NAMES);
         let (dead, _progress, reached) =
-            kill_at_progress("child_entry", "drop", &[("BASE", base.clone())], target);
+            kill_at_progress(Role::Drop.spawn().env("BASE", &base), target);
         graveyard.push(dead);
         let why = format!("round {round}, killed after {reached} creates and drops");
         // The names dropped for certain (the count reached covers them) are

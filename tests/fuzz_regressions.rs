@@ -1,8 +1,6 @@
 //! Inputs the fuzz targets in `fuzz/` once failed on, replayed in the normal
 //! test suite. Each test names its target and what went wrong.
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use shmio::fuzzing::{channel_image, channel_over};
@@ -11,16 +9,7 @@ use shmio::{ChannelGeometry, Error};
 /// Runs `test` on a thread and fails if it has not finished in 10 s (the
 /// bugs below were hangs).
 fn within_10s(test: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        test();
-        let _ = done.send(());
-    });
-    match finished.recv_timeout(Duration::from_secs(10)) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after 10 s: a hang"),
-    }
+    shmio_testkit::within("the replayed input", Duration::from_secs(10), test)
 }
 
 /// Target `channel`, a timeout: a fresh channel (capacity 3, messages of 2

@@ -9,12 +9,10 @@
 //! `SIGBUS`. The test shows it, and that anonymous mappings (sealed memfds
 //! on Linux) cannot be shrunk by anyone.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{arg, spawn_role, unique_name, wait_bounded, Rng, ROLE_VAR};
 use shmio::{Channel, ChannelGeometry, Error, Mapping};
+use shmio_testkit::{arg, unique_name, Rng};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// How long the scribbler and its victims run.
@@ -24,43 +22,39 @@ const OPTIONS: ChannelGeometry = ChannelGeometry {
     max_message_size: 64,
 };
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "scribble" => child_scribble(),
-        "victim" => child_victim(),
-        "blocked-call" => child_blocked_call(),
-        #[cfg(unix)]
-        "touch-truncated" => child_touch_truncated(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Scribble => child_scribble(),
+    Victim => child_victim(),
+    // One blocking call each on a channel a peer made impossible.
+    Send => child_blocked_call(Call::Send),
+    Recv => child_blocked_call(Call::Recv),
+    SendTimeout => child_blocked_call(Call::SendTimeout),
+    RecvTimeout => child_blocked_call(Call::RecvTimeout),
+    SendNow => child_blocked_call(Call::SendNow),
+    RecvNow => child_blocked_call(Call::RecvNow),
+    #[cfg(unix)]
+    TouchTruncated => child_touch_truncated(),
 }
 
 #[test]
 fn a_scribbled_channel_never_crashes_or_hangs_its_users() {
     let name = unique_name("hostile-channel");
     let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
-    let ready_name = unique_name("hostile-ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
-    let args = [("NAME", name.clone()), ("READY", ready_name)];
     let mut victims: Vec<_> = (0..2)
-        .map(|_| spawn_role("child_entry", "victim", &args))
+        .map(|_| Role::Victim.spawn().env("NAME", &name).limit(LIMIT).start())
         .collect();
     // The victims open the channel before anyone scribbles on it.
-    let opened = ready.atomic_u32(0).unwrap();
-    common::wait_until("the victims to open the channel", LIMIT, || {
-        opened.load(std::sync::atomic::Ordering::Acquire) == 2
-    });
-    let mut scribbler = spawn_role("child_entry", "scribble", &args);
-    assert!(
-        wait_bounded(&mut scribbler, LIMIT).success(),
-        "the scribbler"
-    );
     for victim in &mut victims {
-        let status = wait_bounded(victim, LIMIT);
+        victim.wait_ready();
+    }
+    let mut scribbler = Role::Scribble
+        .spawn()
+        .env("NAME", &name)
+        .limit(LIMIT)
+        .start();
+    assert!(scribbler.wait().success(), "the scribbler");
+    for victim in &mut victims {
+        let status = victim.wait();
         assert!(
             status.success(),
             "a victim of the scribbler died or failed: {status}"
@@ -114,11 +108,7 @@ fn child_scribble() {
 /// channel's largest.
 fn child_victim() {
     let channel = Channel::open(&arg("NAME")).unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
-    ready
-        .atomic_u32(0)
-        .unwrap()
-        .fetch_add(1, std::sync::atomic::Ordering::Release);
+    shmio_testkit::ready();
     let start = Instant::now();
     let (mut sent, mut received, mut errors) = (0u64, 0u64, 0u64);
     let mut buf = Vec::new();
@@ -176,28 +166,28 @@ fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
     // Slot 0 holding the message of position -capacity (the last lap's).
     let last_laps_message = u64::from((2 * capacity as u32).wrapping_neg() + 1) << 32;
     let all = [
-        "send",
-        "recv",
-        "send-timeout",
-        "recv-timeout",
-        "send-now",
-        "recv-now",
+        Role::Send,
+        Role::Recv,
+        Role::SendTimeout,
+        Role::RecvTimeout,
+        Role::SendNow,
+        Role::RecvNow,
     ];
-    let scribbles: [(&str, u64, u64, &[&str]); 6] = [
+    let scribbles: [(&str, u64, u64, &[Role]); 6] = [
         ("enqueue far ahead", enqueue, 1000, &all),
         (
             "enqueue capacity + 2 ahead",
             enqueue,
             capacity + 2,
-            &["send", "recv"],
+            &[Role::Send, Role::Recv],
         ),
         (
             "dequeue far ahead",
             dequeue,
             1000,
-            &["recv", "recv-timeout", "recv-now"],
+            &[Role::Recv, Role::RecvTimeout, Role::RecvNow],
         ),
-        ("dequeue 2 ahead", dequeue, 2, &["recv"]),
+        ("dequeue 2 ahead", dequeue, 2, &[Role::Recv]),
         (
             "the last lap's message in an empty ring",
             slot0,
@@ -214,40 +204,49 @@ fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
             .write_value_at(offset, &value)
             .unwrap();
         for call in calls {
-            let mut child = spawn_role(
-                "child_entry",
-                "blocked-call",
-                &[("NAME", name.clone()), ("CALL", call.to_string())],
-            );
-            let status = wait_bounded(&mut child, CORRUPT_WITHIN);
-            assert!(status.success(), "{what}: {call}: {status}");
+            let status = call
+                .spawn()
+                .env("NAME", &name)
+                .limit(CORRUPT_WITHIN)
+                .start()
+                .wait();
+            assert!(status.success(), "{what}: {call:?}: {status}");
         }
         drop(channel);
     }
 }
 
-/// Makes one blocking call (CALL) on the channel NAME, which a peer made
+/// A blocking call on a channel: with no timeout, a long one, or none.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Send,
+    Recv,
+    SendTimeout,
+    RecvTimeout,
+    SendNow,
+    RecvNow,
+}
+
+/// Makes one blocking `call` on the channel NAME, which a peer made
 /// impossible: it must be `Corrupt`, naming the channel.
-fn child_blocked_call() {
+fn child_blocked_call(call: Call) {
     let name = arg("NAME");
     let channel = Channel::open(&name).unwrap();
-    let call = arg("CALL");
     let start = Instant::now();
-    let result = match call.as_str() {
-        "send" => channel.send(b"x"),
-        "recv" => channel.recv().map(drop),
-        "send-timeout" => channel.send_timeout(b"x", Duration::from_secs(60)),
-        "recv-timeout" => channel.recv_timeout(Duration::from_secs(60)).map(drop),
-        "send-now" => channel.send_timeout(b"x", Duration::ZERO),
-        "recv-now" => channel.recv_timeout(Duration::ZERO).map(drop),
-        other => panic!("unknown call {other}"),
+    let result = match call {
+        Call::Send => channel.send(b"x"),
+        Call::Recv => channel.recv().map(drop),
+        Call::SendTimeout => channel.send_timeout(b"x", Duration::from_secs(60)),
+        Call::RecvTimeout => channel.recv_timeout(Duration::from_secs(60)).map(drop),
+        Call::SendNow => channel.send_timeout(b"x", Duration::ZERO),
+        Call::RecvNow => channel.recv_timeout(Duration::ZERO).map(drop),
     };
     match result {
         Err(Error::Corrupt { reason, .. }) => {
             assert!(reason.contains(&format!("{name:?}")), "{reason}");
-            eprintln!("{call}: Corrupt after {:?}: {reason}", start.elapsed());
+            eprintln!("{call:?}: Corrupt after {:?}: {reason}", start.elapsed());
         }
-        other => panic!("{call}: expected Corrupt, got {other:?}"),
+        other => panic!("{call:?}: expected Corrupt, got {other:?}"),
     }
 }
 
@@ -261,12 +260,12 @@ fn touching_a_truncated_file_mapping_is_sigbus() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("backing");
     std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
-    let mut child = spawn_role(
-        "child_entry",
-        "touch-truncated",
-        &[("FILE", path.display().to_string())],
-    );
-    let status = wait_bounded(&mut child, LIMIT);
+    let status = Role::TouchTruncated
+        .spawn()
+        .env("FILE", &path)
+        .limit(LIMIT)
+        .start()
+        .wait();
     assert_eq!(
         status.signal(),
         Some(libc::SIGBUS),

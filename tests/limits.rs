@@ -10,47 +10,23 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{spawn_role, wait_bounded, ROLE_VAR};
 use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio_testkit::{shm_entries_with_prefix, shm_entry_exists, unique_name};
 
-const LIMIT: Duration = Duration::from_secs(60);
 const KIB: u64 = 1024;
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "full-dev-shm" => full_dev_shm(),
-        "address-space" => address_space(),
-        "handles" => handles(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    FullDevShm => full_dev_shm(),
+    AddressSpace => address_space(),
+    Handles => handles(),
 }
 
 /// Runs `role` in this test binary and checks it succeeded.
-fn run_role(role: &str) {
-    let mut child = spawn_role("child_entry", role, &[]);
-    let status = wait_bounded(&mut child, LIMIT);
-    assert!(status.success(), "{role}: {status}");
-}
-
-/// The entries in `/dev/shm` whose names start with `prefix`.
-fn entries(prefix: &str) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir("/dev/shm")
-        .expect("list /dev/shm")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.starts_with(prefix))
-        .collect();
-    found.sort();
-    found
+fn run_role(role: Role) {
+    let status = role.spawn().start().wait();
+    assert!(status.success(), "{role:?}: {status}");
 }
 
 fn expect_no_space<T>(what: &str, result: shmio::Result<T>) {
@@ -68,7 +44,7 @@ fn expect_no_space<T>(what: &str, result: shmio::Result<T>) {
 }
 
 fn can_mount() -> bool {
-    common::root_with(&["unshare", "mount"])
+    shmio_testkit::root_with(&["unshare", "mount"])
 }
 
 #[test]
@@ -76,16 +52,22 @@ fn a_full_dev_shm_is_no_space_and_leaves_nothing_behind() {
     if !can_mount() {
         return;
     }
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(r#"mount -t tmpfs -o size=1m shmio-limits /dev/shm && exec "$0" "$@""#)
-        .arg(std::env::current_exe().unwrap())
-        .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE_VAR, "full-dev-shm")
-        .stdin(Stdio::null())
+    let status = Role::FullDevShm
         .spawn()
-        .expect("start unshare");
-    let status = wait_bounded(&mut child, LIMIT);
+        .wrapped_in(
+            "unshare",
+            [
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                r#"mount -t tmpfs -o size=1m shmio-limits /dev/shm && exec "$0" "$@""#,
+            ],
+        )
+        .start()
+        .wait();
     assert!(status.success(), "the child in a 1 MiB /dev/shm: {status}");
 }
 
@@ -104,7 +86,7 @@ fn full_dev_shm() {
         Mapping::options().create_or_open("limits-default"),
     );
     assert_eq!(
-        entries("limits-"),
+        shm_entries_with_prefix("limits-"),
         Vec::<String>::new(),
         "nothing half-made"
     );
@@ -128,7 +110,11 @@ fn full_dev_shm() {
         "sparse objects are not reserved"
     );
     drop(both);
-    assert_eq!(entries("limits-"), Vec::<String>::new(), "all gone");
+    assert_eq!(
+        shm_entries_with_prefix("limits-"),
+        Vec::<String>::new(),
+        "all gone"
+    );
 
     // Fill most of it, then ask for more than is left.
     let filler = Mapping::create("limits-filler", 768 * KIB).unwrap();
@@ -146,7 +132,11 @@ fn full_dev_shm() {
             },
         ),
     );
-    assert_eq!(entries("limits-"), ["limits-filler"], "nothing half-made");
+    assert_eq!(
+        shm_entries_with_prefix("limits-"),
+        ["limits-filler"],
+        "nothing half-made"
+    );
 
     // Fill it to the last page: a mutex or an event (a 4 KiB segment) has no room.
     let rest = rustix::fs::statvfs("/dev/shm").unwrap();
@@ -161,7 +151,7 @@ fn full_dev_shm() {
         "an event",
         NamedEvent::create_or_open("limits-event", EventMode::AutoReset),
     );
-    let survivors = entries("limits-");
+    let survivors = shm_entries_with_prefix("limits-");
     assert!(
         survivors
             .iter()
@@ -177,7 +167,7 @@ fn full_dev_shm() {
 #[test]
 fn sizes_past_the_address_space_are_refused_cleanly() {
     // Past what any process can map: refused before anything is made.
-    let name = common::unique_name("limits-huge");
+    let name = unique_name("limits-huge");
     match Mapping::create(&name, u64::MAX) {
         Err(Error::TooLarge { size, .. }) => assert_eq!(size, u64::MAX),
         other => panic!("expected TooLarge, got {:?}", other.map(|m| m.len())),
@@ -187,14 +177,14 @@ fn sizes_past_the_address_space_are_refused_cleanly() {
         Err(Error::NoSpace { .. } | Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
         other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
     }
-    assert!(!common::shm_entry_exists(&name), "nothing half-made");
+    assert!(!shm_entry_exists(&name), "nothing half-made");
     // Anonymous memory is reserved too: more than the machine has is NoSpace.
     match Mapping::anonymous(1 << 62) {
         Err(Error::NoSpace { .. } | Error::OutOfAddressSpace { .. } | Error::TooLarge { .. }) => {}
         other => panic!("expected a size error, got {:?}", other.map(|m| m.len())),
     }
     // And a process whose address space is limited.
-    run_role("address-space");
+    run_role(Role::AddressSpace);
 }
 
 /// With `RLIMIT_AS` at 1 GiB, a 2 GiB mapping (which /dev/shm has room for) cannot be mapped.
@@ -227,7 +217,7 @@ fn address_space() {
 
 #[test]
 fn too_many_handles_is_a_clear_error() {
-    run_role("handles");
+    run_role(Role::Handles);
 }
 
 /// With `RLIMIT_NOFILE` at 32, opening named objects until it runs out.
@@ -256,7 +246,7 @@ fn handles() {
         error.to_string().contains("too many open handles"),
         "{error}"
     );
-    assert!(!common::shm_entry_exists(&name), "nothing half-made");
+    assert!(!shm_entry_exists(&name), "nothing half-made");
     // The other kinds say the same.
     for result in [
         NamedMutex::create_or_open(&format!("{prefix}mutex")).map(|_| ()),
@@ -271,13 +261,13 @@ fn handles() {
     // Listing /dev/shm needs a descriptor too: give one back first.
     held.pop();
     assert_eq!(
-        entries(&prefix).len(),
+        shm_entries_with_prefix(&prefix).len(),
         held.len(),
         "only the held names exist"
     );
     drop(held);
     assert_eq!(
-        entries(&prefix),
+        shm_entries_with_prefix(&prefix),
         Vec::<String>::new(),
         "every name went with its holder"
     );

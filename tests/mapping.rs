@@ -1,15 +1,13 @@
 //! Single-process behaviour of `Mapping`: constructors, the cursor, values,
 //! atomics, records, views, clones, threads, and bad input.
 
-mod common;
-
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
 
-use common::unique_name;
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::{Error, Mapping, DEFAULT_SIZE};
+use shmio_testkit::unique_name;
 
 #[derive(FromBytes, IntoBytes, Immutable, Debug, PartialEq, Clone, Copy)]
 #[repr(C)]

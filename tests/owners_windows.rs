@@ -8,12 +8,10 @@
 
 #![cfg(windows)]
 
-mod common;
-
 use std::os::windows::io::{FromRawHandle, OwnedHandle};
 
-use common::unique_name;
 use shmio::{Channel, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
+use shmio_testkit::unique_name;
 use windows_sys::Win32::Foundation::{LocalFree, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,

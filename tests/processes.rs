@@ -1,19 +1,14 @@
 //! Behaviour across real processes: the test binary re-runs itself in a
-//! child role (see `common::spawn_role`), and parent and children share
+//! child role (see `shmio_testkit::roles!`), and parent and children share
 //! named mappings, anonymous mappings handed down by descriptor, and files.
-
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{
-    arg, kill_when_ready, shm_entry_exists, spawn_role, unique_name, wait_bounded, wait_until,
-    ROLE_VAR,
-};
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::{Error, Mapping};
+use shmio_testkit::{arg, shm_entry_exists, unique_name, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -31,19 +26,11 @@ struct Note {
     lines: Vec<String>,
 }
 
-/// The one entry point of every child role; a no-op in a normal test run.
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "reply" => child_reply(),
-        "race" => child_race(),
-        "hold" => child_hold(),
-        "inherit" => child_inherit(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Reply => child_reply(),
+    Race => child_race(),
+    Hold => child_hold(),
+    Inherit => child_inherit(),
 }
 
 /// Opens the mapping by name, checks what the parent wrote, writes back.
@@ -87,8 +74,8 @@ fn a_child_opens_by_name_reads_and_writes_back() {
         lines: vec!["a".into(), "b".into()],
     })
     .unwrap();
-    let mut child = spawn_role("child_entry", "reply", &[("NAME", name.clone())]);
-    assert!(wait_bounded(&mut child, LIMIT).success());
+    let mut child = Role::Reply.spawn().env("NAME", &name).limit(LIMIT).start();
+    child.wait_success();
     let reply: Greeting = map.read_value_at(1024).unwrap();
     assert_eq!((reply.count, reply.ratio), (4, 0.5));
     assert_eq!(reply.pid, child.id());
@@ -164,11 +151,12 @@ fn sixteen_processes_race_create_or_open() {
     let control = Mapping::create(&format!("{base}-control"), 4096).unwrap();
     let mut children: Vec<_> = (0..RACERS)
         .map(|racer| {
-            spawn_role(
-                "child_entry",
-                "race",
-                &[("NAME", base.clone()), ("RACER", racer.to_string())],
-            )
+            Role::Race
+                .spawn()
+                .env("NAME", &base)
+                .env("RACER", racer.to_string())
+                .limit(LIMIT)
+                .start()
         })
         .collect();
     for round in 0..ROUNDS {
@@ -196,7 +184,7 @@ fn sixteen_processes_race_create_or_open() {
         );
     }
     for child in &mut children {
-        assert!(wait_bounded(child, LIMIT).success());
+        child.wait_success();
     }
 }
 
@@ -207,10 +195,8 @@ fn child_hold() {
         .create_or_open(&arg("NAME"))
         .unwrap();
     map.write_at(0, b"held").unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
-    ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
-    std::thread::sleep(LIMIT);
-    panic!("the parent never killed this holder");
+    shmio_testkit::ready();
+    shmio_testkit::until_killed()
 }
 
 /// Asserts that nothing is left of `name`: no `/dev/shm` entry on Linux,
@@ -245,25 +231,15 @@ fn the_last_holder_to_close_removes_the_name() {
 fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
     for killed in [1usize, 3] {
         let name = unique_name("killed");
-        let ready_name = unique_name("ready");
-        let ready = Mapping::create(&ready_name, 4096).unwrap();
-        let mut holders: Vec<_> = (0..killed)
-            .map(|_| {
-                spawn_role(
-                    "child_entry",
-                    "hold",
-                    &[("NAME", name.clone()), ("READY", ready_name.clone())],
-                )
-            })
-            .collect();
-        wait_until("the holders to be ready", LIMIT, || {
-            ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == killed as u32
-        });
+        let hold = || Role::Hold.spawn().env("NAME", &name).limit(LIMIT);
+        let mut holders: Vec<_> = (0..killed).map(|_| hold().start()).collect();
+        for holder in &mut holders {
+            holder.wait_ready();
+        }
         let survivor = Mapping::open(&name).unwrap();
         assert_eq!(survivor.read_value_at::<[u8; 4]>(0).unwrap(), *b"held");
         for holder in &mut holders {
-            holder.kill().unwrap(); // SIGKILL: no destructor runs
-            holder.wait().unwrap();
+            holder.kill(); // SIGKILL: no destructor runs
         }
         drop(survivor);
         assert_gone(
@@ -272,18 +248,7 @@ fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
         );
 
         // Now the holders are killed while nobody else holds the name.
-        let ready_again = unique_name("ready");
-        let ready = Mapping::create(&ready_again, 4096).unwrap();
-        let mut holder = spawn_role(
-            "child_entry",
-            "hold",
-            &[("NAME", name.clone()), ("READY", ready_again)],
-        );
-        wait_until("the holder to be ready", LIMIT, || {
-            ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == 1
-        });
-        holder.kill().unwrap(); // SIGKILL, TerminateProcess on Windows
-        holder.wait().unwrap();
+        let _holder = hold().kill_when_ready(); // SIGKILL, TerminateProcess on Windows
         if cfg!(target_os = "linux") {
             assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
         }
@@ -309,7 +274,7 @@ fn a_killed_last_holder_leaves_a_name_the_next_open_reclaims() {
 #[test]
 fn a_stale_name_is_reclaimed_by_create() {
     let name = unique_name("stale-create");
-    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
+    let _dead = Role::Hold.spawn().env("NAME", &name).kill_when_ready();
     if cfg!(target_os = "linux") {
         assert!(shm_entry_exists(&name), "a killed holder cannot clean up");
     }
@@ -418,9 +383,13 @@ fn anonymous_memory_is_shared_with_a_child_given_its_handle() {
     };
     assert_ne!(set, 0);
     let raw = inheritable.as_raw_handle() as usize;
-    let mut child = spawn_role("child_entry", "inherit", &[("HANDLE", raw.to_string())]);
+    let mut child = Role::Inherit
+        .spawn()
+        .env("HANDLE", raw.to_string())
+        .limit(LIMIT)
+        .start();
     drop(inheritable);
-    assert!(wait_bounded(&mut child, LIMIT).success());
+    child.wait_success();
     assert_eq!(map.read_value_at::<[u8; 6]>(0).unwrap(), *b"child!");
 }
 
@@ -432,13 +401,13 @@ fn anonymous_memory_is_shared_with_a_child_given_its_descriptor() {
     map.write_at(0, b"parent").unwrap();
     // dup() leaves close-on-exec off, so the child inherits the copy.
     let inheritable = rustix::io::dup(map.as_fd()).unwrap();
-    let mut child = spawn_role(
-        "child_entry",
-        "inherit",
-        &[("FD", inheritable.as_raw_fd().to_string())],
-    );
+    let mut child = Role::Inherit
+        .spawn()
+        .env("FD", inheritable.as_raw_fd().to_string())
+        .limit(LIMIT)
+        .start();
     drop(inheritable);
-    assert!(wait_bounded(&mut child, LIMIT).success());
+    child.wait_success();
     assert_eq!(map.read_value_at::<[u8; 6]>(0).unwrap(), *b"child!");
 }
 
@@ -630,7 +599,7 @@ fn registry_lists_holders_and_collects_stale_names() {
     drop((map, second, mutex));
     assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
 
-    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
+    let _dead = Role::Hold.spawn().env("NAME", &name).kill_when_ready();
     assert!(registry::stat(&name).unwrap().stale);
     let listed = registry::gc(true).unwrap();
     assert!(

@@ -25,16 +25,13 @@
 //! with a valid checksum) and, while that worker keeps its handle, never
 //! goes backwards.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    arg, checksum, mix, shm_entries_with_prefix, shm_entry_exists, spawn_role, unique_name,
-    wait_bounded, Rng, ROLE_VAR,
-};
 use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent};
+use shmio_testkit::{
+    arg, checksum, mix, shm_entries_with_prefix, shm_entry_exists, unique_name, Rng,
+};
 
 const WORKERS: u64 = 16;
 const HELD: usize = 3;
@@ -120,15 +117,8 @@ impl Names {
     }
 }
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "worker" => worker(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Worker => worker(),
 }
 
 fn word(map: &Mapping, offset: u64) -> &AtomicU64 {
@@ -440,21 +430,20 @@ fn sixteen_processes_mix_every_operation() {
 
     let mut children: Vec<_> = (0..WORKERS)
         .map(|w| {
-            spawn_role(
-                "child_entry",
-                "worker",
-                &[
-                    ("WORKER", w.to_string()),
-                    ("SEED", mix(seed ^ w).to_string()),
-                    ("BASE", names.base.clone()),
-                ],
-            )
+            Role::Worker
+                .spawn()
+                .env("WORKER", w.to_string())
+                .env("SEED", mix(seed ^ w).to_string())
+                .env("BASE", &names.base)
+                .limit(duration + MARGIN)
+                .lifetime(duration + 2 * MARGIN)
+                .start()
         })
         .collect();
     go.set().unwrap();
     let started = Instant::now();
     for (w, child) in children.iter_mut().enumerate() {
-        let status = wait_bounded(child, duration + MARGIN);
+        let status = child.wait();
         if !status.success() {
             fail(format!(
                 "worker {w} (seed {}) failed: {status}",

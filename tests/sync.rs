@@ -1,28 +1,20 @@
 //! NamedMutex and NamedEvent across real processes (the test binary re-run
 //! in child roles), and their errors.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{arg, kill_when_ready, spawn_role, unique_name, wait_bounded, wait_until, ROLE_VAR};
 use shmio::{Error, EventMode, LockError, Mapping, NamedEvent, NamedMutex};
+use shmio_testkit::{arg, unique_name, until_killed, wait_until, Child};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "count" => child_count(),
-        "hold" => child_hold(),
-        "wait" => child_wait(),
-        "hold-mapping" => child_hold_mapping(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Count => child_count(),
+    Hold => child_hold(),
+    WaitAuto => child_wait(EventMode::AutoReset),
+    WaitManual => child_wait(EventMode::ManualReset),
+    HoldMapping => child_hold_mapping(),
 }
 
 const PROCESSES: u32 = 8;
@@ -45,10 +37,10 @@ fn eight_processes_count_exactly_under_the_lock() {
     let map = Mapping::create(&name, 4096).unwrap();
     let _mutex = map.mutex().unwrap(); // keep the mutex alive between children
     let mut children: Vec<_> = (0..PROCESSES)
-        .map(|_| spawn_role("child_entry", "count", &[("NAME", name.clone())]))
+        .map(|_| Role::Count.spawn().env("NAME", &name).start())
         .collect();
     for child in &mut children {
-        assert!(wait_bounded(child, LIMIT).success());
+        child.wait_success();
     }
     assert_eq!(
         map.read_value_at::<u64>(0).unwrap(),
@@ -60,10 +52,8 @@ fn eight_processes_count_exactly_under_the_lock() {
 fn child_hold() {
     let mutex = NamedMutex::create_or_open(&arg("NAME")).unwrap();
     let _guard = mutex.lock().map_err(Error::from).unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
-    ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
-    std::thread::sleep(LIMIT);
-    panic!("the parent never killed this holder");
+    shmio_testkit::ready();
+    until_killed()
 }
 
 /// Opens (or creates) the mapping NAME, locks it, says so, and waits to be killed.
@@ -71,10 +61,8 @@ fn child_hold_mapping() {
     let map = Mapping::create_or_open(&arg("NAME"), 4096).unwrap();
     let _guard = map.lock().map_err(Error::from).unwrap();
     map.write_value_at(0, &1u64).unwrap(); // half of an update
-    let ready = Mapping::open(&arg("READY")).unwrap();
-    ready.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel);
-    std::thread::sleep(LIMIT);
-    panic!("the parent never killed this holder");
+    shmio_testkit::ready();
+    until_killed()
 }
 
 /// The mapping's mutex is opened on first lock, so the child that dies
@@ -85,7 +73,10 @@ fn child_hold_mapping() {
 fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
     let name = unique_name("only-holder");
     let map = Mapping::create(&name, 4096).unwrap();
-    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    let _dead = Role::HoldMapping
+        .spawn()
+        .env("NAME", &name)
+        .kill_when_ready();
     match map.lock() {
         Err(LockError::OwnerDied(guard)) => {
             assert_eq!(
@@ -108,7 +99,10 @@ fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
 fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
     let name = unique_name("gc-keeps");
     let map = Mapping::create(&name, 4096).unwrap();
-    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    let _dead = Role::HoldMapping
+        .spawn()
+        .env("NAME", &name)
+        .kill_when_ready();
     let mutex_name = format!("{name}.mutex@mutex");
     let report = shmio::registry::gc(false).unwrap();
     assert!(
@@ -128,7 +122,10 @@ fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
 fn a_new_mapping_does_not_inherit_an_old_mappings_dead_holder() {
     let name = unique_name("old-holder");
     // The child is the mapping's only holder: the mapping and its mutex both go stale.
-    let _dead = kill_when_ready("child_entry", "hold-mapping", &[("NAME", name.clone())]);
+    let _dead = Role::HoldMapping
+        .spawn()
+        .env("NAME", &name)
+        .kill_when_ready();
     let map = Mapping::create(&name, 4096).unwrap();
     assert!(!map.existed(), "a new mapping, not the dead one's");
     match map.lock() {
@@ -142,23 +139,14 @@ fn a_new_mapping_does_not_inherit_an_old_mappings_dead_holder() {
 fn a_killed_holder_never_wedges_the_mutex() {
     let name = unique_name("killed-holder");
     let mutex = NamedMutex::create_or_open(&name).unwrap();
-    let ready_name = unique_name("ready");
-    let ready = Mapping::create(&ready_name, 4096).unwrap();
     for round in 1..=20u32 {
-        let mut holder = spawn_role(
-            "child_entry",
-            "hold",
-            &[("NAME", name.clone()), ("READY", ready_name.clone())],
-        );
-        wait_until("the holder to take the lock", LIMIT, || {
-            ready.atomic_u32(0).unwrap().load(Ordering::Acquire) == round
-        });
+        let mut holder = Role::Hold.spawn().env("NAME", &name).start();
+        holder.wait_ready(); // the holder took the lock
         assert!(
             matches!(mutex.try_lock(), Ok(None)),
             "round {round}: the holder holds it"
         );
-        holder.kill().unwrap(); // SIGKILL / TerminateProcess while holding the lock
-        holder.wait().unwrap();
+        holder.kill(); // SIGKILL / TerminateProcess while holding the lock
         let started = Instant::now();
         match mutex.lock_timeout(Duration::from_secs(1)) {
             Err(LockError::OwnerDied(guard)) => drop(guard),
@@ -177,7 +165,7 @@ fn a_killed_holder_never_wedges_the_mutex() {
 fn owner_died_is_an_error_for_question_mark() {
     let name = unique_name("question-mark");
     let mutex = NamedMutex::create_or_open(&name).unwrap();
-    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", name.clone())]);
+    let _dead = Role::Hold.spawn().env("NAME", &name).kill_when_ready();
     let lock = || -> shmio::Result<()> {
         let _guard = mutex.lock()?;
         Ok(())
@@ -220,12 +208,7 @@ fn the_mutex_is_not_recursive_and_excludes_threads() {
 }
 
 /// Waits on the event (so many times) and reports each wake in the mapping.
-fn child_wait() {
-    let mode = if arg("MODE") == "manual" {
-        EventMode::ManualReset
-    } else {
-        EventMode::AutoReset
-    };
+fn child_wait(mode: EventMode) {
     let event = NamedEvent::create_or_open(&arg("NAME"), mode).unwrap();
     let board = Mapping::open(&arg("BOARD")).unwrap();
     board.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel); // waiting now
@@ -234,20 +217,16 @@ fn child_wait() {
     }
 }
 
-fn spawn_waiters(count: u32, name: &str, mode: &str) -> (Mapping, Vec<std::process::Child>) {
+/// Starts `count` waiters in `role` (`WaitAuto` or `WaitManual`) on the event `name`.
+fn spawn_waiters(count: u32, name: &str, role: Role) -> (Mapping, Vec<Child>) {
     let board_name = unique_name("board");
     let board = Mapping::create(&board_name, 4096).unwrap();
     let children = (0..count)
         .map(|_| {
-            spawn_role(
-                "child_entry",
-                "wait",
-                &[
-                    ("NAME", name.to_owned()),
-                    ("BOARD", board_name.clone()),
-                    ("MODE", mode.to_owned()),
-                ],
-            )
+            role.spawn()
+                .env("NAME", name)
+                .env("BOARD", &board_name)
+                .start()
         })
         .collect();
     wait_until("the waiters to start", LIMIT, || {
@@ -264,9 +243,9 @@ fn woken(board: &Mapping) -> u32 {
 fn a_set_in_one_process_wakes_a_waiter_in_another() {
     let name = unique_name("wake");
     let event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
-    let (board, mut children) = spawn_waiters(1, &name, "auto");
+    let (board, mut children) = spawn_waiters(1, &name, Role::WaitAuto);
     event.set().unwrap();
-    assert!(wait_bounded(&mut children[0], LIMIT).success());
+    children[0].wait_success();
     assert_eq!(woken(&board), 1);
 }
 
@@ -274,7 +253,7 @@ fn a_set_in_one_process_wakes_a_waiter_in_another() {
 fn auto_reset_wakes_one_waiter_per_set() {
     let name = unique_name("auto");
     let event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
-    let (board, mut children) = spawn_waiters(2, &name, "auto");
+    let (board, mut children) = spawn_waiters(2, &name, Role::WaitAuto);
     event.set().unwrap();
     wait_until("one waiter to wake", LIMIT, || woken(&board) == 1);
     // The other is still asleep, and the event was reset by the one woken.
@@ -283,7 +262,7 @@ fn auto_reset_wakes_one_waiter_per_set() {
     event.set().unwrap();
     wait_until("the second waiter to wake", LIMIT, || woken(&board) == 2);
     for child in &mut children {
-        assert!(wait_bounded(child, LIMIT).success());
+        child.wait_success();
     }
     assert!(
         !event.wait_timeout(Duration::ZERO).unwrap(),
@@ -295,10 +274,10 @@ fn auto_reset_wakes_one_waiter_per_set() {
 fn manual_reset_wakes_every_waiter_and_stays_set() {
     let name = unique_name("manual");
     let event = NamedEvent::create_or_open(&name, EventMode::ManualReset).unwrap();
-    let (board, mut children) = spawn_waiters(3, &name, "manual");
+    let (board, mut children) = spawn_waiters(3, &name, Role::WaitManual);
     event.set().unwrap();
     for child in &mut children {
-        assert!(wait_bounded(child, LIMIT).success());
+        child.wait_success();
     }
     assert_eq!(woken(&board), 3);
     assert!(event.wait_timeout(Duration::ZERO).unwrap(), "still set");

@@ -10,16 +10,13 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{kill_when_ready, unique_name, ROLE_VAR};
 use shmio::registry;
 use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
+use shmio_testkit::{arg, unique_name};
 
 const NOBODY: u32 = 65534;
 /// Longer than any of these calls takes; a call still running then is hung.
@@ -29,28 +26,15 @@ const GEOMETRY: ChannelGeometry = ChannelGeometry {
     max_message_size: 64,
 };
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "hold" => {
-            let _map = Mapping::create_or_open(&common::arg("NAME"), 4096).unwrap();
-            signal_ready();
-            std::thread::sleep(Duration::from_secs(120));
-        }
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    Hold => child_hold(),
 }
 
-/// Sets the child's READY flag (see `common::kill_when_ready`).
-fn signal_ready() {
-    let ready = Mapping::open(&common::arg("READY")).unwrap();
-    ready
-        .atomic_u32(0)
-        .unwrap()
-        .store(1, std::sync::atomic::Ordering::Release);
+/// Holds the mapping NAME until killed.
+fn child_hold() {
+    let _map = Mapping::create_or_open(&arg("NAME"), 4096).unwrap();
+    shmio_testkit::ready();
+    shmio_testkit::until_killed()
 }
 
 /// `/dev/shm/NAME`.
@@ -60,15 +44,9 @@ fn shm(name: &str) -> PathBuf {
 
 /// Runs `call` on another thread and returns what it returns, failing the
 /// test if it has not returned after [`HUNG`] (the thread is left behind).
+#[track_caller]
 fn bounded<T: Send + 'static>(what: &str, call: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(call());
-    });
-    match result.recv_timeout(HUNG) {
-        Ok(value) => value,
-        Err(_) => panic!("{what} hung (still running after {HUNG:?})"),
-    }
+    shmio_testkit::within(what, HUNG, call)
 }
 
 /// Makes a FIFO at `path`.
@@ -87,7 +65,7 @@ fn give_to_nobody(path: &Path) {
 }
 
 fn can_chown() -> bool {
-    common::root_with(&[])
+    shmio_testkit::root_with(&[])
 }
 
 #[track_caller]
@@ -263,10 +241,13 @@ fn gc_removes_only_what_shmio_made() {
     let live = format!("{base}-live");
     let _live = Mapping::create(&live, 4096).unwrap();
     let stale = format!("{base}-stale");
-    let _dead = kill_when_ready("child_entry", "hold", &[("NAME", stale.clone())]);
+    let _dead = Role::Hold.spawn().env("NAME", &stale).kill_when_ready();
     // Another user's stale object: kept unless the collector trusts its owner.
     let nobody_stale = format!("{base}-nobody-stale");
-    let _dead_too = kill_when_ready("child_entry", "hold", &[("NAME", nobody_stale.clone())]);
+    let _dead_too = Role::Hold
+        .spawn()
+        .env("NAME", &nobody_stale)
+        .kill_when_ready();
     give_to_nobody(&shm(&nobody_stale));
 
     let mine = |infos: &[registry::NameInfo]| -> Vec<String> {

@@ -10,36 +10,26 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{arg, kill_when_ready, unique_name, ROLE_VAR};
 use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
+use shmio_testkit::{arg, unique_name, Finished, Output};
 
 const NOBODY: u32 = 65534;
 
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    match role.as_str() {
-        "nobody-denied" => nobody_denied(),
-        "nobody-allowed" => nobody_allowed(),
-        "nobody-squat" => nobody_squat(),
-        "nobody-stale" => nobody_stale(),
-        "root-stale" => root_stale(),
-        other => panic!("unknown role {other}"),
-    }
+shmio_testkit::roles! {
+    NobodyDenied => nobody_denied(),
+    NobodyAllowed => nobody_allowed(),
+    NobodySquat => nobody_squat(),
+    NobodyStale => nobody_stale(),
+    RootStale => root_stale(),
 }
 
 /// Whether this machine can run a process as another user.
 fn can_switch_user() -> bool {
-    common::root_with(&["setpriv"])
+    shmio_testkit::root_with(&["setpriv"])
 }
 
 /// A copy of this test binary that `nobody` can execute, whatever the
@@ -59,56 +49,27 @@ fn binary_for_nobody() -> &'static PathBuf {
 }
 
 /// Runs `role` as `nobody` and returns what it did; it must finish within a minute.
-fn run_as_nobody(role: &str, args: &[(&str, &str)]) -> Output {
-    let mut command = Command::new("setpriv");
-    command
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(binary_for_nobody())
-        .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE_VAR, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+fn run_as_nobody(role: Role, args: &[(&str, &str)]) -> Finished {
+    let mut child = role
+        .spawn()
+        .program_path(binary_for_nobody())
+        .wrapped_in(
+            "setpriv",
+            [
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "--",
+            ],
+        )
+        .stderr(Output::Collect)
+        .limit(Duration::from_secs(60));
     for (key, value) in args {
-        command.env(key, value);
+        child = child.env(key, value);
     }
-    let child = command.spawn().expect("start setpriv");
-    let output = output_bounded(child, Duration::from_secs(60));
-    assert!(
-        output.status.success(),
-        "{role} as nobody failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = child.run();
+    output.assert_success(&format!("{role:?} as nobody"));
     output
-}
-
-/// Waits for `child` and collects its output, killing it after `limit`.
-fn output_bounded(mut child: std::process::Child, limit: Duration) -> Output {
-    use std::io::Read;
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let status = common::wait_bounded(&mut child, limit);
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
 }
 
 /// Sets the umask so the modes the tests ask for are the modes they get.
@@ -177,7 +138,7 @@ fn another_user_cannot_use_objects_made_with_the_default_mode() {
     let _channel = Channel::create_or_open(&channel_name, OPTIONS).unwrap();
 
     let output = run_as_nobody(
-        "nobody-denied",
+        Role::NobodyDenied,
         &[
             ("MAP", &map_name),
             ("MUTEX", &mutex_name),
@@ -279,7 +240,7 @@ fn another_user_can_when_the_mode_allows() {
     channel.send(b"from root").unwrap();
 
     run_as_nobody(
-        "nobody-allowed",
+        Role::NobodyAllowed,
         &[
             ("MAP", &map_name),
             ("MUTEX", &mutex_name),
@@ -333,7 +294,10 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
     }
     let name = unique_name("users-squat");
     let mutex_name = unique_name("users-squat-mutex");
-    run_as_nobody("nobody-squat", &[("NAME", &name), ("MUTEX", &mutex_name)]);
+    run_as_nobody(
+        Role::NobodySquat,
+        &[("NAME", &name), ("MUTEX", &mutex_name)],
+    );
     assert_eq!(owner_of(&name), NOBODY);
 
     match Mapping::create(&name, 4096) {
@@ -396,9 +360,9 @@ fn another_users_stale_name_is_reported_not_retried() {
     }
     let name = unique_name("users-stale");
     // Root's holder is killed: the name is stale, but it is root's.
-    let _killed = kill_when_ready("child_entry", "root-stale", &[("NAME", name.clone())]);
+    let _killed = Role::RootStale.spawn().env("NAME", &name).kill_when_ready();
     assert_eq!(owner_of(&name), 0);
-    let output = run_as_nobody("nobody-stale", &[("NAME", &name)]);
+    let output = run_as_nobody(Role::NobodyStale, &[("NAME", &name)]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(said.contains("reclaim"), "{said}");
 
@@ -416,14 +380,8 @@ fn root_stale() {
         .create(&arg("NAME"))
         .unwrap();
     map.write_value_at(8, &7u64).unwrap();
-    let ready = Mapping::open(&arg("READY")).unwrap();
-    ready
-        .atomic_u32(0)
-        .unwrap()
-        .store(1, std::sync::atomic::Ordering::Release);
-    loop {
-        std::thread::park();
-    }
+    shmio_testkit::ready();
+    shmio_testkit::until_killed()
 }
 
 fn nobody_stale() {

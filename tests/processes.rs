@@ -450,16 +450,18 @@ fn named_file_backed_mappings_are_opened_by_name() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// Runs a Python script; `None` (after saying why) when python3 is absent.
+/// Runs a Python script (bounded); `None` (after saying why) when python3
+/// is absent.
 #[cfg(unix)]
-fn python(script: &str, args: &[&str]) -> Option<std::process::Output> {
-    match std::process::Command::new("python3")
+fn python(script: &str, args: &[&str]) -> Option<shmio_testkit::Finished> {
+    match shmio_testkit::Spawn::program("python3")
         .arg("-c")
         .arg(script)
         .args(args)
-        .output()
+        .limit(LIMIT)
+        .try_start()
     {
-        Ok(output) => Some(output),
+        Ok(child) => Some(child.finish()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
                 "SKIPPED: python3 is not installed, so the CPython interop check did not run"

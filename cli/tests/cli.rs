@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,7 +16,7 @@ use common::*;
 struct Created {
     name: String,
     output: String,
-    holder: Option<(Child, ChildStdin)>,
+    holder: Option<Child>,
 }
 
 impl Created {
@@ -33,22 +32,15 @@ impl Created {
                 holder: None,
             };
         }
-        let mut child = Command::new(SHMIO)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start shmio create");
-        let stdin = child.stdin.take().unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut child = command(&args).stdin(Input::Pipe).start();
         let mut output = String::new();
         let last = if with_file { "file:" } else { "size:" };
         loop {
-            let (line, rest) = read_line_bounded(reader);
-            assert!(!line.is_empty(), "shmio create ended early: {output}");
+            let line = child
+                .next_line()
+                .unwrap_or_else(|| panic!("shmio create ended early: {output}"));
             output.push_str(&line);
-            reader = rest;
+            output.push('\n');
             if line.starts_with(last) {
                 break;
             }
@@ -56,7 +48,7 @@ impl Created {
         Created {
             name: name.to_owned(),
             output,
-            holder: Some((child, stdin)),
+            holder: Some(child),
         }
     }
 
@@ -77,13 +69,12 @@ impl Created {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        if let Some((mut child, stdin)) = self.holder.take() {
-            drop(stdin);
-            let status = wait_bounded(&mut child, LIMIT, "shmio create");
-            let mut stderr = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        if let Some(mut child) = self.holder.take() {
+            child.close_stdin();
+            let done = child.finish();
+            let stderr = done.stderr_text();
             if !std::thread::panicking() {
-                assert!(status.success(), "{stderr}");
+                assert!(done.status.success(), "{stderr}");
                 assert!(stderr.contains("holds"), "it says why it holds: {stderr}");
             }
         } else {
@@ -252,14 +243,11 @@ fn a_write_that_does_not_fit_writes_nothing() {
 #[test]
 fn a_write_of_endless_input_stops_at_once() {
     let created = Created::new(&unique("endless"), &["--size", "4096"]);
-    let mut child = Command::new(SHMIO)
-        .args(["write", &created.name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut child = command(&["write", &created.name])
+        .stdin(Input::Pipe)
+        .stdout(Output::Null)
+        .start();
+    let mut stdin = child.take_stdin();
     // Feeds until the pipe breaks, or 1 GiB: what `write` used to read whole.
     let feeder = std::thread::spawn(move || {
         let chunk = vec![b'Z'; 64 << 10];
@@ -269,16 +257,10 @@ fn a_write_of_endless_input_stops_at_once() {
         }
         fed
     });
-    let status = wait_bounded(&mut child, LIMIT, "shmio write of endless input");
+    let done = child.finish();
     let fed = feeder.join().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let stderr = done.stderr_text();
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not fit"), "{stderr}");
     assert!(fed < 16 << 20, "it read on: {fed} bytes fed");
     assert!(shmio(&["read", &created.name])
@@ -343,13 +325,14 @@ fn dump_matches_the_real_hexdump() {
         ),
         (vec!["--len", "8"], vec!["-n", "8"]),
     ] {
-        let real = match Command::new("hexdump")
+        let real = match Spawn::program("hexdump")
             .arg("-C")
             .args(&theirs)
             .arg(&path)
-            .output()
+            .limit(LIMIT)
+            .try_start()
         {
-            Ok(output) => output,
+            Ok(child) => child.finish(),
             Err(_) => {
                 eprintln!("SKIPPED: hexdump is not installed");
                 return;
@@ -412,13 +395,11 @@ fn ls_and_stat_as_a_table_and_as_json() {
 #[test]
 fn stat_sees_holders_of_a_channel() {
     let name = unique("stat-channel");
-    let mut sender = Command::new(SHMIO)
-        .args(["send", &name])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the channel to exist", LIMIT, || {
+    let mut sender = command(&["send", &name])
+        .stdin(Input::Pipe)
+        .stderr(Output::Null)
+        .start();
+    poll_until("the channel to exist", LIMIT, POLL, || {
         shmio(&["stat", &name]).status.success()
     });
     let stat: serde_json::Value =
@@ -426,8 +407,8 @@ fn stat_sees_holders_of_a_channel() {
     assert_eq!(stat["kind"], "channel");
     assert_eq!(stat["holders"], 1);
     assert_eq!(stat["follows_holders"], true);
-    drop(sender.stdin.take());
-    assert!(wait_bounded(&mut sender, LIMIT, "send").success());
+    sender.close_stdin();
+    sender.wait_success();
     assert_gone(&name);
 }
 
@@ -485,8 +466,7 @@ fn gc_removes_what_a_killed_holder_left() {
     assert_eq!(stat["holders"], 1);
     assert_eq!(stat["stale"], false);
 
-    holder.kill().unwrap(); // SIGKILL
-    holder.wait().unwrap();
+    holder.kill(); // SIGKILL
     let stat: serde_json::Value =
         serde_json::from_slice(&shmio(&["stat", &name, "--json"]).ok().stdout).unwrap();
     assert_eq!(stat["holders"], 0);
@@ -569,15 +549,10 @@ fn lock_excludes_other_lockers() {
         log.display()
     );
     let children: Vec<Child> = (0..4)
-        .map(|_| {
-            Command::new(SHMIO)
-                .args(["lock", &mutex, "--", "sh", "-c", &script])
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| command(&["lock", &mutex, "--", "sh", "-c", &script]).start())
         .collect();
     for mut child in children {
-        assert!(wait_bounded(&mut child, LIMIT, "lock").success());
+        child.wait_success();
     }
     let text = std::fs::read_to_string(&log).unwrap();
     std::fs::remove_file(&log).unwrap();
@@ -602,39 +577,20 @@ fn lock_tells_a_waiter_that_the_holder_was_killed() {
         .create_or_open_for_mapping(&mutex)
         .unwrap();
     let mut holder = start_holder(&mutex);
-    let mut waiter = Command::new(SHMIO)
-        .args(["lock", &mutex, "--", SHMIO, "--version"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut waiter = command(&["lock", &mutex, "--", SHMIO, "--version"]).start();
     #[cfg(target_os = "linux")]
-    wait_until("the waiter to open the mutex", LIMIT, || {
+    poll_until("the waiter to open the mutex", LIMIT, POLL, || {
         let run = shmio(&["stat", &format!("{mutex}.mutex@mutex"), "--json"]);
         run.status.success()
             && serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["holders"] == 3
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(waiter.try_wait().unwrap().is_none(), "the waiter waits");
-    holder.kill().unwrap(); // SIGKILL / TerminateProcess while holding the lock
-    holder.wait().unwrap();
-    drop(holder.stdin.take());
-    let status = wait_bounded(&mut waiter, LIMIT, "the waiting locker");
-    let mut stderr = String::new();
-    waiter
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let mut stdout = String::new();
-    waiter
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(status.success(), "{stderr}");
+    assert!(waiter.exited().is_none(), "the waiter waits");
+    holder.kill(); // SIGKILL / TerminateProcess while holding the lock
+    holder.close_stdin();
+    let done = waiter.finish();
+    let (stderr, stdout) = (done.stderr_text(), done.stdout_text());
+    assert!(done.status.success(), "{stderr}");
     assert_eq!(
         stderr.trim_end(),
         format!("shmio: the previous owner of {mutex} died holding it")
@@ -658,9 +614,8 @@ fn lock_after_the_only_holder_was_killed() {
     let _turn = stale_turn();
     let mutex = unique("lock-alone");
     let mut holder = start_holder(&mutex);
-    holder.kill().unwrap(); // SIGKILL
-    holder.wait().unwrap();
-    drop(holder.stdin.take());
+    holder.kill(); // SIGKILL
+    holder.close_stdin();
     let segment = format!("{mutex}.mutex@mutex");
     let stat: serde_json::Value =
         serde_json::from_slice(&shmio(&["stat", &segment, "--json"]).ok().stdout).unwrap();
@@ -682,13 +637,8 @@ fn lock_after_the_only_holder_was_killed() {
 fn send_and_recv_round_trip() {
     let channel = unique("chan");
     // A sender that keeps the channel open while its stdin is open.
-    let mut sender = Command::new(SHMIO)
-        .args(["send", &channel])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut to_sender: ChildStdin = sender.stdin.take().unwrap();
+    let mut sender = command(&["send", &channel]).stdin(Input::Pipe).start();
+    let mut to_sender = sender.take_stdin();
     to_sender.write_all(b"one\ntwo\r\n\nthree\n").unwrap();
     to_sender.flush().unwrap();
     let run = shmio(&["recv", &channel, "--count", "4", "--timeout", "60s"]).ok();
@@ -698,7 +648,7 @@ fn send_and_recv_round_trip() {
     let run = shmio(&["recv", &channel, "--timeout", "60s"]).ok();
     assert_eq!(run.text(), "hello there\n");
     drop(to_sender);
-    assert!(wait_bounded(&mut sender, LIMIT, "send").success());
+    sender.wait_success();
     #[cfg(target_os = "linux")]
     assert_gone(&channel);
 }
@@ -722,17 +672,14 @@ fn send_warns_when_nobody_holds_the_channel() {
 #[test]
 fn recv_waits_for_send() {
     let channel = unique("chan-wait");
-    let receiver = Command::new(SHMIO)
-        .args(["recv", &channel, "--count", "2", "--timeout", "60s"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut receiver = command(&["recv", &channel, "--count", "2", "--timeout", "60s"])
+        .stderr(Output::Inherit)
+        .start();
     // Until the receiver has made the channel, `send` may make it and take
     // it away again: send again until both messages came.
-    let mut receiver = receiver;
     let started = Instant::now();
     let mut sent = 0;
-    while receiver.try_wait().unwrap().is_none() {
+    while receiver.exited().is_none() {
         assert!(
             started.elapsed() < LIMIT,
             "the receiver never got two messages"
@@ -741,14 +688,9 @@ fn recv_waits_for_send() {
         sent += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut text = String::new();
-    receiver
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    assert!(receiver.wait().unwrap().success());
+    let done = receiver.finish();
+    let text = done.stdout_text();
+    assert!(done.status.success());
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(
         text.lines().all(|line| line.starts_with("message ")),
@@ -845,13 +787,12 @@ shm.buf[100:111] = b'from python'
 print(shm.size)
 shm.close()
 ";
-    let output = match Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(name)
-        .output()
+    let output = match Spawn::program("python3")
+        .args(["-c", script, name])
+        .limit(LIMIT)
+        .try_start()
     {
-        Ok(output) => output,
+        Ok(child) => child.finish(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("SKIPPED: python3 is not installed, so the CPython check did not run");
             return;

@@ -11,12 +11,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use common::{unique, wait_bounded, wait_until, LIMIT, SHMIO};
+use common::{command, poll_until, unique, Child, Input, POLL, SHMIO};
 use shmio::{Error, Mapping, NamedMutex};
 
 /// How long a command may take to die with a killed `shmio lock`: well
@@ -51,37 +48,9 @@ fn exists(name: &str) -> bool {
     }
 }
 
-/// The lines a child prints, read by a thread, so that each wait for one
-/// is bounded.
-struct Lines(Receiver<String>);
-
-impl Lines {
-    fn of(stdout: ChildStdout) -> Lines {
-        let (send, receive) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines(receive)
-    }
-
-    #[track_caller]
-    fn expect(&self, wanted: &str) {
-        let line = self
-            .0
-            .recv_timeout(LIMIT)
-            .unwrap_or_else(|_| panic!("no line {wanted:?} within {LIMIT:?}"));
-        assert_eq!(line, wanted);
-    }
-}
-
-/// `shmio lock NAME -- CMD..`, its stdin and stdout piped (the command
-/// shares them), its stderr captured.
-fn start_lock(name: &str, command: &[&str]) -> (Child, Lines) {
+/// `shmio lock NAME -- CMD..`, its stdin a pipe and its stdout collected
+/// (the command shares them), its stderr collected.
+fn start_lock(name: &str, command: &[&str]) -> Child {
     start_lock_ignoring(name, command, &[])
 }
 
@@ -89,49 +58,34 @@ fn start_lock(name: &str, command: &[&str]) -> (Child, Lines) {
 /// every other of the ones it passes on at its default action (whatever
 /// these tests were started with: a script's `cargo test &` ignores SIGINT
 /// and SIGQUIT).
-fn start_lock_ignoring(name: &str, command: &[&str], ignored: &[i32]) -> (Child, Lines) {
-    let mut lock = Command::new(SHMIO);
-    lock.args(["lock", name, "--"])
-        .args(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+fn start_lock_ignoring(name: &str, command_line: &[&str], ignored: &[i32]) -> Child {
+    let mut args = vec!["lock", name, "--"];
+    args.extend_from_slice(command_line);
+    let lock = command(&args).stdin(Input::Pipe);
     #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
+    let lock = {
         let ignored = ignored.to_vec();
-        // SAFETY: signal is async-signal-safe; the loop allocates nothing.
-        unsafe {
-            lock.pre_exec(move || {
-                for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-                    let action = if ignored.contains(&signal) {
-                        libc::SIG_IGN
-                    } else {
-                        libc::SIG_DFL
-                    };
-                    libc::signal(signal, action);
-                }
-                Ok(())
-            })
-        };
-    }
+        lock.configure(move |lock| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: signal is async-signal-safe; the loop allocates nothing.
+            unsafe {
+                lock.pre_exec(move || {
+                    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+                        let action = if ignored.contains(&signal) {
+                            libc::SIG_IGN
+                        } else {
+                            libc::SIG_DFL
+                        };
+                        libc::signal(signal, action);
+                    }
+                    Ok(())
+                })
+            };
+        })
+    };
     #[cfg(windows)]
     assert!(ignored.is_empty());
-    let mut child = lock.spawn().expect("start shmio lock");
-    let lines = Lines::of(child.stdout.take().unwrap());
-    (child, lines)
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut text = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut text);
-    text
-}
-
-#[cfg(unix)]
-fn send_signal(child: &Child, signal: i32) {
-    // SAFETY: kill has no memory effects; the pid is our unreaped child.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+    lock.start()
 }
 
 /// SIGTERM (as `kill` sends it) reaches the command, which carries on; the
@@ -143,18 +97,18 @@ fn a_stop_request_reaches_the_command_and_the_lock_waits_for_it() {
     let name = unique("term");
     let marker = unique("term-marker");
     let mutex = mutex_of(&name);
-    let (mut lock, lines) = start_lock(&name, &[SHMIO, "__worker", "linger", &marker, "3"]);
-    lines.expect("ready");
+    let mut lock = start_lock(&name, &[SHMIO, "__worker", "linger", &marker, "3"]);
+    lock.expect_line("ready");
     assert_locked(&mutex, "the command runs");
-    send_signal(&lock, libc::SIGTERM);
-    lines.expect(&format!("got signal {}", libc::SIGTERM));
+    lock.signal(libc::SIGTERM);
+    lock.expect_line(&format!("got signal {}", libc::SIGTERM));
     std::thread::sleep(GRACE);
-    assert!(lock.try_wait().unwrap().is_none(), "shmio lock waits");
+    assert!(lock.exited().is_none(), "shmio lock waits");
     assert!(exists(&marker), "the command carries on");
     assert_locked(&mutex, "the command has not exited");
-    drop(lock.stdin.take()); // the command exits 3
-    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
-    assert_eq!(status.code(), Some(3), "{}", stderr_of(&mut lock));
+    lock.close_stdin(); // the command exits 3
+    let done = lock.finish();
+    assert_eq!(done.status.code(), Some(3), "{}", done.stderr_text());
     assert!(!exists(&marker));
     assert_free(&mutex);
 }
@@ -169,10 +123,10 @@ fn a_command_ended_by_a_stop_request_gives_its_signal() {
         let marker = unique("ended-marker");
         let mutex = mutex_of(&name);
         // `hold` keeps the default action of these signals.
-        let (mut lock, lines) = start_lock(&name, &[SHMIO, "__worker", "hold", &marker, "4K"]);
-        lines.expect("ready existed=false");
-        send_signal(&lock, signal);
-        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
+        let mut lock = start_lock(&name, &[SHMIO, "__worker", "hold", &marker, "4K"]);
+        lock.expect_line("ready existed=false");
+        lock.signal(signal);
+        let status = lock.wait();
         assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
         assert!(!exists(&marker));
         assert_free(&mutex);
@@ -191,21 +145,21 @@ fn an_ignored_signal_stays_ignored() {
     let script = r#"ignored=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status)
         [ $((0x$ignored & 1)) = 1 ] && echo "SIGHUP ignored"
         exec "$0" __worker linger "$1" 3"#;
-    let (mut lock, lines) = start_lock_ignoring(
+    let mut lock = start_lock_ignoring(
         &name,
         &["sh", "-c", script, SHMIO, &marker],
         &[libc::SIGHUP],
     );
-    lines.expect("SIGHUP ignored");
-    lines.expect("ready");
-    send_signal(&lock, libc::SIGHUP);
-    send_signal(&lock, libc::SIGTERM);
+    lock.expect_line("SIGHUP ignored");
+    lock.expect_line("ready");
+    lock.signal(libc::SIGHUP);
+    lock.signal(libc::SIGTERM);
     // Passed on, SIGHUP would have come first (lower signals are handed
     // out first, and it was sent first).
-    lines.expect(&format!("got signal {}", libc::SIGTERM));
-    drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
-    assert_eq!(status.code(), Some(3), "{}", stderr_of(&mut lock));
+    lock.expect_line(&format!("got signal {}", libc::SIGTERM));
+    lock.close_stdin();
+    let done = lock.finish();
+    assert_eq!(done.status.code(), Some(3), "{}", done.stderr_text());
 }
 
 /// The request goes to the command's whole process group (here a shell
@@ -219,16 +173,16 @@ fn the_whole_process_group_gets_it_and_is_waited_for() {
     let marker = unique("group-marker");
     let mutex = mutex_of(&name);
     let script = r#""$0" __worker linger "$1" 0; exit 9"#;
-    let (mut lock, lines) = start_lock(&name, &["sh", "-c", script, SHMIO, &marker]);
-    lines.expect("ready");
-    send_signal(&lock, libc::SIGTERM);
+    let mut lock = start_lock(&name, &["sh", "-c", script, SHMIO, &marker]);
+    lock.expect_line("ready");
+    lock.signal(libc::SIGTERM);
     // The shell dies of it; the worker, a grandchild, reports it.
-    lines.expect(&format!("got signal {}", libc::SIGTERM));
+    lock.expect_line(&format!("got signal {}", libc::SIGTERM));
     std::thread::sleep(GRACE);
-    assert!(lock.try_wait().unwrap().is_none(), "shmio lock waits");
+    assert!(lock.exited().is_none(), "shmio lock waits");
     assert_locked(&mutex, "the worker the shell left still runs");
-    drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
+    lock.close_stdin();
+    let status = lock.wait();
     assert_eq!(
         status.code(),
         Some(128 + libc::SIGTERM),
@@ -264,13 +218,13 @@ fn what_the_command_leaves_running_keeps_the_lock() {
         "cmd", "/c", "start", "", "/b", &shmio, "__worker", "linger", &marker, "0", "&", "exit",
         "5",
     ];
-    let (mut lock, lines) = start_lock(&name, &command);
-    lines.expect("ready");
+    let mut lock = start_lock(&name, &command);
+    lock.expect_line("ready");
     std::thread::sleep(GRACE);
-    assert!(lock.try_wait().unwrap().is_none(), "shmio lock waits");
+    assert!(lock.exited().is_none(), "shmio lock waits");
     assert_locked(&mutex, "the worker the command left still runs");
-    drop(lock.stdin.take());
-    let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
+    lock.close_stdin();
+    let status = lock.wait();
     assert_eq!(status.code(), Some(5), "the command's exit code");
     assert!(!exists(&marker));
     assert_free(&mutex);
@@ -280,29 +234,22 @@ fn what_the_command_leaves_running_keeps_the_lock() {
 /// Windows): the worker behind `marker` dies too, and the next locker is
 /// told that the previous owner died. This process keeps the mutex open,
 /// so that the news outlives the killed owner on Windows too.
-fn kill_the_lock_while(name: &str, marker: &str, command: &[&str]) {
+fn kill_the_lock_while(name: &str, marker: &str, command_line: &[&str]) {
     let mutex = mutex_of(name);
-    let (mut lock, lines) = start_lock(name, command);
+    let mut lock = start_lock(name, command_line);
     // Kept open (`wait` would close it): the worker would linger for ever
     // (for its own limit, 60 s) if nothing killed it.
-    let input = lock.stdin.take();
-    lines.expect("ready");
+    let input = lock.take_stdin();
+    lock.expect_line("ready");
     assert_locked(&mutex, "the command runs");
-    lock.kill().unwrap();
-    lock.wait().unwrap();
-    wait_until("the command to die with shmio lock", DEATH, || {
+    lock.kill();
+    poll_until("the command to die with shmio lock", DEATH, POLL, || {
         !exists(marker)
     });
     drop(input);
-    let mut next = Command::new(SHMIO)
-        .args(["lock", name, "--", SHMIO, "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_bounded(&mut next, LIMIT, "the next shmio lock");
-    let stderr = stderr_of(&mut next);
-    assert!(status.success(), "{stderr}");
+    let next = command(&["lock", name, "--", SHMIO, "--version"]).run();
+    let stderr = next.stderr_text();
+    assert!(next.status.success(), "{stderr}");
     assert_eq!(
         stderr.trim_end(),
         format!("shmio: the previous owner of {name} died holding it")
@@ -347,15 +294,9 @@ fn a_nested_lock_dies_with_a_killed_lock() {
     );
     // The inner mutex, killed with its owner, is stale on Linux (elsewhere
     // it went with its last holder): taking it once more removes it.
-    let mut again = Command::new(SHMIO)
-        .args(["lock", &inner, "--", SHMIO, "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_bounded(&mut again, LIMIT, "shmio lock");
-    let stderr = stderr_of(&mut again);
-    assert!(status.success(), "{stderr}");
+    let again = command(&["lock", &inner, "--", SHMIO, "--version"]).run();
+    let stderr = again.stderr_text();
+    assert!(again.status.success(), "{stderr}");
     #[cfg(target_os = "linux")]
     assert!(stderr.contains("died"), "{stderr}");
 }
@@ -369,11 +310,12 @@ mod terminal {
     use std::io::{Read, Write};
     use std::os::fd::FromRawFd;
     use std::os::unix::process::CommandExt;
-    use std::process::{Child, Command, Stdio};
+    use std::process::Stdio;
     use std::sync::mpsc::{self, Receiver};
     use std::time::Instant;
 
-    use super::{unique, wait_bounded, Lines, LIMIT, SHMIO};
+    use super::common::{Child, Input, Output, Spawn, LIMIT};
+    use super::{unique, SHMIO};
 
     /// A shell command that says whether the shell is in the foreground
     /// group of its terminal, from /proc/PID/stat (5th field: the process
@@ -444,33 +386,37 @@ mod terminal {
 
         /// Runs `program ARGS` so (see [`Pty::run`]).
         fn run_program(&self, program: &str, args: &[&str], stdout_on_the_terminal: bool) -> Child {
-            let mut command = Command::new(program);
-            command
-                .args(args)
-                .stdin(self.slave.try_clone().unwrap())
-                .stderr(self.slave.try_clone().unwrap());
-            if stdout_on_the_terminal {
-                command.stdout(self.slave.try_clone().unwrap());
+            let terminal = || Stdio::from(self.slave.try_clone().unwrap());
+            let stdout = if stdout_on_the_terminal {
+                Output::Stdio(terminal())
             } else {
-                command.stdout(Stdio::piped());
-            }
-            // SAFETY: setsid, ioctl and signal are async-signal-safe, and
-            // allocate nothing.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // As a login shell would have them, whatever these tests
-                    // were started with (a script's `cargo test &` ignores
-                    // SIGINT and SIGQUIT).
-                    for signal in [libc::SIGINT, libc::SIGQUIT] {
-                        libc::signal(signal, libc::SIG_DFL);
-                    }
-                    Ok(())
-                })
+                Output::Collect
             };
-            command.spawn().expect("start shmio in a terminal")
+            Spawn::program(program)
+                .args(args)
+                .stdin(Input::Stdio(terminal()))
+                .stdout(stdout)
+                .stderr(Output::Stdio(terminal()))
+                .limit(LIMIT)
+                .configure(|command| {
+                    // SAFETY: setsid, ioctl and signal are async-signal-safe,
+                    // and allocate nothing.
+                    unsafe {
+                        command.pre_exec(|| {
+                            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            // As a login shell would have them, whatever these
+                            // tests were started with (a script's `cargo test &`
+                            // ignores SIGINT and SIGQUIT).
+                            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                                libc::signal(signal, libc::SIG_DFL);
+                            }
+                            Ok(())
+                        })
+                    };
+                })
+                .start()
         }
 
         fn type_in(&mut self, keys: &[u8]) {
@@ -513,17 +459,13 @@ mod terminal {
         pty.expect("ready");
         pty.type_in(b"hello\n");
         pty.expect("got hello");
-        assert!(
-            wait_bounded(&mut lock, LIMIT, "shmio lock").success(),
-            "{}",
-            pty.text
-        );
+        assert!(lock.wait().success(), "{}", pty.text);
 
         let script = r#"echo ready; read line; echo "not interrupted""#;
         let mut lock = pty.run(&["lock", &name, "--", "sh", "-c", script], true);
         pty.expect("ready");
         pty.type_in(b"\x03");
-        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
+        let status = lock.wait();
         assert_eq!(
             status.code(),
             Some(128 + libc::SIGINT),
@@ -542,23 +484,17 @@ mod terminal {
         let mut pty = Pty::open();
         let script = format!(r#"{WHERE}; echo ready; read line; echo "got $line""#);
         let mut lock = pty.run(&["lock", &name, "--", "sh", "-c", &script], false);
-        let lines = Lines::of(lock.stdout.take().unwrap());
-        lines.expect("in the background");
-        lines.expect("ready");
+        lock.expect_line("in the background");
+        lock.expect_line("ready");
         pty.type_in(b"hello\n");
-        lines.expect("got hello");
-        assert!(
-            wait_bounded(&mut lock, LIMIT, "shmio lock").success(),
-            "{}",
-            pty.text
-        );
+        lock.expect_line("got hello");
+        assert!(lock.wait().success(), "{}", pty.text);
 
         let script = r#"echo ready; exec sleep 60"#;
         let mut lock = pty.run(&["lock", &name, "--", "sh", "-c", script], false);
-        let lines = Lines::of(lock.stdout.take().unwrap());
-        lines.expect("ready");
+        lock.expect_line("ready");
         pty.type_in(b"\x03"); // to `shmio lock`'s group: passed on
-        let status = wait_bounded(&mut lock, LIMIT, "shmio lock");
+        let status = lock.wait();
         assert_eq!(status.code(), Some(128 + libc::SIGINT), "{}", pty.text);
     }
 
@@ -583,7 +519,7 @@ mod terminal {
         pty.type_in(b"hello\n");
         pty.expect("got hello");
         pty.expect("the script goes on");
-        let status = wait_bounded(&mut sh, LIMIT, "the script");
+        let status = sh.wait();
         assert!(status.success(), "{}", pty.text);
 
         let command = "echo ready; exec sleep 60";
@@ -591,7 +527,7 @@ mod terminal {
         pty.expect("ready");
         pty.type_in(b"\x03");
         pty.expect("the script got SIGINT");
-        let status = wait_bounded(&mut sh, LIMIT, "the script");
+        let status = sh.wait();
         assert_eq!(status.code(), Some(1), "{}", pty.text);
         assert!(
             !pty.text.contains("goes on\r\nthe script got"),
@@ -599,7 +535,7 @@ mod terminal {
             pty.text
         );
         // Passed on to the command, which died of it: the lock is free.
-        super::wait_until("the lock to be given up", LIMIT, || {
+        super::poll_until("the lock to be given up", LIMIT, super::POLL, || {
             matches!(mutex.try_lock(), Ok(Some(_)))
         });
     }

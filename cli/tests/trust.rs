@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -26,25 +24,9 @@ fn shm(name: &str) -> PathBuf {
     Path::new("/dev/shm").join(name)
 }
 
-/// Whether the tests that need root (and `setpriv`) can run; see
-/// `tests/common` in the library for the same rule.
+/// Whether the tests that need root (and `setpriv`) can run.
 fn root() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let setpriv = Command::new("setpriv")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if root && setpriv {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SHMIO_REQUIRE_ROOT_TESTS").is_none(),
-        "SHMIO_REQUIRE_ROOT_TESTS is set but this test needs root and setpriv"
-    );
-    eprintln!("skipped: needs root and setpriv");
-    false
+    shmio_testkit::root_with(&["setpriv"])
 }
 
 /// `shmio ARGS`, which must finish within [`PROMPT`].
@@ -80,32 +62,35 @@ fn shmio_for_nobody() -> &'static PathBuf {
     })
 }
 
-/// Starts `shmio ARGS` as `nobody`, stdout piped.
+/// Starts `shmio ARGS` as `nobody`, stdout and stderr collected.
 fn spawn_as_nobody(args: &[&str]) -> Child {
-    Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(shmio_for_nobody())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start setpriv")
+    command(args)
+        .program_path(shmio_for_nobody())
+        .wrapped_in(
+            "setpriv",
+            [
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "--",
+            ],
+        )
+        .start()
 }
 
 /// Waits (bounded) until `stat NAME --json` shows `holders` holders.
 fn wait_for_holders(name: &str, holders: u64) {
-    wait_until(&format!("{holders} holder(s) of {name}"), LIMIT, || {
-        let run = shmio(&["stat", name, "--json"]);
-        run.status.success()
-            && serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["holders"]
-                == holders
-    });
+    poll_until(
+        &format!("{holders} holder(s) of {name}"),
+        LIMIT,
+        POLL,
+        || {
+            let run = shmio(&["stat", name, "--json"]);
+            run.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["holders"]
+                    == holders
+        },
+    );
 }
 
 /// Item 1: a FIFO under a name, or another user's link to one, hangs nothing.
@@ -168,8 +153,7 @@ fn gc_removes_only_what_shmio_made() {
     // A stale mapping of shmio's: its only holder is killed.
     let stale = format!("{base}-stale");
     let mut holder = start_ready(&["__worker", "hold", &stale, "4K"], "ready existed=false");
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.kill();
 
     let mine = |text: &str, verb: &str| -> Vec<String> {
         text.lines()
@@ -219,38 +203,23 @@ fn gc_removes_only_what_shmio_made() {
 #[test]
 fn the_holder_of_a_renamed_channel_leaves_the_new_one_alone() {
     let name = unique("renamed");
-    let mut first = Command::new(SHMIO)
-        .args(["recv", &name, "--count", "0", "--timeout", "1s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = command(&["recv", &name, "--count", "0", "--timeout", "1s"])
+        .stdout(Output::Null)
+        .start();
     wait_for_holders(&name, 1);
     let moved = format!("{name}-old");
     std::fs::rename(shm(&name), shm(&moved)).unwrap();
-    let mut second = Command::new(SHMIO)
-        .args(["recv", &name, "--timeout", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let second = command(&["recv", &name, "--timeout", "30s"]).start();
     wait_for_holders(&name, 1);
-    wait_bounded(&mut first, LIMIT, "the first receiver");
+    first.wait();
     assert!(
         shm(&name).exists(),
         "the first receiver removed the new channel"
     );
     shmio(&["send", &name, "still here"]).ok();
-    let status = wait_bounded(&mut second, LIMIT, "the second receiver");
-    let mut out = String::new();
-    second
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(out, "still here\n");
+    let second = second.finish();
+    assert!(second.status.success());
+    assert_eq!(second.stdout_text(), "still here\n");
     assert_gone(&name);
     let _ = std::fs::remove_file(shm(&moved));
 }
@@ -285,20 +254,14 @@ fn another_users_objects_are_joined_only_when_trusted() {
     prompt(&["read", &jobs]).error("belongs to uid 65534");
     prompt(&["lock", &jobs, "--", "true"]).error("belongs to uid 65534");
     // Asked to stop, nobody's receiver closes its channel, and the name goes.
-    let pid = rustix::process::Pid::from_child(&squatter);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    wait_bounded(&mut squatter, LIMIT, "nobody's receiver");
+    squatter.signal(libc::SIGTERM);
+    squatter.wait();
     assert_gone(&jobs);
 
     // Made for sharing: root's receiver with --permissions 666; nobody sends
     // when it trusts root.
     let shared = unique("shared");
-    let mut receiver = Command::new(SHMIO)
-        .args(["recv", &shared, "--permissions", "666", "--timeout", "60s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let receiver = command(&["recv", &shared, "--permissions", "666", "--timeout", "60s"]).start();
     wait_for_holders(&shared, 1);
     let mode = std::fs::metadata(shm(&shared))
         .unwrap()
@@ -306,30 +269,15 @@ fn another_users_objects_are_joined_only_when_trusted() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o666, "--permissions is exact, whatever the umask");
-    let mut refused = spawn_as_nobody(&["send", &shared, "hello"]);
-    let status = wait_bounded(&mut refused, LIMIT, "nobody's send");
-    let mut said = String::new();
-    refused
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let refused = spawn_as_nobody(&["send", &shared, "hello"]).finish();
+    let said = refused.stderr_text();
     assert!(
-        !status.success() && said.contains("belongs to uid 0"),
+        !refused.status.success() && said.contains("belongs to uid 0"),
         "{said}"
     );
-    let mut trusted = spawn_as_nobody(&["send", &shared, "hello", "--allow-owner", "root"]);
-    assert!(wait_bounded(&mut trusted, LIMIT, "nobody's trusted send").success());
-    wait_bounded(&mut receiver, LIMIT, "root's receiver");
-    let mut out = String::new();
-    receiver
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert_eq!(out, "hello\n");
+    spawn_as_nobody(&["send", &shared, "hello", "--allow-owner", "root"]).wait_success();
+    let received = receiver.finish();
+    assert_eq!(received.stdout_text(), "hello\n");
 }
 
 /// Item 8: `shmio lock NAME` is the mutex a library's `map.lock()` takes,
@@ -342,18 +290,16 @@ fn lock_is_the_mappings_own_mutex() {
     // The library holds it: the CLI waits.
     let guard = map.lock().unwrap();
     let marker = temp_file("lock-lib-marker");
-    let mut cli = Command::new(SHMIO)
-        .args(["lock", &name, "--", "touch"])
+    let mut cli = command(&["lock", &name, "--", "touch"])
         .arg(&marker)
-        .spawn()
-        .unwrap();
+        .start();
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !marker.exists(),
         "the CLI ran its command under the library's lock"
     );
     drop(guard);
-    assert!(wait_bounded(&mut cli, LIMIT, "shmio lock").success());
+    cli.wait_success();
     assert!(marker.exists());
     std::fs::remove_file(&marker).unwrap();
 
@@ -363,8 +309,7 @@ fn lock_is_the_mappings_own_mutex() {
         matches!(map.mutex().unwrap().try_lock(), Ok(None)),
         "the library sees the CLI's lock"
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.kill();
     match map.lock() {
         Err(shmio::LockError::OwnerDied(guard)) => drop(guard),
         Ok(_) => panic!("the CLI died holding the lock: the library must be told"),
@@ -373,8 +318,7 @@ fn lock_is_the_mappings_own_mutex() {
 
     // A library process dies holding it: the CLI is told.
     let mut library = start_ready(&["__worker", "hold-lock", &name], "locked");
-    library.kill().unwrap();
-    library.wait().unwrap();
+    library.kill();
     let run = shmio(&["lock", &name, "--", "true"]).ok();
     assert_eq!(
         run.stderr.trim_end(),
@@ -435,22 +379,17 @@ fn diagnostics_say_what_is_there() {
 
     // SIGTERM to a receiver: it exits cleanly and the channel goes with it.
     let channel = unique("sigterm");
-    let mut receiver = Command::new(SHMIO)
-        .args(["recv", &channel, "--count", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut receiver = command(&["recv", &channel, "--count", "0"])
+        .stdout(Output::Null)
+        .limit(PROMPT)
+        .start();
     wait_for_holders(&channel, 1);
-    let pid = rustix::process::Pid::from_child(&receiver);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = wait_bounded(&mut receiver, PROMPT, "the receiver after SIGTERM");
+    receiver.signal(libc::SIGTERM);
+    let status = receiver.wait();
     assert_eq!(
         status.code(),
         Some(128 + 15),
         "exits as a shell reports SIGTERM"
     );
     assert_gone(&channel);
-    let mut stderr = String::new();
-    let _ = BufReader::new(receiver.stderr.take().unwrap()).read_line(&mut stderr);
 }

@@ -1,16 +1,21 @@
-//! The kit the CLI's integration tests share: run `shmio` with bounded
-//! waits, read what it printed, unique names, checks on `/dev/shm`.
+//! The CLI tests' side of shmio-testkit: `shmio` run as a child with every
+//! wait bounded by [`LIMIT`], what it printed checked, unique names, checks
+//! on `/dev/shm`.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// What the CLI tests use of the kit (each file a part of it).
+#[allow(unused_imports)]
+pub use shmio_testkit::{poll_until, Child, Input, Output, Spawn};
 
 pub const SHMIO: &str = env!("CARGO_BIN_EXE_shmio");
 /// The longest any one command may take (Wine is slow to start processes).
 pub const LIMIT: Duration = Duration::from_secs(120);
+/// How often a condition that takes running `shmio` (or opening a name) to
+/// look at is looked at.
+pub const POLL: Duration = Duration::from_millis(10);
 
 /// Tests that make stale names or run `gc` (which removes every stale name)
 /// take turns.
@@ -22,19 +27,34 @@ pub fn stale_turn() -> std::sync::MutexGuard<'static, ()> {
     STALE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A name no other test uses: `shmio-cli-TAG-PID-N`.
 pub fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "shmio-cli-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    shmio_testkit::unique("shmio-cli", tag)
+}
+
+/// `shmio ARGS`, to start: stdin null, stdout and stderr collected, every
+/// wait on it bounded by [`LIMIT`].
+pub fn command(args: &[&str]) -> Spawn {
+    Spawn::program(SHMIO)
+        .args(args)
+        .describe(format!("shmio {args:?}"))
+        .limit(LIMIT)
 }
 
 pub struct Run {
-    pub status: ExitStatus,
+    pub status: std::process::ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: String,
+}
+
+impl From<shmio_testkit::Finished> for Run {
+    fn from(finished: shmio_testkit::Finished) -> Run {
+        Run {
+            stderr: finished.stderr_text(),
+            status: finished.status,
+            stdout: finished.stdout,
+        }
+    }
 }
 
 impl Run {
@@ -89,109 +109,33 @@ impl Run {
 }
 
 /// Runs `shmio ARGS` with `input` on stdin, bounded by `limit`.
+#[track_caller]
 pub fn shmio_with(args: &[&str], input: &[u8], limit: Duration) -> Run {
-    let mut child = Command::new(SHMIO)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmio");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = wait_bounded(&mut child, limit, &format!("shmio {args:?}"));
-    feeder.join().unwrap();
-    Run {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    command(args).input(input).limit(limit).run().into()
 }
 
+#[track_caller]
 pub fn shmio(args: &[&str]) -> Run {
     shmio_with(args, b"", LIMIT)
 }
 
-#[track_caller]
-pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still running after {limit:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[track_caller]
-pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Reads one line from a child's stdout, bounded (a thread does the read).
-pub fn read_line_bounded(
-    reader: BufReader<std::process::ChildStdout>,
-) -> (String, BufReader<std::process::ChildStdout>) {
-    let (send, receive) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = reader;
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = send.send((line, reader));
-    });
-    receive
-        .recv_timeout(LIMIT)
-        .expect("a line from the child in time")
-}
-
-/// Starts `shmio ARGS` (stdin and stdout piped) and waits, bounded, for its
-/// first line, which must be `says`: the worker or command is ready. It
-/// runs on until its stdin closes or it is killed.
+/// Starts `shmio ARGS` (stdin a pipe) and waits, bounded, for its first
+/// line, which must be `says`: the worker or command is ready. It runs on
+/// until its stdin closes or it is killed.
 #[track_caller]
 pub fn start_ready(args: &[&str], says: &str) -> Child {
-    let mut child = Command::new(SHMIO)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start shmio");
-    let (line, _reader) = read_line_bounded(BufReader::new(child.stdout.take().unwrap()));
-    assert_eq!(line.trim(), says, "shmio {args:?}");
+    let mut child = command(args).stdin(Input::Pipe).start();
+    child.expect_line(says);
     child
 }
 
 #[cfg(target_os = "linux")]
 #[track_caller]
 pub fn assert_gone(name: &str) {
-    let path = std::path::Path::new("/dev/shm").join(name);
-    assert!(!path.exists(), "{} was left behind", path.display());
+    assert!(
+        !shmio_testkit::shm_entry_exists(name),
+        "/dev/shm/{name} was left behind"
+    );
 }
 
 pub fn temp_file(tag: &str) -> std::path::PathBuf {

@@ -110,7 +110,9 @@ impl Spawn {
     /// child runs only the test `child_entry` that [`roles!`](crate::roles)
     /// generated. By default: stdin null, stdout collected (for
     /// [`ready`](crate::ready)), stderr inherited (a child's panic shows in
-    /// the test's output), dies with its parent (Linux).
+    /// the test's output), dies with its parent (Linux). In a test binary
+    /// libtest's lines come first on stdout, and what the role prints first
+    /// follows `test child_entry ... ` on the same line.
     pub fn role<R: Role>(role: R) -> Spawn {
         let program = std::env::current_exe().expect("the path of this binary");
         let harness_args = if R::IN_TEST_HARNESS {
@@ -500,6 +502,8 @@ impl Child {
 
     /// Waits until the child says it is [`ready`](crate::ready); a panic if
     /// it exits first or takes longer than its limit (it is then killed).
+    /// Its stdout is collected, or a pipe the caller reads the rest of
+    /// ([`Output::Pipe`]: the ready line is taken from it, nothing more).
     #[track_caller]
     pub fn wait_ready(&mut self) -> &mut Child {
         if let Err(failure) = self.checked_wait_ready() {
@@ -511,6 +515,9 @@ impl Child {
     /// [`wait_ready`](Child::wait_ready), returning the failure.
     pub fn checked_wait_ready(&mut self) -> Result<(), Failure> {
         let marker = format!("\n{READY_LINE}\n").into_bytes();
+        if self.stdout.is_none() && self.raw_stdout.is_some() {
+            return self.wait_ready_on_the_pipe(marker);
+        }
         let found = self.wait_stdout("to be ready", |state| {
             find(&state.bytes, &marker).map(|at| {
                 // Lines read after this start after the marker.
@@ -518,6 +525,41 @@ impl Child {
             })
         })?;
         found.ok_or_else(|| self.ended_early("before it was ready"))
+    }
+
+    /// Waits for the ready line on a stdout the caller reads itself
+    /// ([`Output::Pipe`]: data may follow it): a thread reads it byte by
+    /// byte up to the marker, so that nothing after it is taken, and hands
+    /// the pipe back.
+    fn wait_ready_on_the_pipe(&mut self, marker: Vec<u8>) -> Result<(), Failure> {
+        let mut pipe = self.raw_stdout.take().expect("a piped stdout");
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            let found = loop {
+                match pipe.read(&mut byte) {
+                    Ok(0) => break false,
+                    Ok(_) => {
+                        seen.push(byte[0]);
+                        if seen.ends_with(&marker) {
+                            break true;
+                        }
+                    }
+                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break false,
+                }
+            };
+            let _ = done.send((found, pipe));
+        });
+        match result.recv_timeout(self.limit) {
+            Ok((true, pipe)) => {
+                self.raw_stdout = Some(pipe);
+                Ok(())
+            }
+            Ok((false, _)) => Err(self.ended_early("before it was ready")),
+            Err(_) => Err(self.killed("waiting for it to be ready")),
+        }
     }
 
     /// The next line the child printed on stdout, without its line end;
@@ -719,8 +761,12 @@ impl Child {
 }
 
 impl Drop for Child {
+    /// Kills and reaps a child still running; never panics.
     fn drop(&mut self) {
-        self.kill();
+        if self.status.is_none() && matches!(self.process.try_wait(), Ok(None)) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
     }
 }
 

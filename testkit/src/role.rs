@@ -211,7 +211,8 @@ pub fn limit_lifetime(lifetime: Duration) {
 
 /// Tells the parent this child is ready: a line on stdout that
 /// [`Child::wait_ready`](crate::Child::wait_ready) waits for (the child's
-/// stdout must be collected, as it is for a role by default).
+/// stdout must be collected, as it is for a role by default, or a pipe the
+/// parent reads the rest of, if data follows).
 pub fn ready() {
     let mut out = std::io::stdout().lock();
     // A line of its own, whatever was printed before (libtest's header).

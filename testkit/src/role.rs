@@ -179,8 +179,10 @@ pub fn child_setup() {
 fn die_with_parent(parent: u32) {
     use rustix::process::{getppid, set_parent_process_death_signal, Signal};
     set_parent_process_death_signal(Some(Signal::KILL)).expect("set the parent-death signal");
-    // The parent may have gone before the line above took effect.
-    if getppid().is_none_or(|pid| pid.as_raw_nonzero().get() as u32 != parent) {
+    // The parent may have gone before the line above took effect. (A parent
+    // outside this process's pid namespace has no pid here: `getppid` says
+    // 0, `None`, and only the death signal can tell.)
+    if getppid().is_some_and(|pid| pid.as_raw_nonzero().get() as u32 != parent) {
         eprintln!(
             "shmio-testkit child {}: parent {parent} is gone: exiting",
             std::process::id()

@@ -2,13 +2,24 @@
 //! caller owns (a named object's state; see `sync/`): a robust,
 //! process-shared pthread mutex, and futex waits and wakes on a word.
 //!
-//! **Lock.** A `pthread_mutex_t` set up `PTHREAD_PROCESS_SHARED`,
-//! `PTHREAD_MUTEX_ROBUST` and `PTHREAD_MUTEX_ERRORCHECK`. glibc locks an
+//! **Lock.** A `pthread_mutex_t` set up `PTHREAD_PROCESS_SHARED` and
+//! `PTHREAD_MUTEX_ROBUST`, then the holder's token. glibc locks an
 //! uncontended mutex with one compare-and-swap in user space (no system
 //! call) and keeps it on the thread's robust list, which the kernel walks
 //! when the thread dies, SIGKILL included: the next locker gets `EOWNERDEAD`,
-//! marks the mutex consistent and is told its previous owner died. Relocking
-//! from the holding thread is `EDEADLK`, never a silent re-entry.
+//! marks the mutex consistent and is told its previous owner died. (The
+//! kernel compares the thread id in the futex word with the dying thread's
+//! id in that thread's own pid namespace, so this works across containers.)
+//!
+//! *Relocking from the holding thread* is `Error::WouldDeadlock`, never a
+//! silent re-entry nor a deadlock. It is not glibc's error check, which
+//! compares thread ids: two threads in two pid namespaces can have the same
+//! id, and the second would be told it already holds the first's lock. The
+//! holder writes its *token* beside the mutex instead: a number unique to
+//! the thread in every process (a random per-process value and a per-thread
+//! count), and clears it before it unlocks; a thread that finds its own
+//! token there holds the lock. The mutex is of the normal type, so a thread
+//! of another namespace with the same id simply waits its turn.
 //!
 //! **Waker.** `FUTEX_WAIT` sleeps while the word holds the value the sleeper
 //! saw (the kernel checks it atomically with going to sleep, so no wake-up
@@ -16,7 +27,7 @@
 //! needed.
 
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -27,9 +38,18 @@ use crate::owner::Trust;
 use crate::sys::unix::os_error;
 use crate::sys::LockState;
 
+/// A lock's state in shared memory.
+#[repr(C)]
+struct State {
+    mutex: libc::pthread_mutex_t,
+    /// The holder's token (see the module docs), 0 when nobody holds it or
+    /// its holder died holding it.
+    holder: AtomicU64,
+}
+
 /// A robust process-shared pthread mutex in shared memory.
 pub(crate) struct RobustLock {
-    mutex: *mut libc::pthread_mutex_t,
+    state: NonNull<State>,
 }
 
 // SAFETY: the pthread mutex is process-shared: any thread may lock it, and
@@ -40,7 +60,7 @@ unsafe impl Sync for RobustLock {}
 
 impl RobustLock {
     /// The bytes of shared memory a lock keeps its state in.
-    pub(crate) const STATE_LEN: u64 = size_of::<libc::pthread_mutex_t>() as u64;
+    pub(crate) const STATE_LEN: u64 = size_of::<State>() as u64;
 
     /// Sets up a new lock's state at `state`.
     ///
@@ -48,8 +68,10 @@ impl RobustLock {
     /// `state` points at [`Self::STATE_LEN`] writable, 8-aligned bytes of
     /// mapped memory that no other process uses yet.
     pub(crate) unsafe fn init(state: NonNull<u8>, name: &str) -> Result<()> {
-        // SAFETY: the caller's promise.
-        unsafe { init_mutex(state.as_ptr().cast()) }
+        let state = state.cast::<State>();
+        // SAFETY: the caller's promise; `holder` is zeroed memory, a valid
+        // AtomicU64 of 0 (nobody holds the lock).
+        unsafe { init_mutex(&raw mut (*state.as_ptr()).mutex) }
             .map_err(|errno| os_error("set up", name, errno))
     }
 
@@ -67,32 +89,49 @@ impl RobustLock {
         _trust: &Trust,
     ) -> Result<Self> {
         Ok(RobustLock {
-            mutex: state.as_ptr().cast(),
+            state: state.cast(),
         })
+    }
+
+    /// The pthread mutex.
+    #[inline]
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        // SAFETY: `state` points at a live State (see `open`); no reference
+        // is made, only the field's address taken.
+        unsafe { &raw mut (*self.state.as_ptr()).mutex }
+    }
+
+    /// The holder's token.
+    #[inline]
+    fn holder(&self) -> &AtomicU64 {
+        // SAFETY: as in `mutex`; an atomic may be shared freely.
+        unsafe { &(*self.state.as_ptr()).holder }
     }
 
     /// Locks, waiting at most `timeout` (forever when `None`).
     #[inline]
     pub(crate) fn lock(&self, name: &str, timeout: Option<Duration>) -> Result<LockState> {
+        let me = self.not_mine(name)?;
         let code = match timeout {
-            // SAFETY: `self.mutex` is an initialised process-shared mutex in
+            // SAFETY: the mutex is an initialised process-shared mutex in
             // memory that stays mapped while `self` lives.
-            None => unsafe { libc::pthread_mutex_lock(self.mutex) },
+            None => unsafe { libc::pthread_mutex_lock(self.mutex()) },
             Some(timeout) => {
                 let deadline = realtime_deadline(timeout);
                 // SAFETY: as above; `deadline` is a valid timespec.
-                unsafe { libc::pthread_mutex_timedlock(self.mutex, &deadline) }
+                unsafe { libc::pthread_mutex_timedlock(self.mutex(), &deadline) }
             }
         };
-        self.outcome(name, code)
+        self.outcome(name, code, me)
     }
 
     /// Locks if nobody holds it.
     #[inline]
     pub(crate) fn try_lock(&self, name: &str) -> Result<LockState> {
+        let me = self.not_mine(name)?;
         // SAFETY: as in `lock`.
-        let code = unsafe { libc::pthread_mutex_trylock(self.mutex) };
-        self.outcome(name, code)
+        let code = unsafe { libc::pthread_mutex_trylock(self.mutex()) };
+        self.outcome(name, code, me)
     }
 
     /// Unlocks.
@@ -101,26 +140,43 @@ impl RobustLock {
     /// The calling thread holds the lock.
     #[inline]
     pub(crate) unsafe fn unlock(&self) {
+        self.holder().store(0, Ordering::Relaxed);
         // SAFETY: the caller holds the lock; the mutex stays mapped.
-        unsafe { libc::pthread_mutex_unlock(self.mutex) };
+        unsafe { libc::pthread_mutex_unlock(self.mutex()) };
     }
 
-    /// What a pthread lock call's result means.
+    /// This thread's token, or [`Error::WouldDeadlock`] if this thread
+    /// holds the lock already: only it can have written its token there,
+    /// and it clears it before it lets go.
     #[inline]
-    fn outcome(&self, name: &str, code: i32) -> Result<LockState> {
+    fn not_mine(&self, name: &str) -> Result<u64> {
+        let me = thread_token();
+        if self.holder().load(Ordering::Relaxed) == me {
+            return Err(Error::WouldDeadlock {
+                name: name.to_owned(),
+            });
+        }
+        Ok(me)
+    }
+
+    /// What a pthread lock call's result means; `me` is the caller's token.
+    #[inline]
+    fn outcome(&self, name: &str, code: i32, me: u64) -> Result<LockState> {
         if code == 0 {
+            self.holder().store(me, Ordering::Relaxed);
             return Ok(LockState::Acquired);
         }
-        self.unusual_outcome(name, code)
+        self.unusual_outcome(name, code, me)
     }
 
     /// The outcomes other than a plain lock, kept off the hot path.
     #[cold]
-    fn unusual_outcome(&self, name: &str, code: i32) -> Result<LockState> {
+    fn unusual_outcome(&self, name: &str, code: i32, me: u64) -> Result<LockState> {
         match code {
             libc::EOWNERDEAD => {
                 // SAFETY: EOWNERDEAD means this thread now holds the mutex.
-                unsafe { libc::pthread_mutex_consistent(self.mutex) };
+                unsafe { libc::pthread_mutex_consistent(self.mutex()) };
+                self.holder().store(me, Ordering::Relaxed);
                 Ok(LockState::OwnerDied)
             }
             libc::EBUSY | libc::ETIMEDOUT => Ok(LockState::Busy),
@@ -132,7 +188,35 @@ impl RobustLock {
     }
 }
 
-/// Sets up a robust, process-shared, error-checking mutex at `mutex`.
+/// This thread's token: unique to it among the threads of every process
+/// (see the module docs), never 0.
+#[inline]
+fn thread_token() -> u64 {
+    thread_local! {
+        static TOKEN: u64 = new_token();
+    }
+    TOKEN.with(|token| *token)
+}
+
+/// A token for a new thread: a random value of this process (from the
+/// standard library's per-process random keys) mixed with a count.
+fn new_token() -> u64 {
+    use std::hash::BuildHasher;
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let process = *PROCESS.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .hash_one((std::process::id(), std::time::SystemTime::now()))
+    });
+    let thread = NEXT.fetch_add(1, Ordering::Relaxed);
+    // splitmix64's finaliser, so neighbouring counts give unrelated tokens.
+    let mut x = process ^ thread.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) | 1
+}
+
+/// Sets up a robust, process-shared, normal-type mutex at `mutex`.
 ///
 /// # Safety
 /// `mutex` points at writable, suitably aligned memory that nothing else uses yet.
@@ -163,7 +247,7 @@ unsafe fn init_mutex(mutex: *mut libc::pthread_mutex_t) -> std::result::Result<(
         .and_then(|()| {
             check(libc::pthread_mutexattr_settype(
                 attr,
-                libc::PTHREAD_MUTEX_ERRORCHECK,
+                libc::PTHREAD_MUTEX_NORMAL,
             ))
         })
         .and_then(|()| check(libc::pthread_mutex_init(mutex, attr)));

@@ -1,5 +1,6 @@
-//! `shmio-bench`: one table comparing shmio's message channel with its peers,
-//! all measured in one run (see `bench/README.md`).
+//! `shmio-bench`: one table comparing shmio's message channel with its
+//! peers, all measured in one run (see `bench/README.md`), with the
+//! harness and the sides of this package's library.
 //!
 //! ```sh
 //! cargo run --release -p shmio-bench            # about a minute
@@ -9,13 +10,463 @@
 //! The measurements are Linux only (raw futexes, `/dev/shm`, iceoryx2's
 //! POSIX back end); elsewhere the binary says so and exits 0.
 
-#[cfg(target_os = "linux")]
-mod linux;
-
 fn main() {
+    // A child of a run: serve its role.
+    if let Some(code) = shmio_bench::child::serve() {
+        std::process::exit(code);
+    }
     #[cfg(target_os = "linux")]
     std::process::exit(linux::main());
 
     #[cfg(not(target_os = "linux"))]
     println!("shmio-bench: Linux only (raw futexes, /dev/shm and iceoryx2's Linux back end); nothing to measure here.");
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::fmt::Write as _;
+    use std::time::{Duration, Instant};
+
+    use shmio_bench::harness::{self, Named, Results, Settings};
+    use shmio_bench::machine::{self, CpuTimes};
+    use shmio_bench::report::{format_ns, format_rate};
+    #[cfg(feature = "iceoryx2")]
+    use shmio_bench::sides::iceoryx2;
+    use shmio_bench::sides::{channel, copy, futex, socket, spin, stream};
+    use shmio_bench::{watchdog, Result};
+
+    /// Slots of the 64-byte throughput queues (shmio's ring, iceoryx2's subscriber buffer).
+    const SMALL_CAPACITY: u32 = 1024;
+    /// Slots of the 64 KiB throughput queues: 4 MiB of ring, as the memcpy limit's mapping.
+    const LARGE_CAPACITY: u32 = 64;
+    const SMALL: usize = 64;
+    const LARGE: usize = 64 * 1024;
+
+    const USAGE: &str = "usage: shmio-bench [--quick]\n\n\
+    Measures shmio's channel against raw shared memory, a futex, a pipe, a Unix socket,\n\
+    iceoryx2 and memcpy, and prints one markdown table. --quick: fewer, shorter rounds.";
+
+    pub fn main() -> i32 {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [] => false,
+            ["--quick"] => true,
+            ["--help" | "-h"] => {
+                println!("{USAGE}");
+                return 0;
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                return 2;
+            }
+        };
+        match run(quick, &args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("shmio-bench: {e}");
+                1
+            }
+        }
+    }
+
+    fn run(quick: bool, args: &[String]) -> Result<()> {
+        let settings = if quick {
+            Settings {
+                rounds: 11,
+                batch_time: Duration::from_millis(10),
+            }
+        } else {
+            Settings {
+                rounds: 41,
+                batch_time: Duration::from_millis(40),
+            }
+        };
+        let began = Instant::now();
+        let cpu_before = CpuTimes::now();
+        watchdog::start("shmio-bench".into());
+        let base = format!("shmio-bench-{}", std::process::id());
+        let domain = Domain::new(std::process::id().to_string())?;
+
+        eprintln!("shmio-bench: round trips ...");
+        let round_trips = round_trips(&base, &domain, settings)?;
+        eprintln!("shmio-bench: throughput, {SMALL} B ...");
+        let small = throughput(&base, &domain, settings, SMALL, SMALL_CAPACITY, false)?;
+        eprintln!("shmio-bench: throughput, 64 KiB ...");
+        let large = throughput(&base, &domain, settings, LARGE, LARGE_CAPACITY, true)?;
+
+        let others =
+            cpu_before.and_then(|before| Some(CpuTimes::now()?.others_share_since(&before)));
+        let iceoryx2_files = domain.remove()?;
+        let left: Vec<String> = std::fs::read_dir("/dev/shm")?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&base))
+            .collect();
+
+        let mut rows = Vec::new();
+        const SPIN: &str = "raw shared-memory spin (the limit)";
+        const BUSY: &str = "round trip, 8 B, busy-poll (`try_recv_into`)";
+        const BLOCKING: &str = "round trip, 8 B, blocking (`recv_into`), steady traffic";
+        let round_trip_rows = [
+            (BUSY, "shmio busy", "spin", SPIN, Some(Target::AtMost(1.5))),
+            (
+                BUSY,
+                "shmio busy",
+                "iceoryx2",
+                "iceoryx2, busy-poll `receive()`",
+                Some(Target::AtMost(0.5)),
+            ),
+            (
+                BLOCKING,
+                "shmio blocking",
+                "spin",
+                SPIN,
+                Some(Target::AtMost(2.0)),
+            ),
+            (
+                BLOCKING,
+                "shmio blocking",
+                "futex",
+                "raw futex wait/wake",
+                None,
+            ),
+            (BLOCKING, "shmio blocking", "pipe", "pipe pair", None),
+            (
+                BLOCKING,
+                "shmio blocking",
+                "socket",
+                "Unix socket pair",
+                None,
+            ),
+        ];
+        for (operation, ours, theirs, peer, target) in round_trip_rows {
+            if !round_trips.has(theirs) {
+                continue;
+            }
+            rows.push(Row {
+                operation: operation.to_owned(),
+                peer,
+                shmio: format_ns(round_trips.median(ours)),
+                theirs: format_ns(round_trips.median(theirs)),
+                ratio: round_trips.ratio(ours, theirs),
+                target,
+            });
+        }
+
+        const MEMCPY: &str = "raw `memcpy` into a mapping (the limit)";
+        const ICEORYX2: &str = "iceoryx2, loan/write/send";
+        let small_rows = [
+            ("copying", "shmio copy", "socket", "Unix socket pair", None),
+            (
+                "copying",
+                "shmio copy",
+                "iceoryx2",
+                ICEORYX2,
+                Some(Target::AtLeast(2.0)),
+            ),
+            (
+                "in place",
+                "shmio in place",
+                "iceoryx2",
+                ICEORYX2,
+                Some(Target::AtLeast(2.0)),
+            ),
+        ];
+        let large_rows = [
+            ("copying", "shmio copy", "socket", "Unix socket pair", None),
+            ("copying", "shmio copy", "iceoryx2", ICEORYX2, None),
+            ("in place", "shmio in place", "iceoryx2", ICEORYX2, None),
+            ("copying", "shmio copy", "memcpy", MEMCPY, None),
+            (
+                "in place",
+                "shmio in place",
+                "memcpy",
+                MEMCPY,
+                Some(Target::AtLeast(0.8)),
+            ),
+        ];
+        let groups = [
+            (&small, SMALL, "64 B", &small_rows[..]),
+            (&large, LARGE, "64 KiB", &large_rows[..]),
+        ];
+        for (results, size, label, specs) in groups {
+            for &(how, ours, theirs, peer, target) in specs {
+                if !results.has(theirs) {
+                    continue;
+                }
+                let api = if how == "copying" {
+                    "`send`/`recv_into`"
+                } else {
+                    "`send_with`/`recv_with`"
+                };
+                rows.push(Row {
+                    operation: format!("throughput, {label}, {how} ({api})"),
+                    peer,
+                    shmio: format_rate(results.median(ours), size),
+                    theirs: format_rate(results.median(theirs), size),
+                    // Time per message peer / shmio = shmio's throughput / the peer's.
+                    ratio: results.ratio(theirs, ours),
+                    target,
+                });
+            }
+        }
+
+        let run = Run {
+            quick,
+            args,
+            settings,
+            took: began.elapsed(),
+            others,
+            iceoryx2_files,
+            left,
+        };
+        print!("{}", report(&run, &rows));
+        Ok(())
+    }
+
+    fn round_trips(base: &str, domain: &Domain, settings: Settings) -> Result<Results> {
+        #[allow(unused_mut)] // without the iceoryx2 feature
+        let mut sides: Vec<Named> = vec![
+            (
+                "shmio busy",
+                Box::new(channel::BusyRoundTrip::start(&format!("{base}-rt-busy"))?),
+            ),
+            (
+                "shmio blocking",
+                Box::new(channel::BlockingRoundTrip::start(&format!(
+                    "{base}-rt-block"
+                ))?),
+            ),
+            (
+                "spin",
+                Box::new(spin::SpinRoundTrip::start(&format!("{base}-rt-spin"))?),
+            ),
+            (
+                "futex",
+                Box::new(futex::FutexRoundTrip::start(&format!("{base}-rt-futex"))?),
+            ),
+            ("pipe", Box::new(stream::PipeRoundTrip::start()?)),
+            ("socket", Box::new(socket::SocketRoundTrip::start()?)),
+        ];
+        #[cfg(feature = "iceoryx2")]
+        sides.push((
+            "iceoryx2",
+            Box::new(iceoryx2::RoundTrip::start(domain, &format!("{base}-rt"))?),
+        ));
+        #[cfg(not(feature = "iceoryx2"))]
+        let _ = domain;
+        harness::run("round trips", sides, settings)
+    }
+
+    fn throughput(
+        base: &str,
+        domain: &Domain,
+        settings: Settings,
+        size: usize,
+        capacity: u32,
+        memcpy: bool,
+    ) -> Result<Results> {
+        let mut sides: Vec<Named> = vec![
+            (
+                "shmio copy",
+                Box::new(channel::Throughput::start(
+                    &format!("{base}-tp{size}-copy"),
+                    size,
+                    capacity,
+                    false,
+                )?),
+            ),
+            (
+                "shmio in place",
+                Box::new(channel::Throughput::start(
+                    &format!("{base}-tp{size}-in-place"),
+                    size,
+                    capacity,
+                    true,
+                )?),
+            ),
+            ("socket", Box::new(socket::SocketThroughput::start(size)?)),
+        ];
+        #[cfg(feature = "iceoryx2")]
+        sides.push((
+            "iceoryx2",
+            Box::new(iceoryx2::Throughput::start(
+                domain,
+                &format!("{base}-tp{size}"),
+                size,
+                capacity as usize,
+            )?),
+        ));
+        #[cfg(not(feature = "iceoryx2"))]
+        let _ = domain;
+        if memcpy {
+            let target = copy::Target::anonymous(size, capacity as usize)?;
+            sides.push(("memcpy", Box::new(target.memcpy()?)));
+        }
+        harness::run(&format!("throughput {size} B"), sides, settings)
+    }
+
+    #[derive(Clone, Copy)]
+    enum Target {
+        AtMost(f64),
+        AtLeast(f64),
+    }
+
+    struct Row {
+        operation: String,
+        peer: &'static str,
+        shmio: String,
+        theirs: String,
+        /// shmio / peer: time for round trips, throughput for throughput.
+        ratio: f64,
+        target: Option<Target>,
+    }
+
+    /// What the report says about the run itself.
+    struct Run<'a> {
+        quick: bool,
+        args: &'a [String],
+        settings: Settings,
+        took: Duration,
+        /// The share of all CPU time that other processes took during the run.
+        others: Option<f64>,
+        iceoryx2_files: Vec<String>,
+        left: Vec<String>,
+    }
+
+    fn report(run: &Run, rows: &[Row]) -> String {
+        let Run {
+            quick,
+            args,
+            settings,
+            took,
+            others,
+            ref left,
+            ref iceoryx2_files,
+        } = *run;
+        let mut out = String::new();
+        let command = if args.is_empty() {
+            "cargo run --release -p shmio-bench".to_owned()
+        } else {
+            format!("cargo run --release -p shmio-bench -- {}", args.join(" "))
+        };
+        let _ = writeln!(out, "\n## shmio's channel against its peers\n");
+        let _ = writeln!(out, "- machine: {}", machine::describe());
+        let _ = writeln!(
+            out,
+            "- command: `{command}`{}",
+            if quick { " (quick: noisier)" } else { "" }
+        );
+        let _ = writeln!(
+        out,
+        "- method: parent and one child process; the sides of each group take turns in every round \
+         (rotating order), batches of about {} ms, {} rounds after a warm-up round; \
+         figures are medians over the rounds, ratios medians of the per-round ratios; took {:.0} s",
+        settings.batch_time.as_millis(),
+        settings.rounds,
+        took.as_secs_f64()
+    );
+        match others {
+            Some(share) if share > 0.05 => {
+                let _ = writeln!(
+                out,
+                "- **other processes took {:.0}% of the machine's CPU time during the run: \
+                 the figures, the busy-poll ones above all, are distorted; run it on an idle machine**",
+                share * 100.0
+            );
+            }
+            Some(share) => {
+                let _ = writeln!(
+                    out,
+                    "- other processes took {:.1}% of the machine's CPU time during the run",
+                    share * 100.0
+                );
+            }
+            None => {}
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| operation | peer | shmio | peer's | shmio / peer | target | met |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let (mut met, mut targets) = (0, 0);
+        for row in rows {
+            let (target, ok) = match row.target {
+                None => (String::from("—"), String::new()),
+                Some(target) => {
+                    targets += 1;
+                    let (text, ok) = match target {
+                        Target::AtMost(x) => (format!("≤ {x}×"), row.ratio <= x),
+                        Target::AtLeast(x) => (format!("≥ {x}×"), row.ratio >= x),
+                    };
+                    met += usize::from(ok);
+                    (text, String::from(if ok { "yes" } else { "**no**" }))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.2}× | {target} | {ok} |",
+                row.operation, row.peer, row.shmio, row.theirs, row.ratio
+            );
+        }
+        let _ = writeln!(out, "\nTargets met: {met} of {targets}.\n");
+        let _ = writeln!(
+        out,
+        "- round trips: time per round trip (parent sends, child echoes, parent receives); the ratio is shmio's time / the peer's.\n\
+         - throughput: one producer process, one consumer process; messages/s and MB/s (10^6 bytes); the ratio is shmio's throughput / the peer's.\n\
+         - raw spin: two `AtomicU64` words 128 bytes apart in a shared mapping, both sides busy-polling.\n\
+         - raw futex: two `AtomicU32` words, store + `FUTEX_WAKE`, `FUTEX_WAIT` until the other word changes (no spinning).\n\
+         - pipe, Unix socket: blocking `write`/`read`, one system call each way per message (no batching); throughput reads fixed-size messages.\n\
+         - iceoryx2 0.10 (`ipc::Service`, publish-subscribe): one service each way for round trips (`u64` payload), a `[u8]` slice service for throughput \
+         (subscriber buffer = the queue's capacity, no overflow, `RetryUntilDelivered`); receivers busy-poll `receive()`.\n\
+         - shmio: `Channel` rings of {SMALL_CAPACITY} x {SMALL} B and {LARGE_CAPACITY} x 64 KiB for throughput, 16 x 8 B for round trips; \
+         in place, the producer copies the message into the slot and the consumer reads it there; copying, `recv_into` copies it out.\n\
+         - raw `memcpy`: `copy_from_slice` of 64 KiB into the next of {LARGE_CAPACITY} slots of a shared mapping (same footprint as the ring), one process.\n\
+         - every consumer checks each message's length, sequence number and last byte."
+    );
+        let _ = writeln!(
+        out,
+        "\nLeft in /dev/shm by shmio and the raw peers: {}. Left by iceoryx2 in this run's private domain, and removed: {}.",
+        list(left),
+        list(iceoryx2_files)
+    );
+        out
+    }
+
+    fn list(names: &[String]) -> String {
+        if names.is_empty() {
+            "nothing".to_owned()
+        } else {
+            names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// The run's private iceoryx2 domain.
+    #[cfg(feature = "iceoryx2")]
+    type Domain = iceoryx2::Domain;
+
+    /// Without the iceoryx2 feature, no domain (and no iceoryx2 sides).
+    #[cfg(not(feature = "iceoryx2"))]
+    struct Domain;
+
+    #[cfg(not(feature = "iceoryx2"))]
+    impl Domain {
+        fn new(_tag: String) -> Result<Domain> {
+            Ok(Domain)
+        }
+
+        fn remove(self) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
 }

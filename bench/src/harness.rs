@@ -1,18 +1,21 @@
-//! The paired harness, after `benches/support/mod.rs`: every side runs in
-//! batches, the sides take turns within each round (the order rotates from
-//! round to round), so drift on a shared, noisy machine hits all of them
-//! alike; each figure is a median over the rounds, and each ratio the median
-//! of the per-round ratios.
+//! The paired harness: every side runs in batches, the sides take turns
+//! within each round (the order rotates from round to round: with two
+//! sides, they alternate), so drift on a shared, noisy machine hits all of
+//! them alike; each figure is a median over the rounds, and each ratio the
+//! median of the per-round ratios.
 //!
-//! Unlike `benches/support`, a side here is a whole batch (it may wake a
-//! child process, warm up, time `n` operations and stop the child again), and
-//! reports its own nanoseconds per operation, so set-up is never timed.
+//! A side is a whole batch (it may wake a child process, warm up, time `n`
+//! operations and stop the child again) and reports its own nanoseconds
+//! per operation, so set-up is never timed. Before the rounds, each side's
+//! batch is sized to [`Settings::batch_time`]; a first round warms
+//! everything up and is not kept.
+//!
+//! This module knows nothing of what a side does: see [`crate::sides`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::proc::watchdog;
-use super::Result;
+use crate::{watchdog, Result};
 
 /// One contender.
 pub trait Side {
@@ -20,8 +23,26 @@ pub trait Side {
     /// returns nanoseconds per operation.
     fn batch(&mut self, n: u64) -> Result<f64>;
 
-    /// Gives an idle child some traffic, so its watchdog knows the parent is alive.
-    fn keepalive(&mut self) -> Result<()>;
+    /// Gives an idle child some traffic, so that its watchdog knows the
+    /// parent is alive. Nothing for a side without a child.
+    fn keepalive(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A side that calls a closure: one call is one operation, timed in a
+/// plain loop (no clock read inside the batch, which would weigh on
+/// operations of a few nanoseconds).
+pub struct Calls<F>(pub F);
+
+impl<F: FnMut()> Side for Calls<F> {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..n {
+            (self.0)();
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n.max(1) as f64)
+    }
 }
 
 /// The longest a [`timed`] batch runs, in nanoseconds.
@@ -61,6 +82,18 @@ pub struct Settings {
     pub batch_time: Duration,
 }
 
+/// Where a run is, for a progress display: reported after every batch of
+/// every round (the warm-up round is round 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// The group being run.
+    pub group: &'a str,
+    /// The side whose batch just ran.
+    pub side: &'a str,
+    /// The round it ran in: 0 (the warm-up) to `Settings::rounds`.
+    pub round: usize,
+}
+
 /// What a run found: per side, the nanoseconds per operation of each round.
 pub struct Results {
     keys: Vec<&'static str>,
@@ -75,6 +108,11 @@ impl Results {
             .unwrap_or_else(|| panic!("no side called {key:?}"))
     }
 
+    /// Whether a side called `key` ran.
+    pub fn has(&self, key: &str) -> bool {
+        self.keys.contains(&key)
+    }
+
     /// The median nanoseconds per operation of `key`.
     pub fn median(&self, key: &str) -> f64 {
         median(self.rounds[self.index(key)].clone())
@@ -87,12 +125,27 @@ impl Results {
     }
 }
 
+/// The median of `values` (the upper one of an even count); NaN if empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A named side, as [`run`] takes them.
+pub type Named<'a> = (&'static str, Box<dyn Side + 'a>);
+
 /// Runs `sides` in rotating order for `settings.rounds` rounds, after
 /// sizing each side's batch to `settings.batch_time` and one warm-up round.
-pub fn run(
+pub fn run(group: &str, sides: Vec<Named<'_>>, settings: Settings) -> Result<Results> {
+    run_with_progress(group, sides, settings, &mut |_| {})
+}
+
+/// [`run`], telling `progress` after every batch of every round.
+pub fn run_with_progress(
     group: &str,
-    mut sides: Vec<(&'static str, Box<dyn Side + '_>)>,
+    mut sides: Vec<Named<'_>>,
     settings: Settings,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Results> {
     let target = settings.batch_time.as_secs_f64() * 1e9;
     CAP_NS.store((target as u64 * 4).max(100_000_000), Ordering::Relaxed);
@@ -102,7 +155,7 @@ pub fn run(
     for index in 0..sides.len() {
         let (key, side) = &mut sides[index];
         watchdog::stage(format!("{group}: sizing {key}"));
-        let n = size_batch(side.as_mut(), target)?;
+        let n = size_batch(side.as_mut(), target).map_err(|e| in_side(key, e))?;
         if verbose {
             eprintln!("{group}: {key}: batches of {n}");
         }
@@ -118,7 +171,7 @@ pub fn run(
             let index = (round + step) % count;
             let (key, side) = &mut sides[index];
             watchdog::stage(format!("{group}: {key}, round {round}"));
-            let ns = side.batch(sizes[index])?;
+            let ns = side.batch(sizes[index]).map_err(|e| in_side(key, e))?;
             if verbose {
                 eprintln!("{group}: round {round}: {key}: {ns:.1} ns");
             }
@@ -126,6 +179,11 @@ pub fn run(
             if round > 0 {
                 rounds[index].push(ns);
             }
+            progress(Progress {
+                group,
+                side: key,
+                round,
+            });
             last_active[index] = Instant::now();
             keep_alive(&mut sides, &mut last_active)?;
         }
@@ -134,14 +192,16 @@ pub fn run(
     Ok(Results { keys, rounds })
 }
 
+/// A side's error, naming the side.
+fn in_side(key: &str, error: crate::Error) -> crate::Error {
+    format!("{key}: {error}").into()
+}
+
 /// Sends a keepalive to every side idle for longer than [`IDLE`].
-fn keep_alive(
-    sides: &mut [(&'static str, Box<dyn Side + '_>)],
-    last_active: &mut [Instant],
-) -> Result<()> {
-    for ((_, side), last) in sides.iter_mut().zip(last_active) {
+fn keep_alive(sides: &mut [Named<'_>], last_active: &mut [Instant]) -> Result<()> {
+    for ((key, side), last) in sides.iter_mut().zip(last_active) {
         if last.elapsed() > IDLE {
-            side.keepalive()?;
+            side.keepalive().map_err(|e| in_side(key, e))?;
             *last = Instant::now();
         }
     }
@@ -166,7 +226,32 @@ fn size_batch(side: &mut dyn Side, target: f64) -> Result<u64> {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// What a run of two sides, shmio's and its baseline's, found.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair {
+    /// shmio's median, in nanoseconds per operation.
+    pub shmio: f64,
+    /// The baseline's median.
+    pub baseline: f64,
+    /// The median of the per-round ratios shmio / baseline.
+    pub ratio: f64,
+}
+
+/// Runs shmio's side against its baseline, alternating (see [`run`]).
+pub fn pair<'a>(
+    group: &str,
+    shmio: impl Side + 'a,
+    baseline: impl Side + 'a,
+    settings: Settings,
+) -> Result<Pair> {
+    let results = run(
+        group,
+        vec![("shmio", Box::new(shmio)), ("baseline", Box::new(baseline))],
+        settings,
+    )?;
+    Ok(Pair {
+        shmio: results.median("shmio"),
+        baseline: results.median("baseline"),
+        ratio: results.ratio("shmio", "baseline"),
+    })
 }

@@ -1,6 +1,5 @@
-//! Kernel byte streams: a pipe pair and a Unix socket pair. Blocking reads
-//! and writes, one system call each way per message (8-byte round trips;
-//! fixed-size messages for throughput, so no framing is needed).
+//! A Unix socket pair (Unix): blocking reads and writes, one system call
+//! each way per message, as for the pipe in [`stream`](super::stream).
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
@@ -8,85 +7,22 @@ use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::Instant;
 
-use super::harness::{timed, Side};
-use super::proc::{self, watchdog, Kid};
-use super::{check_message, stamp, Result, WARMUP};
-
-fn echo_round_trip(mut to: impl Write, mut from: impl Read, seq: u64) -> Result<()> {
-    to.write_all(&seq.to_le_bytes())?;
-    let mut answer = [0u8; 8];
-    from.read_exact(&mut answer)?;
-    if u64::from_le_bytes(answer) != seq {
-        return Err(format!("echo {} for {seq}", u64::from_le_bytes(answer)).into());
-    }
-    Ok(())
-}
-
-/// Echoes 8-byte messages from `from` to `to` until EOF.
-fn echo(mut from: impl Read, mut to: impl Write) -> Result<()> {
-    let mut message = [0u8; 8];
-    loop {
-        match from.read_exact(&mut message) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        to.write_all(&message)?;
-        watchdog::progress();
-    }
-}
-
-/// Round trips over two pipes: the child's stdin and stdout.
-pub struct PipeRoundTrip {
-    kid: Kid,
-    seq: u64,
-}
-
-impl PipeRoundTrip {
-    pub fn start() -> Result<PipeRoundTrip> {
-        let kid = proc::spawn("rt-pipe", &[], Stdio::piped(), Stdio::piped())?;
-        Ok(PipeRoundTrip { kid, seq: 0 })
-    }
-}
-
-impl Side for PipeRoundTrip {
-    fn batch(&mut self, n: u64) -> Result<f64> {
-        let to = self.kid.stdin.as_mut().ok_or("no pipe")?;
-        let from = self.kid.stdout.as_mut().ok_or("no pipe")?;
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            echo_round_trip(&mut *to, &mut *from, self.seq)?;
-        }
-        let seq = &mut self.seq;
-        timed(n, || {
-            *seq += 1;
-            echo_round_trip(&mut *to, &mut *from, *seq)
-        })
-    }
-
-    fn keepalive(&mut self) -> Result<()> {
-        self.seq += 1;
-        let to = self.kid.stdin.as_mut().ok_or("no pipe")?;
-        let from = self.kid.stdout.as_mut().ok_or("no pipe")?;
-        echo_round_trip(to, from, self.seq)
-    }
-}
-
-/// The pipe echo child.
-pub fn pipe_child() -> Result<()> {
-    echo(proc::stdin_file()?, proc::stdout_file()?)
-}
+use super::stream::{echo, echo_round_trip};
+use super::{check_message, stamp, Role, WARMUP};
+use crate::child::{self, Kid};
+use crate::harness::{timed, Side};
+use crate::{watchdog, Result};
 
 /// One end of a `UnixStream::pair()`; the other is the child's stdin.
-fn socket_child(role: &'static str, env: &[(&str, String)]) -> Result<(UnixStream, Kid)> {
+fn socket_child(role: Role, env: &[(&str, String)]) -> Result<(UnixStream, Kid)> {
     let (ours, theirs) = UnixStream::pair()?;
-    let kid = proc::spawn(role, env, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
+    let kid = child::spawn(role, env, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
     Ok((ours, kid))
 }
 
 /// This child's end of the socket pair.
 fn child_socket() -> Result<UnixStream> {
-    Ok(UnixStream::from(OwnedFd::from(proc::stdin_file()?)))
+    Ok(UnixStream::from(OwnedFd::from(child::stdin_file()?)))
 }
 
 /// Round trips over a Unix socket pair.
@@ -98,7 +34,7 @@ pub struct SocketRoundTrip {
 
 impl SocketRoundTrip {
     pub fn start() -> Result<SocketRoundTrip> {
-        let (socket, kid) = socket_child("rt-socket", &[])?;
+        let (socket, kid) = socket_child(Role::SocketEcho, &[])?;
         Ok(SocketRoundTrip {
             socket,
             _kid: kid,
@@ -134,7 +70,7 @@ impl Drop for SocketRoundTrip {
 }
 
 /// The socket echo child.
-pub fn socket_echo_child() -> Result<()> {
+pub fn echo_child() -> Result<()> {
     let socket = child_socket()?;
     echo(&socket, &socket)
 }
@@ -150,7 +86,7 @@ pub struct SocketThroughput {
 
 impl SocketThroughput {
     pub fn start(size: usize) -> Result<SocketThroughput> {
-        let (socket, kid) = socket_child("tp-socket", &[(proc::SIZE, size.to_string())])?;
+        let (socket, kid) = socket_child(Role::SocketProducer, &[(child::SIZE, size.to_string())])?;
         Ok(SocketThroughput {
             socket,
             _kid: kid,
@@ -186,10 +122,10 @@ impl Drop for SocketThroughput {
 }
 
 /// The socket producer child: on each request, writes that many messages.
-pub fn socket_producer_child() -> Result<()> {
-    let size = proc::number(proc::SIZE)?;
+pub fn producer_child() -> Result<()> {
+    let size = child::number(child::SIZE)?;
     let mut socket = child_socket()?;
-    let mut message = vec![0xA5; size];
+    let mut message = super::message(size);
     let mut seq = 0u64;
     let mut request = [0u8; 8];
     loop {

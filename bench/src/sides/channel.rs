@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use shmio::{Channel, ChannelGeometry, Error};
 
-use super::harness::{timed, Side};
-use super::proc::{self, watchdog, Commands, Kid, OnStall};
-use super::{check_message, stamp, Result, STOP, WARMUP};
+use super::{check_message, stamp, Role, STOP, WARMUP};
+use crate::child::{self, Commands, Kid};
+use crate::harness::{timed, Side};
+use crate::watchdog::{self, OnStall};
+use crate::Result;
 
 /// The round-trip channels: 8-byte messages, a few slots.
 const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
@@ -66,9 +68,9 @@ pub struct BusyRoundTrip {
 impl BusyRoundTrip {
     pub fn start(name: &str) -> Result<BusyRoundTrip> {
         let (ping, pong, guards) = pair(name)?;
-        let mut kid = proc::spawn(
-            "rt-shmio-busy",
-            &[(proc::NAME, name.to_owned())],
+        let mut kid = child::spawn(
+            Role::ChannelBusyEcho,
+            &[(child::NAME, name.to_owned())],
             Stdio::piped(),
             Stdio::piped(),
         )?;
@@ -116,11 +118,11 @@ impl Side for BusyRoundTrip {
 
 /// The busy-poll echo child: on each `go`, echoes until [`STOP`].
 pub fn busy_child() -> Result<()> {
-    let (ping, pong) = open_pair(&proc::var(proc::NAME)?)?;
+    let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
     let mut commands = Commands::new()?;
-    proc::say_ready()?;
+    child::say_ready()?;
     let mut buf = Vec::with_capacity(8);
-    while commands.next()?.is_some() {
+    while commands.next_command()?.is_some() {
         loop {
             busy_recv(&ping, &mut buf)?;
             pong.send(&buf)?;
@@ -147,9 +149,9 @@ pub struct BlockingRoundTrip {
 impl BlockingRoundTrip {
     pub fn start(name: &str) -> Result<BlockingRoundTrip> {
         let (ping, pong, guards) = pair(name)?;
-        let kid = proc::spawn(
-            "rt-shmio-block",
-            &[(proc::NAME, name.to_owned())],
+        let kid = child::spawn(
+            Role::ChannelBlockingEcho,
+            &[(child::NAME, name.to_owned())],
             Stdio::null(),
             Stdio::null(),
         )?;
@@ -200,7 +202,7 @@ impl Drop for BlockingRoundTrip {
 
 /// The blocking echo child: echoes until [`STOP`].
 pub fn blocking_child() -> Result<()> {
-    let (ping, pong) = open_pair(&proc::var(proc::NAME)?)?;
+    let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
     let mut buf = Vec::with_capacity(8);
     loop {
         ping.recv_into(&mut buf)?;
@@ -232,15 +234,15 @@ impl Throughput {
         let guard = OnStall::shmio_name(name);
         let channel = Channel::create_or_open(name, options)?;
         let role = if in_place {
-            "tp-shmio-in-place"
+            Role::ChannelInPlaceProducer
         } else {
-            "tp-shmio-copy"
+            Role::ChannelProducer
         };
-        let mut kid = proc::spawn(
+        let mut kid = child::spawn(
             role,
             &[
-                (proc::NAME, name.to_owned()),
-                (proc::SIZE, size.to_string()),
+                (child::NAME, name.to_owned()),
+                (child::SIZE, size.to_string()),
             ],
             Stdio::piped(),
             Stdio::piped(),
@@ -287,11 +289,11 @@ impl Side for Throughput {
 
 /// The producer child: on each `go N`, sends N messages.
 pub fn producer_child(in_place: bool) -> Result<()> {
-    let channel = Channel::open(&proc::var(proc::NAME)?)?;
-    let size = proc::number(proc::SIZE)?;
+    let channel = Channel::open(&child::var(child::NAME)?)?;
+    let size = child::number(child::SIZE)?;
     let mut commands = Commands::new()?;
-    proc::say_ready()?;
-    let mut message = vec![0xA5; size];
+    child::say_ready()?;
+    let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {
         for _ in 0..n {

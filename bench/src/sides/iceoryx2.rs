@@ -16,15 +16,18 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 
-use super::harness::{timed, Side};
-use super::proc::{self, watchdog, Commands, Kid};
-use super::{check_message, stamp, Result, STOP, WARMUP};
+use super::{check_message, stamp, Role, STOP, WARMUP};
+use crate::child::{self, Commands, Kid};
+use crate::harness::{timed, Side};
+use crate::watchdog::{self, OnStall};
+use crate::Result;
 
 /// The run's private domain: a file prefix and a root directory.
 pub struct Domain {
+    /// What tells this domain from another run's (the parent's pid).
     pub tag: String,
     config: Config,
-    key: u64,
+    _stall: OnStall,
 }
 
 fn prefix(tag: &str) -> String {
@@ -50,16 +53,21 @@ pub fn quiet() {
 }
 
 impl Domain {
+    /// A domain tagged `tag`; removed if the process gives up.
     pub fn new(tag: String) -> Result<Domain> {
         quiet();
         let config = config(&tag)?;
-        let key = {
+        let stall = {
             let tag = tag.clone();
-            watchdog::on_stall(move || {
+            OnStall::new(move || {
                 let _ = remove_domain(&tag);
             })
         };
-        Ok(Domain { tag, config, key })
+        Ok(Domain {
+            tag,
+            config,
+            _stall: stall,
+        })
     }
 
     fn node(&self) -> Result<Node<ipc::Service>> {
@@ -71,7 +79,6 @@ impl Domain {
     /// Removes what iceoryx2 left of the domain; returns the files there
     /// were (its global management segment, at least).
     pub fn remove(self) -> Result<Vec<String>> {
-        watchdog::forget(self.key);
         remove_domain(&self.tag)
     }
 }
@@ -112,7 +119,7 @@ fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
 
 fn child_domain() -> Result<Node<ipc::Service>> {
     quiet();
-    let config = config(&proc::var(proc::IOX)?)?;
+    let config = config(&child::var(child::IOX)?)?;
     Ok(NodeBuilder::new()
         .config(&config)
         .create::<ipc::Service>()?)
@@ -173,11 +180,11 @@ impl RoundTrip {
         let pong = word_service(&node, &format!("{name}/pong"))?;
         let publisher = ping.publisher_builder().create()?;
         let subscriber = pong.subscriber_builder().create()?;
-        let mut kid = proc::spawn(
-            "rt-iceoryx2",
+        let mut kid = child::spawn(
+            Role::Iceoryx2Echo,
             &[
-                (proc::NAME, name.to_owned()),
-                (proc::IOX, domain.tag.clone()),
+                (child::NAME, name.to_owned()),
+                (child::IOX, domain.tag.clone()),
             ],
             Stdio::piped(),
             Stdio::piped(),
@@ -233,15 +240,15 @@ impl Side for RoundTrip {
 
 /// The echo child: on each `go`, echoes until [`STOP`].
 pub fn round_trip_child() -> Result<()> {
-    let name = proc::var(proc::NAME)?;
+    let name = child::var(child::NAME)?;
     let node = child_domain()?;
     let ping = word_service(&node, &format!("{name}/ping"))?;
     let pong = word_service(&node, &format!("{name}/pong"))?;
     let subscriber = ping.subscriber_builder().create()?;
     let publisher = pong.publisher_builder().create()?;
     let mut commands = Commands::new()?;
-    proc::say_ready()?;
-    while commands.next()?.is_some() {
+    child::say_ready()?;
+    while commands.next_command()?.is_some() {
         loop {
             let Some(sample) = subscriber.receive()? else {
                 spin_loop();
@@ -290,13 +297,13 @@ impl Throughput {
             .subscriber_builder()
             .buffer_size(capacity)
             .create()?;
-        let mut kid = proc::spawn(
-            "tp-iceoryx2",
+        let mut kid = child::spawn(
+            Role::Iceoryx2Producer,
             &[
-                (proc::NAME, name.to_owned()),
-                (proc::IOX, domain.tag.clone()),
-                (proc::SIZE, size.to_string()),
-                (proc::CAPACITY, capacity.to_string()),
+                (child::NAME, name.to_owned()),
+                (child::IOX, domain.tag.clone()),
+                (child::SIZE, size.to_string()),
+                (child::CAPACITY, capacity.to_string()),
             ],
             Stdio::piped(),
             Stdio::piped(),
@@ -338,9 +345,9 @@ impl Side for Throughput {
 /// The producer child: on each `go N`, sends N messages; a full subscriber
 /// queue makes `send` wait (`RetryUntilDelivered`), so nothing is dropped.
 pub fn producer_child() -> Result<()> {
-    let name = proc::var(proc::NAME)?;
-    let size = proc::number(proc::SIZE)?;
-    let capacity = proc::number(proc::CAPACITY)?;
+    let name = child::var(child::NAME)?;
+    let size = child::number(child::SIZE)?;
+    let capacity = child::number(child::CAPACITY)?;
     let node = child_domain()?;
     let service = bytes_service(&node, &name, capacity)?;
     let publisher = service
@@ -349,8 +356,8 @@ pub fn producer_child() -> Result<()> {
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
         .create()?;
     let mut commands = Commands::new()?;
-    proc::say_ready()?;
-    let mut message = vec![0xA5; size];
+    child::say_ready()?;
+    let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {
         for _ in 0..n {

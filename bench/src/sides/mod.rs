@@ -1,0 +1,185 @@
+//! What the harness measures: shmio's operations and their peers, each a
+//! [`Side`](crate::harness::Side), and the child roles that serve the
+//! cross-process ones.
+//!
+//! | module | shmio | peers |
+//! |---|---|---|
+//! | [`channel`] | `Channel` round trips (busy-poll, blocking), throughput (copying, in place) | |
+//! | [`event`] | `NamedEvent` wake-up round trips | |
+//! | [`copy`] | `write_at` into a mapping | `memcpy` into the same mapping (the bandwidth limit) |
+//! | [`spin`] | | two words in shared memory, both sides busy-polling (the round-trip limit) |
+//! | `futex` (Linux) | | two futex words, wait and wake |
+//! | [`stream`] | | a pipe pair |
+//! | `socket` (Unix) | | a Unix socket pair |
+//! | `iceoryx2` (Linux, feature `iceoryx2`) | | publish-subscribe round trips and throughput |
+//!
+//! Round trips are of an 8-byte sequence number, which the parent checks
+//! on its way back; throughput messages carry a sequence number and a last
+//! byte every consumer checks ([`stamp`], [`check_message`]).
+
+pub mod channel;
+pub mod copy;
+pub mod event;
+#[cfg(target_os = "linux")]
+pub mod futex;
+#[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+pub mod iceoryx2;
+#[cfg(unix)]
+pub mod socket;
+pub mod spin;
+pub mod stream;
+
+use shmio::Mapping;
+
+use crate::watchdog::OnStall;
+use crate::Result;
+
+/// The message that ends a busy-poll echo batch.
+pub const STOP: u64 = u64::MAX;
+/// Untimed round trips at the start of every batch.
+pub const WARMUP: u64 = 64;
+
+/// Writes `seq` into a message's first 8 bytes.
+pub fn stamp(message: &mut [u8], seq: u64) {
+    message[..8].copy_from_slice(&seq.to_le_bytes());
+}
+
+/// A throughput message of `size` bytes: [`stamp`]ed, and ending in 0xA5.
+pub fn message(size: usize) -> Vec<u8> {
+    vec![0xA5; size]
+}
+
+/// Checks a throughput message: its size, its sequence number, its last byte.
+pub fn check_message(message: &[u8], size: usize, expected: u64) -> Result<()> {
+    let seq = message
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    if message.len() != size || seq != Some(expected) || message.last() != Some(&0xA5) {
+        return Err(format!(
+            "message {expected}: got {} bytes, sequence {seq:?}, last byte {:?}",
+            message.len(),
+            message.last()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Declares the child roles once: the enum, their names (what [`ROLE`]
+/// carries) and what each child runs.
+///
+/// [`ROLE`]: crate::child::ROLE
+macro_rules! roles {
+    ($($(#[doc = $doc:expr])* $(#[cfg($cfg:meta)])? $variant:ident = $name:literal => $serve:expr,)*) => {
+        /// Every role a child of the harness can play.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Role {
+            $($(#[doc = $doc])* $(#[cfg($cfg)])? $variant,)*
+        }
+
+        impl Role {
+            /// The role's name, as [`crate::child::ROLE`] carries it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($(#[cfg($cfg)])? Role::$variant => $name,)*
+                }
+            }
+
+            /// The role called `name`.
+            pub fn parse(name: &str) -> Result<Role> {
+                $($(#[cfg($cfg)])? if name == $name {
+                    return Ok(Role::$variant);
+                })*
+                Err(format!("unknown role {name:?}").into())
+            }
+
+            /// Runs the role's side of the work, until the parent is done.
+            pub fn serve(self) -> Result<()> {
+                match self {
+                    $($(#[cfg($cfg)])? Role::$variant => $serve,)*
+                }
+            }
+        }
+    };
+}
+
+roles! {
+    /// Echoes a spin round trip.
+    SpinEcho = "rt-spin" => spin::echo_child(),
+    /// Echoes a futex round trip.
+    #[cfg(target_os = "linux")]
+    FutexEcho = "rt-futex" => futex::echo_child(),
+    /// Echoes 8-byte messages from stdin to stdout.
+    PipeEcho = "rt-pipe" => stream::pipe_child(),
+    /// Echoes 8-byte messages on the socket that is its stdin.
+    #[cfg(unix)]
+    SocketEcho = "rt-socket" => socket::echo_child(),
+    /// Echoes an iceoryx2 round trip.
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    Iceoryx2Echo = "rt-iceoryx2" => iceoryx2::round_trip_child(),
+    /// Echoes a channel round trip, busy-polling.
+    ChannelBusyEcho = "rt-shmio-busy" => channel::busy_child(),
+    /// Echoes a channel round trip, in blocking receives.
+    ChannelBlockingEcho = "rt-shmio-block" => channel::blocking_child(),
+    /// Answers every set of one event by setting the other.
+    EventEcho = "rt-shmio-event" => event::echo_child(),
+    /// Writes messages to the socket that is its stdin.
+    #[cfg(unix)]
+    SocketProducer = "tp-socket" => socket::producer_child(),
+    /// Publishes iceoryx2 samples.
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    Iceoryx2Producer = "tp-iceoryx2" => iceoryx2::producer_child(),
+    /// Sends on a channel, copying.
+    ChannelProducer = "tp-shmio-copy" => channel::producer_child(false),
+    /// Sends on a channel, in place.
+    ChannelInPlaceProducer = "tp-shmio-in-place" => channel::producer_child(true),
+}
+
+/// Two words in a small named mapping that the parent and one child share,
+/// 128 bytes apart (separate cache lines, and not a pair the adjacent-line
+/// prefetcher fetches together): the parent's ([`PING`](Words::PING)) and
+/// the child's ([`PONG`](Words::PONG)). shmio only provides the memory:
+/// the peers that use it touch it with plain atomics.
+pub struct Words {
+    map: Mapping,
+    _stall: Option<OnStall>,
+}
+
+impl Words {
+    /// The parent's word.
+    pub const PING: u64 = 0;
+    /// The child's word.
+    pub const PONG: u64 = 128;
+    const LEN: u64 = 4096;
+
+    /// Creates the words under `name` (the name goes with its last holder).
+    pub fn create(name: &str) -> Result<Words> {
+        let stall = OnStall::shmio_name(name);
+        Ok(Words {
+            map: Mapping::create(name, Words::LEN)?,
+            _stall: Some(stall),
+        })
+    }
+
+    /// Opens the words the parent created.
+    pub fn open(name: &str) -> Result<Words> {
+        Ok(Words {
+            map: Mapping::open(name)?,
+            _stall: None,
+        })
+    }
+
+    /// The 64-bit word at `offset`.
+    pub fn u64_at(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        self.map
+            .atomic_u64(offset)
+            .expect("an aligned word in bounds")
+    }
+
+    /// The 32-bit word at `offset`.
+    pub fn u32_at(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        self.map
+            .atomic_u32(offset)
+            .expect("an aligned word in bounds")
+    }
+}

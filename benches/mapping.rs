@@ -1,18 +1,20 @@
 //! Mapping benchmarks: each shmio operation against its baseline, measured
 //! in the same run. Criterion reports each function; the table at the end
-//! comes from a paired run that alternates shmio and baseline batches.
+//! comes from a paired run of the benchmark harness (`shmio-bench`'s
+//! library), which alternates shmio and baseline batches.
 //!
-//! Run: `cargo bench --bench mapping`
+//! Run: `cargo bench --bench mapping` (`-- --test`: each function once,
+//! and a short paired run).
 
 use std::hint::black_box;
 use std::io::{Cursor, Write};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use support::{paired, row};
-
-mod support;
 use shmio::Mapping;
+use shmio_bench::harness::{self, Calls, Settings};
+use shmio_bench::report::{pair_header, pair_row, Compare};
+use shmio_bench::sides::copy::Target;
 
 const VALUES: usize = 512; // u64 values per iteration: one 4 KiB page
 const CHUNK: usize = 1 << 20;
@@ -52,20 +54,12 @@ fn write_values_io_cursor(vec: &mut [u8]) {
 fn chunk_1mib(c: &mut Criterion) {
     let mut group = c.benchmark_group("chunk_1mib");
     group.throughput(Throughput::Bytes(CHUNK as u64));
-    let map = Mapping::anonymous(CHUNK as u64).unwrap();
-    let chunk = vec![0x5au8; CHUNK];
-    map.write_at(0, &chunk).unwrap(); // fault every page in before measuring
-    group.bench_function("shmio", |b| {
-        b.iter(|| map.write_at(0, black_box(&chunk)).unwrap())
-    });
-    let mut view = map.view(0, CHUNK as u64).unwrap();
-    group.bench_function("raw_copy", |b| {
-        b.iter(|| {
-            // SAFETY: nothing else reads or writes this private benchmark mapping.
-            let target = unsafe { view.as_mut_slice() };
-            target.copy_from_slice(black_box(&chunk));
-        })
-    });
+    // One anonymous mapping, every page faulted in, for both.
+    let target = Target::anonymous(CHUNK, 1).unwrap();
+    let mut write_at = target.write_at();
+    group.bench_function("shmio", |b| b.iter(|| write_at.copy().unwrap()));
+    let mut memcpy = target.memcpy().unwrap();
+    group.bench_function("raw_copy", |b| b.iter(|| memcpy.copy()));
     group.finish();
 }
 
@@ -156,58 +150,93 @@ fn main() {
     chunk_1mib(&mut criterion);
     create_drop(&mut criterion);
     criterion.final_summary();
-    if std::env::args().any(|arg| arg == "--list" || arg == "--test") {
+    if std::env::args().any(|arg| arg == "--list") {
         return;
     }
+    let smoke = std::env::args().any(|arg| arg == "--test");
+    paired(smoke);
+}
 
-    support::header();
+/// Rounds of each pair; the medians are taken over these.
+const ROUNDS: usize = 41;
+
+/// Settings with batches of about `batch_time` (the same number of calls
+/// as the earlier fixed batches: short batches are the ones a busy
+/// machine interrupts least), or a quick smoke run's.
+fn settings(smoke: bool, batch_time: Duration) -> Settings {
+    if smoke {
+        Settings {
+            rounds: 3,
+            batch_time: Duration::from_millis(1),
+        }
+    } else {
+        Settings {
+            rounds: ROUNDS,
+            batch_time,
+        }
+    }
+}
+
+/// The table: each operation against its baseline in alternating batches.
+fn paired(smoke: bool) {
+    print!("{}", pair_header(settings(smoke, Duration::ZERO).rounds));
     let mut map = Mapping::anonymous(1 << 20).unwrap();
     let mut vec = vec![0u8; 1 << 20];
-    let cursor = paired(
-        || write_values_shmio(&mut map),
-        || write_values_io_cursor(&mut vec),
-        2000,
-    );
-    row(
-        "write 512 u64 through the cursor",
-        cursor,
-        "std::io::Cursor<&mut [u8]> over a Vec",
-        false,
-        "time <= 1.5x",
+    let cursor = harness::pair(
+        "cursor",
+        Calls(|| write_values_shmio(&mut map)),
+        Calls(|| write_values_io_cursor(&mut vec)),
+        settings(smoke, Duration::from_millis(1)),
+    )
+    .unwrap();
+    print!(
+        "{}",
+        pair_row(
+            "write 512 u64 through the cursor",
+            cursor,
+            "std::io::Cursor<&mut [u8]> over a Vec",
+            Compare::Time,
+            "time <= 1.5x",
+        )
     );
 
-    let chunk_map = Mapping::anonymous(CHUNK as u64).unwrap();
-    let chunk = vec![0x5au8; CHUNK];
-    chunk_map.write_at(0, &chunk).unwrap();
-    let mut view = chunk_map.view(0, CHUNK as u64).unwrap();
-    let chunks = paired(
-        || chunk_map.write_at(0, black_box(&chunk)).unwrap(),
-        || {
-            // SAFETY: nothing else reads or writes this private benchmark mapping.
-            unsafe { view.as_mut_slice() }.copy_from_slice(black_box(&chunk))
-        },
-        100,
-    );
-    row(
-        "write 1 MiB chunks",
-        chunks,
-        "copy_from_slice into the same mapping",
-        true,
-        "bandwidth >= 0.9x",
+    let target = Target::anonymous(CHUNK, 1).unwrap();
+    let chunks = harness::pair(
+        "1 MiB chunks",
+        target.write_at(),
+        target.memcpy().unwrap(),
+        settings(smoke, Duration::from_millis(2)),
+    )
+    .unwrap();
+    assert!(target.landed().unwrap(), "the copies landed in the mapping");
+    print!(
+        "{}",
+        pair_row(
+            "write 1 MiB chunks",
+            chunks,
+            "copy_from_slice into the same mapping",
+            Compare::Bandwidth,
+            "bandwidth >= 0.9x",
+        )
     );
 
     let name = format!("shmio-bench-paired-{}", std::process::id());
     let os_name = format!("/{name}-raw");
-    let create = paired(
-        || drop(Mapping::create_or_open(&name, SMALL_MAPPING).unwrap()),
-        || raw_shm_cycle(&os_name),
-        100,
-    );
-    row(
-        "create_or_open + drop (64 KiB)",
-        create,
-        "shm_open+ftruncate+fallocate+mmap+munmap+shm_unlink",
-        false,
-        "time <= 1.5x",
+    let create = harness::pair(
+        "create_or_open",
+        Calls(|| drop(Mapping::create_or_open(&name, SMALL_MAPPING).unwrap())),
+        Calls(|| raw_shm_cycle(&os_name)),
+        settings(smoke, Duration::from_millis(4)),
+    )
+    .unwrap();
+    print!(
+        "{}",
+        pair_row(
+            "create_or_open + drop (64 KiB)",
+            create,
+            "shm_open+ftruncate+fallocate+mmap+munmap+shm_unlink",
+            Compare::Time,
+            "time <= 1.5x",
+        )
     );
 }

@@ -113,8 +113,8 @@ impl Results {
         self.keys.contains(&key)
     }
 
-    /// The median nanoseconds per operation of `key`.
-    pub fn median(&self, key: &str) -> f64 {
+    /// The nanoseconds per operation of `key`: the median over the rounds.
+    pub fn ns_per_op(&self, key: &str) -> f64 {
         median(self.rounds[self.index(key)].clone())
     }
 
@@ -250,8 +250,8 @@ pub fn pair<'a>(
         settings,
     )?;
     Ok(Pair {
-        shmio: results.median("shmio"),
-        baseline: results.median("baseline"),
+        shmio: results.ns_per_op("shmio"),
+        baseline: results.ns_per_op("baseline"),
         ratio: results.ratio("shmio", "baseline"),
     })
 }

@@ -151,8 +151,8 @@ mod linux {
             rows.push(Row {
                 operation: operation.to_owned(),
                 peer,
-                shmio: format_ns(round_trips.median(ours)),
-                theirs: format_ns(round_trips.median(theirs)),
+                shmio: format_ns(round_trips.ns_per_op(ours)),
+                theirs: format_ns(round_trips.ns_per_op(theirs)),
                 ratio: round_trips.ratio(ours, theirs),
                 target,
             });
@@ -207,8 +207,8 @@ mod linux {
                 rows.push(Row {
                     operation: format!("throughput, {label}, {how} ({api})"),
                     peer,
-                    shmio: format_rate(results.median(ours), size),
-                    theirs: format_rate(results.median(theirs), size),
+                    shmio: format_rate(results.ns_per_op(ours), size),
+                    theirs: format_rate(results.ns_per_op(theirs), size),
                     // Time per message peer / shmio = shmio's throughput / the peer's.
                     ratio: results.ratio(theirs, ours),
                     target,

@@ -2,11 +2,12 @@
 //! [`STALL`] without progress it kills the children it knows of (Unix),
 //! removes what was registered with [`OnStall`], and exits with status 3.
 //! So no wait anywhere in a run is unbounded, whatever the other processes
-//! do. On Windows the children are not killed from here: each runs its own
+//! do. A process that measures only for a while (`shmio demo`) arms it for
+//! that while ([`arm`]); one that is all run ([`start`]) for good. On Windows the children are not killed from here: each runs its own
 //! watchdog, and a parent gone is an end of input for those that read
 //! commands.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ type Cleanup = Box<dyn Fn() + Send>;
 static CLEANUPS: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
 static NEXT_CLEANUP: AtomicU64 = AtomicU64::new(0);
 static STARTED: std::sync::Once = std::sync::Once::new();
+/// How many [`Armed`] guards live (`usize::MAX / 2` more after [`start`]).
+static ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one step of progress. Only ever called from one thread per
 /// process (the one doing the work), so a plain load and store suffice:
@@ -52,9 +55,32 @@ pub(crate) fn remove_child(pid: u32) {
         .retain(|p| *p != pid);
 }
 
-/// Starts the watchdog thread (once per process; later calls do nothing).
-/// `who` names the process in its last words.
+/// Starts the watchdog for the rest of the process's life. `who` names the
+/// process in its last words.
 pub fn start(who: String) {
+    ARMED.fetch_add(usize::MAX / 2, Ordering::Relaxed);
+    spawn(who);
+}
+
+/// Arms the watchdog while the guard lives.
+pub fn arm(who: String) -> Armed {
+    ARMED.fetch_add(1, Ordering::Relaxed);
+    progress();
+    spawn(who);
+    Armed(())
+}
+
+/// The watchdog is armed while this lives; see [`arm`].
+pub struct Armed(());
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        ARMED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts the watchdog thread (once per process: the first `who` is the one it says).
+fn spawn(who: String) {
     STARTED.call_once(move || {
         std::thread::Builder::new()
             .name("watchdog".into())
@@ -69,7 +95,9 @@ fn watch(who: &str) {
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let now = PROGRESS.load(Ordering::Relaxed);
-        if now != seen {
+        if ARMED.load(Ordering::Relaxed) == 0 {
+            since = Instant::now();
+        } else if now != seen {
             seen = now;
             since = Instant::now();
         } else if since.elapsed() > STALL {

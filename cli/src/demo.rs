@@ -3,7 +3,7 @@
 //! checked and marked ✓ or ✗. It exits 0 only if every step checked out.
 //! Every wait is bounded, and nothing is left behind.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping};
+
+use shmio_bench::harness::{self, Named, Results, Settings};
+use shmio_bench::sides::{channel, stream};
 
 use crate::proc::{self, child_output, wait_child, wait_until, Children};
 use crate::units::{grouped, human_duration, human_size};
@@ -54,7 +57,6 @@ const OPENERS: usize = 4;
 const COUNTERS: usize = 4;
 const INCREMENTS: u64 = 10_000;
 const SURVIVORS: usize = 2;
-const ROUND_TRIPS: usize = 2000;
 /// The longest any one wait may take.
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -450,70 +452,28 @@ impl Demo {
              {echo_pid} sent back {intact} of {total} intact"
         ));
 
-        let mut samples = Vec::with_capacity(ROUND_TRIPS);
-        for round in 0..(ROUND_TRIPS + 100) as u64 {
-            let started = Instant::now();
-            ping.send(&round.to_le_bytes()).map_err(fail)?;
-            let back = pong.recv_timeout(LIMIT).map_err(fail)?;
-            let took = started.elapsed();
-            if round >= 100 {
-                samples.push(took);
-                total += 1;
-                if back == round.to_le_bytes() {
-                    intact += 1;
-                }
-            }
-        }
         ping.send(b"stop").map_err(fail)?;
         wait_child(&mut self.children.0[echo], "the echo worker", LIMIT)?;
-        let channel = median(&mut samples);
+        drop((ping, pong));
 
-        let mut pipe = proc::worker("bench-pipe", &[])?
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start a worker: {e}"))?;
-        let mut to = pipe.stdin.take().expect("piped stdin");
-        let mut from = pipe.stdout.take().expect("piped stdout");
-        let pipe = self.children.push(pipe);
-        let mut pipe_samples = Vec::with_capacity(ROUND_TRIPS);
-        let mut pipe_intact = 0;
-        for round in 0..(ROUND_TRIPS + 100) as u64 {
-            let started = Instant::now();
-            let mut back = [0u8; 8];
-            to.write_all(&round.to_le_bytes())
-                .and_then(|()| from.read_exact(&mut back))
-                .map_err(|e| format!("the pipe: {e}"))?;
-            let took = started.elapsed();
-            if round >= 100 {
-                pipe_samples.push(took);
-                if back == round.to_le_bytes() {
-                    pipe_intact += 1;
-                }
-            }
-        }
-        drop(to);
-        wait_child(&mut self.children.0[pipe], "the pipe worker", LIMIT)?;
-        let piped = median(&mut pipe_samples);
+        let timed = round_trips(&self.name).map_err(|e| format!("timing the round trips: {e}"))?;
         say(format!(
-            "{} round trips of 8 bytes (blocking recv; median): Channel {}, pipe {} \
-             (Channel / pipe = {:.2}×)",
-            grouped(ROUND_TRIPS as u64),
-            human_duration(channel),
-            human_duration(piped),
-            channel.as_secs_f64() / piped.as_secs_f64().max(1e-12)
+            "round trips of 8 bytes, blocking (`recv_into`), in {} paired rounds (medians): \
+             Channel {}, pipe {} (Channel / pipe = {:.2}×)",
+            ROUND_TRIP_SETTINGS.rounds,
+            human_duration(Duration::from_secs_f64(timed.ns_per_op("Channel") / 1e9)),
+            human_duration(Duration::from_secs_f64(timed.ns_per_op("pipe") / 1e9)),
+            timed.ratio("Channel", "pipe")
         ));
-        if intact == total && pipe_intact == ROUND_TRIPS {
+        if intact == total {
             Ok(format!(
-                "{} messages went to another process and came back intact",
-                grouped(total as u64)
+                "{total} messages went to another process and came back intact, \
+                 and every round trip's"
             ))
         } else {
             Err(format!(
-                "{} of {total} channel messages and {} of {ROUND_TRIPS} pipe messages came \
-                 back wrong",
-                total - intact,
-                ROUND_TRIPS - pipe_intact
+                "{} of {total} messages came back wrong",
+                total - intact
             ))
         }
     }
@@ -579,9 +539,27 @@ impl Demo {
     }
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
+/// How the demo times the round trips: a few short rounds.
+const ROUND_TRIP_SETTINGS: Settings = Settings {
+    rounds: 9,
+    batch_time: Duration::from_millis(5),
+};
+
+/// The Channel's blocking round trip and a pipe's, timed by the bench
+/// library's harness (each echo checked on its way back), with its
+/// children (this binary, `__worker bench`) and its watchdog armed while
+/// it runs.
+fn round_trips(name: &str) -> shmio_bench::Result<Results> {
+    shmio_bench::child::launch_with([proc::WORKER, "bench"]);
+    let _armed = shmio_bench::watchdog::arm("shmio demo".into());
+    let sides: Vec<Named> = vec![
+        (
+            "Channel",
+            Box::new(channel::BlockingRoundTrip::start(&format!("{name}-rt"))?),
+        ),
+        ("pipe", Box::new(stream::PipeRoundTrip::start()?)),
+    ];
+    harness::run("the demo's round trips", sides, ROUND_TRIP_SETTINGS)
 }
 
 /// The worker side of each step.

@@ -5,6 +5,8 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
+
 /// The hidden subcommand that runs a worker role.
 pub const WORKER: &str = "__worker";
 
@@ -13,8 +15,8 @@ pub const WORKER_LIFETIME: Duration = Duration::from_secs(60);
 
 /// A command that runs this binary as a worker in `role` with `args`;
 /// stdin is null unless the caller says otherwise.
-pub fn worker(role: &str, args: &[String]) -> Result<Command, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+pub fn worker(role: &str, args: &[String]) -> Result<Command> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find this program", e))?;
     let mut command = Command::new(exe);
     command
         .arg(WORKER)
@@ -50,16 +52,15 @@ pub fn limit_lifetime() {
 
 /// Polls `done` until it holds; an error naming `what` after `limit`.
 /// Returns how long it took.
-pub fn wait_until(
-    what: &str,
-    limit: Duration,
-    mut done: impl FnMut() -> bool,
-) -> Result<Duration, String> {
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<Duration> {
     let start = Instant::now();
     let mut spins = 0u32;
     while !done() {
         if start.elapsed() > limit {
-            return Err(format!("gave up after {limit:?} waiting for {what}"));
+            return Err(Error::GaveUp {
+                what: what.to_owned(),
+                limit,
+            });
         }
         spins += 1;
         if spins < 100 {
@@ -72,7 +73,7 @@ pub fn wait_until(
 }
 
 /// Waits for `child` to exit; after `limit` it is killed and this is an error.
-pub fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<ExitStatus, String> {
+pub fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<ExitStatus> {
     let mut status = None;
     let waited = wait_until(&format!("{what} to exit"), limit, || {
         status = child.try_wait().ok().flatten();
@@ -83,23 +84,31 @@ pub fn wait_child(child: &mut Child, what: &str, limit: Duration) -> Result<Exit
         (waited, _) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!("{} (killed it)", waited.err().unwrap_or_default()))
+            let gave_up = waited.err().unwrap_or_else(|| Error::GaveUp {
+                what: format!("{what} to exit"),
+                limit,
+            });
+            Err(Error::Killed(Box::new(gave_up)))
         }
     }
 }
 
 /// Waits (bounded) for `child`, started with a piped stdout, and returns
 /// what it printed; an error if it failed.
-pub fn child_output(child: &mut Child, what: &str, limit: Duration) -> Result<String, String> {
+pub fn child_output(child: &mut Child, what: &str, limit: Duration) -> Result<String> {
     let status = wait_child(child, what, limit)?;
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         stdout
             .read_to_string(&mut out)
-            .map_err(|e| format!("reading what {what} printed: {e}"))?;
+            .map_err(|e| Error::io(format!("reading what {what} printed"), e))?;
     }
     if !status.success() {
-        return Err(format!("{what} failed ({status}): {}", out.trim()));
+        return Err(Error::ChildFailed {
+            what: what.to_owned(),
+            status,
+            output: out.trim().to_owned(),
+        });
     }
     Ok(out)
 }

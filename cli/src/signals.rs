@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::Failure;
+use crate::error::{Error, Result};
 
 /// How often a waiting command looks at the flag.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -37,14 +37,14 @@ fn flag() -> &'static Arc<AtomicUsize> {
 
 /// Catches the terminating signals from now on, so waits can end cleanly;
 /// but not one this process was started ignoring (see [`ignored`]).
-pub fn install() -> Result<(), Failure> {
+pub fn install() -> Result<()> {
     for signal in TERMINATING {
         #[cfg(unix)]
         if ignored(signal) {
             continue;
         }
         signal_hook::flag::register_usize(signal, Arc::clone(flag()), signal as usize)
-            .map_err(|e| Failure::new(format!("cannot catch signal {signal}: {e}")))?;
+            .map_err(|e| Error::io(format!("cannot catch signal {signal}"), e))?;
     }
     Ok(())
 }
@@ -73,19 +73,11 @@ pub fn received() -> Option<i32> {
     }
 }
 
-/// The failure that ends a command stopped by `signal`: exit 128 + its
-/// number, as a shell reports a process the signal killed.
-pub fn stopped_by(signal: i32) -> Failure {
-    Failure {
-        message: format!("stopped by signal {signal}"),
-        code: u8::try_from(128 + signal).unwrap_or(1),
-    }
-}
-
-/// `Err` (see [`stopped_by`]) once a terminating signal has been received.
-pub fn check() -> Result<(), Failure> {
+/// `Err` ([`Error::Stopped`]: exit 128 + its number) once a terminating
+/// signal has been received.
+pub fn check() -> Result<()> {
     match received() {
-        Some(signal) => Err(stopped_by(signal)),
+        Some(signal) => Err(Error::Stopped(signal)),
         None => Ok(()),
     }
 }
@@ -95,8 +87,8 @@ pub fn check() -> Result<(), Failure> {
 /// for a terminating signal between attempts. `Ok(None)` at the deadline.
 pub fn wait<T>(
     deadline: Option<std::time::Instant>,
-    mut attempt: impl FnMut(Duration) -> Result<Option<T>, Failure>,
-) -> Result<Option<T>, Failure> {
+    mut attempt: impl FnMut(Duration) -> Result<Option<T>>,
+) -> Result<Option<T>> {
     loop {
         check()?;
         let slice = match deadline {

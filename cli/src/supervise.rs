@@ -8,7 +8,7 @@
 //!   SIGHUP and SIGQUIT sent to `shmio lock` are passed on to that whole
 //!   group (then SIGCONT, so that a stopped command can act on them), and
 //!   `run` waits for every process left in the group, not just the command.
-//!   A guard process (`shmio __guard`) kills the group if `shmio lock` is
+//!   A guard process (`shmio __worker guard`) kills the group if `shmio lock` is
 //!   killed outright (SIGKILL) before it is done.
 //! - Terminal (Unix): when `shmio lock` is a job of its own in the
 //!   foreground of its terminal, reading it, and not writing into a pipe,
@@ -39,35 +39,32 @@ use std::ffi::OsString;
 use std::io;
 use std::process::{Command, ExitStatus};
 
-use crate::Failure;
+use crate::error::{Error, Result};
 
 /// Runs `program` with `args` and waits until it, and what it left running
 /// in its process group (Unix) or job (Windows), have exited; returns the
 /// command's exit status.
-pub fn run(program: &OsString, args: &[OsString]) -> Result<ExitStatus, Failure> {
+pub fn run(program: &OsString, args: &[OsString]) -> Result<ExitStatus> {
     let mut command = Command::new(program);
     command.args(args);
     imp::run(command, &program.to_string_lossy())
 }
 
-/// The guard process (`shmio __guard`): reads the command's process group
-/// from stdin, then waits for stdin to close. Closed after `done`, it just
-/// exits; closed without it, `shmio lock` died, and the group is killed.
-pub fn guard() -> crate::CliResult {
+/// The guard process (`shmio __worker guard`, Unix): reads the command's
+/// process group from stdin, then waits for stdin to close. Closed after
+/// `done`, it just exits; closed without it, `shmio lock` died, and the
+/// group is killed. (Windows has no guard: the job object does its work.)
+#[cfg(unix)]
+pub fn guard() -> Result {
     imp::guard()
 }
 
 /// The failure of a command that could not be started: exit 127 if it was
 /// not found, 126 if it could not be run, as shells do.
-fn cannot_run(program: &str, error: &io::Error) -> Failure {
-    let code = if error.kind() == io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    };
-    Failure {
-        message: format!("cannot run {program}: {error}"),
-        code,
+fn cannot_run(program: &str, error: io::Error) -> Error {
+    Error::CannotRun {
+        program: program.to_owned(),
+        source: error,
     }
 }
 
@@ -87,7 +84,8 @@ mod imp {
     };
     use signal_hook::iterator::Signals;
 
-    use crate::{signals, CliResult, Failure};
+    use crate::error::{Error, Result};
+    use crate::signals;
 
     /// What `shmio lock` passes on to the command's group: the requests to
     /// stop, and SIGCONT (a resumed `shmio lock` resumes the command); not
@@ -95,7 +93,7 @@ mod imp {
     /// ignored (`nohup shmio lock ..`).
     const WATCHED: [i32; 5] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCONT];
 
-    pub fn run(mut command: Command, program: &str) -> Result<ExitStatus, Failure> {
+    pub fn run(mut command: Command, program: &str) -> Result<ExitStatus> {
         // Orphans the command leaves come to this process rather than to
         // init, so that waiting for its group can reap them.
         #[cfg(target_os = "linux")]
@@ -109,8 +107,8 @@ mod imp {
         let watched = WATCHED
             .into_iter()
             .filter(|&signal| !signals::ignored(signal));
-        let mut watched = Signals::new(watched)
-            .map_err(|e| Failure::new(format!("cannot catch signals: {e}")))?;
+        let mut watched =
+            Signals::new(watched).map_err(|e| Error::io("cannot catch signals", e))?;
         signals::check()?;
         let guard = Guard::start();
         let guard_fd = guard.as_ref().map(|guard| guard.input.as_raw_fd());
@@ -156,7 +154,7 @@ mod imp {
                 if let Some(guard) = guard {
                     guard.dismiss();
                 }
-                return Err(super::cannot_run(program, &error));
+                return Err(super::cannot_run(program, error));
             }
         };
         let job = Arc::new(Job {
@@ -192,8 +190,8 @@ mod imp {
         status
     }
 
-    /// The hidden subcommand that runs [`guard`].
-    const GUARD: &str = "__guard";
+    /// The hidden worker role that runs [`guard`].
+    const GUARD: [&str; 2] = [crate::proc::WORKER, "guard"];
 
     /// A process of this program, in a process group of its own, that
     /// kills the command's group if this process dies before it is done:
@@ -207,7 +205,7 @@ mod imp {
         fn start() -> Option<Guard> {
             let started = std::env::current_exe().and_then(|exe| {
                 Command::new(exe)
-                    .arg(GUARD)
+                    .args(GUARD)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -238,7 +236,7 @@ mod imp {
         }
     }
 
-    pub fn guard() -> CliResult {
+    pub fn guard() -> Result {
         let mut input = String::new();
         // The command's pid (written by the command itself, just before it
         // runs), then `done` from `shmio lock`. Ends when `shmio lock`
@@ -276,7 +274,7 @@ mod imp {
         }
 
         /// Waits for the command itself, following it through job control.
-        fn wait_for_command(&self, program: &str) -> Result<ExitStatus, Failure> {
+        fn wait_for_command(&self, program: &str) -> Result<ExitStatus> {
             // Stops matter only with a terminal to share.
             let options = if self.terminal.is_some() {
                 libc::WUNTRACED
@@ -295,7 +293,7 @@ mod imp {
                     // Unlocking with the command alive is what must not
                     // happen: it goes first.
                     self.signal(SIGKILL);
-                    return Err(Failure::new(format!("waiting for {program}: {error}")));
+                    return Err(Error::io(format!("waiting for {program}"), error));
                 }
                 if libc::WIFSTOPPED(raw) {
                     self.stopped(libc::WSTOPSIG(raw));
@@ -507,14 +505,10 @@ mod imp {
     };
     use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-    use crate::{signals, CliResult, Failure};
+    use crate::error::{Error, Result};
+    use crate::signals;
 
-    /// No guard on Windows: the job object does its work.
-    pub fn guard() -> CliResult {
-        Err(Failure::new("no guard on Windows"))
-    }
-
-    pub fn run(mut command: Command, program: &str) -> Result<ExitStatus, Failure> {
+    pub fn run(mut command: Command, program: &str) -> Result<ExitStatus> {
         // Before the command starts, so that it is in the job from its
         // first instruction (a process inherits its parent's job).
         let job = match Job::enter() {
@@ -530,13 +524,13 @@ mod imp {
         signals::check()?;
         let mut child = command
             .spawn()
-            .map_err(|error| super::cannot_run(program, &error))?;
+            .map_err(|error| super::cannot_run(program, error))?;
         let status = match child.wait() {
             Ok(status) => status,
             Err(error) => {
                 // Unlocking with the command alive is what must not happen.
                 let _ = child.kill();
-                return Err(Failure::new(format!("waiting for {program}: {error}")));
+                return Err(Error::io(format!("waiting for {program}"), error));
             }
         };
         if let Some(job) = &job {

@@ -18,8 +18,9 @@ use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, copy, spin, stream};
 use shmio_bench::{machine, watchdog};
 
+use crate::cli::Bench;
+use crate::error::{Error, Result};
 use crate::units::human_duration;
-use crate::{CliResult, Failure};
 
 /// The size of a copy in the bandwidth test.
 const COPY: usize = 1 << 20;
@@ -86,7 +87,8 @@ impl Peer {
     }
 }
 
-pub fn run(quick: bool) -> CliResult {
+pub fn run(args: Bench) -> Result {
+    let quick = args.quick;
     let settings = if quick {
         Settings {
             rounds: 7,
@@ -101,7 +103,6 @@ pub fn run(quick: bool) -> CliResult {
     let load = machine::load_average();
     shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);
     watchdog::start("shmio bench".into());
-    let fail = |e: shmio_bench::Error| Failure::new(format!("bench: {e}"));
 
     let base = format!("shmio-bench-{}", std::process::id());
     let mut sides = Vec::new();
@@ -109,7 +110,7 @@ pub fn run(quick: bool) -> CliResult {
     for peer in PEERS {
         if let Some(side) = peer
             .start(&base)
-            .map_err(|e| fail(format!("{}: {e}", peer.key()).into()))?
+            .map_err(|e| Error::Bench(format!("{}: {e}", peer.key()).into()))?
         {
             sides.push(side);
             peers.push(peer);
@@ -127,19 +128,19 @@ pub fn run(quick: bool) -> CliResult {
         bar.set_message(format!("round {}: {}", at.round, at.side));
         bar.inc(1);
     };
-    let measured = (|| -> CliResult<(Results, Results)> {
+    let measured = (|| -> Result<(Results, Results)> {
         let round_trips = harness::run_with_progress("round trips", sides, settings, &mut progress)
-            .map_err(fail)?;
-        let target = copy::Target::anonymous(COPY, 1).map_err(fail)?;
+            .map_err(Error::Bench)?;
+        let target = copy::Target::anonymous(COPY, 1).map_err(Error::Bench)?;
         let sides: Vec<Named> = vec![
             ("write_at", Box::new(target.write_at())),
-            ("memcpy", Box::new(target.memcpy().map_err(fail)?)),
+            ("memcpy", Box::new(target.memcpy().map_err(Error::Bench)?)),
         ];
         let copies = harness::run_with_progress("1 MiB copies", sides, settings, &mut progress)
-            .map_err(fail)?;
-        if !target.landed().map_err(fail)? {
-            return Err(Failure::new(
-                "bench: the copies did not land in the mapping",
+            .map_err(Error::Bench)?;
+        if !target.landed().map_err(Error::Bench)? {
+            return Err(Error::Bench(
+                "the copies did not land in the mapping".into(),
             ));
         }
         Ok((round_trips, copies))

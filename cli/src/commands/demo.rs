@@ -6,18 +6,20 @@
 use std::io::Write;
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
-use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping};
+use shmio::{Channel, ChannelGeometry, Error as ShmioError, LockError, Mapping};
 
 use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, stream};
 
+use crate::cli::DemoWorker;
+use crate::error::{Error, Result};
 use crate::proc::{self, child_output, wait_child, wait_until, Children};
 use crate::units::{grouped, human_duration, human_size};
-use crate::{CliResult, Failure};
 
 /// A plain struct, copied byte for byte (zerocopy).
 #[derive(
@@ -61,7 +63,7 @@ const SURVIVORS: usize = 2;
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// What a step saw when it checked out (`Ok`) or did not (`Err`).
-type Step = Result<String, String>;
+type Step = Result<String>;
 
 struct Demo {
     name: String,
@@ -69,7 +71,7 @@ struct Demo {
     children: Children,
 }
 
-pub fn run() -> CliResult {
+pub fn run() -> Result {
     let name = format!("shmio-demo-{}", std::process::id());
     println!(
         "shmio demo: worker processes share memory by name (this is process {}; every name \
@@ -121,11 +123,10 @@ pub fn run() -> CliResult {
         println!("demo: all {} steps checked out", steps.len());
         Ok(ExitCode::SUCCESS)
     } else {
-        Err(Failure::new(format!(
-            "demo: {} of {} steps did not check out",
-            steps.len() - passed,
-            steps.len()
-        )))
+        Err(Error::Demo {
+            failed: steps.len() - passed,
+            steps: steps.len(),
+        })
     }
 }
 
@@ -134,25 +135,25 @@ fn say(text: impl AsRef<str>) {
     let _ = std::io::stdout().flush();
 }
 
-fn fail(error: Error) -> String {
-    error.to_string()
-}
-
 /// Starts a worker in `role`; its stdout is piped when `output`.
-fn spawn(role: &str, args: &[String], output: bool) -> Result<Child, String> {
+fn spawn(role: &str, args: &[String], output: bool) -> Result<Child> {
     let mut command = proc::worker(role, args)?;
     if output {
         command.stdout(Stdio::piped());
     }
     command
         .spawn()
-        .map_err(|e| format!("cannot start a worker: {e}"))
+        .map_err(|e| Error::io("cannot start a worker", e))
 }
 
 /// What a worker printed, parsed.
-fn report<T: for<'de> Deserialize<'de>>(child: &mut Child, what: &str) -> Result<T, String> {
+fn report<T: for<'de> Deserialize<'de>>(child: &mut Child, what: &str) -> Result<T> {
     let out = child_output(child, what, LIMIT)?;
-    serde_json::from_str(out.trim()).map_err(|e| format!("{what} printed {out:?}: {e}"))
+    serde_json::from_str(out.trim()).map_err(|source| Error::ChildSaid {
+        what: what.to_owned(),
+        output: out.clone(),
+        source,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -183,10 +184,10 @@ struct Survived {
 }
 
 impl Demo {
-    fn map(&self) -> Result<&Mapping, String> {
+    fn map(&self) -> Result<&Mapping> {
         self.map
             .as_ref()
-            .ok_or_else(|| "no mapping: step 1 did not create it".to_owned())
+            .ok_or_else(|| check("no mapping: step 1 did not create it"))
     }
 
     fn args(&self, extra: &[String]) -> Vec<String> {
@@ -196,7 +197,7 @@ impl Demo {
     }
 
     fn named_mapping(&mut self) -> Step {
-        let map = Mapping::create(&self.name, SIZE).map_err(fail)?;
+        let map = Mapping::create(&self.name, SIZE)?;
         say(format!(
             "process {} created {:?} ({}): existed = {}",
             std::process::id(),
@@ -226,9 +227,9 @@ impl Demo {
                 "1 creator (existed = false) and {OPENERS} openers (existed = true) share one mapping"
             ))
         } else {
-            Err(format!(
+            Err(check(format!(
                 "expected a creator and {OPENERS} openers that found it; {openers} did"
-            ))
+            )))
         }
     }
 
@@ -243,8 +244,8 @@ impl Demo {
             command: "resize".into(),
             args: vec!["800".into(), "600".into()],
         };
-        map.write_value_at(READING, &reading).map_err(fail)?;
-        let framed = map.write_record_at(JOB, &job).map_err(fail)?;
+        map.write_value_at(READING, &reading)?;
+        let framed = map.write_record_at(JOB, &job)?;
         say(format!(
             "process {} wrote {reading:?} at offset {READING} ({} bytes, as they are in memory)",
             std::process::id(),
@@ -263,8 +264,8 @@ impl Demo {
                 .as_ref()
                 .map_or("no record".to_owned(), |job| format!("{job:?}"))
         ));
-        let answer: Reading = map.read_value_at(ANSWER_READING).map_err(fail)?;
-        let answer_job: Option<Job> = map.read_record_at(ANSWER_JOB).map_err(fail)?;
+        let answer: Reading = map.read_value_at(ANSWER_READING)?;
+        let answer_job: Option<Job> = map.read_record_at(ANSWER_JOB)?;
         say(format!(
             "and answered {answer:?} and {}",
             answer_job
@@ -286,13 +287,15 @@ impl Demo {
         {
             Ok("the struct and the record arrived intact, and both answers came back".into())
         } else {
-            Err("what the worker read or answered is not what was written".into())
+            Err(check(
+                "what the worker read or answered is not what was written",
+            ))
         }
     }
 
     fn counter(&mut self) -> Step {
         let map = self.map()?;
-        map.write_value_at(COUNTER, &0u64).map_err(fail)?;
+        map.write_value_at(COUNTER, &0u64)?;
         say(format!(
             "each of {COUNTERS} workers, {} times: lock; read the u64 at offset {COUNTER}; \
              write it + 1; unlock",
@@ -313,7 +316,7 @@ impl Demo {
             done += counted.increments;
         }
         let elapsed = start.elapsed();
-        let total: u64 = map.read_value_at(COUNTER).map_err(fail)?;
+        let total: u64 = map.read_value_at(COUNTER)?;
         let expected = COUNTERS as u64 * INCREMENTS;
         say(format!(
             "counter = {} (expected {COUNTERS} × {} = {}), {} increments reported, in {}",
@@ -329,17 +332,17 @@ impl Demo {
                 grouped(expected)
             ))
         } else {
-            Err(format!("the counter is {total}, not {expected}"))
+            Err(check(format!("the counter is {total}, not {expected}")))
         }
     }
 
     fn killed_holder(&mut self) -> Step {
         let map = self.map()?.clone();
         // This process keeps the mutex open too, and checks it at the end.
-        let mutex = map.mutex().map_err(fail)?;
-        map.write_value_at(DIRTY, &0u64).map_err(fail)?;
-        let held = map.atomic_u32(HELD).map_err(fail)?;
-        let waiting = map.atomic_u32(WAITING).map_err(fail)?;
+        let mutex = map.mutex()?;
+        map.write_value_at(DIRTY, &0u64)?;
+        let held = map.atomic_u32(HELD)?;
+        let waiting = map.atomic_u32(WAITING)?;
         held.store(0, Ordering::Release);
         waiting.store(0, Ordering::Release);
 
@@ -351,7 +354,7 @@ impl Demo {
         })?;
         say(format!(
             "worker {holder_pid} took the lock and began a change: dirty = {}",
-            map.read_value_at::<u64>(DIRTY).map_err(fail)?
+            map.read_value_at::<u64>(DIRTY)?
         ));
         let mut survivors = Vec::new();
         for _ in 0..SURVIVORS {
@@ -370,7 +373,7 @@ impl Demo {
         let child = &mut self.children.0[holder];
         child
             .kill()
-            .map_err(|e| format!("cannot kill the holder: {e}"))?;
+            .map_err(|e| Error::io("cannot kill the holder", e))?;
         wait_child(child, "the killed holder", LIMIT)?;
         let mut told = 0;
         let mut plain = 0;
@@ -410,11 +413,11 @@ impl Demo {
                     .into(),
             )
         } else {
-            Err(format!(
+            Err(check(format!(
                 "expected one OwnerDied that saw dirty = 1 and {} plain locks that saw it \
                  repaired; got {told} and {plain}",
                 SURVIVORS - 1
-            ))
+            )))
         }
     }
 
@@ -423,28 +426,35 @@ impl Demo {
             capacity: 64,
             max_message_size: 256,
         };
-        let ping =
-            Channel::create_or_open(&format!("{}-ping", self.name), options).map_err(fail)?;
-        let pong =
-            Channel::create_or_open(&format!("{}-pong", self.name), options).map_err(fail)?;
+        let ping = Channel::create_or_open(&format!("{}-ping", self.name), options)?;
+        // Shared with the thread that bounds a wait for a record.
+        let pong = Arc::new(Channel::create_or_open(
+            &format!("{}-pong", self.name),
+            options,
+        )?);
         let echo = spawn("demo-echo", &self.args(&[]), false)?;
         let echo_pid = echo.id();
         let echo = self.children.push(echo);
         let mut intact = 0usize;
         let mut total = 0usize;
         for text in ["hello", "resize 800 600"] {
-            ping.send(text.as_bytes()).map_err(fail)?;
-            let back = pong.recv_timeout(LIMIT).map_err(fail)?;
+            ping.send(text.as_bytes())?;
+            let back = pong.recv_timeout(LIMIT)?;
             total += 1;
             if back == text.as_bytes() {
                 intact += 1;
             }
         }
-        ping.send_record(&("reload", 3u32)).map_err(fail)?;
-        let back = pong.recv_timeout(LIMIT).map_err(fail)?;
-        let record: Option<(String, u32)> = serde_json::from_slice(&back).ok();
+        ping.send_record(&("reload", 3u32))?;
+        let record = {
+            let pong = Arc::clone(&pong);
+            bounded("the record to come back", move || {
+                pong.recv_record::<(String, u32)>()
+            })?
+        };
         total += 1;
-        if record == Some(("reload".into(), 3)) {
+        // A record that does not decode (`Error::Decode`) did not come back intact.
+        if record.ok() == Some(("reload".into(), 3)) {
             intact += 1;
         }
         say(format!(
@@ -452,11 +462,11 @@ impl Demo {
              {echo_pid} sent back {intact} of {total} intact"
         ));
 
-        ping.send(b"stop").map_err(fail)?;
+        ping.send(b"stop")?;
         wait_child(&mut self.children.0[echo], "the echo worker", LIMIT)?;
         drop((ping, pong));
 
-        let timed = round_trips(&self.name).map_err(|e| format!("timing the round trips: {e}"))?;
+        let timed = round_trips(&self.name).map_err(Error::Bench)?;
         say(format!(
             "round trips of 8 bytes, blocking (`recv_into`), in {} paired rounds (medians): \
              Channel {}, pipe {} (Channel / pipe = {:.2}×)",
@@ -471,10 +481,10 @@ impl Demo {
                  and every round trip's"
             ))
         } else {
-            Err(format!(
+            Err(check(format!(
                 "{} of {total} messages came back wrong",
                 total - intact
-            ))
+            )))
         }
     }
 
@@ -496,14 +506,14 @@ impl Demo {
         let mut left: Vec<String> = Vec::new();
         if cfg!(target_os = "linux") {
             let entries =
-                std::fs::read_dir("/dev/shm").map_err(|e| format!("cannot list /dev/shm: {e}"))?;
+                std::fs::read_dir("/dev/shm").map_err(|e| Error::io("cannot list /dev/shm", e))?;
             for entry in entries.flatten() {
                 let entry = entry.file_name().to_string_lossy().into_owned();
                 if ours(&entry) {
                     left.push(format!("/dev/shm/{entry}"));
                 }
             }
-            for info in shmio::registry::list().map_err(fail)? {
+            for info in shmio::registry::list()? {
                 if ours(&info.name) && !left.contains(&format!("/dev/shm/{}", info.name)) {
                     left.push(info.os_name);
                 }
@@ -521,9 +531,9 @@ impl Demo {
         } else {
             for name in [base.clone(), format!("{base}-ping"), format!("{base}-pong")] {
                 match Mapping::open(&name) {
-                    Err(Error::NotFound { .. }) => {}
+                    Err(ShmioError::NotFound { .. }) => {}
                     Ok(_) => left.push(name),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
             say(format!(
@@ -534,7 +544,7 @@ impl Demo {
         if left.is_empty() {
             Ok("no name of the demo's is left".into())
         } else {
-            Err(format!("left behind: {}", left.join(", ")))
+            Err(check(format!("left behind: {}", left.join(", "))))
         }
     }
 }
@@ -563,26 +573,25 @@ fn round_trips(name: &str) -> shmio_bench::Result<Results> {
 }
 
 /// The worker side of each step.
-pub fn worker(role: &str, args: &[String]) -> Result<(), String> {
-    let name = args.first().map(String::as_str).unwrap_or_default();
+pub fn worker(role: DemoWorker) -> Result<()> {
     match role {
-        "demo-open" => {
-            let map = Mapping::open(name).map_err(fail)?;
+        DemoWorker::Open { name } => {
+            let map = Mapping::open(&name)?;
             print(&Opened {
                 pid: std::process::id(),
                 existed: map.existed(),
                 len: map.len(),
             })
         }
-        "demo-exchange" => {
-            let map = Mapping::open(name).map_err(fail)?;
-            let reading: Reading = map.read_value_at(READING).map_err(fail)?;
-            let job: Option<Job> = map.read_record_at(JOB).map_err(fail)?;
+        DemoWorker::Exchange { name } => {
+            let map = Mapping::open(&name)?;
+            let reading: Reading = map.read_value_at(READING)?;
+            let job: Option<Job> = map.read_record_at(JOB)?;
             let answer = Reading {
                 sequence: reading.sequence + 1,
                 ..reading
             };
-            map.write_value_at(ANSWER_READING, &answer).map_err(fail)?;
+            map.write_value_at(ANSWER_READING, &answer)?;
             if let Some(job) = &job {
                 let mut args = job.args.clone();
                 args.reverse();
@@ -592,8 +601,7 @@ pub fn worker(role: &str, args: &[String]) -> Result<(), String> {
                         command: "done".into(),
                         args,
                     },
-                )
-                .map_err(fail)?;
+                )?;
             }
             print(&Exchanged {
                 pid: std::process::id(),
@@ -601,49 +609,41 @@ pub fn worker(role: &str, args: &[String]) -> Result<(), String> {
                 job,
             })
         }
-        "demo-count" => {
-            let map = Mapping::open(name).map_err(fail)?;
-            let increments: u64 = args
-                .get(1)
-                .and_then(|n| n.parse().ok())
-                .ok_or("demo-count needs a count")?;
+        DemoWorker::Count { name, increments } => {
+            let map = Mapping::open(&name)?;
             for _ in 0..increments {
-                let _guard = map.lock().map_err(Error::from).map_err(fail)?;
-                let value: u64 = map.read_value_at(COUNTER).map_err(fail)?;
-                map.write_value_at(COUNTER, &(value + 1)).map_err(fail)?;
+                let _guard = map.lock().map_err(ShmioError::from)?;
+                let value: u64 = map.read_value_at(COUNTER)?;
+                map.write_value_at(COUNTER, &(value + 1))?;
             }
             print(&Counted {
                 pid: std::process::id(),
                 increments,
             })
         }
-        "demo-hold" => {
-            let map = Mapping::open(name).map_err(fail)?;
-            let _guard = map.lock().map_err(Error::from).map_err(fail)?;
-            map.write_value_at(DIRTY, &1u64).map_err(fail)?;
-            map.atomic_u32(HELD)
-                .map_err(fail)?
-                .store(1, Ordering::Release);
+        DemoWorker::Hold { name } => {
+            let map = Mapping::open(&name)?;
+            let _guard = map.lock().map_err(ShmioError::from)?;
+            map.write_value_at(DIRTY, &1u64)?;
+            map.atomic_u32(HELD)?.store(1, Ordering::Release);
             // Killed here, holding the lock, half-way through its change.
             std::thread::sleep(LIMIT);
-            Err("the demo never killed this holder".into())
+            Err(check("the demo never killed this holder"))
         }
-        "demo-survivor" => {
-            let map = Mapping::open(name).map_err(fail)?;
-            let mutex = map.mutex().map_err(fail)?;
-            map.atomic_u32(WAITING)
-                .map_err(fail)?
-                .fetch_add(1, Ordering::AcqRel);
+        DemoWorker::Survivor { name } => {
+            let map = Mapping::open(&name)?;
+            let mutex = map.mutex()?;
+            map.atomic_u32(WAITING)?.fetch_add(1, Ordering::AcqRel);
             let (owner_died, dirty) = match mutex.lock_timeout(LIMIT) {
-                Ok(Some(_guard)) => (false, map.read_value_at::<u64>(DIRTY).map_err(fail)?),
+                Ok(Some(_guard)) => (false, map.read_value_at::<u64>(DIRTY)?),
                 Err(LockError::OwnerDied(_guard)) => {
-                    let dirty = map.read_value_at::<u64>(DIRTY).map_err(fail)?;
+                    let dirty = map.read_value_at::<u64>(DIRTY)?;
                     // The repair: here, finishing (or undoing) the change.
-                    map.write_value_at(DIRTY, &0u64).map_err(fail)?;
+                    map.write_value_at(DIRTY, &0u64)?;
                     (true, dirty)
                 }
-                Ok(None) => return Err(format!("the lock stayed held for {LIMIT:?}")),
-                Err(LockError::Failed(error)) => return Err(error.to_string()),
+                Ok(None) => return Err(check(format!("the lock stayed held for {LIMIT:?}"))),
+                Err(LockError::Failed(error)) => return Err(error.into()),
             };
             print(&Survived {
                 pid: std::process::id(),
@@ -651,26 +651,47 @@ pub fn worker(role: &str, args: &[String]) -> Result<(), String> {
                 dirty,
             })
         }
-        "demo-echo" => {
-            let ping = Channel::open(&format!("{name}-ping")).map_err(fail)?;
-            let pong = Channel::open(&format!("{name}-pong")).map_err(fail)?;
+        DemoWorker::Echo { name } => {
+            let ping = Channel::open(&format!("{name}-ping"))?;
+            let pong = Channel::open(&format!("{name}-pong"))?;
             loop {
-                let message = ping.recv_timeout(LIMIT).map_err(fail)?;
+                let message = ping.recv_timeout(LIMIT)?;
                 if message == b"stop" {
                     return Ok(());
                 }
-                pong.send(&message).map_err(fail)?;
+                pong.send(&message)?;
             }
         }
-        other => Err(format!("unknown demo role {other:?}")),
     }
 }
 
 /// A worker's report: one JSON line on stdout.
-fn print<T: Serialize>(value: &T) -> Result<(), String> {
+fn print<T: Serialize>(value: &T) -> Result<()> {
     println!(
         "{}",
         serde_json::to_string(value).expect("plain data serializes")
     );
     Ok(())
+}
+
+/// A step's finding that is not what it expected.
+fn check(what: impl Into<String>) -> Error {
+    Error::Check(what.into())
+}
+
+/// Runs `wait` (a wait the library cannot bound) on a thread of its own,
+/// and gives up on it after [`LIMIT`]; the thread then stays blocked until
+/// the process exits.
+fn bounded<T: std::marker::Send + 'static>(
+    what: &str,
+    wait: impl FnOnce() -> T + std::marker::Send + 'static,
+) -> Result<T> {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(wait());
+    });
+    outcome.recv_timeout(LIMIT).map_err(|_| Error::GaveUp {
+        what: what.to_owned(),
+        limit: LIMIT,
+    })
 }

@@ -1,0 +1,156 @@
+//! `shmio send CHANNEL` and `shmio recv CHANNEL`: messages on a channel
+//! (created with the default geometry if there is none), waiting in slices
+//! so that a terminating signal ends the wait cleanly.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use shmio::registry;
+use shmio::{Channel, ChannelGeometry, Error as ShmioError};
+
+use super::exactly;
+use crate::cli::{Recv, Send, Sharing};
+use crate::error::{Error, Result};
+use crate::output::stdout_failed;
+use crate::{owners, signals};
+
+/// Opens the channel, creating it with the default geometry if there is none.
+fn open_channel(name: &str, sharing: &Sharing) -> shmio::Result<Channel> {
+    let mut options = Channel::options();
+    if let Some(permissions) = sharing.permissions {
+        options.permissions(exactly(permissions));
+    }
+    owners::trust(
+        &mut options,
+        &sharing.trusting.allow_owner,
+        shmio::ChannelOptions::allow_owner,
+        shmio::ChannelOptions::allow_any_owner,
+    );
+    match options.open(name) {
+        Err(ShmioError::NotFound { .. }) => options
+            .geometry(ChannelGeometry::default())
+            .create_or_open(name),
+        other => other,
+    }
+}
+
+pub fn send(args: Send) -> Result {
+    let Send {
+        channel: name,
+        message,
+        timeout,
+        sharing,
+    } = args;
+    let channel = open_channel(&name, &sharing)?;
+    warn_if_alone(&channel);
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let send_one = |message: &[u8]| -> Result<()> {
+        let sent = signals::wait(deadline, |slice| {
+            match channel.send_timeout(message, slice) {
+                Ok(()) => Ok(Some(())),
+                Err(ShmioError::TimedOut { .. }) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
+        })?;
+        match sent {
+            Some(()) => Ok(()),
+            None => Err(Error::Full {
+                source: ShmioError::TimedOut { name: name.clone() },
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    };
+    match message {
+        Some(message) => send_one(&os_bytes(message))?,
+        None => {
+            for line in io::stdin().lock().split(b'\n') {
+                let mut line = line.map_err(|e| Error::io("reading stdin", e))?;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                send_one(&line)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A channel lasts only while a process holds it: say so when this one is
+/// the only holder as it starts, since what it sends may go when it exits.
+fn warn_if_alone(channel: &Channel) {
+    let alone = match registry::stat(channel.name()) {
+        Ok(info) => info.holders == Some(1) && info.follows_holders,
+        // No registry here (Windows, macOS): only the creator can tell.
+        Err(ShmioError::Unsupported { .. }) => !channel.existed(),
+        Err(_) => false,
+    };
+    if alone {
+        eprintln!(
+            "shmio: warning: no other process holds the channel {name}: unless one opens it \
+             before this command exits, what is sent goes away with it (start `shmio recv \
+             {name}` first)",
+            name = channel.name()
+        );
+    }
+}
+
+fn os_bytes(text: OsString) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        text.into_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        text.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+pub fn recv(args: Recv) -> Result {
+    let Recv {
+        channel: name,
+        count,
+        timeout,
+        sharing,
+    } = args;
+    let channel = open_channel(&name, &sharing)?;
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let mut out = io::stdout().lock();
+    let mut received = 0u64;
+    while count == 0 || received < count {
+        let next = signals::wait(deadline, |slice| match channel.recv_timeout(slice) {
+            Ok(message) => Ok(Some(message)),
+            Err(ShmioError::TimedOut { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        })?;
+        let message = match next {
+            Some(message) => message,
+            // With no count, the time being up is the end.
+            None if count == 0 && received > 0 => break,
+            None => {
+                let wanted = if count == 0 {
+                    String::new()
+                } else {
+                    format!(" of {count}")
+                };
+                return Err(Error::TooFew {
+                    source: ShmioError::TimedOut { name },
+                    received,
+                    wanted,
+                    waited: timeout.unwrap_or_default(),
+                });
+            }
+        };
+        let written = out
+            .write_all(&message)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            return stdout_failed(e);
+        }
+        received += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}

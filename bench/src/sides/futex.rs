@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::thread::futex;
-use rustix::thread::futex::Timespec;
 
 use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
@@ -56,15 +55,13 @@ impl FutexRoundTrip {
     }
 }
 
-/// A bounded futex wait: `word` still `value`, at most a second (the loops
-/// around it look again; the watchdog bounds the whole).
+/// Sleeps while `word` is `value`. No timeout: arming a timer for every
+/// wait costs the baseline a microsecond on a VM (a timer is a VM exit),
+/// and the watchdog (and, in a child, the parent-death signal) bounds the
+/// whole anyway.
 fn wait(word: &AtomicU32, value: u32) {
-    let second = Timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
-    // EAGAIN (the word changed), ETIMEDOUT and EINTR all mean: look again.
-    let _ = futex::wait(word, futex::Flags::empty(), value, Some(&second));
+    // EAGAIN (the word changed) and EINTR mean: look again.
+    let _ = futex::wait(word, futex::Flags::empty(), value, None);
 }
 
 fn round_trip(ping: &AtomicU32, pong: &AtomicU32, seq: u32) -> Result<()> {

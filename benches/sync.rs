@@ -3,7 +3,8 @@
 //! `NamedMutex` lock + unlock against a raw robust pthread mutex in shared
 //! memory, and the cross-process wake-up round trip of two `NamedEvent`s
 //! against a raw futex ping-pong, each with an echo child (this binary
-//! again, in the harness's roles).
+//! again, in the harness's roles). Everything runs on one CPU: see
+//! [`linux::pin_to_this_cpu`].
 //!
 //! Run: `cargo bench --bench sync` (`-- --test`: a short run).
 
@@ -52,6 +53,7 @@ mod linux {
             }
         };
         watchdog::start("the sync bench".into());
+        pin_to_this_cpu();
         let lock = harness::pair(
             "lock + unlock",
             Calls(lock_unlock_shmio()),
@@ -89,6 +91,27 @@ mod linux {
                 "time <= 1.2x",
             )
         );
+    }
+
+    /// Keeps this process, and the echo children it starts (they inherit
+    /// it), on the CPU it runs on now. On a VM, a wake-up that crosses to a
+    /// sleeping vCPU costs about ten times one on the same CPU (40 µs
+    /// against 4 µs here), and which of the two each side got depended on
+    /// where the scheduler put its child: a run gave 0.1x or 11x as often
+    /// as the real ratio. Pinned, both sides take the same path.
+    pub fn pin_to_this_cpu() {
+        // SAFETY: `set` is a zeroed (empty) cpu_set_t, filled by CPU_SET
+        // with a CPU number the kernel just gave; sched_setaffinity reads
+        // `size_of` bytes of it.
+        unsafe {
+            let cpu = libc::sched_getcpu();
+            if cpu < 0 {
+                return;
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
     }
 
     fn lock_unlock_shmio() -> impl FnMut() {

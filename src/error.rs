@@ -279,6 +279,17 @@ pub enum Error {
     #[error("the channel is empty")]
     Empty,
 
+    /// Every participant seat of a channel is taken: as many handles are
+    /// open on it, in all processes together, as it has room for. Close
+    /// some, or share a handle between threads.
+    #[error("channel {name:?} has no free participant seat (at most {limit} handles at once)")]
+    TooManyParticipants {
+        /// The channel's name.
+        name: String,
+        /// How many handles a channel can have open at once.
+        limit: u32,
+    },
+
     /// A wait with a timeout ran out.
     #[error("timed out waiting on {name:?}")]
     TimedOut {
@@ -361,7 +372,7 @@ impl Error {
             Error::UnexpectedEof { .. } => K::UnexpectedEof,
             Error::NoSpace { .. } => K::StorageFull,
             Error::OutOfAddressSpace { .. } => K::OutOfMemory,
-            Error::TooManyHandles { .. } => K::Other,
+            Error::TooManyHandles { .. } | Error::TooManyParticipants { .. } => K::Other,
             Error::OutOfBounds { .. } => K::WriteZero,
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,

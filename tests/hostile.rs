@@ -77,8 +77,8 @@ fn a_scribbled_channel_never_crashes_or_hangs_its_users() {
 fn child_scribble() {
     let map = Mapping::open(&arg("NAME")).unwrap();
     let len = map.len();
-    let stride = 128; // stride_for(64): 16 + 64 rounded up to 64
-    let slots = 384;
+    let stride = shmio::fuzzing::channel_stride(64);
+    let slots = shmio::fuzzing::CHANNEL_SLOTS;
     let mut rng = Rng::new(Rng::fresh_seed());
     let start = Instant::now();
     let mut writes = 0u64;
@@ -161,8 +161,8 @@ const CORRUPT_WITHIN: Duration = Duration::from_secs(20);
 fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
     let capacity = u64::from(OPTIONS.capacity);
     // ring.rs's layout: enqueue at 128, dequeue at 192, slot 0's state
-    // (sequence << 32 | owner) at 384.
-    let (enqueue, dequeue, slot0) = (128, 192, 384);
+    // (sequence << 32 | owner) where the slots start.
+    let (enqueue, dequeue, slot0) = (128, 192, shmio::fuzzing::CHANNEL_SLOTS);
     // Slot 0 holding the message of position -capacity (the last lap's).
     let last_laps_message = u64::from((2 * capacity as u32).wrapping_neg() + 1) << 32;
     let all = [

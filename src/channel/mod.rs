@@ -2,14 +2,17 @@
 //! between processes, in a named mapping, that no crash can wedge.
 //!
 //! The queue is Vyukov's bounded MPMC queue with per-slot claims that name
-//! the claiming process, so a slot abandoned by a killed process is found and
-//! repaired; the layout and the algorithm are documented in `ring.rs`.
+//! the claiming participant, so a slot abandoned by a killed process is
+//! found and repaired; the layout and the algorithm are documented in
+//! `ring.rs`, and how a participant is known to be alive (a seat the OS
+//! takes back when it dies, never a process id) in `participants.rs`.
 //! Waiting spins briefly, then sleeps in the kernel on a doorbell: a word
 //! in the mapping that the platform's [`sys::Waker`] sleeps on (a futex on
 //! Linux, a named semaphore on Windows, `os_sync_wait_on_address` or a
 //! short poll on macOS). A send or receive rings the other side's doorbell
 //! only when someone sleeps there, so the fast path makes no system call.
 
+mod participants;
 pub(crate) mod ring;
 
 use std::fmt;
@@ -26,6 +29,7 @@ use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition};
+use participants::Participant;
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// Spins before a waiter goes to sleep.
@@ -188,7 +192,11 @@ pub struct Channel {
     map: Mapping,
     name: String,
     geometry: ChannelGeometry,
-    pid: u32,
+    /// The OS name, which names the participants' seats.
+    os_name: String,
+    /// The owners trusted besides the caller (for the seats' owners, on Windows).
+    trust: Trust,
+    participant: Participant,
     recv_bell: sys::Waker,
     send_bell: sys::Waker,
     /// The last claimed state a poll was blocked by, and how many polls in a row saw it.
@@ -230,6 +238,8 @@ impl Channel {
         // SAFETY: the window is the whole live mapping, page-aligned and
         // writable, and `map` is kept in the Channel beside the ring.
         let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
+        let os_name = map.os_name().unwrap_or_default();
+        let participant = Participant::join(&ring, map.object(), &os_name, name)?;
         Ok(Channel {
             ring,
             map,
@@ -238,7 +248,9 @@ impl Channel {
                 capacity,
                 max_message_size,
             },
-            pid: std::process::id(),
+            os_name,
+            trust: trust.clone(),
+            participant,
             recv_bell: sys::Waker::open(name, "recv", trust)?,
             send_bell: sys::Waker::open(name, "send", trust)?,
             stuck_state: AtomicU64::new(0),
@@ -276,7 +288,7 @@ impl Channel {
         let len = self.message_len(message.len())?;
         let claim = self
             .ring
-            .claim_send(self.pid)
+            .claim_send(self.participant.token())
             .map_err(|blocked| self.full(blocked))?;
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
         Ok(())
@@ -318,7 +330,7 @@ impl Channel {
         let len = self.message_len(len)?;
         let claim = self
             .ring
-            .claim_send(self.pid)
+            .claim_send(self.participant.token())
             .map_err(|blocked| self.full(blocked))?;
         self.fill_and_publish(claim, len, fill);
         Ok(())
@@ -426,19 +438,33 @@ impl Channel {
             return false;
         }
         self.stuck_polls.store(0, Ordering::Relaxed);
-        self.ring.repair(blocked, sys::process_alive)
+        self.repair(blocked)
+    }
+
+    /// Repairs the slot that blocked a claim if its claimer is dead (see
+    /// `participants.rs`); whether it changed anything.
+    fn repair(&self, blocked: Blocked) -> bool {
+        self.ring.repair(blocked, |owner| {
+            self.participant.is_alive(
+                owner,
+                &self.ring,
+                self.map.object(),
+                &self.os_name,
+                &self.trust,
+            )
+        })
     }
 
     /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
     fn wait_send_claim(&self, deadline: Option<Instant>) -> Result<Claim> {
         let mut spins = 0;
         loop {
-            match self.ring.claim_send(self.pid) {
+            match self.ring.claim_send(self.participant.token()) {
                 Ok(claim) => return Ok(claim),
                 Err(blocked) => {
                     let claimed =
                         self.wait_turn(&mut spins, deadline, blocked, Side::Send, || {
-                            self.ring.claim_send(self.pid).ok()
+                            self.ring.claim_send(self.participant.token()).ok()
                         })?;
                     if let Some(claim) = claimed {
                         return Ok(claim);
@@ -482,7 +508,7 @@ impl Channel {
     fn try_take<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let mut read = Some(read);
         loop {
-            match self.ring.claim_recv(self.pid) {
+            match self.ring.claim_recv(self.participant.token()) {
                 Ok((claim, len)) => {
                     if let Some(result) = self.read_and_release(claim, len, &mut read)? {
                         return Ok(result);
@@ -502,7 +528,7 @@ impl Channel {
         let mut read = Some(read);
         let mut spins = 0;
         loop {
-            match self.ring.claim_recv(self.pid) {
+            match self.ring.claim_recv(self.participant.token()) {
                 Ok((claim, len)) => {
                     if let Some(result) = self.read_and_release(claim, len, &mut read)? {
                         return Ok(result);
@@ -512,7 +538,7 @@ impl Channel {
                 Err(blocked) => {
                     if let Some((claim, len)) =
                         self.wait_turn(&mut spins, deadline, blocked, Side::Recv, || {
-                            self.ring.claim_recv(self.pid).ok()
+                            self.ring.claim_recv(self.participant.token()).ok()
                         })?
                     {
                         if let Some(result) = self.read_and_release(claim, len, &mut read)? {
@@ -606,7 +632,7 @@ impl Channel {
         }
         // Before the repair: a scribbled owner may read as a dead claimer.
         self.check(side)?;
-        if self.ring.repair(blocked, sys::process_alive) {
+        if self.repair(blocked) {
             return Ok(None);
         }
         let (bell_offset, sleepers_offset, bell) = match side {

@@ -16,10 +16,11 @@
 //! | 192 | `dequeue: u64`, the next position to receive from (own cache line) | receivers (CAS) |
 //! | 256 | `recv_bell: u32`, `recv_sleepers: u32` | senders ring, receivers sleep |
 //! | 320 | `send_bell: u32`, `send_sleepers: u32` | receivers ring, senders sleep |
-//! | 384 | the slots, `stride` bytes each | |
+//! | 384 | `generations: [u32; 1024]`, one per participant seat | a participant taking the seat |
+//! | 4480 | the slots, `stride` bytes each | |
 //!
 //! A slot is `state: u64` (the sequence number in the high 32 bits, the
-//! owner in the low 32), `len: u32`, 4 bytes of padding, then the payload;
+//! owner in the low 32: a participant's token, see `participants.rs`), `len: u32`, 4 bytes of padding, then the payload;
 //! the stride is a multiple of 64 so slots never share a cache line's
 //! state word.
 //!
@@ -34,12 +35,12 @@
 //! at 2^32; they are compared by signed distance.)
 //!
 //! The extension for crashes: a sender or receiver first *claims* the slot
-//! by a compare-and-swap that writes its process id into the owner half of
-//! the state (with [`READING`] set for a receiver), then moves the shared
+//! by a compare-and-swap that writes its participant token (never a process
+//! id: see `participants.rs`) into the owner half of the state (with [`READING`] set for a receiver), then moves the shared
 //! position on (anyone who finds a claimed slot at the position helps move
 //! it on, so a claimer that dies there blocks no one), copies, and finally
 //! publishes or releases the slot with owner 0. So a slot that stays owned
-//! names the process working on it. When a sender finds the ring full, or a
+//! names the participant working on it. When a sender finds the ring full, or a
 //! receiver finds it empty, at a slot whose owner is dead, it repairs it:
 //!
 //! - a dead sender's slot is published as a tombstone (`len` =
@@ -105,13 +106,11 @@
 //! finds its slot ready, and not in `try_send`/`try_recv`, which report
 //! `Full`/`Empty` without waiting.
 //!
-//! A process id reused by a new process before the repair makes the slot
-//! look alive until that process exits. Linux hands out ids in increasing
-//! order, so that takes a wrap of the id space; Windows (and Wine) may reuse
-//! an id as soon as the last handle to the dead process closes, so a parent
-//! that kills a channel's user should keep its `Child` (its handle) until
-//! the slot is repaired. Processes in different pid namespaces must not
-//! share a channel.
+//! Whether an owner is alive is the caller's question ([`Ring::repair`]
+//! takes the answer as a function): the channel asks the owner's seat,
+//! which the OS takes back when the owner dies (`participants.rs`), so a
+//! process id reused, or the same id in another pid namespace, never makes
+//! a dead owner look alive or a live one dead.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -127,8 +126,12 @@ pub(crate) const RECV_BELL: u64 = 256;
 pub(crate) const RECV_SLEEPERS: u64 = 260;
 pub(crate) const SEND_BELL: u64 = 320;
 pub(crate) const SEND_SLEEPERS: u64 = 324;
+/// Where the participant seats' generations start.
+pub(crate) const GENERATIONS: u64 = 384;
+/// How many participants a channel has room for at once.
+pub(crate) const SEATS: u32 = 1024;
 /// Where the slots start.
-pub(crate) const SLOTS: u64 = 384;
+pub(crate) const SLOTS: u64 = GENERATIONS + 4 * SEATS as u64;
 /// Bytes before a slot's payload.
 pub(crate) const SLOT_HEADER: u64 = 16;
 /// The owner bit that marks a receiver's claim.
@@ -313,16 +316,23 @@ impl Ring {
         }
     }
 
-    /// Claims the next free slot for sending, as process `pid`.
-    #[inline]
-    pub(crate) fn claim_send(&self, pid: u32) -> std::result::Result<Claim, Blocked> {
-        self.claim(ENQUEUE, send_turn, pid)
+    /// The generation word of participant seat `index` (below [`SEATS`]).
+    pub(crate) fn generation(&self, index: u32) -> &AtomicU32 {
+        self.u32_at(GENERATIONS + 4 * u64::from(index % SEATS))
     }
 
-    /// Claims the next message for receiving, as process `pid`; its length.
+    /// Claims the next free slot for sending, as the participant `token`
+    /// (non-zero, [`READING`] clear).
     #[inline]
-    pub(crate) fn claim_recv(&self, pid: u32) -> std::result::Result<(Claim, u32), Blocked> {
-        let claim = self.claim(DEQUEUE, recv_turn, pid | READING)?;
+    pub(crate) fn claim_send(&self, token: u32) -> std::result::Result<Claim, Blocked> {
+        self.claim(ENQUEUE, send_turn, token)
+    }
+
+    /// Claims the next message for receiving, as the participant `token`;
+    /// its length.
+    #[inline]
+    pub(crate) fn claim_recv(&self, token: u32) -> std::result::Result<(Claim, u32), Blocked> {
+        let claim = self.claim(DEQUEUE, recv_turn, token | READING)?;
         let len = self.len(claim.pos).load(Ordering::Relaxed);
         Ok((claim, len))
     }
@@ -513,8 +523,9 @@ impl Ring {
         len <= self.max_message_size
     }
 
-    /// Repairs the slot that blocked a claim if its owner is dead (see the
-    /// module docs). Returns whether it changed anything.
+    /// Repairs the slot that blocked a claim if its owner (a token, with
+    /// [`READING`] cleared) is not `alive` (see the module docs). Returns
+    /// whether it changed anything.
     pub(crate) fn repair(&self, blocked: Blocked, alive: impl Fn(u32) -> bool) -> bool {
         let (seq, owner) = split(blocked.state);
         if owner == 0 || alive(owner & !READING) {
@@ -662,7 +673,7 @@ mod tests {
             !ring.repair(blocked, |_| true),
             "a live owner is left alone"
         );
-        assert!(ring.repair(blocked, |pid| pid != 77));
+        assert!(ring.repair(blocked, |owner| owner != 77));
         let (got, len) = ring.claim_recv(1).unwrap();
         assert_eq!((got.pos, len), (claim.pos, TOMBSTONE));
     }
@@ -674,7 +685,7 @@ mod tests {
         ring.publish(claim, 3);
         let (_taken, _) = ring.claim_recv(88).unwrap();
         let blocked = ring.claim_send(1).unwrap_err();
-        assert!(ring.repair(blocked, |pid| pid != 88));
+        assert!(ring.repair(blocked, |owner| owner != 88));
         assert_eq!(ring.claim_send(1).unwrap().pos, 1, "free for the next lap");
     }
 
@@ -685,7 +696,7 @@ mod tests {
         // It died between claiming the slot and moving `enqueue` on.
         ring.u64_at(ENQUEUE).store(claim.pos, Ordering::Relaxed);
         let blocked = ring.claim_recv(1).unwrap_err();
-        assert!(ring.repair(blocked, |pid| pid != 77));
+        assert!(ring.repair(blocked, |owner| owner != 77));
         // The tombstone is ahead of the position: senders help it on rather than spin.
         assert_eq!(ring.claim_send(1).unwrap().pos, 1);
         let (got, len) = ring.claim_recv(1).unwrap();
@@ -703,7 +714,7 @@ mod tests {
         // It died between claiming the slot and moving `dequeue` on.
         ring.u64_at(DEQUEUE).store(taken.pos, Ordering::Relaxed);
         let blocked = ring.claim_send(1).unwrap_err();
-        assert!(ring.repair(blocked, |pid| pid != 88));
+        assert!(ring.repair(blocked, |owner| owner != 88));
         // Its slot is free for the next lap, ahead of the position: receivers help it on.
         let (got, len) = ring.claim_recv(1).unwrap();
         assert_eq!((got.pos, len), (1, 5));
@@ -863,7 +874,7 @@ mod tests {
         ring.u64_at(DEQUEUE).store(taken.pos, Ordering::Relaxed);
         assert_possible(ring, "full, 0 claimed, not moved on");
         let blocked = ring.claim_send(1).unwrap_err();
-        assert!(ring.repair(blocked, |pid| pid != 88));
+        assert!(ring.repair(blocked, |owner| owner != 88));
         assert_possible(ring, "0 released by a repair, not moved on");
         // Its slot sent to again: enqueue 3, dequeue still 0.
         let claim = ring.claim_send(1).unwrap();
@@ -882,7 +893,7 @@ mod tests {
         ring.u64_at(ENQUEUE).store(claim.pos, Ordering::Relaxed);
         assert_possible(ring, "3 claimed, not moved on");
         let blocked = ring.claim_recv(2).unwrap_err();
-        assert!(ring.repair(blocked, |pid| pid != 77));
+        assert!(ring.repair(blocked, |owner| owner != 77));
         assert_possible(ring, "a tombstone, enqueue not moved on");
         let (got, len) = ring.claim_recv(2).unwrap();
         assert_eq!((got.pos, len), (3, TOMBSTONE));
@@ -925,8 +936,8 @@ mod tests {
             let (mut sent, mut received, mut repaired) = (0, 0, 0);
             let mut held_seen = (0, 0);
             for step in 0..steps {
-                // A new process each step: ids are never reused.
-                let pid = 10 + step;
+                // A new participant each step: tokens are never reused.
+                let token = 10 + step;
                 let side = if rng.below(2) == 0 {
                     Side::Send
                 } else {
@@ -940,8 +951,8 @@ mod tests {
                     // Claim, and maybe be slow to move the position on.
                     0 | 1 => {
                         let claimed = match side {
-                            Side::Send => ring.claim_send(pid),
-                            Side::Recv => ring.claim_recv(pid).map(|(claim, _)| claim),
+                            Side::Send => ring.claim_send(token),
+                            Side::Recv => ring.claim_recv(token).map(|(claim, _)| claim),
                         };
                         match claimed {
                             Ok(claim) => {
@@ -951,13 +962,14 @@ mod tests {
                                 flights.push(Flight {
                                     claim,
                                     side,
-                                    owner: pid,
+                                    owner: token,
                                 });
                             }
                             Err(blocked) => {
-                                repaired += u32::from(
-                                    ring.repair(blocked, |pid| !dead.contains(&(pid & !READING))),
-                                );
+                                repaired +=
+                                    u32::from(ring.repair(blocked, |owner| {
+                                        !dead.contains(&(owner & !READING))
+                                    }));
                             }
                         }
                     }
@@ -1021,11 +1033,11 @@ mod tests {
         let done = &AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut workers = Vec::new();
-            for pid in 1..=2 {
+            for token in 1..=2 {
                 workers.push(scope.spawn(move || {
                     for _ in 0..per_thread {
                         loop {
-                            match ring.claim_send(pid) {
+                            match ring.claim_send(token) {
                                 Ok(claim) => {
                                     ring.publish(claim, 1);
                                     break;
@@ -1041,7 +1053,7 @@ mod tests {
                 workers.push(scope.spawn(move || {
                     for _ in 0..per_thread {
                         loop {
-                            match ring.claim_recv(pid) {
+                            match ring.claim_recv(token) {
                                 Ok((claim, _)) => {
                                     ring.release(claim);
                                     break;

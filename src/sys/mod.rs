@@ -8,7 +8,12 @@
 //!   object, a file, an anonymous memory object) and, for a named one, its
 //!   lease on the name (the last holder to close removes it);
 //! - `Region`: a mapping of an `Object` into this process, unmapped on drop;
-//! - `open_named`, `remove_named`, `anonymous`, `open_file`: how objects come to be.
+//! - `open_named`, `remove_named`, `anonymous`, `open_file`: how objects come to be;
+//! - `RobustLock`, `Waker`: a lock that survives a dead holder, and sleeping
+//!   on a word of shared memory;
+//! - `Seat`: a participant's proof of life in an object, which the OS
+//!   takes back when the participant dies (no process id, which means
+//!   nothing across pid namespaces and is reused).
 //!
 //! The types shared by every platform are defined in this file.
 
@@ -42,8 +47,8 @@ mod unlisted;
 #[cfg(any(unix, windows))]
 pub(crate) use os::duplicate;
 pub(crate) use os::{
-    anonymous, describe_named, list_named, open_file, open_named, process_alive, reclaim_if_stale,
-    remove_named, Object, RobustLock, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, describe_named, list_named, open_file, open_named, reclaim_if_stale, remove_named,
+    Object, RobustLock, Seat, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 
 /// What a lock call came back with.

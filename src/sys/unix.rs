@@ -197,17 +197,6 @@ pub(in crate::sys) fn wait_for_size(fd: &OwnedFd, name: &str) -> Result<u64> {
     }
 }
 
-/// Whether the process `pid` is alive (a process of another user counts as alive).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
-}
-
 /// A duplicate of `fd` that this process owns (close-on-exec).
 pub(crate) fn duplicate(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| os_error("duplicate", "descriptor", e))

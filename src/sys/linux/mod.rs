@@ -5,12 +5,12 @@
 mod objects;
 mod sync;
 
-pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, process_alive, Object};
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
 pub(crate) use objects::{
     anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{RobustLock, Waker};
+pub(crate) use sync::{RobustLock, Seat, Waker};
 
 /// An object here is set up before its name is published: an opener never
 /// waits for a creator.

@@ -21,11 +21,15 @@
 //! token there holds the lock. The mutex is of the normal type, so a thread
 //! of another namespace with the same id simply waits its turn.
 //!
+//! **Seat.** A participant of a channel proves it is alive by holding a
+//! lock the kernel drops when it dies (see `Seat`), never by a pid.
+//!
 //! **Waker.** `FUTEX_WAIT` sleeps while the word holds the value the sleeper
 //! saw (the kernel checks it atomically with going to sleep, so no wake-up
 //! is lost); `FUTEX_WAKE` wakes up to a number of sleepers. No OS object is
 //! needed.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,7 +39,7 @@ use rustix::thread::futex;
 
 use crate::error::{Error, Result};
 use crate::owner::Trust;
-use crate::sys::unix::os_error;
+use crate::sys::unix::{os_error, Object};
 use crate::sys::LockState;
 
 /// A lock's state in shared memory.
@@ -295,4 +299,89 @@ impl Waker {
     pub(crate) fn wake(&self, word: &AtomicU32, count: u32) {
         let _ = futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32));
     }
+}
+
+/// A participant's seat in an object: proof that the process holding it is
+/// alive, without naming the process. Seat `i` is an open-file-description
+/// write lock (`F_OFD_SETLK`) on byte [`SEAT_BASE`]` + i` of the object's
+/// file. The kernel drops it when the description closes, which a process
+/// that dies does, `kill -9` included; the lock belongs to no pid, so it
+/// means the same in every pid namespace that sees the file.
+pub(crate) struct Seat {
+    /// A duplicate of the object's descriptor: the same open file
+    /// description, which owns the lock, kept to unlock it on drop.
+    fd: OwnedFd,
+    index: u32,
+}
+
+/// Where seat locks start: far past the end of any object, so that they
+/// never meet a lock someone takes on the object's bytes.
+const SEAT_BASE: libc::off_t = libc::off_t::MAX / 2;
+
+impl Seat {
+    /// Takes seat `index` of `object` if no one holds it (`None` if someone
+    /// does). `_os_name` names nothing here: the lock is on the object itself.
+    pub(crate) fn take(
+        object: &Object,
+        _os_name: &str,
+        index: u32,
+        name: &str,
+    ) -> Result<Option<Seat>> {
+        match ofd_lock(object.fd.as_fd(), libc::F_OFD_SETLK, libc::F_WRLCK, index) {
+            Ok(_) => {}
+            Err(Errno::AGAIN | Errno::ACCESS) => return Ok(None),
+            Err(errno) => return Err(os_error("take a seat in", name, errno)),
+        }
+        let fd = crate::sys::unix::duplicate(object.fd.as_fd()).inspect_err(|_| {
+            let _ = ofd_lock(object.fd.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK, index);
+        })?;
+        Ok(Some(Seat { fd, index }))
+    }
+
+    /// Whether someone holds seat `index` of `object`. Only a write lock
+    /// counts, which only a process that may write the object can take, so
+    /// a reader cannot make a dead seat look taken. Where the kernel cannot
+    /// tell, the seat counts as held: nothing is repaired on a guess.
+    /// A seat this process holds through `object`'s own description reads
+    /// as free: callers know their own seat.
+    pub(crate) fn is_held(object: &Object, _os_name: &str, index: u32, _trust: &Trust) -> bool {
+        let found = ofd_lock(object.fd.as_fd(), libc::F_OFD_GETLK, libc::F_RDLCK, index);
+        !matches!(found, Ok(kind) if kind == libc::F_UNLCK as libc::c_short)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let _ = ofd_lock(
+            self.fd.as_fd(),
+            libc::F_OFD_SETLK,
+            libc::F_UNLCK,
+            self.index,
+        );
+    }
+}
+
+/// `fcntl(fd, command, …)` with an open-file-description lock of type
+/// `kind` on seat `index`'s byte; the lock type the kernel left in the
+/// request (`F_UNLCK` when `F_OFD_GETLK` found no conflicting lock).
+fn ofd_lock(
+    fd: BorrowedFd<'_>,
+    command: libc::c_int,
+    kind: libc::c_int,
+    index: u32,
+) -> std::result::Result<libc::c_short, Errno> {
+    // SAFETY: `flock` is plain data; all-zero is a valid value (l_pid must be 0).
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    request.l_type = kind as libc::c_short;
+    request.l_whence = libc::SEEK_SET as libc::c_short;
+    request.l_start = SEAT_BASE + index as libc::off_t;
+    request.l_len = 1;
+    // SAFETY: a live descriptor, an OFD lock command, and a pointer to a
+    // `flock` that outlives the call.
+    let result = unsafe { libc::fcntl(fd.as_raw_fd(), command, &mut request) };
+    if result == -1 {
+        let code = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        return Err(Errno::from_raw_os_error(code));
+    }
+    Ok(request.l_type)
 }

@@ -7,12 +7,12 @@
 mod objects;
 mod sync;
 
-pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, process_alive, Object};
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
 pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
 pub(crate) use objects::{
     anonymous, grow, open_named, remove_named, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{RobustLock, Waker};
+pub(crate) use sync::{RobustLock, Seat, Waker};
 
 /// A name is public from `shm_open(O_CREAT)` on, before its creator has set
 /// the object up: an opener waits this long at most for it.

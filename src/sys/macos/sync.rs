@@ -38,6 +38,9 @@
 //! on the word with the shared flag. Older systems poll: a sleeper naps 1 ms
 //! and looks again.
 //!
+//! **Seat.** A participant of a channel proves it is alive by holding an
+//! `flock` on a seat file (see `Seat`), never by a pid.
+//!
 //! **Limits.** Processes that share a lock must agree on `$TMPDIR` (as for
 //! mapping names). A thread that ends while holding the lock (a forgotten
 //! guard) keeps it until its handle closes; then the next locker is told
@@ -507,4 +510,85 @@ impl Waker {
             api.wake(word, count > 1);
         }
     }
+}
+
+/// A participant's seat in an object: proof that the process holding it is
+/// alive, without naming the process. Seat `i` of the object `OS_NAME` is
+/// an exclusive `flock` on the seat file (`OS_NAME` in hex, then `.seat{i}`,
+/// in the lease directory), which the kernel drops when the holder dies.
+/// The holder removes the file as it lets go, so seat files do not pile up;
+/// as for lock files, a taker checks, once it holds the `flock`, that the
+/// path still names its file.
+pub(crate) struct Seat {
+    file: LockFile,
+    path: PathBuf,
+}
+
+impl Seat {
+    /// Takes seat `index` of the object `os_name` if no one holds it (`None`
+    /// if someone does). `_object`: the seat is a file of its own.
+    pub(crate) fn take(
+        _object: &crate::sys::Object,
+        os_name: &str,
+        index: u32,
+        name: &str,
+    ) -> Result<Option<Seat>> {
+        let entry = seat_entry(os_name, index);
+        let file = LockFile::open(&entry, name)?;
+        match rustix::fs::flock(&file.fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK | Errno::INTR) => return Ok(None),
+            Err(errno) => return Err(os_error("take a seat in", name, errno)),
+        }
+        let path = std::env::temp_dir()
+            .join(super::objects::LEASE_DIR)
+            .join(&entry);
+        // A holder that let go removed the file this one opened: someone
+        // else may hold the one the path names now.
+        if !file.is_at(&path, name)? {
+            return Ok(None);
+        }
+        Ok(Some(Seat { file, path }))
+    }
+
+    /// Whether someone holds seat `index` of the object `os_name`. The seat
+    /// files are in the user's own directory, so `_trust` has nothing to
+    /// check. Where it cannot tell, the seat counts as held.
+    pub(crate) fn is_held(
+        _object: &crate::sys::Object,
+        os_name: &str,
+        index: u32,
+        _trust: &Trust,
+    ) -> bool {
+        let Ok(Some(dir)) = super::objects::lease_dir(false) else {
+            return true;
+        };
+        let fd = match rustix::fs::openat(
+            &dir,
+            seat_entry(os_name, index).as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return false,
+            Err(_) => return true,
+        };
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if self.file.is_at(&self.path, "").unwrap_or(false) {
+            let _ = rustix::fs::unlink(&self.path);
+        }
+    }
+}
+
+/// The seat file's name for seat `index` of an object's OS name.
+fn seat_entry(os_name: &str, index: u32) -> String {
+    super::objects::hex_entry(os_name, &format!(".seat{index}"))
 }

@@ -13,7 +13,7 @@ pub(crate) use objects::{
     anonymous, is_handle_limit, open_file, open_named, remove_named, Object, OS_NAME_MAX_BYTES,
     OS_NAME_PREFIX,
 };
-pub(crate) use sync::{process_alive, RobustLock, Waker};
+pub(crate) use sync::{RobustLock, Seat, Waker};
 
 /// Nothing is ever published here, so there is nothing to wait for.
 pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::ZERO;

@@ -9,7 +9,7 @@ pub(crate) use objects::{
     anonymous, duplicate, is_handle_limit, open_file, open_named, remove_named, Object,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{process_alive, RobustLock, Waker};
+pub(crate) use sync::{RobustLock, Seat, Waker};
 
 /// A section's name is public from `CreateFileMappingW` on, before its
 /// creator has set it up: an opener waits this long at most for it.

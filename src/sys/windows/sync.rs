@@ -17,7 +17,11 @@
 //! a sleeper never sleeps longer than `SLICE` before it looks again, so no
 //! wake-up can be lost for long.
 //!
-//! Sections, mutexes and semaphores share one namespace: a name taken by
+//! **Seat.** A participant of a channel proves it is alive by holding a
+//! named event that Windows removes with its last handle (see `Seat`),
+//! never by a process id, which Windows reuses as soon as it can.
+//!
+//! Sections, mutexes, events and semaphores share one namespace: a name taken by
 //! another kind of object fails with `ERROR_INVALID_HANDLE`, which is
 //! `Error::WrongKind`.
 
@@ -30,12 +34,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_INVALID_HANDLE, HANDLE,
-    WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
+    ERROR_INVALID_HANDLE, HANDLE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateMutexW, CreateSemaphoreW, GetCurrentThreadId, ReleaseMutex, ReleaseSemaphore,
-    WaitForSingleObject, INFINITE,
+    CreateEventW, CreateMutexW, CreateSemaphoreW, GetCurrentThreadId, OpenEventW, ReleaseMutex,
+    ReleaseSemaphore, WaitForSingleObject, INFINITE, SYNCHRONIZATION_SYNCHRONIZE,
 };
 
 use super::objects::{check_owner_of, wide};
@@ -185,23 +189,6 @@ fn owned_or_error(handle: HANDLE, name: &str, kind: &'static str) -> Result<(Own
     Ok((owned, code == ERROR_ALREADY_EXISTS))
 }
 
-/// Whether the process `pid` is alive.
-pub(crate) fn process_alive(pid: u32) -> bool {
-    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_SYNCHRONIZE};
-    // SAFETY: OpenProcess has no memory preconditions; a null result is checked.
-    let handle = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
-    if handle.is_null() {
-        // No such process (ERROR_INVALID_PARAMETER), or one we may not see:
-        // only the first means dead.
-        // SAFETY: reading the calling thread's last error has no preconditions.
-        return unsafe { GetLastError() }
-            != windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER;
-    }
-    // SAFETY: a non-null handle from OpenProcess is ours to close.
-    let handle = unsafe { OwnedHandle::from_raw_handle(handle) };
-    wait(handle.as_raw_handle(), Some(Duration::ZERO)) == WAIT_TIMEOUT
-}
-
 /// Sleeping on a word of shared memory until another process changes it:
 /// a named semaphore that sleepers wait on and wakers release.
 pub(crate) struct Waker {
@@ -247,4 +234,73 @@ impl Waker {
         // harmlessly (the sleepers are woken by their slices).
         unsafe { ReleaseSemaphore(self.semaphore.as_raw_handle(), count, std::ptr::null_mut()) };
     }
+}
+
+/// A participant's seat in an object: proof that the process holding it is
+/// alive, without naming the process. Seat `i` of the object `OS_NAME` is
+/// the named event `OS_NAME@seat{i}`, which exists exactly while someone
+/// holds a handle to it: Windows closes a process's handles when it dies,
+/// `TerminateProcess` included, and the name goes with the last one.
+pub(crate) struct Seat {
+    _event: OwnedHandle,
+}
+
+impl Seat {
+    /// Takes seat `index` of the object `os_name` if no one holds it (`None`
+    /// if someone does). `_object`: the seat is an object of its own.
+    pub(crate) fn take(
+        _object: &super::Object,
+        os_name: &str,
+        index: u32,
+        name: &str,
+    ) -> Result<Option<Seat>> {
+        let wide = wide(&seat_name(os_name, index));
+        // SAFETY: a NUL-terminated name that outlives the call; default security.
+        let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, wide.as_ptr()) };
+        match owned_or_error(handle, name, "an event") {
+            Ok((event, false)) => Ok(Some(Seat { _event: event })),
+            // Someone holds it, or only looks at it: either way, not free.
+            Ok((_, true)) | Err(Error::PermissionDenied { .. } | Error::WrongKind { .. }) => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether someone `trust`ed holds seat `index` of the object `os_name`.
+    /// A seat's name held by an owner the channel does not trust is not a
+    /// participant's: it counts as free, so no one can keep a dead
+    /// participant's claims alive by squatting its seat.
+    pub(crate) fn is_held(
+        _object: &super::Object,
+        os_name: &str,
+        index: u32,
+        trust: &Trust,
+    ) -> bool {
+        let seat = seat_name(os_name, index);
+        let wide = wide(&seat);
+        // READ_CONTROL, to read the owner (see `check_owner_of`).
+        let access =
+            SYNCHRONIZATION_SYNCHRONIZE | windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
+        // SAFETY: a NUL-terminated name that outlives the call.
+        let handle = unsafe { OpenEventW(access, 0, wide.as_ptr()) };
+        if handle.is_null() {
+            // SAFETY: reading the calling thread's last error has no preconditions.
+            let code = unsafe { GetLastError() };
+            // No such name: free. Any other failure (a name of another kind,
+            // or one we may not open) is not a participant's seat either.
+            return !matches!(
+                code,
+                ERROR_FILE_NOT_FOUND | ERROR_INVALID_HANDLE | ERROR_ACCESS_DENIED
+            );
+        }
+        // SAFETY: a non-null handle from OpenEventW is ours to close.
+        let event = unsafe { OwnedHandle::from_raw_handle(handle) };
+        check_owner_of(event.as_raw_handle(), &seat, trust).is_ok()
+    }
+}
+
+/// The name of seat `index` of the object `os_name`.
+fn seat_name(os_name: &str, index: u32) -> String {
+    format!("{os_name}@seat{index}")
 }

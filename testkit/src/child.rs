@@ -97,7 +97,7 @@ pub struct Spawn {
     stdout: Output,
     stderr: Output,
     limit: Duration,
-    lifetime: Duration,
+    lifetime: Option<Duration>,
     dies_with_parent: bool,
     configure: Option<Configure>,
 }
@@ -113,8 +113,9 @@ impl Spawn {
     /// the test's output), dies with its parent (Linux). In a test binary
     /// libtest's lines come first on stdout, and what the role prints first
     /// follows `test child_entry ... ` on the same line.
+    #[track_caller]
     pub fn role<R: Role>(role: R) -> Spawn {
-        let program = std::env::current_exe().expect("the path of this binary");
+        let this = Spawn::this_binary().unwrap_or_else(|error| panic!("{error}"));
         let harness_args = if R::IN_TEST_HARNESS {
             R::harness_args()
         } else {
@@ -124,8 +125,18 @@ impl Spawn {
             what: format!("child {role:?}"),
             role: Some((role.name(), harness_args)),
             stderr: Output::Inherit,
-            ..Spawn::program(program)
+            ..this
         }
+    }
+
+    /// This binary (`current_exe`) again, with no role: the arguments
+    /// say what it is to do (a subcommand of its own, say), as for any
+    /// [`program`](Spawn::program). The same defaults as a program's.
+    pub fn this_binary() -> std::io::Result<Spawn> {
+        let program = std::env::current_exe().map_err(|error| {
+            std::io::Error::new(error.kind(), format!("the path of this binary: {error}"))
+        })?;
+        Ok(Spawn::program(program))
     }
 
     /// `program`, with no role. By default: stdin null, stdout and stderr
@@ -148,7 +159,7 @@ impl Spawn {
             stdout: Output::Collect,
             stderr: Output::Collect,
             limit: LIMIT,
-            lifetime: LIFETIME,
+            lifetime: Some(LIFETIME),
             dies_with_parent: true,
             configure: None,
         }
@@ -234,7 +245,15 @@ impl Spawn {
     /// calls [`child_setup`](crate::child_setup) (a role does): then it
     /// exits with [`WATCHDOG_EXIT`](crate::WATCHDOG_EXIT).
     pub fn lifetime(mut self, lifetime: Duration) -> Spawn {
-        self.lifetime = lifetime;
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// No lifetime for the child: [`child_setup`](crate::child_setup)
+    /// limits nothing, not even by a lifetime its parent had (for a child
+    /// bounded otherwise: a watchdog of its own, the end of its input).
+    pub fn no_lifetime(mut self) -> Spawn {
+        self.lifetime = None;
         self
     }
 
@@ -289,8 +308,11 @@ impl Spawn {
         }
         command
             .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .env(LIFETIME_VAR, self.lifetime.as_millis().to_string());
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        match self.lifetime {
+            Some(lifetime) => command.env(LIFETIME_VAR, lifetime.as_millis().to_string()),
+            None => command.env_remove(LIFETIME_VAR),
+        };
         if self.dies_with_parent {
             command.env(PARENT_VAR, std::process::id().to_string());
         } else {
@@ -341,6 +363,7 @@ impl Spawn {
             stderr,
             limit: self.limit,
             status: None,
+            detached: false,
         })
     }
 
@@ -391,6 +414,8 @@ pub struct Child {
     stderr: Option<Stream>,
     limit: Duration,
     status: Option<ExitStatus>,
+    /// Left running when dropped ([`Child::detach`]).
+    detached: bool,
 }
 
 /// What a finished child left: its status and what it printed (empty for
@@ -474,14 +499,21 @@ impl Child {
     }
 
     /// Its status if it has exited, without waiting.
+    #[track_caller]
     pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.checked_exited()
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`exited`](Child::exited), returning the failure.
+    pub fn checked_exited(&mut self) -> Result<Option<ExitStatus>, Failure> {
         if self.status.is_none() {
             self.status = self
                 .process
                 .try_wait()
-                .unwrap_or_else(|error| panic!("the status of {}: {error}", self.what));
+                .map_err(|error| Failure(format!("the status of {}: {error}", self.what)))?;
         }
-        self.status
+        Ok(self.status)
     }
 
     /// Panics if the child has exited (it was meant to be running).
@@ -628,13 +660,23 @@ impl Child {
 
     /// [`wait`](Child::wait), returning the failure.
     pub fn checked_wait(&mut self) -> Result<ExitStatus, Failure> {
-        let deadline = Instant::now() + self.limit;
+        match self.wait_within(self.limit)? {
+            Some(status) => Ok(status),
+            None => Err(self.killed("waiting for it to exit")),
+        }
+    }
+
+    /// Waits at most `limit` for the child to exit: its status, or `None`
+    /// if it still runs then (it is left running: what to do with it is
+    /// the caller's to say).
+    pub fn wait_within(&mut self, limit: Duration) -> Result<Option<ExitStatus>, Failure> {
+        let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.exited() {
-                return Ok(status);
+            if let Some(status) = self.checked_exited()? {
+                return Ok(Some(status));
             }
             if Instant::now() > deadline {
-                return Err(self.killed("waiting for it to exit"));
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -693,18 +735,32 @@ impl Child {
 
     /// Kills the child (SIGKILL; TerminateProcess on Windows) unless it has
     /// exited, and reaps it. The handle stays open until this is dropped.
+    #[track_caller]
     pub fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited() {
-            return status;
+        self.checked_kill()
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`kill`](Child::kill), returning the failure.
+    pub fn checked_kill(&mut self) -> Result<ExitStatus, Failure> {
+        if let Some(status) = self.checked_exited()? {
+            return Ok(status);
         }
         // An error means it has exited meanwhile; `wait` says how.
         let _ = self.process.kill();
         let status = self
             .process
             .wait()
-            .unwrap_or_else(|error| panic!("reaping {}: {error}", self.what));
+            .map_err(|error| Failure(format!("reaping {}: {error}", self.what)))?;
         self.status = Some(status);
-        status
+        Ok(status)
+    }
+
+    /// Lets the child run on, on its own: it is not killed when this is
+    /// dropped, nor waited for (whoever inherits it reaps it). Take what
+    /// the caller needs of it (its stdin, say) first.
+    pub fn detach(mut self) {
+        self.detached = true;
     }
 
     /// Sends `signal` to the child (Unix), which must not have been reaped.
@@ -737,7 +793,9 @@ impl Child {
 
     /// Kills the child after a wait ran out, and says so.
     fn killed(&mut self, waiting: &str) -> Failure {
-        self.kill();
+        if let Err(failure) = self.checked_kill() {
+            return failure;
+        }
         Failure(format!(
             "{} still running after {:?} {waiting}: killed{}",
             self.what,
@@ -761,12 +819,37 @@ impl Child {
 }
 
 impl Drop for Child {
-    /// Kills and reaps a child still running; never panics.
+    /// Kills and reaps a child still running (unless it was
+    /// [`detach`](Child::detach)ed); never panics.
     fn drop(&mut self) {
-        if self.status.is_none() && matches!(self.process.try_wait(), Ok(None)) {
+        if !self.detached && self.status.is_none() && matches!(self.process.try_wait(), Ok(None)) {
             let _ = self.process.kill();
             let _ = self.process.wait();
         }
+    }
+}
+
+/// Kills the process `pid` (SIGKILL) on Unix, for a caller that has only
+/// its id (a watchdog thread giving up on every child it knows of); the
+/// [`Child`] itself, if any, still reaps it. Elsewhere `Unsupported`: a
+/// process is killed through its handle there ([`Child::kill`]).
+pub fn kill_by_id(pid: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{kill_process, Pid, Signal};
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "not a process id"))?;
+        Ok(kill_process(pid, Signal::KILL)?)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        Err(std::io::Error::new(
+            ErrorKind::Unsupported,
+            "killing a process by its id",
+        ))
     }
 }
 

@@ -1,12 +1,21 @@
-//! shmio's test kit (dev-only, not published): child processes in roles,
-//! waits that are always bounded, and the small helpers the tests share.
+//! The workspace's child-process kit (not published): child processes in
+//! roles, waits that are always bounded, and the small helpers the tests
+//! share.
 //!
 //! Its one job beyond the helpers is "start a process, wait until it is
 //! ready, kill it or wait for it, read what it printed", with every wait
 //! bounded, so that a test that goes wrong fails with a message instead of
-//! hanging. The library's integration tests (`tests/`), the CLI's tests
-//! (`cli/tests/`) and anything else that re-runs a binary as a child use
-//! it.
+//! hanging, and a tool's child never outlives it; and the child's side of
+//! that ("die with my parent, exit after my lifetime, say I am ready").
+//! Every line of such code in the workspace is here: the library's
+//! integration tests (`tests/`), the CLI's tests (`cli/tests/`), the bench
+//! library (`shmio_bench`: its children, its watchdog's kill) and so the
+//! `shmio-bench` binary and the criterion benches (`benches/`), the CLI's
+//! worker processes and `lock`'s guard (`cli/src`), and the examples use
+//! it. It depends on nothing of shmio's, and on rustix alone.
+//!
+//! The tests use the forms that panic; a tool uses the ones that return
+//! what went wrong (see [Tools](#tools)).
 //!
 //! # Roles
 //!
@@ -98,6 +107,23 @@
 //! }
 //! ```
 //!
+//! # Tools
+//!
+//! A program whose failures are errors, not panics (the CLI, the bench
+//! binary), starts its children with [`Spawn::try_start`] (and
+//! [`Spawn::this_binary`] for itself, with a subcommand or a variable of
+//! its own as the role), and waits with the `checked_` forms
+//! ([`Child::checked_wait_ready`], [`Child::checked_wait`],
+//! [`Child::checked_finish`], [`Child::checked_kill`]), or with
+//! [`Child::wait_within`], which leaves a child that outlives the wait
+//! running for the caller to decide about. Each returns a [`Failure`] (or
+//! an `io::Error`) that says what happened, for the program's own error
+//! type. A child that must outlive its handle is [`Child::detach`]ed.
+//! The child's side has [`try_child_setup`], [`try_ready`], and
+//! [`die_with_parent`] and [`limit_lifetime`] for a child with a policy of
+//! its own; [`checked_poll_until`] and [`checked_within`] bound the other
+//! waits.
+//!
 //! # Bounds
 //!
 //! - Every wait on a [`Child`] (ready, a line, its exit, its output) is
@@ -107,7 +133,9 @@
 //! - A child that calls [`child_setup`] (a role does, through
 //!   [`run_child`]) lives at most its [`lifetime`](Spawn::lifetime)
 //!   ([`LIFETIME`] by default) and, on Linux, dies with its parent.
-//! - A [`Child`] dropped while it runs is killed and reaped.
+//! - A [`Child`] dropped while it runs is killed and reaped, unless it was
+//!   [`detach`](Child::detach)ed. [`kill_by_id`] kills (Unix) a child
+//!   known only by its id.
 //! - [`wait_until`], [`poll_until`] and [`within`] bound the other waits: a
 //!   condition another process makes true, a call that might hang.
 
@@ -119,13 +147,16 @@ mod role;
 mod support;
 mod wait;
 
-pub use child::{Child, Failure, Finished, Input, Output, Spawn, LIFETIME, LIMIT};
+pub use child::{kill_by_id, Child, Failure, Finished, Input, Output, Spawn, LIFETIME, LIMIT};
 pub use role::{
-    arg, child_setup, limit_lifetime, ready, run_child, until_killed, Role, ROLE_VAR, WATCHDOG_EXIT,
+    arg, child_setup, die_with_parent, limit_lifetime, ready, run_child, try_child_setup,
+    try_ready, until_killed, Role, ROLE_VAR, WATCHDOG_EXIT,
 };
 #[cfg(target_os = "linux")]
 pub use support::root_with;
 pub use support::{
     checksum, mix, shm_entries_with_prefix, shm_entry_exists, unique, unique_name, Rng,
 };
-pub use wait::{checked_wait_until, poll_until, wait_until, within};
+pub use wait::{
+    checked_poll_until, checked_wait_until, checked_within, poll_until, wait_until, within,
+};

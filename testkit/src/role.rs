@@ -7,7 +7,7 @@
 //! as the name of an enum variant; everything else a role needs travels in
 //! environment variables of its own (read with [`arg`]).
 
-use std::io::Write;
+use std::io::{self, ErrorKind, Write};
 use std::time::Duration;
 
 /// The environment variable that names the role a re-run binary plays.
@@ -159,13 +159,37 @@ pub fn run_child<R: Role>() -> bool {
 /// platform it exits with [`WATCHDOG_EXIT`] once its lifetime is over (see
 /// [`Spawn::lifetime`](crate::Spawn::lifetime)), so that no child outlives
 /// a parent that could not kill it. Outside a child started by this kit it
-/// does nothing. Call it once.
+/// does nothing. Call it once. A parent already gone is an exit with
+/// [`WATCHDOG_EXIT`]; any other failure a panic ([`try_child_setup`]
+/// returns both).
 pub fn child_setup() {
+    match try_child_setup() {
+        Ok(()) => {}
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            eprintln!("{}: {error}: exiting", this_process());
+            std::process::exit(WATCHDOG_EXIT);
+        }
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// [`child_setup`], returning the failure: the parent is already gone
+/// ([`ErrorKind::NotFound`]), or the parent-death signal cannot be set.
+pub fn try_child_setup() -> io::Result<()> {
     if let Some(parent) = std::env::var(PARENT_VAR)
         .ok()
         .and_then(|pid| pid.parse::<u32>().ok())
     {
-        die_with_parent(parent);
+        die_with_parent(Some(parent)).map_err(|error| {
+            if is_gone(&error) {
+                io::Error::new(ErrorKind::NotFound, format!("parent {parent} is gone"))
+            } else {
+                io::Error::new(
+                    error.kind(),
+                    format!("setting the parent-death signal: {error}"),
+                )
+            }
+        })?;
     }
     if let Some(lifetime) = std::env::var(LIFETIME_VAR)
         .ok()
@@ -173,27 +197,47 @@ pub fn child_setup() {
     {
         limit_lifetime(Duration::from_millis(lifetime));
     }
+    Ok(())
 }
 
-#[cfg(target_os = "linux")]
-fn die_with_parent(parent: u32) {
-    use rustix::process::{getppid, set_parent_process_death_signal, Signal};
-    set_parent_process_death_signal(Some(Signal::KILL)).expect("set the parent-death signal");
-    // The parent may have gone before the line above took effect. (A parent
-    // outside this process's pid namespace has no pid here: `getppid` says
-    // 0, `None`, and only the death signal can tell.)
-    if getppid().is_some_and(|pid| pid.as_raw_nonzero().get() as u32 != parent) {
-        eprintln!(
-            "shmio-testkit child {}: parent {parent} is gone: exiting",
-            std::process::id()
-        );
-        std::process::exit(WATCHDOG_EXIT);
+/// Makes this process die (SIGKILL) when the thread that started it ends,
+/// on Linux (its parent-death signal); elsewhere it does nothing. With
+/// `parent`, the process that started this one: if that is no longer this
+/// process's parent (it died before the signal was set), an error that
+/// says so (`ESRCH`), since no signal will ever come. (A parent outside
+/// this process's pid namespace has no pid here: then only the signal can
+/// tell.)
+///
+/// It allocates nothing and makes only async-signal-safe calls (`prctl`,
+/// `getppid`), so that it may also run between `fork` and `exec` (in a
+/// `pre_exec` hook), for a program that does not call it itself.
+pub fn die_with_parent(parent: Option<u32>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getppid, set_parent_process_death_signal, Signal};
+        set_parent_process_death_signal(Some(Signal::KILL))?;
+        // The parent may have gone before the line above took effect.
+        if let Some(parent) = parent {
+            if getppid().is_some_and(|pid| pid.as_raw_nonzero().get() as u32 != parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+    Ok(())
+}
+
+/// Whether `error` is [`die_with_parent`]'s "the parent is gone".
+fn is_gone(error: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    return error.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error());
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = error;
+        false
     }
 }
-
-/// Elsewhere only the lifetime bounds a child whose parent died.
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_parent: u32) {}
 
 /// Makes this process exit with [`WATCHDOG_EXIT`] after `lifetime`, whatever
 /// it is doing then (a thread that sleeps that long: not a wait for anything).
@@ -203,24 +247,42 @@ pub fn limit_lifetime(lifetime: Duration) {
         .spawn(move || {
             std::thread::sleep(lifetime);
             eprintln!(
-                "shmio-testkit child {}: still running after its lifetime of {lifetime:?}: exiting",
-                std::process::id()
+                "{}: still running after its lifetime of {lifetime:?}: exiting",
+                this_process()
             );
             std::process::exit(WATCHDOG_EXIT);
         })
         .expect("start the lifetime thread");
 }
 
+/// This process, for its last words: its program's name and its id.
+fn this_process() -> String {
+    let program = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "child".to_owned());
+    format!("{program} {}", std::process::id())
+}
+
 /// Tells the parent this child is ready: a line on stdout that
 /// [`Child::wait_ready`](crate::Child::wait_ready) waits for (the child's
 /// stdout must be collected, as it is for a role by default, or a pipe the
 /// parent reads the rest of, if data follows).
+#[track_caller]
 pub fn ready() {
+    try_ready().unwrap_or_else(|error| panic!("telling the parent this child is ready: {error}"));
+}
+
+/// [`ready`], returning the failure (a stdout closed, say).
+pub fn try_ready() -> io::Result<()> {
     let mut out = std::io::stdout().lock();
     // A line of its own, whatever was printed before (libtest's header).
-    out.write_all(format!("\n{READY_LINE}\n").as_bytes())
-        .and_then(|()| out.flush())
-        .expect("tell the parent this child is ready");
+    out.write_all(format!("\n{READY_LINE}\n").as_bytes())?;
+    out.flush()
 }
 
 /// Waits to be killed (what a child does once it holds what the test kills

@@ -39,15 +39,29 @@ pub fn checked_wait_until(
 /// after `limit`. For a condition that is costly to look at (another
 /// process to run, a name to open), where [`wait_until`] would spin.
 #[track_caller]
-pub fn poll_until(what: &str, limit: Duration, every: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
+pub fn poll_until(what: &str, limit: Duration, every: Duration, done: impl FnMut() -> bool) {
+    if let Err(failure) = checked_poll_until(what, limit, every, done) {
+        panic!("{failure}");
+    }
+}
+
+/// [`poll_until`], returning the failure; `Ok` says how long it took.
+pub fn checked_poll_until(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<Duration, Failure> {
+    let start = Instant::now();
     while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if start.elapsed() >= limit {
+            return Err(Failure::new(format!(
+                "timed out after {limit:?} waiting for {what}"
+            )));
+        }
         std::thread::sleep(every);
     }
+    Ok(start.elapsed())
 }
 
 /// Runs `call` on a thread of its own and returns what it returns; a panic
@@ -60,6 +74,37 @@ pub fn within<T: Send + 'static>(
     limit: Duration,
     call: impl FnOnce() -> T + Send + 'static,
 ) -> T {
+    match run_within(what, limit, call) {
+        Ok(value) => value,
+        Err(Within::Panicked(panic)) => std::panic::resume_unwind(panic),
+        Err(Within::Hung(failure)) => panic!("{failure}"),
+    }
+}
+
+/// [`within`], returning the failure: `call` hung, or panicked (its panic
+/// is then on stderr, as a thread's is).
+pub fn checked_within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    run_within(what, limit, call).map_err(|error| match error {
+        Within::Hung(failure) => failure,
+        Within::Panicked(_) => Failure::new(format!("{what} panicked")),
+    })
+}
+
+/// How a call on a thread of its own went wrong.
+enum Within {
+    Hung(Failure),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+fn run_within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Within> {
     let (done, result) = mpsc::channel();
     let worker = std::thread::spawn(move || {
         let _ = done.send(call());
@@ -67,14 +112,14 @@ pub fn within<T: Send + 'static>(
     match result.recv_timeout(limit) {
         Ok(value) => {
             let _ = worker.join();
-            value
+            Ok(value)
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
+            Err(panic) => Err(Within::Panicked(panic)),
             Ok(()) => unreachable!("{what}: the call returned without a value"),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} hung (still running after {limit:?})")
-        }
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Within::Hung(Failure::new(format!(
+            "{what} hung (still running after {limit:?})"
+        )))),
     }
 }

@@ -2,12 +2,20 @@
 //! output is collected; ready, then killed; a child that ends early or
 //! outlives a wait is reported (and killed); lines, and data after the
 //! ready line on a pipe; a child's lifetime, and (Linux) its parent's
-//! death, end it; a dropped child is killed; a hung call is reported.
+//! death, end it; a dropped child is killed; a hung call is reported. And
+//! the forms tools use: the checked ones, a wait that leaves the child
+//! running, this binary with arguments of its own, no lifetime, a kill by
+//! id, a detached child, a parent already gone.
 
 use std::io::Read;
 use std::time::Duration;
 
-use shmio_testkit::{arg, ready, until_killed, within, Output, WATCHDOG_EXIT};
+#[cfg(unix)]
+use shmio_testkit::kill_by_id;
+use shmio_testkit::{
+    arg, checked_poll_until, checked_within, ready, until_killed, within, Output, Spawn, LIMIT,
+    WATCHDOG_EXIT,
+};
 
 const SHORT: Duration = Duration::from_millis(300);
 
@@ -166,4 +174,107 @@ fn within_returns_the_value_or_reports_a_hang() {
     });
     let message = *hung.unwrap_err().downcast::<String>().unwrap();
     assert!(message.contains("a slow call hung"), "{message}");
+}
+
+#[test]
+fn the_checked_forms_return_what_went_wrong() {
+    let hung = checked_within("a slow call", SHORT, || std::thread::sleep(SHORT * 10));
+    assert!(hung.unwrap_err().to_string().contains("a slow call hung"));
+    assert_eq!(checked_within("a quick call", SHORT * 10, || 7).unwrap(), 7);
+
+    let never = checked_poll_until("never", SHORT, Duration::from_millis(10), || false);
+    assert!(never.unwrap_err().to_string().contains("waiting for never"));
+    assert!(checked_poll_until("now", SHORT, Duration::from_millis(10), || true).is_ok());
+
+    let mut child = Role::Stall.spawn().start();
+    assert!(child.checked_exited().unwrap().is_none());
+    let status = child.checked_kill().unwrap();
+    assert!(!status.success(), "{status}");
+    assert_eq!(
+        child.checked_kill().unwrap(),
+        status,
+        "killed once, reaped once"
+    );
+}
+
+#[test]
+fn a_wait_within_leaves_a_running_child_running() {
+    let mut child = Role::Hold.spawn().start();
+    child.wait_ready();
+    assert_eq!(child.wait_within(SHORT).unwrap(), None);
+    child.assert_running();
+    child.kill();
+
+    let mut child = Role::ExitEarly.spawn().start();
+    let status = child.wait_within(LIMIT).unwrap().expect("it exits at once");
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn this_binary_with_arguments_of_its_own() {
+    // The test binary, asked to list its tests: no role, and no libtest
+    // filter but the one given.
+    let done = Spawn::this_binary()
+        .unwrap()
+        .args(["--list", "this_binary_with_arguments_of_its_own"])
+        .run();
+    done.assert_success("the test binary, listing");
+    assert!(
+        done.stdout_text()
+            .contains("this_binary_with_arguments_of_its_own: test"),
+        "{}",
+        done.stdout_text()
+    );
+}
+
+#[test]
+fn a_child_with_no_lifetime_ignores_its_parents() {
+    // The lifetime this process would pass on, were the child not told
+    // otherwise, is far shorter than the wait.
+    let mut child = Role::Hold
+        .spawn()
+        .env("SHMIO_TESTKIT_LIFETIME_MS", "1")
+        .no_lifetime()
+        .start();
+    child.wait_ready();
+    std::thread::sleep(SHORT);
+    child.assert_running();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_child_killed_by_its_id() {
+    let mut child = Role::Hold.spawn().start();
+    child.wait_ready();
+    kill_by_id(child.id()).unwrap();
+    let status = child.wait();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "SIGKILL");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_detached_child_runs_on() {
+    let mut child = Role::Hold.spawn().start();
+    child.wait_ready();
+    let pid = child.id();
+    child.detach();
+    assert!(!gone(pid), "detached: left running");
+    kill_by_id(pid).unwrap();
+    // Reaped by nobody until this test binary exits: a zombie is gone enough.
+    shmio_testkit::poll_until("the detached child to die", LIMIT, SHORT / 30, || gone(pid));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_parent_already_gone_is_reported() {
+    if std::os::unix::process::parent_id() == 0 {
+        return; // A parent outside this pid namespace: nothing to compare.
+    }
+    // This process is not its own parent: "the parent is gone".
+    let error = shmio_testkit::die_with_parent(Some(std::process::id())).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(3), "ESRCH: {error}");
+    // This thread now has a parent-death signal: harmless in a test binary,
+    // whose parent (cargo) outlives it.
+    shmio_testkit::die_with_parent(None).unwrap();
 }

@@ -1,24 +1,32 @@
-//! Child processes: this binary re-run in a role. All of the harness's
-//! child-process code is here.
+//! Child processes: this binary re-run in a role. Starting one, waiting
+//! (bounded) until it is ready, killing it, reaping it, and the child's
+//! side of that (dying with its parent, the ready line) are the workspace's
+//! child-process kit's (`shmio-testkit`); what is the bench's own is here:
+//! how a role travels, what the roles read, and the commands a busy-polling
+//! child reads.
 //!
 //! The parent starts the current executable with [`launch_with`]'s
 //! arguments (none for `shmio-bench` and the criterion benches;
 //! `__worker bench` for the CLI) and the role in [`ROLE`]; the child's
 //! `main` hands over to [`serve`], which runs the role's side of the work
-//! ([`Role::serve`]). Every child dies with its parent (Linux:
-//! `PR_SET_PDEATHSIG`) and in any case runs a [`watchdog`].
+//! ([`Role::serve`]). Every child dies with its parent (the kit's
+//! parent-death signal, Linux) and in any case runs a [`watchdog`], which
+//! bounds it instead of a lifetime.
 //!
 //! A child that busy-polls reads commands from its stdin ([`Commands`]): a
 //! line to start a batch, `alive` to know the parent lives, and the end of
-//! input to exit; one that needs set-up before the parent may go on says
-//! `ready` on its stdout.
+//! input to exit; it says it is ready ([`shmio_testkit::try_ready`]) once
+//! set up, and the parent starts it with [`spawn_commanded`], which waits
+//! for that.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStdin, ChildStdout};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shmio_testkit::{Child, Input, Output, Spawn};
 
 use crate::sides::Role;
 use crate::{watchdog, Result};
@@ -33,8 +41,10 @@ pub const SIZE: &str = "SHMIO_BENCH_SIZE";
 pub const CAPACITY: &str = "SHMIO_BENCH_CAPACITY";
 /// The run's private iceoryx2 domain (iceoryx2 roles).
 pub const IOX: &str = "SHMIO_BENCH_IOX";
-/// The parent's process id.
-const PARENT: &str = "SHMIO_BENCH_PARENT";
+
+/// How long a child may take to exit once its input has ended, before it
+/// is killed.
+const EXIT_WITHIN: Duration = Duration::from_secs(3);
 
 /// The arguments that make this binary a child; see [`launch_with`].
 static LAUNCH: OnceLock<Vec<OsString>> = OnceLock::new();
@@ -75,28 +85,51 @@ pub struct Kid {
 }
 
 /// Starts this binary again as `role`, with `env` added.
-pub fn spawn(role: Role, env: &[(&str, String)], stdin: Stdio, stdout: Stdio) -> Result<Kid> {
+pub fn spawn(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Result<Kid> {
+    let (stdin_piped, stdout_piped) =
+        (matches!(stdin, Input::Pipe), matches!(stdout, Output::Pipe));
+    let mut kid = start(role, env, stdin, stdout)?;
+    kid.stdin = stdin_piped.then(|| kid.child.take_stdin());
+    kid.stdout = stdout_piped.then(|| kid.child.take_stdout());
+    Ok(kid)
+}
+
+/// Starts this binary again as `role`, with `env` added, to be driven by
+/// [`Commands`] on its stdin; returns once it is ready (bounded by the
+/// kit's limit, and before that by the watchdog).
+pub fn spawn_commanded(role: Role, env: &[(&str, String)]) -> Result<Kid> {
+    let mut kid = start(role, env, Input::Pipe, Output::Pipe)?;
+    kid.stdin = Some(kid.child.take_stdin());
+    watchdog::stage(format!("waiting for the {} child to be ready", kid.role));
+    kid.child.checked_wait_ready()?;
+    kid.stdout = Some(kid.child.take_stdout());
+    Ok(kid)
+}
+
+fn start(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Result<Kid> {
     let role = role.name();
-    let mut command = Command::new(std::env::current_exe()?);
-    command
+    let mut spawn = Spawn::this_binary()?
         .args(LAUNCH.get().into_iter().flatten())
-        .env(ROLE, role)
-        .env(PARENT, std::process::id().to_string())
+        .env(ROLE, role);
+    for (key, value) in env {
+        spawn = spawn.env(key, value);
+    }
+    let spawn = spawn
         .stdin(stdin)
         .stdout(stdout)
-        .stderr(Stdio::inherit());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command
-        .spawn()
+        .stderr(Output::Inherit)
+        // The watchdog bounds a child, however long the run.
+        .no_lifetime()
+        .describe(format!("the {role} child"));
+    let child = spawn
+        .try_start()
         .map_err(|e| format!("spawning the {role} child: {e}"))?;
     watchdog::add_child(child.id());
     Ok(Kid {
         role,
-        stdin: child.stdin.take(),
-        stdout: child.stdout.take(),
         child,
+        stdin: None,
+        stdout: None,
     })
 }
 
@@ -112,54 +145,29 @@ impl Kid {
     pub fn alive(&mut self) -> Result<()> {
         self.command("alive")
     }
-
-    /// Waits for the child's "ready" line (bounded by the watchdog).
-    pub fn ready(&mut self) -> Result<()> {
-        let role = self.role;
-        watchdog::stage(format!("waiting for the {role} child to be ready"));
-        let stdout = self.stdout.as_mut().ok_or("the child has no answer pipe")?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            if stdout.read(&mut byte)? == 0 {
-                return Err(format!("the {role} child exited before it was ready").into());
-            }
-            if byte[0] == b'\n' {
-                break;
-            }
-            line.push(byte[0]);
-        }
-        if line.strip_suffix(b"\r").unwrap_or(&line) != b"ready" {
-            return Err(
-                format!("the {role} child said {:?}", String::from_utf8_lossy(&line)).into(),
-            );
-        }
-        Ok(())
-    }
 }
 
 impl Drop for Kid {
     fn drop(&mut self) {
         drop(self.stdin.take());
         drop(self.stdout.take());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        eprintln!("the {} child exited with {status}", self.role);
-                    }
-                    break;
+        match self.child.wait_within(EXIT_WITHIN) {
+            Ok(Some(status)) => {
+                if !status.success() {
+                    eprintln!("the {} child exited with {status}", self.role);
                 }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                _ => {
-                    eprintln!("the {} child did not exit within 3 s: killed", self.role);
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
+            }
+            Ok(None) => {
+                eprintln!(
+                    "the {} child did not exit within {} s: killed",
+                    self.role,
+                    EXIT_WITHIN.as_secs()
+                );
+                let _ = self.child.checked_kill();
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                let _ = self.child.checked_kill();
             }
         }
         watchdog::remove_child(self.child.id());
@@ -194,14 +202,6 @@ pub fn stdout_file() -> Result<File> {
     let owned =
         std::os::windows::io::AsHandle::as_handle(&std::io::stdout()).try_clone_to_owned()?;
     Ok(File::from(owned))
-}
-
-/// Tells the parent the child is set up.
-pub fn say_ready() -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(b"ready\n")?;
-    out.flush()?;
-    Ok(())
 }
 
 /// The commands the parent sends on stdin, a line each; `None` at EOF.
@@ -239,17 +239,10 @@ impl Commands {
     }
 }
 
-/// Sets up a child: dies with the parent (Linux), watchdog on.
+/// Sets up a child: dies with the parent (the kit's set-up: Linux), the
+/// watchdog on.
 fn become_child(role: &str) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-        // The parent may have gone before the line above took effect.
-        let parent: i32 = var(PARENT)?.parse()?;
-        if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() != parent) {
-            return Err("the parent is gone".into());
-        }
-    }
+    shmio_testkit::try_child_setup()?;
     watchdog::start(format!("child {role} ({})", std::process::id()));
     watchdog::stage(format!("{role}: serving the parent"));
     Ok(())

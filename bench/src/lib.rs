@@ -14,9 +14,11 @@
 //!   futex (Linux), a pipe, a Unix socket (Unix), iceoryx2 (Linux, with the
 //!   `iceoryx2` feature) and `memcpy` (the bandwidth limit). Each
 //!   cross-process side declares its child role in [`sides::Role`].
-//! - [`child`]: this binary re-run as a child in a role, and the child's
-//!   side of that (commands on stdin, a ready line on stdout). All the
-//!   child-process code is here.
+//! - [`child`]: this binary re-run as a child in a role, started, waited
+//!   for and killed through the workspace's child-process kit
+//!   (`shmio-testkit`, which also makes a child die with its parent and
+//!   say it is ready); the bench's own part is how a role travels, what it
+//!   reads, and the commands a busy-polling child reads on stdin.
 //! - [`watchdog`]: every process of a run (parent and children) gives up
 //!   after [`watchdog::STALL`] without progress, so no wait is unbounded.
 //! - [`report`]: figures as text (times, rates, the paired table).

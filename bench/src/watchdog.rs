@@ -3,9 +3,10 @@
 //! removes what was registered with [`OnStall`], and exits with status 3.
 //! So no wait anywhere in a run is unbounded, whatever the other processes
 //! do. A process that measures only for a while (`shmio demo`) arms it for
-//! that while ([`arm`]); one that is all run ([`start`]) for good. On Windows the children are not killed from here: each runs its own
-//! watchdog, and a parent gone is an end of input for those that read
-//! commands.
+//! that while ([`arm`]); one that is all run ([`start`]) for good. The
+//! children are killed by the child-process kit (`shmio_testkit::kill_by_id`);
+//! on Windows, where it cannot, not from here: each runs its own watchdog,
+//! and a parent gone is an end of input for those that read commands.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -107,7 +108,8 @@ fn watch(who: &str) {
                 STALL.as_secs()
             );
             for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                kill(*pid);
+                // Unix; see the module docs for Windows.
+                let _ = shmio_testkit::kill_by_id(*pid);
             }
             std::thread::sleep(Duration::from_millis(100));
             for (_, cleanup) in CLEANUPS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -117,17 +119,6 @@ fn watch(who: &str) {
         }
     }
 }
-
-#[cfg(unix)]
-fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
-}
-
-/// See the module docs: each child's own watchdog ends it.
-#[cfg(not(unix))]
-fn kill(_pid: u32) {}
 
 /// Something to remove if the process gives up, for as long as this lives.
 pub struct OnStall(u64);

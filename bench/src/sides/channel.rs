@@ -3,7 +3,6 @@
 //! `send`/`recv_into`, in place with `send_with`/`recv_with`).
 
 use std::hint::spin_loop;
-use std::process::Stdio;
 use std::time::Instant;
 
 use shmio::{Channel, ChannelGeometry, Error};
@@ -13,6 +12,7 @@ use crate::child::{self, Commands, Kid};
 use crate::harness::{timed, Side};
 use crate::watchdog::{self, OnStall};
 use crate::Result;
+use shmio_testkit::{Input, Output};
 
 /// The round-trip channels: 8-byte messages, a few slots.
 const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
@@ -68,13 +68,7 @@ pub struct BusyRoundTrip {
 impl BusyRoundTrip {
     pub fn start(name: &str) -> Result<BusyRoundTrip> {
         let (ping, pong, guards) = pair(name)?;
-        let mut kid = child::spawn(
-            Role::ChannelBusyEcho,
-            &[(child::NAME, name.to_owned())],
-            Stdio::piped(),
-            Stdio::piped(),
-        )?;
-        kid.ready()?;
+        let kid = child::spawn_commanded(Role::ChannelBusyEcho, &[(child::NAME, name.to_owned())])?;
         Ok(BusyRoundTrip {
             ping,
             pong,
@@ -120,7 +114,7 @@ impl Side for BusyRoundTrip {
 pub fn busy_child() -> Result<()> {
     let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
     let mut commands = Commands::new()?;
-    child::say_ready()?;
+    shmio_testkit::try_ready()?;
     let mut buf = Vec::with_capacity(8);
     while commands.next_command()?.is_some() {
         loop {
@@ -152,8 +146,8 @@ impl BlockingRoundTrip {
         let kid = child::spawn(
             Role::ChannelBlockingEcho,
             &[(child::NAME, name.to_owned())],
-            Stdio::null(),
-            Stdio::null(),
+            Input::Null,
+            Output::Null,
         )?;
         Ok(BlockingRoundTrip {
             ping,
@@ -238,16 +232,13 @@ impl Throughput {
         } else {
             Role::ChannelProducer
         };
-        let mut kid = child::spawn(
+        let kid = child::spawn_commanded(
             role,
             &[
                 (child::NAME, name.to_owned()),
                 (child::SIZE, size.to_string()),
             ],
-            Stdio::piped(),
-            Stdio::piped(),
         )?;
-        kid.ready()?;
         Ok(Throughput {
             channel,
             _guard: guard,
@@ -292,7 +283,7 @@ pub fn producer_child(in_place: bool) -> Result<()> {
     let channel = Channel::open(&child::var(child::NAME)?)?;
     let size = child::number(child::SIZE)?;
     let mut commands = Commands::new()?;
-    child::say_ready()?;
+    shmio_testkit::try_ready()?;
     let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {

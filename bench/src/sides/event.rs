@@ -3,7 +3,6 @@
 //! `pong`. Both events reset automatically, and both sides sleep in
 //! `wait`: the peer is the raw futex ping-pong (`futex`, Linux).
 
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
 use shmio::{EventMode, NamedEvent};
@@ -12,6 +11,7 @@ use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
 use crate::{watchdog, Result};
+use shmio_testkit::{Input, Output};
 
 /// Round trips of two auto-reset events between this process and a child.
 pub struct EventRoundTrip {
@@ -37,8 +37,8 @@ impl EventRoundTrip {
         let kid = child::spawn(
             Role::EventEcho,
             &[(child::NAME, base.to_owned())],
-            Stdio::null(),
-            Stdio::null(),
+            Input::Null,
+            Output::Null,
         )?;
         Ok(EventRoundTrip {
             ping,

@@ -2,7 +2,6 @@
 //! `FUTEX_WAKE`s it, and `FUTEX_WAIT`s on the other's until it changes. No
 //! spinning at all: the limit for a round trip that sleeps.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::thread::futex;
@@ -11,6 +10,7 @@ use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
 use crate::{watchdog, Result};
+use shmio_testkit::{Input, Output};
 
 /// What ends a futex echo child.
 const STOP32: u32 = u32::MAX;
@@ -29,8 +29,8 @@ impl FutexRoundTrip {
         let kid = child::spawn(
             Role::FutexEcho,
             &[(child::NAME, name.to_owned())],
-            Stdio::null(),
-            Stdio::null(),
+            Input::Null,
+            Output::Null,
         )?;
         Ok(FutexRoundTrip {
             words,

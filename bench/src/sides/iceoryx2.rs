@@ -7,7 +7,6 @@
 //! directory), so what iceoryx2 leaves behind can be found and removed.
 
 use std::hint::spin_loop;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use iceoryx2::config::Config;
@@ -180,16 +179,13 @@ impl RoundTrip {
         let pong = word_service(&node, &format!("{name}/pong"))?;
         let publisher = ping.publisher_builder().create()?;
         let subscriber = pong.subscriber_builder().create()?;
-        let mut kid = child::spawn(
+        let kid = child::spawn_commanded(
             Role::Iceoryx2Echo,
             &[
                 (child::NAME, name.to_owned()),
                 (child::IOX, domain.tag.clone()),
             ],
-            Stdio::piped(),
-            Stdio::piped(),
         )?;
-        kid.ready()?;
         Ok(RoundTrip {
             kid,
             publisher,
@@ -247,7 +243,7 @@ pub fn round_trip_child() -> Result<()> {
     let subscriber = ping.subscriber_builder().create()?;
     let publisher = pong.publisher_builder().create()?;
     let mut commands = Commands::new()?;
-    child::say_ready()?;
+    shmio_testkit::try_ready()?;
     while commands.next_command()?.is_some() {
         loop {
             let Some(sample) = subscriber.receive()? else {
@@ -297,7 +293,7 @@ impl Throughput {
             .subscriber_builder()
             .buffer_size(capacity)
             .create()?;
-        let mut kid = child::spawn(
+        let kid = child::spawn_commanded(
             Role::Iceoryx2Producer,
             &[
                 (child::NAME, name.to_owned()),
@@ -305,10 +301,7 @@ impl Throughput {
                 (child::SIZE, size.to_string()),
                 (child::CAPACITY, capacity.to_string()),
             ],
-            Stdio::piped(),
-            Stdio::piped(),
         )?;
-        kid.ready()?;
         Ok(Throughput {
             kid,
             subscriber,
@@ -356,7 +349,7 @@ pub fn producer_child() -> Result<()> {
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
         .create()?;
     let mut commands = Commands::new()?;
-    child::say_ready()?;
+    shmio_testkit::try_ready()?;
     let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {

@@ -12,11 +12,17 @@ use super::{check_message, stamp, Role, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
 use crate::{watchdog, Result};
+use shmio_testkit::{Input, Output};
 
 /// One end of a `UnixStream::pair()`; the other is the child's stdin.
 fn socket_child(role: Role, env: &[(&str, String)]) -> Result<(UnixStream, Kid)> {
     let (ours, theirs) = UnixStream::pair()?;
-    let kid = child::spawn(role, env, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
+    let kid = child::spawn(
+        role,
+        env,
+        Input::Stdio(Stdio::from(OwnedFd::from(theirs))),
+        Output::Null,
+    )?;
     Ok((ours, kid))
 }
 

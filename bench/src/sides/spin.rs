@@ -2,7 +2,6 @@
 //! a round trip moves one cache line there and back, nothing else.
 
 use std::hint::spin_loop;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Role, Words, STOP, WARMUP};
@@ -21,13 +20,7 @@ impl SpinRoundTrip {
     /// Creates the words under `name` and starts the echo child.
     pub fn start(name: &str) -> Result<SpinRoundTrip> {
         let words = Words::create(name)?;
-        let mut kid = child::spawn(
-            Role::SpinEcho,
-            &[(child::NAME, name.to_owned())],
-            Stdio::piped(),
-            Stdio::piped(),
-        )?;
-        kid.ready()?;
+        let kid = child::spawn_commanded(Role::SpinEcho, &[(child::NAME, name.to_owned())])?;
         Ok(SpinRoundTrip { words, kid, seq: 0 })
     }
 }
@@ -70,7 +63,7 @@ pub fn echo_child() -> Result<()> {
     let words = Words::open(&child::var(child::NAME)?)?;
     let (ping, pong) = (words.u64_at(Words::PING), words.u64_at(Words::PONG));
     let mut commands = Commands::new()?;
-    child::say_ready()?;
+    shmio_testkit::try_ready()?;
     let mut last = ping.load(Ordering::Acquire);
     while commands.next_command()?.is_some() {
         loop {

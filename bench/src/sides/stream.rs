@@ -4,12 +4,12 @@
 //! throughput, so no framing is needed).
 
 use std::io::{ErrorKind, Read, Write};
-use std::process::Stdio;
 
 use super::{Role, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
 use crate::{watchdog, Result};
+use shmio_testkit::{Input, Output};
 
 /// Sends `seq` and checks that it comes back.
 pub(super) fn echo_round_trip(mut to: impl Write, mut from: impl Read, seq: u64) -> Result<()> {
@@ -45,7 +45,7 @@ pub struct PipeRoundTrip {
 impl PipeRoundTrip {
     /// Starts the echo child, its stdin and stdout piped.
     pub fn start() -> Result<PipeRoundTrip> {
-        let kid = child::spawn(Role::PipeEcho, &[], Stdio::piped(), Stdio::piped())?;
+        let kid = child::spawn(Role::PipeEcho, &[], Input::Pipe, Output::Pipe)?;
         Ok(PipeRoundTrip { kid, seq: 0 })
     }
 }

@@ -115,7 +115,8 @@ impl Spawn {
     /// follows `test child_entry ... ` on the same line.
     #[track_caller]
     pub fn role<R: Role>(role: R) -> Spawn {
-        let this = Spawn::this_binary().unwrap_or_else(|error| panic!("{error}"));
+        let this =
+            Spawn::this_binary().unwrap_or_else(|error| panic!("the path of this binary: {error}"));
         let harness_args = if R::IN_TEST_HARNESS {
             R::harness_args()
         } else {
@@ -133,10 +134,7 @@ impl Spawn {
     /// say what it is to do (a subcommand of its own, say), as for any
     /// [`program`](Spawn::program). The same defaults as a program's.
     pub fn this_binary() -> std::io::Result<Spawn> {
-        let program = std::env::current_exe().map_err(|error| {
-            std::io::Error::new(error.kind(), format!("the path of this binary: {error}"))
-        })?;
-        Ok(Spawn::program(program))
+        Ok(Spawn::program(std::env::current_exe()?))
     }
 
     /// `program`, with no role. By default: stdin null, stdout and stderr

@@ -89,6 +89,11 @@ pub enum Error {
     /// A bounded wait ran out.
     #[error("gave up after {limit:?} waiting for {what}")]
     GaveUp { what: String, limit: Duration },
+    /// A wait on a child process failed (the child-process kit says how:
+    /// it ended early, outlived the wait and was killed, or its output
+    /// stayed open).
+    #[error("{0}")]
+    Child(#[from] shmio_testkit::Failure),
     /// A child process that would not exit in time (and was killed).
     #[error("{0} (killed it)")]
     Killed(Box<Error>),

@@ -19,8 +19,9 @@
 //!   Ctrl-Z stops `shmio lock`'s group too, so that the shell sees the job
 //!   stop, and `fg` or `bg` resumes both.
 //! - Linux, besides: the command is started with a parent-death signal
-//!   (SIGKILL), so that it dies with `shmio lock` even if the guard could
-//!   not; and `shmio lock` is a child subreaper, so that what the command
+//!   (SIGKILL, set by the child-process kit's `die_with_parent` between
+//!   fork and exec), so that it dies with `shmio lock` even if the guard
+//!   could not; and `shmio lock` is a child subreaper, so that what the command
 //!   leaves in its group becomes its child, to be waited for without
 //!   polling. macOS has neither: the group is polled.
 //! - Windows: `shmio lock` puts itself, before starting the command (which
@@ -75,10 +76,11 @@ mod imp {
     use std::os::fd::{AsFd, AsRawFd};
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{ChildStdin, Command, ExitCode, ExitStatus, Stdio};
+    use std::process::{ChildStdin, Command, ExitCode, ExitStatus};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
+    use shmio_testkit::{Input, Output, Spawn};
     use signal_hook::consts::signal::{
         SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU,
     };
@@ -114,8 +116,7 @@ mod imp {
         let guard_fd = guard.as_ref().map(|guard| guard.input.as_raw_fd());
         // The parent-death signal goes with the thread that forks: this is
         // the main thread, which lives as long as the process.
-        #[cfg(target_os = "linux")]
-        let parent = rustix::process::getpid();
+        let parent = std::process::id();
         let terminal_fd = terminal.as_ref().map(|terminal| terminal.0.as_raw_fd());
         command.process_group(0);
         let in_child = move || {
@@ -124,16 +125,10 @@ mod imp {
             if let Some(fd) = guard_fd {
                 write_own_pid(fd);
             }
-            #[cfg(target_os = "linux")]
-            {
-                use rustix::process::{getppid, set_parent_process_death_signal, Signal};
-                set_parent_process_death_signal(Some(Signal::KILL))?;
-                // Had the parent died before the line above, no signal
-                // would ever come: the command must not start then.
-                if getppid() != Some(parent) {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-            }
+            // Linux: the parent-death signal. Had the parent died before
+            // it was set, no signal would ever come: the command must not
+            // start then (the kit's `ESRCH`).
+            shmio_testkit::die_with_parent(Some(parent))?;
             // Before `exec`, so the command never runs without the terminal
             // it is meant to have (it would stop on SIGTTIN).
             if let Some(fd) = terminal_fd.filter(|_| hand_over) {
@@ -143,9 +138,9 @@ mod imp {
             Ok(())
         };
         // SAFETY: `in_child` runs in the forked child before `exec`, and
-        // makes only async-signal-safe calls (write, signal, prctl,
-        // getppid, getpid, pthread_sigmask, tcsetpgrp): no allocation, no
-        // locks.
+        // makes only async-signal-safe calls (write, signal, prctl and
+        // getppid in the kit's `die_with_parent`, getpid, pthread_sigmask,
+        // tcsetpgrp): no allocation, no locks.
         unsafe { command.pre_exec(in_child) };
         let child = match command.spawn() {
             Ok(child) => child,
@@ -203,21 +198,29 @@ mod imp {
 
     impl Guard {
         fn start() -> Option<Guard> {
-            let started = std::env::current_exe().and_then(|exe| {
-                Command::new(exe)
-                    .args(GUARD)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    // Out of reach of what is sent to this process's group
-                    // (`kill %1`, Ctrl-C) and to the command's.
-                    .process_group(0)
-                    .spawn()
+            let started = Spawn::this_binary().and_then(|this| {
+                this.args(GUARD)
+                    .stdin(Input::Pipe)
+                    .stdout(Output::Null)
+                    .stderr(Output::Null)
+                    // It outlives this process when it is killed: that is
+                    // its job. Its end of input bounds it.
+                    .dies_with_parent(false)
+                    .no_lifetime()
+                    .configure(|command| {
+                        // Out of reach of what is sent to this process's
+                        // group (`kill %1`, Ctrl-C) and to the command's.
+                        command.process_group(0);
+                    })
+                    .try_start()
             });
             match started {
-                Ok(mut process) => Some(Guard {
-                    input: process.stdin.take()?,
-                }),
+                Ok(mut process) => {
+                    let input = process.take_stdin();
+                    // Not killed with its handle, nor waited for: see `dismiss`.
+                    process.detach();
+                    Some(Guard { input })
+                }
                 Err(error) => {
                     eprintln!(
                         "shmio: warning: cannot start a guard ({error}): if this process \

@@ -4,7 +4,7 @@
 //! Every wait is bounded, and nothing is left behind.
 
 use std::io::Write;
-use std::process::{Child, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +15,11 @@ use shmio::{Channel, ChannelGeometry, Error as ShmioError, LockError, Mapping};
 
 use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, stream};
+use shmio_testkit::{Child, Output};
 
 use crate::cli::DemoWorker;
 use crate::error::{Error, Result};
-use crate::proc::{self, child_output, wait_child, wait_until, Children};
+use crate::proc::{self, child_output, wait_child, wait_until};
 use crate::units::{grouped, human_duration, human_size};
 
 /// A plain struct, copied byte for byte (zerocopy).
@@ -68,7 +69,9 @@ type Step = Result<String>;
 struct Demo {
     name: String,
     map: Option<Mapping>,
-    children: Children,
+    /// Workers the steps leave running; killed (and reaped) if still
+    /// running when the demo ends, as every worker is when dropped.
+    children: Vec<Child>,
 }
 
 pub fn run() -> Result {
@@ -81,7 +84,7 @@ pub fn run() -> Result {
     let mut demo = Demo {
         name,
         map: None,
-        children: Children::default(),
+        children: Vec::new(),
     };
     type Run = fn(&mut Demo) -> Step;
     let steps: [(&str, Run); 6] = [
@@ -135,19 +138,21 @@ fn say(text: impl AsRef<str>) {
     let _ = std::io::stdout().flush();
 }
 
-/// Starts a worker in `role`; its stdout is piped when `output`.
+/// Starts a worker in `role`; its stdout is collected when `output`.
 fn spawn(role: &str, args: &[String], output: bool) -> Result<Child> {
-    let mut command = proc::worker(role, args)?;
-    if output {
-        command.stdout(Stdio::piped());
-    }
-    command
-        .spawn()
+    proc::worker(role, args)?
+        .stdout(if output {
+            Output::Collect
+        } else {
+            Output::Inherit
+        })
+        .limit(LIMIT)
+        .try_start()
         .map_err(|e| Error::io("cannot start a worker", e))
 }
 
 /// What a worker printed, parsed.
-fn report<T: for<'de> Deserialize<'de>>(child: &mut Child, what: &str) -> Result<T> {
+fn report<T: for<'de> Deserialize<'de>>(child: Child, what: &str) -> Result<T> {
     let out = child_output(child, what, LIMIT)?;
     serde_json::from_str(out.trim()).map_err(|source| Error::ChildSaid {
         what: what.to_owned(),
@@ -190,6 +195,12 @@ impl Demo {
             .ok_or_else(|| check("no mapping: step 1 did not create it"))
     }
 
+    /// Keeps a worker the step leaves running; its index.
+    fn keep(&mut self, child: Child) -> usize {
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
     fn args(&self, extra: &[String]) -> Vec<String> {
         let mut args = vec![self.name.clone()];
         args.extend_from_slice(extra);
@@ -212,8 +223,8 @@ impl Demo {
             workers.push(spawn("demo-open", &self.args(&[]), true)?);
         }
         let mut openers = 0;
-        for mut worker in workers {
-            let opened: Opened = report(&mut worker, "an opening worker")?;
+        for worker in workers {
+            let opened: Opened = report(worker, "an opening worker")?;
             say(format!(
                 "worker {} opened it by name: existed = {}, {} bytes",
                 opened.pid, opened.existed, opened.len
@@ -254,8 +265,8 @@ impl Demo {
         say(format!(
             "and the record {job:?} at offset {JOB} ({framed} bytes: u32 length + JSON)"
         ));
-        let mut worker = spawn("demo-exchange", &self.args(&[]), true)?;
-        let seen: Exchanged = report(&mut worker, "the exchanging worker")?;
+        let worker = spawn("demo-exchange", &self.args(&[]), true)?;
+        let seen: Exchanged = report(worker, "the exchanging worker")?;
         say(format!(
             "worker {} read {:?} and {}",
             seen.pid,
@@ -311,8 +322,8 @@ impl Demo {
             )?);
         }
         let mut done = 0;
-        for mut worker in workers {
-            let counted: Counted = report(&mut worker, "a counting worker")?;
+        for worker in workers {
+            let counted: Counted = report(worker, "a counting worker")?;
             done += counted.increments;
         }
         let elapsed = start.elapsed();
@@ -348,7 +359,7 @@ impl Demo {
 
         let holder = spawn("demo-hold", &self.args(&[]), false)?;
         let holder_pid = holder.id();
-        let holder = self.children.push(holder);
+        let holder = self.keep(holder);
         wait_until("the holder to take the lock", LIMIT, || {
             held.load(Ordering::Acquire) == 1
         })?;
@@ -370,15 +381,12 @@ impl Demo {
              (Child::kill) in the middle of its change"
         ));
         let killed = Instant::now();
-        let child = &mut self.children.0[holder];
-        child
-            .kill()
-            .map_err(|e| Error::io("cannot kill the holder", e))?;
-        wait_child(child, "the killed holder", LIMIT)?;
+        // Killed and reaped.
+        self.children[holder].checked_kill()?;
         let mut told = 0;
         let mut plain = 0;
-        for mut survivor in survivors {
-            let seen: Survived = report(&mut survivor, "a surviving worker")?;
+        for survivor in survivors {
+            let seen: Survived = report(survivor, "a surviving worker")?;
             if seen.owner_died {
                 say(format!(
                     "worker {}: LockError::OwnerDied: it found dirty = {}, and repaired it",
@@ -434,7 +442,7 @@ impl Demo {
         )?);
         let echo = spawn("demo-echo", &self.args(&[]), false)?;
         let echo_pid = echo.id();
-        let echo = self.children.push(echo);
+        let echo = self.keep(echo);
         let mut intact = 0usize;
         let mut total = 0usize;
         for text in ["hello", "resize 800 600"] {
@@ -448,9 +456,14 @@ impl Demo {
         ping.send_record(&("reload", 3u32))?;
         let record = {
             let pong = Arc::clone(&pong);
-            bounded("the record to come back", move || {
-                pong.recv_record::<(String, u32)>()
-            })?
+            // A wait the library cannot bound: on a thread of its own,
+            // left blocked (until the process exits) if it runs out.
+            let what = "the record to come back";
+            shmio_testkit::checked_within(what, LIMIT, move || pong.recv_record::<(String, u32)>())
+                .map_err(|_| Error::GaveUp {
+                    what: what.to_owned(),
+                    limit: LIMIT,
+                })?
         };
         total += 1;
         // A record that does not decode (`Error::Decode`) did not come back intact.
@@ -463,7 +476,7 @@ impl Demo {
         ));
 
         ping.send(b"stop")?;
-        wait_child(&mut self.children.0[echo], "the echo worker", LIMIT)?;
+        wait_child(&mut self.children[echo], "the echo worker", LIMIT)?;
         drop((ping, pong));
 
         let timed = round_trips(&self.name).map_err(Error::Bench)?;
@@ -489,11 +502,8 @@ impl Demo {
     }
 
     fn nothing_left(&mut self) -> Step {
-        for child in &mut self.children.0 {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        for child in &mut self.children {
+            let _ = child.checked_kill();
         }
         self.map = None;
         let base = &self.name;
@@ -677,21 +687,4 @@ fn print<T: Serialize>(value: &T) -> Result<()> {
 /// A step's finding that is not what it expected.
 fn check(what: impl Into<String>) -> Error {
     Error::Check(what.into())
-}
-
-/// Runs `wait` (a wait the library cannot bound) on a thread of its own,
-/// and gives up on it after [`LIMIT`]; the thread then stays blocked until
-/// the process exits.
-fn bounded<T: std::marker::Send + 'static>(
-    what: &str,
-    wait: impl FnOnce() -> T + std::marker::Send + 'static,
-) -> Result<T> {
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(wait());
-    });
-    outcome.recv_timeout(LIMIT).map_err(|_| Error::GaveUp {
-        what: what.to_owned(),
-        limit: LIMIT,
-    })
 }

@@ -1,20 +1,22 @@
 //! Two processes share one named mapping.
 //!
 //! The parent creates a named mapping and writes bytes, a plain struct and a
-//! record; it starts a second process (this program again) that opens the
-//! mapping by name, sees `existed() == true`, reads all three and writes its
-//! answer back. At the end nothing is left behind.
+//! record; it starts a second process (this program again, in the role
+//! `Reader`) that opens the mapping by name, sees `existed() == true`, reads
+//! all three and writes its answer back. At the end nothing is left behind.
+//! The second process is started and waited for, bounded, by the
+//! workspace's child-process kit (`shmio-testkit`); it dies with its parent.
 //!
 //! Run: `cargo run --release --example share`
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::Mapping;
+use shmio_testkit::{arg, Output};
 
 /// A plain struct, copied byte for byte.
 #[derive(FromBytes, IntoBytes, Immutable, Debug, Clone, Copy)]
@@ -39,12 +41,28 @@ const READING: u64 = 64;
 const JOB: u64 = 128;
 const ANSWER: u64 = 1024;
 
+/// The variable that gives the child the mapping's name.
+const NAME: &str = "SHARE_NAME";
+
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
+shmio_testkit::roles! {
+    Reader => exit_on_error(child(&arg(NAME))),
+}
+
 fn main() -> Fallible<()> {
-    match std::env::args().nth(1).as_deref() {
-        Some("child") => child(&std::env::args().nth(2).ok_or("child needs a name")?),
-        _ => parent(),
+    // The child: this program again, in the role its parent named.
+    if shmio_testkit::run_child::<Role>() {
+        return Ok(());
+    }
+    parent()
+}
+
+/// Ends the child as a failed `main` would.
+fn exit_on_error(result: Fallible<()>) {
+    if let Err(error) = result {
+        eprintln!("Error: {error}");
+        std::process::exit(1);
     }
 }
 
@@ -75,8 +93,12 @@ fn parent() -> Fallible<()> {
     println!("parent: wrote bytes, {reading:?} and record {job:?}");
     flag(&map)?.store(1, Ordering::Release);
 
-    let exe = std::env::current_exe()?;
-    let status = Command::new(exe).arg("child").arg(&name).status()?;
+    let status = Role::Reader
+        .spawn()
+        .env(NAME, &name)
+        .stdout(Output::Inherit)
+        .try_start()?
+        .checked_wait()?;
     if !status.success() {
         return Err(format!("the child failed: {status}").into());
     }
@@ -112,7 +134,10 @@ fn child(name: &str) -> Fallible<()> {
         name,
         map.existed()
     );
-    wait_for(flag(&map)?, 1)?;
+    let written = flag(&map)?;
+    shmio_testkit::checked_wait_until("the parent's data", Duration::from_secs(10), || {
+        written.load(Ordering::Acquire) == 1
+    })?;
 
     map.seek(SeekFrom::Start(MESSAGE))?;
     let mut message = [0u8; 21];
@@ -140,16 +165,4 @@ fn child(name: &str) -> Fallible<()> {
 
 fn flag(map: &Mapping) -> shmio::Result<&AtomicU32> {
     map.atomic_u32(FLAG)
-}
-
-/// Waits, bounded, for the other process to set `flag` to `value`.
-fn wait_for(flag: &AtomicU32, value: u32) -> Fallible<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while flag.load(Ordering::Acquire) != value {
-        if Instant::now() > deadline {
-            return Err("timed out waiting for the other process".into());
-        }
-        std::thread::yield_now();
-    }
-    Ok(())
 }

@@ -21,9 +21,9 @@
 //! - Linux, besides: the command is started with a parent-death signal
 //!   (SIGKILL, set by the child-process kit's `die_with_parent` between
 //!   fork and exec), so that it dies with `shmio lock` even if the guard
-//!   could not; and `shmio lock` is a child subreaper, so that what the command
-//!   leaves in its group becomes its child, to be waited for without
-//!   polling. macOS has neither: the group is polled.
+//!   could not; and `shmio lock` is a child subreaper, so that what the
+//!   command leaves in its group becomes its child, to be waited for
+//!   without polling. macOS has neither: the group is polled.
 //! - Windows: `shmio lock` puts itself, before starting the command (which
 //!   inherits it), in a job object that kills every process in it when its
 //!   last handle closes. Killed outright, `shmio lock` closes that handle,

@@ -171,6 +171,27 @@ fn records_travel_as_json() {
     }
 }
 
+/// A channel of an earlier layout (version 1: slots at 384, claims naming
+/// pids) is refused as corrupt, saying which version it has, never misread.
+#[test]
+fn a_channel_of_an_earlier_layout_is_refused() {
+    let name = unique_name("old-layout");
+    let channel = Channel::create_or_open(&name, options(4, 8)).unwrap();
+    // The header: magic (8 bytes), ready (4), then the version.
+    Mapping::open(&name)
+        .unwrap()
+        .write_value_at(12, &1u32)
+        .unwrap();
+    match Channel::open(&name) {
+        Err(Error::Corrupt { offset, reason }) => {
+            assert_eq!(offset, 12);
+            assert!(reason.contains("layout version 1"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    drop(channel);
+}
+
 /// A blank mapping where a channel should be is the wrong kind: at once on
 /// Linux (a channel is named only once it is set up), after the bounded
 /// wait for a creator elsewhere (where a name is public before its creator

@@ -461,10 +461,15 @@ fn create_file_link(
     let absolute = path
         .canonicalize()
         .map_err(|e| crate::sys::io_error("resolve", target.clone(), e))?;
+    // A private name no other process picks: not by pid, which another
+    // pid namespace sharing this /dev/shm may give a process too.
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let private = format!(
-        ".shmio-link-{}-{}",
-        std::process::id(),
+        ".shmio-link-{:016x}-{}",
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            std::time::SystemTime::now()
+        ),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     rustix::fs::symlinkat(absolute.as_path(), dir, private.as_str())

@@ -680,3 +680,44 @@ fn kill_storm() {
         b"still works"
     );
 }
+
+/// A channel has a seat for 1,024 open handles at once; the next open is
+/// `TooManyParticipants`, naming the channel, and a handle closed frees its
+/// seat for the next.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_channel_has_room_for_1024_handles_at_once() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // Two descriptors a handle (the object, and its seat's lock).
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = 2 * 1024 + 256;
+    if limit.current.is_some_and(|current| current < wanted) {
+        let raised = Rlimit {
+            current: Some(limit.maximum.map_or(wanted, |maximum| maximum.min(wanted))),
+            maximum: limit.maximum,
+        };
+        setrlimit(Resource::Nofile, raised).unwrap();
+        if getrlimit(Resource::Nofile)
+            .current
+            .is_some_and(|current| current < wanted)
+        {
+            eprintln!("skipped: the open-file limit cannot be raised to {wanted}");
+            return;
+        }
+    }
+    let name = unique_name("seats");
+    let mut handles = vec![Channel::create_or_open(&name, options(1, 8)).unwrap()];
+    for _ in 1..1024 {
+        handles.push(Channel::open(&name).unwrap());
+    }
+    match Channel::open(&name) {
+        Err(error @ Error::TooManyParticipants { limit: 1024, .. }) => {
+            assert!(error.to_string().contains(&name), "{error}")
+        }
+        other => panic!("expected TooManyParticipants, got {other:?}"),
+    }
+    handles.truncate(1000);
+    let again = Channel::open(&name).expect("a seat let go is free again");
+    again.send(b"seated").unwrap();
+    assert_eq!(handles[999].recv().unwrap(), b"seated");
+}

@@ -175,6 +175,13 @@ impl ChannelOptions {
 /// process its messages, and never wedges the channel: the one message it
 /// was sending is dropped, and the one it was receiving is lost with it.
 ///
+/// Who is dead is never decided by a process id: each open handle is a
+/// participant holding a seat the OS takes back when its process dies, so
+/// processes in different pid namespaces (containers sharing `/dev/shm`)
+/// share a channel safely, and a reused pid fools no one. A channel has
+/// room for 1,024 open handles at once ([`Error::TooManyParticipants`]);
+/// threads may share one handle.
+///
 /// ```
 /// use shmio::{Channel, ChannelGeometry};
 ///

@@ -5,7 +5,7 @@
 #   record::tests      record framing over a heap Window
 #   channel::ring::tests  the ring's index and sequence arithmetic, claims
 #                      and repairs over heap memory (liveness is a closure)
-#   channel::participants::tests  participant tokens and generations
+#   participants::tests  participant tokens and generations
 #   view::tests        Window bounds: read/write/values/sub/atomics, zero
 #                      lengths, offsets near u64::MAX
 #   owner::tests       which owners an opener trusts
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-filters=(name::tests:: record::tests:: channel::ring::tests:: channel::participants::tests:: view::tests:: owner::tests::)
+filters=(name::tests:: record::tests:: channel::ring::tests:: participants::tests:: view::tests:: owner::tests::)
 # Every unit test of the library must be under one of the filters, so that
 # none is left out silently: list them (natively, quickly) and compare.
 all="$(cargo test --lib -q -- --list 2>/dev/null | sed -n 's/: test$//p')"

@@ -279,15 +279,53 @@ pub enum Error {
     #[error("the channel is empty")]
     Empty,
 
-    /// Every participant seat of a channel is taken: as many handles are
-    /// open on it, in all processes together, as it has room for. Close
-    /// some, or share a handle between threads.
-    #[error("channel {name:?} has no free participant seat (at most {limit} handles at once)")]
+    /// Every participant seat of a channel (or a bus) is taken: as many
+    /// handles are open on it, in all processes together, as it has room
+    /// for. Close some, or share a handle between threads.
+    #[error("{name:?} has no free participant seat (at most {limit} handles at once)")]
     TooManyParticipants {
-        /// The channel's name.
+        /// The channel's (or the bus's) name.
         name: String,
         /// How many handles a channel can have open at once.
         limit: u32,
+    },
+
+    /// A bus listener's handler failed (returned an error or panicked) on
+    /// a call; the listener goes on serving.
+    #[error("the handler in process {pid} failed: {message}")]
+    Handler {
+        /// The listener's process id, in its own pid namespace.
+        pid: u32,
+        /// What the handler said (its error's text, or the panic's).
+        message: String,
+    },
+
+    /// A bus listener died (or left) while it was called; it has been
+    /// pruned from its group.
+    #[error("the listener in process {pid} died during the call")]
+    ListenerDied {
+        /// The listener's process id, in its own pid namespace.
+        pid: u32,
+    },
+
+    /// A bus group has as many listeners as its registry holds.
+    #[error("bus {group:?} has no room for another listener (at most {limit})")]
+    TooManyListeners {
+        /// The group.
+        group: String,
+        /// How many listeners a group can have at once.
+        limit: u32,
+    },
+
+    /// A bus post did not reach every listener: some inboxes were full.
+    #[error("posted {command:?} to {reached} listeners; the inboxes of processes {full:?} were full")]
+    PostIncomplete {
+        /// The command posted.
+        command: String,
+        /// How many listeners it was queued for.
+        reached: usize,
+        /// The process ids of the listeners whose inboxes were full.
+        full: Vec<u32>,
     },
 
     /// A wait with a timeout ran out.
@@ -372,7 +410,12 @@ impl Error {
             Error::UnexpectedEof { .. } => K::UnexpectedEof,
             Error::NoSpace { .. } => K::StorageFull,
             Error::OutOfAddressSpace { .. } => K::OutOfMemory,
-            Error::TooManyHandles { .. } | Error::TooManyParticipants { .. } => K::Other,
+            Error::TooManyHandles { .. }
+            | Error::TooManyParticipants { .. }
+            | Error::TooManyListeners { .. }
+            | Error::Handler { .. } => K::Other,
+            Error::ListenerDied { .. } => K::BrokenPipe,
+            Error::PostIncomplete { .. } => K::WouldBlock,
             Error::OutOfBounds { .. } => K::WriteZero,
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,

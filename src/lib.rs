@@ -66,6 +66,7 @@
 //! | `.unmapView(ptr)` | drop the [`View`] |
 //! | `.close()` | drop the [`Mapping`] (and its clones and views) |
 
+mod bus;
 mod channel;
 mod error;
 #[doc(hidden)]
@@ -74,10 +75,12 @@ mod mapping;
 mod name;
 mod object;
 mod owner;
+mod participants;
 pub mod registry;
 mod sync;
 mod sys;
 
+pub use bus::{Answer, Bus, BusOptions, Listener, ListenerInfo, Replies};
 pub use channel::{Channel, ChannelGeometry, ChannelOptions};
 pub use error::{Error, Result};
 pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, RECORD_HEADER_LEN};

@@ -108,6 +108,8 @@ pub(crate) enum Kind {
     Event,
     /// A [`crate::Channel`].
     Channel,
+    /// The registry of a [`crate::Bus`]'s group.
+    Bus,
 }
 
 impl Kind {
@@ -117,12 +119,13 @@ impl Kind {
             Kind::Mutex => b"shmioMTX",
             Kind::Event => b"shmioEVT",
             Kind::Channel => b"shmioCHN",
+            Kind::Bus => b"shmioBUS",
         })
     }
 
     /// The kind whose objects start with `magic`, if any.
     pub(crate) fn from_magic(magic: u64) -> Option<Kind> {
-        [Kind::Mutex, Kind::Event, Kind::Channel]
+        [Kind::Mutex, Kind::Event, Kind::Channel, Kind::Bus]
             .into_iter()
             .find(|kind| kind.magic() == magic)
     }
@@ -133,6 +136,7 @@ impl Kind {
             Kind::Mutex => "a shmio mutex",
             Kind::Event => "a shmio event",
             Kind::Channel => "a shmio channel",
+            Kind::Bus => "a shmio bus",
         }
     }
 }

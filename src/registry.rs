@@ -25,8 +25,10 @@ pub enum ObjectKind {
     Mutex,
     /// The state of a [`crate::NamedEvent`].
     Event,
-    /// A [`crate::Channel`].
+    /// A [`crate::Channel`] (a bus member's inbox is one too).
     Channel,
+    /// The registry of a [`crate::Bus`]'s group.
+    Bus,
 }
 
 impl ObjectKind {
@@ -37,6 +39,7 @@ impl ObjectKind {
             ObjectKind::Mutex => "mutex",
             ObjectKind::Event => "event",
             ObjectKind::Channel => "channel",
+            ObjectKind::Bus => "bus",
         }
     }
 
@@ -45,6 +48,7 @@ impl ObjectKind {
             Some(Kind::Mutex) => ObjectKind::Mutex,
             Some(Kind::Event) => ObjectKind::Event,
             Some(Kind::Channel) => ObjectKind::Channel,
+            Some(Kind::Bus) => ObjectKind::Bus,
             None => ObjectKind::Mapping,
         }
     }

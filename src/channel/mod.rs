@@ -5,14 +5,13 @@
 //! the claiming participant, so a slot abandoned by a killed process is
 //! found and repaired; the layout and the algorithm are documented in
 //! `ring.rs`, and how a participant is known to be alive (a seat the OS
-//! takes back when it dies, never a process id) in `participants.rs`.
+//! takes back when it dies, never a process id) in `src/participants.rs`.
 //! Waiting spins briefly, then sleeps in the kernel on a doorbell: a word
 //! in the mapping that the platform's [`sys::Waker`] sleeps on (a futex on
 //! Linux, a named semaphore on Windows, `os_sync_wait_on_address` or a
 //! short poll on macOS). A send or receive rings the other side's doorbell
 //! only when someone sleeps there, so the fast path makes no system call.
 
-mod participants;
 pub(crate) mod ring;
 
 use std::fmt;
@@ -28,8 +27,8 @@ use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
 use crate::owner::Trust;
+use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
-use participants::Participant;
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// Spins before a waiter goes to sleep.
@@ -102,6 +101,13 @@ impl ChannelOptions {
     /// only the caller's own channel opened.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the owners whose objects these options accept (for a layer
+    /// above that was given its caller's trust).
+    pub(crate) fn set_trust(&mut self, trust: Trust) -> &mut Self {
+        self.trust = trust;
+        self
     }
 
     /// How many messages a new channel holds before a send waits. Default 1024.
@@ -246,7 +252,7 @@ impl Channel {
         // writable, and `map` is kept in the Channel beside the ring.
         let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
         let os_name = map.os_name().unwrap_or_default();
-        let participant = Participant::join(&ring, map.object(), &os_name, name)?;
+        let participant = Participant::join(ring.generations(), map.object(), &os_name, name)?;
         Ok(Channel {
             ring,
             map,
@@ -449,16 +455,17 @@ impl Channel {
     }
 
     /// Repairs the slot that blocked a claim if its claimer is dead (see
-    /// `participants.rs`); whether it changed anything.
+    /// `src/participants.rs`); whether it changed anything.
     fn repair(&self, blocked: Blocked) -> bool {
         self.ring.repair(blocked, |owner| {
-            self.participant.is_alive(
-                owner,
-                &self.ring,
-                self.map.object(),
-                &self.os_name,
-                &self.trust,
-            )
+            owner == self.participant.token()
+                || participants::is_alive(
+                    owner,
+                    self.ring.generations(),
+                    self.map.object(),
+                    &self.os_name,
+                    &self.trust,
+                )
         })
     }
 

@@ -20,7 +20,7 @@
 //! | 4480 | the slots, `stride` bytes each | |
 //!
 //! A slot is `state: u64` (the sequence number in the high 32 bits, the
-//! owner in the low 32: a participant's token, see `participants.rs`), `len: u32`, 4 bytes of padding, then the payload;
+//! owner in the low 32: a participant's token, see `src/participants.rs`), `len: u32`, 4 bytes of padding, then the payload;
 //! the stride is a multiple of 64 so slots never share a cache line's
 //! state word.
 //!
@@ -36,7 +36,7 @@
 //!
 //! The extension for crashes: a sender or receiver first *claims* the slot
 //! by a compare-and-swap that writes its participant token (never a process
-//! id: see `participants.rs`) into the owner half of the state (with [`READING`] set for a receiver), then moves the shared
+//! id: see `src/participants.rs`) into the owner half of the state (with [`READING`] set for a receiver), then moves the shared
 //! position on (anyone who finds a claimed slot at the position helps move
 //! it on, so a claimer that dies there blocks no one), copies, and finally
 //! publishes or releases the slot with owner 0. So a slot that stays owned
@@ -108,7 +108,7 @@
 //!
 //! Whether an owner is alive is the caller's question ([`Ring::repair`]
 //! takes the answer as a function): the channel asks the owner's seat,
-//! which the OS takes back when the owner dies (`participants.rs`), so a
+//! which the OS takes back when the owner dies (`src/participants.rs`), so a
 //! process id reused, or the same id in another pid namespace, never makes
 //! a dead owner look alive or a live one dead.
 
@@ -129,7 +129,7 @@ pub(crate) const SEND_SLEEPERS: u64 = 324;
 /// Where the participant seats' generations start.
 pub(crate) const GENERATIONS: u64 = 384;
 /// How many participants a channel has room for at once.
-pub(crate) const SEATS: u32 = 1024;
+pub(crate) use crate::participants::SEATS;
 /// Where the slots start.
 pub(crate) const SLOTS: u64 = GENERATIONS + 4 * SEATS as u64;
 /// Bytes before a slot's payload.
@@ -316,9 +316,20 @@ impl Ring {
         }
     }
 
-    /// The generation word of participant seat `index` (below [`SEATS`]).
-    pub(crate) fn generation(&self, index: u32) -> &AtomicU32 {
-        self.u32_at(GENERATIONS + 4 * u64::from(index % SEATS))
+    /// The participant seats' generation words ([`SEATS`] of them).
+    pub(crate) fn generations(&self) -> &[AtomicU32] {
+        // SAFETY: the table lies inside the mapping (every ring is larger
+        // than SLOTS, checked in `new`), 4-aligned, and lives as long as
+        // the ring; AtomicU32 has the layout of u32.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base
+                    .as_ptr()
+                    .add(GENERATIONS as usize)
+                    .cast::<AtomicU32>(),
+                SEATS as usize,
+            )
+        }
     }
 
     /// Claims the next free slot for sending, as the participant `token`

@@ -178,6 +178,13 @@ impl MutexOptions {
         Self::default()
     }
 
+    /// Sets the owners whose objects these options accept (for a layer
+    /// above that was given its caller's trust).
+    pub(crate) fn set_trust(&mut self, trust: Trust) -> &mut Self {
+        self.trust = trust;
+        self
+    }
+
     crate::owner::sharing_options!("mutex", permissions);
 
     crate::object::finish_options!(

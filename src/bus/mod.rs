@@ -1,0 +1,892 @@
+//! [`Bus`]: named commands between processes, aardio's `process.command`
+//! done on shared memory: processes join a group, listen to commands by
+//! name, and call them (the first listener with a reply answers), call
+//! every listener at once, or post without waiting.
+//!
+//! A group is three kinds of ordinary shmio objects: the registry (the
+//! object named after the group, see `registry.rs`), its lock (the mutex
+//! `GROUP@bus`), and one inbox per member (a [`Channel`] named
+//! `GROUP@in.TOKEN`). A call writes a request into the listener's inbox and
+//! waits for the reply in its own; messages are in `wire.rs`. Members are
+//! the registry's participants (`src/participants.rs`): a dead one is found
+//! by its seat, never by its pid, and pruned by whoever finds it.
+//!
+//! **Who reads the inbox.** Whichever thread of the member is waiting: a
+//! caller waiting for its reply reads the inbox itself (no thread hop on
+//! the way back), and hands anything else it finds to its owner: a reply
+//! to the thread waiting for it, a request to the dispatch thread. The
+//! dispatch thread (started by the first [`Bus::listen`]) reads the inbox
+//! when no caller does and runs the handlers. A handler that calls the bus
+//! from the dispatch thread reads the inbox too, and runs the requests it
+//! finds there itself: a handler may call a command of its own process.
+
+mod registry;
+mod wire;
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard as StdGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::channel::{Channel, ChannelGeometry};
+use crate::error::{Error, Result};
+use crate::mapping::record;
+use crate::mapping::DEFAULT_MODE;
+use crate::name::Name;
+use crate::object::Sharing;
+use crate::owner::Trust;
+use crate::participants::Participant;
+
+use registry::{Registration, Registry};
+use wire::{Message, Outcome, Request};
+
+/// How often a waiting caller looks whether the listener it waits on is alive.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a reader of the inbox waits in one go before looking around.
+const READ_SLICE: Duration = Duration::from_millis(50);
+/// How long a listener tries to deliver a reply to a caller whose inbox is full.
+const REPLY_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The settings of a bus member: its inbox, and who may share the group.
+///
+/// ```
+/// use shmio::Bus;
+///
+/// # let group = format!("shmio-doc-bus-opts-{}", std::process::id());
+/// let bus = Bus::options().inbox_capacity(128).max_message_size(1 << 16).join(&group)?;
+/// # drop(bus);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BusOptions {
+    inbox: ChannelGeometry,
+    permissions: u32,
+    trust: Trust,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions {
+            inbox: ChannelGeometry {
+                capacity: 64,
+                max_message_size: 4096,
+            },
+            permissions: DEFAULT_MODE,
+            trust: Trust::OWN,
+        }
+    }
+}
+
+impl BusOptions {
+    /// Options with every default: an inbox of 64 messages of up to 4 KiB,
+    /// owner-only objects, only the caller's own group joined.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages this member's inbox holds (default 64). A full
+    /// inbox makes callers wait (within their timeout) and posts fail.
+    pub fn inbox_capacity(&mut self, capacity: u32) -> &mut Self {
+        self.inbox.capacity = capacity;
+        self
+    }
+
+    /// The largest message this member's inbox takes, in bytes (default
+    /// 4096): a request's command and arguments, or a reply, as JSON, plus
+    /// 24 bytes. Larger ones are [`Error::MessageTooLarge`] for the sender.
+    pub fn max_message_size(&mut self, size: u32) -> &mut Self {
+        self.inbox.max_message_size = size;
+        self
+    }
+
+    crate::owner::sharing_options!("bus group", permissions);
+
+    /// Joins the group `group` (creating it if this is its first member).
+    pub fn join(&self, group: &str) -> Result<Bus> {
+        Bus::join_with(group, self)
+    }
+}
+
+/// A member of a bus group: listens to commands and calls them.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmio::Bus;
+///
+/// # let group = format!("shmio-doc-bus-{}", std::process::id());
+/// let bus = Bus::join(&group)?;
+/// let _adder = bus.listen("add", |(a, b): (i64, i64)| Ok::<_, String>(Some(a + b)))?;
+/// // Any process in the group (this one too):
+/// let sum: Option<i64> = bus.call("add", &(2, 3), Duration::from_secs(1))?;
+/// assert_eq!(sum, Some(5));
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct Bus {
+    inner: Arc<Inner>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A registered handler; dropping it unregisters it.
+#[must_use = "dropping a Listener unregisters it"]
+pub struct Listener {
+    inner: Weak<Inner>,
+    order: u64,
+    command: String,
+}
+
+/// One listener of a group, as [`Bus::listeners`] and [`Bus::commands`] show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerInfo {
+    /// The command it listens to.
+    pub command: String,
+    /// The listening process's id, in its own pid namespace (for people to
+    /// read: another container's pid means nothing here).
+    pub pid: u32,
+}
+
+/// One listener's answer to a [`Bus::broadcast`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Answer<R> {
+    /// The listener's process id (see [`ListenerInfo::pid`]).
+    pub pid: u32,
+    /// Its reply (`None`: it had none), or why there is none:
+    /// [`Error::TimedOut`], [`Error::ListenerDied`], [`Error::Handler`], or
+    /// [`Error::Decode`] for a reply that is not an `R`.
+    pub outcome: Result<Option<R>>,
+}
+
+/// Every listener's answer to a [`Bus::broadcast`], in registration order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Replies<R> {
+    /// One per listener.
+    pub answers: Vec<Answer<R>>,
+}
+
+impl<R> Replies<R> {
+    /// The replies that came, with their listeners' pids.
+    pub fn replies(&self) -> impl Iterator<Item = (u32, &R)> {
+        self.answers.iter().filter_map(|answer| match &answer.outcome {
+            Ok(Some(reply)) => Some((answer.pid, reply)),
+            _ => None,
+        })
+    }
+}
+
+type Handler = dyn Fn(&[u8]) -> Outcome + Send + Sync;
+
+/// What every handle of one member shares: the dispatch thread holds it too.
+struct Inner {
+    group: String,
+    registry: Registry,
+    participant: Participant,
+    inbox: Channel,
+    trust: Trust,
+    permissions: u32,
+    next_id: AtomicU64,
+    /// Replies waited for, by request id: `None` until it comes.
+    pending: Mutex<HashMap<u64, Option<(u32, Outcome)>>>,
+    /// Requests a caller read from the inbox, for the dispatch thread.
+    queued: Mutex<VecDeque<Request>>,
+    /// Signalled when a reply is delivered, a request queued, or the inbox
+    /// let go by its reader.
+    stirred: Condvar,
+    /// Held by whoever reads the inbox.
+    reader: Mutex<()>,
+    handlers: Mutex<HashMap<u64, Arc<Handler>>>,
+    /// Other members' inboxes, by token.
+    outboxes: Mutex<HashMap<u32, Arc<Channel>>>,
+    /// The registry's listeners, as of a change count.
+    cache: Mutex<(u64, Arc<Vec<Registration>>)>,
+    leaving: AtomicBool,
+}
+
+thread_local! {
+    /// The member whose dispatch thread this is (its `Inner`'s address), if any.
+    static DISPATCHING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Bus {
+    /// Joins the group `group` with every default option (see [`BusOptions`]).
+    pub fn join(group: &str) -> Result<Bus> {
+        Bus::options().join(group)
+    }
+
+    /// A builder for the inbox's size, permissions and trusted owners.
+    pub fn options() -> BusOptions {
+        BusOptions::new()
+    }
+
+    fn join_with(group: &str, options: &BusOptions) -> Result<Bus> {
+        let group = Name::new(group)?.as_str().to_owned();
+        let sharing = Sharing {
+            permissions: options.permissions,
+            trust: &options.trust,
+        };
+        let registry = Registry::open(&group, &sharing)?;
+        let participant = registry.join()?;
+        let inbox = Channel::options()
+            .geometry(options.inbox)
+            .permissions(options.permissions)
+            .set_trust(options.trust.clone())
+            .create_or_open(&inbox_name(&group, participant.token()));
+        let inbox = match inbox {
+            Ok(inbox) => inbox,
+            Err(error) => {
+                let _ = registry.leave(participant.token());
+                return Err(error);
+            }
+        };
+        let inner = Inner {
+            group,
+            registry,
+            participant,
+            inbox,
+            trust: options.trust.clone(),
+            permissions: options.permissions,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            queued: Mutex::new(VecDeque::new()),
+            stirred: Condvar::new(),
+            reader: Mutex::new(()),
+            handlers: Mutex::new(HashMap::new()),
+            outboxes: Mutex::new(HashMap::new()),
+            cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
+            leaving: AtomicBool::new(false),
+        };
+        Ok(Bus {
+            inner: Arc::new(inner),
+            dispatcher: Mutex::new(None),
+        })
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
+    /// Listens to `command`: `handler` runs for each call or post of it, on
+    /// this member's dispatch thread, with the arguments decoded as `A`.
+    /// `Ok(Some(reply))` answers a call; `Ok(None)` passes it on to the next
+    /// listener (aardio's `null`); `Err` (or a panic) gives the caller
+    /// [`Error::Handler`] with its text. Arguments that are not an `A` are
+    /// a handler error too. The listener keeps serving either way.
+    ///
+    /// Listeners of one command, in every process, are asked in the order
+    /// they registered. Dropping the [`Listener`] unregisters it.
+    pub fn listen<A, R, E, F>(&self, command: &str, handler: F) -> Result<Listener>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: fmt::Display,
+        F: Fn(A) -> std::result::Result<Option<R>, E> + Send + Sync + 'static,
+    {
+        registry::check_command(command)?;
+        let handler: Arc<Handler> = Arc::new(move |args: &[u8]| {
+            let args: A = match serde_json::from_slice(args) {
+                Ok(args) => args,
+                Err(error) => return Outcome::Failed(format!("bad arguments: {error}")),
+            };
+            match handler(args) {
+                Ok(None) => Outcome::Pass,
+                Ok(Some(reply)) => match record::encode_payload(&reply) {
+                    Ok(json) => Outcome::Reply(json),
+                    Err(error) => Outcome::Failed(format!("the reply does not encode: {error}")),
+                },
+                Err(error) => Outcome::Failed(error.to_string()),
+            }
+        });
+        self.start_dispatcher()?;
+        let inner = &self.inner;
+        let order = inner
+            .registry
+            .listen(inner.participant.token(), command)?;
+        lock(&inner.handlers).insert(order, handler);
+        Ok(Listener {
+            inner: Arc::downgrade(inner),
+            order,
+            command: command.to_owned(),
+        })
+    }
+
+    /// Calls `command` with `args`: its listeners are asked in registration
+    /// order until one replies (`Some`), which is returned; `None` if every
+    /// one passed, or none listens. Waits at most `timeout` in all.
+    ///
+    /// A listener that dies while asked (also in another pid namespace) is
+    /// pruned from the group, and the next one is asked; if no later
+    /// listener replies, the call is [`Error::ListenerDied`]. A handler's
+    /// failure is [`Error::Handler`] at once. A reply that is not an `R` is
+    /// [`Error::Decode`].
+    pub fn call<A, R>(&self, command: &str, args: &A, timeout: Duration) -> Result<Option<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_where(command, args, timeout, |_| true)
+    }
+
+    /// As [`call`](Self::call), asking only the listeners in the process
+    /// `pid` (as the member reported it: a pid of its own pid namespace).
+    pub fn call_pid<A, R>(
+        &self,
+        pid: u32,
+        command: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Option<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_where(command, args, timeout, |listener| listener.pid == pid)
+    }
+
+    fn call_where<A, R>(
+        &self,
+        command: &str,
+        args: &A,
+        timeout: Duration,
+        chosen: impl Fn(&Registration) -> bool,
+    ) -> Result<Option<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        registry::check_command(command)?;
+        let args = record::encode_payload(args)?;
+        let deadline = Instant::now() + timeout;
+        let listeners = self.inner.listeners_of(command)?;
+        let mut died = None;
+        for listener in listeners.iter().filter(|l| chosen(l)) {
+            let id = self.inner.send_request(listener, command, &args, deadline)?;
+            match self.inner.wait_reply(id, listener, deadline) {
+                Ok(Outcome::Reply(json)) => return decode_reply(json).map(Some),
+                Ok(Outcome::Pass | Outcome::Gone) => {}
+                Ok(Outcome::Failed(message)) => {
+                    return Err(Error::Handler {
+                        pid: listener.pid,
+                        message,
+                    })
+                }
+                Err(error @ Error::ListenerDied { .. }) => {
+                    died.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match died {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `command` on every listener at once and collects every answer,
+    /// waiting at most `timeout` in all: each listener's reply, or why
+    /// there is none (it timed out, died, or failed).
+    pub fn broadcast<A, R>(&self, command: &str, args: &A, timeout: Duration) -> Result<Replies<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        registry::check_command(command)?;
+        let args = record::encode_payload(args)?;
+        let deadline = Instant::now() + timeout;
+        let listeners = self.inner.listeners_of(command)?;
+        let sent: Vec<(&Registration, Result<u64>)> = listeners
+            .iter()
+            .map(|listener| {
+                let id = self.inner.send_request(listener, command, &args, deadline);
+                (listener, id)
+            })
+            .collect();
+        let answers = sent
+            .into_iter()
+            .map(|(listener, id)| {
+                let outcome = id
+                    .and_then(|id| self.inner.wait_reply(id, listener, deadline))
+                    .and_then(|outcome| match outcome {
+                        Outcome::Reply(json) => decode_reply(json).map(Some),
+                        Outcome::Pass | Outcome::Gone => Ok(None),
+                        Outcome::Failed(message) => Err(Error::Handler {
+                            pid: listener.pid,
+                            message,
+                        }),
+                    });
+                Answer {
+                    pid: listener.pid,
+                    outcome,
+                }
+            })
+            .collect();
+        Ok(Replies { answers })
+    }
+
+    /// Queues `command` with `args` for every listener, without waiting for
+    /// room or replies; how many it was queued for. A listener whose inbox
+    /// is full does not get it: then the post is [`Error::PostIncomplete`],
+    /// saying how many did and which did not. Each caller's posts reach
+    /// each listener in the order posted.
+    pub fn post<A>(&self, command: &str, args: &A) -> Result<usize>
+    where
+        A: Serialize + ?Sized,
+    {
+        registry::check_command(command)?;
+        let args = record::encode_payload(args)?;
+        let listeners = self.inner.listeners_of(command)?;
+        let from = self.inner.participant.token();
+        let (mut reached, mut full) = (0, Vec::new());
+        for listener in listeners.iter() {
+            let message = wire::request(0, from, listener.order, command, &args);
+            let outbox = match self.inner.outbox(listener.token) {
+                Ok(outbox) => outbox,
+                Err(Error::NotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            match outbox.try_send(&message) {
+                Ok(()) => reached += 1,
+                Err(Error::Full) => full.push(listener.pid),
+                Err(error) => return Err(error),
+            }
+        }
+        if full.is_empty() {
+            Ok(reached)
+        } else {
+            Err(Error::PostIncomplete {
+                command: command.to_owned(),
+                reached,
+                full,
+            })
+        }
+    }
+
+    /// The listeners of `command`, in the order they are asked.
+    pub fn listeners(&self, command: &str) -> Result<Vec<ListenerInfo>> {
+        Ok(self
+            .inner
+            .listeners_of(command)?
+            .iter()
+            .map(info)
+            .collect())
+    }
+
+    /// Every listener of the group, command by command (in the order each
+    /// command was first listened to), each command's in the order asked.
+    pub fn commands(&self) -> Result<Vec<ListenerInfo>> {
+        let all = self.inner.registrations()?;
+        let mut order: Vec<&str> = Vec::new();
+        for registration in all.iter() {
+            if !order.contains(&registration.command.as_str()) {
+                order.push(&registration.command);
+            }
+        }
+        Ok(order
+            .into_iter()
+            .flat_map(|command| all.iter().filter(move |r| r.command == command))
+            .map(info)
+            .collect())
+    }
+
+    /// Starts the dispatch thread, once.
+    fn start_dispatcher(&self) -> Result<()> {
+        let mut dispatcher = lock(&self.dispatcher);
+        if dispatcher.is_some() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let thread = std::thread::Builder::new()
+            .name(format!("shmio bus {}", self.inner.group))
+            .spawn(move || inner.dispatch())
+            .map_err(|source| Error::Os {
+                op: "start the dispatch thread of",
+                target: self.inner.group.clone(),
+                source,
+            })?;
+        *dispatcher = Some(thread);
+        Ok(())
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.leaving.store(true, Ordering::SeqCst);
+        let _ = inner.registry.leave(inner.participant.token());
+        let thread = lock(&self.dispatcher).take();
+        if let Some(thread) = thread {
+            // The dispatch thread may be asleep in the inbox: wake it.
+            let _ = inner.inbox.try_send(&wire::stop());
+            inner.stirred.notify_all();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("group", &self.inner.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// The command it listens to.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.handlers).remove(&self.order);
+            let _ = inner
+                .registry
+                .unlisten(inner.participant.token(), self.order);
+        }
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Every listener of the group, from the cache while the registry has
+    /// not changed.
+    fn registrations(&self) -> Result<Arc<Vec<Registration>>> {
+        let changes = self.registry.changes()?;
+        let mut cache = lock(&self.cache);
+        if cache.0 != changes {
+            let (changes, found) = self.registry.registrations()?;
+            *cache = (changes, Arc::new(found));
+            // Members come and go with the changes: let the inboxes of
+            // those gone go too, so their names go with their last holders.
+            lock(&self.outboxes).retain(|&token, _| self.is_alive(token));
+        }
+        Ok(Arc::clone(&cache.1))
+    }
+
+    fn listeners_of(&self, command: &str) -> Result<Vec<Registration>> {
+        Ok(self
+            .registrations()?
+            .iter()
+            .filter(|registration| registration.command == command)
+            .cloned()
+            .collect())
+    }
+
+    /// The inbox of the member `token`, opened once.
+    fn outbox(&self, token: u32) -> Result<Arc<Channel>> {
+        let mut outboxes = lock(&self.outboxes);
+        if let Some(outbox) = outboxes.get(&token) {
+            return Ok(Arc::clone(outbox));
+        }
+        let outbox = Arc::new(
+            Channel::options()
+                .permissions(self.permissions)
+                .set_trust(self.trust.clone())
+                .open(&inbox_name(&self.group, token))?,
+        );
+        outboxes.insert(token, Arc::clone(&outbox));
+        Ok(outbox)
+    }
+
+    /// Forgets a dead member: its inbox handle, and (for everyone) its
+    /// registry entries.
+    fn bury(&self, token: u32) {
+        lock(&self.outboxes).remove(&token);
+        let _ = self.registry.prune(token);
+    }
+
+    fn is_alive(&self, token: u32) -> bool {
+        self.registry
+            .is_alive(token, self.participant.token(), &self.trust)
+    }
+
+    /// Sends a request for `listener`, waiting for room until `deadline`
+    /// (while the listener lives); the request's id, whose reply is then
+    /// awaited.
+    fn send_request(
+        &self,
+        listener: &Registration,
+        command: &str,
+        args: &[u8],
+        deadline: Instant,
+    ) -> Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = wire::request(id, self.participant.token(), listener.order, command, args);
+        let outbox = match self.outbox(listener.token) {
+            Ok(outbox) => outbox,
+            Err(Error::NotFound { .. }) => {
+                self.bury(listener.token);
+                return Err(Error::ListenerDied { pid: listener.pid });
+            }
+            Err(error) => return Err(error),
+        };
+        lock(&self.pending).insert(id, None);
+        loop {
+            let now = Instant::now();
+            let slice = deadline.saturating_duration_since(now).min(LIVENESS_INTERVAL);
+            match outbox.send_timeout(&message, slice) {
+                Ok(()) => return Ok(id),
+                Err(Error::TimedOut { .. }) => {}
+                Err(error) => {
+                    lock(&self.pending).remove(&id);
+                    return Err(error);
+                }
+            }
+            if !self.is_alive(listener.token) {
+                lock(&self.pending).remove(&id);
+                self.bury(listener.token);
+                return Err(Error::ListenerDied { pid: listener.pid });
+            }
+            if Instant::now() >= deadline {
+                lock(&self.pending).remove(&id);
+                return Err(Error::TimedOut {
+                    name: self.group.clone(),
+                });
+            }
+        }
+    }
+
+    /// Waits until `deadline` for the reply to request `id`, sent to
+    /// `listener`: reading the inbox itself when no one else does, and
+    /// looking every [`LIVENESS_INTERVAL`] whether the listener still lives.
+    fn wait_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
+        let result = self.await_reply(id, listener, deadline);
+        lock(&self.pending).remove(&id);
+        result
+    }
+
+    fn await_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
+        let dispatching = self.is_dispatch_thread();
+        let mut next_look = Instant::now() + LIVENESS_INTERVAL;
+        loop {
+            if let Some(outcome) = self.take_reply(id) {
+                return Ok(outcome);
+            }
+            let now = Instant::now();
+            if now >= next_look {
+                if !self.is_alive(listener.token) {
+                    // It may have answered just before it died.
+                    if let Some(outcome) = self.take_reply(id) {
+                        return Ok(outcome);
+                    }
+                    self.bury(listener.token);
+                    return Err(Error::ListenerDied { pid: listener.pid });
+                }
+                next_look = now + LIVENESS_INTERVAL;
+            }
+            if now >= deadline {
+                return Err(Error::TimedOut {
+                    name: self.group.clone(),
+                });
+            }
+            let wait = deadline.min(next_look) - now;
+            if dispatching {
+                if let Some(request) = lock(&self.queued).pop_front() {
+                    self.serve(request);
+                    continue;
+                }
+            }
+            if let Ok(reader) = self.reader.try_lock() {
+                let message = self.read(wait.min(READ_SLICE));
+                drop(reader);
+                self.stirred.notify_all();
+                match message {
+                    Some(Message::Reply {
+                        id: got,
+                        from,
+                        outcome,
+                    }) if got == id => {
+                        let _ = from;
+                        return Ok(outcome);
+                    }
+                    Some(message) => self.hand_over(message, dispatching),
+                    None => {}
+                }
+            } else {
+                let pending = lock(&self.pending);
+                if pending.get(&id).is_some_and(Option::is_none) {
+                    let _ = self.stirred.wait_timeout(pending, wait.min(READ_SLICE));
+                }
+            }
+        }
+    }
+
+    fn take_reply(&self, id: u64) -> Option<Outcome> {
+        let mut pending = lock(&self.pending);
+        match pending.get_mut(&id) {
+            Some(slot @ Some(_)) => slot.take().map(|(_, outcome)| outcome),
+            _ => None,
+        }
+    }
+
+    /// Reads one message from the inbox, waiting at most `wait`; `None` if
+    /// none came (or it was not a message any member sends).
+    fn read(&self, wait: Duration) -> Option<Message> {
+        let bytes = self.inbox.recv_timeout(wait).ok()?;
+        wire::decode(&bytes)
+    }
+
+    /// Gives a message read from the inbox to whoever it is for.
+    fn hand_over(&self, message: Message, dispatching: bool) {
+        match message {
+            Message::Reply { id, from, outcome } => {
+                let mut pending = lock(&self.pending);
+                // A reply no one waits for any more (its call timed out) is dropped.
+                if let Some(slot) = pending.get_mut(&id) {
+                    *slot = Some((from, outcome));
+                    drop(pending);
+                    self.stirred.notify_all();
+                }
+            }
+            Message::Request(request) | Message::Post(request) => {
+                // With no handler here (a caller's stale view of the
+                // registry), the answer is "gone", at once.
+                if dispatching || lock(&self.handlers).is_empty() {
+                    self.serve(request);
+                } else {
+                    lock(&self.queued).push_back(request);
+                    self.stirred.notify_all();
+                }
+            }
+            Message::Stop => {}
+        }
+    }
+
+    fn is_dispatch_thread(&self) -> bool {
+        DISPATCHING.with(|current| current.get() == self as *const Inner as usize)
+    }
+
+    /// The dispatch thread: runs requests, and reads the inbox when no
+    /// caller does, until the member leaves.
+    fn dispatch(self: Arc<Self>) {
+        DISPATCHING.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        while !self.leaving.load(Ordering::SeqCst) {
+            if let Some(request) = lock(&self.queued).pop_front() {
+                self.serve(request);
+                continue;
+            }
+            if let Ok(reader) = self.reader.try_lock() {
+                let message = self.read(READ_SLICE);
+                drop(reader);
+                self.stirred.notify_all();
+                if let Some(message) = message {
+                    self.hand_over(message, true);
+                }
+            } else {
+                let queued = lock(&self.queued);
+                if queued.is_empty() {
+                    let _ = self.stirred.wait_timeout(queued, READ_SLICE);
+                }
+            }
+        }
+    }
+
+    /// Runs a request's handler and, for a call, sends the reply back.
+    fn serve(&self, request: Request) {
+        let handler = lock(&self.handlers).get(&request.listener).cloned();
+        let outcome = match handler {
+            None => Outcome::Gone,
+            Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&request.args)))
+                .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref()))),
+        };
+        if request.id == 0 {
+            return;
+        }
+        let reply = wire::reply(request.id, self.participant.token(), &outcome);
+        let reply = match reply.len() {
+            len if len <= self.max_reply(request.from) => reply,
+            len => wire::reply(
+                request.id,
+                self.participant.token(),
+                &Outcome::Failed(format!(
+                    "the reply is {len} bytes, more than the caller's inbox takes"
+                )),
+            ),
+        };
+        self.deliver(request.from, &reply);
+    }
+
+    /// The largest message the member `token`'s inbox takes.
+    fn max_reply(&self, token: u32) -> usize {
+        self.outbox(token)
+            .map_or(usize::MAX, |outbox| outbox.geometry().max_message_size as usize)
+    }
+
+    /// Sends a reply to the member `token`, for at most [`REPLY_PATIENCE`]
+    /// while it lives; a reply it cannot take is dropped (its call times
+    /// out, as a call to a stuck listener would).
+    fn deliver(&self, token: u32, reply: &[u8]) {
+        let Ok(outbox) = self.outbox(token) else {
+            return;
+        };
+        let deadline = Instant::now() + REPLY_PATIENCE;
+        while Instant::now() < deadline {
+            match outbox.send_timeout(reply, LIVENESS_INTERVAL) {
+                Ok(()) => return,
+                Err(Error::TimedOut { .. }) if self.is_alive(token) => {
+                    if token == self.participant.token() && self.is_dispatch_thread() {
+                        // Our own inbox is full, and we are its reader:
+                        // make room by handing over what is there.
+                        if let Some(message) = self.read(Duration::ZERO) {
+                            self.hand_over(message, true);
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.bury(token);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The name of the inbox of the member `token` of `group`.
+fn inbox_name(group: &str, token: u32) -> String {
+    format!("{group}@in.{token:x}")
+}
+
+fn info(registration: &Registration) -> ListenerInfo {
+    ListenerInfo {
+        command: registration.command.clone(),
+        pid: registration.pid,
+    }
+}
+
+fn decode_reply<R: DeserializeOwned>(json: Vec<u8>) -> Result<R> {
+    record::decode(0, json)
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {what}")
+}
+
+/// Locks a `std` mutex whether or not a panic poisoned it (handlers run
+/// outside every lock, so the data is always whole).
+fn lock<T>(mutex: &Mutex<T>) -> StdGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,294 @@
+//! A bus group's registry: who is a member, who listens to what, in the
+//! order they registered. It is the object named after the group (kind
+//! [`Kind::Bus`]), changed only under the group's lock (the named mutex
+//! `GROUP@bus`), and read by members into a cache that they refresh when
+//! its change count moves.
+//!
+//! # Layout
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0 | the object header (magic `shmioBUS`, ready, version) |
+//! | 16 | `changes: u64`, moved on after every change (read without the lock) |
+//! | 24 | `next_order: u64`, the next registration's number |
+//! | 64 | `generations: [u32; 1024]`, one per member seat (see `src/participants.rs`) |
+//! | 4160 | `members: [Member; 1024]`, by seat: `token: u32` (0: none), `pid: u32`, 8 bytes spare |
+//! | 20544 | `listeners: [Entry; 1024]`: `token: u32` (0: free), `command_len: u32`, `order: u64`, `command: [u8; 112]` |
+//!
+//! A member is its seat's participant: the token in its member entry and
+//! in its listener entries is its participant token, so whether it is alive
+//! is its seat's answer, never its pid's (which is kept for people to read
+//! only, and means something only in the member's own pid namespace). An
+//! entry's token is written last when it is made and cleared first when it
+//! goes, so a member that dies holding the lock leaves whole entries.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::{Error, Result};
+use crate::mapping::{Mapping, Window};
+use crate::object::{self, Kind, Sharing};
+use crate::participants::{self, Participant, SEATS};
+use crate::sync::{LockError, MutexGuard, NamedMutex};
+use crate::sys::Disposition;
+
+const CHANGES: u64 = 16;
+const NEXT_ORDER: u64 = 24;
+const GENERATIONS: u64 = 64;
+const MEMBERS: u64 = GENERATIONS + 4 * SEATS as u64;
+const MEMBER_LEN: u64 = 16;
+const LISTENERS: u64 = MEMBERS + MEMBER_LEN * SEATS as u64;
+const ENTRY_LEN: u64 = 128;
+const ENTRY_HEADER: u64 = 16;
+/// How many listeners a group can have at once.
+pub(crate) const MAX_LISTENERS: u32 = 1024;
+/// The longest command name, in bytes.
+pub(crate) const MAX_COMMAND: usize = (ENTRY_LEN - ENTRY_HEADER) as usize;
+const SIZE: u64 = LISTENERS + ENTRY_LEN * MAX_LISTENERS as u64;
+
+/// One listener, as the registry has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Registration {
+    /// The listening member's participant token.
+    pub(crate) token: u32,
+    /// Its pid, in its own pid namespace (for people to read).
+    pub(crate) pid: u32,
+    /// The registration's number: listeners of a command are asked in
+    /// this order, and it names the listener in requests.
+    pub(crate) order: u64,
+    pub(crate) command: String,
+}
+
+/// The group's registry, as one member has it open.
+pub(crate) struct Registry {
+    map: Mapping,
+    lock: NamedMutex,
+    group: String,
+    os_name: String,
+}
+
+impl Registry {
+    /// Opens (or creates) the registry of `group`, and its lock.
+    pub(crate) fn open(group: &str, sharing: &Sharing<'_>) -> Result<Registry> {
+        let (map, _) = object::make(
+            group,
+            Disposition::CreateOrOpen,
+            SIZE,
+            sharing,
+            Kind::Bus,
+            &|_: &Window| Ok(()),
+        )
+        .map_err(|error| error.of("bus", group))?;
+        if map.len() < SIZE {
+            return Err(Error::Corrupt {
+                offset: 0,
+                reason: format!(
+                    "bus {group:?}: its registry is {} bytes, this shmio's holds {SIZE}",
+                    map.len()
+                ),
+            });
+        }
+        let lock = NamedMutex::options()
+            .permissions(sharing.permissions)
+            .set_trust(sharing.trust.clone())
+            .create_or_open(&format!("{group}@bus"))?;
+        let os_name = map.os_name().unwrap_or_default();
+        Ok(Registry {
+            map,
+            lock,
+            group: group.to_owned(),
+            os_name,
+        })
+    }
+
+    /// The members' seats' generations.
+    fn generations(&self) -> &[AtomicU32] {
+        // SAFETY: the table lies inside the mapping (checked in `open`:
+        // every registry is at least SIZE bytes), 4-aligned in a page-aligned
+        // mapping, and lives as long as `self.map`; AtomicU32 has the layout
+        // of u32.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map
+                    .base()
+                    .as_ptr()
+                    .add(GENERATIONS as usize)
+                    .cast::<AtomicU32>(),
+                SEATS as usize,
+            )
+        }
+    }
+
+    /// Takes a seat and writes this process in as a member there.
+    pub(crate) fn join(&self) -> Result<Participant> {
+        let participant =
+            Participant::join(self.generations(), self.map.object(), &self.os_name, &self.group)?;
+        let at = MEMBERS + MEMBER_LEN * u64::from(participant.seat());
+        let _guard = self.lock()?;
+        self.map.write_value_at(at + 4, &std::process::id())?;
+        self.word(at)?.store(participant.token(), Ordering::Release);
+        self.changed()?;
+        Ok(participant)
+    }
+
+    /// Writes the member `token` out, with its listeners.
+    pub(crate) fn leave(&self, token: u32) -> Result<()> {
+        let _guard = self.lock()?;
+        self.remove_member(token)?;
+        self.changed()
+    }
+
+    /// Whether the member `token` is alive (`own`: this process's token,
+    /// which its own seat may not show).
+    pub(crate) fn is_alive(&self, token: u32, own: u32, trust: &crate::owner::Trust) -> bool {
+        token == own
+            || participants::is_alive(
+                token,
+                self.generations(),
+                self.map.object(),
+                &self.os_name,
+                trust,
+            )
+    }
+
+    /// Writes the dead member `token` out, with its listeners.
+    pub(crate) fn prune(&self, token: u32) -> Result<()> {
+        self.leave(token)
+    }
+
+    /// Registers a listener of `command` for the member `token`; its order.
+    pub(crate) fn listen(&self, token: u32, command: &str) -> Result<u64> {
+        check_command(command)?;
+        let _guard = self.lock()?;
+        let table = self.read_table()?;
+        let free = (0..MAX_LISTENERS as usize)
+            .find(|&i| entry_token(&table, i) == 0)
+            .ok_or_else(|| Error::TooManyListeners {
+                group: self.group.clone(),
+                limit: MAX_LISTENERS,
+            })?;
+        let order = self.map.atomic_u64(NEXT_ORDER)?.fetch_add(1, Ordering::AcqRel) + 1;
+        let at = LISTENERS + ENTRY_LEN * free as u64;
+        self.map.write_value_at(at + 4, &(command.len() as u32))?;
+        self.map.write_value_at(at + 8, &order)?;
+        self.map.write_at(at + ENTRY_HEADER, command.as_bytes())?;
+        self.word(at)?.store(token, Ordering::Release);
+        self.changed()?;
+        Ok(order)
+    }
+
+    /// Unregisters the listener `order` of the member `token`.
+    pub(crate) fn unlisten(&self, token: u32, order: u64) -> Result<()> {
+        let _guard = self.lock()?;
+        let table = self.read_table()?;
+        for i in 0..MAX_LISTENERS as usize {
+            if entry_token(&table, i) == token && entry_order(&table, i) == order {
+                self.word(LISTENERS + ENTRY_LEN * i as u64)?
+                    .store(0, Ordering::Release);
+            }
+        }
+        self.changed()
+    }
+
+    /// The registry's change count: it moves whenever a member or a
+    /// listener comes or goes.
+    pub(crate) fn changes(&self) -> Result<u64> {
+        Ok(self.map.atomic_u64(CHANGES)?.load(Ordering::Acquire))
+    }
+
+    /// Every listener, in registration order, and the change count they
+    /// are as of.
+    pub(crate) fn registrations(&self) -> Result<(u64, Vec<Registration>)> {
+        let _guard = self.lock()?;
+        let changes = self.changes()?;
+        let table = self.read_table()?;
+        let mut pids = vec![0u8; (MEMBER_LEN * u64::from(SEATS)) as usize];
+        self.map.read_at(MEMBERS, &mut pids)?;
+        let mut found = Vec::new();
+        for i in 0..MAX_LISTENERS as usize {
+            let token = entry_token(&table, i);
+            if token == 0 {
+                continue;
+            }
+            let len = (u32_at(&table, i * ENTRY_LEN as usize + 4) as usize).min(MAX_COMMAND);
+            let start = i * ENTRY_LEN as usize + ENTRY_HEADER as usize;
+            let Ok(command) = std::str::from_utf8(&table[start..start + len]) else {
+                continue;
+            };
+            let member = (participants::seat_of(token) as u64 * MEMBER_LEN) as usize;
+            found.push(Registration {
+                token,
+                pid: u32_at(&pids, member + 4),
+                order: entry_order(&table, i),
+                command: command.to_owned(),
+            });
+        }
+        found.sort_by_key(|registration| registration.order);
+        Ok((changes, found))
+    }
+
+    fn remove_member(&self, token: u32) -> Result<()> {
+        let table = self.read_table()?;
+        for i in 0..MAX_LISTENERS as usize {
+            if entry_token(&table, i) == token {
+                self.word(LISTENERS + ENTRY_LEN * i as u64)?
+                    .store(0, Ordering::Release);
+            }
+        }
+        let member = self.word(MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token)))?;
+        let _ = member.compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_table(&self) -> Result<Vec<u8>> {
+        let mut table = vec![0u8; (ENTRY_LEN * u64::from(MAX_LISTENERS)) as usize];
+        self.map.read_at(LISTENERS, &mut table)?;
+        Ok(table)
+    }
+
+    fn word(&self, offset: u64) -> Result<&AtomicU32> {
+        self.map.atomic_u32(offset)
+    }
+
+    fn changed(&self) -> Result<()> {
+        self.map.atomic_u64(CHANGES)?.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Takes the group's lock. A member that died holding it left whole
+    /// entries (see the module docs), so its death changes nothing here.
+    fn lock(&self) -> Result<MutexGuard<'_>> {
+        match self.lock.lock() {
+            Ok(guard) | Err(LockError::OwnerDied(guard)) => Ok(guard),
+            Err(LockError::Failed(error)) => Err(error),
+        }
+    }
+}
+
+/// A command name must be 1 to [`MAX_COMMAND`] bytes.
+pub(crate) fn check_command(command: &str) -> Result<()> {
+    if command.is_empty() || command.len() > MAX_COMMAND {
+        return Err(Error::InvalidName {
+            name: command.to_owned(),
+            rule: "a bus command's name is 1 to 112 bytes",
+        });
+    }
+    Ok(())
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn entry_token(table: &[u8], i: usize) -> u32 {
+    u32_at(table, i * ENTRY_LEN as usize)
+}
+
+fn entry_order(table: &[u8], i: usize) -> u64 {
+    let at = i * ENTRY_LEN as usize + 8;
+    u64::from_le_bytes(table[at..at + 8].try_into().expect("8 bytes"))
+}
+
+// The u64 counters and the tables are 8-aligned, as their atomics need.
+const _: () = assert!(
+    CHANGES.is_multiple_of(8) && NEXT_ORDER.is_multiple_of(8) && LISTENERS.is_multiple_of(8)
+);

@@ -1,0 +1,204 @@
+//! The bus's messages, as they travel through a member's inbox (a
+//! [`crate::Channel`]): a small fixed header, then the command's name and
+//! the arguments or the reply as JSON (the crate's record codec). Nothing
+//! here is ever executed: a message is only decoded, and a message that
+//! does not decode is dropped by whoever reads it.
+//!
+//! | bytes | request, post | reply |
+//! |---|---|---|
+//! | 0 | kind: 1 request, 2 post | kind: 3 |
+//! | 1 | 0 | status: 0 no reply, 1 a reply, 2 handler error, 3 listener gone |
+//! | 2..4 | the command's length | 0 |
+//! | 4..8 | the sender's token | the replier's token |
+//! | 8..16 | the request id (0 for a post) | the request id |
+//! | 16..24 | the listener it is for | 0 |
+//! | 24.. | the command, then the arguments | the reply, or the error's text |
+//!
+//! A stop (kind 4) is one byte: it wakes a member's own dispatch thread to
+//! let it see that the member is leaving.
+
+/// Bytes before a message's command and payload.
+pub(crate) const HEADER: usize = 24;
+
+const REQUEST: u8 = 1;
+const POST: u8 = 2;
+const REPLY: u8 = 3;
+const STOP: u8 = 4;
+
+/// What a listener said to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// No reply: the next listener is asked (aardio's `null`).
+    Pass,
+    /// A reply, as JSON.
+    Reply(Vec<u8>),
+    /// The handler failed or panicked; why.
+    Failed(String),
+    /// The listener was no longer there (it was dropped meanwhile).
+    Gone,
+}
+
+/// A message read from an inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// A call to one listener, which answers with a [`Message::Reply`].
+    Request(Request),
+    /// A call to one listener that wants no reply.
+    Post(Request),
+    /// The answer to the request `id`.
+    Reply {
+        id: u64,
+        from: u32,
+        outcome: Outcome,
+    },
+    /// Wake up: the member is leaving.
+    Stop,
+}
+
+/// A request or a post, for the listener `listener` of the member it was sent to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) from: u32,
+    pub(crate) listener: u64,
+    pub(crate) command: String,
+    pub(crate) args: Vec<u8>,
+}
+
+/// A request (`id` non-zero) or a post (`id` 0) of `command` with the JSON
+/// `args`, from the member `from` to the listener `listener`.
+pub(crate) fn request(id: u64, from: u32, listener: u64, command: &str, args: &[u8]) -> Vec<u8> {
+    let kind = if id == 0 { POST } else { REQUEST };
+    let mut message = Vec::with_capacity(HEADER + command.len() + args.len());
+    message.extend_from_slice(&[kind, 0]);
+    // Command names are at most `registry::MAX_COMMAND` bytes.
+    message.extend_from_slice(&(command.len() as u16).to_le_bytes());
+    message.extend_from_slice(&from.to_le_bytes());
+    message.extend_from_slice(&id.to_le_bytes());
+    message.extend_from_slice(&listener.to_le_bytes());
+    message.extend_from_slice(command.as_bytes());
+    message.extend_from_slice(args);
+    message
+}
+
+/// The reply to request `id`, from the member `from`.
+pub(crate) fn reply(id: u64, from: u32, outcome: &Outcome) -> Vec<u8> {
+    let (status, body): (u8, &[u8]) = match outcome {
+        Outcome::Pass => (0, &[]),
+        Outcome::Reply(json) => (1, json),
+        Outcome::Failed(why) => (2, why.as_bytes()),
+        Outcome::Gone => (3, &[]),
+    };
+    let mut message = Vec::with_capacity(HEADER + body.len());
+    message.extend_from_slice(&[REPLY, status, 0, 0]);
+    message.extend_from_slice(&from.to_le_bytes());
+    message.extend_from_slice(&id.to_le_bytes());
+    message.extend_from_slice(&[0; 8]);
+    message.extend_from_slice(body);
+    message
+}
+
+/// The one-byte stop message.
+pub(crate) fn stop() -> [u8; 1] {
+    [STOP]
+}
+
+/// Decodes a message; `None` for bytes no member sends (a scribbler's).
+pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
+    if bytes == [STOP] {
+        return Some(Message::Stop);
+    }
+    let header = bytes.get(..HEADER)?;
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let long = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let (kind, status) = (header[0], header[1]);
+    let command_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+    let (from, id, listener) = (word(4), long(8), long(16));
+    let body = &bytes[HEADER..];
+    match kind {
+        REQUEST | POST => {
+            let command = std::str::from_utf8(body.get(..command_len)?).ok()?;
+            let request = Request {
+                id,
+                from,
+                listener,
+                command: command.to_owned(),
+                args: body[command_len..].to_vec(),
+            };
+            match (kind, id) {
+                (REQUEST, 1..) => Some(Message::Request(request)),
+                (POST, 0) => Some(Message::Post(request)),
+                _ => None,
+            }
+        }
+        REPLY if id != 0 => {
+            let outcome = match status {
+                0 => Outcome::Pass,
+                1 => Outcome::Reply(body.to_vec()),
+                2 => Outcome::Failed(String::from_utf8_lossy(body).into_owned()),
+                3 => Outcome::Gone,
+                _ => return None,
+            };
+            Some(Message::Reply { id, from, outcome })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let request = request(7, 0x401, 99, "add", b"[1,2]");
+        match decode(&request) {
+            Some(Message::Request(Request {
+                id: 7,
+                from: 0x401,
+                listener: 99,
+                command,
+                args,
+            })) => assert_eq!((command.as_str(), args.as_slice()), ("add", &b"[1,2]"[..])),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode(&super::request(0, 1, 2, "log", b"\"x\"")),
+            Some(Message::Post(_))
+        ));
+        for outcome in [
+            Outcome::Pass,
+            Outcome::Reply(b"3".to_vec()),
+            Outcome::Failed("no".into()),
+            Outcome::Gone,
+        ] {
+            assert_eq!(
+                decode(&reply(7, 5, &outcome)),
+                Some(Message::Reply {
+                    id: 7,
+                    from: 5,
+                    outcome
+                })
+            );
+        }
+        assert_eq!(decode(&stop()), Some(Message::Stop));
+    }
+
+    #[test]
+    fn scribbles_do_not_decode() {
+        assert_eq!(decode(&[]), None);
+        assert_eq!(decode(&[1; 10]), None);
+        let mut bad = request(7, 1, 2, "add", b"1");
+        bad[2] = 200; // a command longer than the message
+        assert_eq!(decode(&bad), None);
+        let mut bad = reply(7, 1, &Outcome::Pass);
+        bad[1] = 9;
+        assert_eq!(decode(&bad), None);
+        // A request without an id, a post with one, a reply to id 0.
+        assert_eq!(decode(&request(0, 1, 2, "add", b"1")[..]).map(|_| ()), Some(()));
+        let mut bad = request(5, 1, 2, "add", b"1");
+        bad[0] = POST;
+        assert_eq!(decode(&bad), None);
+        assert_eq!(decode(&reply(0, 1, &Outcome::Pass)), None);
+    }
+}

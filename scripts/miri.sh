@@ -6,6 +6,7 @@
 #   channel::ring::tests  the ring's index and sequence arithmetic, claims
 #                      and repairs over heap memory (liveness is a closure)
 #   participants::tests  participant tokens and generations
+#   bus::wire::tests   the bus's message encoding, and scribbles refused
 #   view::tests        Window bounds: read/write/values/sub/atomics, zero
 #                      lengths, offsets near u64::MAX
 #   owner::tests       which owners an opener trusts
@@ -18,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-filters=(name::tests:: record::tests:: channel::ring::tests:: participants::tests:: view::tests:: owner::tests::)
+filters=(name::tests:: record::tests:: channel::ring::tests:: participants::tests:: bus::wire::tests:: view::tests:: owner::tests::)
 # Every unit test of the library must be under one of the filters, so that
 # none is left out silently: list them (natively, quickly) and compare.
 all="$(cargo test --lib -q -- --list 2>/dev/null | sed -n 's/: test$//p')"

@@ -318,7 +318,9 @@ pub enum Error {
     },
 
     /// A bus post did not reach every listener: some inboxes were full.
-    #[error("posted {command:?} to {reached} listeners; the inboxes of processes {full:?} were full")]
+    #[error(
+        "posted {command:?} to {reached} listeners; the inboxes of processes {full:?} were full"
+    )]
     PostIncomplete {
         /// The command posted.
         command: String,

@@ -51,6 +51,10 @@ use wire::{Message, Outcome, Request};
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest a reader of the inbox waits in one go before looking around.
 const READ_SLICE: Duration = Duration::from_millis(50);
+/// How often, and how far apart, a dead member's inbox name is tried for
+/// removal while its dying process may still hold it.
+const RECLAIM_TRIES: u32 = 20;
+const RECLAIM_NAP: Duration = Duration::from_millis(5);
 /// How long a listener tries to deliver a reply to a caller whose inbox is full.
 const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -176,10 +180,12 @@ pub struct Replies<R> {
 impl<R> Replies<R> {
     /// The replies that came, with their listeners' pids.
     pub fn replies(&self) -> impl Iterator<Item = (u32, &R)> {
-        self.answers.iter().filter_map(|answer| match &answer.outcome {
-            Ok(Some(reply)) => Some((answer.pid, reply)),
-            _ => None,
-        })
+        self.answers
+            .iter()
+            .filter_map(|answer| match &answer.outcome {
+                Ok(Some(reply)) => Some((answer.pid, reply)),
+                _ => None,
+            })
     }
 }
 
@@ -264,6 +270,9 @@ impl Bus {
             cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
             leaving: AtomicBool::new(false),
         };
+        // Members that died before anyone found them: their entries and
+        // their inboxes' names go now.
+        inner.sweep();
         Ok(Bus {
             inner: Arc::new(inner),
             dispatcher: Mutex::new(None),
@@ -308,9 +317,7 @@ impl Bus {
         });
         self.start_dispatcher()?;
         let inner = &self.inner;
-        let order = inner
-            .registry
-            .listen(inner.participant.token(), command)?;
+        let order = inner.registry.listen(inner.participant.token(), command)?;
         lock(&inner.handlers).insert(order, handler);
         Ok(Listener {
             inner: Arc::downgrade(inner),
@@ -369,7 +376,9 @@ impl Bus {
         let listeners = self.inner.listeners_of(command)?;
         let mut died = None;
         for listener in listeners.iter().filter(|l| chosen(l)) {
-            let id = self.inner.send_request(listener, command, &args, deadline)?;
+            let id = self
+                .inner
+                .send_request(listener, command, &args, deadline)?;
             match self.inner.wait_reply(id, listener, deadline) {
                 Ok(Outcome::Reply(json)) => return decode_reply(json).map(Some),
                 Ok(Outcome::Pass | Outcome::Gone) => {}
@@ -472,12 +481,7 @@ impl Bus {
 
     /// The listeners of `command`, in the order they are asked.
     pub fn listeners(&self, command: &str) -> Result<Vec<ListenerInfo>> {
-        Ok(self
-            .inner
-            .listeners_of(command)?
-            .iter()
-            .map(info)
-            .collect())
+        Ok(self.inner.listeners_of(command)?.iter().map(info).collect())
     }
 
     /// Every listener of the group, command by command (in the order each
@@ -521,6 +525,7 @@ impl Drop for Bus {
     fn drop(&mut self) {
         let inner = &self.inner;
         inner.leaving.store(true, Ordering::SeqCst);
+        inner.sweep();
         let _ = inner.registry.leave(inner.participant.token());
         let thread = lock(&self.dispatcher).take();
         if let Some(thread) = thread {
@@ -572,14 +577,36 @@ impl Inner {
     fn registrations(&self) -> Result<Arc<Vec<Registration>>> {
         let changes = self.registry.changes()?;
         let mut cache = lock(&self.cache);
-        if cache.0 != changes {
-            let (changes, found) = self.registry.registrations()?;
-            *cache = (changes, Arc::new(found));
-            // Members come and go with the changes: let the inboxes of
-            // those gone go too, so their names go with their last holders.
-            lock(&self.outboxes).retain(|&token, _| self.is_alive(token));
+        if cache.0 == changes {
+            return Ok(Arc::clone(&cache.1));
         }
-        Ok(Arc::clone(&cache.1))
+        let (changes, found) = self.registry.registrations()?;
+        *cache = (changes, Arc::new(found));
+        let found = Arc::clone(&cache.1);
+        drop(cache);
+        // Members come and go with the changes: let the inboxes of those
+        // gone go too, so that their names go with their last holders.
+        let gone: Vec<u32> = lock(&self.outboxes)
+            .keys()
+            .copied()
+            .filter(|&token| !self.is_alive(token))
+            .collect();
+        for token in gone {
+            self.bury(token);
+        }
+        Ok(found)
+    }
+
+    /// Buries every member of the group that died unnoticed.
+    fn sweep(&self) {
+        let Ok(members) = self.registry.members() else {
+            return;
+        };
+        for token in members {
+            if !self.is_alive(token) {
+                self.bury(token);
+            }
+        }
     }
 
     fn listeners_of(&self, command: &str) -> Result<Vec<Registration>> {
@@ -607,11 +634,27 @@ impl Inner {
         Ok(outbox)
     }
 
-    /// Forgets a dead member: its inbox handle, and (for everyone) its
-    /// registry entries.
+    /// Forgets a dead member: its inbox handle, its registry entries, and
+    /// its inbox's name. A process that dies cannot remove the name it was
+    /// the last to hold, and its seat is let go a moment before its inbox
+    /// as it exits: so the name is reclaimed here, trying for a moment
+    /// while the dying process still holds it. (One another member still
+    /// holds goes when that member lets it go.)
     fn bury(&self, token: u32) {
         lock(&self.outboxes).remove(&token);
         let _ = self.registry.prune(token);
+        let Ok(name) = Name::new(&inbox_name(&self.group, token)) else {
+            return;
+        };
+        let os_name = name.os_name();
+        for _ in 0..RECLAIM_TRIES {
+            match crate::sys::reclaim_if_stale(&os_name, false, &self.trust) {
+                Ok(Err(why)) if why == "a process holds it" => {
+                    std::thread::sleep(RECLAIM_NAP);
+                }
+                _ => return,
+            }
+        }
     }
 
     fn is_alive(&self, token: u32) -> bool {
@@ -642,7 +685,9 @@ impl Inner {
         lock(&self.pending).insert(id, None);
         loop {
             let now = Instant::now();
-            let slice = deadline.saturating_duration_since(now).min(LIVENESS_INTERVAL);
+            let slice = deadline
+                .saturating_duration_since(now)
+                .min(LIVENESS_INTERVAL);
             match outbox.send_timeout(&message, slice) {
                 Ok(()) => return Ok(id),
                 Err(Error::TimedOut { .. }) => {}
@@ -700,7 +745,10 @@ impl Inner {
             }
             let wait = deadline.min(next_look) - now;
             if dispatching {
-                if let Some(request) = lock(&self.queued).pop_front() {
+                // Popped first: the queue's lock must not be held while the
+                // request runs (its handler may call, and queue, again).
+                let queued = lock(&self.queued).pop_front();
+                if let Some(request) = queued {
                     self.serve(request);
                     continue;
                 }
@@ -780,7 +828,8 @@ impl Inner {
     fn dispatch(self: Arc<Self>) {
         DISPATCHING.with(|current| current.set(Arc::as_ptr(&self) as usize));
         while !self.leaving.load(Ordering::SeqCst) {
-            if let Some(request) = lock(&self.queued).pop_front() {
+            let queued = lock(&self.queued).pop_front();
+            if let Some(request) = queued {
                 self.serve(request);
                 continue;
             }
@@ -827,8 +876,9 @@ impl Inner {
 
     /// The largest message the member `token`'s inbox takes.
     fn max_reply(&self, token: u32) -> usize {
-        self.outbox(token)
-            .map_or(usize::MAX, |outbox| outbox.geometry().max_message_size as usize)
+        self.outbox(token).map_or(usize::MAX, |outbox| {
+            outbox.geometry().max_message_size as usize
+        })
     }
 
     /// Sends a reply to the member `token`, for at most [`REPLY_PATIENCE`]
@@ -888,5 +938,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// Locks a `std` mutex whether or not a panic poisoned it (handlers run
 /// outside every lock, so the data is always whole).
 fn lock<T>(mutex: &Mutex<T>) -> StdGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -120,8 +120,12 @@ impl Registry {
 
     /// Takes a seat and writes this process in as a member there.
     pub(crate) fn join(&self) -> Result<Participant> {
-        let participant =
-            Participant::join(self.generations(), self.map.object(), &self.os_name, &self.group)?;
+        let participant = Participant::join(
+            self.generations(),
+            self.map.object(),
+            &self.os_name,
+            &self.group,
+        )?;
         let at = MEMBERS + MEMBER_LEN * u64::from(participant.seat());
         let _guard = self.lock()?;
         self.map.write_value_at(at + 4, &std::process::id())?;
@@ -166,7 +170,11 @@ impl Registry {
                 group: self.group.clone(),
                 limit: MAX_LISTENERS,
             })?;
-        let order = self.map.atomic_u64(NEXT_ORDER)?.fetch_add(1, Ordering::AcqRel) + 1;
+        let order = self
+            .map
+            .atomic_u64(NEXT_ORDER)?
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
         let at = LISTENERS + ENTRY_LEN * free as u64;
         self.map.write_value_at(at + 4, &(command.len() as u32))?;
         self.map.write_value_at(at + 8, &order)?;
@@ -224,6 +232,17 @@ impl Registry {
         }
         found.sort_by_key(|registration| registration.order);
         Ok((changes, found))
+    }
+
+    /// The tokens of every member written in.
+    pub(crate) fn members(&self) -> Result<Vec<u32>> {
+        let _guard = self.lock()?;
+        let mut table = vec![0u8; (MEMBER_LEN * u64::from(SEATS)) as usize];
+        self.map.read_at(MEMBERS, &mut table)?;
+        Ok((0..SEATS as usize)
+            .map(|seat| u32_at(&table, seat * MEMBER_LEN as usize))
+            .filter(|&token| token != 0)
+            .collect())
     }
 
     fn remove_member(&self, token: u32) -> Result<()> {

@@ -195,7 +195,10 @@ mod tests {
         bad[1] = 9;
         assert_eq!(decode(&bad), None);
         // A request without an id, a post with one, a reply to id 0.
-        assert_eq!(decode(&request(0, 1, 2, "add", b"1")[..]).map(|_| ()), Some(()));
+        assert_eq!(
+            decode(&request(0, 1, 2, "add", b"1")[..]).map(|_| ()),
+            Some(())
+        );
         let mut bad = request(5, 1, 2, "add", b"1");
         bad[0] = POST;
         assert_eq!(decode(&bad), None);

@@ -1,0 +1,424 @@
+//! The bus: the rules in one process, then real processes: many callers
+//! and listeners, re-entrant handlers, listeners killed during calls.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shmio::{Bus, Error, Mapping};
+use shmio_testkit::{arg, checksum, ready, unique_name, Child, Input, Rng};
+
+shmio_testkit::roles! {
+    Serve => serve(),
+    Call => call_many(),
+    Reenter => reenter(),
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A request the echo handler answers: its id and a checksum of it.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Clone, Copy)]
+struct Ping {
+    caller: u32,
+    id: u64,
+    sum: u64,
+}
+
+/// The echo handler's reply: the request, and who answered.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct Pong {
+    ping: Ping,
+    pid: u32,
+}
+
+fn ping(caller: u32, id: u64) -> Ping {
+    Ping {
+        caller,
+        id,
+        sum: checksum(&[u64::from(caller), id]),
+    }
+}
+
+// In one process.
+
+#[test]
+fn the_first_listener_with_a_reply_answers() {
+    let bus = Bus::join(&unique_name("bus-first")).unwrap();
+    let _pass = bus
+        .listen("who", |_: ()| Ok::<Option<String>, String>(None))
+        .unwrap();
+    let _first = bus
+        .listen("who", |_: ()| Ok::<_, String>(Some("first")))
+        .unwrap();
+    let _second = bus
+        .listen("who", |_: ()| Ok::<_, String>(Some("second")))
+        .unwrap();
+    let reply: Option<String> = bus.call("who", &(), SECOND).unwrap();
+    assert_eq!(reply.as_deref(), Some("first"));
+    drop(_first);
+    let reply: Option<String> = bus.call("who", &(), SECOND).unwrap();
+    assert_eq!(
+        reply.as_deref(),
+        Some("second"),
+        "a dropped listener is gone"
+    );
+    let nobody: Option<String> = bus.call("nobody", &(), SECOND).unwrap();
+    assert_eq!(nobody, None, "a command no one listens to has no reply");
+    let listeners = bus.listeners("who").unwrap();
+    assert_eq!(listeners.len(), 2);
+    assert!(listeners.iter().all(|l| l.pid == std::process::id()));
+}
+
+#[test]
+fn handler_errors_panics_and_bad_arguments_reach_the_caller() {
+    let bus = Bus::join(&unique_name("bus-fail")).unwrap();
+    let _fail = bus
+        .listen("fail", |_: ()| Err::<Option<()>, _>("no such thing"))
+        .unwrap();
+    let _panic = bus
+        .listen("panic", |_: ()| -> Result<Option<()>, String> {
+            panic!("boom")
+        })
+        .unwrap();
+    let _add = bus
+        .listen("add", |(a, b): (i64, i64)| Ok::<_, String>(Some(a + b)))
+        .unwrap();
+    for (command, wanted) in [("fail", "no such thing"), ("panic", "panicked: boom")] {
+        match bus.call::<_, ()>(command, &(), SECOND) {
+            Err(Error::Handler { pid, message }) => {
+                assert_eq!(pid, std::process::id());
+                assert!(message.contains(wanted), "{message}");
+            }
+            other => panic!("{command}: {other:?}"),
+        }
+    }
+    match bus.call::<_, i64>("add", &"not two numbers", SECOND) {
+        Err(Error::Handler { message, .. }) => {
+            assert!(message.contains("bad arguments"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match bus.call::<_, String>("add", &(1, 2), SECOND) {
+        Err(Error::Decode { .. }) => {}
+        other => panic!("a reply that is not the type asked for: {other:?}"),
+    }
+    let sum: Option<i64> = bus.call("add", &(2, 3), SECOND).unwrap();
+    assert_eq!(sum, Some(5), "the listener goes on serving");
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let group = unique_name("bus-input");
+    let bus = Bus::options().max_message_size(256).join(&group).unwrap();
+    let _echo = bus
+        .listen("echo", |text: String| Ok::<_, String>(Some(text)))
+        .unwrap();
+    match bus.call::<_, String>("echo", &"x".repeat(1000), SECOND) {
+        Err(Error::MessageTooLarge { .. }) => {}
+        other => panic!("too-large arguments: {other:?}"),
+    }
+    for bad in ["", &"c".repeat(113)] {
+        assert!(matches!(
+            bus.call::<_, ()>(bad, &(), SECOND),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            bus.listen(bad, |_: ()| Ok::<Option<()>, String>(None)),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    // A group name held by another kind of object.
+    let taken = unique_name("bus-taken");
+    let _mapping = Mapping::create(&taken, 4096).unwrap();
+    match Bus::join(&taken) {
+        Err(Error::WrongKind { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_handler_may_call_its_own_process() {
+    let bus = std::sync::Arc::new(Bus::join(&unique_name("bus-self")).unwrap());
+    let _inner = bus
+        .listen("inner", |x: u32| Ok::<_, String>(Some(x * 2)))
+        .unwrap();
+    let weak = std::sync::Arc::downgrade(&bus);
+    let _outer = bus
+        .listen("outer", move |x: u32| {
+            let bus = weak.upgrade().ok_or("gone")?;
+            let doubled: Option<u32> = bus.call("inner", &x, SECOND).map_err(|e| e.to_string())?;
+            Ok::<_, String>(doubled.map(|d| d + 1))
+        })
+        .unwrap();
+    let reply: Option<u32> = bus.call("outer", &20, SECOND).unwrap();
+    assert_eq!(reply, Some(41));
+}
+
+#[test]
+fn posts_arrive_in_order() {
+    let bus = Bus::join(&unique_name("bus-post")).unwrap();
+    let (sender, received) = std::sync::mpsc::channel();
+    let sender = std::sync::Mutex::new(sender);
+    let _log = bus
+        .listen("log", move |n: u32| {
+            sender.lock().unwrap().send(n).unwrap();
+            Ok::<Option<()>, String>(None)
+        })
+        .unwrap();
+    for n in 0..50 {
+        assert_eq!(bus.post("log", &n).unwrap(), 1);
+    }
+    let got: Vec<u32> = (0..50)
+        .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+}
+
+// Across processes.
+
+/// Joins GROUP and listens: `echo` (a [`Pong`]), `slow` (after SLOW_MS),
+/// `pass` (no reply), `inner` (x + 1000); says ready, and serves until its
+/// stdin closes.
+fn serve() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let pid = std::process::id();
+    let slow: u64 = std::env::var("SLOW_MS")
+        .ok()
+        .map_or(0, |ms| ms.parse().unwrap());
+    let _echo = bus
+        .listen("echo", move |ping: Ping| {
+            Ok::<_, String>(Some(Pong { ping, pid }))
+        })
+        .unwrap();
+    let _slow = bus
+        .listen("slow", move |_: ()| {
+            std::thread::sleep(Duration::from_millis(slow));
+            Ok::<_, String>(Some(pid))
+        })
+        .unwrap();
+    let _pass = bus
+        .listen("pass", |_: ()| Ok::<Option<u32>, String>(None))
+        .unwrap();
+    let _inner = bus
+        .listen("inner", |x: u32| Ok::<_, String>(Some(x + 1000)))
+        .unwrap();
+    ready();
+    let mut line = String::new();
+    let _ = BufReader::new(std::io::stdin()).read_line(&mut line);
+}
+
+fn start_servers(group: &str, count: usize, slow_ms: u64) -> Vec<Child> {
+    let mut servers: Vec<Child> = (0..count)
+        .map(|_| {
+            Role::Serve
+                .spawn()
+                .env("GROUP", group)
+                .env("SLOW_MS", slow_ms.to_string())
+                .stdin(Input::Pipe)
+                .limit(LIMIT)
+                .start()
+        })
+        .collect();
+    for server in &mut servers {
+        server.wait_ready();
+    }
+    servers
+}
+
+fn stop(servers: Vec<Child>) {
+    for mut server in servers {
+        server.close_stdin();
+        server.wait_success();
+    }
+}
+
+/// Joins GROUP and calls `echo` CALLS times, round robin over the
+/// listeners in PIDS with `call_pid`: every reply must be its own request,
+/// from the process asked.
+fn call_many() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let calls: u64 = arg("CALLS").parse().unwrap();
+    let pids: Vec<u32> = arg("PIDS").split(',').map(|p| p.parse().unwrap()).collect();
+    let me = std::process::id();
+    for id in 0..calls {
+        let pid = pids[(id % pids.len() as u64) as usize];
+        let request = ping(me, id);
+        let pong: Pong = bus
+            .call_pid(pid, "echo", &request, Duration::from_secs(30))
+            .unwrap()
+            .expect("an echo");
+        assert_eq!(pong, Pong { ping: request, pid }, "a reply crossed");
+    }
+    println!("calls done");
+}
+
+/// 8 callers × 4 listeners, each caller 10,000 calls (`SHMIO_BUS_CALLS`): every reply is its
+/// own request's, none lost, none crossed.
+#[test]
+fn many_callers_many_listeners_every_reply_its_own() {
+    let calls: u64 = std::env::var("SHMIO_BUS_CALLS").map_or(10_000, |n| n.parse().unwrap());
+    let group = unique_name("bus-many");
+    let _keep = Bus::join(&group).unwrap();
+    let servers = start_servers(&group, 4, 0);
+    let pids: Vec<String> = servers.iter().map(|s| s.id().to_string()).collect();
+    let started = Instant::now();
+    let mut callers: Vec<Child> = (0..8)
+        .map(|_| {
+            Role::Call
+                .spawn()
+                .env("GROUP", &group)
+                .env("CALLS", calls.to_string())
+                .env("PIDS", pids.join(","))
+                .limit(LIMIT)
+                .start()
+        })
+        .collect();
+    for caller in &mut callers {
+        caller.wait_success();
+    }
+    eprintln!(
+        "8 callers × {calls} calls to 4 listeners in {:?}",
+        started.elapsed()
+    );
+    stop(servers);
+}
+
+/// Listens to `outer`, whose handler calls `inner` in this process and in
+/// the process OTHER, and replies with both.
+fn reenter() {
+    let bus = std::sync::Arc::new(Bus::join(&arg("GROUP")).unwrap());
+    let other: u32 = arg("OTHER").parse().unwrap();
+    let _inner = bus
+        .listen("inner", |x: u32| Ok::<_, String>(Some(x + 1)))
+        .unwrap();
+    let weak = std::sync::Arc::downgrade(&bus);
+    let _outer = bus
+        .listen("outer", move |x: u32| {
+            let bus = weak.upgrade().ok_or("gone")?;
+            let me = std::process::id();
+            let local: Option<u32> = bus
+                .call_pid(me, "inner", &x, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            let remote: Option<u32> = bus
+                .call_pid(other, "inner", &x, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some((local, remote)))
+        })
+        .unwrap();
+    ready();
+    let mut line = String::new();
+    let _ = BufReader::new(std::io::stdin()).read_line(&mut line);
+}
+
+/// A handler that calls a command of its own process and of another.
+#[test]
+fn a_handler_calls_its_own_process_and_another() {
+    let group = unique_name("bus-reenter");
+    let bus = Bus::join(&group).unwrap();
+    let servers = start_servers(&group, 1, 0);
+    let mut reenter = Role::Reenter
+        .spawn()
+        .env("GROUP", &group)
+        .env("OTHER", servers[0].id().to_string())
+        .stdin(Input::Pipe)
+        .limit(LIMIT)
+        .start();
+    reenter.wait_ready();
+    let reply: Option<(Option<u32>, Option<u32>)> =
+        bus.call("outer", &7, Duration::from_secs(20)).unwrap();
+    assert_eq!(reply, Some((Some(8), Some(1007))));
+    reenter.close_stdin();
+    reenter.wait_success();
+    stop(servers);
+}
+
+/// `call_pid` asks only that process; `broadcast` asks everyone and says
+/// who answered, who was too slow and who died.
+#[test]
+fn call_pid_and_broadcast_with_a_dead_and_a_slow_listener() {
+    let group = unique_name("bus-broadcast");
+    let bus = Bus::join(&group).unwrap();
+    let mut servers = start_servers(&group, 2, 0);
+    let mut slow = start_servers(&group, 1, 5_000);
+    let pids: Vec<u32> = servers.iter().map(Child::id).collect();
+    for &pid in &pids {
+        let pong: Pong = bus
+            .call_pid(pid, "echo", &ping(1, 2), Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pong.pid, pid);
+    }
+    servers[1].kill();
+    let replies = bus
+        .broadcast::<_, u32>("slow", &(), Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(replies.answers.len(), 3);
+    for answer in &replies.answers {
+        match &answer.outcome {
+            Ok(Some(pid)) => assert_eq!((*pid, answer.pid), (pids[0], pids[0])),
+            Err(Error::ListenerDied { pid }) => assert_eq!(*pid, pids[1]),
+            Err(Error::TimedOut { .. }) => assert_eq!(answer.pid, slow[0].id()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(replies.replies().count(), 1);
+    // The dead one was pruned.
+    let listeners = bus.listeners("slow").unwrap();
+    assert!(listeners.iter().all(|l| l.pid != pids[1]), "{listeners:?}");
+    slow[0].kill();
+    let _ = slow;
+    stop(vec![servers.remove(0)]);
+}
+
+/// Listeners killed while they are called, 30 times: every call ends
+/// (with a reply, `ListenerDied` or a timeout), none hangs, the group
+/// works afterwards, and no name of it is left once every member left.
+#[test]
+fn listeners_killed_during_calls() {
+    let group = unique_name("bus-storm");
+    let bus = Bus::join(&group).unwrap();
+    let mut survivors = start_servers(&group, 1, 0);
+    let mut rng = Rng::new(Rng::fresh_seed());
+    let mut outcomes = [0u32; 3];
+    for round in 0..30 {
+        let mut victim = start_servers(&group, 1, 20);
+        let victim_pid = victim[0].id();
+        // Call the slow command on the victim, and kill it during the call.
+        let killer = std::thread::spawn({
+            let wait = Duration::from_millis(rng.below(30));
+            move || {
+                std::thread::sleep(wait);
+                victim[0].kill();
+            }
+        });
+        let started = Instant::now();
+        match bus.call_pid::<_, u32>(victim_pid, "slow", &(), Duration::from_secs(10)) {
+            Ok(Some(pid)) => {
+                assert_eq!(pid, victim_pid);
+                outcomes[0] += 1
+            }
+            Err(Error::ListenerDied { pid }) => {
+                assert_eq!(pid, victim_pid);
+                outcomes[1] += 1
+            }
+            Err(Error::TimedOut { .. }) => outcomes[2] += 1,
+            other => panic!("round {round}: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(11), "round {round}");
+        killer.join().unwrap();
+        let pong: Pong = bus
+            .call("echo", &ping(9, round), Duration::from_secs(10))
+            .unwrap()
+            .expect("the survivor answers");
+        assert_eq!(pong.pid, survivors[0].id());
+    }
+    eprintln!("replied, died, timed out: {outcomes:?}");
+    stop(std::mem::take(&mut survivors));
+    drop(bus);
+    #[cfg(target_os = "linux")]
+    {
+        let left = shmio_testkit::shm_entries_with_prefix(&group);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}

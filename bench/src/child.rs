@@ -41,6 +41,8 @@ pub const SIZE: &str = "SHMIO_BENCH_SIZE";
 pub const CAPACITY: &str = "SHMIO_BENCH_CAPACITY";
 /// The run's private iceoryx2 domain (iceoryx2 roles).
 pub const IOX: &str = "SHMIO_BENCH_IOX";
+/// The address of the run's private D-Bus daemon (D-Bus roles).
+pub const DBUS: &str = "SHMIO_BENCH_DBUS";
 
 /// How long a child may take to exit once its input has ended, before it
 /// is killed.

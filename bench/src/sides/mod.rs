@@ -12,13 +12,18 @@
 //! | [`stream`] | | a pipe pair |
 //! | `socket` (Unix) | | a Unix socket pair |
 //! | `iceoryx2` (Linux, feature `iceoryx2`) | | publish-subscribe round trips and throughput |
+//! | `dbus` (Linux, feature `dbus`) | | a method call with a reply (`Echo`, a [`CALL_SIZE`]-byte `ay`) through a private `dbus-daemon` the bench starts, over zbus |
 //!
 //! Round trips are of an 8-byte sequence number, which the parent checks
 //! on its way back; throughput messages carry a sequence number and a last
-//! byte every consumer checks ([`stamp`], [`check_message`]).
+//! byte every consumer checks ([`stamp`], [`check_message`]). A call (a
+//! bus's request with a reply) carries [`call_argument`], which must come
+//! back the same.
 
 pub mod channel;
 pub mod copy;
+#[cfg(all(target_os = "linux", feature = "dbus"))]
+pub mod dbus;
 pub mod event;
 #[cfg(target_os = "linux")]
 pub mod futex;
@@ -47,6 +52,19 @@ pub fn stamp(message: &mut [u8], seq: u64) {
 /// A throughput message of `size` bytes: [`stamp`]ed, and ending in 0xA5.
 pub fn message(size: usize) -> Vec<u8> {
     vec![0xA5; size]
+}
+
+/// The size of a call's argument (and of its reply), the small payload of
+/// a bus call: a sequence number and 8 bytes of 0xA5.
+pub const CALL_SIZE: usize = 16;
+
+/// The argument of call `seq`; the reply must be the same bytes. Every
+/// side that measures a call (D-Bus's, and shmio's bus when it comes)
+/// sends this, so that they carry the same bytes.
+pub fn call_argument(seq: u64) -> [u8; CALL_SIZE] {
+    let mut argument = [0xA5; CALL_SIZE];
+    stamp(&mut argument, seq);
+    argument
 }
 
 /// Checks a throughput message: its size, its sequence number, its last byte.
@@ -117,6 +135,9 @@ roles! {
     /// Echoes an iceoryx2 round trip.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2Echo = "rt-iceoryx2" => iceoryx2::round_trip_child(),
+    /// Serves the D-Bus method `Echo` on the parent's private bus.
+    #[cfg(all(target_os = "linux", feature = "dbus"))]
+    DbusEcho = "rt-dbus" => dbus::echo_child(),
     /// Echoes a channel round trip, busy-polling.
     ChannelBusyEcho = "rt-shmio-busy" => channel::busy_child(),
     /// Echoes a channel round trip, in blocking receives.

@@ -216,8 +216,14 @@ fn escape_address_value(value: &str) -> String {
     out
 }
 
+/// What the private directories' names start with: then the pid of the
+/// process that made them.
+const DIR_PREFIX: &str = "shmio-bench-dbus-";
+
 /// A directory of this process's own (mode 0700) in the temporary
-/// directory, removed when dropped or when the watchdog gives up.
+/// directory, removed when dropped or when the watchdog gives up. One left
+/// by a bench killed outright (its daemon died with it) is removed by the
+/// next ([`remove_stale_dirs`]).
 struct PrivateDir {
     path: PathBuf,
     _stall: OnStall,
@@ -226,8 +232,9 @@ struct PrivateDir {
 impl PrivateDir {
     fn create() -> Result<PrivateDir> {
         let base = std::env::temp_dir();
+        remove_stale_dirs(&base);
         for attempt in 0..1000 {
-            let path = base.join(format!("shmio-bench-dbus-{}-{attempt}", std::process::id()));
+            let path = base.join(format!("{DIR_PREFIX}{}-{attempt}", std::process::id()));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     let stall = {
@@ -246,6 +253,30 @@ impl PrivateDir {
             }
         }
         Err(format!("no free directory name in {}", base.display()).into())
+    }
+}
+
+/// Removes the private directories in `base` whose process is gone (no
+/// `/proc/PID`): those of benches killed outright. Only real directories
+/// (a link is left alone), and only what this user may remove; quietly.
+fn remove_stale_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The measurements are Linux only (raw futexes, `/dev/shm`, iceoryx2's
-//! POSIX back end); elsewhere the binary says so and exits 0.
+//! POSIX back end, `dbus-daemon`); elsewhere the binary says so and exits 0.
 
 fn main() {
     // A child of a run: serve its role.
@@ -30,9 +30,11 @@ mod linux {
     use shmio_bench::harness::{self, Named, Results, Settings};
     use shmio_bench::machine::{self, CpuTimes};
     use shmio_bench::report::{format_ns, format_rate};
+    #[cfg(feature = "dbus")]
+    use shmio_bench::sides::dbus;
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
-    use shmio_bench::sides::{channel, copy, futex, socket, spin, stream};
+    use shmio_bench::sides::{channel, copy, futex, socket, spin, stream, CALL_SIZE};
     use shmio_bench::{watchdog, Result};
 
     /// Slots of the 64-byte throughput queues (shmio's ring, iceoryx2's subscriber buffer).
@@ -44,7 +46,8 @@ mod linux {
 
     const USAGE: &str = "usage: shmio-bench [--quick]\n\n\
     Measures shmio's channel against raw shared memory, a futex, a pipe, a Unix socket,\n\
-    iceoryx2 and memcpy, and prints one markdown table. --quick: fewer, shorter rounds.";
+    iceoryx2, a D-Bus method call and memcpy, and prints one markdown table.\n\
+    --quick: fewer, shorter rounds.";
 
     pub fn main() -> i32 {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,6 +97,8 @@ mod linux {
 
         eprintln!("shmio-bench: round trips ...");
         let round_trips = round_trips(&base, &domain, settings)?;
+        eprintln!("shmio-bench: calls ...");
+        let calls = calls(&base, settings)?;
         eprintln!("shmio-bench: throughput, {SMALL} B ...");
         let small = throughput(&base, &domain, settings, SMALL, SMALL_CAPACITY, false)?;
         eprintln!("shmio-bench: throughput, 64 KiB ...");
@@ -155,6 +160,20 @@ mod linux {
                 theirs: format_ns(round_trips.ns_per_op(theirs)),
                 ratio: round_trips.ratio(ours, theirs),
                 target,
+            });
+        }
+        // shmio's side is the blocking round trip until shmio's bus call
+        // exists; then its row gets the bus's target.
+        if let Some(calls) = &calls.results {
+            rows.push(Row {
+                operation: format!(
+                    "call with a reply, {CALL_SIZE} B (for now shmio's blocking round trip, 8 B)"
+                ),
+                peer: "D-Bus method call through a private `dbus-daemon` (zbus)",
+                shmio: format_ns(calls.ns_per_op("shmio blocking")),
+                theirs: format_ns(calls.ns_per_op("dbus")),
+                ratio: calls.ratio("shmio blocking", "dbus"),
+                target: None,
             });
         }
 
@@ -224,6 +243,7 @@ mod linux {
             others,
             iceoryx2_files,
             left,
+            calls: calls.note,
         };
         print!("{}", report(&run, &rows));
         Ok(())
@@ -261,6 +281,62 @@ mod linux {
         #[cfg(not(feature = "iceoryx2"))]
         let _ = domain;
         harness::run("round trips", sides, settings)
+    }
+
+    /// The call group's figures, if it ran, and what the report says of it
+    /// (how it was measured, or why not).
+    struct Calls {
+        results: Option<Results>,
+        note: String,
+    }
+
+    /// The call group: D-Bus's `Echo` against shmio's blocking round trip
+    /// (a placeholder, until shmio's bus call takes its place).
+    #[cfg(feature = "dbus")]
+    fn calls(base: &str, settings: Settings) -> Result<Calls> {
+        let Some(bus) = dbus::Bus::start()? else {
+            eprintln!("shmio-bench: {}", dbus::MISSING);
+            return Ok(Calls {
+                results: None,
+                note: format!("- D-Bus: {}.", dbus::MISSING),
+            });
+        };
+        let dir = bus.dir().to_owned();
+        let sides: Vec<Named> = vec![
+            (
+                "shmio blocking",
+                Box::new(channel::BlockingRoundTrip::start(&format!(
+                    "{base}-call-block"
+                ))?),
+            ),
+            ("dbus", Box::new(dbus::EchoCall::start(&bus)?)),
+        ];
+        let results = harness::run("calls", sides, settings)?;
+        drop(bus);
+        let gone = if dir.exists() {
+            "**is still there**"
+        } else {
+            "is gone"
+        };
+        Ok(Calls {
+            results: Some(results),
+            note: format!(
+                "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a private \
+                 temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns a well-known \
+                 name and serves `Echo` (`ay` in, the same `ay` out); the parent calls it through zbus's blocking API \
+                 with {CALL_SIZE} bytes and checks the reply. Until shmio's bus exists, shmio's side of that row is \
+                 the blocking round trip, measured again in turn with the call.",
+                dir.display()
+            ),
+        })
+    }
+
+    #[cfg(not(feature = "dbus"))]
+    fn calls(_base: &str, _settings: Settings) -> Result<Calls> {
+        Ok(Calls {
+            results: None,
+            note: "- D-Bus: not measured (built without the `dbus` feature).".to_owned(),
+        })
     }
 
     fn throughput(
@@ -337,6 +413,8 @@ mod linux {
         others: Option<f64>,
         iceoryx2_files: Vec<String>,
         left: Vec<String>,
+        /// What the report says of the D-Bus call (how, or why not).
+        calls: String,
     }
 
     fn report(run: &Run, rows: &[Row]) -> String {
@@ -348,6 +426,7 @@ mod linux {
             others,
             ref left,
             ref iceoryx2_files,
+            ref calls,
         } = *run;
         let mut out = String::new();
         let command = if args.is_empty() {
@@ -430,6 +509,7 @@ mod linux {
          - raw `memcpy`: `copy_from_slice` of 64 KiB into the next of {LARGE_CAPACITY} slots of a shared mapping (same footprint as the ring), one process.\n\
          - every consumer checks each message's length, sequence number and last byte."
     );
+        let _ = writeln!(out, "{calls}");
         let _ = writeln!(
         out,
         "\nLeft in /dev/shm by shmio and the raw peers: {}. Left by iceoryx2 in this run's private domain, and removed: {}.",

@@ -12,7 +12,9 @@
 //! - [`sides`]: what is measured. shmio's channel, event and `write_at`,
 //!   and the peers: a raw shared-memory spin (the round-trip limit), a raw
 //!   futex (Linux), a pipe, a Unix socket (Unix), iceoryx2 (Linux, with the
-//!   `iceoryx2` feature) and `memcpy` (the bandwidth limit). Each
+//!   `iceoryx2` feature), a D-Bus method call through a private
+//!   `dbus-daemon` (Linux, with the `dbus` feature) and `memcpy` (the
+//!   bandwidth limit). Each
 //!   cross-process side declares its child role in [`sides::Role`].
 //! - [`child`]: this binary re-run as a child in a role, started, waited
 //!   for and killed through the workspace's child-process kit

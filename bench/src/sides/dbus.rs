@@ -387,9 +387,9 @@ impl Echo {
     }
 }
 
-/// The echo child: connects to the bus, serves [`Echo`] at [`PATH`] under
-/// its well-known name, says it is ready, and serves until its stdin ends
-/// (the parent is done, or gone).
+/// The echo child: connects to the bus, serves `Echo` at
+/// `/org/shmio/Bench` under its well-known name, says it is ready, and
+/// serves until its stdin ends (the parent is done, or gone).
 pub fn echo_child() -> Result<()> {
     let address = child::var(child::DBUS)?;
     let name = child::var(child::NAME)?;

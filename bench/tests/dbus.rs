@@ -37,9 +37,12 @@ mod linux {
         Skipped(&'static str),
     }
 
+    /// A check, by its name.
+    type Check = (&'static str, fn() -> Result<Outcome>);
+
     pub fn main() {
         watchdog::start("the dbus test".into());
-        let checks: [(&str, fn() -> Result<Outcome>); 2] = [
+        let checks: [Check; 2] = [
             ("no dbus-daemon: None, nothing left", missing_daemon),
             ("the call alone, two children, clean up", call_alone),
         ];

@@ -34,7 +34,7 @@ mod linux {
     use shmio_bench::sides::dbus;
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
-    use shmio_bench::sides::{channel, copy, futex, socket, spin, stream, CALL_SIZE};
+    use shmio_bench::sides::{bus, channel, copy, futex, socket, spin, stream, CALL_SIZE};
     use shmio_bench::{watchdog, Result};
 
     /// Slots of the 64-byte throughput queues (shmio's ring, iceoryx2's subscriber buffer).
@@ -99,6 +99,8 @@ mod linux {
         let round_trips = round_trips(&base, &domain, settings)?;
         eprintln!("shmio-bench: calls ...");
         let calls = calls(&base, settings)?;
+        eprintln!("shmio-bench: broadcast and post ...");
+        let bus_results = bus_group(&base, settings)?;
         eprintln!("shmio-bench: throughput, {SMALL} B ...");
         let small = throughput(&base, &domain, settings, SMALL, SMALL_CAPACITY, false)?;
         eprintln!("shmio-bench: throughput, 64 KiB ...");
@@ -162,20 +164,45 @@ mod linux {
                 target,
             });
         }
-        // shmio's side is the blocking round trip until shmio's bus call
-        // exists; then its row gets the bus's target.
-        if let Some(calls) = &calls.results {
+        const CALL: &str = "call with a reply (`Bus::call`), 16 B argument, one listener process";
+        rows.push(Row {
+            operation: CALL.to_owned(),
+            peer: "the same bytes through two raw `Channel` messages (the floor)",
+            shmio: format_ns(calls.results.ns_per_op("shmio call")),
+            theirs: format_ns(calls.results.ns_per_op("floor")),
+            ratio: calls.results.ratio("shmio call", "floor"),
+            target: Some(Target::AtMost(2.0)),
+        });
+        if calls.dbus {
             rows.push(Row {
-                operation: format!(
-                    "call with a reply, {CALL_SIZE} B (for now shmio's blocking round trip, 8 B)"
-                ),
+                operation: CALL.to_owned(),
                 peer: "D-Bus method call through a private `dbus-daemon` (zbus)",
-                shmio: format_ns(calls.ns_per_op("shmio blocking")),
-                theirs: format_ns(calls.ns_per_op("dbus")),
-                ratio: calls.ratio("shmio blocking", "dbus"),
-                target: None,
+                shmio: format_ns(calls.results.ns_per_op("shmio call")),
+                theirs: format_ns(calls.results.ns_per_op("dbus")),
+                ratio: calls.results.ratio("shmio call", "dbus"),
+                target: Some(Target::AtMost(0.05)),
             });
         }
+        rows.push(Row {
+            operation: format!(
+                "broadcast (`Bus::broadcast`) to {BROADCAST_TO} listener processes, every reply"
+            ),
+            peer: "as many `call_pid`s, one after another",
+            shmio: format_ns(bus_results.ns_per_op("broadcast")),
+            theirs: format_ns(bus_results.ns_per_op("one by one")),
+            ratio: bus_results.ratio("broadcast", "one by one"),
+            target: None,
+        });
+        let request = bus::request_len();
+        rows.push(Row {
+            operation: "throughput, `Bus::post` of a 16 B argument to one listener process"
+                .to_owned(),
+            peer: "raw `Channel` messages of the same bytes (`send`/`recv_into`)",
+            shmio: format_rate(bus_results.ns_per_op("post"), request),
+            theirs: format_rate(bus_results.ns_per_op("channel"), request),
+            ratio: bus_results.ratio("channel", "post"),
+            target: None,
+        });
 
         const MEMCPY: &str = "raw `memcpy` into a mapping (the limit)";
         const ICEORYX2: &str = "iceoryx2, loan/write/send";
@@ -283,60 +310,112 @@ mod linux {
         harness::run("round trips", sides, settings)
     }
 
-    /// The call group's figures, if it ran, and what the report says of it
-    /// (how it was measured, or why not).
+    /// The call group's figures, and what the report says of the D-Bus
+    /// peer (how it was measured, or why not).
     struct Calls {
-        results: Option<Results>,
+        results: Results,
+        dbus: bool,
         note: String,
     }
 
-    /// The call group: D-Bus's `Echo` against shmio's blocking round trip
-    /// (a placeholder, until shmio's bus call takes its place).
-    #[cfg(feature = "dbus")]
+    /// The call group: shmio's bus `call` against its floor (the same
+    /// bytes through two raw channel messages) and, where `dbus-daemon`
+    /// is installed, a D-Bus method call.
     fn calls(base: &str, settings: Settings) -> Result<Calls> {
-        let Some(bus) = dbus::Bus::start()? else {
-            eprintln!("shmio-bench: {}", dbus::MISSING);
-            return Ok(Calls {
-                results: None,
-                note: format!("- D-Bus: {}.", dbus::MISSING),
-            });
+        let ours = || -> Result<Vec<Named>> {
+            Ok(vec![
+                (
+                    "shmio call",
+                    Box::new(bus::CallRoundTrip::start(&format!("{base}-call"))?),
+                ),
+                (
+                    "floor",
+                    Box::new(channel::BlockingRoundTrip::sized(
+                        &format!("{base}-call-floor"),
+                        bus::request_len(),
+                    )?),
+                ),
+            ])
         };
-        let dir = bus.dir().to_owned();
-        let sides: Vec<Named> = vec![
-            (
-                "shmio blocking",
-                Box::new(channel::BlockingRoundTrip::start(&format!(
-                    "{base}-call-block"
-                ))?),
-            ),
-            ("dbus", Box::new(dbus::EchoCall::start(&bus)?)),
-        ];
-        let results = harness::run("calls", sides, settings)?;
-        drop(bus);
-        let gone = if dir.exists() {
-            "**is still there**"
-        } else {
-            "is gone"
-        };
+        #[cfg(feature = "dbus")]
+        {
+            let Some(daemon) = dbus::Bus::start()? else {
+                eprintln!("shmio-bench: {}", dbus::MISSING);
+                let results = harness::run("calls", ours()?, settings)?;
+                return Ok(Calls {
+                    results,
+                    dbus: false,
+                    note: format!("- D-Bus: {}.", dbus::MISSING),
+                });
+            };
+            let dir = daemon.dir().to_owned();
+            let mut sides = ours()?;
+            sides.push(("dbus", Box::new(dbus::EchoCall::start(&daemon)?)));
+            let results = harness::run("calls", sides, settings)?;
+            drop(daemon);
+            let gone = if dir.exists() {
+                "**is still there**"
+            } else {
+                "is gone"
+            };
+            Ok(Calls {
+                results,
+                dbus: true,
+                note: format!(
+                    "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a \
+                     private temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns \
+                     a well-known name and serves `Echo` (`ay` in, the same `ay` out); the parent calls it through \
+                     zbus's blocking API with the {CALL_SIZE} bytes shmio's `call` carries, and checks the reply.",
+                    dir.display()
+                ),
+            })
+        }
+        #[cfg(not(feature = "dbus"))]
         Ok(Calls {
-            results: Some(results),
-            note: format!(
-                "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a private \
-                 temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns a well-known \
-                 name and serves `Echo` (`ay` in, the same `ay` out); the parent calls it through zbus's blocking API \
-                 with {CALL_SIZE} bytes and checks the reply. Until shmio's bus exists, shmio's side of that row is \
-                 the blocking round trip, measured again in turn with the call.",
-                dir.display()
-            ),
+            results: harness::run("calls", ours()?, settings)?,
+            dbus: false,
+            note: "- D-Bus: not measured (built without the `dbus` feature).".to_owned(),
         })
     }
 
-    #[cfg(not(feature = "dbus"))]
-    fn calls(_base: &str, _settings: Settings) -> Result<Calls> {
-        Ok(Calls {
-            results: None,
-            note: "- D-Bus: not measured (built without the `dbus` feature).".to_owned(),
-        })
+    /// Listener processes for the broadcast.
+    const BROADCAST_TO: usize = 4;
+
+    /// The bus group: a broadcast against as many calls one by one, and
+    /// posts against raw channel messages of the same bytes.
+    fn bus_group(base: &str, settings: Settings) -> Result<Results> {
+        let sides: Vec<Named> = vec![
+            (
+                "broadcast",
+                Box::new(bus::Broadcast::start(
+                    &format!("{base}-bc"),
+                    BROADCAST_TO,
+                    false,
+                )?),
+            ),
+            (
+                "one by one",
+                Box::new(bus::Broadcast::start(
+                    &format!("{base}-bc1"),
+                    BROADCAST_TO,
+                    true,
+                )?),
+            ),
+            (
+                "post",
+                Box::new(bus::PostThroughput::start(&format!("{base}-post"))?),
+            ),
+            (
+                "channel",
+                Box::new(channel::Throughput::start(
+                    &format!("{base}-post-floor"),
+                    bus::request_len(),
+                    SMALL_CAPACITY,
+                    false,
+                )?),
+            ),
+        ];
+        harness::run("bus", sides, settings)
     }
 
     fn throughput(

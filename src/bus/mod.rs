@@ -24,7 +24,7 @@ mod registry;
 mod wire;
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -200,21 +200,64 @@ struct Inner {
     trust: Trust,
     permissions: u32,
     next_id: AtomicU64,
-    /// Replies waited for, by request id: `None` until it comes.
-    pending: Mutex<HashMap<u64, Option<(u32, Outcome)>>>,
-    /// Requests a caller read from the inbox, for the dispatch thread.
-    queued: Mutex<VecDeque<Request>>,
-    /// Signalled when a reply is delivered, a request queued, or the inbox
-    /// let go by its reader.
+    mailroom: Mutex<Mailroom>,
+    /// Signalled when a reply is filed, a request queued, or the inbox let
+    /// go by its reader, if anyone sleeps on it.
     stirred: Condvar,
-    /// Held by whoever reads the inbox.
-    reader: Mutex<()>,
-    handlers: Mutex<HashMap<u64, Arc<Handler>>>,
+    handlers: Mutex<BTreeMap<u64, Arc<Handler>>>,
     /// Other members' inboxes, by token.
-    outboxes: Mutex<HashMap<u32, Arc<Channel>>>,
+    outboxes: Mutex<BTreeMap<u32, Arc<Channel>>>,
     /// The registry's listeners, as of a change count.
     cache: Mutex<(u64, Arc<Vec<Registration>>)>,
     leaving: AtomicBool,
+}
+
+/// The listeners of one command, from the registry's cached listeners.
+struct Listeners<'a> {
+    all: Arc<Vec<Registration>>,
+    command: &'a str,
+}
+
+impl Listeners<'_> {
+    fn iter(&self) -> impl Iterator<Item = &Registration> {
+        self.all
+            .iter()
+            .filter(|registration| registration.command == self.command)
+    }
+}
+
+/// Who reads this member's inbox, and what its reader found for the
+/// others: under one lock, so that a thread checks it and sleeps on
+/// [`Inner::stirred`] without missing a change.
+#[derive(Default)]
+struct Mailroom {
+    /// Replies waited for, by request id: `None` until it comes. (As
+    /// many as threads calling at once: a list, kept allocated.)
+    pending: Vec<(u64, Option<Outcome>)>,
+    /// Requests a caller read from the inbox, for the dispatch thread.
+    queued: VecDeque<Request>,
+    /// Whether a thread is reading the inbox (one at a time).
+    reading: bool,
+    /// Threads asleep on `stirred`. A wake-up is a system call, made only
+    /// when someone sleeps: a lone caller and its listener make none.
+    sleepers: usize,
+}
+
+impl Mailroom {
+    /// The reply to request `id`, if it came.
+    fn take_reply(&mut self, id: u64) -> Option<Outcome> {
+        self.pending
+            .iter_mut()
+            .find(|(waited, _)| *waited == id)
+            .and_then(|(_, slot)| slot.take())
+    }
+
+    /// Stops waiting for the reply to request `id`.
+    fn forget(&mut self, id: u64) {
+        if let Some(at) = self.pending.iter().position(|(waited, _)| *waited == id) {
+            self.pending.swap_remove(at);
+        }
+    }
 }
 
 thread_local! {
@@ -261,12 +304,10 @@ impl Bus {
             trust: options.trust.clone(),
             permissions: options.permissions,
             next_id: AtomicU64::new(1),
-            pending: Mutex::new(HashMap::new()),
-            queued: Mutex::new(VecDeque::new()),
+            mailroom: Mutex::new(Mailroom::default()),
             stirred: Condvar::new(),
-            reader: Mutex::new(()),
-            handlers: Mutex::new(HashMap::new()),
-            outboxes: Mutex::new(HashMap::new()),
+            handlers: Mutex::new(BTreeMap::new()),
+            outboxes: Mutex::new(BTreeMap::new()),
             cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
             leaving: AtomicBool::new(false),
         };
@@ -531,7 +572,9 @@ impl Drop for Bus {
         if let Some(thread) = thread {
             // The dispatch thread may be asleep in the inbox: wake it.
             let _ = inner.inbox.try_send(&wire::stop());
+            let room = inner.mailroom();
             inner.stirred.notify_all();
+            drop(room);
             let _ = thread.join();
         }
     }
@@ -609,13 +652,12 @@ impl Inner {
         }
     }
 
-    fn listeners_of(&self, command: &str) -> Result<Vec<Registration>> {
-        Ok(self
-            .registrations()?
-            .iter()
-            .filter(|registration| registration.command == command)
-            .cloned()
-            .collect())
+    /// The listeners of `command`, in the order they are asked.
+    fn listeners_of<'a>(&self, command: &'a str) -> Result<Listeners<'a>> {
+        Ok(Listeners {
+            all: self.registrations()?,
+            command,
+        })
     }
 
     /// The inbox of the member `token`, opened once.
@@ -682,7 +724,7 @@ impl Inner {
             }
             Err(error) => return Err(error),
         };
-        lock(&self.pending).insert(id, None);
+        self.mailroom().pending.push((id, None));
         loop {
             let now = Instant::now();
             let slice = deadline
@@ -692,17 +734,17 @@ impl Inner {
                 Ok(()) => return Ok(id),
                 Err(Error::TimedOut { .. }) => {}
                 Err(error) => {
-                    lock(&self.pending).remove(&id);
+                    self.mailroom().forget(id);
                     return Err(error);
                 }
             }
             if !self.is_alive(listener.token) {
-                lock(&self.pending).remove(&id);
+                self.mailroom().forget(id);
                 self.bury(listener.token);
                 return Err(Error::ListenerDied { pid: listener.pid });
             }
             if Instant::now() >= deadline {
-                lock(&self.pending).remove(&id);
+                self.mailroom().forget(id);
                 return Err(Error::TimedOut {
                     name: self.group.clone(),
                 });
@@ -715,75 +757,108 @@ impl Inner {
     /// looking every [`LIVENESS_INTERVAL`] whether the listener still lives.
     fn wait_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
         let result = self.await_reply(id, listener, deadline);
-        lock(&self.pending).remove(&id);
+        self.mailroom().forget(id);
         result
     }
 
     fn await_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
         let dispatching = self.is_dispatch_thread();
         let mut next_look = Instant::now() + LIVENESS_INTERVAL;
+        let mut room = self.mailroom();
         loop {
-            if let Some(outcome) = self.take_reply(id) {
+            if let Some(outcome) = room.take_reply(id) {
                 return Ok(outcome);
             }
             let now = Instant::now();
             if now >= next_look {
+                drop(room);
                 if !self.is_alive(listener.token) {
                     // It may have answered just before it died.
-                    if let Some(outcome) = self.take_reply(id) {
+                    let answered = self.mailroom().take_reply(id);
+                    if let Some(outcome) = answered {
                         return Ok(outcome);
                     }
                     self.bury(listener.token);
                     return Err(Error::ListenerDied { pid: listener.pid });
                 }
                 next_look = now + LIVENESS_INTERVAL;
+                room = self.mailroom();
+                continue;
             }
             if now >= deadline {
                 return Err(Error::TimedOut {
                     name: self.group.clone(),
                 });
             }
-            let wait = deadline.min(next_look) - now;
+            let wait = (deadline.min(next_look) - now).min(READ_SLICE);
             if dispatching {
-                // Popped first: the queue's lock must not be held while the
-                // request runs (its handler may call, and queue, again).
-                let queued = lock(&self.queued).pop_front();
-                if let Some(request) = queued {
+                if let Some(request) = room.queued.pop_front() {
+                    // The mailroom is not held while a request runs: its
+                    // handler may call, and read or queue, again.
+                    drop(room);
                     self.serve(request);
+                    room = self.mailroom();
                     continue;
                 }
             }
-            if let Ok(reader) = self.reader.try_lock() {
-                let message = self.read(wait.min(READ_SLICE));
-                drop(reader);
-                self.stirred.notify_all();
-                match message {
-                    Some(Message::Reply {
-                        id: got,
-                        from,
-                        outcome,
-                    }) if got == id => {
-                        let _ = from;
-                        return Ok(outcome);
-                    }
-                    Some(message) => self.hand_over(message, dispatching),
-                    None => {}
-                }
-            } else {
-                let pending = lock(&self.pending);
-                if pending.get(&id).is_some_and(Option::is_none) {
-                    let _ = self.stirred.wait_timeout(pending, wait.min(READ_SLICE));
-                }
+            if room.reading {
+                room = self.doze(room, wait);
+                continue;
+            }
+            let (back, message) = self.read_as_reader(room, wait);
+            room = back;
+            let serve_now = match message {
+                Some(Message::Reply {
+                    id: got, outcome, ..
+                }) if got == id => return Ok(outcome),
+                Some(message) => self.file(&mut room, message, dispatching),
+                None => None,
+            };
+            if let Some(request) = serve_now {
+                drop(room);
+                self.serve(request);
+                room = self.mailroom();
             }
         }
     }
 
-    fn take_reply(&self, id: u64) -> Option<Outcome> {
-        let mut pending = lock(&self.pending);
-        match pending.get_mut(&id) {
-            Some(slot @ Some(_)) => slot.take().map(|(_, outcome)| outcome),
-            _ => None,
+    fn mailroom(&self) -> StdGuard<'_, Mailroom> {
+        lock(&self.mailroom)
+    }
+
+    /// Sleeps on [`stirred`](Inner::stirred) for at most `wait`.
+    fn doze<'a>(&self, mut room: StdGuard<'a, Mailroom>, wait: Duration) -> StdGuard<'a, Mailroom> {
+        room.sleepers += 1;
+        let (mut room, _) = self
+            .stirred
+            .wait_timeout(room, wait)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        room.sleepers -= 1;
+        room
+    }
+
+    /// Wakes whoever sleeps on the mailroom (held), after a change to it.
+    fn stir(&self, room: &Mailroom) {
+        if room.sleepers > 0 {
+            self.stirred.notify_all();
         }
+    }
+
+    /// Reads one message from the inbox as its reader, waiting at most
+    /// `wait` with the mailroom let go; the mailroom again, with the inbox
+    /// free for the next reader (who is woken).
+    fn read_as_reader<'a>(
+        &'a self,
+        mut room: StdGuard<'a, Mailroom>,
+        wait: Duration,
+    ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
+        room.reading = true;
+        drop(room);
+        let message = self.read(wait);
+        let mut room = self.mailroom();
+        room.reading = false;
+        self.stir(&room);
+        (room, message)
     }
 
     /// Reads one message from the inbox, waiting at most `wait`; `None` if
@@ -793,29 +868,30 @@ impl Inner {
         wire::decode(&bytes)
     }
 
-    /// Gives a message read from the inbox to whoever it is for.
-    fn hand_over(&self, message: Message, dispatching: bool) {
+    /// Files a message read from the inbox for whoever it is for, waking
+    /// them; a request to run at once (on the dispatch thread, or when no
+    /// handler is left here) is returned instead.
+    fn file(&self, room: &mut Mailroom, message: Message, dispatching: bool) -> Option<Request> {
         match message {
-            Message::Reply { id, from, outcome } => {
-                let mut pending = lock(&self.pending);
+            Message::Reply { id, outcome, .. } => {
                 // A reply no one waits for any more (its call timed out) is dropped.
-                if let Some(slot) = pending.get_mut(&id) {
-                    *slot = Some((from, outcome));
-                    drop(pending);
-                    self.stirred.notify_all();
+                if let Some((_, slot)) = room.pending.iter_mut().find(|(waited, _)| *waited == id) {
+                    *slot = Some(outcome);
+                    self.stir(room);
                 }
+                None
             }
             Message::Request(request) | Message::Post(request) => {
                 // With no handler here (a caller's stale view of the
                 // registry), the answer is "gone", at once.
                 if dispatching || lock(&self.handlers).is_empty() {
-                    self.serve(request);
-                } else {
-                    lock(&self.queued).push_back(request);
-                    self.stirred.notify_all();
+                    return Some(request);
                 }
+                room.queued.push_back(request);
+                self.stir(room);
+                None
             }
-            Message::Stop => {}
+            Message::Stop => None,
         }
     }
 
@@ -827,24 +903,22 @@ impl Inner {
     /// caller does, until the member leaves.
     fn dispatch(self: Arc<Self>) {
         DISPATCHING.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        let mut room = self.mailroom();
         while !self.leaving.load(Ordering::SeqCst) {
-            let queued = lock(&self.queued).pop_front();
-            if let Some(request) = queued {
-                self.serve(request);
-                continue;
-            }
-            if let Ok(reader) = self.reader.try_lock() {
-                let message = self.read(READ_SLICE);
-                drop(reader);
-                self.stirred.notify_all();
-                if let Some(message) = message {
-                    self.hand_over(message, true);
-                }
+            let request = if let Some(request) = room.queued.pop_front() {
+                Some(request)
+            } else if room.reading {
+                room = self.doze(room, READ_SLICE);
+                None
             } else {
-                let queued = lock(&self.queued);
-                if queued.is_empty() {
-                    let _ = self.stirred.wait_timeout(queued, READ_SLICE);
-                }
+                let (back, message) = self.read_as_reader(room, READ_SLICE);
+                room = back;
+                message.and_then(|message| self.file(&mut room, message, true))
+            };
+            if let Some(request) = request {
+                drop(room);
+                self.serve(request);
+                room = self.mailroom();
             }
         }
     }
@@ -860,9 +934,14 @@ impl Inner {
         if request.id == 0 {
             return;
         }
+        let Ok(outbox) = self.outbox(request.from) else {
+            // The caller is gone, and so is its call.
+            return;
+        };
         let reply = wire::reply(request.id, self.participant.token(), &outcome);
+        let room = outbox.geometry().max_message_size as usize;
         let reply = match reply.len() {
-            len if len <= self.max_reply(request.from) => reply,
+            len if len <= room => reply,
             len => wire::reply(
                 request.id,
                 self.participant.token(),
@@ -871,33 +950,29 @@ impl Inner {
                 )),
             ),
         };
-        self.deliver(request.from, &reply);
-    }
-
-    /// The largest message the member `token`'s inbox takes.
-    fn max_reply(&self, token: u32) -> usize {
-        self.outbox(token).map_or(usize::MAX, |outbox| {
-            outbox.geometry().max_message_size as usize
-        })
+        self.deliver(request.from, &outbox, &reply);
     }
 
     /// Sends a reply to the member `token`, for at most [`REPLY_PATIENCE`]
     /// while it lives; a reply it cannot take is dropped (its call times
     /// out, as a call to a stuck listener would).
-    fn deliver(&self, token: u32, reply: &[u8]) {
-        let Ok(outbox) = self.outbox(token) else {
-            return;
-        };
+    fn deliver(&self, token: u32, outbox: &Channel, reply: &[u8]) {
         let deadline = Instant::now() + REPLY_PATIENCE;
         while Instant::now() < deadline {
             match outbox.send_timeout(reply, LIVENESS_INTERVAL) {
                 Ok(()) => return,
                 Err(Error::TimedOut { .. }) if self.is_alive(token) => {
                     if token == self.participant.token() && self.is_dispatch_thread() {
-                        // Our own inbox is full, and we are its reader:
-                        // make room by handing over what is there.
-                        if let Some(message) = self.read(Duration::ZERO) {
-                            self.hand_over(message, true);
+                        // Our own inbox is full, and we may be the one to
+                        // read it: make room by running what is there.
+                        let room = self.mailroom();
+                        if !room.reading {
+                            let (mut room, message) = self.read_as_reader(room, Duration::ZERO);
+                            let now = message.and_then(|m| self.file(&mut room, m, true));
+                            drop(room);
+                            if let Some(request) = now {
+                                self.serve(request);
+                            }
                         }
                     }
                 }

@@ -20,10 +20,10 @@ const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
     max_message_size: 8,
 };
 
+/// The sequence number in a round-trip message's first 8 bytes.
 fn seq_of(message: &[u8]) -> Result<u64> {
-    Ok(u64::from_le_bytes(
-        message.try_into().map_err(|_| "not an 8-byte message")?,
-    ))
+    let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
+    Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
 }
 
 /// Receives from `channel` by polling `try_recv_into` until a message comes.
@@ -37,13 +37,18 @@ fn busy_recv(channel: &Channel, buf: &mut Vec<u8>) -> Result<()> {
     }
 }
 
-/// A ping channel (parent to child) and a pong channel (child to parent).
-fn pair(name: &str) -> Result<(Channel, Channel, [OnStall; 2])> {
+/// A ping channel (parent to child) and a pong channel (child to parent),
+/// for messages of `size` bytes.
+fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
     let (ping, pong) = (format!("{name}-ping"), format!("{name}-pong"));
     let guards = [OnStall::shmio_name(&ping), OnStall::shmio_name(&pong)];
+    let geometry = ChannelGeometry {
+        max_message_size: u32::try_from(size).map_err(|_| "a message too large")?,
+        ..ROUND_TRIP
+    };
     Ok((
-        Channel::create_or_open(&ping, ROUND_TRIP)?,
-        Channel::create_or_open(&pong, ROUND_TRIP)?,
+        Channel::create_or_open(&ping, geometry)?,
+        Channel::create_or_open(&pong, geometry)?,
         guards,
     ))
 }
@@ -67,7 +72,7 @@ pub struct BusyRoundTrip {
 
 impl BusyRoundTrip {
     pub fn start(name: &str) -> Result<BusyRoundTrip> {
-        let (ping, pong, guards) = pair(name)?;
+        let (ping, pong, guards) = pair(name, 8)?;
         let kid = child::spawn_commanded(Role::ChannelBusyEcho, &[(child::NAME, name.to_owned())])?;
         Ok(BusyRoundTrip {
             ping,
@@ -137,12 +142,22 @@ pub struct BlockingRoundTrip {
     _guards: [OnStall; 2],
     _kid: Kid,
     buf: Vec<u8>,
+    /// The message: the sequence number, then padding to its size.
+    message: Vec<u8>,
     seq: u64,
 }
 
 impl BlockingRoundTrip {
+    /// Round trips of 8-byte messages.
     pub fn start(name: &str) -> Result<BlockingRoundTrip> {
-        let (ping, pong, guards) = pair(name)?;
+        BlockingRoundTrip::sized(name, 8)
+    }
+
+    /// Round trips of `size`-byte messages (at least 8): the floor of a
+    /// bus call carrying as many bytes each way.
+    pub fn sized(name: &str, size: usize) -> Result<BlockingRoundTrip> {
+        let size = size.max(8);
+        let (ping, pong, guards) = pair(name, size)?;
         let kid = child::spawn(
             Role::ChannelBlockingEcho,
             &[(child::NAME, name.to_owned())],
@@ -154,13 +169,15 @@ impl BlockingRoundTrip {
             pong,
             _guards: guards,
             _kid: kid,
-            buf: Vec::with_capacity(8),
+            buf: Vec::with_capacity(size),
+            message: vec![0xA5; size],
             seq: 0,
         })
     }
 
     fn round_trip(&mut self, seq: u64) -> Result<()> {
-        self.ping.send(&seq.to_le_bytes())?;
+        stamp(&mut self.message, seq);
+        self.ping.send(&self.message)?;
         loop {
             self.pong.recv_into(&mut self.buf)?;
             if seq_of(&self.buf)? == seq {

@@ -4,6 +4,7 @@
 //!
 //! | module | shmio | peers |
 //! |---|---|---|
+//! | [`bus`] | `Bus` call round trips, broadcasts, post throughput | the same bytes through raw `Channel` messages (the floor) |
 //! | [`channel`] | `Channel` round trips (busy-poll, blocking), throughput (copying, in place) | |
 //! | [`event`] | `NamedEvent` wake-up round trips | |
 //! | [`copy`] | `write_at` into a mapping | `memcpy` into the same mapping (the bandwidth limit) |
@@ -20,6 +21,7 @@
 //! bus's request with a reply) carries [`call_argument`], which must come
 //! back the same.
 
+pub mod bus;
 pub mod channel;
 pub mod copy;
 #[cfg(all(target_os = "linux", feature = "dbus"))]
@@ -135,6 +137,8 @@ roles! {
     /// Echoes an iceoryx2 round trip.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2Echo = "rt-iceoryx2" => iceoryx2::round_trip_child(),
+    /// A bus listener: `echo`, `sink` (posts) and `count`.
+    BusListener = "bus-listener" => bus::listener_child(),
     /// Serves the D-Bus method `Echo` on the parent's private bus.
     #[cfg(all(target_os = "linux", feature = "dbus"))]
     DbusEcho = "rt-dbus" => dbus::echo_child(),

@@ -1,0 +1,240 @@
+//! shmio's bus: a `call` round trip (one caller, one listener process,
+//! [`call_argument`]'s bytes out and back), a `broadcast` to several
+//! listener processes, and `post` throughput; and the floor a call is
+//! measured against: the same bytes through two raw channel messages.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmio::{Bus, Error};
+
+use super::{call_argument, Role, WARMUP};
+use crate::child::{self, Kid};
+use crate::harness::{timed, Side};
+use crate::watchdog;
+use crate::Result;
+
+/// The longest any one call or broadcast may take before the run fails.
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// The bytes of a bus request carrying [`call_argument`] to `echo`: what
+/// the floor's raw channel messages carry, so that both move as much.
+pub fn request_len() -> usize {
+    let json = serde_json::to_vec(&call_argument(0).to_vec()).expect("bytes encode");
+    // The bus's message header (24 bytes), the command, the arguments.
+    24 + "echo".len() + json.len()
+}
+
+/// A listener process: joins the group NAME, listens to `echo` (its
+/// argument back), `sink` (counts a post, no reply) and `count` (the posts
+/// counted so far), says it is ready, and serves until its stdin ends.
+pub fn listener_child() -> Result<()> {
+    let bus = Bus::join(&child::var(child::NAME)?)?;
+    let sunk = Arc::new(AtomicU64::new(0));
+    let _echo = bus.listen("echo", |argument: Vec<u8>| {
+        watchdog::progress();
+        Ok::<_, String>(Some(argument))
+    })?;
+    let counter = Arc::clone(&sunk);
+    let _sink = bus.listen("sink", move |_: Vec<u8>| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok::<Option<()>, String>(None)
+    })?;
+    let _count = bus.listen("count", move |_: ()| {
+        watchdog::progress();
+        Ok::<_, String>(Some(sunk.load(Ordering::Relaxed)))
+    })?;
+    shmio_testkit::try_ready()?;
+    std::io::copy(&mut child::stdin_file()?, &mut std::io::sink())?;
+    Ok(())
+}
+
+/// Listener processes of the group `group`, ready once each listens.
+fn listeners(group: &str, count: usize) -> Result<Vec<Kid>> {
+    (0..count)
+        .map(|_| child::spawn_commanded(Role::BusListener, &[(child::NAME, group.to_owned())]))
+        .collect()
+}
+
+/// `call("echo", call_argument(seq))` round trips to one listener process.
+pub struct CallRoundTrip {
+    bus: Bus,
+    _kids: Vec<Kid>,
+    seq: u64,
+}
+
+impl CallRoundTrip {
+    /// Joins a new group `group` and starts its listener.
+    pub fn start(group: &str) -> Result<CallRoundTrip> {
+        let bus = Bus::join(group)?;
+        let kids = listeners(group, 1)?;
+        Ok(CallRoundTrip {
+            bus,
+            _kids: kids,
+            seq: 0,
+        })
+    }
+
+    fn call(&mut self) -> Result<()> {
+        self.seq += 1;
+        let argument = call_argument(self.seq);
+        let reply: Option<Vec<u8>> = self.bus.call("echo", &argument.to_vec(), WITHIN)?;
+        if reply.as_deref() != Some(&argument[..]) {
+            return Err(format!("call {}: {reply:02x?} came back", self.seq).into());
+        }
+        Ok(())
+    }
+}
+
+impl Side for CallRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        for _ in 0..WARMUP {
+            self.call()?;
+        }
+        timed(n, || self.call())
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.call()
+    }
+}
+
+/// `broadcast("echo", ..)` to every listener of a group of `listeners`
+/// processes, or (`one_by_one`) `call_pid` to each in turn: what the
+/// broadcast saves.
+pub struct Broadcast {
+    bus: Bus,
+    pids: Vec<u32>,
+    one_by_one: bool,
+    _kids: Vec<Kid>,
+    seq: u64,
+}
+
+impl Broadcast {
+    /// Joins a new group `group` and starts its `listeners` processes.
+    pub fn start(group: &str, listeners: usize, one_by_one: bool) -> Result<Broadcast> {
+        let bus = Bus::join(group)?;
+        let kids = self::listeners(group, listeners)?;
+        let pids = bus.listeners("echo")?.iter().map(|l| l.pid).collect();
+        Ok(Broadcast {
+            bus,
+            pids,
+            one_by_one,
+            _kids: kids,
+            seq: 0,
+        })
+    }
+
+    fn round(&mut self) -> Result<()> {
+        self.seq += 1;
+        let argument = call_argument(self.seq).to_vec();
+        if self.one_by_one {
+            for &pid in &self.pids {
+                let reply: Option<Vec<u8>> = self.bus.call_pid(pid, "echo", &argument, WITHIN)?;
+                if reply.as_ref() != Some(&argument) {
+                    return Err(format!("call {} to {pid}: {reply:02x?}", self.seq).into());
+                }
+            }
+            return Ok(());
+        }
+        let replies = self
+            .bus
+            .broadcast::<_, Vec<u8>>("echo", &argument, WITHIN)?;
+        let good = replies
+            .replies()
+            .filter(|(_, reply)| **reply == argument)
+            .count();
+        if good != self.pids.len() {
+            return Err(format!(
+                "broadcast {}: {good} of {} replies came back right: {:?}",
+                self.seq,
+                self.pids.len(),
+                replies.answers
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Side for Broadcast {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        for _ in 0..WARMUP / 8 {
+            self.round()?;
+        }
+        timed(n, || self.round())
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.round()
+    }
+}
+
+/// `post("sink", ..)` to one listener process, as fast as its inbox
+/// takes them: a batch posts `n`, then asks the listener (`count`) until
+/// it has run them all.
+pub struct PostThroughput {
+    bus: Bus,
+    _kids: Vec<Kid>,
+    posted: u64,
+}
+
+impl PostThroughput {
+    /// Joins a new group `group` and starts its listener.
+    pub fn start(group: &str) -> Result<PostThroughput> {
+        let bus = Bus::options().inbox_capacity(1024).join(group)?;
+        let kids = listeners(group, 1)?;
+        Ok(PostThroughput {
+            bus,
+            _kids: kids,
+            posted: 0,
+        })
+    }
+
+    fn post(&mut self) -> Result<()> {
+        let argument = call_argument(self.posted).to_vec();
+        loop {
+            match self.bus.post("sink", &argument) {
+                Ok(1) => break,
+                Ok(reached) => return Err(format!("a post reached {reached} listeners").into()),
+                // The inbox is full: let the listener, maybe on this CPU, run.
+                Err(Error::PostIncomplete { .. }) => std::thread::yield_now(),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.posted += 1;
+        Ok(())
+    }
+
+    /// Waits until the listener has run every post so far.
+    fn drain(&mut self) -> Result<()> {
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let counted: Option<u64> = self.bus.call("count", &(), WITHIN)?;
+            if counted == Some(self.posted) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("the listener ran {counted:?} of {} posts", self.posted).into(),
+                );
+            }
+        }
+    }
+}
+
+impl Side for PostThroughput {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..n {
+            self.post()?;
+        }
+        self.drain()?;
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n.max(1) as f64)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.drain()
+    }
+}

@@ -164,7 +164,8 @@ mod linux {
                 target,
             });
         }
-        const CALL: &str = "call with a reply (`Bus::call`), 16 B argument, one listener process";
+        const CALL: &str =
+            "call with a reply (`Bus::call`), a 16-character string argument, one listener process";
         rows.push(Row {
             operation: CALL.to_owned(),
             peer: "the same bytes through two raw `Channel` messages (the floor)",
@@ -195,7 +196,7 @@ mod linux {
         });
         let request = bus::request_len();
         rows.push(Row {
-            operation: "throughput, `Bus::post` of a 16 B argument to one listener process"
+            operation: "throughput, `Bus::post` of a 16-character string to one listener process"
                 .to_owned(),
             peer: "raw `Channel` messages of the same bytes (`send`/`recv_into`)",
             shmio: format_rate(bus_results.ns_per_op("post"), request),
@@ -365,7 +366,7 @@ mod linux {
                     "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a \
                      private temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns \
                      a well-known name and serves `Echo` (`ay` in, the same `ay` out); the parent calls it through \
-                     zbus's blocking API with the {CALL_SIZE} bytes shmio's `call` carries, and checks the reply.",
+                     zbus's blocking API with the {CALL_SIZE} ASCII bytes (hex digits) shmio's `call` carries as a string, and checks the reply.",
                     dir.display()
                 ),
             })
@@ -586,7 +587,12 @@ mod linux {
          - shmio: `Channel` rings of {SMALL_CAPACITY} x {SMALL} B and {LARGE_CAPACITY} x 64 KiB for throughput, 16 x 8 B for round trips; \
          in place, the producer copies the message into the slot and the consumer reads it there; copying, `recv_into` copies it out.\n\
          - raw `memcpy`: `copy_from_slice` of 64 KiB into the next of {LARGE_CAPACITY} slots of a shared mapping (same footprint as the ring), one process.\n\
-         - every consumer checks each message's length, sequence number and last byte."
+         - every consumer checks each message's length, sequence number and last byte.\n\
+         - bus: a `Bus` group per row, its listeners in child processes (one, or {BROADCAST_TO} for the broadcast) serving `echo` (the argument back) \
+         on their dispatch threads; the caller checks every reply. The call's floor is what any call must do: the request's bytes (header, command, \
+         JSON argument: {request} B) through one raw `Channel` to an echoing child and back through another, both sides in blocking `recv_into`. \
+         Posts: the listener's inbox holds 64 messages, a full one is retried after a `yield_now`, and a batch ends when a `count` call says the listener ran every post.",
+        request = bus::request_len()
     );
         let _ = writeln!(out, "{calls}");
         let _ = writeln!(

@@ -21,9 +21,14 @@ const WITHIN: Duration = Duration::from_secs(10);
 /// The bytes of a bus request carrying [`call_argument`] to `echo`: what
 /// the floor's raw channel messages carry, so that both move as much.
 pub fn request_len() -> usize {
-    let json = serde_json::to_vec(&call_argument(0).to_vec()).expect("bytes encode");
+    let json = serde_json::to_vec(text(&call_argument(0))).expect("a string encodes");
     // The bus's message header (24 bytes), the command, the arguments.
     24 + "echo".len() + json.len()
+}
+
+/// The call argument as the string it is (hex digits).
+fn text(argument: &[u8]) -> &str {
+    std::str::from_utf8(argument).expect("call arguments are ASCII")
 }
 
 /// A listener process: joins the group NAME, listens to `echo` (its
@@ -32,12 +37,12 @@ pub fn request_len() -> usize {
 pub fn listener_child() -> Result<()> {
     let bus = Bus::join(&child::var(child::NAME)?)?;
     let sunk = Arc::new(AtomicU64::new(0));
-    let _echo = bus.listen("echo", |argument: Vec<u8>| {
+    let _echo = bus.listen("echo", |argument: String| {
         watchdog::progress();
         Ok::<_, String>(Some(argument))
     })?;
     let counter = Arc::clone(&sunk);
-    let _sink = bus.listen("sink", move |_: Vec<u8>| {
+    let _sink = bus.listen("sink", move |_: String| {
         counter.fetch_add(1, Ordering::Relaxed);
         Ok::<Option<()>, String>(None)
     })?;
@@ -79,9 +84,10 @@ impl CallRoundTrip {
     fn call(&mut self) -> Result<()> {
         self.seq += 1;
         let argument = call_argument(self.seq);
-        let reply: Option<Vec<u8>> = self.bus.call("echo", &argument.to_vec(), WITHIN)?;
-        if reply.as_deref() != Some(&argument[..]) {
-            return Err(format!("call {}: {reply:02x?} came back", self.seq).into());
+        let argument = text(&argument);
+        let reply: Option<String> = self.bus.call("echo", argument, WITHIN)?;
+        if reply.as_deref() != Some(argument) {
+            return Err(format!("call {}: {reply:?} came back", self.seq).into());
         }
         Ok(())
     }
@@ -128,22 +134,21 @@ impl Broadcast {
 
     fn round(&mut self) -> Result<()> {
         self.seq += 1;
-        let argument = call_argument(self.seq).to_vec();
+        let argument = call_argument(self.seq);
+        let argument = text(&argument);
         if self.one_by_one {
             for &pid in &self.pids {
-                let reply: Option<Vec<u8>> = self.bus.call_pid(pid, "echo", &argument, WITHIN)?;
-                if reply.as_ref() != Some(&argument) {
-                    return Err(format!("call {} to {pid}: {reply:02x?}", self.seq).into());
+                let reply: Option<String> = self.bus.call_pid(pid, "echo", argument, WITHIN)?;
+                if reply.as_deref() != Some(argument) {
+                    return Err(format!("call {} to {pid}: {reply:?}", self.seq).into());
                 }
             }
             return Ok(());
         }
-        let replies = self
-            .bus
-            .broadcast::<_, Vec<u8>>("echo", &argument, WITHIN)?;
+        let replies = self.bus.broadcast::<_, String>("echo", argument, WITHIN)?;
         let good = replies
             .replies()
-            .filter(|(_, reply)| **reply == argument)
+            .filter(|(_, reply)| *reply == argument)
             .count();
         if good != self.pids.len() {
             return Err(format!(
@@ -193,9 +198,9 @@ impl PostThroughput {
     }
 
     fn post(&mut self) -> Result<()> {
-        let argument = call_argument(self.posted).to_vec();
+        let argument = call_argument(self.posted);
         loop {
-            match self.bus.post("sink", &argument) {
+            match self.bus.post("sink", text(&argument)) {
                 Ok(1) => break,
                 Ok(reached) => return Err(format!("a post reached {reached} listeners").into()),
                 // The inbox is full: let the listener, maybe on this CPU, run.

@@ -57,15 +57,17 @@ pub fn message(size: usize) -> Vec<u8> {
 }
 
 /// The size of a call's argument (and of its reply), the small payload of
-/// a bus call: a sequence number and 8 bytes of 0xA5.
+/// a bus call: the call's sequence number in 16 hex digits.
 pub const CALL_SIZE: usize = 16;
 
 /// The argument of call `seq`; the reply must be the same bytes. Every
-/// side that measures a call (D-Bus's, and shmio's bus when it comes)
-/// sends this, so that they carry the same bytes.
+/// side that measures a call (D-Bus's and shmio's bus) sends this, so that
+/// they carry the same bytes: ASCII, so that it is D-Bus's `ay` and a JSON
+/// string for shmio's bus (whose arguments are serde values).
 pub fn call_argument(seq: u64) -> [u8; CALL_SIZE] {
-    let mut argument = [0xA5; CALL_SIZE];
-    stamp(&mut argument, seq);
+    let mut argument = [0; CALL_SIZE];
+    let digits = format!("{seq:016x}");
+    argument.copy_from_slice(&digits.as_bytes()[digits.len() - CALL_SIZE..]);
     argument
 }
 

@@ -422,3 +422,37 @@ fn listeners_killed_during_calls() {
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
+
+/// A listener killed while a `call` waits on it: the call goes on to the
+/// next listener, as aardio's loop would, and that one answers; the dead
+/// one is pruned.
+#[test]
+fn a_call_whose_listener_dies_is_answered_by_the_next() {
+    let group = unique_name("bus-next");
+    let bus = Bus::join(&group).unwrap();
+    // Registered first, so asked first: it sleeps 60 s in its handler.
+    let mut doomed = start_servers(&group, 1, 60_000);
+    let next = start_servers(&group, 1, 0);
+    let doomed_pid = doomed[0].id();
+    let killer = std::thread::spawn(move || {
+        // Long enough for the request to be in the handler; a kill before
+        // it would end the same way.
+        std::thread::sleep(Duration::from_millis(50));
+        doomed[0].kill();
+    });
+    let started = Instant::now();
+    let answer: Option<u32> = bus.call("slow", &(), Duration::from_secs(20)).unwrap();
+    assert_eq!(answer, Some(next[0].id()));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    killer.join().unwrap();
+    let listeners = bus.listeners("slow").unwrap();
+    assert!(
+        listeners.iter().all(|l| l.pid != doomed_pid),
+        "{listeners:?}"
+    );
+    stop(next);
+}

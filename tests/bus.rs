@@ -12,6 +12,7 @@ shmio_testkit::roles! {
     Serve => serve(),
     Call => call_many(),
     Reenter => reenter(),
+    Polled => answer_polled(),
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -455,4 +456,94 @@ fn a_call_whose_listener_dies_is_answered_by_the_next() {
         "{listeners:?}"
     );
     stop(next);
+}
+
+/// Listens to `double` with no handler and answers from its own loop
+/// (`next_request`): x * 2, a failure for 13, a pass for 7 (by dropping
+/// the request), and counts posts of `note`, which `notes` returns; until
+/// its stdin closes.
+fn answer_polled() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let _double = bus.listen_polled("double").unwrap();
+    let _note = bus.listen_polled("note").unwrap();
+    let _notes = bus.listen_polled("notes").unwrap();
+    let stdin_closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn({
+        let closed = std::sync::Arc::clone(&stdin_closed);
+        move || {
+            let _ = BufReader::new(std::io::stdin()).read_line(&mut String::new());
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    ready();
+    let mut notes = Vec::new();
+    while !stdin_closed.load(std::sync::atomic::Ordering::SeqCst) {
+        let request = match bus.next_request(Duration::from_millis(100)) {
+            Ok(request) => request,
+            Err(error) if error.is_timed_out() => continue,
+            Err(error) => panic!("{error}"),
+        };
+        match request.command() {
+            "double" => match request.args::<u64>() {
+                Err(error) => request.fail(format!("not a number: {error}")),
+                Ok(13) => request.fail("13 is unlucky"),
+                Ok(7) => drop(request),
+                Ok(x) => request.reply(&(x * 2)).unwrap(),
+            },
+            "note" => {
+                assert!(request.is_post());
+                notes.push(request.args::<u32>().unwrap());
+            }
+            "notes" => request.reply(&notes).unwrap(),
+            other => panic!("{other}"),
+        }
+    }
+}
+
+/// A process that answers from its own loop, with no dispatch thread:
+/// replies, failures, passes (on to the next listener, a handler here),
+/// posts in order, and a bad argument.
+#[test]
+fn a_program_answers_requests_from_its_own_loop() {
+    let group = unique_name("bus-polled");
+    let bus = Bus::join(&group).unwrap();
+    let mut child = Role::Polled
+        .spawn()
+        .env("GROUP", &group)
+        .stdin(Input::Pipe)
+        .limit(LIMIT)
+        .start();
+    child.wait_ready();
+    let pid = child.id();
+    // After the child's, so asked second.
+    let _fallback = bus
+        .listen("double", |_: u64| Ok::<_, String>(Some(0u64)))
+        .unwrap();
+    let double = |x: u64| bus.call::<_, u64>("double", &x, 5 * SECOND);
+    assert_eq!(double(21).unwrap(), Some(42));
+    match double(13) {
+        Err(Error::Handler { pid: from, message }) => {
+            assert_eq!((from, message.as_str()), (pid, "13 is unlucky"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        double(7).unwrap(),
+        Some(0),
+        "passed on to the next listener"
+    );
+    for note in 0..50u32 {
+        assert_eq!(bus.post("note", &note).unwrap(), 1);
+    }
+    let notes: Option<Vec<u32>> = bus.call("notes", &(), 5 * SECOND).unwrap();
+    assert_eq!(notes, Some((0..50).collect()));
+    match bus.call::<_, u64>("double", "seven", 5 * SECOND) {
+        Err(Error::Handler { pid: from, message }) => {
+            assert_eq!(from, pid);
+            assert!(message.starts_with("not a number: "), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    child.close_stdin();
+    child.wait_success();
 }

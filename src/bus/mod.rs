@@ -19,6 +19,9 @@
 //! when no caller does and runs the handlers. A handler that calls the bus
 //! from the dispatch thread reads the inbox too, and runs the requests it
 //! finds there itself: a handler may call a command of its own process.
+//! Requests for listeners the program answers itself
+//! ([`Bus::listen_polled`]) wait in the mailroom for
+//! [`Bus::next_request`], which reads the inbox too while it waits.
 
 mod registry;
 mod wire;
@@ -45,7 +48,7 @@ use crate::owner::Trust;
 use crate::participants::Participant;
 
 use registry::{Registration, Registry};
-use wire::{Message, Outcome, Request};
+use wire::{Message, Outcome};
 
 /// How often a waiting caller looks whether the listener it waits on is alive.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -189,7 +192,92 @@ impl<R> Replies<R> {
     }
 }
 
+/// A call or post for a listener of [`Bus::listen_polled`], taken with
+/// [`Bus::next_request`]. Answer a call with [`reply`](Self::reply),
+/// [`pass`](Self::pass) or [`fail`](Self::fail); dropped unanswered, it
+/// passes (the caller asks the next listener).
+#[must_use = "an unanswered request passes when dropped"]
+pub struct Request {
+    inner: Arc<Inner>,
+    request: wire::Request,
+    answered: bool,
+}
+
+impl Request {
+    /// The command called.
+    pub fn command(&self) -> &str {
+        &self.request.command
+    }
+
+    /// Whether this is a post: no one waits for an answer.
+    pub fn is_post(&self) -> bool {
+        self.request.id == 0
+    }
+
+    /// The arguments, decoded as `A`: [`Error::Decode`] (with the JSON) if
+    /// they are not an `A`.
+    pub fn args<A: DeserializeOwned>(&self) -> Result<A> {
+        record::decode(0, self.request.args.clone())
+    }
+
+    /// Answers the call with `reply` (a post: nothing to do). A reply that
+    /// does not encode is an error here and a handler error for the caller.
+    pub fn reply<R: Serialize + ?Sized>(mut self, reply: &R) -> Result<()> {
+        self.answered = true;
+        match record::encode_payload(reply) {
+            Ok(json) => {
+                self.inner.answer(&self.request, &Outcome::Reply(json));
+                Ok(())
+            }
+            Err(error) => {
+                let message = format!("the reply does not encode: {error}");
+                self.inner.answer(&self.request, &Outcome::Failed(message));
+                Err(error)
+            }
+        }
+    }
+
+    /// Passes the call on to the next listener (aardio's `null`).
+    pub fn pass(mut self) {
+        self.answered = true;
+        self.inner.answer(&self.request, &Outcome::Pass);
+    }
+
+    /// Fails the call: the caller gets [`Error::Handler`] with `message`.
+    pub fn fail(mut self, message: impl fmt::Display) {
+        self.answered = true;
+        let outcome = Outcome::Failed(message.to_string());
+        self.inner.answer(&self.request, &outcome);
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.inner.answer(&self.request, &Outcome::Pass);
+        }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("command", &self.request.command)
+            .field("post", &self.is_post())
+            .finish_non_exhaustive()
+    }
+}
+
 type Handler = dyn Fn(&[u8]) -> Outcome + Send + Sync;
+
+/// What answers a listener's requests in this process.
+#[derive(Clone)]
+enum Answerer {
+    /// A handler, run by the dispatch thread.
+    Handler(Arc<Handler>),
+    /// The program, through [`Bus::next_request`].
+    Program,
+}
 
 /// What every handle of one member shares: the dispatch thread holds it too.
 struct Inner {
@@ -204,7 +292,8 @@ struct Inner {
     /// Signalled when a reply is filed, a request queued, or the inbox let
     /// go by its reader, if anyone sleeps on it.
     stirred: Condvar,
-    handlers: Mutex<BTreeMap<u64, Arc<Handler>>>,
+    /// This member's listeners, by registration order.
+    handlers: Mutex<BTreeMap<u64, Answerer>>,
     /// Other members' inboxes, by token.
     outboxes: Mutex<BTreeMap<u32, Arc<Channel>>>,
     /// The registry's listeners, as of a change count.
@@ -235,7 +324,9 @@ struct Mailroom {
     /// many as threads calling at once: a list, kept allocated.)
     pending: Vec<(u64, Option<Outcome>)>,
     /// Requests a caller read from the inbox, for the dispatch thread.
-    queued: VecDeque<Request>,
+    queued: VecDeque<wire::Request>,
+    /// Requests for listeners the program answers, for [`Bus::next_request`].
+    polled: VecDeque<wire::Request>,
     /// Whether a thread is reading the inbox (one at a time).
     reading: bool,
     /// Threads asleep on `stirred`. A wake-up is a system call, made only
@@ -359,12 +450,87 @@ impl Bus {
         self.start_dispatcher()?;
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
-        lock(&inner.handlers).insert(order, handler);
+        lock(&inner.handlers).insert(order, Answerer::Handler(handler));
         Ok(Listener {
             inner: Arc::downgrade(inner),
             order,
             command: command.to_owned(),
         })
+    }
+
+    /// Listens to `command` without a handler: its calls and posts wait
+    /// for the program to take them with [`next_request`](Self::next_request)
+    /// and answer them, on a thread of its choosing (no dispatch thread is
+    /// started for it). Order and the pass rule are as for
+    /// [`listen`](Self::listen). Dropping the [`Listener`] unregisters it;
+    /// requests for it not yet taken are answered with a pass.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmio::Bus;
+    ///
+    /// # let group = format!("shmio-doc-bus-polled-{}", std::process::id());
+    /// let bus = Bus::join(&group)?;
+    /// let _double = bus.listen_polled("double")?;
+    /// let caller = std::thread::spawn(move || {
+    ///     let other = Bus::join(&group)?;
+    ///     other.call::<_, u64>("double", &21, Duration::from_secs(5))
+    /// });
+    /// let request = bus.next_request(Duration::from_secs(5))?;
+    /// let x: u64 = request.args()?;
+    /// request.reply(&(x * 2))?;
+    /// assert_eq!(caller.join().unwrap()?, Some(42));
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn listen_polled(&self, command: &str) -> Result<Listener> {
+        registry::check_command(command)?;
+        let inner = &self.inner;
+        let order = inner.registry.listen(inner.participant.token(), command)?;
+        lock(&inner.handlers).insert(order, Answerer::Program);
+        Ok(Listener {
+            inner: Arc::downgrade(inner),
+            order,
+            command: command.to_owned(),
+        })
+    }
+
+    /// The next call or post for a listener of
+    /// [`listen_polled`](Self::listen_polled), waiting at most `timeout`
+    /// ([`Error::TimedOut`] if none came). While it waits, this thread
+    /// reads the member's inbox when no other does, and runs what it finds
+    /// for handlers of this process if no dispatch thread does.
+    pub fn next_request(&self, timeout: Duration) -> Result<Request> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + timeout;
+        let mut room = inner.mailroom();
+        loop {
+            if let Some(request) = room.polled.pop_front() {
+                return Ok(Request {
+                    inner: Arc::clone(inner),
+                    request,
+                    answered: false,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::TimedOut {
+                    name: inner.group.clone(),
+                });
+            }
+            let wait = (deadline - now).min(READ_SLICE);
+            if room.reading {
+                room = inner.doze(room, wait);
+                continue;
+            }
+            let (back, message) = inner.read_as_reader(room, wait);
+            room = back;
+            let serve_now = message.and_then(|message| inner.file(&mut room, message, false));
+            if let Some(request) = serve_now {
+                drop(room);
+                inner.serve(request);
+                room = inner.mailroom();
+            }
+        }
     }
 
     /// Calls `command` with `args`: its listeners are asked in registration
@@ -577,6 +743,7 @@ impl Drop for Bus {
             drop(room);
             let _ = thread.join();
         }
+        inner.pass_untaken(|_| true);
     }
 }
 
@@ -602,6 +769,7 @@ impl Drop for Listener {
             let _ = inner
                 .registry
                 .unlisten(inner.participant.token(), self.order);
+            inner.pass_untaken(|request| request.listener == self.order);
         }
     }
 }
@@ -871,7 +1039,12 @@ impl Inner {
     /// Files a message read from the inbox for whoever it is for, waking
     /// them; a request to run at once (on the dispatch thread, or when no
     /// handler is left here) is returned instead.
-    fn file(&self, room: &mut Mailroom, message: Message, dispatching: bool) -> Option<Request> {
+    fn file(
+        &self,
+        room: &mut Mailroom,
+        message: Message,
+        dispatching: bool,
+    ) -> Option<wire::Request> {
         match message {
             Message::Reply { id, outcome, .. } => {
                 // A reply no one waits for any more (its call timed out) is dropped.
@@ -882,12 +1055,15 @@ impl Inner {
                 None
             }
             Message::Request(request) | Message::Post(request) => {
-                // With no handler here (a caller's stale view of the
-                // registry), the answer is "gone", at once.
-                if dispatching || lock(&self.handlers).is_empty() {
-                    return Some(request);
+                let answerer = lock(&self.handlers).get(&request.listener).cloned();
+                match answerer {
+                    Some(Answerer::Program) => room.polled.push_back(request),
+                    // Handlers exist only with a dispatch thread to run them.
+                    Some(Answerer::Handler(_)) if !dispatching => room.queued.push_back(request),
+                    // Run here; with no listener here (a caller's stale
+                    // view of the registry) the answer is "gone", at once.
+                    _ => return Some(request),
                 }
-                room.queued.push_back(request);
                 self.stir(room);
                 None
             }
@@ -924,13 +1100,41 @@ impl Inner {
     }
 
     /// Runs a request's handler and, for a call, sends the reply back.
-    fn serve(&self, request: Request) {
-        let handler = lock(&self.handlers).get(&request.listener).cloned();
-        let outcome = match handler {
+    fn serve(&self, request: wire::Request) {
+        let answerer = lock(&self.handlers).get(&request.listener).cloned();
+        let outcome = match answerer {
             None => Outcome::Gone,
-            Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&request.args)))
-                .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref()))),
+            Some(Answerer::Program) => {
+                // Read by a thread that runs requests: the program's turn.
+                let mut room = self.mailroom();
+                room.polled.push_back(request);
+                self.stir(&room);
+                return;
+            }
+            Some(Answerer::Handler(handler)) => {
+                catch_unwind(AssertUnwindSafe(|| handler(&request.args)))
+                    .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref())))
+            }
         };
+        self.answer(&request, &outcome);
+    }
+
+    /// Answers the requests for the program that it has not taken, and
+    /// that `whose` picks, with a pass: their callers ask the next listener.
+    fn pass_untaken(&self, whose: impl Fn(&wire::Request) -> bool) {
+        let untaken: VecDeque<wire::Request> = {
+            let mut room = self.mailroom();
+            let (untaken, kept) = room.polled.drain(..).partition(|request| whose(request));
+            room.polled = kept;
+            untaken
+        };
+        for request in untaken {
+            self.answer(&request, &Outcome::Pass);
+        }
+    }
+
+    /// Sends `outcome` back to the caller of `request` (nothing for a post).
+    fn answer(&self, request: &wire::Request, outcome: &Outcome) {
         if request.id == 0 {
             return;
         }
@@ -938,7 +1142,7 @@ impl Inner {
             // The caller is gone, and so is its call.
             return;
         };
-        let reply = wire::reply(request.id, self.participant.token(), &outcome);
+        let reply = wire::reply(request.id, self.participant.token(), outcome);
         let room = outbox.geometry().max_message_size as usize;
         let reply = match reply.len() {
             len if len <= room => reply,

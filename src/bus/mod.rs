@@ -329,6 +329,8 @@ struct Mailroom {
     polled: VecDeque<wire::Request>,
     /// Whether a thread is reading the inbox (one at a time).
     reading: bool,
+    /// What the reader reads into (taken while it reads), kept allocated.
+    buffer: Vec<u8>,
     /// Threads asleep on `stirred`. A wake-up is a system call, made only
     /// when someone sleeps: a lone caller and its listener make none.
     sleepers: usize,
@@ -522,7 +524,7 @@ impl Bus {
                 room = inner.doze(room, wait);
                 continue;
             }
-            let (back, message) = inner.read_as_reader(room, wait);
+            let (back, message) = inner.read_as_reader(room, || now + wait);
             room = back;
             let serve_now = message.and_then(|message| inner.file(&mut room, message, false));
             if let Some(request) = serve_now {
@@ -893,6 +895,15 @@ impl Inner {
             Err(error) => return Err(error),
         };
         self.mailroom().pending.push((id, None));
+        // Room at once, the common case, needs no clock.
+        match outbox.try_send(&message) {
+            Ok(()) => return Ok(id),
+            Err(Error::Full) => {}
+            Err(error) => {
+                self.mailroom().forget(id);
+                return Err(error);
+            }
+        }
         loop {
             let now = Instant::now();
             let slice = deadline
@@ -931,13 +942,17 @@ impl Inner {
 
     fn await_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
         let dispatching = self.is_dispatch_thread();
-        let mut next_look = Instant::now() + LIVENESS_INTERVAL;
+        let mut now = Instant::now();
+        let mut next_look = now + LIVENESS_INTERVAL;
         let mut room = self.mailroom();
+        let mut first = true;
         loop {
             if let Some(outcome) = room.take_reply(id) {
                 return Ok(outcome);
             }
-            let now = Instant::now();
+            if !std::mem::take(&mut first) {
+                now = Instant::now();
+            }
             if now >= next_look {
                 drop(room);
                 if !self.is_alive(listener.token) {
@@ -973,7 +988,7 @@ impl Inner {
                 room = self.doze(room, wait);
                 continue;
             }
-            let (back, message) = self.read_as_reader(room, wait);
+            let (back, message) = self.read_as_reader(room, || now + wait);
             room = back;
             let serve_now = match message {
                 Some(Message::Reply {
@@ -1018,22 +1033,29 @@ impl Inner {
     fn read_as_reader<'a>(
         &'a self,
         mut room: StdGuard<'a, Mailroom>,
-        wait: Duration,
+        until: impl FnOnce() -> Instant,
     ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
         room.reading = true;
+        let mut buffer = std::mem::take(&mut room.buffer);
         drop(room);
-        let message = self.read(wait);
+        let message = self.read(&mut buffer, until);
         let mut room = self.mailroom();
         room.reading = false;
+        room.buffer = buffer;
         self.stir(&room);
         (room, message)
     }
 
-    /// Reads one message from the inbox, waiting at most `wait`; `None` if
-    /// none came (or it was not a message any member sends).
-    fn read(&self, wait: Duration) -> Option<Message> {
-        let bytes = self.inbox.recv_timeout(wait).ok()?;
-        wire::decode(&bytes)
+    /// Reads one message from the inbox into `buffer`, waiting until
+    /// `until()` if there is none yet (the clock is read only then); `None`
+    /// if none came (or it was not a message any member sends).
+    fn read(&self, buffer: &mut Vec<u8>, until: impl FnOnce() -> Instant) -> Option<Message> {
+        match self.inbox.try_recv_into(buffer) {
+            Ok(()) => {}
+            Err(Error::Empty) => self.inbox.recv_into_until(buffer, until()).ok()?,
+            Err(_) => return None,
+        }
+        wire::decode(buffer)
     }
 
     /// Files a message read from the inbox for whoever it is for, waking
@@ -1087,7 +1109,7 @@ impl Inner {
                 room = self.doze(room, READ_SLICE);
                 None
             } else {
-                let (back, message) = self.read_as_reader(room, READ_SLICE);
+                let (back, message) = self.read_as_reader(room, || Instant::now() + READ_SLICE);
                 room = back;
                 message.and_then(|message| self.file(&mut room, message, true))
             };
@@ -1161,6 +1183,15 @@ impl Inner {
     /// while it lives; a reply it cannot take is dropped (its call times
     /// out, as a call to a stuck listener would).
     fn deliver(&self, token: u32, outbox: &Channel, reply: &[u8]) {
+        // Room at once, the common case, needs no clock.
+        match outbox.try_send(reply) {
+            Ok(()) => return,
+            Err(Error::Full) => {}
+            Err(_) => {
+                self.bury(token);
+                return;
+            }
+        }
         let deadline = Instant::now() + REPLY_PATIENCE;
         while Instant::now() < deadline {
             match outbox.send_timeout(reply, LIVENESS_INTERVAL) {
@@ -1171,7 +1202,7 @@ impl Inner {
                         // read it: make room by running what is there.
                         let room = self.mailroom();
                         if !room.reading {
-                            let (mut room, message) = self.read_as_reader(room, Duration::ZERO);
+                            let (mut room, message) = self.read_as_reader(room, Instant::now);
                             let now = message.and_then(|m| self.file(&mut room, m, true));
                             drop(room);
                             if let Some(request) = now {

@@ -393,6 +393,13 @@ impl Channel {
         Ok(message)
     }
 
+    /// Receives a message into `buf` (replacing its contents) if one is
+    /// there or comes before `deadline`: for the bus, which reuses one
+    /// buffer and knows its deadlines.
+    pub(crate) fn recv_into_until(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<()> {
+        self.recv_until(Some(deadline), |bytes| copy_into(bytes, buf))
+    }
+
     /// Receives a message and hands it to `read` in place, waiting while the
     /// channel is empty; returns what `read` returns. No intermediate copy.
     ///

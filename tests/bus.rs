@@ -547,3 +547,36 @@ fn a_program_answers_requests_from_its_own_loop() {
     child.close_stdin();
     child.wait_success();
 }
+
+/// A group gone while a process still holds one of its inboxes (another
+/// member's handle on it, say), then joined afresh: the new group deals
+/// the same tokens again, and its member must not take over the inbox
+/// still held (with other options, or with messages in it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_new_group_never_shares_an_inbox_still_held_from_an_old_one() {
+    let group = unique_name("bus-again");
+    let first = Bus::join(&group).unwrap();
+    let inboxes = shmio_testkit::shm_entries_with_prefix(&format!("{group}@in."));
+    assert_eq!(inboxes.len(), 1, "{inboxes:?}");
+    let held = shmio::Channel::open(&inboxes[0]).unwrap();
+    drop(first);
+    assert!(shmio_testkit::shm_entries_with_prefix(&format!("{group}@bus")).is_empty());
+
+    let again = Bus::options()
+        .max_message_size(1 << 16)
+        .join(&group)
+        .expect("a fresh inbox, not the held one");
+    let _echo = again
+        .listen("echo", |x: u32| Ok::<_, String>(Some(x)))
+        .unwrap();
+    assert_eq!(
+        again.call::<_, u32>("echo", &7, 5 * SECOND).unwrap(),
+        Some(7)
+    );
+    assert!(held.try_recv().is_err(), "the old inbox got a message");
+    drop(again);
+    drop(held);
+    let left = shmio_testkit::shm_entries_with_prefix(&group);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

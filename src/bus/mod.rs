@@ -60,6 +60,9 @@ const RECLAIM_TRIES: u32 = 20;
 const RECLAIM_NAP: Duration = Duration::from_millis(5);
 /// How long a listener tries to deliver a reply to a caller whose inbox is full.
 const REPLY_PATIENCE: Duration = Duration::from_secs(5);
+/// Tokens a joiner tries before it gives up on finding one whose inbox
+/// name no process of an earlier group of the same name still holds.
+const JOIN_TRIES: u32 = 8;
 
 /// The settings of a bus member: its inbox, and who may share the group.
 ///
@@ -281,10 +284,15 @@ enum Answerer {
 
 /// What every handle of one member shares: the dispatch thread holds it too.
 struct Inner {
-    group: String,
-    registry: Registry,
-    participant: Participant,
+    // Fields drop in order. The inboxes go before the seat and the
+    // registry: while this member holds an inbox named after a token, the
+    // group (and so the dealing of its tokens) must not start afresh.
     inbox: Channel,
+    /// Other members' inboxes, by token.
+    outboxes: Mutex<BTreeMap<u32, Arc<Channel>>>,
+    participant: Participant,
+    registry: Registry,
+    group: String,
     trust: Trust,
     permissions: u32,
     next_id: AtomicU64,
@@ -294,8 +302,6 @@ struct Inner {
     stirred: Condvar,
     /// This member's listeners, by registration order.
     handlers: Mutex<BTreeMap<u64, Answerer>>,
-    /// Other members' inboxes, by token.
-    outboxes: Mutex<BTreeMap<u32, Arc<Channel>>>,
     /// The registry's listeners, as of a change count.
     cache: Mutex<(u64, Arc<Vec<Registration>>)>,
     leaving: AtomicBool,
@@ -376,24 +382,34 @@ impl Bus {
             trust: &options.trust,
         };
         let registry = Registry::open(&group, &sharing)?;
-        let participant = registry.join()?;
-        let inbox = Channel::options()
-            .geometry(options.inbox)
-            .permissions(options.permissions)
-            .set_trust(options.trust.clone())
-            .create_or_open(&inbox_name(&group, participant.token()));
-        let inbox = match inbox {
-            Ok(inbox) => inbox,
-            Err(error) => {
-                let _ = registry.leave(participant.token());
-                return Err(error);
+        let mut tries = 0;
+        let (participant, inbox) = loop {
+            let participant = registry.join()?;
+            let inbox = Channel::options()
+                .geometry(options.inbox)
+                .permissions(options.permissions)
+                .set_trust(options.trust.clone())
+                .create(&inbox_name(&group, participant.token()));
+            match inbox {
+                Ok(inbox) => break (participant, inbox),
+                // A process still holds the inbox of this token from an
+                // earlier group of this name (its registry gone, so its
+                // tokens dealt again): never share it; take another token.
+                Err(Error::AlreadyExists { .. }) if tries < JOIN_TRIES => {
+                    let _ = registry.leave(participant.token());
+                    tries += 1;
+                }
+                Err(error) => {
+                    let _ = registry.leave(participant.token());
+                    return Err(error);
+                }
             }
         };
         let inner = Inner {
-            group,
-            registry,
-            participant,
             inbox,
+            participant,
+            registry,
+            group,
             trust: options.trust.clone(),
             permissions: options.permissions,
             next_id: AtomicU64::new(1),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::bus;
 use crate::{owners, units};
 
 #[derive(Parser)]
@@ -53,6 +54,18 @@ pub enum Command {
     Send(Send),
     /// Receive messages from a channel (created if there is none), one line each
     Recv(Recv),
+    /// Listen to COMMAND in the bus group GROUP: run CMD for each request
+    /// (the arguments as JSON on its stdin, its stdout as JSON the reply),
+    /// or print each request as a JSON line
+    Listen(Listen),
+    /// Call COMMAND in the bus group GROUP and print the reply as JSON
+    /// (with --all: every listener's answer, one line each)
+    Call(Call),
+    /// Queue COMMAND for every listener in the bus group GROUP, without
+    /// waiting for replies
+    Post(Post),
+    /// List the listeners of the bus group GROUP: command, order, pid
+    Listeners(Listeners),
     /// Measure shmio against its peers: round trips and copy bandwidth
     Bench(Bench),
     /// Show the library's main job with real worker processes, step by step
@@ -221,6 +234,73 @@ pub struct Recv {
 }
 
 #[derive(Args)]
+pub struct Listen {
+    /// The bus group (joined, and created if it does not exist)
+    pub group: String,
+    /// The command to listen to
+    pub command: String,
+    /// Stop after this many requests [default: until interrupted]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Kill CMD (its whole process group) if it runs longer than this; the
+    /// caller gets a handler error
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::parse_duration)]
+    pub handler_timeout: Duration,
+    #[command(flatten)]
+    pub sharing: Sharing,
+    /// The handler and its arguments, after `--` [default: print each
+    /// request as a JSON line, and pass it on]
+    #[arg(last = true, value_name = "CMD")]
+    pub handler: Vec<OsString>,
+}
+
+#[derive(Args)]
+pub struct Call {
+    /// The bus group (it must exist)
+    pub group: String,
+    /// The command to call
+    pub command: String,
+    /// The arguments, as one JSON document
+    #[arg(value_name = "JSON", default_value = "null", value_parser = bus::parse_json, allow_hyphen_values = true)]
+    pub args: serde_json::Value,
+    /// Give up (exit 1) if no answer has come in this time
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
+    pub timeout: Duration,
+    /// Ask only the listeners in the process PID
+    #[arg(long, value_name = "PID", conflicts_with = "all")]
+    pub pid: Option<u32>,
+    /// Ask every listener at once and print every answer, one JSON line each
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub trusting: Trusting,
+}
+
+#[derive(Args)]
+pub struct Post {
+    /// The bus group (it must exist)
+    pub group: String,
+    /// The command to post
+    pub command: String,
+    /// The arguments, as one JSON document
+    #[arg(value_name = "JSON", default_value = "null", value_parser = bus::parse_json, allow_hyphen_values = true)]
+    pub args: serde_json::Value,
+    #[command(flatten)]
+    pub trusting: Trusting,
+}
+
+#[derive(Args)]
+pub struct Listeners {
+    /// The bus group (it must exist)
+    pub group: String,
+    /// Print a JSON array
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trusting: Trusting,
+}
+
+#[derive(Args)]
 pub struct Bench {
     /// About a second instead of about ten (noisier)
     #[arg(long)]
@@ -283,4 +363,8 @@ pub enum DemoWorker {
     /// Echoes messages from NAME-ping to NAME-pong until `stop`
     #[command(name = "demo-echo")]
     Echo { name: String },
+    /// Joins the bus group NAME and answers `sum` as worker NUMBER until
+    /// its input ends (or it is killed)
+    #[command(name = "demo-bus")]
+    Bus { name: String, number: u32 },
 }

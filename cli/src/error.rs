@@ -77,6 +77,26 @@ pub enum Error {
     /// shell reports a process the signal killed.
     #[error("stopped by signal {0}")]
     Stopped(i32),
+    /// `call`, `post` or `listeners` on a bus group nobody has joined.
+    #[error("no bus group named {group:?} exists (start one with `shmio listen {group} COMMAND`)")]
+    NoSuchGroup { group: String },
+    /// `call` got no reply: nobody listens, or every listener passed.
+    #[error("nobody answered {command:?} in {group:?}: {why}")]
+    NobodyAnswered {
+        command: String,
+        group: String,
+        why: String,
+    },
+    /// `call` ran out of time before a reply came.
+    #[error("no answer to {command:?} in {group:?} within {timeout:?}")]
+    NoAnswerInTime {
+        command: String,
+        group: String,
+        timeout: Duration,
+    },
+    /// `post` found no listener to queue the command for.
+    #[error("nobody listens to {command:?} in {group:?}: nothing was posted")]
+    NobodyListens { command: String, group: String },
     /// A measurement failed (`bench`, the demo's round trips).
     #[error("bench: {0}")]
     Bench(shmio_bench::Error),

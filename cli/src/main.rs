@@ -3,6 +3,7 @@
 //! Every command is a thin layer over the `shmio` library: `create`, `ls`,
 //! `stat`, `write`, `read`, `dump`, `rm` and `gc` for named mappings; `lock`
 //! runs a command under a named mutex; `send` and `recv` use a channel;
+//! `listen`, `call`, `post` and `listeners` use the command bus;
 //! `bench` measures shmio against its peers and `demo` shows the library's
 //! main job with real worker processes. Errors are one line on stderr
 //! (`shmio: error: ...`) and exit 1 (or the code `error` gives); usage
@@ -47,7 +48,7 @@ fn run(command: Command) -> error::Result {
     // what they hold (see `signals`).
     if matches!(
         command,
-        Command::Lock(_) | Command::Send(_) | Command::Recv(_)
+        Command::Lock(_) | Command::Send(_) | Command::Recv(_) | Command::Listen(_)
     ) {
         signals::install()?;
     }
@@ -63,6 +64,10 @@ fn run(command: Command) -> error::Result {
         Command::Lock(args) => lock::run(args),
         Command::Send(args) => channel::send(args),
         Command::Recv(args) => channel::recv(args),
+        Command::Listen(args) => bus::listen(args),
+        Command::Call(args) => bus::call(args),
+        Command::Post(args) => bus::post(args),
+        Command::Listeners(args) => bus::listeners(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo => demo::run(),
         Command::Worker { role } => worker::run(role),

@@ -94,8 +94,23 @@ impl Drop for Created {
 fn help_version_and_usage_errors() {
     let help = shmio(&["--help"]).ok().text();
     for command in [
-        "create", "ls", "stat", "write", "read", "dump", "rm", "gc", "lock", "send", "recv",
-        "bench", "demo",
+        "create",
+        "ls",
+        "stat",
+        "write",
+        "read",
+        "dump",
+        "rm",
+        "gc",
+        "lock",
+        "send",
+        "recv",
+        "listen",
+        "call",
+        "post",
+        "listeners",
+        "bench",
+        "demo",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),
@@ -714,9 +729,9 @@ fn recv_times_out_on_an_empty_channel() {
 fn demo_checks_out() {
     let run = shmio(&["demo"]).ok();
     let text = run.text();
-    assert_eq!(text.matches("   ✓ ").count(), 6, "{text}");
+    assert_eq!(text.matches("   ✓ ").count(), 7, "{text}");
     assert!(!text.contains("✗"), "{text}");
-    assert!(text.contains("demo: all 6 steps checked out"), "{text}");
+    assert!(text.contains("demo: all 7 steps checked out"), "{text}");
     assert!(text.contains("existed = true"), "{text}");
     assert!(text.contains("OwnerDied"), "{text}");
     #[cfg(target_os = "linux")]

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
-use shmio::{Channel, ChannelGeometry, Error as ShmioError, LockError, Mapping};
+use shmio::{Bus, Channel, ChannelGeometry, Error as ShmioError, LockError, Mapping};
 
 use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, stream};
-use shmio_testkit::{Child, Output};
+use shmio_testkit::{Child, Input, Output};
 
 use crate::cli::DemoWorker;
 use crate::error::{Error, Result};
@@ -60,6 +60,12 @@ const OPENERS: usize = 4;
 const COUNTERS: usize = 4;
 const INCREMENTS: u64 = 10_000;
 const SURVIVORS: usize = 2;
+/// How many workers listen on the demo's bus group, and to what.
+const BUS_WORKERS: u32 = 3;
+const SUM: &str = "sum";
+/// How long a bus call of the demo may take (a killed listener is found
+/// within the library's liveness interval, 100 ms).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest any one wait may take.
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -87,7 +93,7 @@ pub fn run() -> Result {
         children: Vec::new(),
     };
     type Run = fn(&mut Demo) -> Step;
-    let steps: [(&str, Run); 6] = [
+    let steps: [(&str, Run); 7] = [
         (
             "One process creates a named mapping; the others open it by name",
             Demo::named_mapping,
@@ -107,6 +113,10 @@ pub fn run() -> Result {
         (
             "Messages over a Channel, and its round trip against a pipe's",
             Demo::channel,
+        ),
+        (
+            "A command bus: workers listen to a command; calls, a broadcast, a listener killed",
+            Demo::command_bus,
         ),
         ("Nothing is left behind", Demo::nothing_left),
     ];
@@ -179,6 +189,14 @@ struct Exchanged {
 struct Counted {
     pid: u32,
     increments: u64,
+}
+
+/// A bus worker's reply to `sum`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+struct Summed {
+    worker: u32,
+    pid: u32,
+    sum: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -501,6 +519,103 @@ impl Demo {
         }
     }
 
+    fn command_bus(&mut self) -> Step {
+        let group = format!("{}-bus", self.name);
+        let bus = Bus::join(&group)?;
+        let mut workers = Vec::new();
+        for number in 1..=BUS_WORKERS {
+            let worker = proc::worker("demo-bus", &[group.clone(), number.to_string()])?
+                .stdin(Input::Pipe)
+                .stdout(Output::Collect)
+                .limit(LIMIT)
+                .try_start()
+                .map_err(|e| Error::io("cannot start a worker", e))?;
+            workers.push(self.keep(worker));
+        }
+        for &worker in &workers {
+            let said = self.children[worker].checked_next_line()?;
+            if said.as_deref() != Some("ready") {
+                return Err(check(format!("a bus worker said {said:?}, not ready")));
+            }
+        }
+        let before = bus.listeners(SUM)?;
+        say(format!(
+            "{} workers listen to {SUM:?} in the group {group:?} (processes {}, asked in \
+             that order)",
+            before.len(),
+            pids(before.iter().map(|l| l.pid))
+        ));
+        let numbers = [1, 2, 3, 4];
+        let expected: i64 = numbers.iter().sum();
+        let first: Option<Summed> = bus.call(SUM, &numbers, CALL_TIMEOUT)?;
+        let first = first.ok_or_else(|| check("nobody answered the call"))?;
+        say(format!(
+            "call({SUM:?}, {numbers:?}) was answered by worker {} (process {}): sum = {}",
+            first.worker, first.pid, first.sum
+        ));
+        let replies = bus.broadcast::<_, Summed>(SUM, &numbers, CALL_TIMEOUT)?;
+        let all: Vec<Summed> = replies.replies().map(|(_, reply)| *reply).collect();
+        say(format!(
+            "broadcast: {} answers, from workers {}",
+            all.len(),
+            all.iter()
+                .map(|reply| format!("{} (sum = {})", reply.worker, reply.sum))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let killed = workers
+            .iter()
+            .copied()
+            .find(|&worker| self.children[worker].id() == first.pid)
+            .ok_or_else(|| check(format!("process {} is not a bus worker", first.pid)))?;
+        self.children[killed].checked_kill()?;
+        let started = Instant::now();
+        let second: Option<Summed> = bus.call(SUM, &numbers, CALL_TIMEOUT)?;
+        let second = second.ok_or_else(|| check("nobody answered after the kill"))?;
+        let after = bus.listeners(SUM)?;
+        say(format!(
+            "worker {} was killed (SIGKILL); the next call was answered by worker {} \
+             (process {}) in {}, and the dead listener pruned: {} listeners before, {} after",
+            first.worker,
+            second.worker,
+            second.pid,
+            human_duration(started.elapsed()),
+            before.len(),
+            after.len()
+        ));
+        for &worker in &workers {
+            self.children[worker].close_stdin();
+        }
+        for &worker in &workers {
+            if worker != killed {
+                wait_child(&mut self.children[worker], "a bus worker", LIMIT)?;
+            }
+        }
+        drop(bus);
+        let summed = |reply: &Summed| reply.sum == expected;
+        if before.len() == BUS_WORKERS as usize
+            && summed(&first)
+            && all.len() == BUS_WORKERS as usize
+            && all.iter().all(summed)
+            && summed(&second)
+            && second.pid != first.pid
+            && after.len() == BUS_WORKERS as usize - 1
+        {
+            Ok(format!(
+                "the first listener answered, all {BUS_WORKERS} answered the broadcast, and \
+                 another took over when it was killed"
+            ))
+        } else {
+            Err(check(format!(
+                "expected {BUS_WORKERS} listeners, sums of {expected}, another answer after \
+                 the kill and one listener less; got {} listeners, {first:?}, {} answers,                  {second:?}, {} listeners after",
+                before.len(),
+                all.len(),
+                after.len()
+            )))
+        }
+    }
+
     fn nothing_left(&mut self) -> Step {
         for child in &mut self.children {
             let _ = child.checked_kill();
@@ -557,6 +672,13 @@ impl Demo {
             Err(check(format!("left behind: {}", left.join(", "))))
         }
     }
+}
+
+/// Process ids as a list: "1, 2, 3".
+fn pids(pids: impl Iterator<Item = u32>) -> String {
+    pids.map(|pid| pid.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How the demo times the round trips: a few short rounds.
@@ -672,7 +794,30 @@ pub fn worker(role: DemoWorker) -> Result<()> {
                 pong.send(&message)?;
             }
         }
+        DemoWorker::Bus { name, number } => serve_sums(&name, number),
     }
+}
+
+/// The bus worker: listens to `sum`, says `ready`, and serves until its
+/// input ends (or it is killed).
+fn serve_sums(group: &str, number: u32) -> Result<()> {
+    let bus = Bus::join(group)?;
+    let pid = std::process::id();
+    let _listener = bus.listen(SUM, move |numbers: Vec<i64>| {
+        Ok::<_, String>(Some(Summed {
+            worker: number,
+            pid,
+            sum: numbers.iter().sum(),
+        }))
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    drop(out);
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
+    Ok(())
 }
 
 /// A worker's report: one JSON line on stdout.

@@ -2,6 +2,7 @@
 //! taking its arguments as `cli` defines them; and what several share.
 
 pub mod bench;
+pub mod bus;
 pub mod bytes;
 pub mod channel;
 pub mod create;

@@ -69,6 +69,7 @@ fn role_name(role: &Worker) -> &'static str {
             DemoWorker::Hold { .. } => "demo-hold",
             DemoWorker::Survivor { .. } => "demo-survivor",
             DemoWorker::Echo { .. } => "demo-echo",
+            DemoWorker::Bus { .. } => "demo-bus",
         },
     }
 }

@@ -260,6 +260,41 @@ fn bad_json_is_a_usage_error() {
     assert_eq!(run.code(), Some(2), "--pid with --all: {}", run.stderr);
 }
 
+/// A handler that prints its input back: the arguments are the reply.
+#[cfg(unix)]
+const ECHO: &[&str] = &["--", "cat"];
+#[cfg(windows)]
+const ECHO: &[&str] = &["--", "cmd", "/c", "more"];
+
+/// A handler that fails with exit code 3.
+#[cfg(unix)]
+const EXIT_3: &[&str] = &["--", "sh", "-c", "exit 3"];
+#[cfg(windows)]
+const EXIT_3: &[&str] = &["--", "cmd", "/c", "exit 3"];
+
+#[test]
+fn a_command_answers_with_its_stdout_or_fails() {
+    let group = group();
+    let _check = LeavesNothing(&group);
+    let echo = Listening::start(&group, "echo", ECHO);
+    let run = shmio(&[
+        "call",
+        &group,
+        "echo",
+        r#"{"a": [1, 2]}"#,
+        "--timeout",
+        "60s",
+    ])
+    .ok();
+    assert_eq!(run.text(), "{\"a\":[1,2]}\n");
+    let failing = Listening::start(&group, "fail", EXIT_3);
+    let run = shmio(&["call", &group, "fail", "--timeout", "60s"]).error("handler");
+    assert!(run.stderr.contains("exit"), "{}", run.stderr);
+    assert!(run.stderr.contains('3'), "{}", run.stderr);
+    echo.stop();
+    failing.stop();
+}
+
 /// The handler tests: CMD is a shell command.
 #[cfg(unix)]
 mod handlers {

@@ -283,12 +283,26 @@ impl Handler {
 
 /// Puts CMD in a process group of its own (Unix), so that it and what it
 /// starts can be killed together, and out of reach of the terminal's
-/// Ctrl-C, which is `listen`'s to handle.
+/// Ctrl-C, which is `listen`'s to handle; on Linux CMD also dies with a
+/// `listen` killed outright (its parent-death signal).
 fn own_process_group(command: &mut std::process::Command) {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // The signal goes with the thread that forks: the bus's dispatch
+        // thread, which runs the handler, so it outlives CMD.
+        let parent = std::process::id();
+        // SAFETY: the hook runs in the forked child before `exec`, and the
+        // kit's `die_with_parent` makes only async-signal-safe calls
+        // (prctl, getppid) and allocates nothing.
+        unsafe {
+            command.pre_exec(move || shmio_testkit::die_with_parent(Some(parent)));
+        }
     }
     #[cfg(not(unix))]
     let _ = command;
@@ -299,9 +313,11 @@ fn kill_group(child: &mut Child, group: u32) {
     #[cfg(unix)]
     if let Ok(group) = libc::pid_t::try_from(group) {
         // SAFETY: kill takes no pointers. `group` is CMD's pid, the id of
-        // the group it leads; CMD is reaped only by `child`, just before
-        // this, and a group's id is not given to another process while the
-        // group has a member.
+        // the group it made. While any process of that group lives, the id
+        // is given to no other process; once the group is empty (CMD reaped
+        // a moment ago, nothing left), the kill finds no group, unless a new
+        // process got CMD's pid in that moment and made a group of its own,
+        // a window `lock`'s supervision has as well.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     }
     #[cfg(not(unix))]

@@ -1,0 +1,66 @@
+"""shmio: shared memory between processes, the very objects Rust processes use.
+
+Named mappings (:class:`Mapping`), a robust named mutex (:class:`Mutex`,
+``Mapping.lock()``), a named event (:class:`Event`), a message queue
+(:class:`Channel`) and a command bus (:class:`Bus`), found by name from any
+process of the same user, Python or Rust, with the same layout and
+guarantees. Errors are :class:`Error` and its subclasses, which also derive
+the matching builtins (``NotFoundError`` is a ``FileNotFoundError``,
+``InvalidError`` a ``ValueError``, ...).
+"""
+
+from ._shmio import (
+    RECORD_HEADER_LEN,
+    AccessError,
+    AlreadyExistsError,
+    Bus,
+    Channel,
+    ClosedError,
+    CorruptError,
+    DeadlockError,
+    Error,
+    Event,
+    HandlerError,
+    InvalidError,
+    ListenDecorator,
+    ListenerDiedError,
+    LockGuard,
+    Mapping,
+    Mutex,
+    NotFoundError,
+    OsError,
+    OwnerDiedError,
+    PostIncompleteError,
+    ResourceError,
+    TimeoutError,
+    UnsupportedError,
+    WouldBlockError,
+)
+
+__all__ = [
+    "RECORD_HEADER_LEN",
+    "AccessError",
+    "AlreadyExistsError",
+    "Bus",
+    "Channel",
+    "ClosedError",
+    "CorruptError",
+    "DeadlockError",
+    "Error",
+    "Event",
+    "HandlerError",
+    "InvalidError",
+    "ListenDecorator",
+    "ListenerDiedError",
+    "LockGuard",
+    "Mapping",
+    "Mutex",
+    "NotFoundError",
+    "OsError",
+    "OwnerDiedError",
+    "PostIncompleteError",
+    "ResourceError",
+    "TimeoutError",
+    "UnsupportedError",
+    "WouldBlockError",
+]

@@ -1,0 +1,404 @@
+//! `shmio.Bus`: named commands between processes (Python and Rust): join
+//! a group, listen to commands, call them, broadcast, post.
+//!
+//! A handler runs on the bus's dispatch thread (a Rust thread), which
+//! attaches to the interpreter to call the Python function. So that it can,
+//! every call that may wait for a handler or the dispatch thread (a call,
+//! `close()`, the bus's end) releases the GIL while it waits.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use serde_json::Value;
+use shmio::{Bus, Listener};
+
+use crate::errors::{closed, invalid, to_py, IntoPyResult};
+use crate::json::{from_json, to_json};
+use crate::wait::SLICE;
+
+/// A member of a bus group: listens to commands and calls them.
+///
+/// Handlers get the arguments as JSON values (dict, list, str, int,
+/// float, bool, None) and return the reply as one; returning None passes
+/// the call to the next listener; raising gives the caller `HandlerError`
+/// with the exception's text. They run on the bus's dispatch thread.
+#[pyclass(module = "shmio", name = "Bus", frozen)]
+pub(crate) struct PyBus {
+    bus: StdMutex<Option<Arc<Bus>>>,
+    listeners: StdMutex<Vec<Listener>>,
+    group: String,
+}
+
+/// `bus.listen(name)` used as a decorator: registers the function it decorates.
+#[pyclass(module = "shmio", frozen)]
+pub(crate) struct ListenDecorator {
+    bus: Py<PyBus>,
+    command: String,
+}
+
+#[pymethods]
+impl ListenDecorator {
+    /// Registers `handler` for the command, and returns it unchanged.
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        handler: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.bus
+            .get()
+            .register(py, &self.command, handler.clone().unbind())?;
+        Ok(handler)
+    }
+}
+
+/// `Type: message` for a Python exception, as a caller will read it.
+fn describe(py: Python<'_>, error: &PyErr) -> String {
+    let name = error
+        .get_type(py)
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    format!("{name}: {}", error.value(py))
+}
+
+/// Runs `work` (a bus call that may wait up to its timeout) so that Ctrl-C
+/// interrupts the wait: on the main thread, where signals arrive, `work`
+/// runs on a helper thread while this one checks signals every slice (an
+/// interrupted call finishes, unheard, within its own timeout); elsewhere
+/// (a handler on the dispatch thread, which must read its own inbox), it
+/// runs right here with the GIL released.
+fn interruptible<T: Send + 'static>(
+    py: Python<'_>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    let threading = py.import("threading")?;
+    let on_main = threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?);
+    if !on_main {
+        return Ok(py.detach(work));
+    }
+    let (done, result) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("shmio-bus-call".to_owned())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread for the call: {e}")))?;
+    let mut result = result;
+    loop {
+        // The receiver goes into the detached wait and comes back (it is Send, not Sync).
+        let (outcome, back) = py.detach(move || (result.recv_timeout(SLICE), result));
+        result = back;
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err("the bus call's thread failed"))
+            }
+        }
+    }
+}
+
+/// A timeout in seconds as a Duration.
+fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(invalid(
+            py,
+            format!("timeout must be >= 0 seconds, not {seconds}"),
+        ));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| invalid(py, format!("timeout {seconds} is too large")))
+}
+
+impl PyBus {
+    fn bus(&self, py: Python<'_>) -> PyResult<Arc<Bus>> {
+        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner());
+        bus.clone().ok_or_else(|| closed(py, "Bus"))
+    }
+
+    fn register(&self, py: Python<'_>, command: &str, handler: Py<PyAny>) -> PyResult<()> {
+        if !handler.bind(py).is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "a bus handler must be callable",
+            ));
+        }
+        let bus = self.bus(py)?;
+        let listener = py
+            .detach(|| {
+                bus.listen(
+                    command,
+                    move |args: Value| -> Result<Option<Value>, String> {
+                        Python::attach(|py| {
+                            let args = from_json(py, &args).map_err(|e| describe(py, &e))?;
+                            let reply = handler
+                                .bind(py)
+                                .call1((args,))
+                                .map_err(|e| describe(py, &e))?;
+                            if reply.is_none() {
+                                return Ok(None);
+                            }
+                            to_json(&reply).map(Some).map_err(|e| describe(py, &e))
+                        })
+                    },
+                )
+            })
+            .py(py)?;
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
+        Ok(())
+    }
+
+    /// Drops the bus and its listeners with the GIL released: the bus's
+    /// end joins its dispatch thread, which may be waiting for the GIL.
+    fn shut(&self, py: Python<'_>) {
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| {
+            drop(listeners);
+            drop(bus);
+        });
+    }
+}
+
+#[pymethods]
+impl PyBus {
+    /// Joins the bus group `group` (created if it does not exist).
+    /// `inbox_capacity` and `max_message_size` size this member's inbox.
+    #[staticmethod]
+    #[pyo3(signature = (group, *, inbox_capacity=None, max_message_size=None, permissions=None))]
+    fn join(
+        py: Python<'_>,
+        group: &str,
+        inbox_capacity: Option<u32>,
+        max_message_size: Option<u32>,
+        permissions: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut options = Bus::options();
+        if let Some(capacity) = inbox_capacity {
+            options.inbox_capacity(capacity);
+        }
+        if let Some(size) = max_message_size {
+            options.max_message_size(size);
+        }
+        if let Some(permissions) = permissions {
+            options.permissions(permissions);
+        }
+        let bus = py.detach(|| options.join(group)).py(py)?;
+        Ok(PyBus {
+            group: bus.group().to_owned(),
+            bus: StdMutex::new(Some(Arc::new(bus))),
+            listeners: StdMutex::new(Vec::new()),
+        })
+    }
+
+    /// The group's name.
+    #[getter]
+    fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Listens to `command` with `handler(args) -> reply`: `bus.listen("add",
+    /// fn)` registers `fn` and returns it; `@bus.listen("add")` is the
+    /// decorator form. Listeners of a command, in every process, are asked
+    /// in the order they registered.
+    #[pyo3(signature = (command, handler=None))]
+    fn listen(
+        slf: Bound<'_, Self>,
+        command: &str,
+        handler: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match handler {
+            Some(handler) => {
+                slf.get().register(py, command, handler.clone().unbind())?;
+                Ok(handler.unbind())
+            }
+            None => {
+                slf.get().bus(py)?;
+                let decorator = ListenDecorator {
+                    bus: slf.unbind(),
+                    command: command.to_owned(),
+                };
+                Ok(Py::new(py, decorator)?.into_any())
+            }
+        }
+    }
+
+    /// Stops every listener of `command` this member registered; how many.
+    fn unlisten(&self, py: Python<'_>, command: &str) -> usize {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let (gone, kept): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
+            .into_iter()
+            .partition(|l| l.command() == command);
+        *listeners = kept;
+        drop(listeners);
+        let count = gone.len();
+        py.detach(|| drop(gone));
+        count
+    }
+
+    /// Calls `command` with `args`: its listeners are asked in order until
+    /// one replies, whose reply is returned; None if all passed or none
+    /// listens. At most `timeout` seconds in all (`TimeoutError`).
+    /// `HandlerError` if the handler raised, `ListenerDiedError` if it died.
+    #[pyo3(signature = (command, args=None, timeout=5.0))]
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        command: &str,
+        args: Option<Bound<'py, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.call_inner(py, None, command, args, timeout)
+    }
+
+    /// As `call`, asking only the listeners in the process `pid`.
+    #[pyo3(signature = (pid, command, args=None, timeout=5.0))]
+    fn call_pid<'py>(
+        &self,
+        py: Python<'py>,
+        pid: u32,
+        command: &str,
+        args: Option<Bound<'py, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.call_inner(py, Some(pid), command, args, timeout)
+    }
+
+    /// Calls `command` on every listener at once; a list of `(pid,
+    /// outcome)` in registration order, where the outcome is the reply (None
+    /// if it passed) or the exception that stands for its failure
+    /// (`TimeoutError`, `HandlerError`, `ListenerDiedError`).
+    #[pyo3(signature = (command, args=None, timeout=5.0))]
+    fn broadcast<'py>(
+        &self,
+        py: Python<'py>,
+        command: &str,
+        args: Option<Bound<'py, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let bus = self.bus(py)?;
+        let args = args
+            .map(|a| to_json(&a))
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let timeout = duration(py, timeout)?;
+        let command = command.to_owned();
+        let replies = interruptible(py, move || {
+            bus.broadcast::<Value, Value>(&command, &args, timeout)
+        })?
+        .py(py)?;
+        let list = PyList::empty(py);
+        for answer in replies.answers {
+            let outcome = match answer.outcome {
+                Ok(Some(reply)) => from_json(py, &reply)?,
+                Ok(None) => py.None().into_bound(py),
+                Err(error) => to_py(py, error).into_value(py).into_bound(py).into_any(),
+            };
+            list.append(PyTuple::new(
+                py,
+                [answer.pid.into_pyobject(py)?.into_any(), outcome],
+            )?)?;
+        }
+        Ok(list)
+    }
+
+    /// Queues `command` with `args` for every listener without waiting;
+    /// how many it was queued for. `PostIncompleteError` if some inboxes
+    /// were full.
+    #[pyo3(signature = (command, args=None))]
+    fn post(
+        &self,
+        py: Python<'_>,
+        command: &str,
+        args: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let bus = self.bus(py)?;
+        let args = args
+            .map(|a| to_json(&a))
+            .transpose()?
+            .unwrap_or(Value::Null);
+        py.detach(|| bus.post(command, &args)).py(py)
+    }
+
+    /// The pids of the listeners of `command`, in the order they are asked.
+    fn listeners(&self, py: Python<'_>, command: &str) -> PyResult<Vec<u32>> {
+        let bus = self.bus(py)?;
+        let found = py.detach(|| bus.listeners(command)).py(py)?;
+        Ok(found.into_iter().map(|info| info.pid).collect())
+    }
+
+    /// Every listener of the group as `(command, pid)` pairs.
+    fn commands(&self, py: Python<'_>) -> PyResult<Vec<(String, u32)>> {
+        let bus = self.bus(py)?;
+        let found = py.detach(|| bus.commands()).py(py)?;
+        Ok(found
+            .into_iter()
+            .map(|info| (info.command, info.pid))
+            .collect())
+    }
+
+    /// Leaves the group: stops this member's listeners and its dispatch thread.
+    fn close(&self, py: Python<'_>) {
+        self.shut(py);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.shut(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmio.Bus {:?}>", self.group)
+    }
+}
+
+impl PyBus {
+    fn call_inner<'py>(
+        &self,
+        py: Python<'py>,
+        pid: Option<u32>,
+        command: &str,
+        args: Option<Bound<'py, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let bus = self.bus(py)?;
+        let args = args
+            .map(|a| to_json(&a))
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let timeout = duration(py, timeout)?;
+        let command = command.to_owned();
+        let reply = interruptible(py, move || match pid {
+            Some(pid) => bus.call_pid::<Value, Value>(pid, &command, &args, timeout),
+            None => bus.call::<Value, Value>(&command, &args, timeout),
+        })?
+        .py(py)?;
+        match reply {
+            Some(reply) => from_json(py, &reply),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+}
+
+impl Drop for PyBus {
+    fn drop(&mut self) {
+        // The bus's end joins its dispatch thread, which may be waiting to
+        // attach to run a handler: wait detached.
+        Python::attach(|py| self.shut(py));
+    }
+}

@@ -1,0 +1,271 @@
+//! `shmio.Channel`: a bounded multi-producer multi-consumer message queue
+//! between processes, by name.
+
+use std::sync::{Arc, Mutex as StdMutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use shmio::{Channel, ChannelGeometry};
+
+use crate::bytes::{bytes_of, copy_into, len_of};
+use crate::errors::{closed, invalid, new_error, IntoPyResult, Kind};
+use crate::json::{from_json, to_json};
+use crate::wait::{deadline, sliced};
+
+/// A message queue in shared memory, found by name, that a crashed
+/// process cannot wedge. Any number of processes (Python or Rust) send
+/// and receive; each message goes to exactly one receiver, and one
+/// sender's messages arrive in the order sent.
+///
+/// Blocking calls (`send`, `recv`, iteration) release the GIL and can be
+/// interrupted with Ctrl-C. `try_send` returns False when the channel is
+/// full and `try_recv` None when it is empty (they never raise for that).
+#[pyclass(module = "shmio", name = "Channel", frozen)]
+pub(crate) struct PyChannel {
+    channel: StdMutex<Option<Arc<Channel>>>,
+    name: String,
+    geometry: ChannelGeometry,
+}
+
+/// The value of a timed-out attempt inside a sliced wait.
+fn timed_out<T>(result: shmio::Result<T>) -> shmio::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.is_timed_out() => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+impl PyChannel {
+    fn wrap(channel: Channel) -> PyChannel {
+        PyChannel {
+            name: channel.name().to_owned(),
+            geometry: channel.geometry(),
+            channel: StdMutex::new(Some(Arc::new(channel))),
+        }
+    }
+
+    fn channel(&self, py: Python<'_>) -> PyResult<Arc<Channel>> {
+        let channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        channel.clone().ok_or_else(|| closed(py, "Channel"))
+    }
+
+    fn timeout_error(&self, py: Python<'_>) -> PyErr {
+        new_error(
+            py,
+            Kind::Timeout,
+            format!("timed out waiting on {:?}", self.name),
+        )
+    }
+
+    fn send_bytes(&self, py: Python<'_>, message: &[u8], timeout: Option<f64>) -> PyResult<()> {
+        let channel = self.channel(py)?;
+        let deadline = deadline(py, timeout)?;
+        match sliced(py, deadline, |slice| {
+            timed_out(channel.send_timeout(message, slice))
+        })? {
+            Some(()) => Ok(()),
+            None => Err(self.timeout_error(py)),
+        }
+    }
+
+    fn recv_bytes(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<u8>> {
+        let channel = self.channel(py)?;
+        let deadline = deadline(py, timeout)?;
+        match sliced(py, deadline, |slice| timed_out(channel.recv_timeout(slice)))? {
+            Some(message) => Ok(message),
+            None => Err(self.timeout_error(py)),
+        }
+    }
+}
+
+#[pymethods]
+impl PyChannel {
+    /// Opens the channel called `name`, creating it with this geometry if
+    /// there is none: `capacity` messages of at most `max_message_size`
+    /// bytes. `InvalidError` if it exists with another geometry.
+    #[staticmethod]
+    #[pyo3(signature = (name, capacity=1024, max_message_size=4096, *, permissions=None))]
+    fn create_or_open(
+        py: Python<'_>,
+        name: &str,
+        capacity: i64,
+        max_message_size: i64,
+        permissions: Option<u32>,
+    ) -> PyResult<Self> {
+        let capacity = u32::try_from(capacity)
+            .map_err(|_| invalid(py, format!("invalid capacity {capacity}")))?;
+        let max_message_size = u32::try_from(max_message_size)
+            .map_err(|_| invalid(py, format!("invalid max_message_size {max_message_size}")))?;
+        let mut options = Channel::options();
+        options
+            .capacity(capacity)
+            .max_message_size(max_message_size);
+        if let Some(permissions) = permissions {
+            options.permissions(permissions);
+        }
+        py.detach(|| options.create_or_open(name))
+            .py(py)
+            .map(PyChannel::wrap)
+    }
+
+    /// Opens an existing channel, whatever its geometry; `NotFoundError` if there is none.
+    #[staticmethod]
+    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
+        py.detach(|| Channel::open(name))
+            .py(py)
+            .map(PyChannel::wrap)
+    }
+
+    /// The name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many messages it holds before a send waits.
+    #[getter]
+    fn capacity(&self) -> u32 {
+        self.geometry.capacity
+    }
+
+    /// The largest message, in bytes.
+    #[getter]
+    fn max_message_size(&self) -> u32 {
+        self.geometry.max_message_size
+    }
+
+    /// True when an existing channel was opened rather than created.
+    #[getter]
+    fn existed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.channel(py)?.existed())
+    }
+
+    /// Sends the bytes-like `message`, waiting while the channel is full
+    /// (at most `timeout` seconds if given: `TimeoutError`). A message
+    /// larger than `max_message_size` is `InvalidError`, and nothing is sent.
+    #[pyo3(signature = (message, timeout=None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let message = bytes_of(message)?;
+        self.send_bytes(py, &message, timeout)
+    }
+
+    /// Sends `message` if there is room; False (nothing sent) if the channel is full.
+    fn try_send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let message = bytes_of(message)?;
+        match self.channel(py)?.try_send(&message) {
+            Ok(()) => Ok(true),
+            Err(shmio::Error::Full) => Ok(false),
+            Err(error) => Err(crate::errors::to_py(py, error)),
+        }
+    }
+
+    /// Receives a message, waiting while the channel is empty (at most
+    /// `timeout` seconds if given: `TimeoutError`).
+    #[pyo3(signature = (timeout=None))]
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        let message = self.recv_bytes(py, timeout)?;
+        Ok(PyBytes::new(py, &message))
+    }
+
+    /// Receives a message into the writable bytes-like `buffer`; returns
+    /// its length. A message longer than the buffer is `InvalidError` (and
+    /// lost): give a buffer of `max_message_size` bytes.
+    #[pyo3(signature = (buffer, timeout=None))]
+    fn recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let room = len_of(buffer)?;
+        let message = self.recv_bytes(py, timeout)?;
+        if message.len() > room {
+            return Err(invalid(
+                py,
+                format!(
+                    "a message of {} bytes does not fit in a buffer of {room}",
+                    message.len()
+                ),
+            ));
+        }
+        copy_into(buffer, &message)
+    }
+
+    /// Receives a message if there is one; None if the channel is empty.
+    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.channel(py)?.try_recv() {
+            Ok(message) => Ok(Some(PyBytes::new(py, &message))),
+            Err(shmio::Error::Empty) => Ok(None),
+            Err(error) => Err(crate::errors::to_py(py, error)),
+        }
+    }
+
+    /// Sends `value` (dict, list, str, int, float, bool, None) as JSON, as
+    /// Rust's `send_record` does.
+    #[pyo3(signature = (value, timeout=None))]
+    fn send_record(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let json = serde_json::to_vec(&to_json(value)?).map_err(|e| invalid(py, e.to_string()))?;
+        self.send_bytes(py, &json, timeout)
+    }
+
+    /// Receives a message sent with `send_record` (Python's or Rust's) and
+    /// decodes it; `InvalidError` if it is not JSON.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_record<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let message = self.recv_bytes(py, timeout)?;
+        let value: serde_json::Value = serde_json::from_slice(&message)
+            .map_err(|e| invalid(py, format!("the message does not decode as JSON: {e}")))?;
+        from_json(py, &value)
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The next message, waiting as long as it takes (a blocking `recv`).
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.recv(py, None)
+    }
+
+    /// Closes this handle (the name goes with the last handle anywhere).
+    fn close(&self, py: Python<'_>) {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        py.detach(|| drop(channel));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<shmio.Channel {:?} capacity={} max_message_size={}>",
+            self.name, self.geometry.capacity, self.geometry.max_message_size
+        )
+    }
+}

@@ -1,0 +1,130 @@
+//! `shmio.Event`: a flag one process sets and others wait for, by name.
+
+use std::sync::{Arc, Mutex as StdMutex};
+
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use shmio::{EventMode, NamedEvent};
+
+use crate::errors::{closed, IntoPyResult};
+use crate::wait::{deadline, sliced};
+
+/// A cross-process event found by name (created, unset, if there is none).
+///
+/// Auto reset (the default): a `set()` wakes one waiter and resets as that
+/// waiter returns. Manual reset: a `set()` wakes every waiter and stays set
+/// until `reset()`. The creator's mode holds for everyone.
+#[pyclass(module = "shmio", name = "Event", frozen)]
+pub(crate) struct PyEvent {
+    event: StdMutex<Option<Arc<NamedEvent>>>,
+    name: String,
+}
+
+impl PyEvent {
+    fn event(&self, py: Python<'_>) -> PyResult<Arc<NamedEvent>> {
+        let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
+        event.clone().ok_or_else(|| closed(py, "Event"))
+    }
+
+    fn wrap(event: NamedEvent) -> PyEvent {
+        PyEvent {
+            name: event.name().to_owned(),
+            event: StdMutex::new(Some(Arc::new(event))),
+        }
+    }
+}
+
+#[pymethods]
+impl PyEvent {
+    /// Opens the event called `name`, creating it if there is none (in
+    /// manual-reset mode if `manual_reset`).
+    #[new]
+    #[pyo3(signature = (name, manual_reset=false, *, permissions=None))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        manual_reset: bool,
+        permissions: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut options = NamedEvent::options();
+        options.reset(if manual_reset {
+            EventMode::ManualReset
+        } else {
+            EventMode::AutoReset
+        });
+        if let Some(permissions) = permissions {
+            options.permissions(permissions);
+        }
+        py.detach(|| options.create_or_open(name))
+            .py(py)
+            .map(PyEvent::wrap)
+    }
+
+    /// Opens an existing event, in its creator's mode; `NotFoundError` if there is none.
+    #[classmethod]
+    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+        py.detach(|| NamedEvent::open(name))
+            .py(py)
+            .map(PyEvent::wrap)
+    }
+
+    /// The name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True when an existing event was opened rather than created.
+    #[getter]
+    fn existed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.event(py)?.existed())
+    }
+
+    /// Whether the event resets only on `reset()` (the creator's choice).
+    #[getter]
+    fn manual_reset(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.event(py)?.mode() == EventMode::ManualReset)
+    }
+
+    /// Sets the event: wakes one waiter (auto reset) or all (manual reset).
+    fn set(&self, py: Python<'_>) -> PyResult<()> {
+        self.event(py)?.set().py(py)
+    }
+
+    /// Clears the event.
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        self.event(py)?.reset().py(py)
+    }
+
+    /// Waits at most `timeout` seconds (None: forever) for the event (and,
+    /// in auto-reset mode, takes it); whether it was set. Ctrl-C interrupts.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let event = self.event(py)?;
+        let deadline = deadline(py, timeout)?;
+        let set = sliced(py, deadline, |slice| {
+            Ok(event.wait_timeout(slice)?.then_some(()))
+        })?;
+        Ok(set.is_some())
+    }
+
+    /// Closes this handle (the name goes with the last handle anywhere).
+    fn close(&self, py: Python<'_>) {
+        let event = self.event.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(event));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmio.Event {:?}>", self.name)
+    }
+}

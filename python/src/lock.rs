@@ -1,0 +1,371 @@
+//! `shmio.Mutex`, a mapping's `lock()`, and `shmio.LockGuard`.
+//!
+//! A robust mutex is held by a thread, and a Rust `MutexGuard` borrows its
+//! mutex, so a hold that lasts across Python calls lives in a thread-local
+//! list of guards, each kept beside the `Arc` it borrows (`self_cell`, no
+//! `unsafe` here). Releasing takes it out of that list on the same thread;
+//! a thread that ends releases what it still holds.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::thread::ThreadId;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use shmio::{LockError, Mapping, MutexGuard, NamedMutex};
+
+use crate::errors::{closed, new_error, IntoPyResult, Kind};
+use crate::wait::{deadline, sliced};
+
+/// What a lock is taken on: a mutex of its own, or a named mapping's.
+pub(crate) enum LockSource {
+    /// A `shmio.Mutex`.
+    Mutex(NamedMutex),
+    /// A named mapping, whose mutex (`NAME.mutex`) `Mapping::lock` takes.
+    Mapping(Mapping),
+}
+
+impl LockSource {
+    fn mutex(&self) -> shmio::Result<&NamedMutex> {
+        match self {
+            LockSource::Mutex(mutex) => Ok(mutex),
+            LockSource::Mapping(mapping) => mapping.mutex(),
+        }
+    }
+}
+
+type Guard<'a> = MutexGuard<'a>;
+
+self_cell::self_cell!(
+    /// A guard kept with the source it borrows.
+    struct Held {
+        owner: Arc<LockSource>,
+        #[covariant]
+        dependent: Guard,
+    }
+);
+
+/// One hold of this thread: the guard, and whether its owner had died.
+struct Hold {
+    held: Held,
+    owner_died: bool,
+}
+
+thread_local! {
+    /// The locks this thread holds for Python code.
+    static HOLDS: RefCell<Vec<Hold>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds `source`, and if so whether its owner had died.
+fn holding(source: &Arc<LockSource>) -> Option<bool> {
+    HOLDS.with(|holds| {
+        holds
+            .borrow()
+            .iter()
+            .find(|hold| Arc::ptr_eq(hold.held.borrow_owner(), source))
+            .map(|hold| hold.owner_died)
+    })
+}
+
+/// Tries to take `source` within `slice`, keeping the guard in this
+/// thread's list: `Some(owner_died)` once taken.
+fn try_take(source: &Arc<LockSource>, slice: std::time::Duration) -> shmio::Result<Option<bool>> {
+    let mut owner_died = false;
+    let held = Held::try_new(Arc::clone(source), |source| {
+        let mutex = source.mutex().map_err(Some)?;
+        match mutex.lock_timeout(slice) {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => Err(None),
+            Err(LockError::OwnerDied(guard)) => {
+                owner_died = true;
+                Ok(guard)
+            }
+            Err(LockError::Failed(error)) => Err(Some(error)),
+        }
+    });
+    match held {
+        Ok(held) => {
+            HOLDS.with(|holds| holds.borrow_mut().push(Hold { held, owner_died }));
+            Ok(Some(owner_died))
+        }
+        Err(None) => Ok(None),
+        Err(Some(error)) => Err(error),
+    }
+}
+
+/// Waits for `source` (at most `timeout` seconds; None: forever), with
+/// the GIL released and Ctrl-C honoured: `Some(owner_died)` once taken.
+pub(crate) fn acquire(
+    py: Python<'_>,
+    source: &Arc<LockSource>,
+    timeout: Option<f64>,
+) -> PyResult<Option<bool>> {
+    let deadline = deadline(py, timeout)?;
+    if holding(source).is_some() {
+        let name = source.mutex().py(py)?.name().to_owned();
+        return Err(new_error(
+            py,
+            Kind::Deadlock,
+            format!("this thread already holds the mutex {name:?}"),
+        ));
+    }
+    // The guard must be made on this thread (it is kept in this thread's
+    // list), and `detach` runs its closure on the calling thread.
+    sliced(py, deadline, |slice| try_take(source, slice))
+}
+
+/// Releases this thread's hold of `source`; false if it held none.
+pub(crate) fn release(source: &Arc<LockSource>) -> bool {
+    let hold = HOLDS.with(|holds| {
+        let mut holds = holds.borrow_mut();
+        let index = holds
+            .iter()
+            .position(|hold| Arc::ptr_eq(hold.held.borrow_owner(), source))?;
+        Some(holds.swap_remove(index))
+    });
+    // Dropped here, out of the list's borrow: the guard unlocks.
+    hold.is_some()
+}
+
+fn not_held() -> PyErr {
+    PyRuntimeError::new_err("release of a lock this thread does not hold")
+}
+
+/// A held lock, as `Mapping.lock()` and `Mutex.lock()` return it; a context
+/// manager that releases on exit.
+///
+/// `owner_died` is True when the previous holder died holding the lock:
+/// the data it protects may be half-changed (Rust's `LockError::OwnerDied`).
+/// Release it on the thread that took it.
+#[pyclass(module = "shmio", frozen)]
+pub(crate) struct LockGuard {
+    source: Arc<LockSource>,
+    owner_died: bool,
+    released: AtomicBool,
+    thread: ThreadId,
+}
+
+impl LockGuard {
+    pub(crate) fn new(source: Arc<LockSource>, owner_died: bool) -> LockGuard {
+        LockGuard {
+            source,
+            owner_died,
+            released: AtomicBool::new(false),
+            thread: std::thread::current().id(),
+        }
+    }
+
+    /// Takes `source` and returns its guard; `shmio.TimeoutError` if the
+    /// timeout ran out.
+    pub(crate) fn take(
+        py: Python<'_>,
+        source: Arc<LockSource>,
+        timeout: Option<f64>,
+    ) -> PyResult<LockGuard> {
+        match acquire(py, &source, timeout)? {
+            Some(owner_died) => Ok(LockGuard::new(source, owner_died)),
+            None => {
+                let name = source.mutex().py(py)?.name().to_owned();
+                Err(new_error(
+                    py,
+                    Kind::Timeout,
+                    format!("timed out waiting on {name:?}"),
+                ))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl LockGuard {
+    /// True when the previous holder died holding the lock.
+    #[getter]
+    fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Whether this guard still holds the lock.
+    #[getter]
+    fn held(&self) -> bool {
+        !self.released.load(Ordering::SeqCst)
+    }
+
+    /// Releases the lock (a second call does nothing). It must be called
+    /// on the thread that took the lock.
+    fn release(&self) -> PyResult<()> {
+        if std::thread::current().id() != self.thread {
+            return Err(PyRuntimeError::new_err(
+                "a lock is released on the thread that took it",
+            ));
+        }
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if release(&self.source) {
+            Ok(())
+        } else {
+            Err(not_held())
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<shmio.LockGuard held={} owner_died={}>",
+            py_bool(self.held()),
+            py_bool(self.owner_died)
+        )
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // A guard dropped unreleased (on its own thread) releases, as in Rust.
+        if !self.released.load(Ordering::SeqCst) && std::thread::current().id() == self.thread {
+            release(&self.source);
+        }
+    }
+}
+
+/// A cross-process mutex found by name (created if there is none).
+///
+/// `acquire(timeout=None) -> bool`, `release()`, `lock(timeout=None) ->
+/// LockGuard`, and `with mutex as guard:` (then `guard.owner_died`).
+/// It is not recursive: taking it again on the thread that holds it is
+/// `DeadlockError`. A holder that dies never wedges it: the next taker
+/// gets it with `owner_died` True.
+#[pyclass(module = "shmio", name = "Mutex", frozen)]
+pub(crate) struct PyMutex {
+    source: StdMutex<Option<Arc<LockSource>>>,
+    name: String,
+}
+
+impl PyMutex {
+    fn source(&self, py: Python<'_>) -> PyResult<Arc<LockSource>> {
+        let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        source.clone().ok_or_else(|| closed(py, "Mutex"))
+    }
+}
+
+#[pymethods]
+impl PyMutex {
+    /// Opens the mutex called `name`, creating it if there is none.
+    /// `permissions`: the mode bits of a new one (default 0o600).
+    #[new]
+    #[pyo3(signature = (name, *, permissions=None))]
+    fn new(py: Python<'_>, name: &str, permissions: Option<u32>) -> PyResult<Self> {
+        let mut options = NamedMutex::options();
+        if let Some(permissions) = permissions {
+            options.permissions(permissions);
+        }
+        let mutex = py.detach(|| options.create_or_open(name)).py(py)?;
+        Ok(PyMutex {
+            name: mutex.name().to_owned(),
+            source: StdMutex::new(Some(Arc::new(LockSource::Mutex(mutex)))),
+        })
+    }
+
+    /// Opens an existing mutex; `NotFoundError` if there is none.
+    #[classmethod]
+    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+        let mutex = py.detach(|| NamedMutex::open(name)).py(py)?;
+        Ok(PyMutex {
+            name: mutex.name().to_owned(),
+            source: StdMutex::new(Some(Arc::new(LockSource::Mutex(mutex)))),
+        })
+    }
+
+    /// The name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True when an existing mutex was opened rather than created.
+    #[getter]
+    fn existed(&self, py: Python<'_>) -> PyResult<bool> {
+        let source = self.source(py)?;
+        Ok(source.mutex().py(py)?.existed())
+    }
+
+    /// Waits at most `timeout` seconds (None: forever) and takes the mutex;
+    /// whether it was taken. Ctrl-C interrupts the wait.
+    #[pyo3(signature = (timeout=None))]
+    fn acquire(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let source = self.source(py)?;
+        Ok(acquire(py, &source, timeout)?.is_some())
+    }
+
+    /// Releases the mutex this thread holds (`RuntimeError` if it holds none).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let source = self.source(py)?;
+        if release(&source) {
+            Ok(())
+        } else {
+            Err(not_held())
+        }
+    }
+
+    /// Whether this thread holds the mutex.
+    #[getter]
+    fn held(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(holding(&self.source(py)?).is_some())
+    }
+
+    /// Whether this thread's hold was taken from an owner that died
+    /// holding it (False when this thread does not hold it).
+    #[getter]
+    fn owner_died(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(holding(&self.source(py)?).unwrap_or(false))
+    }
+
+    /// Takes the mutex and returns its guard; `shmio.TimeoutError` if
+    /// `timeout` seconds pass first.
+    #[pyo3(signature = (timeout=None))]
+    fn lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        LockGuard::take(py, self.source(py)?, timeout)
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<LockGuard> {
+        self.lock(py, None)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.release(py)?;
+        Ok(false)
+    }
+
+    /// Closes this handle (the name goes with the last handle anywhere).
+    fn close(&self, py: Python<'_>) {
+        let source = self.source.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(source) = source {
+            release(&source);
+            py.detach(|| drop(source));
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmio.Mutex {:?}>", self.name)
+    }
+}
+
+/// A bool as Python writes it.
+fn py_bool(value: bool) -> &'static str {
+    if value {
+        "True"
+    } else {
+        "False"
+    }
+}

@@ -1,0 +1,54 @@
+//! Blocking waits that Ctrl-C can interrupt: each wait is a loop of short
+//! slices run with the GIL released, with `check_signals` between them, so
+//! a SIGINT becomes `KeyboardInterrupt` within one slice and the object is
+//! left as it was.
+
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use crate::errors::{invalid, IntoPyResult};
+
+/// The longest one slice of a wait lasts without looking at signals.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// When a wait of `timeout` seconds (None: forever) started now ends.
+pub(crate) fn deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(seconds) if seconds.is_nan() || seconds < 0.0 => Err(invalid(
+            py,
+            format!("timeout must be None or >= 0 seconds, not {seconds}"),
+        )),
+        Some(seconds) => {
+            let duration = Duration::try_from_secs_f64(seconds)
+                .map_err(|_| invalid(py, format!("timeout {seconds} is too large")))?;
+            Ok(Instant::now().checked_add(duration))
+        }
+    }
+}
+
+/// Calls `attempt(slice)` with the GIL released until it gives `Some`, the
+/// deadline passes (`None`), it fails, or a signal handler raises.
+/// `attempt` waits at most `slice` itself.
+pub(crate) fn sliced<T: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(Duration) -> shmio::Result<Option<T>> + Send,
+) -> PyResult<Option<T>> {
+    loop {
+        let slice = match deadline {
+            None => SLICE,
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(SLICE),
+        };
+        if let Some(found) = py.detach(|| attempt(slice)).py(py)? {
+            return Ok(Some(found));
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Ok(None);
+        }
+    }
+}

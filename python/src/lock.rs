@@ -7,7 +7,7 @@
 //! a thread that ends releases what it still holds.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::thread::ThreadId;
 
@@ -47,11 +47,16 @@ self_cell::self_cell!(
     }
 );
 
-/// One hold of this thread: the guard, and whether its owner had died.
+/// One hold of this thread: the guard, whether its owner had died, and
+/// which hold it is (so a stale `LockGuard` never releases a later hold).
 struct Hold {
     held: Held,
     owner_died: bool,
+    id: u64,
 }
+
+/// The id of the next hold.
+static NEXT_HOLD: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     /// The locks this thread holds for Python code.
@@ -70,8 +75,11 @@ fn holding(source: &Arc<LockSource>) -> Option<bool> {
 }
 
 /// Tries to take `source` within `slice`, keeping the guard in this
-/// thread's list: `Some(owner_died)` once taken.
-fn try_take(source: &Arc<LockSource>, slice: std::time::Duration) -> shmio::Result<Option<bool>> {
+/// thread's list: `Some((owner_died, hold id))` once taken.
+fn try_take(
+    source: &Arc<LockSource>,
+    slice: std::time::Duration,
+) -> shmio::Result<Option<(bool, u64)>> {
     let mut owner_died = false;
     let held = Held::try_new(Arc::clone(source), |source| {
         let mutex = source.mutex().map_err(Some)?;
@@ -87,8 +95,15 @@ fn try_take(source: &Arc<LockSource>, slice: std::time::Duration) -> shmio::Resu
     });
     match held {
         Ok(held) => {
-            HOLDS.with(|holds| holds.borrow_mut().push(Hold { held, owner_died }));
-            Ok(Some(owner_died))
+            let id = NEXT_HOLD.fetch_add(1, Ordering::Relaxed);
+            HOLDS.with(|holds| {
+                holds.borrow_mut().push(Hold {
+                    held,
+                    owner_died,
+                    id,
+                })
+            });
+            Ok(Some((owner_died, id)))
         }
         Err(None) => Ok(None),
         Err(Some(error)) => Err(error),
@@ -96,12 +111,12 @@ fn try_take(source: &Arc<LockSource>, slice: std::time::Duration) -> shmio::Resu
 }
 
 /// Waits for `source` (at most `timeout` seconds; None: forever), with
-/// the GIL released and Ctrl-C honoured: `Some(owner_died)` once taken.
+/// the GIL released and Ctrl-C honoured: `Some((owner_died, hold id))` once taken.
 pub(crate) fn acquire(
     py: Python<'_>,
     source: &Arc<LockSource>,
     timeout: Option<f64>,
-) -> PyResult<Option<bool>> {
+) -> PyResult<Option<(bool, u64)>> {
     let deadline = deadline(py, timeout)?;
     if holding(source).is_some() {
         let name = source.mutex().py(py)?.name().to_owned();
@@ -116,13 +131,14 @@ pub(crate) fn acquire(
     sliced(py, deadline, |slice| try_take(source, slice))
 }
 
-/// Releases this thread's hold of `source`; false if it held none.
-pub(crate) fn release(source: &Arc<LockSource>) -> bool {
+/// Releases this thread's hold of `source` (only the hold `id`, if
+/// given); false if there was none.
+pub(crate) fn release(source: &Arc<LockSource>, id: Option<u64>) -> bool {
     let hold = HOLDS.with(|holds| {
         let mut holds = holds.borrow_mut();
-        let index = holds
-            .iter()
-            .position(|hold| Arc::ptr_eq(hold.held.borrow_owner(), source))?;
+        let index = holds.iter().position(|hold| {
+            Arc::ptr_eq(hold.held.borrow_owner(), source) && id.is_none_or(|id| hold.id == id)
+        })?;
         Some(holds.swap_remove(index))
     });
     // Dropped here, out of the list's borrow: the guard unlocks.
@@ -143,15 +159,17 @@ fn not_held() -> PyErr {
 pub(crate) struct LockGuard {
     source: Arc<LockSource>,
     owner_died: bool,
+    hold: u64,
     released: AtomicBool,
     thread: ThreadId,
 }
 
 impl LockGuard {
-    pub(crate) fn new(source: Arc<LockSource>, owner_died: bool) -> LockGuard {
+    fn new(source: Arc<LockSource>, owner_died: bool, hold: u64) -> LockGuard {
         LockGuard {
             source,
             owner_died,
+            hold,
             released: AtomicBool::new(false),
             thread: std::thread::current().id(),
         }
@@ -165,7 +183,7 @@ impl LockGuard {
         timeout: Option<f64>,
     ) -> PyResult<LockGuard> {
         match acquire(py, &source, timeout)? {
-            Some(owner_died) => Ok(LockGuard::new(source, owner_died)),
+            Some((owner_died, hold)) => Ok(LockGuard::new(source, owner_died, hold)),
             None => {
                 let name = source.mutex().py(py)?.name().to_owned();
                 Err(new_error(
@@ -190,24 +208,21 @@ impl LockGuard {
     #[getter]
     fn held(&self) -> bool {
         !self.released.load(Ordering::SeqCst)
+            && HOLDS.with(|holds| holds.borrow().iter().any(|hold| hold.id == self.hold))
     }
 
-    /// Releases the lock (a second call does nothing). It must be called
-    /// on the thread that took the lock.
+    /// Releases the lock (a second call, or one after the `Mutex` was
+    /// released, does nothing). Call it on the thread that took the lock.
     fn release(&self) -> PyResult<()> {
         if std::thread::current().id() != self.thread {
             return Err(PyRuntimeError::new_err(
                 "a lock is released on the thread that took it",
             ));
         }
-        if self.released.swap(true, Ordering::SeqCst) {
-            return Ok(());
+        if !self.released.swap(true, Ordering::SeqCst) {
+            release(&self.source, Some(self.hold));
         }
-        if release(&self.source) {
-            Ok(())
-        } else {
-            Err(not_held())
-        }
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -233,7 +248,7 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         // A guard dropped unreleased (on its own thread) releases, as in Rust.
         if !self.released.load(Ordering::SeqCst) && std::thread::current().id() == self.thread {
-            release(&self.source);
+            release(&self.source, Some(self.hold));
         }
     }
 }
@@ -310,7 +325,7 @@ impl PyMutex {
     /// Releases the mutex this thread holds (`RuntimeError` if it holds none).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let source = self.source(py)?;
-        if release(&source) {
+        if release(&source, None) {
             Ok(())
         } else {
             Err(not_held())
@@ -351,7 +366,7 @@ impl PyMutex {
     fn close(&self, py: Python<'_>) {
         let source = self.source.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(source) = source {
-            release(&source);
+            release(&source, None);
             py.detach(|| drop(source));
         }
     }

@@ -265,7 +265,7 @@ impl PyMapping {
 
     /// Reads up to `n` bytes at the cursor (all to the end if `n` < 0) and
     /// advances; fewer near the end, `b""` at or past it.
-    #[pyo3(signature = (n=-1))]
+    #[pyo3(signature = (n=-1), text_signature = "($self, n=-1)")]
     fn read<'py>(&mut self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, PyBytes>> {
         let mapping = self.get_mut(py)?;
         let position = mapping.position();

@@ -372,8 +372,10 @@ impl PyMapping {
     }
 
     /// Writes a file-backed mapping's dirty pages to its file, and waits.
-    fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        let mapping = self.get(py)?;
+    fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        // A clone, so no borrow of this object lasts while the GIL is released.
+        let mapping = slf.borrow().get(py)?.clone();
         py.detach(|| mapping.flush_to_file()).py(py)
     }
 
@@ -383,26 +385,33 @@ impl PyMapping {
     /// guard. `with m.lock() as guard:` releases on exit, and
     /// `guard.owner_died` says the previous holder died holding it.
     #[pyo3(signature = (timeout=None))]
-    fn lock(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<LockGuard> {
-        let mapping = self.get(py)?.clone();
-        let source = Arc::clone(
-            self.lock_source
-                .get_or_insert_with(|| Arc::new(LockSource::Mapping(mapping))),
-        );
+    fn lock(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<LockGuard> {
+        let py = slf.py();
+        // The borrow ends before the wait, in which other threads use this object.
+        let source = {
+            let mut this = slf.borrow_mut();
+            let mapping = this.get(py)?.clone();
+            Arc::clone(
+                this.lock_source
+                    .get_or_insert_with(|| Arc::new(LockSource::Mapping(mapping))),
+            )
+        };
         LockGuard::take(py, source, timeout)
     }
 
     /// Unmaps this handle. `BufferError` while buffers of it (memoryviews,
     /// numpy arrays) are alive. Closing twice does nothing.
-    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+    fn close(&mut self) -> PyResult<()> {
         if self.exports > 0 {
             return Err(PyBufferError::new_err(
                 "cannot close a mapping while buffers of it (memoryviews, numpy arrays) exist",
             ));
         }
-        let mapping = self.mapping.take();
-        let lock_source = self.lock_source.take();
-        py.detach(|| drop((mapping, lock_source)));
+        // Dropped with the GIL held: unmapping does not wait on anything,
+        // and releasing it here would let other threads find this object
+        // borrowed.
+        self.mapping = None;
+        self.lock_source = None;
         Ok(())
     }
 
@@ -411,8 +420,8 @@ impl PyMapping {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
+    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close()?;
         Ok(false)
     }
 

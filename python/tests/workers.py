@@ -100,3 +100,12 @@ def block_in(kind: str, name: str) -> None:
 def sigint_self_soon(delay: float) -> None:
     time.sleep(delay)
     os.kill(os.getpid(), signal.SIGINT)
+
+
+def fork_child(mapping_name: str, channel_name: str, inherited) -> None:
+    """In a forked child: writes through the inherited mapping, and opens
+    the channel by name (objects with seats are opened anew in a child)."""
+    inherited.write_at(0, b"from the fork")
+    channel = shmio.Channel.open(channel_name)
+    channel.send_record({"pid": os.getpid(), "mapping": shmio.Mapping.open(mapping_name).read_at(0, 13).decode()})
+    channel.close()

@@ -9,6 +9,8 @@ the matching builtins (``NotFoundError`` is a ``FileNotFoundError``,
 ``InvalidError`` a ``ValueError``, ...).
 """
 
+import atexit
+
 from ._shmio import (
     RECORD_HEADER_LEN,
     AccessError,
@@ -35,7 +37,13 @@ from ._shmio import (
     TimeoutError,
     UnsupportedError,
     WouldBlockError,
+    close_all_buses,
 )
+
+# Leave every bus at exit, while its dispatch thread can still attach to the
+# interpreter: then every object is closed as the interpreter ends, and the
+# names go with their last holder as they do in Rust.
+atexit.register(close_all_buses)
 
 __all__ = [
     "RECORD_HEADER_LEN",
@@ -63,4 +71,5 @@ __all__ = [
     "TimeoutError",
     "UnsupportedError",
     "WouldBlockError",
+    "close_all_buses",
 ]

@@ -28,9 +28,46 @@ use crate::wait::SLICE;
 /// with the exception's text. They run on the bus's dispatch thread.
 #[pyclass(module = "shmio", name = "Bus", frozen)]
 pub(crate) struct PyBus {
+    member: Arc<Member>,
+    group: String,
+}
+
+/// A bus and the listeners registered through it: what leaving drops.
+struct Member {
     bus: StdMutex<Option<Arc<Bus>>>,
     listeners: StdMutex<Vec<Listener>>,
-    group: String,
+}
+
+impl Member {
+    /// Takes the bus and its listeners out, to be dropped by the caller
+    /// with the GIL released (the bus's end joins its dispatch thread,
+    /// which may be waiting to attach).
+    fn take(&self) -> (Vec<Listener>, Option<Arc<Bus>>) {
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner()).take();
+        (listeners, bus)
+    }
+}
+
+/// Every member of this process not yet left, so that the interpreter's
+/// exit can leave them (`close_all_buses`, registered with `atexit`)
+/// while threads can still attach: a dispatch thread running at
+/// finalization would stop the interpreter's clean-up, and the names of
+/// every object still open would outlive the process.
+static MEMBERS: StdMutex<Vec<std::sync::Weak<Member>>> = StdMutex::new(Vec::new());
+
+/// Leaves every bus this process is still a member of (run at exit).
+#[pyfunction]
+pub(crate) fn close_all_buses(py: Python<'_>) {
+    let members: Vec<std::sync::Weak<Member>> =
+        std::mem::take(&mut *MEMBERS.lock().unwrap_or_else(|e| e.into_inner()));
+    let taken: Vec<_> = members
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .map(|member| member.take())
+        .collect();
+    py.detach(|| drop(taken));
 }
 
 /// `bus.listen(name)` used as a decorator: registers the function it decorates.
@@ -118,7 +155,7 @@ fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
 
 impl PyBus {
     fn bus(&self, py: Python<'_>) -> PyResult<Arc<Bus>> {
-        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner());
+        let bus = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
         bus.clone().ok_or_else(|| closed(py, "Bus"))
     }
 
@@ -149,7 +186,8 @@ impl PyBus {
                 )
             })
             .py(py)?;
-        self.listeners
+        self.member
+            .listeners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(listener);
@@ -159,13 +197,8 @@ impl PyBus {
     /// Drops the bus and its listeners with the GIL released: the bus's
     /// end joins its dispatch thread, which may be waiting for the GIL.
     fn shut(&self, py: Python<'_>) {
-        let listeners =
-            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
-        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner()).take();
-        py.detach(|| {
-            drop(listeners);
-            drop(bus);
-        });
+        let taken = self.member.take();
+        py.detach(|| drop(taken));
     }
 }
 
@@ -193,11 +226,16 @@ impl PyBus {
             options.permissions(permissions);
         }
         let bus = py.detach(|| options.join(group)).py(py)?;
-        Ok(PyBus {
-            group: bus.group().to_owned(),
+        let group = bus.group().to_owned();
+        let member = Arc::new(Member {
             bus: StdMutex::new(Some(Arc::new(bus))),
             listeners: StdMutex::new(Vec::new()),
-        })
+        });
+        let mut members = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
+        members.retain(|member| member.strong_count() > 0);
+        members.push(Arc::downgrade(&member));
+        drop(members);
+        Ok(PyBus { group, member })
     }
 
     /// The group's name.
@@ -235,7 +273,11 @@ impl PyBus {
 
     /// Stops every listener of `command` this member registered; how many.
     fn unlisten(&self, py: Python<'_>, command: &str) -> usize {
-        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listeners = self
+            .member
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (gone, kept): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
             .into_iter()
             .partition(|l| l.command() == command);

@@ -28,6 +28,7 @@ fn _shmio(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<channel::PyChannel>()?;
     module.add_class::<bus::PyBus>()?;
     module.add_class::<bus::ListenDecorator>()?;
+    module.add_function(wrap_pyfunction!(bus::close_all_buses, module)?)?;
     module.add("RECORD_HEADER_LEN", shmio::RECORD_HEADER_LEN)?;
     Ok(())
 }

@@ -118,3 +118,27 @@ def test_ctrl_c_leaves_a_call_and_the_bus_usable(name):
         assert time.monotonic() - started < 0.8
         server.listen("fast", lambda args: "ok")
         assert client.call("fast", timeout=WAIT) == "ok"
+
+
+def test_a_process_that_exits_without_closing_leaves_no_names(name):
+    """At exit the package leaves every bus (atexit), so the interpreter's
+    clean-up closes every object and the names go with the process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm on this platform")
+    script = f"""
+import shmio
+channel = shmio.Channel.create_or_open({name + "-channel"!r})
+mapping = shmio.Mapping.create_or_open({name + "-mapping"!r}, 4096)
+guard = mapping.lock()
+bus = shmio.Bus.join({name!r})
+bus.listen("echo", lambda args: args)
+assert shmio.Bus.join({name!r}).call("echo", 1) == 1
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=WAIT)
+    left = [p.name for p in Path("/dev/shm").iterdir() if name in p.name]
+    assert not left, left

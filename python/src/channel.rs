@@ -25,6 +25,10 @@ pub(crate) struct PyChannel {
     channel: StdMutex<Option<Arc<Channel>>>,
     name: String,
     geometry: ChannelGeometry,
+    /// A buffer reused by receives that find a message waiting, so a
+    /// stream of large messages does not allocate (and fault in) a fresh
+    /// one each time before the copy into Python's `bytes`.
+    scratch: StdMutex<Vec<u8>>,
 }
 
 /// The value of a timed-out attempt inside a sliced wait.
@@ -42,6 +46,7 @@ impl PyChannel {
             name: channel.name().to_owned(),
             geometry: channel.geometry(),
             channel: StdMutex::new(Some(Arc::new(channel))),
+            scratch: StdMutex::new(Vec::new()),
         }
     }
 
@@ -67,6 +72,28 @@ impl PyChannel {
             Some(()) => Ok(()),
             None => Err(self.timeout_error(py)),
         }
+    }
+
+    /// Receives a message and hands it to `make` (which copies it into a
+    /// Python object): from the reused buffer when one is waiting, else
+    /// after a sliced wait.
+    fn recv_with<T>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        make: impl FnOnce(&[u8]) -> PyResult<T>,
+    ) -> PyResult<T> {
+        let channel = self.channel(py)?;
+        // Another thread using the buffer: this one takes the wait's path.
+        if let Ok(mut scratch) = self.scratch.try_lock() {
+            match channel.try_recv_into(&mut scratch) {
+                Ok(()) => return make(&scratch),
+                Err(shmio::Error::Empty) => {}
+                Err(error) => return Err(crate::errors::to_py(py, error)),
+            }
+        }
+        drop(channel);
+        make(&self.recv_bytes(py, timeout)?)
     }
 
     fn recv_bytes(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<u8>> {
@@ -169,8 +196,7 @@ impl PyChannel {
     /// `timeout` seconds if given: `TimeoutError`).
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
-        let message = self.recv_bytes(py, timeout)?;
-        Ok(PyBytes::new(py, &message))
+        self.recv_with(py, timeout, |message| Ok(PyBytes::new(py, message)))
     }
 
     /// Receives a message into the writable bytes-like `buffer`; returns
@@ -227,9 +253,10 @@ impl PyChannel {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let message = self.recv_bytes(py, timeout)?;
-        let value: serde_json::Value = serde_json::from_slice(&message)
-            .map_err(|e| invalid(py, format!("the message does not decode as JSON: {e}")))?;
+        let value: serde_json::Value = self.recv_with(py, timeout, |message| {
+            serde_json::from_slice(message)
+                .map_err(|e| invalid(py, format!("the message does not decode as JSON: {e}")))
+        })?;
         from_json(py, &value)
     }
 

@@ -74,9 +74,10 @@ impl PyChannel {
         }
     }
 
-    /// Receives a message and hands it to `make` (which copies it into a
-    /// Python object): from the reused buffer when one is waiting, else
-    /// after a sliced wait.
+    /// Receives a message (waiting at most `timeout` seconds; None:
+    /// forever) and hands it to `make`, which copies it into a Python
+    /// object. The message lands in the channel's reused buffer (in a
+    /// buffer of its own if another thread is using that one).
     fn recv_with<T>(
         &self,
         py: Python<'_>,
@@ -84,23 +85,18 @@ impl PyChannel {
         make: impl FnOnce(&[u8]) -> PyResult<T>,
     ) -> PyResult<T> {
         let channel = self.channel(py)?;
-        // Another thread using the buffer: this one takes the wait's path.
-        if let Ok(mut scratch) = self.scratch.try_lock() {
-            match channel.try_recv_into(&mut scratch) {
-                Ok(()) => return make(&scratch),
-                Err(shmio::Error::Empty) => {}
-                Err(error) => return Err(crate::errors::to_py(py, error)),
-            }
-        }
-        drop(channel);
-        make(&self.recv_bytes(py, timeout)?)
-    }
-
-    fn recv_bytes(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<u8>> {
-        let channel = self.channel(py)?;
         let deadline = deadline(py, timeout)?;
-        match sliced(py, deadline, |slice| timed_out(channel.recv_timeout(slice)))? {
-            Some(message) => Ok(message),
+        let mut own = Vec::new();
+        let mut scratch = self.scratch.try_lock().ok();
+        let buf: &mut Vec<u8> = match scratch.as_deref_mut() {
+            Some(scratch) => scratch,
+            None => &mut own,
+        };
+        let received = sliced(py, deadline, |slice| {
+            timed_out(channel.recv_into_timeout(&mut *buf, slice))
+        })?;
+        match received {
+            Some(()) => make(buf),
             None => Err(self.timeout_error(py)),
         }
     }
@@ -210,23 +206,31 @@ impl PyChannel {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let room = len_of(buffer)?;
-        let message = self.recv_bytes(py, timeout)?;
-        if message.len() > room {
-            return Err(invalid(
-                py,
-                format!(
-                    "a message of {} bytes does not fit in a buffer of {room}",
-                    message.len()
-                ),
-            ));
-        }
-        copy_into(buffer, &message)
+        self.recv_with(py, timeout, |message| {
+            if message.len() > room {
+                return Err(invalid(
+                    py,
+                    format!(
+                        "a message of {} bytes does not fit in a buffer of {room}",
+                        message.len()
+                    ),
+                ));
+            }
+            copy_into(buffer, message)
+        })
     }
 
     /// Receives a message if there is one; None if the channel is empty.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        match self.channel(py)?.try_recv() {
-            Ok(message) => Ok(Some(PyBytes::new(py, &message))),
+        let channel = self.channel(py)?;
+        let mut own = Vec::new();
+        let mut scratch = self.scratch.try_lock().ok();
+        let buf: &mut Vec<u8> = match scratch.as_deref_mut() {
+            Some(scratch) => scratch,
+            None => &mut own,
+        };
+        match channel.try_recv_into(buf) {
+            Ok(()) => Ok(Some(PyBytes::new(py, buf))),
             Err(shmio::Error::Empty) => Ok(None),
             Err(error) => Err(crate::errors::to_py(py, error)),
         }

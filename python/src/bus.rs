@@ -30,6 +30,9 @@ use crate::wait::SLICE;
 pub(crate) struct PyBus {
     member: Arc<Member>,
     group: String,
+    /// The process that joined: its dispatch thread and inbox seat are
+    /// that process's, so a forked child must join anew.
+    pid: u32,
 }
 
 /// A bus and the listeners registered through it: what leaving drops.
@@ -155,6 +158,15 @@ fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
 
 impl PyBus {
     fn bus(&self, py: Python<'_>) -> PyResult<Arc<Bus>> {
+        if self.pid != std::process::id() {
+            return Err(invalid(
+                py,
+                format!(
+                    "this Bus was joined by process {}: join {:?} again in this one (Bus.join)",
+                    self.pid, self.group
+                ),
+            ));
+        }
         let bus = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
         bus.clone().ok_or_else(|| closed(py, "Bus"))
     }
@@ -235,7 +247,11 @@ impl PyBus {
         members.retain(|member| member.strong_count() > 0);
         members.push(Arc::downgrade(&member));
         drop(members);
-        Ok(PyBus { group, member })
+        Ok(PyBus {
+            group,
+            member,
+            pid: std::process::id(),
+        })
     }
 
     /// The group's name.

@@ -29,6 +29,9 @@ pub(crate) struct PyChannel {
     /// stream of large messages does not allocate (and fault in) a fresh
     /// one each time before the copy into Python's `bytes`.
     scratch: StdMutex<Vec<u8>>,
+    /// The process that opened it: a handle holds a participant seat of
+    /// that process, so a forked child must open the channel anew.
+    pid: u32,
 }
 
 /// The value of a timed-out attempt inside a sliced wait.
@@ -47,10 +50,20 @@ impl PyChannel {
             geometry: channel.geometry(),
             channel: StdMutex::new(Some(Arc::new(channel))),
             scratch: StdMutex::new(Vec::new()),
+            pid: std::process::id(),
         }
     }
 
     fn channel(&self, py: Python<'_>) -> PyResult<Arc<Channel>> {
+        if self.pid != std::process::id() {
+            return Err(invalid(
+                py,
+                format!(
+                    "this Channel was opened by process {}: open {:?} again in this one (Channel.open)",
+                    self.pid, self.name
+                ),
+            ));
+        }
         let channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
         channel.clone().ok_or_else(|| closed(py, "Channel"))
     }

@@ -18,7 +18,7 @@ def test_fork_children_see_the_same_memory(name):
         channel_name, capacity=4, max_message_size=256
     ) as channel:
         child = multiprocessing.get_context("fork").Process(
-            target=workers.fork_child, args=(name, channel_name, mapping)
+            target=workers.fork_child, args=(name, channel_name, mapping, channel)
         )
         child.start()
         child.join(WAIT)

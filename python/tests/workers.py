@@ -102,10 +102,16 @@ def sigint_self_soon(delay: float) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def fork_child(mapping_name: str, channel_name: str, inherited) -> None:
+def fork_child(mapping_name: str, channel_name: str, inherited, inherited_channel) -> None:
     """In a forked child: writes through the inherited mapping, and opens
-    the channel by name (objects with seats are opened anew in a child)."""
+    the channel by name (objects with seats are opened anew in a child:
+    the inherited one refuses)."""
     inherited.write_at(0, b"from the fork")
+    try:
+        inherited_channel.send(b"from the wrong process")
+        raise AssertionError("an inherited channel was usable")
+    except shmio.InvalidError:
+        pass
     channel = shmio.Channel.open(channel_name)
     channel.send_record({"pid": os.getpid(), "mapping": shmio.Mapping.open(mapping_name).read_at(0, 13).decode()})
     channel.close()

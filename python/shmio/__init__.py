@@ -10,6 +10,7 @@ the matching builtins (``NotFoundError`` is a ``FileNotFoundError``,
 """
 
 import atexit
+from importlib import metadata as _metadata
 
 from ._shmio import (
     RECORD_HEADER_LEN,
@@ -44,6 +45,11 @@ from ._shmio import (
 # interpreter: then every object is closed as the interpreter ends, and the
 # names go with their last holder as they do in Rust.
 atexit.register(close_all_buses)
+
+try:
+    __version__ = _metadata.version("shmio")
+except _metadata.PackageNotFoundError:  # run from the sources, not installed
+    __version__ = "0.0.0"
 
 __all__ = [
     "RECORD_HEADER_LEN",

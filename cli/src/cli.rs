@@ -140,6 +140,11 @@ pub struct Write {
     pub offset: u64,
     /// What to write [default: stdin; `-` is stdin too]
     pub file: Option<PathBuf>,
+    /// The input is one JSON value, written as a record (a u32 length, then
+    /// the JSON), as `Mapping::write_record_at` writes it and Rust's and
+    /// Python's `read_record` read it
+    #[arg(long)]
+    pub record: bool,
     #[command(flatten)]
     pub trusting: Trusting,
 }
@@ -152,8 +157,12 @@ pub struct Read {
     #[arg(long, value_name = "N", default_value = "0", value_parser = units::parse_bytes)]
     pub offset: u64,
     /// How many bytes [default: to the end]
-    #[arg(long, value_name = "N", value_parser = units::parse_bytes)]
+    #[arg(long, value_name = "N", value_parser = units::parse_bytes, conflicts_with = "record")]
     pub len: Option<u64>,
+    /// Read the record at the offset (as `Mapping::read_record_at` does) and
+    /// print its JSON on one line
+    #[arg(long)]
+    pub record: bool,
     #[command(flatten)]
     pub trusting: Trusting,
 }

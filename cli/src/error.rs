@@ -49,6 +49,15 @@ pub enum Error {
     #[error("{name:?}: {source}")]
     OutOfRange { name: String, source: shmio::Error },
     /// `lock` with no command.
+    #[error("{what} is not one JSON value: {source}; nothing was written")]
+    NotJson {
+        what: String,
+        source: serde_json::Error,
+    },
+
+    #[error("no record at offset {offset} of {name:?} (its length there is 0)")]
+    NoRecord { name: String, offset: u64 },
+
     #[error("no command to run")]
     NoCommand,
     /// `lock` stopped waiting without the lock.

@@ -224,6 +224,38 @@ fn write_then_read_round_trip() {
     assert_eq!(shmio(&["read", name, "--len", "4"]).ok().stdout, b"dash");
 }
 
+/// `--record`: JSON in, written with the library's record framing, read
+/// back by the library (`Mapping::read_record_at`) and printed as JSON.
+#[test]
+fn records_are_written_and_read_as_json() {
+    let created = Created::new(&unique("rec"), &["--size", "4K"]);
+    let name = created.name.as_str();
+    let value = r#"{"job":"resize","args":[800,600],"ok":true,"f":0.5,"none":null}"#;
+    shmio_with(
+        &["write", name, "--record", "--offset", "64"],
+        value.as_bytes(),
+        LIMIT,
+    )
+    .ok();
+    let raw = shmio(&["read", name, "--offset", "64", "--len", "4"]).ok();
+    assert_eq!(
+        raw.stdout,
+        (value.len() as u32).to_le_bytes(),
+        "a u32 length first"
+    );
+    let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+    let back = shmio(&["read", name, "--record", "--offset", "64"]).ok();
+    assert_eq!(back.stdout.last(), Some(&b'\n'), "one line");
+    assert_eq!(json(&back.stdout), json(value.as_bytes()));
+    shmio(&["read", name, "--record", "--offset", "2K"]).error("no record at offset 2048");
+    shmio_with(&["write", name, "--record"], b"{oops", LIMIT).error("is not one JSON value");
+    let big = format!("\"{}\"", "x".repeat(5000));
+    shmio_with(&["write", name, "--record"], big.as_bytes(), LIMIT).error("nothing was written");
+    // What was there is untouched.
+    let back = shmio(&["read", name, "--record", "--offset", "64"]).ok();
+    assert_eq!(json(&back.stdout), json(value.as_bytes()));
+}
+
 #[test]
 fn a_write_that_does_not_fit_writes_nothing() {
     let created = Created::new(&unique("fit"), &["--size", "4096"]);

@@ -91,21 +91,25 @@ def test_records_round_trip(name):
 
 
 def test_records_cross_language(cli, name):
-    """Python writes a record, Rust's CLI reads the bytes (u32 length + JSON,
-    as Rust frames it), and a record Rust writes is read by Python."""
-    value = {"from": "python", "n": [1, 2, 3]}
+    """A record Python writes is read by Rust (the CLI's `read --record`,
+    `Mapping::read_record_at`), and one Rust writes (`write --record`,
+    `Mapping::write_record_at`) is read by Python: the same framing (u32
+    length + JSON) both ways."""
+    value = {"from": "python", "n": [1, 2, 3], "f": 0.5, "ok": True, "none": None}
     with shmio.Mapping.create_or_open(name, 4096) as mapping:
         written = mapping.write_record(value)
-        out = run_cli(cli, "read", name, "--len", str(written))
-        assert out.returncode == 0, out.stderr
-        (length,) = struct.unpack("<I", out.stdout[:4])
+        raw = run_cli(cli, "read", name, "--len", str(written))
+        assert raw.returncode == 0, raw.stderr
+        (length,) = struct.unpack("<I", raw.stdout[:4])
         assert length == written - 4
-        assert json.loads(out.stdout[4:]) == value
-        # The other way: Rust's CLI writes the framed bytes at offset 512.
-        payload = json.dumps({"from": "rust", "ok": True}).encode()
-        out = run_cli(cli, "write", name, "--offset", "512", input=struct.pack("<I", len(payload)) + payload)
+        out = run_cli(cli, "read", name, "--record")
         assert out.returncode == 0, out.stderr
-        assert mapping.read_record_at(512) == {"from": "rust", "ok": True}
+        assert json.loads(out.stdout) == value
+        # The other way: Rust encodes the record at offset 512.
+        theirs = {"from": "rust", "ok": True, "list": ["a", 1, 2.25, None]}
+        out = run_cli(cli, "write", name, "--record", "--offset", "512", input=json.dumps(theirs).encode())
+        assert out.returncode == 0, out.stderr
+        assert mapping.read_record_at(512) == theirs
 
 
 def test_the_buffer_protocol_shows_the_shared_memory(name):

@@ -29,6 +29,7 @@ pub fn write(args: Write) -> Result {
         name,
         offset,
         file,
+        record,
         trusting,
     } = args;
     let name = name.as_str();
@@ -48,6 +49,20 @@ pub fn write(args: Write) -> Result {
         }
         _ => read_input(io::stdin().lock(), room, "stdin")?,
     };
+    if record {
+        let what = match file.as_deref() {
+            Some(path) if path != Path::new("-") => path.display().to_string(),
+            _ => "stdin".to_owned(),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|source| Error::NotJson { what, source })?;
+        map.write_record_at(offset, &value)
+            .map_err(|source| Error::NotWritten {
+                name: name.to_owned(),
+                source,
+            })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if data.len() as u64 > room {
         return Err(does_not_fit(name, offset, data.len() as u64, map.len()));
     }
@@ -125,10 +140,24 @@ pub fn read(args: ReadArgs) -> Result {
         name,
         offset,
         len,
+        record,
         trusting,
     } = args;
     let map = open_mapping(&name, true, &trusting)?;
     let mut out = io::stdout().lock();
+    if record {
+        let value: serde_json::Value = map
+            .read_record_at(offset)
+            .map_err(|source| Error::OutOfRange {
+                name: name.clone(),
+                source,
+            })?
+            .ok_or(Error::NoRecord { name, offset })?;
+        return match writeln!(out, "{value}").and_then(|()| out.flush()) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => stdout_failed(e),
+        };
+    }
     if let Err(e) = copy_out(&map, &name, offset, len, "reading", |chunk| {
         out.write_all(chunk)
     })? {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -33,7 +33,12 @@ fn byte_view<'py>(object: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         .import("builtins")?
         .getattr("memoryview")?
         .call1((object,))
-        .map_err(|_| {
+        .map_err(|error| {
+            // A buffer the object refuses to give now (a mapping passed to
+            // its own method) is its error, not a wrong type.
+            if error.is_instance_of::<PyBufferError>(py) {
+                return error;
+            }
             let name = object
                 .get_type()
                 .name()

@@ -442,7 +442,13 @@ impl PyMapping {
         flags: c_int,
     ) -> PyResult<()> {
         let py = slf.py();
-        let mut this = slf.borrow_mut();
+        // Borrowed already: the mapping is being passed to one of its own
+        // methods (`m.write(m)`), which is busy with it.
+        let mut this = slf.try_borrow_mut().map_err(|_| {
+            PyBufferError::new_err(
+                "the mapping is busy in one of its own methods (a mapping cannot be passed to its own methods)",
+            )
+        })?;
         let mapping = this.get(py)?;
         let read_only = mapping.is_read_only();
         if read_only && flags & ffi::PyBUF_WRITABLE != 0 {

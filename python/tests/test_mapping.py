@@ -228,6 +228,12 @@ def test_bad_input_raises_clear_errors(name, tmp_path):
         with pytest.raises(shmio.InvalidError):
             mapping.write(b"abc")
         assert mapping.tell() == 4094  # the cursor stays on error
+        # Its own buffer into its own method: a clear error, not a panic.
+        with pytest.raises(BufferError, match="its own methods"):
+            mapping.write(mapping)
+        with pytest.raises(BufferError, match="its own methods"):
+            mapping.readinto(mapping)
+        assert mapping.tell() == 4094
     for use in (
         lambda: mapping.read(),
         lambda: mapping.write(b"x"),

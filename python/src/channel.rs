@@ -209,8 +209,9 @@ impl PyChannel {
     }
 
     /// Receives a message into the writable bytes-like `buffer`; returns
-    /// its length. A message longer than the buffer is `InvalidError` (and
-    /// lost): give a buffer of `max_message_size` bytes.
+    /// its length. The buffer must hold `max_message_size` bytes, so that
+    /// any message fits: a smaller one is `InvalidError` before anything is
+    /// received (no message is lost).
     #[pyo3(signature = (buffer, timeout=None))]
     fn recv_into(
         &self,
@@ -219,6 +220,16 @@ impl PyChannel {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let room = len_of(buffer)?;
+        let largest = self.channel(py)?.geometry().max_message_size as usize;
+        if room < largest {
+            return Err(invalid(
+                py,
+                format!(
+                    "a buffer of {room} bytes is smaller than this channel's messages may be \
+                     ({largest} bytes): nothing was received"
+                ),
+            ));
+        }
         self.recv_with(py, timeout, |message| {
             if message.len() > room {
                 return Err(invalid(

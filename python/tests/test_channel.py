@@ -69,8 +69,9 @@ def test_bad_input(name):
         with pytest.raises(shmio.InvalidError):
             channel.send(b"x", timeout=-1)
         channel.send(b"12345678")
-        with pytest.raises(shmio.InvalidError):
+        with pytest.raises(shmio.InvalidError, match="nothing was received"):
             channel.recv_into(bytearray(2))
+        assert channel.recv(timeout=1) == b"12345678"  # not lost
         channel.send(b"not json")
         with pytest.raises(shmio.InvalidError):
             channel.recv_record(timeout=1)

@@ -721,3 +721,31 @@ fn a_channel_has_room_for_1024_handles_at_once() {
     again.send(b"seated").unwrap();
     assert_eq!(handles[999].recv().unwrap(), b"seated");
 }
+
+/// A receiver waiting on an idle channel spins briefly (32 spins, then 32
+/// `yield`s), then sleeps on the channel's futex, waking only every 100 ms
+/// to look for slots of dead senders: over a 1 s wait its thread uses
+/// almost no CPU. (CPU time, not wall time: what a sleeping receiver costs
+/// the machine, whatever else runs.)
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_receiver_sleeps() {
+    use rustix::time::{clock_gettime, ClockId};
+    let cpu = || {
+        let now = clock_gettime(ClockId::ThreadCPUTime);
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    };
+    let name = unique_name("idle");
+    let channel = Channel::create_or_open(&name, ChannelGeometry::default()).unwrap();
+    for wait in [Duration::from_millis(10), Duration::from_secs(1)] {
+        let before = cpu();
+        let error = channel.recv_timeout(wait).unwrap_err();
+        assert!(error.is_timed_out(), "{error}");
+        let used = cpu() - before;
+        eprintln!("waiting {wait:?} on an idle channel took {used:?} of CPU");
+        assert!(
+            used < Duration::from_millis(50),
+            "{used:?} of CPU for {wait:?}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use shmio::{Channel, ChannelGeometry, Error, LockError, Mapping, NamedEvent, NamedMutex};
-use shmio_testkit::{arg, checksum, ready, unique_name, Child, Input, Rng, Spawn};
+use shmio_testkit::{arg, checksum, ready, unique_name, wait_until, Child, Input, Rng, Spawn};
 
 shmio_testkit::roles! {
     HoldUntilStdinCloses => hold_until_stdin_closes(),
@@ -599,7 +599,20 @@ fn a_kill_storm_across_namespaces() {
         victim.kill();
     }
     survivor_producer.wait_success();
-    channel.send(&message(0, STOP)).unwrap();
+    // A victim is killed through its `unshare`, whose child (the consumer
+    // itself, pid 1 of its namespace) the kernel kills a moment later: one
+    // still dying may take the STOP meant for the survivor (a killed
+    // receiver's message is lost, by design; seen once in CI on a loaded
+    // machine, the survivor then waited for good). So STOP goes until the
+    // survivor has one.
+    wait_until(
+        "the surviving consumer to get a STOP",
+        Duration::from_secs(60),
+        || {
+            let _ = channel.send_timeout(&message(0, STOP), Duration::from_millis(50));
+            survivor_consumer.exited().is_some()
+        },
+    );
     survivor_consumer.wait_success();
     while channel.try_recv().is_ok() {}
     channel.send(b"after").unwrap();

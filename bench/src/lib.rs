@@ -33,11 +33,14 @@
 //! Not here: what a table says about its rows (the `shmio-bench` binary,
 //! `shmio bench` and the criterion benches each print their own).
 
+#[cfg(feature = "chart")]
+pub mod chart;
 pub mod child;
 pub mod harness;
 pub mod machine;
 pub mod report;
 pub mod sides;
+pub mod sweep;
 pub mod watchdog;
 
 /// Whatever went wrong in a run, with a message that says where.

@@ -22,8 +22,14 @@ fn main() {
     println!("shmio-bench: Linux only (raw futexes, /dev/shm and iceoryx2's Linux back end); nothing to measure here.");
 }
 
+/// `--sweep` and `--scaling`.
+#[cfg(target_os = "linux")]
+#[path = "main/sweep.rs"]
+mod sweep;
+
 #[cfg(target_os = "linux")]
 mod linux {
+    use super::sweep;
     use std::fmt::Write as _;
     use std::time::{Duration, Instant};
 
@@ -44,31 +50,47 @@ mod linux {
     const SMALL: usize = 64;
     const LARGE: usize = 64 * 1024;
 
-    const USAGE: &str = "usage: shmio-bench [--quick]\n\n\
+    const USAGE: &str =
+        "usage: shmio-bench [--quick] | --sweep [--quick] | --scaling [--quick]\n\n\
     Measures shmio's channel against raw shared memory, a futex, a pipe, a Unix socket,\n\
     iceoryx2, a D-Bus method call and memcpy, and prints one markdown table.\n\
+    --sweep: round trips and throughput at every message size from 8 B to 4 MiB\n\
+    (shmio copying and in place, iceoryx2, a Unix socket, memcpy), then the scaling\n\
+    group; prints the tables and writes the chart (bench/results/sweep.svg).\n\
+    --scaling: only the scaling group (1-2 producer x 1-2 consumer processes\n\
+    against crossbeam-channel between threads).\n\
     --quick: fewer, shorter rounds.";
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        Table,
+        Sweep,
+        Scaling,
+    }
 
     pub fn main() -> i32 {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = match args
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            [] => false,
-            ["--quick"] => true,
-            ["--help" | "-h"] => {
-                println!("{USAGE}");
-                return 0;
+        let (mut quick, mut mode) = (false, Mode::Table);
+        for arg in &args {
+            match arg.as_str() {
+                "--quick" if !quick => quick = true,
+                "--sweep" if mode == Mode::Table => mode = Mode::Sweep,
+                "--scaling" if mode == Mode::Table => mode = Mode::Scaling,
+                "--help" | "-h" => {
+                    println!("{USAGE}");
+                    return 0;
+                }
+                _ => {
+                    eprintln!("{USAGE}");
+                    return 2;
+                }
             }
-            _ => {
-                eprintln!("{USAGE}");
-                return 2;
-            }
+        }
+        let outcome = match mode {
+            Mode::Table => run(quick, &args),
+            Mode::Sweep | Mode::Scaling => sweep::run(quick, mode == Mode::Sweep, &args),
         };
-        match run(quick, &args) {
+        match outcome {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("shmio-bench: {e}");

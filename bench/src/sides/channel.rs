@@ -324,3 +324,128 @@ pub fn producer_child(in_place: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Round trips of `size`-byte messages through two channels, both sides
+/// busy-polling: copying (`send`, `try_recv_into`) or in place
+/// (`send_with`, `try_recv_with`; the echo child copies the message from
+/// its slot in one ring straight into a slot of the other). The parent
+/// checks each message that comes back (length, sequence, last byte).
+pub struct SizedRoundTrip {
+    ping: Channel,
+    pong: Channel,
+    _guards: [OnStall; 2],
+    kid: Kid,
+    in_place: bool,
+    size: usize,
+    buf: Vec<u8>,
+    message: Vec<u8>,
+    seq: u64,
+}
+
+impl SizedRoundTrip {
+    /// Two channels of a few `size`-byte slots (`size` at least 8), and the echo child.
+    pub fn start(name: &str, size: usize, in_place: bool) -> Result<SizedRoundTrip> {
+        let size = size.max(8);
+        let (ping, pong, guards) = pair(name, size)?;
+        let role = if in_place {
+            Role::ChannelInPlaceEcho
+        } else {
+            Role::ChannelBusyEcho
+        };
+        let kid = child::spawn_commanded(role, &[(child::NAME, name.to_owned())])?;
+        Ok(SizedRoundTrip {
+            ping,
+            pong,
+            _guards: guards,
+            kid,
+            in_place,
+            size,
+            buf: Vec::with_capacity(size),
+            message: super::message(size),
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self, seq: u64) -> Result<()> {
+        let size = self.size;
+        if self.in_place {
+            let message = &self.message;
+            // SAFETY: only this program's processes use the channels, all
+            // through shmio's `Channel`.
+            unsafe {
+                self.ping.send_with(size, |slot| {
+                    slot.copy_from_slice(message);
+                    stamp(slot, seq);
+                })?
+            };
+            loop {
+                // SAFETY: as above.
+                match unsafe {
+                    self.pong
+                        .try_recv_with(|message| check_message(message, size, seq))
+                } {
+                    Ok(checked) => return checked,
+                    Err(Error::Empty) => spin_loop(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
+            stamp(&mut self.message, seq);
+            self.ping.send(&self.message)?;
+            busy_recv(&self.pong, &mut self.buf)?;
+            check_message(&self.buf, size, seq)
+        }
+    }
+}
+
+impl Side for SizedRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        self.kid.command("go")?;
+        for _ in 0..WARMUP {
+            self.seq += 1;
+            self.round_trip(self.seq)?;
+        }
+        let ns = timed(n, || {
+            self.seq += 1;
+            self.round_trip(self.seq)
+        })?;
+        self.round_trip(STOP)?;
+        Ok(ns)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The in-place busy-poll echo child: on each `go`, echoes until
+/// [`STOP`], each message copied from its slot in the ping ring into a
+/// slot of the pong ring.
+pub fn in_place_child() -> Result<()> {
+    let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
+    let mut commands = Commands::new()?;
+    shmio_testkit::try_ready()?;
+    while commands.next_command()?.is_some() {
+        loop {
+            // SAFETY: only this program's processes use the channels, all
+            // through shmio's `Channel`.
+            let echoed = unsafe {
+                ping.try_recv_with(|message| -> Result<u64> {
+                    pong.send_with(message.len(), |slot| slot.copy_from_slice(message))?;
+                    seq_of(message)
+                })
+            };
+            match echoed {
+                Ok(seq) => {
+                    watchdog::progress();
+                    if seq? == STOP {
+                        break;
+                    }
+                }
+                Err(Error::Empty) => spin_loop(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}

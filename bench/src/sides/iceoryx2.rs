@@ -365,3 +365,163 @@ pub fn producer_child() -> Result<()> {
     }
     Ok(())
 }
+
+/// Slots of each service of a sized round trip: one message is in flight
+/// at a time, a few more while the ports connect.
+const ROUND_TRIP_SLOTS: usize = 4;
+
+type SlicePublisher = Publisher<ipc::Service, [u8], ()>;
+type SliceSubscriber = Subscriber<ipc::Service, [u8], ()>;
+
+fn slice_publisher(service: &Factory<[u8]>, size: usize) -> Result<SlicePublisher> {
+    Ok(service
+        .publisher_builder()
+        .initial_max_slice_len(size)
+        .create()?)
+}
+
+fn send_slice(publisher: &SlicePublisher, message: &[u8]) -> Result<()> {
+    publisher
+        .loan_slice_uninit(message.len())?
+        .write_from_slice(message)
+        .send()?;
+    Ok(())
+}
+
+/// Round trips of `size`-byte slices: the parent loans, writes and sends
+/// on ping and busy-polls pong, the child copies each sample it receives
+/// into a loan on pong; the parent checks each one that comes back
+/// (length, sequence, last byte).
+pub struct SizedRoundTrip {
+    kid: Kid,
+    publisher: SlicePublisher,
+    subscriber: SliceSubscriber,
+    _services: (Factory<[u8]>, Factory<[u8]>),
+    _node: Node<ipc::Service>,
+    message: Vec<u8>,
+    seq: u64,
+    connected: bool,
+}
+
+impl SizedRoundTrip {
+    pub fn start(domain: &Domain, name: &str, size: usize) -> Result<SizedRoundTrip> {
+        let size = size.max(8);
+        let node = domain.node()?;
+        let ping = bytes_service(&node, &format!("{name}/ping"), ROUND_TRIP_SLOTS)?;
+        let pong = bytes_service(&node, &format!("{name}/pong"), ROUND_TRIP_SLOTS)?;
+        let publisher = slice_publisher(&ping, size)?;
+        let subscriber = pong
+            .subscriber_builder()
+            .buffer_size(ROUND_TRIP_SLOTS)
+            .create()?;
+        let kid = child::spawn_commanded(
+            Role::Iceoryx2SizedEcho,
+            &[
+                (child::NAME, name.to_owned()),
+                (child::IOX, domain.tag.clone()),
+                (child::SIZE, size.to_string()),
+            ],
+        )?;
+        Ok(SizedRoundTrip {
+            kid,
+            publisher,
+            subscriber,
+            _services: (ping, pong),
+            _node: node,
+            message: super::message(size),
+            seq: 0,
+            connected: false,
+        })
+    }
+
+    /// Sends `seq` and waits for it, skipping the echoes of earlier
+    /// messages (resent while connecting); while connecting, resends it
+    /// every 20 ms.
+    fn round_trip(&mut self, seq: u64, connecting: bool) -> Result<()> {
+        stamp(&mut self.message, seq);
+        send_slice(&self.publisher, &self.message)?;
+        let mut since = Instant::now();
+        loop {
+            match self.subscriber.receive()? {
+                Some(sample) => {
+                    // An earlier copy, resent while connecting: skipped.
+                    let earlier = sample
+                        .payload()
+                        .get(..8)
+                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .is_some_and(|got| got < seq);
+                    if !earlier {
+                        return check_message(sample.payload(), self.message.len(), seq);
+                    }
+                }
+                None => spin_loop(),
+            }
+            if connecting && since.elapsed() > Duration::from_millis(20) {
+                send_slice(&self.publisher, &self.message)?;
+                since = Instant::now();
+            }
+        }
+    }
+}
+
+impl Side for SizedRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        self.kid.command("go")?;
+        if !self.connected {
+            // The first message may go out before the ports see each other.
+            self.seq += 1;
+            self.round_trip(self.seq, true)?;
+            self.connected = true;
+        }
+        for _ in 0..WARMUP {
+            self.seq += 1;
+            self.round_trip(self.seq, false)?;
+        }
+        let ns = timed(n, || {
+            self.seq += 1;
+            self.round_trip(self.seq, false)
+        })?;
+        self.round_trip(STOP, false)?;
+        Ok(ns)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The sized echo child: on each `go`, echoes until [`STOP`], copying
+/// each sample into a loan.
+pub fn sized_round_trip_child() -> Result<()> {
+    let name = child::var(child::NAME)?;
+    let size = child::number(child::SIZE)?;
+    let node = child_domain()?;
+    let ping = bytes_service(&node, &format!("{name}/ping"), ROUND_TRIP_SLOTS)?;
+    let pong = bytes_service(&node, &format!("{name}/pong"), ROUND_TRIP_SLOTS)?;
+    let subscriber = ping
+        .subscriber_builder()
+        .buffer_size(ROUND_TRIP_SLOTS)
+        .create()?;
+    let publisher = slice_publisher(&pong, size)?;
+    let mut commands = Commands::new()?;
+    shmio_testkit::try_ready()?;
+    while commands.next_command()?.is_some() {
+        loop {
+            let Some(sample) = subscriber.receive()? else {
+                spin_loop();
+                continue;
+            };
+            send_slice(&publisher, sample.payload())?;
+            let seq = sample
+                .payload()
+                .get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            drop(sample);
+            watchdog::progress();
+            if seq == Some(STOP) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

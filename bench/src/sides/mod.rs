@@ -31,6 +31,7 @@ pub mod event;
 pub mod futex;
 #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
 pub mod iceoryx2;
+pub mod scaling;
 #[cfg(unix)]
 pub mod socket;
 pub mod spin;
@@ -71,12 +72,15 @@ pub fn call_argument(seq: u64) -> [u8; CALL_SIZE] {
     argument
 }
 
-/// Checks a throughput message: its size, its sequence number, its last byte.
+/// Checks a message: its size, its sequence number, its last byte (past
+/// the sequence number: messages of more than 8 bytes).
 pub fn check_message(message: &[u8], size: usize, expected: u64) -> Result<()> {
     let seq = message
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    if message.len() != size || seq != Some(expected) || message.last() != Some(&0xA5) {
+    // An 8-byte message is all sequence number: no last byte of its own.
+    let last_ok = size <= 8 || message.last() == Some(&0xA5);
+    if message.len() != size || seq != Some(expected) || !last_ok {
         return Err(format!(
             "message {expected}: got {} bytes, sequence {seq:?}, last byte {:?}",
             message.len(),
@@ -146,6 +150,8 @@ roles! {
     DbusEcho = "rt-dbus" => dbus::echo_child(),
     /// Echoes a channel round trip, busy-polling.
     ChannelBusyEcho = "rt-shmio-busy" => channel::busy_child(),
+    /// Echoes a channel round trip in place (`try_recv_with`, `send_with`), busy-polling.
+    ChannelInPlaceEcho = "rt-shmio-in-place" => channel::in_place_child(),
     /// Echoes a channel round trip, in blocking receives.
     ChannelBlockingEcho = "rt-shmio-block" => channel::blocking_child(),
     /// Answers every set of one event by setting the other.
@@ -160,6 +166,16 @@ roles! {
     ChannelProducer = "tp-shmio-copy" => channel::producer_child(false),
     /// Sends on a channel, in place.
     ChannelInPlaceProducer = "tp-shmio-in-place" => channel::producer_child(true),
+    /// Echoes `size`-byte messages on the socket that is its stdin.
+    #[cfg(unix)]
+    SocketSizedEcho = "rt-socket-sized" => socket::sized_echo_child(),
+    /// Echoes an iceoryx2 round trip of `size`-byte slices.
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    Iceoryx2SizedEcho = "rt-iceoryx2-sized" => iceoryx2::sized_round_trip_child(),
+    /// One producer of the scaling group: sends its share on the shared channel.
+    ScalingProducer = "scale-producer" => scaling::producer_child(),
+    /// One consumer of the scaling group: receives until a stop message.
+    ScalingConsumer = "scale-consumer" => scaling::consumer_child(),
 }
 
 /// Two words in a small named mapping that the parent and one child share,

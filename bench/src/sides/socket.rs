@@ -148,3 +148,73 @@ pub fn producer_child() -> Result<()> {
         }
     }
 }
+
+/// Round trips of `size`-byte messages over a Unix socket pair: the
+/// parent writes the message, the child reads all of it and writes it
+/// back, the parent reads it and checks it (length, sequence, last byte).
+pub struct SizedSocketRoundTrip {
+    socket: UnixStream,
+    _kid: Kid,
+    message: Vec<u8>,
+    buf: Vec<u8>,
+    seq: u64,
+}
+
+impl SizedSocketRoundTrip {
+    /// The echo child, for messages of `size` bytes (at least 8).
+    pub fn start(size: usize) -> Result<SizedSocketRoundTrip> {
+        let size = size.max(8);
+        let (socket, kid) =
+            socket_child(Role::SocketSizedEcho, &[(child::SIZE, size.to_string())])?;
+        Ok(SizedSocketRoundTrip {
+            socket,
+            _kid: kid,
+            message: super::message(size),
+            buf: vec![0; size],
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self) -> Result<()> {
+        self.seq += 1;
+        stamp(&mut self.message, self.seq);
+        (&self.socket).write_all(&self.message)?;
+        (&self.socket).read_exact(&mut self.buf)?;
+        check_message(&self.buf, self.message.len(), self.seq)
+    }
+}
+
+impl Side for SizedSocketRoundTrip {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        for _ in 0..WARMUP {
+            self.round_trip()?;
+        }
+        timed(n, || self.round_trip())
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.round_trip()
+    }
+}
+
+impl Drop for SizedSocketRoundTrip {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The sized socket echo child: reads `SIZE` bytes, writes them back, until EOF.
+pub fn sized_echo_child() -> Result<()> {
+    let size = child::number(child::SIZE)?;
+    let mut socket = child_socket()?;
+    let mut message = vec![0u8; size];
+    loop {
+        match socket.read_exact(&mut message) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        socket.write_all(&message)?;
+        watchdog::progress();
+    }
+}

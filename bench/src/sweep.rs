@@ -1,0 +1,480 @@
+//! The payload sweep and the scaling group: shmio's channel against its
+//! peers at every message size, and with several producer and consumer
+//! processes against an in-process channel. `shmio-bench --sweep` runs
+//! both (and draws the sweep, [`crate::chart`]); `shmio bench --sweep`
+//! runs a short sweep.
+//!
+//! For each size, two groups of the paired harness ([`harness::run`]):
+//!
+//! - round trips (parent to child and back, both sides busy-polling
+//!   where the system can): shmio copying ([`channel::SizedRoundTrip`],
+//!   `send`/`try_recv_into`), shmio in place (`send_with`/`try_recv_with`),
+//!   iceoryx2 (loan, write, send; Linux, feature `iceoryx2`), a Unix
+//!   socket pair (Unix; blocking `write`/`read`);
+//! - one-way throughput, one producer process and one consumer: the same
+//!   systems ([`channel::Throughput`], `iceoryx2::Throughput`,
+//!   `socket::SocketThroughput`) and raw `memcpy` into a mapping the size
+//!   of the ring, one process (the limit, [`copy::Target`]).
+//!
+//! Rings hold [`capacity`] messages: [`RING_BYTES`] of ring, between 4
+//! and 1024 slots (iceoryx2's subscriber buffer alike, and the memcpy
+//! target's slots).
+
+use std::fmt::Write as _;
+
+use crate::harness::{self, Named, Progress, Results, Settings};
+use crate::report::format_ns;
+#[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+use crate::sides::iceoryx2;
+#[cfg(unix)]
+use crate::sides::socket;
+use crate::sides::{channel, copy, scaling};
+use crate::Result;
+
+/// Every size of the full sweep.
+pub const SIZES: [usize; 7] = [8, 64, 512, 4 << 10, 64 << 10, 1 << 20, 4 << 20];
+/// The sizes of `shmio bench --sweep`.
+pub const SHORT_SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+/// The bytes of a throughput ring (at least 4 slots).
+pub const RING_BYTES: usize = 16 << 20;
+/// From this size up, shmio in place should reach 1/1.2 of memcpy.
+pub const MEMCPY_FROM: usize = 64 << 10;
+/// The target: in-place throughput at least this share of memcpy's.
+pub const MEMCPY_SHARE: f64 = 1.0 / 1.2;
+
+/// The throughput ring's slots for messages of `size` bytes: [`RING_BYTES`]
+/// of them, at least 4 and at most 1024.
+pub fn capacity(size: usize) -> u32 {
+    (RING_BYTES / size.max(1)).clamp(4, 1024) as u32
+}
+
+/// What the sweep compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    /// shmio `send`/`recv_into`.
+    Copy,
+    /// shmio `send_with`/`recv_with`.
+    InPlace,
+    /// iceoryx2 loan/write/send.
+    Iceoryx2,
+    /// A Unix socket pair.
+    Socket,
+    /// `memcpy` into a mapping (throughput only: the limit).
+    Memcpy,
+}
+
+impl System {
+    /// Every system, in the tables' and the chart's order.
+    pub const ALL: [System; 5] = [
+        System::Copy,
+        System::InPlace,
+        System::Iceoryx2,
+        System::Socket,
+        System::Memcpy,
+    ];
+
+    /// The side's name in the harness.
+    pub fn key(self) -> &'static str {
+        match self {
+            System::Copy => "shmio copy",
+            System::InPlace => "shmio in place",
+            System::Iceoryx2 => "iceoryx2",
+            System::Socket => "Unix socket",
+            System::Memcpy => "memcpy",
+        }
+    }
+
+    /// The legend's name.
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Copy => "shmio, copying (send/recv_into)",
+            System::InPlace => "shmio, in place (send_with/recv_with)",
+            System::Iceoryx2 => "iceoryx2 0.10, loan/write/send",
+            System::Socket => "Unix socket pair",
+            System::Memcpy => "memcpy into a mapping (the limit)",
+        }
+    }
+}
+
+/// One size's two groups.
+pub struct Point {
+    /// The message size in bytes.
+    pub size: usize,
+    /// The throughput ring's slots.
+    pub capacity: u32,
+    /// Time per round trip, per system (no memcpy).
+    pub round_trips: Results,
+    /// Time per message one way, per system.
+    pub throughput: Results,
+}
+
+impl Point {
+    /// The median round trip of `system`, in nanoseconds, if it ran.
+    pub fn round_trip_ns(&self, system: System) -> Option<f64> {
+        self.round_trips
+            .has(system.key())
+            .then(|| self.round_trips.ns_per_op(system.key()))
+    }
+
+    /// The median throughput of `system`, in bytes per second, if it ran.
+    pub fn bytes_per_second(&self, system: System) -> Option<f64> {
+        self.throughput
+            .has(system.key())
+            .then(|| self.size as f64 * 1e9 / self.throughput.ns_per_op(system.key()))
+    }
+
+    /// `a`'s round-trip time / `b`'s (the median of the per-round ratios).
+    pub fn round_trip_ratio(&self, a: System, b: System) -> Option<f64> {
+        (self.round_trips.has(a.key()) && self.round_trips.has(b.key()))
+            .then(|| self.round_trips.ratio(a.key(), b.key()))
+    }
+
+    /// `a`'s throughput / `b`'s (the median of the per-round ratios).
+    pub fn throughput_ratio(&self, a: System, b: System) -> Option<f64> {
+        (self.throughput.has(a.key()) && self.throughput.has(b.key()))
+            .then(|| self.throughput.ratio(b.key(), a.key()))
+    }
+}
+
+/// The whole sweep.
+pub struct Sweep {
+    /// One point per size, smallest first.
+    pub points: Vec<Point>,
+    /// What iceoryx2 left in the run's private domain, removed.
+    pub iceoryx2_files: Vec<String>,
+}
+
+/// Runs the sweep over `sizes`; names start with `base`.
+pub fn run(
+    base: &str,
+    sizes: &[usize],
+    settings: Settings,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Sweep> {
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    let domain = iceoryx2::Domain::new(format!("{}-sweep", std::process::id()))?;
+    let mut points = Vec::new();
+    for &size in sizes {
+        let capacity = capacity(size);
+        #[allow(unused_mut)] // without the socket or iceoryx2
+        let mut sides: Vec<Named> = vec![
+            (
+                System::Copy.key(),
+                Box::new(channel::SizedRoundTrip::start(
+                    &format!("{base}-sw{size}-rt-copy"),
+                    size,
+                    false,
+                )?),
+            ),
+            (
+                System::InPlace.key(),
+                Box::new(channel::SizedRoundTrip::start(
+                    &format!("{base}-sw{size}-rt-in-place"),
+                    size,
+                    true,
+                )?),
+            ),
+        ];
+        #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+        sides.push((
+            System::Iceoryx2.key(),
+            Box::new(iceoryx2::SizedRoundTrip::start(
+                &domain,
+                &format!("{base}-sw{size}-rt"),
+                size,
+            )?),
+        ));
+        #[cfg(unix)]
+        sides.push((
+            System::Socket.key(),
+            Box::new(socket::SizedSocketRoundTrip::start(size)?),
+        ));
+        let round_trips = harness::run_with_progress(
+            &format!("round trips {size} B"),
+            sides,
+            settings,
+            progress,
+        )?;
+
+        #[allow(unused_mut)]
+        let mut sides: Vec<Named> = vec![
+            (
+                System::Copy.key(),
+                Box::new(channel::Throughput::start(
+                    &format!("{base}-sw{size}-tp-copy"),
+                    size,
+                    capacity,
+                    false,
+                )?),
+            ),
+            (
+                System::InPlace.key(),
+                Box::new(channel::Throughput::start(
+                    &format!("{base}-sw{size}-tp-in-place"),
+                    size,
+                    capacity,
+                    true,
+                )?),
+            ),
+        ];
+        #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+        sides.push((
+            System::Iceoryx2.key(),
+            Box::new(iceoryx2::Throughput::start(
+                &domain,
+                &format!("{base}-sw{size}-tp"),
+                size,
+                capacity as usize,
+            )?),
+        ));
+        #[cfg(unix)]
+        sides.push((
+            System::Socket.key(),
+            Box::new(socket::SocketThroughput::start(size)?),
+        ));
+        let target = copy::Target::anonymous(size, capacity as usize)?;
+        sides.push((System::Memcpy.key(), Box::new(target.memcpy()?)));
+        let throughput =
+            harness::run_with_progress(&format!("throughput {size} B"), sides, settings, progress)?;
+        if !target.landed()? {
+            return Err("memcpy: the copies did not land in the mapping".into());
+        }
+        points.push(Point {
+            size,
+            capacity,
+            round_trips,
+            throughput,
+        });
+    }
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    let iceoryx2_files = domain.remove()?;
+    #[cfg(not(all(target_os = "linux", feature = "iceoryx2")))]
+    let iceoryx2_files = Vec::new();
+    Ok(Sweep {
+        points,
+        iceoryx2_files,
+    })
+}
+
+/// The scaling group's shapes: producers × consumers.
+pub const SHAPES: [(usize, usize); 4] = [(1, 1), (2, 1), (1, 2), (2, 2)];
+/// The target: shmio's total throughput at 1×1 at least this share of crossbeam's.
+pub const CROSSBEAM_SHARE: f64 = 0.7;
+
+/// One shape's figures: shmio's processes and crossbeam's threads, paired.
+pub struct Shape {
+    pub producers: usize,
+    pub consumers: usize,
+    pub results: Results,
+}
+
+impl Shape {
+    /// Total messages per second of `key` (`"shmio"` or `"crossbeam"`).
+    pub fn messages_per_second(&self, key: &str) -> f64 {
+        1e9 / self.results.ns_per_op(key)
+    }
+
+    /// shmio's throughput / crossbeam's (the median of the per-round ratios).
+    pub fn ratio(&self) -> f64 {
+        self.results.ratio("crossbeam", "shmio")
+    }
+}
+
+/// Runs the scaling group: for each shape, shmio's channel between
+/// processes against crossbeam's between threads, paired.
+pub fn scaling(
+    base: &str,
+    shapes: &[(usize, usize)],
+    settings: Settings,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<Shape>> {
+    let mut out = Vec::new();
+    for &(producers, consumers) in shapes {
+        let sides: Vec<Named> = vec![
+            (
+                "shmio",
+                Box::new(scaling::ChannelScaling::start(
+                    &format!("{base}-scale{producers}x{consumers}"),
+                    producers,
+                    consumers,
+                )?),
+            ),
+            (
+                "crossbeam",
+                Box::new(scaling::CrossbeamScaling::new(producers, consumers)),
+            ),
+        ];
+        let results = harness::run_with_progress(
+            &format!("scaling {producers}x{consumers}"),
+            sides,
+            settings,
+            progress,
+        )?;
+        out.push(Shape {
+            producers,
+            consumers,
+            results,
+        });
+    }
+    Ok(out)
+}
+
+/// A size as `8 B`, `64 KiB`, `4 MiB`.
+pub fn format_size(size: usize) -> String {
+    if size >= 1 << 20 && size % (1 << 20) == 0 {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1 << 10 && size % (1 << 10) == 0 {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// Bytes per second as `12.3 GB/s` or `850 MB/s` (10^9, 10^6).
+pub fn format_bandwidth(bytes_per_second: f64) -> String {
+    if bytes_per_second >= 1e9 {
+        format!("{:.2} GB/s", bytes_per_second / 1e9)
+    } else if bytes_per_second >= 1e7 {
+        format!("{:.0} MB/s", bytes_per_second / 1e6)
+    } else {
+        format!("{:.1} MB/s", bytes_per_second / 1e6)
+    }
+}
+
+fn cell(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "—".to_owned(), format)
+}
+
+fn times(ratio: Option<f64>) -> String {
+    cell(ratio, |r| format!("{r:.2}×"))
+}
+
+/// How many targets a table met, of how many.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Met {
+    pub met: usize,
+    pub of: usize,
+}
+
+impl Met {
+    fn check(&mut self, ok: bool) -> &'static str {
+        self.of += 1;
+        self.met += usize::from(ok);
+        if ok {
+            "yes"
+        } else {
+            "**no**"
+        }
+    }
+}
+
+/// The sweep as two markdown tables (round trips, throughput), every
+/// ratio of the same run; and the targets met.
+pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
+    let mut out = String::new();
+    let mut met = Met::default();
+    let _ = writeln!(
+        out,
+        "Round trip (parent → child → parent), time per round trip; ratios shmio / peer (below 1: shmio is faster):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| size | shmio copy | shmio in place | iceoryx2 | Unix socket | copy / iceoryx2 | in place / iceoryx2 | in place / socket | ahead of iceoryx2 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for point in &sweep.points {
+        let ns = |system| cell(point.round_trip_ns(system), format_ns);
+        let against_iceoryx2 = point.round_trip_ratio(System::InPlace, System::Iceoryx2);
+        let ahead = match against_iceoryx2 {
+            Some(ratio) => met.check(ratio < 1.0),
+            None => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {ahead} |",
+            format_size(point.size),
+            ns(System::Copy),
+            ns(System::InPlace),
+            ns(System::Iceoryx2),
+            ns(System::Socket),
+            times(point.round_trip_ratio(System::Copy, System::Iceoryx2)),
+            times(against_iceoryx2),
+            times(point.round_trip_ratio(System::InPlace, System::Socket)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThroughput, one producer process, one consumer process; ratios shmio / peer (above 1: shmio is faster):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| size | ring | shmio copy | shmio in place | iceoryx2 | Unix socket | memcpy | in place / memcpy | copy / iceoryx2 | in place / iceoryx2 | in place / socket | ahead of iceoryx2 | ≥ 1/1.2 of memcpy |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for point in &sweep.points {
+        let rate = |system| cell(point.bytes_per_second(system), format_bandwidth);
+        let against_iceoryx2 = point.throughput_ratio(System::InPlace, System::Iceoryx2);
+        let ahead = match against_iceoryx2 {
+            Some(ratio) => met.check(ratio > 1.0),
+            None => "—",
+        };
+        let against_memcpy = point.throughput_ratio(System::InPlace, System::Memcpy);
+        let limit = match against_memcpy {
+            Some(ratio) if point.size >= MEMCPY_FROM => met.check(ratio >= MEMCPY_SHARE),
+            _ => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {ahead} | {limit} |",
+            format_size(point.size),
+            point.capacity,
+            rate(System::Copy),
+            rate(System::InPlace),
+            rate(System::Iceoryx2),
+            rate(System::Socket),
+            rate(System::Memcpy),
+            times(against_memcpy),
+            times(point.throughput_ratio(System::Copy, System::Iceoryx2)),
+            times(against_iceoryx2),
+            times(point.throughput_ratio(System::InPlace, System::Socket)),
+        );
+    }
+    (out, met)
+}
+
+/// The scaling group as a markdown table, and its target.
+pub fn scaling_table(shapes: &[Shape]) -> (String, Met) {
+    let mut out = String::new();
+    let mut met = Met::default();
+    let _ = writeln!(
+        out,
+        "Scaling, {} B messages, a queue of {} (total messages/s; shmio: processes on one `Channel`, crossbeam: threads of one process on `crossbeam_channel::bounded`):\n",
+        scaling::SIZE,
+        scaling::CAPACITY
+    );
+    let _ = writeln!(
+        out,
+        "| producers × consumers | shmio (processes) | crossbeam-channel (threads) | shmio / crossbeam | ≥ {CROSSBEAM_SHARE}× |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    for shape in shapes {
+        let ratio = shape.ratio();
+        let target = if (shape.producers, shape.consumers) == (1, 1) {
+            met.check(ratio >= CROSSBEAM_SHARE)
+        } else {
+            "—"
+        };
+        let _ = writeln!(
+            out,
+            "| {} × {} | {:.2} M msg/s | {:.2} M msg/s | {ratio:.2}× | {target} |",
+            shape.producers,
+            shape.consumers,
+            shape.messages_per_second("shmio") / 1e6,
+            shape.messages_per_second("crossbeam") / 1e6,
+        );
+    }
+    (out, met)
+}

@@ -16,7 +16,7 @@
 //!   `socket::SocketThroughput`) and raw `memcpy` into a mapping the size
 //!   of the ring, one process (the limit, [`copy::Target`]).
 //!
-//! Rings hold [`capacity`] messages: [`RING_BYTES`] of ring, between 4
+//! Rings hold [`capacity`] messages: [`ring_bytes`] of ring, between 4
 //! and 1024 slots (iceoryx2's subscriber buffer alike, and the memcpy
 //! target's slots).
 
@@ -35,17 +35,29 @@ use crate::Result;
 pub const SIZES: [usize; 7] = [8, 64, 512, 4 << 10, 64 << 10, 1 << 20, 4 << 20];
 /// The sizes of `shmio bench --sweep`.
 pub const SHORT_SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
-/// The bytes of a throughput ring (at least 4 slots).
-pub const RING_BYTES: usize = 16 << 20;
+/// The bytes of a throughput ring (at least 4 slots), unless
+/// [`RING_BYTES_VAR`] says otherwise: the 64 KiB ring of the default
+/// table (64 slots).
+pub const RING_BYTES: usize = 4 << 20;
+/// The variable that sets the throughput rings' bytes instead of [`RING_BYTES`].
+pub const RING_BYTES_VAR: &str = "SHMIO_BENCH_RING_BYTES";
+
+/// The bytes of a throughput ring: [`RING_BYTES_VAR`], or [`RING_BYTES`].
+pub fn ring_bytes() -> usize {
+    std::env::var(RING_BYTES_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RING_BYTES)
+}
 /// From this size up, shmio in place should reach 1/1.2 of memcpy.
 pub const MEMCPY_FROM: usize = 64 << 10;
 /// The target: in-place throughput at least this share of memcpy's.
 pub const MEMCPY_SHARE: f64 = 1.0 / 1.2;
 
-/// The throughput ring's slots for messages of `size` bytes: [`RING_BYTES`]
+/// The throughput ring's slots for messages of `size` bytes: [`ring_bytes`]
 /// of them, at least 4 and at most 1024.
 pub fn capacity(size: usize) -> u32 {
-    (RING_BYTES / size.max(1)).clamp(4, 1024) as u32
+    (ring_bytes() / size.max(1)).clamp(4, 1024) as u32
 }
 
 /// What the sweep compares.

@@ -107,8 +107,8 @@ pub fn run(quick: bool, with_sweep: bool, args: &[String]) -> Result<()> {
     let _ = writeln!(
         out,
         "- round trips: both sides busy-poll (shmio `try_recv_into` / `try_recv_with`, iceoryx2 `receive()`); the Unix \
-         socket blocks in `read`. shmio's round-trip rings have 16 slots; iceoryx2's services 4.\n\
-         - throughput: shmio's ring and iceoryx2's subscriber buffer hold {} MiB of messages (at least 4, at most 1024); \
+         socket blocks in `read`. shmio's round-trip rings have 2 slots (one message is in flight); iceoryx2's subscriber buffers 4 (it reuses a freed sample's memory for the next loan).\n\
+         - throughput: shmio's ring and iceoryx2's subscriber buffer hold {} KiB of messages (at least 4, at most 1024; `{}` sets it in bytes); \
          memcpy copies into the next slot of a mapping of as many slots, one process. In place, the producer copies the \
          message into the slot and the consumer reads it there (its sequence number and last byte); copying, \
          `recv_into` copies it out.\n\
@@ -116,7 +116,8 @@ pub fn run(quick: bool, with_sweep: bool, args: &[String]) -> Result<()> {
          threads of one process, started for each batch. Total messages/s of the batch, from the start until the last \
          consumer is done.\n\
          - every consumer checks each message's length, sequence number and last byte.",
-        sweep::RING_BYTES >> 20
+        sweep::ring_bytes() >> 10,
+        sweep::RING_BYTES_VAR
     );
     if let Some(swept) = &swept {
         #[cfg(feature = "chart")]

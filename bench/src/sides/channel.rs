@@ -40,11 +40,16 @@ fn busy_recv(channel: &Channel, buf: &mut Vec<u8>) -> Result<()> {
 /// A ping channel (parent to child) and a pong channel (child to parent),
 /// for messages of `size` bytes.
 fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
+    pair_of(name, size, ROUND_TRIP.capacity)
+}
+
+/// [`pair`], of `capacity` slots each.
+fn pair_of(name: &str, size: usize, capacity: u32) -> Result<(Channel, Channel, [OnStall; 2])> {
     let (ping, pong) = (format!("{name}-ping"), format!("{name}-pong"));
     let guards = [OnStall::shmio_name(&ping), OnStall::shmio_name(&pong)];
     let geometry = ChannelGeometry {
+        capacity,
         max_message_size: u32::try_from(size).map_err(|_| "a message too large")?,
-        ..ROUND_TRIP
     };
     Ok((
         Channel::create_or_open(&ping, geometry)?,
@@ -325,6 +330,9 @@ pub fn producer_child(in_place: bool) -> Result<()> {
     Ok(())
 }
 
+/// The slots of a sized round trip's channels: one message is in flight.
+pub const SIZED_ROUND_TRIP_SLOTS: u32 = 2;
+
 /// Round trips of `size`-byte messages through two channels, both sides
 /// busy-polling: copying (`send`, `try_recv_into`) or in place
 /// (`send_with`, `try_recv_with`; the echo child copies the message from
@@ -346,7 +354,7 @@ impl SizedRoundTrip {
     /// Two channels of a few `size`-byte slots (`size` at least 8), and the echo child.
     pub fn start(name: &str, size: usize, in_place: bool) -> Result<SizedRoundTrip> {
         let size = size.max(8);
-        let (ping, pong, guards) = pair(name, size)?;
+        let (ping, pong, guards) = pair_of(name, size, SIZED_ROUND_TRIP_SLOTS)?;
         let role = if in_place {
             Role::ChannelInPlaceEcho
         } else {

@@ -9,6 +9,9 @@
 //! ratios), its sides, and its children, which are this binary again
 //! (`__worker bench`). iceoryx2, the one peer that needs an extra (and
 //! heavy) crate, is left to `shmio-bench`.
+//!
+//! `shmio bench --sweep` runs the library's payload sweep and scaling
+//! group ([`shmio_bench::sweep`]) on fewer sizes, and prints their tables.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, copy, spin, stream};
-use shmio_bench::{machine, watchdog};
+use shmio_bench::{machine, sweep, watchdog};
 
 use crate::cli::Bench;
 use crate::error::{Error, Result};
@@ -89,6 +92,9 @@ impl Peer {
 
 pub fn run(args: Bench) -> Result {
     let quick = args.quick;
+    if args.sweep {
+        return run_sweep(quick);
+    }
     let settings = if quick {
         Settings {
             rounds: 7,
@@ -226,4 +232,70 @@ fn report(
          those rows measure the scheduler.\n",
     );
     out
+}
+
+/// `shmio bench --sweep`: the library's sweep on [`sweep::SHORT_SIZES`]
+/// and its scaling group, as `shmio-bench --sweep` prints them.
+fn run_sweep(quick: bool) -> Result {
+    let settings = if quick {
+        Settings {
+            rounds: 5,
+            batch_time: Duration::from_millis(4),
+        }
+    } else {
+        Settings {
+            rounds: 11,
+            batch_time: Duration::from_millis(15),
+        }
+    };
+    let load = machine::load_average();
+    shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);
+    watchdog::start("shmio bench --sweep".into());
+    let base = format!("shmio-bench-{}", std::process::id());
+    // Sides per size: shmio copying and in place (and a Unix socket) for
+    // round trips, the same and memcpy for throughput; two per shape.
+    let socket = usize::from(cfg!(unix));
+    let per_size = (2 + socket) + (3 + socket);
+    let steps =
+        (settings.rounds + 1) * (sweep::SHORT_SIZES.len() * per_size + sweep::SHAPES.len() * 2);
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("bench --sweep [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut progress = |at: harness::Progress| {
+        bar.set_message(format!("{}: {}", at.group, at.side));
+        bar.inc(1);
+    };
+    let measured =
+        sweep::run(&base, &sweep::SHORT_SIZES, settings, &mut progress).and_then(|swept| {
+            let shapes = sweep::scaling(&base, &sweep::SHAPES, settings, &mut progress)?;
+            Ok((swept, shapes))
+        });
+    bar.finish_and_clear();
+    let (swept, shapes) = measured.map_err(Error::Bench)?;
+    let (tables, sizes) = sweep::sweep_tables(&swept);
+    let (scaling, shape) = sweep::scaling_table(&shapes);
+    let mut out = format!(
+        "shmio bench --sweep{}: {} rounds, batches of {:?}, {} on {} CPU(s){}\n\n",
+        if quick { " --quick" } else { "" },
+        settings.rounds,
+        settings.batch_time,
+        std::env::consts::OS,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.as_deref().map_or(String::new(), |l| format!(
+            ", load average {l} at the start"
+        )),
+    );
+    out.push_str(&tables);
+    out.push('\n');
+    out.push_str(&scaling);
+    out.push_str(&format!(
+        "\nTargets met: {} of {}. iceoryx2 is measured by `cargo run --release -p shmio-bench -- --sweep`.\n",
+        sizes.met + shape.met,
+        sizes.of + shape.of
+    ));
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }

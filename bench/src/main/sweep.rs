@@ -23,8 +23,8 @@ pub fn run(quick: bool, with_sweep: bool, args: &[String]) -> Result<()> {
         }
     } else {
         Settings {
-            rounds: 21,
-            batch_time: Duration::from_millis(25),
+            rounds: 17,
+            batch_time: Duration::from_millis(20),
         }
     };
     let began = Instant::now();

@@ -317,7 +317,7 @@ pub struct Bench {
     /// Instead: round trips and throughput of shmio's channel (copying, in
     /// place) against a Unix socket and memcpy at 64 B, 4 KiB, 64 KiB and
     /// 1 MiB, and 1-2 producer x 1-2 consumer processes against
-    /// crossbeam-channel between threads (about 20 s; 5 s with --quick)
+    /// crossbeam-channel between threads (about 12 s; 2 s with --quick)
     #[arg(long)]
     pub sweep: bool,
 }

@@ -345,10 +345,7 @@ impl PyBus {
         timeout: f64,
     ) -> PyResult<Bound<'py, PyList>> {
         let bus = self.bus(py)?;
-        let args = args
-            .map(|a| to_json(&a))
-            .transpose()?
-            .unwrap_or(Value::Null);
+        let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;
         let command = command.to_owned();
         let replies = interruptible(py, move || {
@@ -381,10 +378,7 @@ impl PyBus {
         args: Option<Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
         let bus = self.bus(py)?;
-        let args = args
-            .map(|a| to_json(&a))
-            .transpose()?
-            .unwrap_or(Value::Null);
+        let args = args_json(args.as_ref())?;
         py.detach(|| bus.post(command, &args)).py(py)
     }
 
@@ -435,10 +429,7 @@ impl PyBus {
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let bus = self.bus(py)?;
-        let args = args
-            .map(|a| to_json(&a))
-            .transpose()?
-            .unwrap_or(Value::Null);
+        let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;
         let command = command.to_owned();
         let reply = interruptible(py, move || match pid {
@@ -459,4 +450,9 @@ impl Drop for PyBus {
         // attach to run a handler: wait detached.
         Python::attach(|py| self.shut(py));
     }
+}
+
+/// A call's arguments as JSON: `null` when none were given.
+fn args_json(args: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    args.map_or(Ok(Value::Null), to_json)
 }

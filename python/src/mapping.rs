@@ -436,6 +436,9 @@ impl PyMapping {
     }
 
     /// The buffer protocol: the whole mapping, writable unless mapped read-only.
+    // `unsafe fn` because PyO3 declares the slot so: CPython calls it with a
+    // `view` it owns and that is valid for writing; the one unsafe call
+    // inside has its own SAFETY comment.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -482,6 +485,8 @@ impl PyMapping {
     }
 
     /// The end of one buffer's life: the last one lets the mapping close.
+    // `unsafe fn` because PyO3 declares the slot so; it does nothing unsafe
+    // (the `view` pointer is not read).
     unsafe fn __releasebuffer__(&mut self, _view: *mut ffi::Py_buffer) {
         self.exports = self.exports.saturating_sub(1);
         if self.exports == 0 {

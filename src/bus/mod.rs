@@ -343,12 +343,17 @@ struct Mailroom {
 }
 
 impl Mailroom {
-    /// The reply to request `id`, if it came.
-    fn take_reply(&mut self, id: u64) -> Option<Outcome> {
+    /// Where the reply to request `id` goes, while it is waited for.
+    fn slot(&mut self, id: u64) -> Option<&mut Option<Outcome>> {
         self.pending
             .iter_mut()
             .find(|(waited, _)| *waited == id)
-            .and_then(|(_, slot)| slot.take())
+            .map(|(_, slot)| slot)
+    }
+
+    /// The reply to request `id`, if it came.
+    fn take_reply(&mut self, id: u64) -> Option<Outcome> {
+        self.slot(id).and_then(Option::take)
     }
 
     /// Stops waiting for the reply to request `id`.
@@ -604,15 +609,13 @@ impl Bus {
             let id = self
                 .inner
                 .send_request(listener, command, &args, deadline)?;
-            match self.inner.wait_reply(id, listener, deadline) {
-                Ok(Outcome::Reply(json)) => return decode_reply(json).map(Some),
-                Ok(Outcome::Pass | Outcome::Gone) => {}
-                Ok(Outcome::Failed(message)) => {
-                    return Err(Error::Handler {
-                        pid: listener.pid,
-                        message,
-                    })
-                }
+            let answer = self
+                .inner
+                .wait_reply(id, listener, deadline)
+                .and_then(|outcome| answer_of(outcome, listener.pid));
+            match answer {
+                Ok(Some(reply)) => return Ok(Some(reply)),
+                Ok(None) => {}
                 Err(error @ Error::ListenerDied { .. }) => {
                     died.get_or_insert(error);
                 }
@@ -649,14 +652,7 @@ impl Bus {
             .map(|(listener, id)| {
                 let outcome = id
                     .and_then(|id| self.inner.wait_reply(id, listener, deadline))
-                    .and_then(|outcome| match outcome {
-                        Outcome::Reply(json) => decode_reply(json).map(Some),
-                        Outcome::Pass | Outcome::Gone => Ok(None),
-                        Outcome::Failed(message) => Err(Error::Handler {
-                            pid: listener.pid,
-                            message,
-                        }),
-                    });
+                    .and_then(|outcome| answer_of(outcome, listener.pid));
                 Answer {
                     pid: listener.pid,
                     outcome,
@@ -1086,21 +1082,24 @@ impl Inner {
         match message {
             Message::Reply { id, outcome, .. } => {
                 // A reply no one waits for any more (its call timed out) is dropped.
-                if let Some((_, slot)) = room.pending.iter_mut().find(|(waited, _)| *waited == id) {
+                if let Some(slot) = room.slot(id) {
                     *slot = Some(outcome);
                     self.stir(room);
                 }
                 None
             }
+            // The dispatch thread serves what it reads (`serve` hands a
+            // request for the program over to it).
+            Message::Request(request) | Message::Post(request) if dispatching => Some(request),
             Message::Request(request) | Message::Post(request) => {
                 let answerer = lock(&self.handlers).get(&request.listener).cloned();
                 match answerer {
                     Some(Answerer::Program) => room.polled.push_back(request),
                     // Handlers exist only with a dispatch thread to run them.
-                    Some(Answerer::Handler(_)) if !dispatching => room.queued.push_back(request),
-                    // Run here; with no listener here (a caller's stale
-                    // view of the registry) the answer is "gone", at once.
-                    _ => return Some(request),
+                    Some(Answerer::Handler(_)) => room.queued.push_back(request),
+                    // With no listener here (a caller's stale view of the
+                    // registry) the answer is "gone", at once.
+                    None => return Some(request),
                 }
                 self.stir(room);
                 None
@@ -1248,8 +1247,14 @@ fn info(registration: &Registration) -> ListenerInfo {
     }
 }
 
-fn decode_reply<R: DeserializeOwned>(json: Vec<u8>) -> Result<R> {
-    record::decode(0, json)
+/// What a listener's outcome means to its caller: its reply, `None` if it
+/// passed (or was gone), [`Error::Handler`] if it failed.
+fn answer_of<R: DeserializeOwned>(outcome: Outcome, pid: u32) -> Result<Option<R>> {
+    match outcome {
+        Outcome::Reply(json) => record::decode(0, json).map(Some),
+        Outcome::Pass | Outcome::Gone => Ok(None),
+        Outcome::Failed(message) => Err(Error::Handler { pid, message }),
+    }
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

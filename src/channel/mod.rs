@@ -387,9 +387,7 @@ impl Channel {
     /// [`Error::Corrupt`] if none can ever come (as for [`recv`](Self::recv)).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         let mut message = Vec::new();
-        self.recv_until(Some(Instant::now() + timeout), |bytes| {
-            copy_into(bytes, &mut message)
-        })?;
+        self.recv_into_timeout(&mut message, timeout)?;
         Ok(message)
     }
 
@@ -412,9 +410,7 @@ impl Channel {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn recv_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.recv_until(Some(Instant::now() + timeout), |bytes| {
-            copy_into(bytes, buf)
-        })
+        self.recv_into_until(buf, Instant::now() + timeout)
     }
 
     /// Receives a message into `buf` (replacing its contents) if one is

@@ -20,6 +20,10 @@ pub const OS_NAME_MAX_BYTES: usize = crate::sys::OS_NAME_MAX_BYTES;
 
 /// Where a channel's slots start.
 pub const CHANNEL_SLOTS: u64 = ring::SLOTS;
+/// Where a channel's `enqueue` position (`u64`) is.
+pub const CHANNEL_ENQUEUE: u64 = ring::ENQUEUE;
+/// Where a channel's `dequeue` position (`u64`) is.
+pub const CHANNEL_DEQUEUE: u64 = ring::DEQUEUE;
 /// The bytes before a slot's payload (state, len, padding).
 pub const CHANNEL_SLOT_HEADER: u64 = ring::SLOT_HEADER;
 

@@ -26,7 +26,8 @@ fn channel_with_a_garbage_dequeue_position_does_not_hang() {
             max_message_size: 2,
         };
         let mut image = channel_image(options).unwrap();
-        image[192..196].copy_from_slice(&0x560A_2A00u32.to_le_bytes());
+        let at = shmio::fuzzing::CHANNEL_DEQUEUE as usize;
+        image[at..at + 4].copy_from_slice(&0x560A_2A00u32.to_le_bytes());
         let channel = channel_over(&image, image.len() as u64).unwrap();
         channel.try_send(b"hi").unwrap();
         for _ in 0..4 {
@@ -51,7 +52,8 @@ fn channel_with_a_garbage_enqueue_position_does_not_hang() {
             max_message_size: 8,
         };
         let mut image = channel_image(options).unwrap();
-        image[128..136].copy_from_slice(&0xFFFF_FFFFu64.to_le_bytes());
+        let at = shmio::fuzzing::CHANNEL_ENQUEUE as usize;
+        image[at..at + 8].copy_from_slice(&0xFFFF_FFFFu64.to_le_bytes());
         let channel = channel_over(&image, image.len() as u64).unwrap();
         channel.try_send(b"message").unwrap();
         for _ in 0..4 {
@@ -68,7 +70,7 @@ fn channel_with_a_garbage_enqueue_position_does_not_hang() {
 fn fuzz_channel_timeout_72c2396c() {
     within_10s(|| {
         // mode 3, capacity 1 + 10 % 8, max 1 + 0x5601 % 512; no cut; one
-        // patch: word 0x4D40 % 144 (offset 192, dequeue) = 0x560A2A00; then
+        // patch: word 0x4D40 % 144 (then at offset 192, dequeue) = 0x560A2A00; then
         // send (max bytes) and receive. (The header has grown since, by the
         // participants' generations, so the saved word index now lands
         // elsewhere: the patch is replayed at the offset it hit.)
@@ -77,7 +79,7 @@ fn fuzz_channel_timeout_72c2396c() {
             max_message_size: 2,
         };
         let mut image = channel_image(options).unwrap();
-        let at = 192;
+        let at = shmio::fuzzing::CHANNEL_DEQUEUE as usize;
         image[at..at + 4].copy_from_slice(&u32::from_le_bytes([0, 42, 10, 86]).to_le_bytes());
         let channel = channel_over(&image, image.len() as u64).unwrap();
         let _ = channel.try_send(&[1, 2]);

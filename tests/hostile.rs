@@ -160,9 +160,13 @@ const CORRUPT_WITHIN: Duration = Duration::from_secs(20);
 #[test]
 fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
     let capacity = u64::from(OPTIONS.capacity);
-    // ring.rs's layout: enqueue at 128, dequeue at 192, slot 0's state
-    // (sequence << 32 | owner) where the slots start.
-    let (enqueue, dequeue, slot0) = (128, 192, shmio::fuzzing::CHANNEL_SLOTS);
+    // ring.rs's layout: the positions, slot 0's state (sequence << 32 |
+    // owner) where the slots start.
+    let (enqueue, dequeue, slot0) = (
+        shmio::fuzzing::CHANNEL_ENQUEUE,
+        shmio::fuzzing::CHANNEL_DEQUEUE,
+        shmio::fuzzing::CHANNEL_SLOTS,
+    );
     // Slot 0 holding the message of position -capacity (the last lap's).
     let last_laps_message = u64::from((2 * capacity as u32).wrapping_neg() + 1) << 32;
     let all = [
@@ -316,9 +320,10 @@ fn positions_at_the_end_of_their_range_wrap() {
     let name = unique_name("hostile-wrap");
     let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
     let peer = Mapping::open(&name).unwrap();
-    // enqueue at 128 and dequeue at 192 (ring.rs's layout).
-    peer.write_value_at(128, &u64::MAX).unwrap();
-    peer.write_value_at(192, &u64::MAX).unwrap();
+    peer.write_value_at(shmio::fuzzing::CHANNEL_ENQUEUE, &u64::MAX)
+        .unwrap();
+    peer.write_value_at(shmio::fuzzing::CHANNEL_DEQUEUE, &u64::MAX)
+        .unwrap();
     for _ in 0..3 * OPTIONS.capacity {
         match channel.try_send(b"x") {
             Ok(()) | Err(Error::Full) => {}

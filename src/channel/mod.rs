@@ -15,7 +15,7 @@
 pub(crate) mod ring;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -686,6 +686,10 @@ impl Channel {
         let bell_word = self.ring.u32_at(bell_offset);
         let sleepers = self.ring.u32_at(sleepers_offset);
         sleepers.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the SeqCst swap that publishes or releases a slot
+        // (`Ring::publish`, `Ring::release`): either that hand-over is
+        // seen by `attempt` below, or its maker sees this sleeper.
+        fence(Ordering::SeqCst);
         let seen = bell_word.load(Ordering::SeqCst);
         let claimed = attempt();
         if claimed.is_none() {

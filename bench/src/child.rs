@@ -43,6 +43,10 @@ pub const CAPACITY: &str = "SHMIO_BENCH_CAPACITY";
 pub const IOX: &str = "SHMIO_BENCH_IOX";
 /// The address of the run's private D-Bus daemon (D-Bus roles).
 pub const DBUS: &str = "SHMIO_BENCH_DBUS";
+/// The step of the round-trip ladder (the ladder's echo role).
+pub const STEP: &str = "SHMIO_BENCH_STEP";
+/// The CPU to pin the child to, if set (see [`crate::pin`]).
+pub const CPU: &str = "SHMIO_BENCH_CPU";
 
 /// How long a child may take to exit once its input has ended, before it
 /// is killed.
@@ -63,6 +67,9 @@ pub fn launch_with<S: Into<OsString>>(args: impl IntoIterator<Item = S>) {
 pub fn serve() -> Option<i32> {
     let role = std::env::var(ROLE).ok()?;
     let outcome = Role::parse(&role).and_then(|role| {
+        if std::env::var_os(CPU).is_some() {
+            crate::pin::this_thread_to(number(CPU)?)?;
+        }
         become_child(role.name())?;
         role.serve()
     });
@@ -115,6 +122,9 @@ fn start(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Re
         .env(ROLE, role);
     for (key, value) in env {
         spawn = spawn.env(key, value);
+    }
+    if let Some(cpu) = crate::pin::child_cpu() {
+        spawn = spawn.env(CPU, cpu.to_string());
     }
     let spawn = spawn
         .stdin(stdin)

@@ -70,6 +70,28 @@ pub fn timed(n: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e9 / done.max(1) as f64)
 }
 
+/// The most operations a [`gapped`] batch runs: each waits out its gap.
+pub const GAPPED_MAX: u64 = 64;
+
+/// Runs `op` `n` times (at most [`GAPPED_MAX`]), each after `gap` of quiet
+/// (this thread spinning on the clock, so that only the other side can
+/// fall asleep), and returns nanoseconds per call, timing the calls alone:
+/// round trips that find the other side asleep.
+pub fn gapped(n: u64, gap: Duration, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    let n = n.clamp(1, GAPPED_MAX);
+    let mut busy = Duration::ZERO;
+    for _ in 0..n {
+        let quiet = Instant::now();
+        while quiet.elapsed() < gap {
+            std::hint::spin_loop();
+        }
+        let start = Instant::now();
+        op()?;
+        busy += start.elapsed();
+    }
+    Ok(busy.as_secs_f64() * 1e9 / n as f64)
+}
+
 /// How long a side may go without traffic before it gets a keepalive.
 const IDLE: Duration = Duration::from_secs(2);
 

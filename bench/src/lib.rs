@@ -23,6 +23,8 @@
 //!   reads, and the commands a busy-polling child reads on stdin.
 //! - [`watchdog`]: every process of a run (parent and children) gives up
 //!   after [`watchdog::STALL`] without progress, so no wait is unbounded.
+//! - [`pin`]: the parent and its children each on a CPU of its own, for
+//!   the pinned round trips.
 //! - [`report`]: figures as text (times, rates, the paired table).
 //! - [`machine`]: what the report says about the machine and its load.
 //!
@@ -38,6 +40,7 @@ pub mod chart;
 pub mod child;
 pub mod harness;
 pub mod machine;
+pub mod pin;
 pub mod report;
 pub mod sides;
 pub mod sweep;

@@ -40,7 +40,7 @@ mod linux {
     use shmio_bench::sides::dbus;
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
-    use shmio_bench::sides::{bus, channel, copy, futex, socket, spin, stream, CALL_SIZE};
+    use shmio_bench::sides::{bus, channel, copy, futex, ladder, socket, spin, stream, CALL_SIZE};
     use shmio_bench::{watchdog, Result};
 
     /// Slots of the 64-byte throughput queues (shmio's ring, iceoryx2's subscriber buffer).
@@ -119,6 +119,10 @@ mod linux {
 
         eprintln!("shmio-bench: round trips ...");
         let round_trips = round_trips(&base, &domain, settings)?;
+        eprintln!("shmio-bench: round trips, pinned ...");
+        let pinned = pinned_round_trips(&base, settings)?;
+        eprintln!("shmio-bench: wake-ups ...");
+        let wake_ups = wake_ups(&base, settings)?;
         eprintln!("shmio-bench: calls ...");
         let calls = calls(&base, settings)?;
         eprintln!("shmio-bench: broadcast and post ...");
@@ -186,6 +190,33 @@ mod linux {
                 target,
             });
         }
+        if let Some(pinned) = &pinned {
+            let pinned_rows = [
+                (PINNED_BUSY, "shmio busy", Target::AtMost(1.3)),
+                (PINNED_BLOCKING, "shmio blocking", Target::AtMost(1.5)),
+            ];
+            for (operation, ours, target) in pinned_rows {
+                rows.push(Row {
+                    operation: operation.to_owned(),
+                    peer: "raw shared-memory spin, pinned the same way",
+                    shmio: format_ns(pinned.ns_per_op(ours)),
+                    theirs: format_ns(pinned.ns_per_op("spin")),
+                    ratio: pinned.ratio(ours, "spin"),
+                    target: Some(target),
+                });
+            }
+        }
+        rows.push(Row {
+            operation: format!(
+                "round trip, 8 B, blocking, each after {} µs of quiet (the child asleep: a wake-up each way)",
+                WAKE_GAP.as_micros()
+            ),
+            peer: "raw futex wait/wake, after the same quiet",
+            shmio: format_ns(wake_ups.ns_per_op("shmio")),
+            theirs: format_ns(wake_ups.ns_per_op("futex")),
+            ratio: wake_ups.ratio("shmio", "futex"),
+            target: Some(Target::AtMost(1.2)),
+        });
         const CALL: &str =
             "call with a reply (`Bus::call`), a 16-character string argument, one listener process";
         rows.push(Row {
@@ -294,6 +325,7 @@ mod linux {
             iceoryx2_files,
             left,
             calls: calls.note,
+            ladder: pinned.as_ref().map(ladder_table).unwrap_or_default(),
         };
         print!("{}", report(&run, &rows));
         Ok(())
@@ -331,6 +363,107 @@ mod linux {
         #[cfg(not(feature = "iceoryx2"))]
         let _ = domain;
         harness::run("round trips", sides, settings)
+    }
+
+    /// The quiet before each round trip of the wake-up group: well past the
+    /// channel's spinning (a few tens of microseconds) before it sleeps.
+    const WAKE_GAP: Duration = Duration::from_micros(500);
+    const PINNED_BUSY: &str =
+        "round trip, 8 B, busy-poll, pinned (parent and child each on a CPU of its own)";
+    const PINNED_BLOCKING: &str = "round trip, 8 B, blocking, steady traffic, pinned";
+
+    /// Round trips that wake a sleeping child: the channel's blocking
+    /// receive against a raw futex, each after [`WAKE_GAP`] of quiet.
+    fn wake_ups(base: &str, settings: Settings) -> Result<Results> {
+        let sides: Vec<Named> = vec![
+            (
+                "shmio",
+                Box::new(channel::BlockingRoundTrip::waking(
+                    &format!("{base}-wake-shmio"),
+                    WAKE_GAP,
+                )?),
+            ),
+            (
+                "futex",
+                Box::new(futex::FutexRoundTrip::waking(
+                    &format!("{base}-wake-futex"),
+                    WAKE_GAP,
+                )?),
+            ),
+        ];
+        harness::run("wake-ups", sides, settings)
+    }
+
+    /// Where the pinned busy-poll round trip's time goes: the raw spin, the
+    /// ladder's steps, the channel itself, as a table.
+    fn ladder_table(pinned: &Results) -> String {
+        let spin = pinned.ns_per_op("spin");
+        let mut out = String::from(
+            "\n### Where a busy-poll round trip's time goes (pinned, this run)\n\n\
+             The channel's ring rebuilt on raw shared memory one step at a time (`sides::ladder`), each step \
+             adding one thing to the one before, measured in the pinned group beside the raw spin and the channel:\n\n\
+             | side | what it adds | round trip | / raw spin |\n|---|---|---|---|\n",
+        );
+        let mut line = |side: &str, adds: &str, key: &str| {
+            let _ = writeln!(
+                out,
+                "| {side} | {adds} | {} | {:.2}× |",
+                format_ns(pinned.ns_per_op(key)),
+                pinned.ns_per_op(key) / spin
+            );
+        };
+        line(
+            "raw spin",
+            "one word each way, always the same cache line",
+            "spin",
+        );
+        for step in ladder::Step::ALL {
+            if step != ladder::Step::Packed {
+                line(step.key(), step.adds(), step.key());
+            }
+        }
+        line(
+            "shmio `Channel`, busy-poll",
+            "the API: the participant's token, length checks, `Result`s, the copy into the caller's `Vec`",
+            "shmio busy",
+        );
+        let packed = ladder::Step::Packed;
+        line(packed.key(), packed.adds(), packed.key());
+        out
+    }
+
+    /// The busy-poll and blocking round trips again with this process on
+    /// one CPU and each child on another, beside the raw spin and the
+    /// ladder of the channel's protocol (`sides::ladder`): where the
+    /// time goes. `None` with fewer than two CPUs to use.
+    fn pinned_round_trips(base: &str, settings: Settings) -> Result<Option<Results>> {
+        let Some(_pinned) = shmio_bench::pin::Pinned::apart()? else {
+            return Ok(None);
+        };
+        let mut sides: Vec<Named> = vec![
+            (
+                "spin",
+                Box::new(spin::SpinRoundTrip::start(&format!("{base}-pin-spin"))?),
+            ),
+            (
+                "shmio busy",
+                Box::new(channel::BusyRoundTrip::start(&format!("{base}-pin-busy"))?),
+            ),
+            (
+                "shmio blocking",
+                Box::new(channel::BlockingRoundTrip::start(&format!(
+                    "{base}-pin-block"
+                ))?),
+            ),
+        ];
+        for step in ladder::Step::ALL {
+            let name = format!("{base}-pin-ladder{}", step as usize);
+            sides.push((
+                step.key(),
+                Box::new(ladder::LadderRoundTrip::start(&name, step)?),
+            ));
+        }
+        harness::run("round trips, pinned", sides, settings).map(Some)
     }
 
     /// The call group's figures, and what the report says of the D-Bus
@@ -517,6 +650,8 @@ mod linux {
         left: Vec<String>,
         /// What the report says of the D-Bus call (how, or why not).
         calls: String,
+        /// The ladder's table, if the pinned group ran.
+        ladder: String,
     }
 
     fn report(run: &Run, rows: &[Row]) -> String {
@@ -529,6 +664,7 @@ mod linux {
             ref left,
             ref iceoryx2_files,
             ref calls,
+            ref ladder,
         } = *run;
         let mut out = String::new();
         let command = if args.is_empty() {
@@ -617,6 +753,7 @@ mod linux {
         request = bus::request_len()
     );
         let _ = writeln!(out, "{calls}");
+        out.push_str(ladder);
         let _ = writeln!(
         out,
         "\nLeft in /dev/shm by shmio and the raw peers: {}. Left by iceoryx2 in this run's private domain, and removed: {}.",

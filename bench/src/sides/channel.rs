@@ -3,13 +3,13 @@
 //! `send`/`recv_into`, in place with `send_with`/`recv_with`).
 
 use std::hint::spin_loop;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shmio::{Channel, ChannelGeometry, Error};
 
 use super::{check_message, stamp, Role, STOP, WARMUP};
 use crate::child::{self, Commands, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::{self, timed, Side};
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 use shmio_testkit::{Input, Output};
@@ -150,12 +150,23 @@ pub struct BlockingRoundTrip {
     /// The message: the sequence number, then padding to its size.
     message: Vec<u8>,
     seq: u64,
+    /// Quiet before each timed round trip, if any (see [`harness::gapped`]).
+    gap: Option<Duration>,
 }
 
 impl BlockingRoundTrip {
     /// Round trips of 8-byte messages.
     pub fn start(name: &str) -> Result<BlockingRoundTrip> {
         BlockingRoundTrip::sized(name, 8)
+    }
+
+    /// Round trips of 8-byte messages, each after `gap` of quiet: long
+    /// enough for the child to stop spinning and sleep, so that every
+    /// message wakes it.
+    pub fn waking(name: &str, gap: Duration) -> Result<BlockingRoundTrip> {
+        let mut side = BlockingRoundTrip::sized(name, 8)?;
+        side.gap = Some(gap);
+        Ok(side)
     }
 
     /// Round trips of `size`-byte messages (at least 8): the floor of a
@@ -177,6 +188,7 @@ impl BlockingRoundTrip {
             buf: Vec::with_capacity(size),
             message: vec![0xA5; size],
             seq: 0,
+            gap: None,
         })
     }
 
@@ -198,10 +210,15 @@ impl Side for BlockingRoundTrip {
             self.seq += 1;
             self.round_trip(self.seq)?;
         }
-        timed(n, || {
+        let gap = self.gap;
+        let op = || {
             self.seq += 1;
             self.round_trip(self.seq)
-        })
+        };
+        match gap {
+            Some(gap) => harness::gapped(n, gap, op),
+            None => timed(n, op),
+        }
     }
 
     fn keepalive(&mut self) -> Result<()> {

@@ -3,12 +3,13 @@
 //! spinning at all: the limit for a round trip that sleeps.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use rustix::thread::futex;
 
 use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::{self, timed, Side};
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -20,6 +21,8 @@ pub struct FutexRoundTrip {
     words: Words,
     _kid: Kid,
     seq: u32,
+    /// Quiet before each timed round trip, if any (see [`harness::gapped`]).
+    gap: Option<Duration>,
 }
 
 impl FutexRoundTrip {
@@ -36,7 +39,16 @@ impl FutexRoundTrip {
             words,
             _kid: kid,
             seq: 0,
+            gap: None,
         })
+    }
+
+    /// The same, each round trip after `gap` of quiet (as
+    /// [`BlockingRoundTrip::waking`](super::channel::BlockingRoundTrip::waking)).
+    pub fn waking(name: &str, gap: Duration) -> Result<FutexRoundTrip> {
+        let mut side = FutexRoundTrip::start(name)?;
+        side.gap = Some(gap);
+        Ok(side)
     }
 
     fn words(&self) -> (&AtomicU32, &AtomicU32) {
@@ -86,7 +98,11 @@ impl Side for FutexRoundTrip {
         for _ in 0..WARMUP {
             round_trip(ping, pong, Self::next(seq))?;
         }
-        timed(n, || round_trip(ping, pong, Self::next(seq)))
+        let op = || round_trip(ping, pong, Self::next(seq));
+        match self.gap {
+            Some(gap) => harness::gapped(n, gap, op),
+            None => timed(n, op),
+        }
     }
 
     fn keepalive(&mut self) -> Result<()> {

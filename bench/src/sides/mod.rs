@@ -9,6 +9,7 @@
 //! | [`event`] | `NamedEvent` wake-up round trips | |
 //! | [`copy`] | `write_at` into a mapping | `memcpy` into the same mapping (the bandwidth limit) |
 //! | [`spin`] | | two words in shared memory, both sides busy-polling (the round-trip limit) |
+//! | [`ladder`] | | the channel's ring protocol rebuilt on raw memory step by step, from the spin up (where a round trip's time goes) |
 //! | `futex` (Linux) | | two futex words, wait and wake |
 //! | [`stream`] | | a pipe pair |
 //! | `socket` (Unix) | | a Unix socket pair |
@@ -31,6 +32,7 @@ pub mod event;
 pub mod futex;
 #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
 pub mod iceoryx2;
+pub mod ladder;
 pub mod scaling;
 #[cfg(unix)]
 pub mod socket;
@@ -132,6 +134,8 @@ macro_rules! roles {
 roles! {
     /// Echoes a spin round trip.
     SpinEcho = "rt-spin" => spin::echo_child(),
+    /// Echoes a round trip of one step of the ladder.
+    LadderEcho = "rt-ladder" => ladder::echo_child(),
     /// Echoes a futex round trip.
     #[cfg(target_os = "linux")]
     FutexEcho = "rt-futex" => futex::echo_child(),
@@ -178,11 +182,12 @@ roles! {
     ScalingConsumer = "scale-consumer" => scaling::consumer_child(),
 }
 
-/// Two words in a small named mapping that the parent and one child share,
-/// 128 bytes apart (separate cache lines, and not a pair the adjacent-line
-/// prefetcher fetches together): the parent's ([`PING`](Words::PING)) and
-/// the child's ([`PONG`](Words::PONG)). shmio only provides the memory:
-/// the peers that use it touch it with plain atomics.
+/// A small named mapping (8 KiB) that the parent and one child share, for
+/// the raw peers: the spin's and the futex's two words, 128 bytes apart
+/// (separate cache lines, and not a pair the adjacent-line prefetcher
+/// fetches together), the parent's ([`PING`](Words::PING)) and the
+/// child's ([`PONG`](Words::PONG)); the ladder's two rings. shmio only
+/// provides the memory: the peers that use it touch it with plain atomics.
 pub struct Words {
     map: Mapping,
     _stall: Option<OnStall>,
@@ -193,7 +198,7 @@ impl Words {
     pub const PING: u64 = 0;
     /// The child's word.
     pub const PONG: u64 = 128;
-    const LEN: u64 = 4096;
+    const LEN: u64 = 8192;
 
     /// Creates the words under `name` (the name goes with its last holder).
     pub fn create(name: &str) -> Result<Words> {

@@ -236,7 +236,7 @@ fn paired(smoke: bool) {
             create,
             "shm_open+ftruncate+fallocate+mmap+munmap+shm_unlink",
             Compare::Time,
-            "time <= 1.5x",
+            "time <= 1.3x",
         )
     );
 }

@@ -18,8 +18,97 @@ fn main() {
     #[cfg(target_os = "linux")]
     std::process::exit(linux::main());
 
-    #[cfg(not(target_os = "linux"))]
-    println!("shmio-bench: Linux only (raw futexes, /dev/shm and iceoryx2's Linux back end); nothing to measure here.");
+    #[cfg(windows)]
+    std::process::exit(windows::main());
+
+    #[cfg(not(any(target_os = "linux", windows)))]
+    println!("shmio-bench: Linux and Windows only (raw futexes or events, iceoryx2's Linux back end); nothing to measure here.");
+}
+
+/// On Windows (run under Wine here): the channel's blocking round trips,
+/// steady and waking a sleeping child, against a raw event pair. The rest
+/// of the table's peers are Linux's.
+#[cfg(windows)]
+mod windows {
+    use std::time::Duration;
+
+    use shmio_bench::harness::{self, Named, Settings};
+    use shmio_bench::report::format_ns;
+    use shmio_bench::sides::{channel, win_event::EventPairRoundTrip};
+    use shmio_bench::{watchdog, Result};
+
+    /// As the Linux table's wake-up row.
+    const WAKE_GAP: Duration = Duration::from_micros(500);
+
+    pub fn main() -> i32 {
+        let quick = std::env::args().any(|arg| arg == "--quick");
+        match run(quick) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("shmio-bench: {e}");
+                1
+            }
+        }
+    }
+
+    fn run(quick: bool) -> Result<()> {
+        let settings = Settings {
+            rounds: if quick { 11 } else { 21 },
+            batch_time: Duration::from_millis(if quick { 10 } else { 40 }),
+        };
+        watchdog::start("shmio-bench".into());
+        let base = format!("shmio-bench-{}", std::process::id());
+        let sides: Vec<Named> = vec![
+            (
+                "shmio steady",
+                Box::new(channel::BlockingRoundTrip::start(&format!("{base}-block"))?),
+            ),
+            (
+                "events steady",
+                Box::new(EventPairRoundTrip::start(&format!("{base}-ev"), None)?),
+            ),
+            (
+                "shmio waking",
+                Box::new(channel::BlockingRoundTrip::waking(
+                    &format!("{base}-wake"),
+                    WAKE_GAP,
+                )?),
+            ),
+            (
+                "events waking",
+                Box::new(EventPairRoundTrip::start(
+                    &format!("{base}-evwake"),
+                    Some(WAKE_GAP),
+                )?),
+            ),
+        ];
+        let results = harness::run("wake-ups", sides, settings)?;
+        println!("\n## shmio's channel against a raw event pair (Windows)\n");
+        println!(
+            "- command: `shmio-bench.exe{}`; {} rounds of about {} ms batches, medians; ratios medians of the per-round ratios\n",
+            if quick { " --quick" } else { "" },
+            settings.rounds,
+            settings.batch_time.as_millis()
+        );
+        println!("| round trip, 8 B | shmio `Channel` (`recv_into`) | raw event pair (`SetEvent`, `WaitForSingleObject`) | shmio / events |");
+        println!("|---|---|---|---|");
+        for (what, ours, theirs) in [
+            ("steady traffic", "shmio steady", "events steady"),
+            (
+                "each after 500 µs of quiet (the child asleep)",
+                "shmio waking",
+                "events waking",
+            ),
+        ] {
+            println!(
+                "| {what} | {} | {} | {:.2}× |",
+                format_ns(results.ns_per_op(ours)),
+                format_ns(results.ns_per_op(theirs)),
+                results.ratio(ours, theirs)
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `--sweep` and `--scaling`.

@@ -11,6 +11,7 @@
 //! | [`spin`] | | two words in shared memory, both sides busy-polling (the round-trip limit) |
 //! | [`ladder`] | | the channel's ring protocol rebuilt on raw memory step by step, from the spin up (where a round trip's time goes) |
 //! | `futex` (Linux) | | two futex words, wait and wake |
+//! | `win_event` (Windows) | | two named auto-reset events, `SetEvent` and `WaitForSingleObject` |
 //! | [`stream`] | | a pipe pair |
 //! | `socket` (Unix) | | a Unix socket pair |
 //! | `iceoryx2` (Linux, feature `iceoryx2`) | | publish-subscribe round trips and throughput |
@@ -38,6 +39,8 @@ pub mod scaling;
 pub mod socket;
 pub mod spin;
 pub mod stream;
+#[cfg(windows)]
+pub mod win_event;
 
 use shmio::Mapping;
 
@@ -136,6 +139,9 @@ roles! {
     SpinEcho = "rt-spin" => spin::echo_child(),
     /// Echoes a round trip of one step of the ladder.
     LadderEcho = "rt-ladder" => ladder::echo_child(),
+    /// Echoes a raw Windows event round trip.
+    #[cfg(windows)]
+    EventPairEcho = "rt-win-event" => win_event::echo_child(),
     /// Echoes a futex round trip.
     #[cfg(target_os = "linux")]
     FutexEcho = "rt-futex" => futex::echo_child(),

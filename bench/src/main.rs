@@ -129,7 +129,9 @@ mod linux {
     use shmio_bench::sides::dbus;
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
-    use shmio_bench::sides::{bus, channel, copy, futex, ladder, socket, spin, stream, CALL_SIZE};
+    use shmio_bench::sides::{
+        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, CALL_SIZE,
+    };
     use shmio_bench::{watchdog, Result};
 
     /// Slots of the 64-byte throughput queues (shmio's ring, iceoryx2's subscriber buffer).
@@ -212,6 +214,8 @@ mod linux {
         let pinned = pinned_round_trips(&base, settings)?;
         eprintln!("shmio-bench: wake-ups ...");
         let wake_ups = wake_ups(&base, settings)?;
+        eprintln!("shmio-bench: the throughput ladder ...");
+        let throughput_ladder = throughput_ladder(&base, settings)?;
         eprintln!("shmio-bench: calls ...");
         let calls = calls(&base, settings)?;
         eprintln!("shmio-bench: broadcast and post ...");
@@ -414,7 +418,8 @@ mod linux {
             iceoryx2_files,
             left,
             calls: calls.note,
-            ladder: pinned.as_ref().map(ladder_table).unwrap_or_default(),
+            ladder: pinned.as_ref().map(ladder_table).unwrap_or_default()
+                + &throughput_ladder_table(&throughput_ladder),
         };
         print!("{}", report(&run, &rows));
         Ok(())
@@ -481,6 +486,75 @@ mod linux {
             ),
         ];
         harness::run("wake-ups", sides, settings)
+    }
+
+    /// One producer and one consumer of 64-byte messages through a ring of
+    /// 1024: crossbeam-channel between threads, the channel between
+    /// processes, and the ladder's steps between processes.
+    fn throughput_ladder(base: &str, settings: Settings) -> Result<Results> {
+        let mut sides: Vec<Named> = vec![
+            ("crossbeam", Box::new(scaling::CrossbeamScaling::new(1, 1))),
+            (
+                "shmio",
+                Box::new(scaling::ChannelScaling::start(
+                    &format!("{base}-tl-shmio"),
+                    1,
+                    1,
+                )?),
+            ),
+        ];
+        // Not the packed rung: a 64-byte message never fit a 64-byte slot.
+        for step in ladder::Step::ALL
+            .into_iter()
+            .filter(|&s| s != ladder::Step::Packed)
+        {
+            let name = format!("{base}-tl-ladder{}", step as usize);
+            sides.push((
+                step.key(),
+                Box::new(ladder::LadderThroughput::start(&name, step)?),
+            ));
+        }
+        harness::run("throughput ladder", sides, settings)
+    }
+
+    /// The throughput ladder as a table: messages/s of each side, and its
+    /// share of crossbeam-channel's.
+    fn throughput_ladder_table(results: &Results) -> String {
+        let mut out = String::from(
+            "\n### Where a 64-byte message's time goes (one producer, one consumer, a ring of 1024, this run)\n\n\
+             | side | messages/s | time per message | / crossbeam's messages/s |\n|---|---|---|---|\n",
+        );
+        let mut line = |side: &str, key: &str| {
+            let ns = results.ns_per_op(key);
+            let _ = writeln!(
+                out,
+                "| {side} | {} | {} | {:.2}× |",
+                format_rate(ns, 64),
+                format_ns(ns),
+                results.ratio("crossbeam", key)
+            );
+        };
+        line(
+            "crossbeam-channel, `bounded(1024)`, two threads of one process",
+            "crossbeam",
+        );
+        line(
+            "shmio `Channel`, two processes (`send`, `recv_into`)",
+            "shmio",
+        );
+        for step in ladder::Step::ALL
+            .into_iter()
+            .filter(|&s| s != ladder::Step::Packed)
+        {
+            line(step.key(), step.key());
+        }
+        out.push_str(
+            "\nThe same rungs as the round trips' (no packed rung: a 64-byte message never fit a 64-byte slot), \
+             the child sending and this process receiving. Runs on this VM come in two modes (about 3 M or 10-15 M \
+             messages/s for every side, after where the scheduler puts the processes), so the ratios, medians of \
+             per-round ratios, say more than the rates.\n",
+        );
+        out
     }
 
     /// Where the pinned busy-poll round trip's time goes: the raw spin, the

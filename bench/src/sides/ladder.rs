@@ -9,7 +9,9 @@
 //! Both directions are rings of [`SLOTS`] slots of one cache line each, laid
 //! out as `src/channel/ring.rs` lays them out: a slot's `state` word holds
 //! the half-step sequence number in its high 32 bits and the claimer in its
-//! low 32, then the 8-byte message.
+//! low 32, then the message: 8 bytes in the round trips; 64 bytes in the
+//! one-way throughput of [`LadderThroughput`], through a ring of
+//! [`THROUGHPUT_SLOTS`].
 
 use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +165,7 @@ struct Ring<'a> {
     words: &'a Words,
     step: Step,
     base: u64,
+    slots: u64,
     /// This side's position, when positions are not shared.
     pos: u64,
 }
@@ -172,17 +175,22 @@ impl<'a> Ring<'a> {
     const PONG: u64 = DIRECTION;
 
     fn new(words: &'a Words, step: Step, base: u64) -> Ring<'a> {
+        Ring::of(words, step, base, SLOTS)
+    }
+
+    fn of(words: &'a Words, step: Step, base: u64, slots: u64) -> Ring<'a> {
         Ring {
             words,
             step,
             base,
+            slots,
             pos: 0,
         }
     }
 
     /// Sets every slot free for its first lap.
     fn init(&self) {
-        for pos in 0..SLOTS {
+        for pos in 0..self.slots {
             self.state(pos)
                 .store(join(send_turn(pos), 0), Ordering::Relaxed);
         }
@@ -190,15 +198,16 @@ impl<'a> Ring<'a> {
 
     fn slot(&self, pos: u64) -> u64 {
         let layout = self.step.layout();
-        self.base + layout.slots + (pos % SLOTS) * layout.slot_bytes
+        self.base + layout.slots + (pos % self.slots) * layout.slot_bytes
     }
 
     fn state(&self, pos: u64) -> &'a AtomicU64 {
         self.words.u64_at(self.slot(pos))
     }
 
-    fn payload(&self, pos: u64) -> &'a AtomicU64 {
-        self.words.u64_at(self.slot(pos) + 8)
+    /// Word `word` of the slot's message (after its state word).
+    fn payload(&self, pos: u64, word: u64) -> &'a AtomicU64 {
+        self.words.u64_at(self.slot(pos) + 8 + 8 * word)
     }
 
     /// The sender's (`at` 0) or the receiver's position word.
@@ -241,10 +250,17 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// Sends `value`, a message of one 8-byte word.
     fn send(&mut self, value: u64) -> Result<()> {
+        self.send_words(value, 1)
+    }
+
+    /// Sends a message of `words` 8-byte words, each `value`.
+    fn send_words(&mut self, value: u64, words: u64) -> Result<()> {
         let pos = self.position(0);
         let free = join(send_turn(pos), 0);
-        // A round trip never fills a ring: the slot is free at once.
+        // A round trip never fills a ring: the slot is free at once. A
+        // throughput run waits here while the ring is full.
         while self.state(pos).load(Ordering::Acquire) != free {
             spin_loop();
         }
@@ -252,7 +268,9 @@ impl<'a> Ring<'a> {
             claim(self.state(pos), send_turn(pos), SENDER)?;
         }
         self.move_on(0, pos);
-        self.payload(pos).store(value, Ordering::Relaxed);
+        for word in 0..words {
+            self.payload(pos, word).store(value, Ordering::Relaxed);
+        }
         self.hand_over(pos, join(recv_turn(pos), 0));
         Ok(())
     }
@@ -268,8 +286,8 @@ impl<'a> Ring<'a> {
             claim(self.state(pos), recv_turn(pos), RECEIVER)?;
         }
         self.move_on(at, pos);
-        let value = self.payload(pos).load(Ordering::Relaxed);
-        self.hand_over(pos, join(send_turn(pos.wrapping_add(SLOTS)), 0));
+        let value = self.payload(pos, 0).load(Ordering::Relaxed);
+        self.hand_over(pos, join(send_turn(pos.wrapping_add(self.slots)), 0));
         Ok(value)
     }
 }
@@ -370,6 +388,88 @@ pub fn echo_child() -> Result<()> {
             if value == STOP {
                 break;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Throughput rings: slots, each a 64-byte message (and its state word).
+pub const THROUGHPUT_SLOTS: u64 = 1024;
+/// The words of a throughput message: 64 bytes.
+const THROUGHPUT_WORDS: u64 = 8;
+
+/// One ladder step's one-way throughput of 64-byte messages: the child
+/// sends, this process receives and checks each sequence number.
+pub struct LadderThroughput {
+    words: Words,
+    kid: Kid,
+    step: Step,
+    pos: u64,
+    expected: u64,
+}
+
+impl LadderThroughput {
+    /// Creates the ring under `name` and starts the producer child. Not
+    /// for [`Step::Packed`]: its 64-byte slots hold no 64-byte message.
+    pub fn start(name: &str, step: Step) -> Result<LadderThroughput> {
+        if step == Step::Packed {
+            return Err("the packed rung's 64-byte slots hold no 64-byte message".into());
+        }
+        let layout = step.layout();
+        let words = Words::create_len(name, layout.slots + THROUGHPUT_SLOTS * layout.slot_bytes)?;
+        Ring::of(&words, step, 0, THROUGHPUT_SLOTS).init();
+        let kid = child::spawn_commanded(
+            Role::LadderProducer,
+            &[
+                (child::NAME, name.to_owned()),
+                (child::STEP, step.code().to_string()),
+            ],
+        )?;
+        Ok(LadderThroughput {
+            words,
+            kid,
+            step,
+            pos: 0,
+            expected: 0,
+        })
+    }
+}
+
+impl Side for LadderThroughput {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let mut ring = Ring::of(&self.words, self.step, 0, THROUGHPUT_SLOTS);
+        ring.pos = self.pos;
+        let start = std::time::Instant::now();
+        self.kid.command(&format!("go {n}"))?;
+        for _ in 0..n {
+            let value = ring.recv()?;
+            if value != self.expected {
+                return Err(format!("ladder message {}: got {value}", self.expected).into());
+            }
+            self.expected += 1;
+        }
+        self.pos = ring.pos;
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n as f64)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.kid.alive()
+    }
+}
+
+/// The ladder's producer child: on each `go N`, sends the next N messages.
+pub fn producer_child() -> Result<()> {
+    let words = Words::open(&child::var(child::NAME)?)?;
+    let step = Step::from_code(child::number(child::STEP)?)?;
+    let mut ring = Ring::of(&words, step, 0, THROUGHPUT_SLOTS);
+    let mut commands = Commands::new()?;
+    shmio_testkit::try_ready()?;
+    let mut seq = 0;
+    while let Some(n) = commands.next_count()? {
+        for _ in 0..n {
+            ring.send_words(seq, THROUGHPUT_WORDS)?;
+            seq += 1;
+            watchdog::progress();
         }
     }
     Ok(())

@@ -139,6 +139,8 @@ roles! {
     SpinEcho = "rt-spin" => spin::echo_child(),
     /// Echoes a round trip of one step of the ladder.
     LadderEcho = "rt-ladder" => ladder::echo_child(),
+    /// Sends 64-byte messages through one step of the ladder's ring.
+    LadderProducer = "tp-ladder" => ladder::producer_child(),
     /// Echoes a raw Windows event round trip.
     #[cfg(windows)]
     EventPairEcho = "rt-win-event" => win_event::echo_child(),
@@ -208,9 +210,14 @@ impl Words {
 
     /// Creates the words under `name` (the name goes with its last holder).
     pub fn create(name: &str) -> Result<Words> {
+        Words::create_len(name, Words::LEN)
+    }
+
+    /// Creates `len` bytes of words under `name` (at least the usual 8 KiB).
+    pub fn create_len(name: &str, len: u64) -> Result<Words> {
         let stall = OnStall::shmio_name(name);
         Ok(Words {
-            map: Mapping::create(name, Words::LEN)?,
+            map: Mapping::create(name, len.max(Words::LEN))?,
             _stall: Some(stall),
         })
     }

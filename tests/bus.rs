@@ -129,6 +129,12 @@ fn bad_input_is_a_typed_error() {
             Err(Error::InvalidName { .. })
         ));
     }
+    // A timeout too long for the clock waits as long as it takes: no overflow.
+    assert_eq!(
+        bus.call::<_, String>("echo", "forever", Duration::MAX)
+            .unwrap(),
+        Some("forever".to_owned())
+    );
     // A group name held by another kind of object.
     let taken = unique_name("bus-taken");
     let _mapping = Mapping::create(&taken, 4096).unwrap();

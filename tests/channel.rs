@@ -41,6 +41,19 @@ fn send_and_receive_in_order() {
     assert!(matches!(channel.try_recv(), Err(Error::Empty)));
 }
 
+/// A timeout too long for the clock (`Duration::MAX`) waits as long as it
+/// takes; it used to overflow `Instant` and panic.
+#[test]
+fn a_timeout_too_long_for_the_clock_is_no_panic() {
+    let channel = Channel::create_or_open(&unique_name("forever"), options(2, 8)).unwrap();
+    channel.send_timeout(b"one", Duration::MAX).unwrap();
+    assert_eq!(channel.recv_timeout(Duration::MAX).unwrap(), b"one");
+    let mut buf = Vec::new();
+    channel.send(b"two").unwrap();
+    channel.recv_into_timeout(&mut buf, Duration::MAX).unwrap();
+    assert_eq!(buf, b"two");
+}
+
 #[test]
 fn full_and_empty_edges() {
     let channel = Channel::create_or_open(&unique_name("edges"), options(3, 8)).unwrap();

@@ -209,7 +209,7 @@ pub struct Request {
 impl Request {
     /// The command called.
     pub fn command(&self) -> &str {
-        &self.request.command
+        self.request.command()
     }
 
     /// Whether this is a post: no one waits for an answer.
@@ -220,7 +220,7 @@ impl Request {
     /// The arguments, decoded as `A`: [`Error::Decode`] (with the JSON) if
     /// they are not an `A`.
     pub fn args<A: DeserializeOwned>(&self) -> Result<A> {
-        record::decode(0, self.request.args.clone())
+        record::decode(0, self.request.args().to_vec())
     }
 
     /// Answers the call with `reply` (a post: nothing to do). A reply that
@@ -265,7 +265,7 @@ impl Drop for Request {
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
-            .field("command", &self.request.command)
+            .field("command", &self.request.command())
             .field("post", &self.is_post())
             .finish_non_exhaustive()
     }
@@ -360,6 +360,37 @@ impl Mailroom {
     fn forget(&mut self, id: u64) {
         if let Some(at) = self.pending.iter().position(|(waited, _)| *waited == id) {
             self.pending.swap_remove(at);
+        }
+    }
+}
+
+/// A call's deadline, `timeout` from the first time it is needed: a call
+/// reads the clock once the request is on its way (while the listener
+/// works), not before, and a call answered at once reads it only there.
+struct Deadline {
+    timeout: Duration,
+    at: Cell<Option<Instant>>,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            timeout,
+            at: Cell::new(None),
+        }
+    }
+
+    /// The deadline, `timeout` after `now` if not yet set.
+    fn from(&self, now: Instant) -> Instant {
+        match self.at.get() {
+            Some(at) => at,
+            None => {
+                let at = now
+                    .checked_add(self.timeout)
+                    .unwrap_or_else(|| crate::channel::deadline_after(self.timeout));
+                self.at.set(Some(at));
+                at
+            }
         }
     }
 }
@@ -524,7 +555,7 @@ impl Bus {
     /// for handlers of this process if no dispatch thread does.
     pub fn next_request(&self, timeout: Duration) -> Result<Request> {
         let inner = &self.inner;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::channel::deadline_after(timeout);
         let mut room = inner.mailroom();
         loop {
             if let Some(request) = room.polled.pop_front() {
@@ -601,17 +632,15 @@ impl Bus {
         R: DeserializeOwned,
     {
         registry::check_command(command)?;
-        let args = record::encode_payload(args)?;
-        let deadline = Instant::now() + timeout;
+        let mut message = wire::request_body(command, args)?;
+        let deadline = Deadline::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         let mut died = None;
         for listener in listeners.iter().filter(|l| chosen(l)) {
-            let id = self
-                .inner
-                .send_request(listener, command, &args, deadline)?;
+            let id = self.inner.send_request(listener, &mut message, &deadline)?;
             let answer = self
                 .inner
-                .wait_reply(id, listener, deadline)
+                .wait_reply(id, listener, &deadline)
                 .and_then(|outcome| answer_of(outcome, listener.pid));
             match answer {
                 Ok(Some(reply)) => return Ok(Some(reply)),
@@ -637,13 +666,13 @@ impl Bus {
         R: DeserializeOwned,
     {
         registry::check_command(command)?;
-        let args = record::encode_payload(args)?;
-        let deadline = Instant::now() + timeout;
+        let mut message = wire::request_body(command, args)?;
+        let deadline = Deadline::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         let sent: Vec<(&Registration, Result<u64>)> = listeners
             .iter()
             .map(|listener| {
-                let id = self.inner.send_request(listener, command, &args, deadline);
+                let id = self.inner.send_request(listener, &mut message, &deadline);
                 (listener, id)
             })
             .collect();
@@ -651,7 +680,7 @@ impl Bus {
             .into_iter()
             .map(|(listener, id)| {
                 let outcome = id
-                    .and_then(|id| self.inner.wait_reply(id, listener, deadline))
+                    .and_then(|id| self.inner.wait_reply(id, listener, &deadline))
                     .and_then(|outcome| answer_of(outcome, listener.pid));
                 Answer {
                     pid: listener.pid,
@@ -672,12 +701,12 @@ impl Bus {
         A: Serialize + ?Sized,
     {
         registry::check_command(command)?;
-        let args = record::encode_payload(args)?;
+        let mut message = wire::request_body(command, args)?;
         let listeners = self.inner.listeners_of(command)?;
         let from = self.inner.participant.token();
         let (mut reached, mut full) = (0, Vec::new());
         for listener in listeners.iter() {
-            let message = wire::request(0, from, listener.order, command, &args);
+            wire::address(&mut message, 0, from, listener.order);
             let outbox = match self.inner.outbox(listener.token) {
                 Ok(outbox) => outbox,
                 Err(Error::NotFound { .. }) => continue,
@@ -886,18 +915,17 @@ impl Inner {
             .is_alive(token, self.participant.token(), &self.trust)
     }
 
-    /// Sends a request for `listener`, waiting for room until `deadline`
-    /// (while the listener lives); the request's id, whose reply is then
-    /// awaited.
+    /// Sends the request `message` (a [`wire::request_body`]) to
+    /// `listener`, waiting for room until `deadline` (while the listener
+    /// lives); the request's id, whose reply is then awaited.
     fn send_request(
         &self,
         listener: &Registration,
-        command: &str,
-        args: &[u8],
-        deadline: Instant,
+        message: &mut [u8],
+        deadline: &Deadline,
     ) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = wire::request(id, self.participant.token(), listener.order, command, args);
+        wire::address(message, id, self.participant.token(), listener.order);
         let outbox = match self.outbox(listener.token) {
             Ok(outbox) => outbox,
             Err(Error::NotFound { .. }) => {
@@ -908,7 +936,7 @@ impl Inner {
         };
         self.mailroom().pending.push((id, None));
         // Room at once, the common case, needs no clock.
-        match outbox.try_send(&message) {
+        match outbox.try_send(message) {
             Ok(()) => return Ok(id),
             Err(Error::Full) => {}
             Err(error) => {
@@ -918,10 +946,11 @@ impl Inner {
         }
         loop {
             let now = Instant::now();
+            let deadline = deadline.from(now);
             let slice = deadline
                 .saturating_duration_since(now)
                 .min(LIVENESS_INTERVAL);
-            match outbox.send_timeout(&message, slice) {
+            match outbox.send_timeout(message, slice) {
                 Ok(()) => return Ok(id),
                 Err(Error::TimedOut { .. }) => {}
                 Err(error) => {
@@ -946,20 +975,18 @@ impl Inner {
     /// Waits until `deadline` for the reply to request `id`, sent to
     /// `listener`: reading the inbox itself when no one else does, and
     /// looking every [`LIVENESS_INTERVAL`] whether the listener still lives.
-    fn wait_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
-        let result = self.await_reply(id, listener, deadline);
-        self.mailroom().forget(id);
-        result
-    }
-
-    fn await_reply(&self, id: u64, listener: &Registration, deadline: Instant) -> Result<Outcome> {
+    /// The reply is forgotten on every way out, under the mailroom lock
+    /// the way out holds anyway.
+    fn wait_reply(&self, id: u64, listener: &Registration, deadline: &Deadline) -> Result<Outcome> {
         let dispatching = self.is_dispatch_thread();
         let mut now = Instant::now();
+        let deadline = deadline.from(now);
         let mut next_look = now + LIVENESS_INTERVAL;
         let mut room = self.mailroom();
         let mut first = true;
         loop {
             if let Some(outcome) = room.take_reply(id) {
+                room.forget(id);
                 return Ok(outcome);
             }
             if !std::mem::take(&mut first) {
@@ -969,7 +996,12 @@ impl Inner {
                 drop(room);
                 if !self.is_alive(listener.token) {
                     // It may have answered just before it died.
-                    let answered = self.mailroom().take_reply(id);
+                    let answered = {
+                        let mut room = self.mailroom();
+                        let answered = room.take_reply(id);
+                        room.forget(id);
+                        answered
+                    };
                     if let Some(outcome) = answered {
                         return Ok(outcome);
                     }
@@ -981,6 +1013,7 @@ impl Inner {
                 continue;
             }
             if now >= deadline {
+                room.forget(id);
                 return Err(Error::TimedOut {
                     name: self.group.clone(),
                 });
@@ -1005,7 +1038,10 @@ impl Inner {
             let serve_now = match message {
                 Some(Message::Reply {
                     id: got, outcome, ..
-                }) if got == id => return Ok(outcome),
+                }) if got == id => {
+                    room.forget(id);
+                    return Ok(outcome);
+                }
                 Some(message) => self.file(&mut room, message, dispatching),
                 None => None,
             };
@@ -1149,7 +1185,7 @@ impl Inner {
                 return;
             }
             Some(Answerer::Handler(handler)) => {
-                catch_unwind(AssertUnwindSafe(|| handler(&request.args)))
+                catch_unwind(AssertUnwindSafe(|| handler(request.args())))
                     .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref())))
             }
         };

@@ -17,6 +17,11 @@
 //! A stop (kind 4) is one byte: it wakes a member's own dispatch thread to
 //! let it see that the member is leaving.
 
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::mapping::record;
+
 /// Bytes before a message's command and payload.
 pub(crate) const HEADER: usize = 24;
 
@@ -61,23 +66,54 @@ pub(crate) struct Request {
     pub(crate) id: u64,
     pub(crate) from: u32,
     pub(crate) listener: u64,
-    pub(crate) command: String,
-    pub(crate) args: Vec<u8>,
+    /// The command's name, then the JSON arguments: one buffer.
+    body: Vec<u8>,
+    command_len: usize,
+}
+
+impl Request {
+    /// The command's name (checked UTF-8 when decoded).
+    pub(crate) fn command(&self) -> &str {
+        std::str::from_utf8(&self.body[..self.command_len]).unwrap_or_default()
+    }
+
+    /// The arguments, as JSON.
+    pub(crate) fn args(&self) -> &[u8] {
+        &self.body[self.command_len..]
+    }
+}
+
+/// The bytes of a request or post of `command` with `args` (JSON), but for
+/// whom it is: [`address`] fills that in, once for each listener it goes to.
+pub(crate) fn request_body<A: Serialize + ?Sized>(command: &str, args: &A) -> Result<Vec<u8>> {
+    let mut message = Vec::with_capacity(HEADER + command.len() + 32);
+    message.extend_from_slice(&[0; HEADER]);
+    // Command names are at most `registry::MAX_COMMAND` bytes.
+    message[2..4].copy_from_slice(&(command.len() as u16).to_le_bytes());
+    message.extend_from_slice(command.as_bytes());
+    record::append_payload(args, &mut message)?;
+    Ok(message)
+}
+
+/// Makes `message` (from [`request_body`]) request `id` (a post for 0) from
+/// the member `from` to the listener `listener`.
+pub(crate) fn address(message: &mut [u8], id: u64, from: u32, listener: u64) {
+    message[0] = if id == 0 { POST } else { REQUEST };
+    message[4..8].copy_from_slice(&from.to_le_bytes());
+    message[8..16].copy_from_slice(&id.to_le_bytes());
+    message[16..24].copy_from_slice(&listener.to_le_bytes());
 }
 
 /// A request (`id` non-zero) or a post (`id` 0) of `command` with the JSON
 /// `args`, from the member `from` to the listener `listener`.
+#[cfg(test)]
 pub(crate) fn request(id: u64, from: u32, listener: u64, command: &str, args: &[u8]) -> Vec<u8> {
-    let kind = if id == 0 { POST } else { REQUEST };
     let mut message = Vec::with_capacity(HEADER + command.len() + args.len());
-    message.extend_from_slice(&[kind, 0]);
-    // Command names are at most `registry::MAX_COMMAND` bytes.
-    message.extend_from_slice(&(command.len() as u16).to_le_bytes());
-    message.extend_from_slice(&from.to_le_bytes());
-    message.extend_from_slice(&id.to_le_bytes());
-    message.extend_from_slice(&listener.to_le_bytes());
+    message.extend_from_slice(&[0; HEADER]);
+    message[2..4].copy_from_slice(&(command.len() as u16).to_le_bytes());
     message.extend_from_slice(command.as_bytes());
     message.extend_from_slice(args);
+    address(&mut message, id, from, listener);
     message
 }
 
@@ -117,13 +153,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
     let body = &bytes[HEADER..];
     match kind {
         REQUEST | POST => {
-            let command = std::str::from_utf8(body.get(..command_len)?).ok()?;
+            std::str::from_utf8(body.get(..command_len)?).ok()?;
             let request = Request {
                 id,
                 from,
                 listener,
-                command: command.to_owned(),
-                args: body[command_len..].to_vec(),
+                body: body.to_vec(),
+                command_len,
             };
             match (kind, id) {
                 (REQUEST, 1..) => Some(Message::Request(request)),
@@ -153,15 +189,19 @@ mod tests {
     fn every_message_round_trips() {
         let request = request(7, 0x401, 99, "add", b"[1,2]");
         match decode(&request) {
-            Some(Message::Request(Request {
-                id: 7,
-                from: 0x401,
-                listener: 99,
-                command,
-                args,
-            })) => assert_eq!((command.as_str(), args.as_slice()), ("add", &b"[1,2]"[..])),
+            Some(Message::Request(
+                request @ Request {
+                    id: 7,
+                    from: 0x401,
+                    listener: 99,
+                    ..
+                },
+            )) => assert_eq!((request.command(), request.args()), ("add", &b"[1,2]"[..])),
             other => panic!("{other:?}"),
         }
+        let mut built = request_body("add", &[1, 2]).unwrap();
+        address(&mut built, 7, 0x401, 99);
+        assert_eq!(built, request, "the same bytes, built in one buffer");
         assert!(matches!(
             decode(&super::request(0, 1, 2, "log", b"\"x\"")),
             Some(Message::Post(_))

@@ -39,6 +39,12 @@ pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>
     serde_json::to_vec(value).map_err(|source| Error::Encode { source })
 }
 
+/// [`encode_payload`], appended to `out` (a message's header and name
+/// before it): one buffer for the whole message.
+pub(crate) fn append_payload<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, value).map_err(|source| Error::Encode { source })
+}
+
 /// The payload length a frame at `offset` claims, checked against `size`,
 /// the end of the memory. `None` for a zero length.
 pub(crate) fn payload_len(header: [u8; 4], offset: u64, size: u64) -> Result<Option<u32>> {

@@ -596,9 +596,9 @@ mod linux {
             "\nRead it by differences within one run (the spin itself moves between about 100 and 450 ns \
              from run to run as the VM's CPUs land on different cores, pinned or not). Two findings are steady across runs: \
              the layout (the packed rung against the sleeper-check rung, and the channel itself, 151 ns before version 3 \
-             and 117 ns after), and that the sender's claim costs nothing. Not yet explained: the raw rebuild's receive claim \
-             costs more (about 40 ns pinned at 100 ns spin) than the whole channel pays over the spin; the rebuild polls one \
-             word where the channel goes through `try_recv_into`, but polling 4 times slower did not change it.\n",
+             and 117 ns after), and that the sender's claim costs nothing. Not yet explained: the raw rebuild's later rungs (the \
+             receive claim or the shared positions, by run) cost more than the whole channel pays over the spin, so past them \
+             the ladder overstates; polling 4 times slower, or the two rings in separate mappings, did not change it.\n",
         );
         out
     }

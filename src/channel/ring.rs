@@ -346,14 +346,14 @@ impl Ring {
     /// (non-zero, [`READING`] clear).
     #[inline]
     pub(crate) fn claim_send(&self, token: u32) -> std::result::Result<Claim, Blocked> {
-        self.claim(ENQUEUE, send_turn, token, true)
+        self.claim(ENQUEUE, send_turn, token)
     }
 
     /// Claims the next message for receiving, as the participant `token`;
     /// its length.
     #[inline]
     pub(crate) fn claim_recv(&self, token: u32) -> std::result::Result<(Claim, u32), Blocked> {
-        let claim = self.claim(DEQUEUE, recv_turn, token | READING, false)?;
+        let claim = self.claim(DEQUEUE, recv_turn, token | READING)?;
         let len = self.len(claim.pos).load(Ordering::Relaxed);
         Ok((claim, len))
     }
@@ -369,30 +369,11 @@ impl Ring {
         position: u64,
         turn: fn(u64) -> u32,
         owner: u32,
-        guess: bool,
     ) -> std::result::Result<Claim, Blocked> {
         let position = self.u64_at(position);
         let mut pos = position.load(Ordering::Relaxed);
-        let mut first = guess;
         loop {
-            let state = if first {
-                first = false;
-                let free = join(turn(pos), 0);
-                match self.state(pos).compare_exchange(
-                    free,
-                    join(turn(pos), owner),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        move_on(position, pos);
-                        return Ok(Claim { pos });
-                    }
-                    Err(state) => state,
-                }
-            } else {
-                self.state(pos).load(Ordering::Acquire)
-            };
+            let state = self.state(pos).load(Ordering::Acquire);
             let (seq, claimed_by) = split(state);
             let ahead = distance(seq, turn(pos));
             if ahead == 0 {

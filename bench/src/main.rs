@@ -34,11 +34,8 @@ mod windows {
 
     use shmio_bench::harness::{self, Named, Settings};
     use shmio_bench::report::format_ns;
-    use shmio_bench::sides::{channel, win_event::EventPairRoundTrip};
+    use shmio_bench::sides::{channel, win_event::EventPairRoundTrip, WAKE_GAP};
     use shmio_bench::{watchdog, Result};
-
-    /// As the Linux table's wake-up row.
-    const WAKE_GAP: Duration = Duration::from_micros(500);
 
     pub fn main() -> i32 {
         let quick = std::env::args().any(|arg| arg == "--quick");
@@ -130,7 +127,7 @@ mod linux {
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
     use shmio_bench::sides::{
-        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, CALL_SIZE,
+        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, CALL_SIZE, WAKE_GAP,
     };
     use shmio_bench::{watchdog, Result};
 
@@ -459,9 +456,6 @@ mod linux {
         harness::run("round trips", sides, settings)
     }
 
-    /// The quiet before each round trip of the wake-up group: well past the
-    /// channel's spinning (a few tens of microseconds) before it sleeps.
-    const WAKE_GAP: Duration = Duration::from_micros(500);
     const PINNED_BUSY: &str =
         "round trip, 8 B, busy-poll, pinned (parent and child each on a CPU of its own)";
     const PINNED_BLOCKING: &str = "round trip, 8 B, blocking, steady traffic, pinned";
@@ -503,11 +497,7 @@ mod linux {
                 )?),
             ),
         ];
-        // Not the packed rung: a 64-byte message never fit a 64-byte slot.
-        for step in ladder::Step::ALL
-            .into_iter()
-            .filter(|&s| s != ladder::Step::Packed)
-        {
+        for step in ladder::Step::CARRYING_64 {
             let name = format!("{base}-tl-ladder{}", step as usize);
             sides.push((
                 step.key(),
@@ -542,10 +532,7 @@ mod linux {
             "shmio `Channel`, two processes (`send`, `recv_into`)",
             "shmio",
         );
-        for step in ladder::Step::ALL
-            .into_iter()
-            .filter(|&s| s != ladder::Step::Packed)
-        {
+        for step in ladder::Step::CARRYING_64 {
             line(step.key(), step.key());
         }
         out.push_str(
@@ -580,10 +567,8 @@ mod linux {
             "one word each way, always the same cache line",
             "spin",
         );
-        for step in ladder::Step::ALL {
-            if step != ladder::Step::Packed {
-                line(step.key(), step.adds(), step.key());
-            }
+        for step in ladder::Step::CARRYING_64 {
+            line(step.key(), step.adds(), step.key());
         }
         line(
             "shmio `Channel`, busy-poll",

@@ -29,15 +29,13 @@ impl Pinned {
     pub fn apart() -> Result<Option<Pinned>> {
         #[cfg(target_os = "linux")]
         {
-            use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+            use rustix::thread::{sched_getaffinity, CpuSet};
             let before = sched_getaffinity(None)?;
             let mut cpus = (0..CpuSet::MAX_CPU).filter(|&cpu| before.is_set(cpu));
             let (Some(ours), Some(theirs)) = (cpus.next(), cpus.next()) else {
                 return Ok(None);
             };
-            let mut set = CpuSet::new();
-            set.set(ours);
-            sched_setaffinity(None, &set)?;
+            this_thread_to(ours)?;
             CHILD_CPU.store(theirs + 1, Ordering::Relaxed);
             Ok(Some(Pinned { before }))
         }

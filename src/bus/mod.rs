@@ -385,9 +385,7 @@ impl Deadline {
         match self.at.get() {
             Some(at) => at,
             None => {
-                let at = now
-                    .checked_add(self.timeout)
-                    .unwrap_or_else(|| crate::channel::deadline_after(self.timeout));
+                let at = crate::channel::later(now, self.timeout);
                 self.at.set(Some(at));
                 at
             }

@@ -738,10 +738,14 @@ fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
     }
 }
 
-/// `timeout` from now; a timeout too long for the clock (`Duration::MAX`)
-/// is as good as forever, never an overflow.
+/// `timeout` from now: [`later`].
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
+    later(Instant::now(), timeout)
+}
+
+/// `timeout` after `now`; a timeout too long for the clock
+/// (`Duration::MAX`) is as good as forever, never an overflow.
+pub(crate) fn later(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(1 << 32))
 }

@@ -215,10 +215,7 @@ impl Side for BlockingRoundTrip {
             self.seq += 1;
             self.round_trip(self.seq)
         };
-        match gap {
-            Some(gap) => harness::gapped(n, gap, op),
-            None => timed(n, op),
-        }
+        harness::gapped(n, gap, op)
     }
 
     fn keepalive(&mut self) -> Result<()> {

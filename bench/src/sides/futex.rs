@@ -9,7 +9,7 @@ use rustix::thread::futex;
 
 use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
-use crate::harness::{self, timed, Side};
+use crate::harness::{self, Side};
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -99,10 +99,7 @@ impl Side for FutexRoundTrip {
             round_trip(ping, pong, Self::next(seq))?;
         }
         let op = || round_trip(ping, pong, Self::next(seq));
-        match self.gap {
-            Some(gap) => harness::gapped(n, gap, op),
-            None => timed(n, op),
-        }
+        harness::gapped(n, self.gap, op)
     }
 
     fn keepalive(&mut self) -> Result<()> {

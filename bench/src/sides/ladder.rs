@@ -91,6 +91,16 @@ impl Step {
         }
     }
 
+    /// The steps whose slots hold a 64-byte message: all but
+    /// [`Step::Packed`]'s 64-byte slots (the throughput ladder's rungs).
+    pub const CARRYING_64: [Step; 5] = [
+        Step::Ring,
+        Step::SendClaim,
+        Step::RecvClaim,
+        Step::Positions,
+        Step::SleeperCheck,
+    ];
+
     fn code(self) -> usize {
         self as usize
     }
@@ -409,10 +419,10 @@ pub struct LadderThroughput {
 }
 
 impl LadderThroughput {
-    /// Creates the ring under `name` and starts the producer child. Not
-    /// for [`Step::Packed`]: its 64-byte slots hold no 64-byte message.
+    /// Creates the ring under `name` and starts the producer child: for the
+    /// steps of [`Step::CARRYING_64`].
     pub fn start(name: &str, step: Step) -> Result<LadderThroughput> {
-        if step == Step::Packed {
+        if !Step::CARRYING_64.contains(&step) {
             return Err("the packed rung's 64-byte slots hold no 64-byte message".into());
         }
         let layout = step.layout();

@@ -51,6 +51,10 @@ use crate::Result;
 pub const STOP: u64 = u64::MAX;
 /// Untimed round trips at the start of every batch.
 pub const WARMUP: u64 = 64;
+/// The quiet before each round trip that must wake a sleeping child (see
+/// [`harness::gapped`](crate::harness::gapped)): well past the channel's
+/// spinning (a few tens of microseconds) before it sleeps.
+pub const WAKE_GAP: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Writes `seq` into a message's first 8 bytes.
 pub fn stamp(message: &mut [u8], seq: u64) {

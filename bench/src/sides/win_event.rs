@@ -15,7 +15,7 @@ use windows_sys::Win32::System::Threading::{
 
 use super::{Role, Words, WARMUP};
 use crate::child::{self, Kid};
-use crate::harness::{self, timed, Side};
+use crate::harness::{self, Side};
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -104,10 +104,7 @@ impl Side for EventPairRoundTrip {
         for _ in 0..WARMUP {
             op()?;
         }
-        match self.gap {
-            Some(gap) => harness::gapped(n, gap, op),
-            None => timed(n, op),
-        }
+        harness::gapped(n, self.gap, op)
     }
 
     fn keepalive(&mut self) -> Result<()> {

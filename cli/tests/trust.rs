@@ -269,6 +269,10 @@ fn another_users_objects_are_joined_only_when_trusted() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o666, "--permissions is exact, whatever the umask");
+    // Root holds the channel too, and lets go last: whichever of nobody's
+    // sender and root's receiver leaves first, the name goes with root (the
+    // other-user-leaves-last case is its own test below).
+    let root_hold = shmio::Channel::open(&shared).unwrap();
     let refused = spawn_as_nobody(&["send", &shared, "hello"]).finish();
     let said = refused.stderr_text();
     assert!(
@@ -278,6 +282,41 @@ fn another_users_objects_are_joined_only_when_trusted() {
     spawn_as_nobody(&["send", &shared, "hello", "--allow-owner", "root"]).wait_success();
     let received = receiver.finish();
     assert_eq!(received.stdout_text(), "hello\n");
+    drop(root_hold);
+    assert_gone(&shared);
+}
+
+/// `/dev/shm` is sticky: only an entry's owner (or root) may remove it. When
+/// another user is the last to leave a shared name, the name stays, stale,
+/// and its owner's next open reclaims it.
+#[test]
+fn a_name_another_user_leaves_last_is_reclaimed_by_its_owner() {
+    if !root() {
+        return;
+    }
+    let name = unique("left-by-nobody");
+    let mut root_side =
+        command(&["recv", &name, "--permissions", "666", "--timeout", "60s"]).start();
+    wait_for_holders(&name, 1);
+    let mut nobody = spawn_as_nobody(&["recv", &name, "--timeout", "60s", "--allow-owner", "root"]);
+    wait_for_holders(&name, 2);
+    root_side.signal(libc::SIGTERM);
+    root_side.wait();
+    wait_for_holders(&name, 1);
+    nobody.signal(libc::SIGTERM);
+    nobody.wait();
+
+    let stat = shmio(&["stat", &name, "--json"]).ok();
+    let stat: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
+    assert_eq!(stat["holders"], 0);
+    assert_eq!(
+        stat["stale"], true,
+        "nobody may not remove root's name: {stat}"
+    );
+
+    let reclaimed = shmio::Channel::options().create(&name).unwrap();
+    drop(reclaimed);
+    assert_gone(&name);
 }
 
 /// Item 8: `shmio lock NAME` is the mutex a library's `map.lock()` takes,

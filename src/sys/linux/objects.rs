@@ -41,7 +41,9 @@
 //! is this very object (same device and inode: the name may have been
 //! renamed away and given to another object meanwhile). A name whose holders
 //! all died is stale: an opener that finds it so (the exclusive lock is
-//! free) removes it, if it is the opener's own, and starts again. An object
+//! free) removes it, if it is the opener's own, and starts again. A last
+//! holder that is not the owner cannot remove the name (`/dev/shm` is
+//! sticky): it stays, stale, for its owner's next open or `gc`. An object
 //! without the mark (persistent, or made by another program) is never
 //! removed by shmio except by `Mapping::remove`.
 //!

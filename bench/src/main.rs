@@ -317,6 +317,14 @@ mod linux {
             ratio: calls.results.ratio("shmio call", "floor"),
             target: Some(Target::AtMost(2.0)),
         });
+        rows.push(Row {
+            operation: CALL.to_owned(),
+            peer: "the floor with the bus's encoding: JSON out and in on both sides, each message in a new buffer",
+            shmio: format_ns(calls.results.ns_per_op("shmio call")),
+            theirs: format_ns(calls.results.ns_per_op("floor + codec")),
+            ratio: calls.results.ratio("shmio call", "floor + codec"),
+            target: None,
+        });
         if calls.dbus {
             rows.push(Row {
                 operation: CALL.to_owned(),
@@ -647,6 +655,10 @@ mod linux {
                         bus::request_len(),
                     )?),
                 ),
+                (
+                    "floor + codec",
+                    Box::new(bus::CodecFloor::start(&format!("{base}-call-codec"))?),
+                ),
             ])
         };
         #[cfg(feature = "dbus")]
@@ -905,6 +917,9 @@ mod linux {
          - bus: a `Bus` group per row, its listeners in child processes (one, or {BROADCAST_TO} for the broadcast) serving `echo` (the argument back) \
          on their dispatch threads; the caller checks every reply. The call's floor is what any call must do: the request's bytes (header, command, \
          JSON argument: {request} B) through one raw `Channel` to an echoing child and back through another, both sides in blocking `recv_into`. \
+         The floor with the bus's encoding does that with a call's encoding work and none of its routing: the parent writes the request \
+         (header, command, the argument as JSON) into a new buffer, the child decodes the argument into a `String` and writes it back as JSON \
+         after a header in a new buffer, the parent decodes that into a `String` and checks it. \
          Posts: the listener's inbox holds 64 messages, a full one is retried after a `yield_now`, and a batch ends when a `count` call says the listener ran every post.",
         request = bus::request_len()
     );

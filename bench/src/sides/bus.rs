@@ -1,29 +1,35 @@
 //! shmio's bus: a `call` round trip (one caller, one listener process,
 //! [`call_argument`]'s bytes out and back), a `broadcast` to several
-//! listener processes, and `post` throughput; and the floor a call is
-//! measured against: the same bytes through two raw channel messages.
+//! listener processes, and `post` throughput; and the floors a call is
+//! measured against: the same bytes through two raw channel messages, and
+//! the same with the bus's encoding done on both sides ([`CodecFloor`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmio::{Bus, Error};
+use shmio::{Bus, Channel, Error};
+use shmio_testkit::{Input, Output};
 
-use super::{call_argument, Role, WARMUP};
+use super::{call_argument, channel, Role, STOP, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
-use crate::watchdog;
+use crate::watchdog::{self, OnStall};
 use crate::Result;
 
 /// The longest any one call or broadcast may take before the run fails.
 const WITHIN: Duration = Duration::from_secs(10);
 
+/// The bus's message header: the bytes before a request's command or a
+/// reply's JSON.
+const HEADER: usize = 24;
+
 /// The bytes of a bus request carrying [`call_argument`] to `echo`: what
 /// the floor's raw channel messages carry, so that both move as much.
 pub fn request_len() -> usize {
     let json = serde_json::to_vec(text(&call_argument(0))).expect("a string encodes");
-    // The bus's message header (24 bytes), the command, the arguments.
-    24 + "echo".len() + json.len()
+    // The bus's message header, the command, the arguments.
+    HEADER + "echo".len() + json.len()
 }
 
 /// The call argument as the string it is (hex digits).
@@ -80,7 +86,9 @@ impl CallRoundTrip {
             seq: 0,
         })
     }
+}
 
+impl Calls for CallRoundTrip {
     fn call(&mut self) -> Result<()> {
         self.seq += 1;
         let argument = call_argument(self.seq);
@@ -93,7 +101,13 @@ impl CallRoundTrip {
     }
 }
 
-impl Side for CallRoundTrip {
+/// A side that times one call after another: the bus's, or a floor's.
+trait Calls {
+    /// One call, its reply checked.
+    fn call(&mut self) -> Result<()>;
+}
+
+impl<T: Calls> Side for T {
     fn batch(&mut self, n: u64) -> Result<f64> {
         for _ in 0..WARMUP {
             self.call()?;
@@ -241,5 +255,102 @@ impl Side for PostThroughput {
 
     fn keepalive(&mut self) -> Result<()> {
         self.drain()
+    }
+}
+
+/// The floor with the bus's encoding: two raw channel messages, as in the
+/// plain floor, but each built and read the way a bus call's are, with
+/// none of the bus's routing (registry, inboxes, request ids, locks). The
+/// parent writes a request (header, `echo`, the argument as JSON) into a
+/// new buffer; the child decodes the argument into a `String` and writes
+/// it back as JSON after a header, in a new buffer; the parent decodes the
+/// reply into a `String` and checks it. A sequence number in the header's
+/// first 8 bytes pairs each reply with its request.
+pub struct CodecFloor {
+    ping: Channel,
+    pong: Channel,
+    _guards: [OnStall; 2],
+    _kid: Kid,
+    buf: Vec<u8>,
+    seq: u64,
+}
+
+impl CodecFloor {
+    pub fn start(name: &str) -> Result<CodecFloor> {
+        let (ping, pong, guards) = channel::pair(name, request_len())?;
+        let kid = child::spawn(
+            Role::CodecEcho,
+            &[(child::NAME, name.to_owned())],
+            Input::Null,
+            Output::Null,
+        )?;
+        Ok(CodecFloor {
+            ping,
+            pong,
+            _guards: guards,
+            _kid: kid,
+            buf: Vec::with_capacity(request_len()),
+            seq: 0,
+        })
+    }
+}
+
+impl Calls for CodecFloor {
+    fn call(&mut self) -> Result<()> {
+        self.seq += 1;
+        let argument = call_argument(self.seq);
+        let argument = text(&argument);
+        let mut request = Vec::with_capacity(request_len());
+        request.extend_from_slice(&self.seq.to_le_bytes());
+        request.resize(HEADER, 0);
+        request.extend_from_slice(b"echo");
+        serde_json::to_writer(&mut request, argument)?;
+        self.ping.send(&request)?;
+        loop {
+            self.pong.recv_into(&mut self.buf)?;
+            if seq_of(&self.buf)? == self.seq {
+                break;
+            }
+        }
+        let reply: String = serde_json::from_slice(&self.buf[HEADER..])?;
+        if reply != argument {
+            return Err(format!("call {}: {reply:?} came back", self.seq).into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CodecFloor {
+    fn drop(&mut self) {
+        let mut stop = STOP.to_le_bytes().to_vec();
+        stop.resize(HEADER, 0);
+        let _ = self.ping.send(&stop);
+    }
+}
+
+/// The sequence number in a floor message's header.
+fn seq_of(message: &[u8]) -> Result<u64> {
+    let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
+    Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
+}
+
+/// [`CodecFloor`]'s child: decodes each request's argument, and sends it
+/// back as a reply, until [`STOP`].
+pub fn codec_echo_child() -> Result<()> {
+    let (ping, pong) = channel::open_pair(&child::var(child::NAME)?)?;
+    let mut buf = Vec::with_capacity(request_len());
+    loop {
+        ping.recv_into(&mut buf)?;
+        let seq = seq_of(&buf)?;
+        if seq == STOP {
+            return Ok(());
+        }
+        let argument: String = serde_json::from_slice(&buf[HEADER + "echo".len()..])?;
+        let mut reply = Vec::with_capacity(HEADER + argument.len() + 2);
+        reply.extend_from_slice(&seq.to_le_bytes());
+        reply.resize(HEADER, 0);
+        serde_json::to_writer(&mut reply, &argument)?;
+        pong.send(&reply)?;
+        watchdog::progress();
     }
 }

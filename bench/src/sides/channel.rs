@@ -39,7 +39,7 @@ fn busy_recv(channel: &Channel, buf: &mut Vec<u8>) -> Result<()> {
 
 /// A ping channel (parent to child) and a pong channel (child to parent),
 /// for messages of `size` bytes.
-fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
+pub(super) fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
     pair_of(name, size, ROUND_TRIP.capacity)
 }
 
@@ -58,7 +58,8 @@ fn pair_of(name: &str, size: usize, capacity: u32) -> Result<(Channel, Channel, 
     ))
 }
 
-fn open_pair(name: &str) -> Result<(Channel, Channel)> {
+/// The child's side of [`pair`].
+pub(super) fn open_pair(name: &str) -> Result<(Channel, Channel)> {
     Ok((
         Channel::open(&format!("{name}-ping"))?,
         Channel::open(&format!("{name}-pong"))?,

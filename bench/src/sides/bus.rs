@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use shmio::{Bus, Channel, Error};
 use shmio_testkit::{Input, Output};
 
-use super::{call_argument, channel, Role, STOP, WARMUP};
+use super::{call_argument, channel, warmed_up, Role, STOP, WARMUP};
 use crate::child::{self, Kid};
 use crate::harness::{timed, Side};
 use crate::watchdog::{self, OnStall};
@@ -109,10 +109,7 @@ trait Calls {
 
 impl<T: Calls> Side for T {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.call()?;
-        }
-        timed(n, || self.call())
+        warmed_up(n, None, || self.call())
     }
 
     fn keepalive(&mut self) -> Result<()> {
@@ -308,7 +305,7 @@ impl Calls for CodecFloor {
         self.ping.send(&request)?;
         loop {
             self.pong.recv_into(&mut self.buf)?;
-            if seq_of(&self.buf)? == self.seq {
+            if channel::seq_of(&self.buf)? == self.seq {
                 break;
             }
         }
@@ -328,12 +325,6 @@ impl Drop for CodecFloor {
     }
 }
 
-/// The sequence number in a floor message's header.
-fn seq_of(message: &[u8]) -> Result<u64> {
-    let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
-    Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
-}
-
 /// [`CodecFloor`]'s child: decodes each request's argument, and sends it
 /// back as a reply, until [`STOP`].
 pub fn codec_echo_child() -> Result<()> {
@@ -341,7 +332,7 @@ pub fn codec_echo_child() -> Result<()> {
     let mut buf = Vec::with_capacity(request_len());
     loop {
         ping.recv_into(&mut buf)?;
-        let seq = seq_of(&buf)?;
+        let seq = channel::seq_of(&buf)?;
         if seq == STOP {
             return Ok(());
         }

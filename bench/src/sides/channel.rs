@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use shmio::{Channel, ChannelGeometry, Error};
 
-use super::{check_message, stamp, Role, STOP, WARMUP};
+use super::{check_message, stamp, warmed_up, Role, STOP};
 use crate::child::{self, Commands, Kid};
-use crate::harness::{self, timed, Side};
+use crate::harness::Side;
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 use shmio_testkit::{Input, Output};
@@ -21,7 +21,7 @@ const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
 };
 
 /// The sequence number in a round-trip message's first 8 bytes.
-fn seq_of(message: &[u8]) -> Result<u64> {
+pub(super) fn seq_of(message: &[u8]) -> Result<u64> {
     let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
     Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
 }
@@ -104,11 +104,7 @@ impl BusyRoundTrip {
 impl Side for BusyRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
         self.kid.command("go")?;
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.round_trip(self.seq)?;
-        }
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             self.seq += 1;
             self.round_trip(self.seq)
         })?;
@@ -207,16 +203,11 @@ impl BlockingRoundTrip {
 
 impl Side for BlockingRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.round_trip(self.seq)?;
-        }
         let gap = self.gap;
-        let op = || {
+        warmed_up(n, gap, || {
             self.seq += 1;
             self.round_trip(self.seq)
-        };
-        harness::gapped(n, gap, op)
+        })
     }
 
     fn keepalive(&mut self) -> Result<()> {
@@ -424,11 +415,7 @@ impl SizedRoundTrip {
 impl Side for SizedRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
         self.kid.command("go")?;
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.round_trip(self.seq)?;
-        }
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             self.seq += 1;
             self.round_trip(self.seq)
         })?;

@@ -28,9 +28,9 @@ use shmio_testkit::{Child, Output, Spawn};
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
 
-use super::{call_argument, Role, WARMUP};
+use super::{call_argument, warmed_up, Role};
 use crate::child::{self, Kid};
-use crate::harness::{self, timed, Settings, Side};
+use crate::harness::{self, Settings, Side};
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 
@@ -349,11 +349,7 @@ impl<'bus> EchoCall<'bus> {
 
 impl Side for EchoCall<'_> {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.call(self.seq)?;
-        }
-        timed(n, || {
+        warmed_up(n, None, || {
             self.seq += 1;
             self.call(self.seq)
         })

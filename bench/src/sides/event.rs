@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use shmio::{EventMode, NamedEvent};
 
-use super::{Role, Words, WARMUP};
+use super::{warmed_up, Role, Words};
 use crate::child::{self, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -57,10 +57,7 @@ impl EventRoundTrip {
 
 impl Side for EventRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.round_trip()?;
-        }
-        timed(n, || self.round_trip())
+        warmed_up(n, None, || self.round_trip())
     }
 
     fn keepalive(&mut self) -> Result<()> {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use rustix::thread::futex;
 
-use super::{Role, Words, WARMUP};
+use super::{warmed_up, Role, Words};
 use crate::child::{self, Kid};
-use crate::harness::{self, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -95,11 +95,7 @@ impl Side for FutexRoundTrip {
             self.words.u32_at(Words::PONG),
         );
         let seq = &mut self.seq;
-        for _ in 0..WARMUP {
-            round_trip(ping, pong, Self::next(seq))?;
-        }
-        let op = || round_trip(ping, pong, Self::next(seq));
-        harness::gapped(n, self.gap, op)
+        warmed_up(n, self.gap, || round_trip(ping, pong, Self::next(seq)))
     }
 
     fn keepalive(&mut self) -> Result<()> {

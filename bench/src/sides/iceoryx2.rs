@@ -15,9 +15,9 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 
-use super::{check_message, stamp, Role, STOP, WARMUP};
+use super::{check_message, stamp, warmed_up, Role, STOP};
 use crate::child::{self, Commands, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 
@@ -217,11 +217,7 @@ impl Side for RoundTrip {
             )?;
             self.connected = true;
         }
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.round_trip(self.seq)?;
-        }
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             self.seq += 1;
             self.round_trip(self.seq)
         })?;
@@ -473,11 +469,7 @@ impl Side for SizedRoundTrip {
             self.round_trip(self.seq, true)?;
             self.connected = true;
         }
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            self.round_trip(self.seq, false)?;
-        }
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             self.seq += 1;
             self.round_trip(self.seq, false)
         })?;

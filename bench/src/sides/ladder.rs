@@ -16,9 +16,9 @@
 use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Role, Words, STOP, WARMUP};
+use super::{warmed_up, Role, Words, STOP};
 use crate::child::{self, Commands, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 
 /// One step of the ladder; each includes every step before it.
@@ -364,11 +364,7 @@ impl Side for LadderRoundTrip {
         let mut pong = Ring::new(&self.words, self.step, Ring::PONG);
         (ping.pos, pong.pos) = (self.positions[0], self.positions[1]);
         let seq = &mut self.seq;
-        for _ in 0..WARMUP {
-            *seq += 1;
-            round_trip(&mut ping, &mut pong, *seq)?;
-        }
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             *seq += 1;
             round_trip(&mut ping, &mut pong, *seq)
         })?;

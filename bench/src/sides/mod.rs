@@ -51,6 +51,22 @@ use crate::Result;
 pub const STOP: u64 = u64::MAX;
 /// Untimed round trips at the start of every batch.
 pub const WARMUP: u64 = 64;
+
+/// A batch: `op` [`WARMUP`] times untimed, then `n` times timed, each
+/// after `gap` of quiet if there is one ([`harness::gapped`]); the time
+/// per `op`.
+///
+/// [`harness::gapped`]: crate::harness::gapped
+pub fn warmed_up(
+    n: u64,
+    gap: Option<std::time::Duration>,
+    mut op: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    for _ in 0..WARMUP {
+        op()?;
+    }
+    crate::harness::gapped(n, gap, op)
+}
 /// The quiet before each round trip that must wake a sleeping child (see
 /// [`harness::gapped`](crate::harness::gapped)): well past the channel's
 /// spinning (a few tens of microseconds) before it sleeps.

@@ -8,9 +8,9 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use super::stream::{echo, echo_round_trip};
-use super::{check_message, stamp, Role, WARMUP};
+use super::{check_message, stamp, warmed_up, Role};
 use crate::child::{self, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -51,12 +51,8 @@ impl SocketRoundTrip {
 
 impl Side for SocketRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            echo_round_trip(&self.socket, &self.socket, self.seq)?;
-        }
         let (socket, seq) = (&self.socket, &mut self.seq);
-        timed(n, || {
+        warmed_up(n, None, || {
             *seq += 1;
             echo_round_trip(socket, socket, *seq)
         })
@@ -186,10 +182,7 @@ impl SizedSocketRoundTrip {
 
 impl Side for SizedSocketRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
-        for _ in 0..WARMUP {
-            self.round_trip()?;
-        }
-        timed(n, || self.round_trip())
+        warmed_up(n, None, || self.round_trip())
     }
 
     fn keepalive(&mut self) -> Result<()> {

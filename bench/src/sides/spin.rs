@@ -4,9 +4,9 @@
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Role, Words, STOP, WARMUP};
+use super::{warmed_up, Role, Words, STOP};
 use crate::child::{self, Commands, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 
 /// Raw spin ping-pong: both sides busy-poll a word in a shared mapping.
@@ -39,12 +39,8 @@ impl Side for SpinRoundTrip {
             self.words.u64_at(Words::PING),
             self.words.u64_at(Words::PONG),
         );
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            round_trip(ping, pong, self.seq);
-        }
         let seq = &mut self.seq;
-        let ns = timed(n, || {
+        let ns = warmed_up(n, None, || {
             *seq += 1;
             round_trip(ping, pong, *seq);
             Ok(())

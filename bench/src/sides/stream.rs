@@ -5,9 +5,9 @@
 
 use std::io::{ErrorKind, Read, Write};
 
-use super::{Role, WARMUP};
+use super::{warmed_up, Role};
 use crate::child::{self, Kid};
-use crate::harness::{timed, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -54,12 +54,8 @@ impl Side for PipeRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
         let to = self.kid.stdin.as_mut().ok_or("no pipe")?;
         let from = self.kid.stdout.as_mut().ok_or("no pipe")?;
-        for _ in 0..WARMUP {
-            self.seq += 1;
-            echo_round_trip(&mut *to, &mut *from, self.seq)?;
-        }
         let seq = &mut self.seq;
-        timed(n, || {
+        warmed_up(n, None, || {
             *seq += 1;
             echo_round_trip(&mut *to, &mut *from, *seq)
         })

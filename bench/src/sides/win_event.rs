@@ -13,9 +13,9 @@ use windows_sys::Win32::System::Threading::{
     SYNCHRONIZATION_SYNCHRONIZE,
 };
 
-use super::{Role, Words, WARMUP};
+use super::{warmed_up, Role, Words};
 use crate::child::{self, Kid};
-use crate::harness::{self, Side};
+use crate::harness::Side;
 use crate::{watchdog, Result};
 use shmio_testkit::{Input, Output};
 
@@ -97,14 +97,10 @@ impl EventPairRoundTrip {
 impl Side for EventPairRoundTrip {
     fn batch(&mut self, n: u64) -> Result<f64> {
         let (ping, pong) = (&self.ping, &self.pong);
-        let op = || {
+        warmed_up(n, self.gap, || {
             set(ping)?;
             wait(pong)
-        };
-        for _ in 0..WARMUP {
-            op()?;
-        }
-        harness::gapped(n, self.gap, op)
+        })
     }
 
     fn keepalive(&mut self) -> Result<()> {

@@ -9,7 +9,7 @@ use std::path::Path;
 use plotters::coord::combinators::IntoLogRange;
 use plotters::prelude::*;
 
-use crate::sweep::{format_size, Sweep, System};
+use crate::sweep::{format_size, Point, Sweep, System};
 use crate::Result;
 
 /// The chart's size in pixels.
@@ -85,89 +85,88 @@ pub fn write_svg(sweep: &Sweep, caption: &str, path: &Path) -> Result<()> {
         }
     };
 
-    // Left: round trip time.
-    let times = decades(sweep.points.iter().flat_map(|p| {
-        System::ALL
-            .into_iter()
-            .filter_map(move |s| p.round_trip_ns(s))
-    }));
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption(
-            "round trip (parent → child → parent), lower is better",
-            ("sans-serif", 16),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x_range.clone().log_scale().base(2.0), times.log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("message size")
-        .y_desc("time per round trip")
-        .x_label_formatter(&x_label)
-        .y_label_formatter(&|y| format_time(*y))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for system in System::ALL {
-        let line: Vec<(f64, f64)> = sweep
-            .points
-            .iter()
-            .filter_map(|p| Some((p.size as f64, p.round_trip_ns(system)?)))
-            .collect();
-        draw_line(&mut chart, system, line)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
-
-    // Right: throughput.
-    let rates = decades(sweep.points.iter().flat_map(|p| {
-        System::ALL
-            .into_iter()
-            .filter_map(move |s| p.bytes_per_second(s))
-    }));
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption(
-            "one-way throughput, one producer and one consumer process, higher is better",
-            ("sans-serif", 16),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_range.log_scale().base(2.0), rates.log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("message size")
-        .y_desc("bytes per second")
-        .x_label_formatter(&x_label)
-        .y_label_formatter(&|y| format_rate(*y))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for system in System::ALL {
-        let line: Vec<(f64, f64)> = sweep
-            .points
-            .iter()
-            .filter_map(|p| Some((p.size as f64, p.bytes_per_second(system)?)))
-            .collect();
-        draw_line(&mut chart, system, line)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let round_trips = Panel {
+        caption: "round trip (parent → child → parent), lower is better",
+        y_desc: "time per round trip",
+        y_label_width: 70,
+        y_label: format_time,
+        value: Point::round_trip_ns,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    let throughput = Panel {
+        caption: "one-way throughput, one producer and one consumer process, higher is better",
+        y_desc: "bytes per second",
+        y_label_width: 80,
+        y_label: format_rate,
+        value: Point::bytes_per_second,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    round_trips.draw(&panels[0], sweep, x_range.clone(), &x_label)?;
+    throughput.draw(&panels[1], sweep, x_range, &x_label)?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// One of the chart's panels: a value of every system against message size.
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    /// The room the y axis's labels get, in pixels.
+    y_label_width: u32,
+    y_label: fn(f64) -> String,
+    /// A system's value at a point, if it ran there.
+    value: fn(&Point, System) -> Option<f64>,
+    legend: SeriesLabelPosition,
+}
+
+impl Panel {
+    /// Draws the panel on `area`: its axes (log scales, y widened to whole
+    /// decades), a line per system, and the legend.
+    fn draw(
+        self,
+        area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+        sweep: &Sweep,
+        x_range: std::ops::Range<f64>,
+        x_label: &dyn Fn(&f64) -> String,
+    ) -> Result<()> {
+        let values = decades(sweep.points.iter().flat_map(|p| {
+            System::ALL
+                .into_iter()
+                .filter_map(move |s| (self.value)(p, s))
+        }));
+        let mut chart = ChartBuilder::on(area)
+            .caption(self.caption, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(self.y_label_width)
+            .build_cartesian_2d(x_range.log_scale().base(2.0), values.log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("message size")
+            .y_desc(self.y_desc)
+            .x_label_formatter(x_label)
+            .y_label_formatter(&|y| (self.y_label)(*y))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for system in System::ALL {
+            let line: Vec<(f64, f64)> = sweep
+                .points
+                .iter()
+                .filter_map(|p| Some((p.size as f64, (self.value)(p, system)?)))
+                .collect();
+            draw_line(&mut chart, system, line)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(self.legend)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 type Chart<'a, 'b> = ChartContext<
@@ -198,4 +197,48 @@ fn draw_line(chart: &mut Chart, system: System, line: Vec<(f64, f64)>) -> Result
         )
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::Results;
+
+    /// A sweep of three sizes where every system ran, as its chart.
+    #[test]
+    fn the_chart_has_both_panels_and_every_system() {
+        let keys = || System::ALL.iter().map(|s| s.key()).collect::<Vec<_>>();
+        let points = [64, 4096, 1 << 20]
+            .into_iter()
+            .map(|size| {
+                let ns = |i: usize| vec![(100 + 50 * i) as f64 * (size as f64).sqrt(); 3];
+                Point {
+                    size,
+                    capacity: 16,
+                    round_trips: Results::made_up(keys(), (0..5).map(ns).collect()),
+                    throughput: Results::made_up(keys(), (0..5).map(ns).collect()),
+                }
+            })
+            .collect();
+        let sweep = Sweep {
+            points,
+            iceoryx2_files: Vec::new(),
+        };
+        let path =
+            std::env::temp_dir().join(format!("shmio-chart-test-{}.svg", std::process::id()));
+        write_svg(&sweep, "a test", &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for text in [
+            "round trip (parent",
+            "one-way throughput",
+            "time per round trip",
+            "bytes per second",
+        ] {
+            assert!(svg.contains(text), "no {text:?} in the chart");
+        }
+        for system in System::ALL {
+            assert!(svg.contains(system.label()), "no line for {system:?}");
+        }
+    }
 }

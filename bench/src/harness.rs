@@ -126,6 +126,12 @@ pub struct Results {
 }
 
 impl Results {
+    /// Results made up for a test: `rounds[i]` are side `keys[i]`'s.
+    #[cfg(test)]
+    pub(crate) fn made_up(keys: Vec<&'static str>, rounds: Vec<Vec<f64>>) -> Results {
+        Results { keys, rounds }
+    }
+
     fn index(&self, key: &str) -> usize {
         self.keys
             .iter()

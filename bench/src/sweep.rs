@@ -22,7 +22,7 @@
 
 use std::fmt::Write as _;
 
-use crate::harness::{self, Named, Progress, Results, Settings};
+use crate::harness::{self, Named, Progress, Results, Settings, Side};
 use crate::report::format_ns;
 #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
 use crate::sides::iceoryx2;
@@ -168,82 +168,18 @@ pub fn run(
     let mut points = Vec::new();
     for &size in sizes {
         let capacity = capacity(size);
-        #[allow(unused_mut)] // without the socket or iceoryx2
-        let mut sides: Vec<Named> = vec![
-            (
-                System::Copy.key(),
-                Box::new(channel::SizedRoundTrip::start(
-                    &format!("{base}-sw{size}-rt-copy"),
-                    size,
-                    false,
-                )?),
-            ),
-            (
-                System::InPlace.key(),
-                Box::new(channel::SizedRoundTrip::start(
-                    &format!("{base}-sw{size}-rt-in-place"),
-                    size,
-                    true,
-                )?),
-            ),
-        ];
         #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
-        sides.push((
-            System::Iceoryx2.key(),
-            Box::new(iceoryx2::SizedRoundTrip::start(
-                &domain,
-                &format!("{base}-sw{size}-rt"),
-                size,
-            )?),
-        ));
-        #[cfg(unix)]
-        sides.push((
-            System::Socket.key(),
-            Box::new(socket::SizedSocketRoundTrip::start(size)?),
-        ));
+        let group = |measure| sides_of(measure, base, size, capacity, &domain);
+        #[cfg(not(all(target_os = "linux", feature = "iceoryx2")))]
+        let group = |measure| sides_of(measure, base, size, capacity);
         let round_trips = harness::run_with_progress(
             &format!("round trips {size} B"),
-            sides,
+            group(Measure::RoundTrip)?,
             settings,
             progress,
         )?;
 
-        #[allow(unused_mut)]
-        let mut sides: Vec<Named> = vec![
-            (
-                System::Copy.key(),
-                Box::new(channel::Throughput::start(
-                    &format!("{base}-sw{size}-tp-copy"),
-                    size,
-                    capacity,
-                    false,
-                )?),
-            ),
-            (
-                System::InPlace.key(),
-                Box::new(channel::Throughput::start(
-                    &format!("{base}-sw{size}-tp-in-place"),
-                    size,
-                    capacity,
-                    true,
-                )?),
-            ),
-        ];
-        #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
-        sides.push((
-            System::Iceoryx2.key(),
-            Box::new(iceoryx2::Throughput::start(
-                &domain,
-                &format!("{base}-sw{size}-tp"),
-                size,
-                capacity as usize,
-            )?),
-        ));
-        #[cfg(unix)]
-        sides.push((
-            System::Socket.key(),
-            Box::new(socket::SocketThroughput::start(size)?),
-        ));
+        let mut sides = group(Measure::Throughput)?;
         let target = copy::Target::anonymous(size, capacity as usize)?;
         sides.push((System::Memcpy.key(), Box::new(target.memcpy()?)));
         let throughput =
@@ -266,6 +202,73 @@ pub fn run(
         points,
         iceoryx2_files,
     })
+}
+
+/// What one of a size's two groups measures.
+#[derive(Clone, Copy)]
+enum Measure {
+    RoundTrip,
+    Throughput,
+}
+
+impl Measure {
+    /// What the group's names say.
+    fn tag(self) -> &'static str {
+        match self {
+            Measure::RoundTrip => "rt",
+            Measure::Throughput => "tp",
+        }
+    }
+}
+
+/// The sides of a size's `measure` group but memcpy's (throughput adds it,
+/// with its mapping to check): shmio copying and in place, iceoryx2 and
+/// the Unix socket where they are built.
+fn sides_of(
+    measure: Measure,
+    base: &str,
+    size: usize,
+    capacity: u32,
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))] domain: &iceoryx2::Domain,
+) -> Result<Vec<Named<'static>>> {
+    let mut sides: Vec<Named> = Vec::new();
+    for (system, in_place) in [(System::Copy, false), (System::InPlace, true)] {
+        let name = format!(
+            "{base}-sw{size}-{}-{}",
+            measure.tag(),
+            if in_place { "in-place" } else { "copy" }
+        );
+        let side: Box<dyn Side> = match measure {
+            Measure::RoundTrip => Box::new(channel::SizedRoundTrip::start(&name, size, in_place)?),
+            Measure::Throughput => {
+                Box::new(channel::Throughput::start(&name, size, capacity, in_place)?)
+            }
+        };
+        sides.push((system.key(), side));
+    }
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    {
+        let name = format!("{base}-sw{size}-{}", measure.tag());
+        let side: Box<dyn Side> = match measure {
+            Measure::RoundTrip => Box::new(iceoryx2::SizedRoundTrip::start(domain, &name, size)?),
+            Measure::Throughput => Box::new(iceoryx2::Throughput::start(
+                domain,
+                &name,
+                size,
+                capacity as usize,
+            )?),
+        };
+        sides.push((System::Iceoryx2.key(), side));
+    }
+    #[cfg(unix)]
+    {
+        let side: Box<dyn Side> = match measure {
+            Measure::RoundTrip => Box::new(socket::SizedSocketRoundTrip::start(size)?),
+            Measure::Throughput => Box::new(socket::SocketThroughput::start(size)?),
+        };
+        sides.push((System::Socket.key(), side));
+    }
+    Ok(sides)
 }
 
 /// The scaling group's shapes: producers × consumers.

@@ -107,6 +107,16 @@ pub struct Settings {
     pub batch_time: Duration,
 }
 
+impl Settings {
+    /// `rounds` rounds of batches of about `batch_ms` milliseconds.
+    pub const fn new(rounds: usize, batch_ms: u64) -> Settings {
+        Settings {
+            rounds,
+            batch_time: Duration::from_millis(batch_ms),
+        }
+    }
+}
+
 /// Where a run is, for a progress display: reported after every batch of
 /// every round (the warm-up round is round 0).
 #[derive(Clone, Copy, Debug)]

@@ -30,8 +30,6 @@ fn main() {
 /// of the table's peers are Linux's.
 #[cfg(windows)]
 mod windows {
-    use std::time::Duration;
-
     use shmio_bench::harness::{self, Named, Settings};
     use shmio_bench::report::format_ns;
     use shmio_bench::sides::{channel, win_event::EventPairRoundTrip, WAKE_GAP};
@@ -49,9 +47,10 @@ mod windows {
     }
 
     fn run(quick: bool) -> Result<()> {
-        let settings = Settings {
-            rounds: if quick { 11 } else { 21 },
-            batch_time: Duration::from_millis(if quick { 10 } else { 40 }),
+        let settings = if quick {
+            Settings::new(11, 10)
+        } else {
+            Settings::new(21, 40)
         };
         watchdog::start("shmio-bench".into());
         let base = format!("shmio-bench-{}", std::process::id());
@@ -189,15 +188,9 @@ mod linux {
 
     fn run(quick: bool, args: &[String]) -> Result<()> {
         let settings = if quick {
-            Settings {
-                rounds: 11,
-                batch_time: Duration::from_millis(10),
-            }
+            Settings::new(11, 10)
         } else {
-            Settings {
-                rounds: 41,
-                batch_time: Duration::from_millis(40),
-            }
+            Settings::new(41, 40)
         };
         let began = Instant::now();
         let cpu_before = CpuTimes::now();

@@ -3,7 +3,7 @@
 //! tables, and the sweep's chart.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use shmio_bench::harness::Settings;
 use shmio_bench::machine::{self, CpuTimes};
@@ -17,15 +17,9 @@ fn chart_path() -> std::path::PathBuf {
 
 pub fn run(quick: bool, with_sweep: bool, args: &[String]) -> Result<()> {
     let settings = if quick {
-        Settings {
-            rounds: 7,
-            batch_time: Duration::from_millis(6),
-        }
+        Settings::new(7, 6)
     } else {
-        Settings {
-            rounds: 17,
-            batch_time: Duration::from_millis(20),
-        }
+        Settings::new(17, 20)
     };
     let began = Instant::now();
     let cpu_before = CpuTimes::now();

@@ -96,15 +96,9 @@ pub fn run(args: Bench) -> Result {
         return run_sweep(quick);
     }
     let settings = if quick {
-        Settings {
-            rounds: 7,
-            batch_time: Duration::from_millis(8),
-        }
+        Settings::new(7, 8)
     } else {
-        Settings {
-            rounds: 21,
-            batch_time: Duration::from_millis(40),
-        }
+        Settings::new(21, 40)
     };
     let load = machine::load_average();
     shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);
@@ -238,15 +232,9 @@ fn report(
 /// and its scaling group, as `shmio-bench --sweep` prints them.
 fn run_sweep(quick: bool) -> Result {
     let settings = if quick {
-        Settings {
-            rounds: 5,
-            batch_time: Duration::from_millis(4),
-        }
+        Settings::new(5, 4)
     } else {
-        Settings {
-            rounds: 11,
-            batch_time: Duration::from_millis(15),
-        }
+        Settings::new(11, 15)
     };
     let load = machine::load_average();
     shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);

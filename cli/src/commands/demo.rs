@@ -682,10 +682,7 @@ fn pids(pids: impl Iterator<Item = u32>) -> String {
 }
 
 /// How the demo times the round trips: a few short rounds.
-const ROUND_TRIP_SETTINGS: Settings = Settings {
-    rounds: 9,
-    batch_time: Duration::from_millis(5),
-};
+const ROUND_TRIP_SETTINGS: Settings = Settings::new(9, 5);
 
 /// The Channel's blocking round trip and a pipe's, timed by the bench
 /// library's harness (each echo checked on its way back), with its

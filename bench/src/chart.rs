@@ -202,28 +202,11 @@ fn draw_line(chart: &mut Chart, system: System, line: Vec<(f64, f64)>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::Results;
 
     /// A sweep of three sizes where every system ran, as its chart.
     #[test]
     fn the_chart_has_both_panels_and_every_system() {
-        let keys = || System::ALL.iter().map(|s| s.key()).collect::<Vec<_>>();
-        let points = [64, 4096, 1 << 20]
-            .into_iter()
-            .map(|size| {
-                let ns = |i: usize| vec![(100 + 50 * i) as f64 * (size as f64).sqrt(); 3];
-                Point {
-                    size,
-                    capacity: 16,
-                    round_trips: Results::made_up(keys(), (0..5).map(ns).collect()),
-                    throughput: Results::made_up(keys(), (0..5).map(ns).collect()),
-                }
-            })
-            .collect();
-        let sweep = Sweep {
-            points,
-            iceoryx2_files: Vec::new(),
-        };
+        let sweep = crate::sweep::made_up(&[64, 4096, 1 << 20]);
         let path =
             std::env::temp_dir().join(format!("shmio-chart-test-{}.svg", std::process::id()));
         write_svg(&sweep, "a test", &path).unwrap();

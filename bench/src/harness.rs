@@ -136,8 +136,8 @@ pub struct Results {
 }
 
 impl Results {
-    /// Results made up for a test (the chart's): `rounds[i]` are side `keys[i]`'s.
-    #[cfg(all(test, feature = "chart"))]
+    /// Results made up for a test: `rounds[i]` are side `keys[i]`'s.
+    #[cfg(test)]
     pub(crate) fn made_up(keys: Vec<&'static str>, rounds: Vec<Vec<f64>>) -> Results {
         Results { keys, rounds }
     }

@@ -403,48 +403,36 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
             .filter(|(keep, _)| *keep)
             .map(|(_, cell)| cell)
             .collect();
-        let separator = kept.iter().all(|cell| cell.starts_with("---"));
-        if separator {
-            format!("|{}|", kept.join("|"))
-        } else {
-            format!("| {} |", kept.join(" | "))
-        }
+        format!("| {} |", kept.join(" | "))
+    };
+    // A table's heading and its alignment rule, from one list of columns:
+    // (shown, title, right-aligned).
+    let head = |out: &mut String, columns: &[(bool, &str, bool)]| {
+        let shown = || columns.iter().filter(|(keep, ..)| *keep);
+        let titles: Vec<&str> = shown().map(|(_, title, _)| *title).collect();
+        let rules: Vec<&str> = shown()
+            .map(|(.., right)| if *right { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(out, "| {} |\n|{}|", titles.join(" | "), rules.join("|"));
     };
 
     let _ = writeln!(
         out,
         "Round trip (parent → child → parent), time per round trip; ratios shmio / peer (below 1: shmio is faster):\n"
     );
-    let header = |text: &str| text.to_owned();
-    let _ = writeln!(
-        out,
-        "{}",
-        row(vec![
-            (true, header("size")),
-            (true, header("shmio copy")),
-            (true, header("shmio in place")),
-            (iceoryx2, header("iceoryx2")),
-            (socket, header("Unix socket")),
-            (iceoryx2, header("copy / iceoryx2")),
-            (iceoryx2, header("in place / iceoryx2")),
-            (socket, header("in place / socket")),
-            (iceoryx2, header("ahead of iceoryx2")),
-        ])
-    );
-    let _ = writeln!(
-        out,
-        "{}",
-        row(vec![
-            (true, "---".into()),
-            (true, "---:".into()),
-            (true, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (socket, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (socket, "---:".into()),
-            (iceoryx2, "---".into()),
-        ])
+    head(
+        &mut out,
+        &[
+            (true, "size", false),
+            (true, "shmio copy", true),
+            (true, "shmio in place", true),
+            (iceoryx2, "iceoryx2", true),
+            (socket, "Unix socket", true),
+            (iceoryx2, "copy / iceoryx2", true),
+            (iceoryx2, "in place / iceoryx2", true),
+            (socket, "in place / socket", true),
+            (iceoryx2, "ahead of iceoryx2", false),
+        ],
     );
     for point in &sweep.points {
         let ns = |system| cell(point.round_trip_ns(system), format_ns);
@@ -479,43 +467,23 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
         out,
         "\nThroughput, one producer process, one consumer process; ratios shmio / peer (above 1: shmio is faster):\n"
     );
-    let _ = writeln!(
-        out,
-        "{}",
-        row(vec![
-            (true, header("size")),
-            (true, header("ring")),
-            (true, header("shmio copy")),
-            (true, header("shmio in place")),
-            (iceoryx2, header("iceoryx2")),
-            (socket, header("Unix socket")),
-            (true, header("memcpy")),
-            (true, header("in place / memcpy")),
-            (iceoryx2, header("copy / iceoryx2")),
-            (iceoryx2, header("in place / iceoryx2")),
-            (socket, header("in place / socket")),
-            (iceoryx2, header("ahead of iceoryx2")),
-            (true, header("≥ 1/1.2 of memcpy")),
-        ])
-    );
-    let _ = writeln!(
-        out,
-        "{}",
-        row(vec![
-            (true, "---".into()),
-            (true, "---:".into()),
-            (true, "---:".into()),
-            (true, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (socket, "---:".into()),
-            (true, "---:".into()),
-            (true, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (iceoryx2, "---:".into()),
-            (socket, "---:".into()),
-            (iceoryx2, "---".into()),
-            (true, "---".into()),
-        ])
+    head(
+        &mut out,
+        &[
+            (true, "size", false),
+            (true, "ring", true),
+            (true, "shmio copy", true),
+            (true, "shmio in place", true),
+            (iceoryx2, "iceoryx2", true),
+            (socket, "Unix socket", true),
+            (true, "memcpy", true),
+            (true, "in place / memcpy", true),
+            (iceoryx2, "copy / iceoryx2", true),
+            (iceoryx2, "in place / iceoryx2", true),
+            (socket, "in place / socket", true),
+            (iceoryx2, "ahead of iceoryx2", false),
+            (true, "≥ 1/1.2 of memcpy", false),
+        ],
     );
     for point in &sweep.points {
         let rate = |system| cell(point.bytes_per_second(system), format_bandwidth);
@@ -590,4 +558,61 @@ pub fn scaling_table(shapes: &[Shape]) -> (String, Met) {
         );
     }
     (out, met)
+}
+
+/// A sweep of `sizes` where every system ran, its figures made up (for
+/// the tables' and the chart's tests).
+#[cfg(test)]
+pub(crate) fn made_up(sizes: &[usize]) -> Sweep {
+    let keys = || System::ALL.iter().map(|s| s.key()).collect::<Vec<_>>();
+    let points = sizes
+        .iter()
+        .map(|&size| {
+            let ns = |i: usize| vec![(100 + 50 * i) as f64 * (size as f64).sqrt(); 3];
+            Point {
+                size,
+                capacity: 16,
+                round_trips: Results::made_up(keys(), (0..5).map(ns).collect()),
+                throughput: Results::made_up(keys(), (0..5).map(ns).collect()),
+            }
+        })
+        .collect();
+    Sweep {
+        points,
+        iceoryx2_files: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each table: its heading, its alignment rule (numbers right-aligned),
+    /// a row per size, every row as wide as the heading.
+    #[test]
+    fn the_tables_have_a_heading_a_rule_and_a_row_per_size() {
+        let sizes = [64, 4096, 1 << 20];
+        let (tables, met) = sweep_tables(&made_up(&sizes));
+        let tables: Vec<Vec<&str>> = tables
+            .split("\n\n")
+            .map(|part| part.lines().filter(|l| l.starts_with('|')).collect())
+            .filter(|table: &Vec<&str>| !table.is_empty())
+            .collect();
+        assert_eq!(tables.len(), 2);
+        let columns = |line: &str| line.matches('|').count();
+        for (table, first_rules) in tables
+            .iter()
+            .zip(["|---|---:|---:|", "|---|---:|---:|---:|"])
+        {
+            assert!(table[0].starts_with("| size |"), "{}", table[0]);
+            assert!(table[1].starts_with(first_rules), "{}", table[1]);
+            assert_eq!(table.len(), 2 + sizes.len());
+            for line in table {
+                assert_eq!(columns(line), columns(table[0]), "{line}");
+            }
+        }
+        // Ahead of iceoryx2 at each size in both tables, and memcpy's
+        // share from 64 KiB up.
+        assert_eq!(met.of, 2 * sizes.len() + 1);
+    }
 }

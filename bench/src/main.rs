@@ -126,7 +126,7 @@ mod linux {
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
     use shmio_bench::sides::{
-        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, CALL_SIZE, WAKE_GAP,
+        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, WAKE_GAP,
     };
     use shmio_bench::{watchdog, Result};
 
@@ -682,8 +682,9 @@ mod linux {
                     "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a \
                      private temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns \
                      a well-known name and serves `Echo` (`ay` in, the same `ay` out); the parent calls it through \
-                     zbus's blocking API with the {CALL_SIZE} ASCII bytes (hex digits) shmio's `call` carries as a string, and checks the reply.",
-                    dir.display()
+                     zbus's blocking API with the {call_size} ASCII bytes (hex digits) shmio's `call` carries as a string, and checks the reply.",
+                    dir.display(),
+                    call_size = shmio_bench::sides::CALL_SIZE,
                 ),
             })
         }

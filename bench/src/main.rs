@@ -120,7 +120,7 @@ mod linux {
 
     use shmio_bench::harness::{self, Named, Results, Settings};
     use shmio_bench::machine::{self, CpuTimes};
-    use shmio_bench::report::{format_ns, format_rate};
+    use shmio_bench::report::{self, format_ns, format_rate};
     #[cfg(feature = "dbus")]
     use shmio_bench::sides::dbus;
     #[cfg(feature = "iceoryx2")]
@@ -850,23 +850,10 @@ mod linux {
         settings.rounds,
         took.as_secs_f64()
     );
-        match others {
-            Some(share) if share > 0.05 => {
-                let _ = writeln!(
-                out,
-                "- **other processes took {:.0}% of the machine's CPU time during the run: \
-                 the figures, the busy-poll ones above all, are distorted; run it on an idle machine**",
-                share * 100.0
-            );
-            }
-            Some(share) => {
-                let _ = writeln!(
-                    out,
-                    "- other processes took {:.1}% of the machine's CPU time during the run",
-                    share * 100.0
-                );
-            }
-            None => {}
+        if let Some(line) =
+            report::others_line(others, "the figures, the busy-poll ones above all,")
+        {
+            let _ = writeln!(out, "{line}");
         }
         let _ = writeln!(out);
         let _ = writeln!(

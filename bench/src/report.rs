@@ -1,5 +1,6 @@
-//! Figures as text: times, rates, and the paired table the criterion
-//! benches print (`cargo bench --bench mapping`, `--bench sync`).
+//! Figures as text: times, rates, the reports' line on the machine's
+//! load, and the paired table the criterion benches print (`cargo bench
+//! --bench mapping`, `--bench sync`).
 
 use crate::harness::Pair;
 
@@ -22,6 +23,24 @@ pub fn format_rate(ns_per_message: f64, size: usize) -> String {
         format!("{:.1} k msg/s", messages / 1e3)
     };
     format!("{messages}, {:.0} MB/s", bytes / 1e6)
+}
+
+/// The report's line on what else ran: `share` is the part of all CPU
+/// time other processes took during the run (`None`: no line, it could
+/// not be read); above 5 % the line warns that `distorted` ("the figures")
+/// are distorted.
+pub fn others_line(share: Option<f64>, distorted: &str) -> Option<String> {
+    match share? {
+        share if share > 0.05 => Some(format!(
+            "- **other processes took {:.0}% of the machine's CPU time during the run: {distorted} are \
+             distorted; run it on an idle machine**",
+            share * 100.0
+        )),
+        share => Some(format!(
+            "- other processes took {:.1}% of the machine's CPU time during the run",
+            share * 100.0
+        )),
+    }
 }
 
 /// The paired table's header, for medians of `rounds` rounds.
@@ -60,4 +79,23 @@ pub fn pair_row(
         format_ns(pair.shmio),
         format_ns(pair.baseline)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::others_line;
+
+    #[test]
+    fn the_load_line_warns_above_5_percent() {
+        assert_eq!(others_line(None, "the figures"), None);
+        assert_eq!(
+            others_line(Some(0.012), "the figures").unwrap(),
+            "- other processes took 1.2% of the machine's CPU time during the run"
+        );
+        assert_eq!(
+            others_line(Some(0.2), "the figures").unwrap(),
+            "- **other processes took 20% of the machine's CPU time during the run: the figures are \
+             distorted; run it on an idle machine**"
+        );
+    }
 }

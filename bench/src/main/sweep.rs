@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use shmio_bench::harness::Settings;
 use shmio_bench::machine::{self, CpuTimes};
+use shmio_bench::report;
 use shmio_bench::sweep::{self, SHAPES, SIZES};
 use shmio_bench::{watchdog, Result};
 
@@ -66,23 +67,8 @@ pub fn run(quick: bool, with_sweep: bool, args: &[String]) -> Result<()> {
         settings.rounds,
         began.elapsed().as_secs_f64()
     );
-    match others {
-        Some(share) if share > 0.05 => {
-            let _ = writeln!(
-                out,
-                "- **other processes took {:.0}% of the machine's CPU time during the run: the figures are distorted; \
-                 run it on an idle machine**",
-                share * 100.0
-            );
-        }
-        Some(share) => {
-            let _ = writeln!(
-                out,
-                "- other processes took {:.1}% of the machine's CPU time during the run",
-                share * 100.0
-            );
-        }
-        None => {}
+    if let Some(line) = report::others_line(others, "the figures") {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out);
     let (mut met, mut of) = (0, 0);

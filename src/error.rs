@@ -242,6 +242,17 @@ pub enum Error {
         name: String,
     },
 
+    /// The handle was opened by this process's parent before it forked:
+    /// it stands for the parent (its seat, its membership), which a child
+    /// must never act for. Open the object by name again in the child.
+    #[error("this {kind} handle of {name:?} belongs to the process that opened it, which has since forked this one: open {name:?} again in this process")]
+    Inherited {
+        /// What the handle is: "channel", "bus", "mutex" (on macOS), "guard".
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+    },
+
     /// A mutex's previous owner died holding it (the lock was taken and released again).
     #[error("the previous owner of the mutex {name:?} died holding it; the data it protects may be half-changed")]
     OwnerDied {
@@ -426,6 +437,7 @@ impl Error {
             Error::MessageTooLarge { .. } => K::InvalidInput,
             Error::Full | Error::Empty => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,
+            Error::Inherited { .. } => K::InvalidInput,
             Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,
             Error::Os { source, .. } => source.kind(),

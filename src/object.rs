@@ -158,6 +158,10 @@ pub(crate) struct Sharing<'a> {
     pub permissions: u32,
     /// Whose objects may be opened.
     pub trust: &'a Trust,
+    /// Whether a handle of the object is its process's alone: a forked
+    /// child cannot use it and gets no share of its name (a channel's, a
+    /// bus's objects).
+    pub parent_only: bool,
 }
 
 /// Writes the header of a new object of `kind` around `init` (the kind's
@@ -203,6 +207,7 @@ pub(crate) fn make(
         keep_stale: false,
         any_size: true,
         derived: true,
+        parent_only: sharing.parent_only,
     };
     let (object, _) = Mapping::options()
         .size(size)
@@ -256,6 +261,7 @@ pub(crate) fn make_owned(
         keep_stale: true,
         any_size: true,
         derived: true,
+        parent_only: sharing.parent_only,
     };
     let opened = Mapping::options().set_trust(sharing.trust.clone()).derived(
         name,

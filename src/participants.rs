@@ -41,9 +41,15 @@ const GENERATION_MASK: u32 = (1 << (31 - SEAT_BITS)) - 1;
 
 /// One open handle's place among an object's participants: its seat, which
 /// it holds until dropped, and its token.
+///
+/// A participant is its process's: a forked child that inherits the handle
+/// shares the seat's lock with its parent, so it must not sign anything
+/// with the token ([`is_here`](Self::is_here) is false there), and its copy
+/// lets go of nothing when dropped.
 pub(crate) struct Participant {
     token: u32,
     _seat: sys::Seat,
+    origin: sys::Origin,
 }
 
 impl Participant {
@@ -78,6 +84,7 @@ impl Participant {
             return Ok(Participant {
                 token: next << SEAT_BITS | index,
                 _seat: seat,
+                origin: sys::Origin::here(),
             });
         }
         Err(Error::TooManyParticipants {
@@ -90,6 +97,12 @@ impl Participant {
     /// registrations).
     pub(crate) fn token(&self) -> u32 {
         self.token
+    }
+
+    /// Whether this is the process that joined (false in a forked child).
+    #[inline]
+    pub(crate) fn is_here(&self) -> bool {
+        self.origin.is_here()
     }
 
     /// The seat this participant holds.

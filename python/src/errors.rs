@@ -234,7 +234,8 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         | E::Decode { .. }
         | E::Encode { .. }
         | E::GeometryMismatch { .. }
-        | E::MessageTooLarge { .. } => Kind::Invalid,
+        | E::MessageTooLarge { .. }
+        | E::Inherited { .. } => Kind::Invalid,
         E::Corrupt { .. } => Kind::Corrupt,
         E::OutOfAddressSpace { .. }
         | E::TooManyHandles { .. }

@@ -225,8 +225,12 @@ impl Request {
 
     /// Answers the call with `reply` (a post: nothing to do). A reply that
     /// does not encode is an error here and a handler error for the caller.
+    /// In a forked child, a request its parent took is the parent's to
+    /// answer: [`Error::Inherited`] (and [`pass`](Self::pass),
+    /// [`fail`](Self::fail) and dropping it do nothing there).
     pub fn reply<R: Serialize + ?Sized>(mut self, reply: &R) -> Result<()> {
         self.answered = true;
+        self.inner.here()?;
         match record::encode_payload(reply) {
             Ok(json) => {
                 self.inner.answer(&self.request, &Outcome::Reply(json));
@@ -243,20 +247,24 @@ impl Request {
     /// Passes the call on to the next listener (aardio's `null`).
     pub fn pass(mut self) {
         self.answered = true;
-        self.inner.answer(&self.request, &Outcome::Pass);
+        if self.inner.here().is_ok() {
+            self.inner.answer(&self.request, &Outcome::Pass);
+        }
     }
 
     /// Fails the call: the caller gets [`Error::Handler`] with `message`.
     pub fn fail(mut self, message: impl fmt::Display) {
         self.answered = true;
-        let outcome = Outcome::Failed(message.to_string());
-        self.inner.answer(&self.request, &outcome);
+        if self.inner.here().is_ok() {
+            let outcome = Outcome::Failed(message.to_string());
+            self.inner.answer(&self.request, &outcome);
+        }
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if !self.answered {
+        if !self.answered && self.inner.here().is_ok() {
             self.inner.answer(&self.request, &Outcome::Pass);
         }
     }
@@ -414,6 +422,7 @@ impl Bus {
         let sharing = Sharing {
             permissions: options.permissions,
             trust: &options.trust,
+            parent_only: true,
         };
         let registry = Registry::open(&group, &sharing)?;
         let mut tries = 0;
@@ -484,6 +493,7 @@ impl Bus {
         E: fmt::Display,
         F: Fn(A) -> std::result::Result<Option<R>, E> + Send + Sync + 'static,
     {
+        self.inner.here()?;
         registry::check_command(command)?;
         let handler: Arc<Handler> = Arc::new(move |args: &[u8]| {
             let args: A = match serde_json::from_slice(args) {
@@ -535,6 +545,7 @@ impl Bus {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn listen_polled(&self, command: &str) -> Result<Listener> {
+        self.inner.here()?;
         registry::check_command(command)?;
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
@@ -552,6 +563,7 @@ impl Bus {
     /// reads the member's inbox when no other does, and runs what it finds
     /// for handlers of this process if no dispatch thread does.
     pub fn next_request(&self, timeout: Duration) -> Result<Request> {
+        self.inner.here()?;
         let inner = &self.inner;
         let deadline = crate::channel::deadline_after(timeout);
         let mut room = inner.mailroom();
@@ -599,6 +611,7 @@ impl Bus {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        self.inner.here()?;
         self.call_where(command, args, timeout, |_| true)
     }
 
@@ -615,6 +628,7 @@ impl Bus {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        self.inner.here()?;
         self.call_where(command, args, timeout, |listener| listener.pid == pid)
     }
 
@@ -663,6 +677,7 @@ impl Bus {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        self.inner.here()?;
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
         let deadline = Deadline::after(timeout);
@@ -698,6 +713,7 @@ impl Bus {
     where
         A: Serialize + ?Sized,
     {
+        self.inner.here()?;
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
         let listeners = self.inner.listeners_of(command)?;
@@ -729,12 +745,14 @@ impl Bus {
 
     /// The listeners of `command`, in the order they are asked.
     pub fn listeners(&self, command: &str) -> Result<Vec<ListenerInfo>> {
+        self.inner.here()?;
         Ok(self.inner.listeners_of(command)?.iter().map(info).collect())
     }
 
     /// Every listener of the group, command by command (in the order each
     /// command was first listened to), each command's in the order asked.
     pub fn commands(&self) -> Result<Vec<ListenerInfo>> {
+        self.inner.here()?;
         let all = self.inner.registrations()?;
         let mut order: Vec<&str> = Vec::new();
         for registration in all.iter() {
@@ -770,8 +788,21 @@ impl Bus {
 }
 
 impl Drop for Bus {
+    /// Leaves the group: this member's listeners and registration go, its
+    /// dispatch thread stops, what it took and did not answer passes on. A
+    /// forked child's copy does none of that: the member is its parent
+    /// (and the dispatch thread was never copied: it is forgotten).
     fn drop(&mut self) {
         let inner = &self.inner;
+        if !inner.participant.is_here() {
+            let thread = self
+                .dispatcher
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            std::mem::forget(thread);
+            return;
+        }
         inner.leaving.store(true, Ordering::SeqCst);
         inner.sweep();
         let _ = inner.registry.leave(inner.participant.token());
@@ -806,6 +837,9 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.upgrade() {
+            if !inner.participant.is_here() {
+                return;
+            }
             lock(&inner.handlers).remove(&self.order);
             let _ = inner
                 .registry
@@ -824,6 +858,19 @@ impl fmt::Debug for Listener {
 }
 
 impl Inner {
+    /// Nothing, in the process that joined; [`Error::Inherited`] in a
+    /// forked child, whose copy of the member is its parent.
+    #[inline]
+    fn here(&self) -> Result<()> {
+        if self.participant.is_here() {
+            return Ok(());
+        }
+        Err(Error::Inherited {
+            kind: "bus",
+            name: self.group.clone(),
+        })
+    }
+
     /// Every listener of the group, from the cache while the registry has
     /// not changed.
     fn registrations(&self) -> Result<Arc<Vec<Registration>>> {

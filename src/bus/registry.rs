@@ -90,6 +90,7 @@ impl Registry {
         let lock = NamedMutex::options()
             .permissions(sharing.permissions)
             .set_trust(sharing.trust.clone())
+            .parent_only()
             .create_or_open(&format!("{group}@bus"))?;
         let os_name = map.os_name().unwrap_or_default();
         Ok(Registry {

@@ -157,6 +157,7 @@ impl ChannelOptions {
         let sharing = Sharing {
             permissions: self.permissions,
             trust: &self.trust,
+            parent_only: true,
         };
         let (map, existed) = object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)
             .map_err(|error| error.of("channel", name.as_str()))?;
@@ -301,7 +302,7 @@ impl Channel {
         let len = self.message_len(message.len())?;
         let claim = self
             .ring
-            .claim_send(self.participant.token())
+            .claim_send(self.token()?)
             .map_err(|blocked| self.full(blocked))?;
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
         Ok(())
@@ -343,7 +344,7 @@ impl Channel {
         let len = self.message_len(len)?;
         let claim = self
             .ring
-            .claim_send(self.participant.token())
+            .claim_send(self.token()?)
             .map_err(|blocked| self.full(blocked))?;
         self.fill_and_publish(claim, len, fill);
         Ok(())
@@ -481,6 +482,19 @@ impl Channel {
         self.repair(blocked)
     }
 
+    /// This handle's token, which signs its claims; [`Error::Inherited`] in
+    /// a forked child, whose copy of the handle is its parent's participant.
+    #[inline]
+    fn token(&self) -> Result<u32> {
+        if self.participant.is_here() {
+            return Ok(self.participant.token());
+        }
+        Err(Error::Inherited {
+            kind: "channel",
+            name: self.name.clone(),
+        })
+    }
+
     /// Repairs the slot that blocked a claim if its claimer is dead (see
     /// `src/participants.rs`); whether it changed anything.
     fn repair(&self, blocked: Blocked) -> bool {
@@ -498,14 +512,15 @@ impl Channel {
 
     /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
     fn wait_send_claim(&self, deadline: Option<Instant>) -> Result<Claim> {
+        let me = self.token()?;
         let mut spins = 0;
         loop {
-            match self.ring.claim_send(self.participant.token()) {
+            match self.ring.claim_send(me) {
                 Ok(claim) => return Ok(claim),
                 Err(blocked) => {
                     let claimed =
                         self.wait_turn(&mut spins, deadline, blocked, Side::Send, || {
-                            self.ring.claim_send(self.participant.token()).ok()
+                            self.ring.claim_send(me).ok()
                         })?;
                     if let Some(claim) = claimed {
                         return Ok(claim);
@@ -547,9 +562,10 @@ impl Channel {
 
     /// Takes one message without waiting.
     fn try_take<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let me = self.token()?;
         let mut read = Some(read);
         loop {
-            match self.ring.claim_recv(self.participant.token()) {
+            match self.ring.claim_recv(me) {
                 Ok((claim, len)) => {
                     if let Some(result) = self.read_and_release(claim, len, &mut read)? {
                         return Ok(result);
@@ -566,10 +582,11 @@ impl Channel {
 
     /// Receives one message, waiting (spin, then sleep) until `deadline`.
     fn recv_until<R>(&self, deadline: Option<Instant>, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let me = self.token()?;
         let mut read = Some(read);
         let mut spins = 0;
         loop {
-            match self.ring.claim_recv(self.participant.token()) {
+            match self.ring.claim_recv(me) {
                 Ok((claim, len)) => {
                     if let Some(result) = self.read_and_release(claim, len, &mut read)? {
                         return Ok(result);
@@ -579,7 +596,7 @@ impl Channel {
                 Err(blocked) => {
                     if let Some((claim, len)) =
                         self.wait_turn(&mut spins, deadline, blocked, Side::Recv, || {
-                            self.ring.claim_recv(self.participant.token()).ok()
+                            self.ring.claim_recv(me).ok()
                         })?
                     {
                         if let Some(result) = self.read_and_release(claim, len, &mut read)? {

@@ -204,6 +204,9 @@ pub(crate) struct Hooks<'a> {
     /// Whether the object is one shmio derived from a user's name (a
     /// mutex's state, say) rather than a user's own mapping.
     pub derived: bool,
+    /// Whether the handle is its process's alone, so that a forked child
+    /// gets no share of the name (see `NamedRequest::passes_to_children`).
+    pub parent_only: bool,
 }
 
 impl MappingOptions {
@@ -441,6 +444,7 @@ impl MappingOptions {
             global: self.global,
             lock_name: lock_name.as_deref(),
             keep_stale: hooks.keep_stale,
+            passes_to_children: !hooks.parent_only,
             init: init.as_ref().map(|init| init as sys::InitHook<'_>),
             ready: ready
                 .as_ref()

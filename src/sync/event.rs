@@ -134,6 +134,7 @@ impl EventOptions {
         let sharing = Sharing {
             permissions: self.permissions,
             trust: &self.trust,
+            parent_only: false,
         };
         let manual = u32::from(self.reset == EventMode::ManualReset);
         let (object, _) = object::make(

@@ -161,6 +161,7 @@ fn owner_died(name: &str) -> Error {
 pub struct MutexOptions {
     permissions: u32,
     trust: Trust,
+    parent_only: bool,
 }
 
 impl Default for MutexOptions {
@@ -168,6 +169,7 @@ impl Default for MutexOptions {
         MutexOptions {
             permissions: DEFAULT_MODE,
             trust: Trust::OWN,
+            parent_only: false,
         }
     }
 }
@@ -185,6 +187,22 @@ impl MutexOptions {
         self
     }
 
+    /// Makes the mutex part of a handle a forked child cannot use (a
+    /// bus's), so that the child gets no share of its name.
+    pub(crate) fn parent_only(&mut self) -> &mut Self {
+        self.parent_only = true;
+        self
+    }
+
+    /// Who may make and use the mutex.
+    fn sharing(&self) -> Sharing<'_> {
+        Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+            parent_only: self.parent_only,
+        }
+    }
+
     crate::owner::sharing_options!("mutex", permissions);
 
     crate::object::finish_options!(
@@ -196,7 +214,7 @@ impl MutexOptions {
     /// Creates and/or opens the mutex `name`, as `how` says.
     fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {
         let name = Name::new(name)?;
-        NamedMutex::make(name.as_str(), how, self.permissions, &self.trust, None)
+        NamedMutex::make(name.as_str(), how, &self.sharing(), None)
             .map_err(|error| error.of("mutex", name.as_str()))
     }
 
@@ -231,8 +249,7 @@ impl MutexOptions {
                 NamedMutex::make(
                     &crate::name::lock_name(name.as_str()),
                     Disposition::CreateOrOpen,
-                    self.permissions,
-                    &self.trust,
+                    &self.sharing(),
                     Some(NO_MAPPING),
                 )
             }
@@ -280,11 +297,15 @@ impl NamedMutex {
         if permissions & 0o022 != 0 {
             trust.allow_any(true);
         }
+        let sharing = Sharing {
+            permissions,
+            trust: &trust,
+            parent_only: false,
+        };
         NamedMutex::make(
             &crate::name::lock_name(name),
             Disposition::CreateOrOpen,
-            permissions,
-            &trust,
+            &sharing,
             object.identity(),
         )
     }
@@ -295,11 +316,10 @@ impl NamedMutex {
     pub(crate) fn make(
         name: &str,
         how: Disposition,
-        permissions: u32,
-        trust: &Trust,
+        sharing: &Sharing<'_>,
         owner: Option<sys::ObjectId>,
     ) -> Result<NamedMutex> {
-        let sharing = Sharing { permissions, trust };
+        let trust = sharing.trust;
         let init = |window: &Window| {
             // SAFETY: the new object's memory, mapped and seen by no other
             // process while the hook runs; STATE + STATE_LEN fits in it (a
@@ -311,7 +331,7 @@ impl NamedMutex {
             &object::mutex_name(name),
             how,
             SIZE,
-            &sharing,
+            sharing,
             owner,
             Kind::Mutex,
             &init,
@@ -369,6 +389,7 @@ impl NamedMutex {
     fn guard(&self, state: Result<LockState>) -> TryLockResult<'_> {
         let guard = || MutexGuard {
             mutex: self,
+            origin: sys::Origin::here(),
             _not_send: PhantomData,
         };
         match state {
@@ -433,9 +454,14 @@ impl fmt::Debug for NamedMutex {
 
 /// Holds a [`NamedMutex`]; unlocks it on drop. It stays on the thread that
 /// locked it (the OS mutexes require that), so it is not `Send`.
+///
+/// A forked child that inherits a guard does not hold the lock (its parent
+/// does): dropping the child's copy leaves the lock to the parent.
 #[must_use = "the mutex is unlocked as soon as the guard is dropped"]
 pub struct MutexGuard<'a> {
     mutex: &'a NamedMutex,
+    /// The process whose thread took the lock.
+    origin: sys::Origin,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -449,8 +475,12 @@ impl MutexGuard<'_> {
 impl Drop for MutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        if !self.origin.is_here() {
+            return;
+        }
         // SAFETY: a guard exists only while this thread holds the lock, and
-        // it is not Send, so this is the holding thread.
+        // it is not Send, so this is the holding thread (in the process that
+        // took it: a forked child's copy returned above).
         unsafe { self.mutex.raw.unlock() };
     }
 }

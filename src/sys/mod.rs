@@ -28,6 +28,9 @@ use crate::owner::Trust;
 // One backend per platform, each with the same files (`mod.rs`,
 // `objects.rs`, `sync.rs`) and the same items, chosen here; the stub keeps
 // every other target compiling, with every call `Error::Unsupported`.
+/// What a forked child inherits (Linux and macOS).
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+mod forks;
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 #[cfg_attr(target_vendor = "apple", path = "macos/mod.rs")]
 #[cfg_attr(windows, path = "windows/mod.rs")]
@@ -39,6 +42,8 @@ mod os;
 /// What Linux and macOS share: mapping file descriptors.
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
 mod unix;
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+pub(crate) use forks::{process_key, Origin};
 /// Listing names where the platform cannot.
 #[cfg(not(target_os = "linux"))]
 mod unlisted;
@@ -50,6 +55,28 @@ pub(crate) use os::{
     anonymous, describe_named, list_named, open_file, open_named, reclaim_if_stale, remove_named,
     Object, RobustLock, Seat, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
+
+/// The process a handle was made in. Where processes do not fork
+/// (Windows, and the stub's platforms), a handle is always in the process
+/// that made it.
+#[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Origin;
+
+#[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+impl Origin {
+    /// This process.
+    #[inline]
+    pub(crate) fn here() -> Origin {
+        Origin
+    }
+
+    /// Always: there are no forked children here.
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        true
+    }
+}
 
 /// What a lock call came back with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,6 +325,11 @@ pub(crate) struct NamedRequest<'a> {
     /// than removing it and starting afresh: for a mutex's segment, whose
     /// state says that its holder died. Only Linux keeps stale names.
     pub keep_stale: bool,
+    /// Whether a forked child gets a share of its own in the name's lease
+    /// (see `sys::forks`): for the handles a child may go on using
+    /// (mappings, mutexes, events), not for those it may not (a channel's,
+    /// a bus's), whose names then go with their last real holder.
+    pub passes_to_children: bool,
     /// Sets up a new object before anyone else can use it (before its name
     /// is published where the OS allows; see `ready`).
     pub init: Option<InitHook<'a>>,

@@ -69,6 +69,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::owner::{Owner, Trust};
+use crate::sys::forks::LeaseLock;
 use crate::sys::unix::{
     check_space, entry_id, open_file, os_error, size_error, stat_size, wait_for_size, FileId,
     Object,
@@ -181,9 +182,21 @@ pub(crate) struct Lease {
     /// What the name must still be for the last holder to remove it: the
     /// object itself, or the symlink to a backing file.
     entry: FileId,
+    /// Which description holds this process's shared lock: the object's,
+    /// or (in a forked child) one of the child's own (see `sys::forks`).
+    lock: LeaseLock,
 }
 
 impl Lease {
+    /// The lease of a holder whose shared lock is on `fd`'s description.
+    fn new(req: &NamedRequest<'_>, entry: FileId, fd: &OwnedFd) -> Lease {
+        Lease {
+            os_name: req.os_name.to_owned(),
+            entry,
+            lock: LeaseLock::new(fd.as_fd(), req.passes_to_children),
+        }
+    }
+
     /// The OS name.
     pub(crate) fn os_name(&self) -> &str {
         &self.os_name
@@ -191,7 +204,12 @@ impl Lease {
 
     /// Called as the holder closes `lock_fd`: removes the name if this is
     /// the last holder and the name is still the object it holds.
+    /// A forked child's copy of its parent's lease, with no share of its
+    /// own, does nothing.
     pub(crate) fn release(self, lock_fd: &OwnedFd) {
+        let Some(lock_fd) = self.lock.fd(lock_fd.as_fd()) else {
+            return;
+        };
         // Converting shared to exclusive drops the shared lock first (flock(2)),
         // so of several holders closing at once, the last one succeeds.
         if rustix::fs::flock(lock_fd, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -200,6 +218,21 @@ impl Lease {
         let Ok(dir) = shm_dir() else { return };
         unlink_if(dir, entry_of(&self.os_name), self.entry);
     }
+}
+
+/// A new open file description of the file `fd` is open on (for a forked
+/// child's own lease: see `sys::forks`), read-only, never waiting, not
+/// touching the access time where the caller may say so.
+pub(crate) fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let reopened =
+        match rustix::fs::openat(CWD, path.as_str(), flags | OFlags::NOATIME, Mode::empty()) {
+            Err(Errno::PERM) => rustix::fs::openat(CWD, path.as_str(), flags, Mode::empty()),
+            other => other,
+        }
+        .ok()?;
+    crate::sys::forks::same_file(fd, &reopened).then_some(reopened)
 }
 
 /// Removes `entry` if it is the object (or link) `id`; whether it did.
@@ -404,10 +437,7 @@ fn create_object(
     if !link_unnamed(&object.fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
         return Ok(None);
     }
-    object.lease = follows_holders.then(|| Lease {
-        os_name: req.os_name.to_owned(),
-        entry: id,
-    });
+    object.lease = follows_holders.then(|| Lease::new(req, id, &object.fd));
     Ok(Some(object))
 }
 
@@ -497,10 +527,7 @@ fn create_file_link(
         }
     };
     object.size = len;
-    object.lease = Some(Lease {
-        os_name: req.os_name.to_owned(),
-        entry: id,
-    });
+    object.lease = Some(Lease::new(req, id, &object.fd));
     Ok(Some(object))
 }
 
@@ -644,10 +671,7 @@ fn hold(
         0 => wait_for_size(&fd, req.name)?,
         size => size,
     };
-    let lease = lease.map(|entry| Lease {
-        os_name: req.os_name.to_owned(),
-        entry,
-    });
+    let lease = lease.map(|entry| Lease::new(req, entry, &fd));
     let mut object = Object { fd, size, lease };
     if let Some(ready) = req.ready {
         // Set up before it was named: never a wait here (READY_WAIT is zero).

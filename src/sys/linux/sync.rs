@@ -40,7 +40,7 @@ use rustix::thread::futex;
 use crate::error::{Error, Result};
 use crate::owner::Trust;
 use crate::sys::unix::{os_error, Object};
-use crate::sys::LockState;
+use crate::sys::{LockState, Origin};
 
 /// A lock's state in shared memory.
 #[repr(C)]
@@ -193,25 +193,31 @@ impl RobustLock {
 }
 
 /// This thread's token: unique to it among the threads of every process
-/// (see the module docs), never 0.
+/// (see the module docs), never 0. A forked child's thread is not the
+/// thread it was copied from: it gets a token of its own, drawn from the
+/// child's own process key.
 #[inline]
 fn thread_token() -> u64 {
     thread_local! {
-        static TOKEN: u64 = new_token();
+        static TOKEN: std::cell::Cell<(Origin, u64)> =
+            std::cell::Cell::new((Origin::here(), new_token()));
     }
-    TOKEN.with(|token| *token)
+    TOKEN.with(|token| {
+        let (origin, value) = token.get();
+        if origin.is_here() {
+            return value;
+        }
+        let value = new_token();
+        token.set((Origin::here(), value));
+        value
+    })
 }
 
-/// A token for a new thread: a random value of this process (from the
-/// standard library's per-process random keys) mixed with a count.
+/// A token for a new thread: this process's key (see
+/// `sys::forks::process_key`) mixed with a count.
 fn new_token() -> u64 {
-    use std::hash::BuildHasher;
-    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let process = *PROCESS.get_or_init(|| {
-        std::collections::hash_map::RandomState::new()
-            .hash_one((std::process::id(), std::time::SystemTime::now()))
-    });
+    let process = crate::sys::process_key();
     let thread = NEXT.fetch_add(1, Ordering::Relaxed);
     // splitmix64's finaliser, so neighbouring counts give unrelated tokens.
     let mut x = process ^ thread.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -312,6 +318,9 @@ pub(crate) struct Seat {
     /// description, which owns the lock, kept to unlock it on drop.
     fd: OwnedFd,
     index: u32,
+    /// The process that took it. A forked child shares the description,
+    /// so the lock on it, but the seat is its parent's to let go.
+    origin: Origin,
 }
 
 /// Where seat locks start: far past the end of any object, so that they
@@ -335,7 +344,11 @@ impl Seat {
         let fd = crate::sys::unix::duplicate(object.fd.as_fd()).inspect_err(|_| {
             let _ = ofd_lock(object.fd.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK, index);
         })?;
-        Ok(Some(Seat { fd, index }))
+        Ok(Some(Seat {
+            fd,
+            index,
+            origin: Origin::here(),
+        }))
     }
 
     /// Whether someone holds seat `index` of `object`. Only a write lock
@@ -352,6 +365,9 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        if !self.origin.is_here() {
+            return;
+        }
         let _ = ofd_lock(
             self.fd.as_fd(),
             libc::F_OFD_SETLK,

@@ -62,6 +62,7 @@ use rustix::io::Errno;
 use rustix::shm;
 
 use crate::error::{Error, Result};
+use crate::sys::forks::LeaseLock;
 use crate::sys::unix::{
     check_space, entry_id, map_fd, os_error, size_error, stat_size, wait_for_size, FileId, Object,
 };
@@ -88,6 +89,9 @@ pub(crate) struct Lease {
     file: OwnedFd,
     /// The lease file's identity.
     id: FileId,
+    /// Which description holds this process's shared lock: the lease
+    /// file's, or (in a forked child) one of the child's own (see `sys::forks`).
+    lock: LeaseLock,
 }
 
 impl Lease {
@@ -99,9 +103,14 @@ impl Lease {
     /// Called as the holder closes its object: removes the name if this is
     /// the last holder. The lock is on the lease file, not on the object's
     /// descriptor, which macOS cannot lock.
+    /// A forked child's copy of its parent's lease, with no share of its
+    /// own, does nothing.
     pub(crate) fn release(self, _lock_fd: &OwnedFd) {
+        let Some(lock_fd) = self.lock.fd(self.file.as_fd()) else {
+            return;
+        };
         // Of several holders closing at once, the last one gets the lock.
-        if rustix::fs::flock(&self.file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        if rustix::fs::flock(lock_fd, FlockOperation::NonBlockingLockExclusive).is_err() {
             return;
         }
         let Ok(Some(dir)) = lease_dir(false) else {
@@ -111,6 +120,16 @@ impl Lease {
         // is harmless, an object without its lease file would never go.
         remove_name(dir.as_fd(), &lease_entry(&self.os_name), self);
     }
+}
+
+/// A new open file description of the file `fd` is open on (for a forked
+/// child's own lease: see `sys::forks`), found by its path and checked to
+/// be the same file.
+pub(crate) fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    let path = rustix::fs::getpath(fd).ok()?;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW;
+    let reopened = rustix::fs::open(path.as_c_str(), flags, Mode::empty()).ok()?;
+    crate::sys::forks::same_file(fd, &reopened).then_some(reopened)
 }
 
 /// Removes the name and its lease file, while holding the lease file
@@ -202,9 +221,10 @@ impl LeaseFile {
     }
 
     /// The lease a holder keeps.
-    fn into_lease(self, os_name: &str) -> Lease {
+    fn into_lease(self, req: &NamedRequest<'_>) -> Lease {
         Lease {
-            os_name: os_name.to_owned(),
+            os_name: req.os_name.to_owned(),
+            lock: LeaseLock::new(self.fd.as_fd(), req.passes_to_children),
             file: self.fd,
             id: self.id,
         }
@@ -367,7 +387,7 @@ fn with_lease(
             let object = Object {
                 fd,
                 size,
-                lease: Some(lease.into_lease(req.os_name)),
+                lease: Some(lease.into_lease(req)),
             };
             return Ok(Attempt::Done(Opened {
                 object,
@@ -391,7 +411,7 @@ fn with_lease(
         // Nobody else holds the name.
         if lease.marked(req.name)? {
             // Its creator made and marked it, and every holder died: stale.
-            let lease = lease.into_lease(req.os_name);
+            let lease = lease.into_lease(req);
             remove_name(dir, entry, lease);
             return Ok(Attempt::Retry);
         }
@@ -416,7 +436,7 @@ fn with_lease(
         // looking at an object that is not theirs either: look again.
         return Ok(Attempt::Busy);
     }
-    opened(fd, Some(lease.into_lease(req.os_name)), req)
+    opened(fd, Some(lease.into_lease(req)), req)
 }
 
 /// One attempt on a name that has no lease file (or a persistent creation).

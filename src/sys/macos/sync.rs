@@ -44,8 +44,9 @@
 //! **Limits.** Processes that share a lock must agree on `$TMPDIR` (as for
 //! mapping names). A thread that ends while holding the lock (a forgotten
 //! guard) keeps it until its handle closes; then the next locker is told
-//! the owner died. A process that forks while holding the lock shares it
-//! with its child.
+//! the owner died. A forked child cannot lock through a handle it
+//! inherited ([`Error::Inherited`]: the lock file's description is its
+//! parent's); it opens the mutex again.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -62,7 +63,7 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::owner::Trust;
 use crate::sys::unix::{os_error, FileId};
-use crate::sys::LockState;
+use crate::sys::{LockState, Origin};
 
 /// What every lock file's name ends with.
 const LOCK_SUFFIX: &str = ".lock";
@@ -185,6 +186,10 @@ pub(crate) struct RobustLock {
     /// it (and `drop`), so this mutex is never contended. `None` after the
     /// file was found replaced and could not be opened again.
     file: Mutex<Option<LockFile>>,
+    /// The process that opened it. Its lock file's description (so its
+    /// `flock`) and its owning thread are the parent's in a forked child,
+    /// which must open the mutex again.
+    origin: Origin,
 }
 
 // SAFETY: the held flag is an atomic in shared memory that stays mapped
@@ -233,11 +238,18 @@ impl RobustLock {
             owner: Mutex::new(None),
             freed: Condvar::new(),
             file: Mutex::new(Some(file)),
+            origin: Origin::here(),
         })
     }
 
     /// Locks, waiting at most `timeout` (forever when `None`).
     pub(crate) fn lock(&self, name: &str, timeout: Option<Duration>) -> Result<LockState> {
+        if !self.origin.is_here() {
+            return Err(Error::Inherited {
+                kind: "mutex",
+                name: name.to_owned(),
+            });
+        }
         let holder = self.holder();
         // A timeout too long to express is no timeout.
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
@@ -362,6 +374,10 @@ impl RobustLock {
 impl Drop for RobustLock {
     /// Closes the lock file, first removing it if nobody holds the lock.
     fn drop(&mut self) {
+        // A forked child's copy: the lock file is its parent's to remove.
+        if !self.origin.is_here() {
+            return;
+        }
         let owned = self
             .owner
             .get_mut()
@@ -522,6 +538,9 @@ impl Waker {
 pub(crate) struct Seat {
     file: LockFile,
     path: PathBuf,
+    /// The process that took it: a forked child shares the seat file's
+    /// description, and so its lock, but the seat is its parent's.
+    origin: Origin,
 }
 
 impl Seat {
@@ -548,7 +567,11 @@ impl Seat {
         if !file.is_at(&path, name)? {
             return Ok(None);
         }
-        Ok(Some(Seat { file, path }))
+        Ok(Some(Seat {
+            file,
+            path,
+            origin: Origin::here(),
+        }))
     }
 
     /// Whether someone holds seat `index` of the object `os_name`. The seat
@@ -582,6 +605,9 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        if !self.origin.is_here() {
+            return;
+        }
         if self.file.is_at(&self.path, "").unwrap_or(false) {
             let _ = rustix::fs::unlink(&self.path);
         }

@@ -788,3 +788,46 @@ impl fmt::Debug for Channel {
             .finish()
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Whether `whose` participant is alive, as the handle `seen_by` sees it.
+    fn alive(whose: &Channel, seen_by: &Channel) -> bool {
+        participants::is_alive(
+            whose.participant.token(),
+            seen_by.ring.generations(),
+            seen_by.map.object(),
+            &seen_by.os_name,
+            &seen_by.trust,
+        )
+    }
+
+    #[test]
+    fn a_forked_childs_drop_of_an_inherited_channel_leaves_the_parents_seat() {
+        let name = format!("shmio-unit-fork-seat-{}", std::process::id());
+        let geometry = ChannelGeometry {
+            capacity: 4,
+            max_message_size: 8,
+        };
+        let mut parent = Some(Channel::create_or_open(&name, geometry).unwrap());
+        let other = Channel::open(&name).unwrap();
+        assert!(alive(parent.as_ref().unwrap(), &other));
+        // SAFETY: the child only drops its copy of the handle and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            drop(parent.take());
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child, which exits at once.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            alive(parent.as_ref().unwrap(), &other),
+            "the child's drop let go of the parent's seat"
+        );
+    }
+}

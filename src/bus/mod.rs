@@ -127,6 +127,12 @@ impl BusOptions {
 
 /// A member of a bus group: listens to commands and calls them.
 ///
+/// **After `fork()`** the member is the parent: in a child, every call
+/// through the inherited `Bus` (and its [`Listener`]s and [`Request`]s) is
+/// [`Error::Inherited`], and dropping them there does nothing (the
+/// parent's listeners stay registered, its dispatch thread, which the
+/// child does not have, is forgotten). A child joins the group itself.
+///
 /// ```
 /// use std::time::Duration;
 /// use shmio::Bus;

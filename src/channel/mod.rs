@@ -189,6 +189,13 @@ impl ChannelOptions {
 /// room for 1,024 open handles at once ([`Error::TooManyParticipants`]);
 /// threads may share one handle.
 ///
+/// **After `fork()`** a handle stays its process's participant: a child
+/// that inherited it cannot send or receive through it
+/// ([`Error::Inherited`]: its seat is the parent's, shared through the
+/// open file description) and opens the channel by name again instead.
+/// Dropping the child's copy lets go of nothing: the parent's seat, its
+/// claims and the name stay the parent's.
+///
 /// ```
 /// use shmio::{Channel, ChannelGeometry};
 ///

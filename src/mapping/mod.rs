@@ -95,6 +95,15 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// macOS, while it is mapped. Give named objects owner-only permissions (the
 /// default) and keep backing files where only trusted processes can write.
 /// `RELIABILITY.md` lists what is tested.
+///
+/// **After `fork()`** a child may go on using every mapping it inherited, as
+/// its own: it shares the memory, and it holds the name as one more holder
+/// from the moment it exists (it gets a lease of its own at the fork), so
+/// neither its close nor its parent's removes the name while the other
+/// still holds it; whichever lets go last removes it (a child that exits
+/// without closing, or is killed, leaves that to the others, or leaves the
+/// name stale if it was the last). Its [`lock`](Mapping::lock) is its own:
+/// see [`NamedMutex`].
 pub struct Mapping {
     shared: Arc<Shared>,
     /// The whole mapping, kept beside the cursor so the hot path reads no

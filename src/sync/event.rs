@@ -53,6 +53,10 @@ pub enum EventMode {
 /// A cross-process event, found by name (Windows' event semantics on every
 /// platform). The creator's [`EventMode`] holds for everyone who opens it.
 ///
+/// After `fork()` a child may go on using an inherited event as its own
+/// (an event stands for no process), and holds its name as a [`Mapping`]
+/// does.
+///
 /// ```
 /// use std::time::Duration;
 /// use shmio::{EventMode, NamedEvent};

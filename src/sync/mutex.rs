@@ -23,6 +23,14 @@ use crate::sys::{self, Disposition, LockState};
 /// carries the guard, so the caller can repair the data the mutex protects.
 /// The last handle to close removes the name.
 ///
+/// **After `fork()`** a child locks an inherited handle as itself (Linux):
+/// its threads are not the parent's, so it waits while the parent holds
+/// the lock, and if it dies holding it the others are told the owner died.
+/// A guard the child inherited is its parent's hold: dropping the child's
+/// copy unlocks nothing. On macOS, whose lock is an `flock` on a
+/// description the child shares, an inherited handle is
+/// [`Error::Inherited`]: open the mutex again in the child.
+///
 /// ```
 /// use shmio::NamedMutex;
 ///

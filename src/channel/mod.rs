@@ -812,6 +812,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "forks: Miri runs no system call")]
     fn a_forked_childs_drop_of_an_inherited_channel_leaves_the_parents_seat() {
         let name = format!("shmio-unit-fork-seat-{}", std::process::id());
         let geometry = ChannelGeometry {

@@ -47,6 +47,8 @@ use rustix::fs::FlockOperation;
 static FORKS: AtomicU64 = AtomicU64::new(0);
 
 /// A random value of this process, drawn again in every child (0: not yet).
+/// (Linux's lock tokens start from it; macOS's lock knows threads by id.)
+#[cfg(target_os = "linux")]
 static KEY: AtomicU64 = AtomicU64::new(0);
 
 /// Every lease of this process, for the fork handlers.
@@ -81,6 +83,7 @@ impl Origin {
 
 /// A value of this process that no other process has (a forked child gets
 /// its own), never 0: what a lock's thread tokens start from.
+#[cfg(target_os = "linux")]
 pub(crate) fn process_key() -> u64 {
     watch_forks();
     let key = KEY.load(Ordering::Relaxed);
@@ -97,6 +100,7 @@ pub(crate) fn process_key() -> u64 {
 /// A new key: this process's id, two clocks and the forks so far, mixed.
 /// Two processes alive at once have different ids in one pid namespace,
 /// and in two namespaces the clocks tell them apart.
+#[cfg(target_os = "linux")]
 fn fresh_key() -> u64 {
     use rustix::time::{clock_gettime, ClockId};
     let nanos = |clock| {
@@ -269,6 +273,7 @@ extern "C" fn in_parent() {
 /// `close` and the unlocking of the registry happen here.
 extern "C" fn in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
+    #[cfg(target_os = "linux")]
     KEY.store(0, Ordering::Relaxed);
     let _ = FORKING.try_with(|held| {
         let Ok(mut held) = held.try_borrow_mut() else {

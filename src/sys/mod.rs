@@ -42,8 +42,10 @@ mod os;
 /// What Linux and macOS share: mapping file descriptors.
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
 mod unix;
+#[cfg(target_os = "linux")]
+pub(crate) use forks::process_key;
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
-pub(crate) use forks::{process_key, Origin};
+pub(crate) use forks::Origin;
 /// Listing names where the platform cannot.
 #[cfg(not(target_os = "linux"))]
 mod unlisted;

@@ -75,6 +75,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, _how: Disposition) -> Result<Op
         global: _,
         lock_name: _,
         keep_stale: _,
+        passes_to_children: _,
         ..
     } = req;
     unsupported()

@@ -193,10 +193,12 @@ pub(crate) fn open_file(req: &FileRequest<'_>) -> Result<Object> {
 /// Creates and/or opens a named section as `how` says.
 pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Opened> {
     // What Windows does not need: a section's memory is committed anyway,
-    // and a section goes with its last handle, stale or not.
+    // a section goes with its last handle, stale or not, and no process
+    // forks a child that shares its handles.
     let NamedRequest {
         sparse: _always_committed,
         keep_stale: _never_stale,
+        passes_to_children: _no_fork,
         ..
     } = req;
     if req.persistent {

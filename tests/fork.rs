@@ -196,20 +196,29 @@ fn a_child_never_removes_its_parents_mapping() {
 }
 
 #[test]
-fn a_child_holds_an_inherited_mapping_as_its_own() {
+fn a_child_holds_an_inherited_mapping_as_its_own_from_its_first_use() {
     let _serial = serial();
     let name = unique_name("fork-own");
     let mut map = Some(Mapping::create(&name, 4096).unwrap());
+    let (mut used, used_tx) = signal();
     let (mut close, close_tx) = signal();
-    let mut close_tx = Some(close_tx);
+    let (mut used_tx, mut close_tx) = (Some(used_tx), Some(close_tx));
     let child = fork(|| {
         drop(close_tx.take());
+        if map.as_ref().unwrap().read_value_at::<u64>(0).is_err() {
+            return 2;
+        }
+        say(used_tx.as_mut().unwrap());
         heard(&mut close);
         map.take();
         0
     });
-    drop(close);
-    // The parent lets go first: the child still holds the name.
+    drop(used_tx);
+    assert!(
+        heard(&mut used),
+        "the child failed before it used the mapping"
+    );
+    // The parent lets go first: the child, which used it, still holds the name.
     drop(map);
     assert!(
         shm_entry_exists(&name),
@@ -222,6 +231,28 @@ fn a_child_holds_an_inherited_mapping_as_its_own() {
         !shm_entry_exists(&name),
         "the child, the last holder, left the name"
     );
+}
+
+#[test]
+fn a_child_that_never_uses_an_inherited_mapping_holds_nothing() {
+    // As every child that execs at once: its parent's close is the last.
+    let _serial = serial();
+    let name = unique_name("fork-unused");
+    let map = Mapping::create(&name, 4096).unwrap();
+    let (mut close, close_tx) = signal();
+    let mut close_tx = Some(close_tx);
+    let child = fork(|| {
+        drop(close_tx.take());
+        heard(&mut close);
+        0
+    });
+    drop(map);
+    assert!(
+        !shm_entry_exists(&name),
+        "a child that never used it kept the name"
+    );
+    say(close_tx.as_mut().unwrap());
+    child.wait_success();
 }
 
 #[test]

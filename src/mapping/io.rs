@@ -92,7 +92,7 @@ impl Mapping {
     /// Reads a record at the cursor and advances past it (aardio's `readTable`).
     /// `None`, cursor unchanged, where the length is 0 (nothing written there).
     pub fn read_record<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
-        let found = record::read(&self.window, self.cursor)?;
+        let found = record::read(self.mem(), self.cursor)?;
         Ok(found.map(|(value, taken)| {
             self.advance(taken);
             value

@@ -97,19 +97,23 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// `RELIABILITY.md` lists what is tested.
 ///
 /// **After `fork()`** a child may go on using every mapping it inherited, as
-/// its own: it shares the memory, and it holds the name as one more holder
-/// from the moment it exists (it gets a lease of its own at the fork), so
-/// neither its close nor its parent's removes the name while the other
-/// still holds it; whichever lets go last removes it (a child that exits
-/// without closing, or is killed, leaves that to the others, or leaves the
-/// name stale if it was the last). Its [`lock`](Mapping::lock) is its own:
-/// see [`NamedMutex`].
+/// its own: it shares the memory, and from its first call on the handle it
+/// holds the name as one more holder (a lease of its own), so neither its
+/// close nor its parent's removes the name while the other still holds it;
+/// whichever lets go last removes it (a child that exits without closing,
+/// or is killed, leaves that to the others, or leaves the name stale if it
+/// was the last). A child that never calls on the handle (one that execs at
+/// once) holds nothing, and its copy lets go of nothing. Its
+/// [`lock`](Mapping::lock) is its own: see [`NamedMutex`].
 pub struct Mapping {
     shared: Arc<Shared>,
     /// The whole mapping, kept beside the cursor so the hot path reads no
     /// pointer behind the `Arc`.
     window: Window,
     cursor: u64,
+    /// The process the handle was made in: a forked child's copy takes its
+    /// share of the name on its first use (see [`Mapping::used`]).
+    origin: sys::Origin,
 }
 
 /// What every handle to one mapping shares.
@@ -559,6 +563,7 @@ impl Mapping {
             window: shared.window(),
             shared,
             cursor: 0,
+            origin: sys::Origin::here(),
         })
     }
 
@@ -653,14 +658,14 @@ impl Mapping {
     /// [`Error::UnexpectedEof`] if they run past the end.
     #[inline]
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.window.read(offset, buf)
+        self.mem().read(offset, buf)
     }
 
     /// Copies `data` to `offset`. [`Error::OutOfBounds`] and nothing written
     /// if it does not all fit.
     #[inline]
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.window.write(offset, data)
+        self.mem().write(offset, data)
     }
 
     /// A copy of the plain value (any [`FromBytes`] type: numbers, arrays,
@@ -681,7 +686,7 @@ impl Mapping {
     /// ```
     #[inline]
     pub fn read_value_at<T: FromBytes>(&self, offset: u64) -> Result<T> {
-        self.window.read_value(offset)
+        self.mem().read_value(offset)
     }
 
     /// Stores the bytes of a plain value at `offset`, at any alignment.
@@ -691,7 +696,7 @@ impl Mapping {
         offset: u64,
         value: &T,
     ) -> Result<()> {
-        self.window.write_value(offset, value)
+        self.mem().write_value(offset, value)
     }
 
     /// The `AtomicU32` at `offset`: a counter or flag shared with other processes.
@@ -711,32 +716,32 @@ impl Mapping {
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
         // SAFETY: self.window covers the region self.shared keeps mapped,
         // which lives at least as long as this borrow of self.
-        unsafe { self.window.atomic_u32(offset) }
+        unsafe { self.mem().atomic_u32(offset) }
     }
 
     /// The `AtomicU64` at `offset` (a multiple of 8); as [`atomic_u32`](Self::atomic_u32).
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
         // SAFETY: as in atomic_u32.
-        unsafe { self.window.atomic_u64(offset) }
+        unsafe { self.mem().atomic_u64(offset) }
     }
 
     /// A [`View`] of `len` bytes at `offset`, aligned or not (aardio's `mapView`).
     pub fn view(&self, offset: u64, len: u64) -> Result<View> {
-        let window = self.window.sub(offset, len)?;
+        let window = self.mem().sub(offset, len)?;
         Ok(View::new(Arc::clone(&self.shared), window, offset))
     }
 
     /// Writes `value` as a record (a `u32` length, then JSON) at `offset`;
     /// returns the bytes written. Nothing is written unless it all fits.
     pub fn write_record_at<T: Serialize + ?Sized>(&self, offset: u64, value: &T) -> Result<u64> {
-        record::write(&self.window, offset, value)
+        record::write(self.mem(), offset, value)
     }
 
     /// Reads the record at `offset`; `None` where the length is 0.
     /// [`Error::Corrupt`] if its length runs past the end, [`Error::Decode`]
     /// (with the raw bytes) if it does not decode as `T`.
     pub fn read_record_at<T: DeserializeOwned>(&self, offset: u64) -> Result<Option<T>> {
-        Ok(record::read(&self.window, offset)?.map(|(value, _)| value))
+        Ok(record::read(self.mem(), offset)?.map(|(value, _)| value))
     }
 
     /// Writes dirty pages of a file-backed mapping to the file, and waits.
@@ -800,6 +805,34 @@ impl std::os::fd::AsFd for Mapping {
     }
 }
 
+impl Mapping {
+    /// The memory, for an access through this handle: in a forked child,
+    /// the handle's first use makes the child a holder of the name.
+    #[inline]
+    pub(crate) fn mem(&self) -> &Window {
+        self.used();
+        &self.window
+    }
+
+    /// Says the handle is being used: in a forked child that inherited it,
+    /// the first use makes the child one of the holders of the mapping's
+    /// name, so that from then on neither the child's close nor its
+    /// parent's removes the name while the other holds it. A layer above
+    /// whose object is used without going through [`mem`](Self::mem) (a
+    /// mutex's) calls this where it acts.
+    #[inline]
+    pub(crate) fn used(&self) {
+        if !self.origin.is_here() {
+            self.share_here();
+        }
+    }
+
+    #[cold]
+    fn share_here(&self) {
+        self.shared.object.share_here();
+    }
+}
+
 impl Clone for Mapping {
     /// Another handle to the same memory, with its own cursor starting where this one is.
     fn clone(&self) -> Self {
@@ -807,6 +840,7 @@ impl Clone for Mapping {
             shared: Arc::clone(&self.shared),
             window: self.window,
             cursor: self.cursor,
+            origin: self.origin,
         }
     }
 }

@@ -395,6 +395,9 @@ impl NamedMutex {
     /// What a lock call's outcome gives the caller.
     #[inline]
     fn guard(&self, state: Result<LockState>) -> TryLockResult<'_> {
+        // In a forked child, a first lock makes the child a holder of the
+        // mutex's name (see `Mapping::used`).
+        self.object.used();
         let guard = || MutexGuard {
             mutex: self,
             origin: sys::Origin::here(),
@@ -431,6 +434,7 @@ impl Mapping {
     /// An anonymous or file-only mapping has no name, and so no mutex:
     /// [`Error::InvalidOptions`].
     pub fn lock(&self) -> LockResult<'_> {
+        self.used();
         let mutex = match self.mutex() {
             Ok(mutex) => mutex,
             Err(error) => return Err(LockError::Failed(error)),

@@ -14,19 +14,18 @@
 //!   Forks are counted by a `pthread_atfork` child handler, never by pid: a
 //!   pid means nothing in another pid namespace, and a child made with
 //!   `unshare(CLONE_NEWPID)` may have its parent's number.
-//! - **Leases.** A name's lease is what a child gets of its own. Just
-//!   before a fork (the `prepare` handler) this process opens each object
-//!   whose lease passes to children anew, which makes a new open file
-//!   description, and takes a shared `flock` on it; the child keeps that
-//!   description as its lease, the parent closes its copy (the `parent`
-//!   handler). So the child holds the name as any other holder does, from
-//!   the moment it exists: the parent's close cannot remove the name from
-//!   under it, and its own close removes it only if it is the last holder.
-//!   The registry of leases stays locked from `prepare` to the handler that
-//!   ends the fork, so no lease is made or let go half-way through one.
-//!   A lease that does not pass (a channel's, a bus's: the child cannot use
-//!   those handles) or that could not be prepared is the parent's alone:
-//!   the child's copy of it does nothing.
+//! - **Leases.** A name's lease is what a child may get of its own
+//!   ([`LeaseLock`]). A child's copy of a lease is no share at all until the
+//!   child first uses the handle (the layers above call
+//!   `Object::share_here`): then, if the lease passes to children and the
+//!   name is still the object, the child opens the object anew (a new open
+//!   file description) and takes its own shared `flock` there, and from
+//!   then on it holds the name as any other holder does. Not at the fork:
+//!   most forks exec at once (every `Command` with a `pre_exec` hook), and a
+//!   lease held by such a child between its fork and its exec would make a
+//!   parent that closes in that moment think it is not the last holder,
+//!   and leave the name stale. A lease that does not pass (a channel's, a
+//!   bus's: the child cannot use those handles) is never the child's.
 //! - **Tokens.** [`process_key`] is new in every child, so what a thread
 //!   signs with (a lock's holder token) is never its parent's.
 //!
@@ -34,12 +33,9 @@
 //! nothing (every descriptor shmio opens is close-on-exec). A raw `clone`
 //! system call without `CLONE_VM` is not seen: use `fork()`.
 
-use std::cell::RefCell;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
-
-use rustix::fs::FlockOperation;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
 /// How many forks this process is from the first process that used shmio
 /// (each child adds one): a handle made at another count was made in an
@@ -50,16 +46,6 @@ static FORKS: AtomicU64 = AtomicU64::new(0);
 /// (Linux's lock tokens start from it; macOS's lock knows threads by id.)
 #[cfg(target_os = "linux")]
 static KEY: AtomicU64 = AtomicU64::new(0);
-
-/// Every lease of this process, for the fork handlers.
-static LEASES: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
-
-thread_local! {
-    /// The registry, held by the forking thread from `prepare` to the
-    /// handler that ends the fork (in the parent and in the child).
-    static FORKING: RefCell<Option<MutexGuard<'static, Vec<Arc<Slot>>>>> =
-        const { RefCell::new(None) };
-}
 
 /// The process a handle was made in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,170 +115,172 @@ fn fresh_key() -> u64 {
     x | 1
 }
 
-/// Registers the fork handlers, once, before the first handle exists.
+/// Registers the fork handler, once, before the first handle exists.
 fn watch_forks() {
     static WATCH: Once = Once::new();
     WATCH.call_once(|| {
-        // SAFETY: the three handlers are `extern "C"` functions with no
-        // arguments that never unwind (see each); registering cannot fail
-        // but for memory, in which case forks are not seen (nothing worse
-        // than before shmio looked).
+        // SAFETY: the handler is an `extern "C"` function with no arguments
+        // that only stores to atomics. Registering fails only for want of
+        // memory; forks are then not seen (nothing worse than before).
         unsafe {
-            libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child));
+            libc::pthread_atfork(None, None, Some(in_child));
         }
     });
 }
 
-/// One lease's state as the fork handlers see it.
-struct Slot {
-    /// The descriptor whose open file description holds the lease in the
-    /// process that made it (the object's, or a lease file's); it stays
-    /// open while the lease lives, in that process and in its children.
-    made_with: RawFd,
-    /// Whether a forked child gets a lease of its own.
-    passes: bool,
-    /// This process's own description and lock, when the lease was made in
-    /// an ancestor and passed to this process at fork (-1 otherwise).
-    own: AtomicI32,
-    /// The description prepared for the child being forked now (-1 outside
-    /// a fork).
-    for_child: AtomicI32,
-    /// Whether this process has no share in the lease (made in an ancestor
-    /// and not passed on): letting it go does nothing.
-    inherited: AtomicBool,
+/// After a fork, in the child (its only thread): count the fork and forget
+/// the parent's key. Atomic stores only, as a handler must.
+extern "C" fn in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+    #[cfg(target_os = "linux")]
+    KEY.store(0, Ordering::Relaxed);
 }
 
+/// The share of the lease held through the description the lease was made
+/// with (the object's, or a lease file's).
+const MADE_WITH: u32 = 0;
+/// No share: a forked child's copy that does not pass to children, or
+/// whose name was gone when the child first used it.
+const NO_SHARE: u32 = 1;
+/// A thread of this process is taking its share right now.
+const TAKING: u32 = 2;
+/// Codes from here on are a description of this process's own: fd + OWN.
+const OWN: u32 = 3;
+
 /// A holder's share in a name's lease, as far as forks go: which
-/// descriptor holds this process's shared lock (see the module docs).
+/// descriptor, if any, holds this process's shared lock (see the module
+/// docs).
+///
+/// One word says it, so that a forked child sees at once that it is not the
+/// state of its own process: the fork count it is for (its low 32 bits) and
+/// a code (`MADE_WITH`, `NO_SHARE`, `TAKING`, or `OWN` + a descriptor).
 pub(crate) struct LeaseLock {
-    slot: Arc<Slot>,
+    state: AtomicU64,
+    /// Whether a forked child may take a share of its own.
+    passes: bool,
 }
 
 impl LeaseLock {
-    /// The lease held through `fd`'s open file description (a shared
-    /// `flock` on it); `passes`: whether a forked child gets one of its own.
-    pub(crate) fn new(fd: BorrowedFd<'_>, passes: bool) -> LeaseLock {
+    /// The share of a holder whose shared lock is on the description the
+    /// lease is made with; `passes`: whether a forked child may take one.
+    pub(crate) fn new(passes: bool) -> LeaseLock {
         watch_forks();
-        let slot = Arc::new(Slot {
-            made_with: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        LeaseLock {
+            state: AtomicU64::new(state_of(forks(), MADE_WITH)),
             passes,
-            own: AtomicI32::new(-1),
-            for_child: AtomicI32::new(-1),
-            inherited: AtomicBool::new(false),
-        });
-        leases().push(Arc::clone(&slot));
-        LeaseLock { slot }
+        }
     }
 
-    /// The descriptor whose description holds this process's shared lock,
-    /// `made_with` (the one the lease was made with) unless this process
-    /// was given its own at fork; `None` if this process has no share.
-    pub(crate) fn fd<'a>(&'a self, made_with: BorrowedFd<'a>) -> Option<BorrowedFd<'a>> {
-        if self.slot.inherited.load(Ordering::Relaxed) {
+    /// The descriptor whose description holds this process's share:
+    /// `made_with` (the one the lease was made with), or one of this
+    /// process's own. In a forked child that has no share yet, `take` is
+    /// asked for one, given the descriptor the parent's share is on: a new
+    /// description of the object, locked shared, if its name is still the
+    /// object (`None` if not). `None`: this process has no share.
+    pub(crate) fn share<'a>(
+        &'a self,
+        made_with: BorrowedFd<'a>,
+        take: impl FnOnce(BorrowedFd<'_>) -> Option<OwnedFd>,
+    ) -> Option<BorrowedFd<'a>> {
+        let now = forks();
+        let mut take = Some(take);
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if is_for(state, now) {
+                match code_of(state) {
+                    TAKING => std::hint::spin_loop(),
+                    code => return self.fd_of(code, made_with),
+                }
+                continue;
+            }
+            // A state of an ancestor: this process takes its own share, once.
+            let claimed = self.state.compare_exchange(
+                state,
+                state_of(now, TAKING),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            );
+            if claimed.is_err() {
+                continue;
+            }
+            let inherited = code_of(state);
+            let code = match (self.passes, inherited, take.take()) {
+                (true, MADE_WITH, Some(take)) => take(made_with),
+                (true, code, Some(take)) if code >= OWN => {
+                    // SAFETY: the ancestor's own descriptor, which this
+                    // process has a copy of until the end of this block.
+                    take(unsafe { BorrowedFd::borrow_raw(fd_in(code)) })
+                }
+                _ => None,
+            }
+            .map_or(NO_SHARE, |fd| code_for(fd.into_raw_fd()));
+            if inherited >= OWN {
+                // SAFETY: this process's copy of its ancestor's share,
+                // which it must not keep alive, and nothing borrows it now.
+                drop(unsafe { OwnedFd::from_raw_fd(fd_in(inherited)) });
+            }
+            self.state.store(state_of(now, code), Ordering::Release);
+            return self.fd_of(code, made_with);
+        }
+    }
+
+    /// This process's share, without taking one: `None` in a forked child
+    /// that never took one (its copy of the lease lets go of nothing).
+    pub(crate) fn held<'a>(&'a self, made_with: BorrowedFd<'a>) -> Option<BorrowedFd<'a>> {
+        let state = self.state.load(Ordering::Acquire);
+        if !is_for(state, forks()) {
             return None;
         }
-        match self.slot.own.load(Ordering::Relaxed) {
-            -1 => Some(made_with),
-            // SAFETY: `own` is a descriptor this slot owns; it is closed
-            // only when the slot is dropped (or replaced in a child, which
-            // has no other thread), after every borrow of `self`.
-            own => Some(unsafe { BorrowedFd::borrow_raw(own) }),
+        self.fd_of(code_of(state), made_with)
+    }
+
+    /// The descriptor a code says.
+    fn fd_of<'a>(&'a self, code: u32, made_with: BorrowedFd<'a>) -> Option<BorrowedFd<'a>> {
+        match code {
+            MADE_WITH => Some(made_with),
+            NO_SHARE | TAKING => None,
+            // SAFETY: a descriptor of this process's own share, closed only
+            // when `self` is dropped (after every borrow of it).
+            code => Some(unsafe { BorrowedFd::borrow_raw(fd_in(code)) }),
         }
     }
 }
 
 impl Drop for LeaseLock {
+    /// Closes this process's own description (its share goes with it), or
+    /// its copy of an ancestor's.
     fn drop(&mut self) {
-        leases().retain(|slot| !Arc::ptr_eq(slot, &self.slot));
-        let own = self.slot.own.swap(-1, Ordering::Relaxed);
-        if own != -1 {
-            // SAFETY: the slot owned `own`, and nothing borrows it any more.
-            drop(unsafe { OwnedFd::from_raw_fd(own) });
+        let code = code_of(*self.state.get_mut());
+        if code >= OWN {
+            // SAFETY: the descriptor the state owns, borrowed by no one now.
+            drop(unsafe { OwnedFd::from_raw_fd(fd_in(code)) });
         }
     }
 }
 
-/// The registry, locked (a panic while it was held left nothing half-done:
-/// every change to it is one call).
-fn leases() -> MutexGuard<'static, Vec<Arc<Slot>>> {
-    LEASES.lock().unwrap_or_else(PoisonError::into_inner)
+/// The forks so far, as a state keeps them.
+fn forks() -> u32 {
+    FORKS.load(Ordering::Relaxed) as u32
 }
 
-/// Before a fork, in the forking thread: locks the registry and prepares
-/// a lease for the child of each lease that passes.
-extern "C" fn prepare() {
-    // Nothing here may unwind into C: a panic would abort, so there is
-    // nothing here that panics (no indexing, no unwrap).
-    let leases = leases();
-    for slot in leases.iter() {
-        if !slot.passes || slot.inherited.load(Ordering::Relaxed) {
-            continue;
-        }
-        let current = match slot.own.load(Ordering::Relaxed) {
-            -1 => slot.made_with,
-            own => own,
-        };
-        // SAFETY: `current` stays open while its slot is in the registry,
-        // which stays locked until the fork is over.
-        let current = unsafe { BorrowedFd::borrow_raw(current) };
-        if let Some(fd) = super::os::reopen(current) {
-            if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared).is_ok() {
-                slot.for_child.store(fd.into_raw_fd(), Ordering::Relaxed);
-            }
-        }
-    }
-    let _ = FORKING.try_with(|held| {
-        if let Ok(mut held) = held.try_borrow_mut() {
-            *held = Some(leases);
-        }
-    });
+fn state_of(forks: u32, code: u32) -> u64 {
+    u64::from(forks) << 32 | u64::from(code)
 }
 
-/// After a fork, in the parent: the child's leases are the child's.
-extern "C" fn in_parent() {
-    let _ = FORKING.try_with(|held| {
-        let Ok(mut held) = held.try_borrow_mut() else {
-            return;
-        };
-        if let Some(leases) = held.as_ref() {
-            for slot in leases.iter() {
-                let fd = slot.for_child.swap(-1, Ordering::Relaxed);
-                if fd != -1 {
-                    // SAFETY: `prepare` made `fd` for the child; the parent's
-                    // copy is this process's to close.
-                    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        *held = None;
-    });
+fn is_for(state: u64, forks: u32) -> bool {
+    (state >> 32) as u32 == forks
 }
 
-/// After a fork, in the child (its only thread): count the fork, forget
-/// the parent's key, and take the leases prepared for it. Only atomics,
-/// `close` and the unlocking of the registry happen here.
-extern "C" fn in_child() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
-    #[cfg(target_os = "linux")]
-    KEY.store(0, Ordering::Relaxed);
-    let _ = FORKING.try_with(|held| {
-        let Ok(mut held) = held.try_borrow_mut() else {
-            return;
-        };
-        if let Some(leases) = held.as_ref() {
-            for slot in leases.iter() {
-                let mine = slot.for_child.swap(-1, Ordering::Relaxed);
-                let parents = slot.own.swap(mine, Ordering::Relaxed);
-                slot.inherited.store(mine == -1, Ordering::Relaxed);
-                if parents != -1 {
-                    // SAFETY: the parent's own lease, which this child
-                    // inherited a copy of and must not keep alive.
-                    drop(unsafe { OwnedFd::from_raw_fd(parents) });
-                }
-            }
-        }
-        *held = None;
-    });
+fn code_of(state: u64) -> u32 {
+    state as u32
+}
+
+fn code_for(fd: RawFd) -> u32 {
+    fd.unsigned_abs() + OWN
+}
+
+fn fd_in(code: u32) -> RawFd {
+    (code - OWN) as RawFd
 }
 
 /// Whether `a` and `b` are the same file (device and inode).

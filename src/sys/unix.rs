@@ -80,6 +80,16 @@ impl Object {
         Some(FileId::of(&stat).into())
     }
 
+    /// Makes this process one of the holders of the object's name, if it is
+    /// a forked child using an inherited handle for the first time (see
+    /// `sys::forks`); nothing otherwise.
+    #[inline]
+    pub(crate) fn share_here(&self) {
+        if let Some(lease) = &self.lease {
+            lease.share_here(&self.fd);
+        }
+    }
+
     /// The OS name whose lifetime this handle shares, if any.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.lease.as_ref().map(Lease::os_name)

@@ -7,8 +7,8 @@ mod sync;
 
 pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
 pub(crate) use objects::{
-    anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named,
-    reopen, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
+    OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 pub(crate) use sync::{RobustLock, Seat, Waker};
 

@@ -188,13 +188,33 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    /// The lease of a holder whose shared lock is on `fd`'s description.
-    fn new(req: &NamedRequest<'_>, entry: FileId, fd: &OwnedFd) -> Lease {
+    /// The lease of a holder whose shared lock is on the object's description.
+    fn new(req: &NamedRequest<'_>, entry: FileId) -> Lease {
         Lease {
             os_name: req.os_name.to_owned(),
             entry,
-            lock: LeaseLock::new(fd.as_fd(), req.passes_to_children),
+            lock: LeaseLock::new(req.passes_to_children),
         }
+    }
+
+    /// Makes this process a holder of the name, if it is a forked child
+    /// using its copy of the object `object_fd` for the first time and the
+    /// lease passes to children (see `sys::forks`).
+    pub(crate) fn share_here(&self, object_fd: &OwnedFd) {
+        self.lock
+            .share(object_fd.as_fd(), |from| self.take_share(from));
+    }
+
+    /// A share of this lease for this process: a new description of the
+    /// file `from` is open on, locked shared, if the name is still it.
+    /// Holding it before looking: a holder that removes the name does so
+    /// holding the lock exclusively, so once the check passes, the name
+    /// stays until this share lets go.
+    fn take_share(&self, from: BorrowedFd<'_>) -> Option<OwnedFd> {
+        let fd = reopen(from)?;
+        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared).ok()?;
+        let dir = shm_dir().ok()?;
+        (entry_id(dir, entry_of(&self.os_name)) == Some(self.entry)).then_some(fd)
     }
 
     /// The OS name.
@@ -207,7 +227,7 @@ impl Lease {
     /// A forked child's copy of its parent's lease, with no share of its
     /// own, does nothing.
     pub(crate) fn release(self, lock_fd: &OwnedFd) {
-        let Some(lock_fd) = self.lock.fd(lock_fd.as_fd()) else {
+        let Some(lock_fd) = self.lock.held(lock_fd.as_fd()) else {
             return;
         };
         // Converting shared to exclusive drops the shared lock first (flock(2)),
@@ -223,7 +243,7 @@ impl Lease {
 /// A new open file description of the file `fd` is open on (for a forked
 /// child's own lease: see `sys::forks`), read-only, never waiting, not
 /// touching the access time where the caller may say so.
-pub(crate) fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let reopened =
@@ -437,7 +457,7 @@ fn create_object(
     if !link_unnamed(&object.fd, dir, entry).map_err(|e| os_error("name", req.name, e))? {
         return Ok(None);
     }
-    object.lease = follows_holders.then(|| Lease::new(req, id, &object.fd));
+    object.lease = follows_holders.then(|| Lease::new(req, id));
     Ok(Some(object))
 }
 
@@ -527,7 +547,7 @@ fn create_file_link(
         }
     };
     object.size = len;
-    object.lease = Some(Lease::new(req, id, &object.fd));
+    object.lease = Some(Lease::new(req, id));
     Ok(Some(object))
 }
 
@@ -671,7 +691,7 @@ fn hold(
         0 => wait_for_size(&fd, req.name)?,
         size => size,
     };
-    let lease = lease.map(|entry| Lease::new(req, entry, &fd));
+    let lease = lease.map(|entry| Lease::new(req, entry));
     let mut object = Object { fd, size, lease };
     if let Some(ready) = req.ready {
         // Set up before it was named: never a wait here (READY_WAIT is zero).

@@ -10,7 +10,7 @@ mod sync;
 pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
 pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
 pub(crate) use objects::{
-    anonymous, grow, open_named, remove_named, reopen, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, grow, open_named, remove_named, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 pub(crate) use sync::{RobustLock, Seat, Waker};
 

@@ -100,13 +100,25 @@ impl Lease {
         &self.os_name
     }
 
+    /// Makes this process a holder of the name, if it is a forked child
+    /// using its copy of the object for the first time and the lease passes
+    /// to children (see `sys::forks`): a share of its own on the lease file.
+    pub(crate) fn share_here(&self, _object_fd: &OwnedFd) {
+        self.lock.share(self.file.as_fd(), |from| {
+            let fd = reopen(from)?;
+            rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared).ok()?;
+            let dir = lease_dir(false).ok()??;
+            (entry_id(dir.as_fd(), &lease_entry(&self.os_name)) == Some(self.id)).then_some(fd)
+        });
+    }
+
     /// Called as the holder closes its object: removes the name if this is
     /// the last holder. The lock is on the lease file, not on the object's
     /// descriptor, which macOS cannot lock.
     /// A forked child's copy of its parent's lease, with no share of its
     /// own, does nothing.
     pub(crate) fn release(self, _lock_fd: &OwnedFd) {
-        let Some(lock_fd) = self.lock.fd(self.file.as_fd()) else {
+        let Some(lock_fd) = self.lock.held(self.file.as_fd()) else {
             return;
         };
         // Of several holders closing at once, the last one gets the lock.
@@ -125,7 +137,7 @@ impl Lease {
 /// A new open file description of the file `fd` is open on (for a forked
 /// child's own lease: see `sys::forks`), found by its path and checked to
 /// be the same file.
-pub(crate) fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
     let path = rustix::fs::getpath(fd).ok()?;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW;
     let reopened = rustix::fs::open(path.as_c_str(), flags, Mode::empty()).ok()?;
@@ -224,7 +236,7 @@ impl LeaseFile {
     fn into_lease(self, req: &NamedRequest<'_>) -> Lease {
         Lease {
             os_name: req.os_name.to_owned(),
-            lock: LeaseLock::new(self.fd.as_fd(), req.passes_to_children),
+            lock: LeaseLock::new(req.passes_to_children),
             file: self.fd,
             id: self.id,
         }

@@ -34,6 +34,10 @@ impl Object {
         match self.0 {}
     }
 
+    pub(crate) fn share_here(&self) {
+        match self.0 {}
+    }
+
     pub(crate) fn set_len(&mut self, _len: u64, _target: &str) -> Result<()> {
         match self.0 {}
     }

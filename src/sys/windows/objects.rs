@@ -80,6 +80,10 @@ impl Object {
         owner_of(section.as_raw_handle()).map(crate::owner::Owner::Sid)
     }
 
+    /// Nothing: no process here is a forked child (see `sys::forks` on Unix).
+    #[inline]
+    pub(crate) fn share_here(&self) {}
+
     /// The OS name whose lifetime this handle shares: every named section's.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -464,6 +464,97 @@ fn a_call_whose_listener_dies_is_answered_by_the_next() {
     stop(next);
 }
 
+/// A listener killed while idle, found dead by a member that joined after
+/// (as every `shmio call` is, taking the dead one's seat): it is skipped
+/// and pruned, the next listener answers, and no error names anyone.
+#[test]
+fn a_listener_dead_before_the_call_is_skipped() {
+    let group = unique_name("bus-dead-before");
+    let mut first = start_servers(&group, 1, 0);
+    let next = start_servers(&group, 1, 0);
+    first[0].kill();
+    let caller = Bus::join(&group).unwrap();
+    let answer: Option<u32> = caller.call("slow", &(), Duration::from_secs(10)).unwrap();
+    assert_eq!(answer, Some(next[0].id()));
+    let pids: Vec<u32> = caller
+        .listeners("slow")
+        .unwrap()
+        .iter()
+        .map(|l| l.pid)
+        .collect();
+    assert_eq!(
+        pids,
+        [next[0].id()],
+        "the dead one is pruned, the pids are right"
+    );
+    drop(caller);
+    stop(next);
+    #[cfg(target_os = "linux")]
+    {
+        let left = shmio_testkit::shm_entries_with_prefix(&group);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+/// `call_pid` to a listener that died while idle: `ListenerDied` naming it
+/// (not the caller), and it is pruned.
+#[test]
+fn call_pid_to_a_dead_listener_names_it() {
+    let group = unique_name("bus-dead-pid");
+    let bus = Bus::join(&group).unwrap();
+    let mut doomed = start_servers(&group, 1, 0);
+    let dead = doomed[0].id();
+    let pong: Pong = bus
+        .call_pid(dead, "echo", &ping(1, 1), Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong.pid, dead);
+    doomed[0].kill();
+    match bus.call_pid::<_, Pong>(dead, "echo", &ping(1, 2), Duration::from_secs(10)) {
+        Err(Error::ListenerDied { pid }) => assert_eq!(pid, dead),
+        other => panic!("{other:?}"),
+    }
+    assert!(bus.listeners("echo").unwrap().is_empty());
+}
+
+/// Members killed in every order while each holds the others' inboxes
+/// (the caller called every listener, so each holds the caller's inbox and
+/// the caller theirs): once the last one leaves, normally, nothing of the
+/// group is left in `/dev/shm`, not the registry, not the lock, not one
+/// inbox of the living or the dead.
+#[test]
+fn nothing_of_a_group_outlives_its_last_member_whoever_was_killed() {
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        let group = unique_name("bus-orders");
+        let caller = Bus::join(&group).unwrap();
+        let mut servers = start_servers(&group, 3, 0);
+        for server in &servers {
+            let pong: Pong = caller
+                .call_pid(server.id(), "echo", &ping(1, 1), Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            assert_eq!(pong.pid, server.id());
+        }
+        servers[order[0]].kill();
+        servers[order[1]].kill();
+        drop(caller);
+        let last = servers.remove(order[2]);
+        stop(vec![last]);
+        #[cfg(target_os = "linux")]
+        {
+            let left = shmio_testkit::shm_entries_with_prefix(&group);
+            assert!(left.is_empty(), "{order:?}: left behind: {left:?}");
+        }
+    }
+}
+
 /// Listens to `double` with no handler and answers from its own loop
 /// (`next_request`): x * 2, a failure for 13, a pass for 7 (by dropping
 /// the request), and counts posts of `note`, which `notes` returns; until

@@ -441,6 +441,34 @@ mod handlers {
         second.stop();
     }
 
+    /// The sequence of a user's report: two listeners; a call; the first
+    /// killed while idle; each later `shmio call` (a new member, which may
+    /// take the dead one's seat) is answered by the second, and
+    /// `listeners` names the right pid; once the second stops, nothing of
+    /// the group is left, not even the callers' inboxes.
+    #[test]
+    fn a_call_goes_on_past_a_listener_killed_while_idle() {
+        let group = group();
+        let _check = LeavesNothing(&group);
+        let mut first = Listening::start(&group, "who", &["--", "sh", "-c", &answering(1)]);
+        let second = Listening::start(&group, "who", &["--", "sh", "-c", &answering(2)]);
+        let n = |run: Run| json_lines(&run)[0]["n"].clone();
+        assert_eq!(
+            n(shmio(&["call", &group, "who", "--timeout", "10s"]).ok()),
+            1
+        );
+        assert_eq!(listener_pids(&group, "who"), [first.pid(), second.pid()]);
+        first.child().kill();
+        for _ in 0..2 {
+            assert_eq!(
+                n(shmio(&["call", &group, "who", "--timeout", "10s"]).ok()),
+                2
+            );
+        }
+        assert_eq!(listener_pids(&group, "who"), [second.pid()]);
+        second.stop();
+    }
+
     #[test]
     fn sigterm_ends_listen_and_unregisters_it() {
         let group = group();

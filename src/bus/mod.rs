@@ -432,8 +432,10 @@ impl Bus {
         };
         let registry = Registry::open(&group, &sharing)?;
         let mut tries = 0;
+        let mut displaced = Vec::new();
         let (participant, inbox) = loop {
-            let participant = registry.join()?;
+            let (participant, dead) = registry.join()?;
+            displaced.extend(dead);
             let inbox = Channel::options()
                 .geometry(options.inbox)
                 .permissions(options.permissions)
@@ -471,6 +473,9 @@ impl Bus {
         };
         // Members that died before anyone found them: their entries and
         // their inboxes' names go now.
+        for token in displaced {
+            inner.bury(token);
+        }
         inner.sweep();
         Ok(Bus {
             inner: Arc::new(inner),
@@ -607,9 +612,11 @@ impl Bus {
     /// order until one replies (`Some`), which is returned; `None` if every
     /// one passed, or none listens. Waits at most `timeout` in all.
     ///
-    /// A listener that dies while asked (also in another pid namespace) is
-    /// pruned from the group, and the next one is asked; if no later
-    /// listener replies, the call is [`Error::ListenerDied`]. A handler's
+    /// A listener found dead before it was asked (also in another pid
+    /// namespace) is pruned from the group and skipped. One that dies
+    /// while asked is pruned too, and the next one is asked; if no later
+    /// listener replies, the call is [`Error::ListenerDied`] naming the
+    /// first that died. A handler's
     /// failure is [`Error::Handler`] at once. A reply that is not an `R` is
     /// [`Error::Decode`].
     pub fn call<A, R>(&self, command: &str, args: &A, timeout: Duration) -> Result<Option<R>>
@@ -618,11 +625,13 @@ impl Bus {
         R: DeserializeOwned,
     {
         self.inner.here()?;
-        self.call_where(command, args, timeout, |_| true)
+        self.call_where(command, args, timeout, None)
     }
 
     /// As [`call`](Self::call), asking only the listeners in the process
     /// `pid` (as the member reported it: a pid of its own pid namespace).
+    /// A listener of that process that dies while asked ends the call
+    /// ([`Error::ListenerDied`]); so does finding them all dead before.
     pub fn call_pid<A, R>(
         &self,
         pid: u32,
@@ -635,15 +644,17 @@ impl Bus {
         R: DeserializeOwned,
     {
         self.inner.here()?;
-        self.call_where(command, args, timeout, |listener| listener.pid == pid)
+        self.call_where(command, args, timeout, Some(pid))
     }
 
+    /// Calls the listeners of `command`, those of the process `pid` only if
+    /// it is given (`call_pid`), by the rules of [`call`](Self::call).
     fn call_where<A, R>(
         &self,
         command: &str,
         args: &A,
         timeout: Duration,
-        chosen: impl Fn(&Registration) -> bool,
+        pid: Option<u32>,
     ) -> Result<Option<R>>
     where
         A: Serialize + ?Sized,
@@ -654,8 +665,20 @@ impl Bus {
         let deadline = Deadline::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         let mut died = None;
-        for listener in listeners.iter().filter(|l| chosen(l)) {
-            let id = self.inner.send_request(listener, &mut message, &deadline)?;
+        let chosen = |listener: &&Registration| pid.is_none_or(|pid| listener.pid == pid);
+        for listener in listeners.iter().filter(chosen) {
+            let id = match self.inner.send_request(listener, &mut message, &deadline) {
+                Ok(id) => id,
+                // Found dead before it was asked (and buried): skipped,
+                // unless it was the very process asked for.
+                Err(error @ Error::ListenerDied { .. }) => {
+                    if pid.is_some() {
+                        died.get_or_insert(error);
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let answer = self
                 .inner
                 .wait_reply(id, listener, &deadline)
@@ -663,6 +686,7 @@ impl Bus {
             match answer {
                 Ok(Some(reply)) => return Ok(Some(reply)),
                 Ok(None) => {}
+                Err(error @ Error::ListenerDied { .. }) if pid.is_some() => return Err(error),
                 Err(error @ Error::ListenerDied { .. }) => {
                     died.get_or_insert(error);
                 }
@@ -822,6 +846,17 @@ impl Drop for Bus {
             let _ = thread.join();
         }
         inner.pass_untaken(|_| true);
+        // The inbox's name goes now, whoever still holds the inbox (a
+        // member that answered through it lets go of it once it sees this
+        // member left), so that no name of a member outlives it.
+        inner.inbox.remove_name();
+        if inner
+            .registry
+            .members()
+            .is_ok_and(|members| members.is_empty())
+        {
+            inner.reclaim_inboxes();
+        }
     }
 }
 
@@ -885,19 +920,21 @@ impl Inner {
         if cache.0 == changes {
             return Ok(Arc::clone(&cache.1));
         }
-        let (changes, found) = self.registry.registrations()?;
+        let (changes, found, members) = self.registry.registrations()?;
         *cache = (changes, Arc::new(found));
         let found = Arc::clone(&cache.1);
         drop(cache);
         // Members come and go with the changes: let the inboxes of those
-        // gone go too, so that their names go with their last holders.
-        let gone: Vec<u32> = lock(&self.outboxes)
-            .keys()
-            .copied()
-            .filter(|&token| !self.is_alive(token))
-            .collect();
-        for token in gone {
-            self.bury(token);
+        // gone go too. One that left took its inbox's name with it (its
+        // memory goes with its last holder: let go of it); one that died
+        // is buried.
+        let held: Vec<u32> = lock(&self.outboxes).keys().copied().collect();
+        for token in held {
+            if !members.contains(&token) {
+                lock(&self.outboxes).remove(&token);
+            } else if !self.is_alive(token) {
+                self.bury(token);
+            }
         }
         Ok(found)
     }
@@ -957,6 +994,33 @@ impl Inner {
                     std::thread::sleep(RECLAIM_NAP);
                 }
                 _ => return,
+            }
+        }
+    }
+
+    /// Removes every inbox name of the group whose holders are all gone
+    /// (members killed while others held their inboxes, those holders
+    /// killed too): what the last member to leave does, so that nothing of
+    /// the group remains. Where names cannot be listed (macOS) or go with
+    /// their last handle (Windows), there is nothing to do.
+    fn reclaim_inboxes(&self) {
+        let Ok(names) = crate::sys::list_named() else {
+            return;
+        };
+        // Every inbox's OS name is the group's inbox prefix and a token,
+        // unless the group's name is so long that its names are hashed
+        // (those are not found here: they go with their holders).
+        let Ok(sample) = Name::new(&inbox_name(&self.group, 0)) else {
+            return;
+        };
+        if sample.is_hashed() {
+            return;
+        }
+        let os_name = sample.os_name();
+        let prefix = os_name.strip_suffix('0').unwrap_or(&os_name);
+        for listed in names {
+            if listed.os_name.starts_with(prefix) {
+                let _ = crate::sys::reclaim_if_stale(&listed.os_name, false, &self.trust);
             }
         }
     }
@@ -1218,6 +1282,14 @@ impl Inner {
             if let Some(request) = request {
                 drop(room);
                 self.serve(request);
+                room = self.mailroom();
+            }
+            // Members that left since: let go of the inboxes this member
+            // answered them through (one load of the change count when
+            // nothing changed).
+            if self.registry.changes().ok() != Some(lock(&self.cache).0) {
+                drop(room);
+                let _ = self.registrations();
                 room = self.mailroom();
             }
         }

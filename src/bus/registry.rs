@@ -119,8 +119,12 @@ impl Registry {
         }
     }
 
-    /// Takes a seat and writes this process in as a member there.
-    pub(crate) fn join(&self) -> Result<Participant> {
+    /// Takes a seat and writes this process in as a member there; with
+    /// the member it displaced, if the seat's last holder died unnoticed
+    /// (its entries are written out here, since the seat and the pid
+    /// shown for it are this process's now; its inbox is the caller's to
+    /// bury).
+    pub(crate) fn join(&self) -> Result<(Participant, Option<u32>)> {
         let participant = Participant::join(
             self.generations(),
             self.map.object(),
@@ -129,10 +133,18 @@ impl Registry {
         )?;
         let at = MEMBERS + MEMBER_LEN * u64::from(participant.seat());
         let _guard = self.lock()?;
+        let displaced = match self.word(at)?.load(Ordering::Acquire) {
+            0 => None,
+            token if token == participant.token() => None,
+            token => {
+                self.remove_member(token)?;
+                Some(token)
+            }
+        };
         self.map.write_value_at(at + 4, &std::process::id())?;
         self.word(at)?.store(participant.token(), Ordering::Release);
         self.changed()?;
-        Ok(participant)
+        Ok((participant, displaced))
     }
 
     /// Writes the member `token` out, with its listeners.
@@ -204,9 +216,9 @@ impl Registry {
         Ok(self.map.atomic_u64(CHANGES)?.load(Ordering::Acquire))
     }
 
-    /// Every listener, in registration order, and the change count they
-    /// are as of.
-    pub(crate) fn registrations(&self) -> Result<(u64, Vec<Registration>)> {
+    /// Every listener, in registration order, the members, and the change
+    /// count they are as of.
+    pub(crate) fn registrations(&self) -> Result<(u64, Vec<Registration>, Vec<u32>)> {
         let _guard = self.lock()?;
         let changes = self.changes()?;
         let table = self.read_table()?;
@@ -224,6 +236,10 @@ impl Registry {
                 continue;
             };
             let member = (participants::seat_of(token) as u64 * MEMBER_LEN) as usize;
+            if u32_at(&pids, member) != token {
+                // A dead member's, whose seat is being taken again.
+                continue;
+            }
             found.push(Registration {
                 token,
                 pid: u32_at(&pids, member + 4),
@@ -232,7 +248,11 @@ impl Registry {
             });
         }
         found.sort_by_key(|registration| registration.order);
-        Ok((changes, found))
+        let members = (0..SEATS as usize)
+            .map(|seat| u32_at(&pids, seat * MEMBER_LEN as usize))
+            .filter(|&token| token != 0)
+            .collect();
+        Ok((changes, found, members))
     }
 
     /// The tokens of every member written in.

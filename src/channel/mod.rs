@@ -245,6 +245,12 @@ impl Channel {
         ChannelOptions::new()
     }
 
+    /// Removes the channel's name now, whoever else holds it (they keep
+    /// the channel): a bus member's inbox as it leaves.
+    pub(crate) fn remove_name(&self) {
+        self.map.remove_name();
+    }
+
     /// Reads and checks the geometry of a channel's mapping.
     pub(crate) fn from_map(map: Mapping, name: &str, trust: &Trust) -> Result<Channel> {
         let capacity: u32 = map.read_value_at(ring::CAPACITY)?;

@@ -831,6 +831,13 @@ impl Mapping {
     fn share_here(&self) {
         self.shared.object.share_here();
     }
+
+    /// Removes the name now, if it follows its holders and is still this
+    /// mapping's, whoever else holds it: they keep the memory, and the
+    /// name is free for a new object (a bus member's inbox as it leaves).
+    pub(crate) fn remove_name(&self) {
+        self.shared.object.remove_name();
+    }
 }
 
 impl Clone for Mapping {

@@ -90,6 +90,14 @@ impl Object {
         }
     }
 
+    /// Removes the object's name now, if it follows its holders and is
+    /// still this object, whoever else holds it (they keep the object).
+    pub(crate) fn remove_name(&self) {
+        if let Some(lease) = &self.lease {
+            lease.remove_name();
+        }
+    }
+
     /// The OS name whose lifetime this handle shares, if any.
     pub(crate) fn leased_name(&self) -> Option<&str> {
         self.lease.as_ref().map(Lease::os_name)

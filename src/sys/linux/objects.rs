@@ -224,6 +224,15 @@ impl Lease {
 
     /// Called as the holder closes `lock_fd`: removes the name if this is
     /// the last holder and the name is still the object it holds.
+    /// Removes the name now, whoever else holds it, if it is still the
+    /// object (for a member's inbox as it leaves its bus group: the members
+    /// that wrote to it may hold it a while longer).
+    pub(crate) fn remove_name(&self) {
+        if let Ok(dir) = shm_dir() {
+            unlink_if(dir, entry_of(&self.os_name), self.entry);
+        }
+    }
+
     /// A forked child's copy of its parent's lease, with no share of its
     /// own, does nothing.
     pub(crate) fn release(self, lock_fd: &OwnedFd) {

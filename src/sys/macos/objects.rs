@@ -112,6 +112,14 @@ impl Lease {
         });
     }
 
+    /// Removes the name now, whoever else holds it, if it is still this
+    /// lease's (for a member's inbox as it leaves its bus group).
+    pub(crate) fn remove_name(&self) {
+        if let Ok(Some(dir)) = lease_dir(false) {
+            remove_name(dir.as_fd(), &lease_entry(&self.os_name), self);
+        }
+    }
+
     /// Called as the holder closes its object: removes the name if this is
     /// the last holder. The lock is on the lease file, not on the object's
     /// descriptor, which macOS cannot lock.
@@ -130,7 +138,7 @@ impl Lease {
         };
         // The object first: a lease file left behind (if we die in between)
         // is harmless, an object without its lease file would never go.
-        remove_name(dir.as_fd(), &lease_entry(&self.os_name), self);
+        remove_name(dir.as_fd(), &lease_entry(&self.os_name), &self);
     }
 }
 
@@ -146,7 +154,7 @@ fn reopen(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
 
 /// Removes the name and its lease file, while holding the lease file
 /// exclusively, if the lease path still names this lease file.
-fn remove_name(dir: BorrowedFd<'_>, entry: &str, lease: Lease) {
+fn remove_name(dir: BorrowedFd<'_>, entry: &str, lease: &Lease) {
     if entry_id(dir, entry) == Some(lease.id) {
         let _ = shm::unlink(lease.os_name.as_str());
         let _ = rustix::fs::unlinkat(dir, entry, AtFlags::empty());
@@ -424,7 +432,7 @@ fn with_lease(
         if lease.marked(req.name)? {
             // Its creator made and marked it, and every holder died: stale.
             let lease = lease.into_lease(req);
-            remove_name(dir, entry, lease);
+            remove_name(dir, entry, &lease);
             return Ok(Attempt::Retry);
         }
         // Not made under this lease file (persistent, or another

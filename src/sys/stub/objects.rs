@@ -38,6 +38,10 @@ impl Object {
         match self.0 {}
     }
 
+    pub(crate) fn remove_name(&self) {
+        match self.0 {}
+    }
+
     pub(crate) fn set_len(&mut self, _len: u64, _target: &str) -> Result<()> {
         match self.0 {}
     }

@@ -80,6 +80,11 @@ impl Object {
         owner_of(section.as_raw_handle()).map(crate::owner::Owner::Sid)
     }
 
+    /// Nothing: a section's name goes with its last handle, and no one can
+    /// take it away earlier.
+    #[inline]
+    pub(crate) fn remove_name(&self) {}
+
     /// Nothing: no process here is a forked child (see `sys::forks` on Unix).
     #[inline]
     pub(crate) fn share_here(&self) {}

@@ -10,6 +10,7 @@ the matching builtins (``NotFoundError`` is a ``FileNotFoundError``,
 """
 
 import atexit
+import os as _os
 from importlib import metadata as _metadata
 
 from ._shmio import (
@@ -38,6 +39,7 @@ from ._shmio import (
     TimeoutError,
     UnsupportedError,
     WouldBlockError,
+    _forget_inherited_holds,
     close_all_buses,
 )
 
@@ -45,6 +47,13 @@ from ._shmio import (
 # interpreter: then every object is closed as the interpreter ends, and the
 # names go with their last holder as they do in Rust.
 atexit.register(close_all_buses)
+
+# A forked child's copy of the forking thread's held locks is not a hold:
+# the parent still holds them. Forgotten, the child's lock() waits for the
+# parent instead of raising DeadlockError. (Forks by os.fork, so by
+# multiprocessing's fork start method; no fork on Windows.)
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_forget_inherited_holds)
 
 try:
     __version__ = _metadata.version("shmio")

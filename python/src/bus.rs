@@ -5,6 +5,10 @@
 //! attaches to the interpreter to call the Python function. So that it can,
 //! every call that may wait for a handler or the dispatch thread (a call,
 //! `close()`, the bus's end) releases the GIL while it waits.
+//!
+//! A member inherited by a forked child is its parent's (its inbox seat,
+//! its dispatch thread, its listeners): on first use the child joins the
+//! group anew, as a member with no listeners (see `inherited.rs`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -12,11 +16,12 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use serde_json::Value;
-use shmio::{Bus, Listener};
+use shmio::{Bus, BusOptions, Listener};
 
 use crate::errors::{closed, invalid, to_py, IntoPyResult};
+use crate::inherited::{drop_quietly, retried_if_inherited};
 use crate::json::{from_json, to_json};
 use crate::wait::SLICE;
 
@@ -30,9 +35,19 @@ use crate::wait::SLICE;
 pub(crate) struct PyBus {
     member: Arc<Member>,
     group: String,
-    /// The process that joined: its dispatch thread and inbox seat are
-    /// that process's, so a forked child must join anew.
-    pid: u32,
+    /// What it joined with, for joining again in a forked child, whose
+    /// inherited member is its parent.
+    options: BusOptions,
+    /// The keywords `join` was given, for pickling.
+    keywords: JoinKeywords,
+}
+
+/// `Bus.join`'s keywords, as given (None: the default).
+#[derive(Clone, Copy)]
+struct JoinKeywords {
+    inbox_capacity: Option<u32>,
+    max_message_size: Option<u32>,
+    permissions: Option<u32>,
 }
 
 /// A bus and the listeners registered through it: what leaving drops.
@@ -70,7 +85,9 @@ pub(crate) fn close_all_buses(py: Python<'_>) {
         .filter_map(std::sync::Weak::upgrade)
         .map(|member| member.take())
         .collect();
-    py.detach(|| drop(taken));
+    // In a forked child these are the parent's members, whose end touches
+    // nothing of the parent's.
+    py.detach(|| drop_quietly(taken));
 }
 
 /// `bus.listen(name)` used as a decorator: registers the function it decorates.
@@ -158,17 +175,48 @@ fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
 
 impl PyBus {
     fn bus(&self, py: Python<'_>) -> PyResult<Arc<Bus>> {
-        if self.pid != std::process::id() {
-            return Err(invalid(
-                py,
-                format!(
-                    "this Bus was joined by process {}: join {:?} again in this one (Bus.join)",
-                    self.pid, self.group
-                ),
-            ));
-        }
         let bus = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
         bus.clone().ok_or_else(|| closed(py, "Bus"))
+    }
+
+    /// Makes `call` on this process's member: see `retried_if_inherited`.
+    fn on_bus<T>(
+        &self,
+        py: Python<'_>,
+        call: impl FnMut(&Arc<Bus>) -> PyResult<shmio::Result<T>>,
+    ) -> PyResult<T> {
+        let bus = self.bus(py)?;
+        retried_if_inherited(py, bus, |inherited| self.rejoin(py, inherited), call)
+    }
+
+    /// Joins the group in this process in place of `inherited`, the
+    /// member of the process this one was forked from, whose listeners
+    /// go with it (they are the parent's, and stay registered for it);
+    /// the member in place afterwards (another thread's, if it rejoined first).
+    fn rejoin(&self, py: Python<'_>, inherited: &Arc<Bus>) -> PyResult<Arc<Bus>> {
+        let options = self.options.clone();
+        let group = self.group.clone();
+        let joined = Arc::new(py.detach(move || options.join(&group)).py(py)?);
+        // In `Member::take`'s order: listeners, then the bus.
+        let mut listeners = self
+            .member
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, unused) = match slot.as_ref() {
+            Some(current) if Arc::ptr_eq(current, inherited) => {
+                let replaced = slot.replace(Arc::clone(&joined));
+                let parents = std::mem::take(&mut *listeners);
+                (Ok(joined), (parents, replaced))
+            }
+            Some(current) => (Ok(Arc::clone(current)), (Vec::new(), Some(joined))),
+            None => (Err(closed(py, "Bus")), (Vec::new(), Some(joined))),
+        };
+        drop(slot);
+        drop(listeners);
+        py.detach(|| drop_quietly(unused));
+        current
     }
 
     fn register(&self, py: Python<'_>, command: &str, handler: Py<PyAny>) -> PyResult<()> {
@@ -177,9 +225,9 @@ impl PyBus {
                 "a bus handler must be callable",
             ));
         }
-        let bus = self.bus(py)?;
-        let listener = py
-            .detach(|| {
+        let listener = self.on_bus(py, |bus| {
+            let handler = handler.clone_ref(py);
+            Ok(py.detach(|| {
                 bus.listen(
                     command,
                     move |args: Value| -> Result<Option<Value>, String> {
@@ -196,8 +244,8 @@ impl PyBus {
                         })
                     },
                 )
-            })
-            .py(py)?;
+            }))
+        })?;
         self.member
             .listeners
             .lock()
@@ -208,9 +256,10 @@ impl PyBus {
 
     /// Drops the bus and its listeners with the GIL released: the bus's
     /// end joins its dispatch thread, which may be waiting for the GIL.
+    /// A forked child's inherited member ends touching nothing of its parent's.
     fn shut(&self, py: Python<'_>) {
         let taken = self.member.take();
-        py.detach(|| drop(taken));
+        py.detach(|| drop_quietly(taken));
     }
 }
 
@@ -218,9 +267,12 @@ impl PyBus {
 impl PyBus {
     /// Joins the bus group `group` (created if it does not exist).
     /// `inbox_capacity` and `max_message_size` size this member's inbox.
-    #[staticmethod]
+    // A class method, not a static one, so that pickle finds it through
+    // the class (`__reduce__`).
+    #[classmethod]
     #[pyo3(signature = (group, *, inbox_capacity=None, max_message_size=None, permissions=None))]
     fn join(
+        _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         group: &str,
         inbox_capacity: Option<u32>,
@@ -238,6 +290,11 @@ impl PyBus {
             options.permissions(permissions);
         }
         let bus = py.detach(|| options.join(group)).py(py)?;
+        let keywords = JoinKeywords {
+            inbox_capacity,
+            max_message_size,
+            permissions,
+        };
         let group = bus.group().to_owned();
         let member = Arc::new(Member {
             bus: StdMutex::new(Some(Arc::new(bus))),
@@ -250,7 +307,8 @@ impl PyBus {
         Ok(PyBus {
             group,
             member,
-            pid: std::process::id(),
+            options,
+            keywords,
         })
     }
 
@@ -288,7 +346,18 @@ impl PyBus {
     }
 
     /// Stops every listener of `command` this member registered; how many.
-    fn unlisten(&self, py: Python<'_>, command: &str) -> usize {
+    fn unlisten(&self, py: Python<'_>, command: &str) -> PyResult<usize> {
+        let any = !self
+            .member
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if any {
+            // In a forked child the listeners are the parent's: rejoining
+            // lets them go (still registered for the parent), none to stop.
+            self.on_bus(py, |bus| Ok(py.detach(|| bus.listeners(command)).map(drop)))?;
+        }
         let mut listeners = self
             .member
             .listeners
@@ -301,7 +370,7 @@ impl PyBus {
         drop(listeners);
         let count = gone.len();
         py.detach(|| drop(gone));
-        count
+        Ok(count)
     }
 
     /// Calls `command` with `args`: its listeners are asked in order until
@@ -344,14 +413,14 @@ impl PyBus {
         args: Option<Bound<'py, PyAny>>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyList>> {
-        let bus = self.bus(py)?;
         let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;
-        let command = command.to_owned();
-        let replies = interruptible(py, move || {
-            bus.broadcast::<Value, Value>(&command, &args, timeout)
-        })?
-        .py(py)?;
+        let replies = self.on_bus(py, |bus| {
+            let (bus, command, args) = (Arc::clone(bus), command.to_owned(), args.clone());
+            interruptible(py, move || {
+                bus.broadcast::<Value, Value>(&command, &args, timeout)
+            })
+        })?;
         let list = PyList::empty(py);
         for answer in replies.answers {
             let outcome = match answer.outcome {
@@ -377,31 +446,59 @@ impl PyBus {
         command: &str,
         args: Option<Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
-        let bus = self.bus(py)?;
         let args = args_json(args.as_ref())?;
-        py.detach(|| bus.post(command, &args)).py(py)
+        self.on_bus(py, |bus| Ok(py.detach(|| bus.post(command, &args))))
     }
 
     /// The pids of the listeners of `command`, in the order they are asked.
     fn listeners(&self, py: Python<'_>, command: &str) -> PyResult<Vec<u32>> {
-        let bus = self.bus(py)?;
-        let found = py.detach(|| bus.listeners(command)).py(py)?;
+        let found = self.on_bus(py, |bus| Ok(py.detach(|| bus.listeners(command))))?;
         Ok(found.into_iter().map(|info| info.pid).collect())
     }
 
     /// Every listener of the group as `(command, pid)` pairs.
     fn commands(&self, py: Python<'_>) -> PyResult<Vec<(String, u32)>> {
-        let bus = self.bus(py)?;
-        let found = py.detach(|| bus.commands()).py(py)?;
+        let found = self.on_bus(py, |bus| Ok(py.detach(|| bus.commands())))?;
         Ok(found
             .into_iter()
             .map(|info| (info.command, info.pid))
             .collect())
     }
 
-    /// Leaves the group: stops this member's listeners and its dispatch thread.
+    /// Leaves the group: stops this member's listeners and its dispatch
+    /// thread. In a forked child that never used it, the member is the
+    /// parent's copy, and closing it leaves the parent's member as it was.
     fn close(&self, py: Python<'_>) {
         self.shut(py);
+    }
+
+    /// Pickles as `Bus.join(group, ...)` with the keywords it was joined
+    /// with: where it is unpickled (a child of multiprocessing's spawn or
+    /// forkserver) it joins the group as a new member, with no listeners.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let py = slf.py();
+        let this = slf.get();
+        this.bus(py)?;
+        let join = slf.get_type().getattr("join")?;
+        let keywords = PyDict::new(py);
+        let given = [
+            ("inbox_capacity", this.keywords.inbox_capacity),
+            ("max_message_size", this.keywords.max_message_size),
+            ("permissions", this.keywords.permissions),
+        ];
+        for (keyword, value) in given {
+            if let Some(value) = value {
+                keywords.set_item(keyword, value)?;
+            }
+        }
+        let join = if keywords.is_empty() {
+            join
+        } else {
+            py.import("functools")?
+                .getattr("partial")?
+                .call((join,), Some(&keywords))?
+        };
+        Ok((join, (this.group.clone(),)))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -428,15 +525,15 @@ impl PyBus {
         args: Option<Bound<'py, PyAny>>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let bus = self.bus(py)?;
         let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;
-        let command = command.to_owned();
-        let reply = interruptible(py, move || match pid {
-            Some(pid) => bus.call_pid::<Value, Value>(pid, &command, &args, timeout),
-            None => bus.call::<Value, Value>(&command, &args, timeout),
-        })?
-        .py(py)?;
+        let reply = self.on_bus(py, |bus| {
+            let (bus, command, args) = (Arc::clone(bus), command.to_owned(), args.clone());
+            interruptible(py, move || match pid {
+                Some(pid) => bus.call_pid::<Value, Value>(pid, &command, &args, timeout),
+                None => bus.call::<Value, Value>(&command, &args, timeout),
+            })
+        })?;
         match reply {
             Some(reply) => from_json(py, &reply),
             None => Ok(py.None().into_bound(py)),

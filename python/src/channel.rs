@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex as StdMutex};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
-use shmio::{Channel, ChannelGeometry};
+use pyo3::types::{PyBytes, PyTuple, PyType};
+use shmio::{Channel, ChannelGeometry, ChannelOptions};
 
 use crate::bytes::{bytes_of, copy_into, len_of};
 use crate::errors::{closed, invalid, new_error, IntoPyResult, Kind};
+use crate::inherited::{drop_quietly, retried_if_inherited};
 use crate::json::{from_json, to_json};
-use crate::wait::{deadline, sliced};
+use crate::wait::{deadline, sliced_raw};
 
 /// A message queue in shared memory, found by name, that a crashed
 /// process cannot wedge. Any number of processes (Python or Rust) send
@@ -20,6 +21,10 @@ use crate::wait::{deadline, sliced};
 /// Blocking calls (`send`, `recv`, iteration) release the GIL and can be
 /// interrupted with Ctrl-C. `try_send` returns False when the channel is
 /// full and `try_recv` None when it is empty (they never raise for that).
+///
+/// A channel inherited by a forked child opens the channel anew in the
+/// child on first use; one pickled (multiprocessing's spawn) opens it by
+/// name where it is unpickled.
 #[pyclass(module = "shmio", name = "Channel", frozen)]
 pub(crate) struct PyChannel {
     channel: StdMutex<Option<Arc<Channel>>>,
@@ -29,9 +34,9 @@ pub(crate) struct PyChannel {
     /// stream of large messages does not allocate (and fault in) a fresh
     /// one each time before the copy into Python's `bytes`.
     scratch: StdMutex<Vec<u8>>,
-    /// The process that opened it: a handle holds a participant seat of
-    /// that process, so a forked child must open the channel anew.
-    pid: u32,
+    /// What it was opened with (whose channels to trust), for opening it
+    /// again in a forked child, whose inherited handle is its parent's.
+    options: ChannelOptions,
 }
 
 /// The value of a timed-out attempt inside a sliced wait.
@@ -44,28 +49,50 @@ fn timed_out<T>(result: shmio::Result<T>) -> shmio::Result<Option<T>> {
 }
 
 impl PyChannel {
-    fn wrap(channel: Channel) -> PyChannel {
+    fn wrap(channel: Channel, options: ChannelOptions) -> PyChannel {
         PyChannel {
             name: channel.name().to_owned(),
             geometry: channel.geometry(),
             channel: StdMutex::new(Some(Arc::new(channel))),
             scratch: StdMutex::new(Vec::new()),
-            pid: std::process::id(),
+            options,
         }
     }
 
     fn channel(&self, py: Python<'_>) -> PyResult<Arc<Channel>> {
-        if self.pid != std::process::id() {
-            return Err(invalid(
-                py,
-                format!(
-                    "this Channel was opened by process {}: open {:?} again in this one (Channel.open)",
-                    self.pid, self.name
-                ),
-            ));
-        }
         let channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
         channel.clone().ok_or_else(|| closed(py, "Channel"))
+    }
+
+    /// Makes `call` on this process's handle: see `retried_if_inherited`.
+    fn on_channel<T>(
+        &self,
+        py: Python<'_>,
+        call: impl FnMut(&Arc<Channel>) -> PyResult<shmio::Result<T>>,
+    ) -> PyResult<T> {
+        let channel = self.channel(py)?;
+        retried_if_inherited(py, channel, |inherited| self.reopen(py, inherited), call)
+    }
+
+    /// Opens the channel in this process in place of `inherited`, a
+    /// handle of the process this one was forked from; the handle in
+    /// place afterwards (another thread's, if it reopened first).
+    fn reopen(&self, py: Python<'_>, inherited: &Arc<Channel>) -> PyResult<Arc<Channel>> {
+        let options = self.options.clone();
+        let name = self.name.clone();
+        let opened = Arc::new(py.detach(move || options.open(&name)).py(py)?);
+        let mut slot = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, unused) = match slot.as_ref() {
+            Some(current) if Arc::ptr_eq(current, inherited) => {
+                let replaced = slot.replace(Arc::clone(&opened));
+                (Ok(opened), replaced)
+            }
+            Some(current) => (Ok(Arc::clone(current)), Some(opened)),
+            None => (Err(closed(py, "Channel")), Some(opened)),
+        };
+        drop(slot);
+        py.detach(|| drop_quietly(unused));
+        current
     }
 
     fn timeout_error(&self, py: Python<'_>) -> PyErr {
@@ -77,10 +104,11 @@ impl PyChannel {
     }
 
     fn send_bytes(&self, py: Python<'_>, message: &[u8], timeout: Option<f64>) -> PyResult<()> {
-        let channel = self.channel(py)?;
         let deadline = deadline(py, timeout)?;
-        match sliced(py, deadline, |slice| {
-            timed_out(channel.send_timeout(message, slice))
+        match self.on_channel(py, |channel| {
+            sliced_raw(py, deadline, |slice| {
+                timed_out(channel.send_timeout(message, slice))
+            })
         })? {
             Some(()) => Ok(()),
             None => Err(self.timeout_error(py)),
@@ -97,7 +125,6 @@ impl PyChannel {
         timeout: Option<f64>,
         make: impl FnOnce(&[u8]) -> PyResult<T>,
     ) -> PyResult<T> {
-        let channel = self.channel(py)?;
         let deadline = deadline(py, timeout)?;
         let mut own = Vec::new();
         let mut scratch = self.scratch.try_lock().ok();
@@ -105,8 +132,10 @@ impl PyChannel {
             Some(scratch) => scratch,
             None => &mut own,
         };
-        let received = sliced(py, deadline, |slice| {
-            timed_out(channel.recv_into_timeout(&mut *buf, slice))
+        let received = self.on_channel(py, |channel| {
+            sliced_raw(py, deadline, |slice| {
+                timed_out(channel.recv_into_timeout(&mut *buf, slice))
+            })
         })?;
         match received {
             Some(()) => make(buf),
@@ -140,17 +169,18 @@ impl PyChannel {
         if let Some(permissions) = permissions {
             options.permissions(permissions);
         }
-        py.detach(|| options.create_or_open(name))
-            .py(py)
-            .map(PyChannel::wrap)
+        let channel = py.detach(|| options.create_or_open(name)).py(py)?;
+        Ok(PyChannel::wrap(channel, options))
     }
 
     /// Opens an existing channel, whatever its geometry; `NotFoundError` if there is none.
-    #[staticmethod]
-    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        py.detach(|| Channel::open(name))
-            .py(py)
-            .map(PyChannel::wrap)
+    // A class method, not a static one, so that pickle finds it through
+    // the class (`__reduce__`).
+    #[classmethod]
+    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+        let options = Channel::options();
+        let channel = py.detach(|| options.open(name)).py(py)?;
+        Ok(PyChannel::wrap(channel, options))
     }
 
     /// The name.
@@ -194,11 +224,13 @@ impl PyChannel {
     /// Sends `message` if there is room; False (nothing sent) if the channel is full.
     fn try_send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
         let message = bytes_of(message)?;
-        match self.channel(py)?.try_send(&message) {
-            Ok(()) => Ok(true),
-            Err(shmio::Error::Full) => Ok(false),
-            Err(error) => Err(crate::errors::to_py(py, error)),
-        }
+        self.on_channel(py, |channel| {
+            Ok(match channel.try_send(&message) {
+                Ok(()) => Ok(true),
+                Err(shmio::Error::Full) => Ok(false),
+                Err(error) => Err(error),
+            })
+        })
     }
 
     /// Receives a message, waiting while the channel is empty (at most
@@ -246,18 +278,20 @@ impl PyChannel {
 
     /// Receives a message if there is one; None if the channel is empty.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let channel = self.channel(py)?;
         let mut own = Vec::new();
         let mut scratch = self.scratch.try_lock().ok();
         let buf: &mut Vec<u8> = match scratch.as_deref_mut() {
             Some(scratch) => scratch,
             None => &mut own,
         };
-        match channel.try_recv_into(buf) {
-            Ok(()) => Ok(Some(PyBytes::new(py, buf))),
-            Err(shmio::Error::Empty) => Ok(None),
-            Err(error) => Err(crate::errors::to_py(py, error)),
-        }
+        let received = self.on_channel(py, |channel| {
+            Ok(match channel.try_recv_into(&mut *buf) {
+                Ok(()) => Ok(true),
+                Err(shmio::Error::Empty) => Ok(false),
+                Err(error) => Err(error),
+            })
+        })?;
+        Ok(received.then(|| PyBytes::new(py, buf)))
     }
 
     /// Sends `value` (dict, list, str, int, float, bool, None) as JSON, as
@@ -298,13 +332,23 @@ impl PyChannel {
     }
 
     /// Closes this handle (the name goes with the last handle anywhere).
+    /// In a forked child that never used it, the handle is the parent's
+    /// copy, and closing it leaves the parent's channel as it was.
     fn close(&self, py: Python<'_>) {
         let channel = self
             .channel
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        py.detach(|| drop(channel));
+        py.detach(|| drop_quietly(channel));
+    }
+
+    /// Pickles as `Channel.open(name)`: the channel is opened by name where
+    /// it is unpickled (in a child of multiprocessing's spawn or forkserver).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let py = slf.py();
+        slf.get().channel(py)?;
+        Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -124,6 +124,13 @@ impl PyEvent {
         false
     }
 
+    /// Pickles as `Event.open(name)`: the event is opened by name where it
+    /// is unpickled (a child of multiprocessing's spawn or forkserver).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        slf.get().event(slf.py())?;
+        Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
+    }
+
     fn __repr__(&self) -> String {
         format!("<shmio.Event {:?}>", self.name)
     }

@@ -10,6 +10,7 @@ mod bytes;
 mod channel;
 mod errors;
 mod event;
+mod inherited;
 mod json;
 mod lock;
 mod mapping;
@@ -29,6 +30,7 @@ fn _shmio(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<bus::PyBus>()?;
     module.add_class::<bus::ListenDecorator>()?;
     module.add_function(wrap_pyfunction!(bus::close_all_buses, module)?)?;
+    module.add_function(wrap_pyfunction!(lock::forget_inherited_holds, module)?)?;
     module.add("RECORD_HEADER_LEN", shmio::RECORD_HEADER_LEN)?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use pyo3::types::PyType;
 use shmio::{LockError, Mapping, MutexGuard, NamedMutex};
 
 use crate::errors::{closed, new_error, IntoPyResult, Kind};
+use crate::inherited::drop_quietly;
 use crate::wait::{deadline, sliced};
 
 /// What a lock is taken on: a mutex of its own, or a named mapping's.
@@ -143,6 +144,21 @@ pub(crate) fn release(source: &Arc<LockSource>, id: Option<u64>) -> bool {
     });
     // Dropped here, out of the list's borrow: the guard unlocks.
     hold.is_some()
+}
+
+/// Forgets the holds this thread's list inherited from the parent's
+/// forking thread (registered with `os.register_at_fork(after_in_child=...)`):
+/// the locks are the parent's, which still holds them, and the child
+/// takes them anew (waiting for the parent) rather than finding them held
+/// and raising `DeadlockError`. Dropping an inherited guard leaves the
+/// lock to the parent.
+#[pyfunction(name = "_forget_inherited_holds")]
+pub(crate) fn forget_inherited_holds() {
+    let inherited = HOLDS.with(|holds| match holds.try_borrow_mut() {
+        Ok(mut holds) => std::mem::take(&mut *holds),
+        Err(_) => Vec::new(),
+    });
+    drop_quietly(inherited);
 }
 
 fn not_held() -> PyErr {
@@ -369,6 +385,14 @@ impl PyMutex {
             release(&source, None);
             py.detach(|| drop(source));
         }
+    }
+
+    /// Pickles as `Mutex.open(name)`: the mutex is opened by name where it
+    /// is unpickled (a child of multiprocessing's spawn or forkserver). A
+    /// hold is not pickled: the lock stays with the thread that took it.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        slf.get().source(slf.py())?;
+        Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
     }
 
     fn __repr__(&self) -> String {

@@ -11,10 +11,10 @@ use std::ffi::c_int;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use shmio::{Mapping, MappingOptions, View};
 
 use crate::bytes::{bytes_of, copy_into, len_of};
@@ -149,9 +149,17 @@ impl PyMapping {
 
     /// Opens an existing named mapping at its real size; `NotFoundError`
     /// if there is none.
-    #[staticmethod]
+    // A class method, not a static one, so that pickle finds it through
+    // the class (`__reduce__`).
+    #[classmethod]
     #[pyo3(signature = (name, *, read_only=false, copy_on_write=false))]
-    fn open(py: Python<'_>, name: &str, read_only: bool, copy_on_write: bool) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        name: &str,
+        read_only: bool,
+        copy_on_write: bool,
+    ) -> PyResult<Self> {
         let options = options(py, None, None, None, false, read_only, copy_on_write)?;
         py.detach(|| options.open(name)).py(py).map(PyMapping::wrap)
     }
@@ -423,6 +431,39 @@ impl PyMapping {
     fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.close()?;
         Ok(false)
+    }
+
+    /// Pickles as `Mapping.open(name)` (read-only or copy-on-write if this
+    /// one is): a named mapping is opened by name where it is unpickled (a
+    /// child of multiprocessing's spawn or forkserver). An anonymous or
+    /// file-only mapping has no name to be found by: `TypeError`.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let mapping = this.get(py)?;
+        let Some(name) = mapping.name() else {
+            return Err(PyTypeError::new_err(
+                "cannot pickle a Mapping without a name (anonymous, or a file's): another \
+                 process cannot find it; pass it to a forked child, which inherits it, or \
+                 use a named Mapping",
+            ));
+        };
+        let open = slf.get_type().getattr("open")?;
+        let keywords = PyDict::new(py);
+        if mapping.is_read_only() {
+            keywords.set_item("read_only", true)?;
+        }
+        if mapping.is_copy_on_write() {
+            keywords.set_item("copy_on_write", true)?;
+        }
+        let open = if keywords.is_empty() {
+            open
+        } else {
+            py.import("functools")?
+                .getattr("partial")?
+                .call((open,), Some(&keywords))?
+        };
+        Ok((open, (name.to_owned(),)))
     }
 
     fn __repr__(&self) -> String {

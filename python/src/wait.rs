@@ -34,8 +34,19 @@ pub(crate) fn deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<
 pub(crate) fn sliced<T: Send>(
     py: Python<'_>,
     deadline: Option<Instant>,
-    mut attempt: impl FnMut(Duration) -> shmio::Result<Option<T>> + Send,
+    attempt: impl FnMut(Duration) -> shmio::Result<Option<T>> + Send,
 ) -> PyResult<Option<T>> {
+    sliced_raw(py, deadline, attempt)?.py(py)
+}
+
+/// As `sliced`, with the attempt's failure left a Rust error (the outer
+/// result is a signal handler's exception), so that a caller can act on
+/// one kind of failure (an inherited handle) before it becomes Python's.
+pub(crate) fn sliced_raw<T: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(Duration) -> shmio::Result<Option<T>> + Send,
+) -> PyResult<shmio::Result<Option<T>>> {
     loop {
         let slice = match deadline {
             None => SLICE,
@@ -43,12 +54,14 @@ pub(crate) fn sliced<T: Send>(
                 .saturating_duration_since(Instant::now())
                 .min(SLICE),
         };
-        if let Some(found) = py.detach(|| attempt(slice)).py(py)? {
-            return Ok(Some(found));
+        match py.detach(|| attempt(slice)) {
+            Ok(Some(found)) => return Ok(Ok(Some(found))),
+            Ok(None) => {}
+            Err(error) => return Ok(Err(error)),
         }
         py.check_signals()?;
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Ok(None);
+            return Ok(Ok(None));
         }
     }
 }

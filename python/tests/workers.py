@@ -103,15 +103,32 @@ def sigint_self_soon(delay: float) -> None:
 
 
 def fork_child(mapping_name: str, channel_name: str, inherited, inherited_channel) -> None:
-    """In a forked child: writes through the inherited mapping, and opens
-    the channel by name (objects with seats are opened anew in a child:
-    the inherited one refuses)."""
+    """In a forked child: writes through the inherited mapping, and sends
+    through the inherited channel (which opens the channel anew in this
+    process on first use)."""
     inherited.write_at(0, b"from the fork")
-    try:
-        inherited_channel.send(b"from the wrong process")
-        raise AssertionError("an inherited channel was usable")
-    except shmio.InvalidError:
-        pass
-    channel = shmio.Channel.open(channel_name)
-    channel.send_record({"pid": os.getpid(), "mapping": shmio.Mapping.open(mapping_name).read_at(0, 13).decode()})
-    channel.close()
+    inherited_channel.send_record(
+        {"pid": os.getpid(), "mapping": shmio.Mapping.open(mapping_name).read_at(0, 13).decode()}
+    )
+
+
+def count_under_lock(mapping, start, times: int) -> None:
+    """Once the event `start` is set, adds one to the u64 at offset 0 of
+    the mapping `times` times, each under the mapping's lock."""
+    counter = struct.Struct("<Q")
+    assert start.wait(timeout=60)
+    for _ in range(times):
+        with mapping.lock(timeout=60):
+            (value,) = counter.unpack(mapping.read_at(0, 8))
+            mapping.write_at(0, counter.pack(value + 1))
+
+
+def use_what_it_was_given(mapping, mutex, event, channel, bus) -> None:
+    """A multiprocessing child given every kind of object as Process args
+    (inherited under fork, pickled under spawn and forkserver): uses each,
+    and reports through the channel."""
+    mapping.write_at(0, b"from the child")
+    taken = mutex.acquire(timeout=0.2)  # the parent holds it
+    reply = bus.call("echo", "from the child", timeout=60)
+    channel.send_record({"pid": os.getpid(), "mutex_taken": taken, "reply": reply}, timeout=60)
+    event.set()

@@ -291,6 +291,30 @@ fn a_child_locks_as_itself_and_its_copy_of_a_guard_unlocks_nothing() {
 }
 
 #[test]
+fn a_child_never_removes_or_takes_its_parents_mutex() {
+    let _serial = serial();
+    for leaving in LEAVINGS {
+        let name = unique_name("fork-mutex");
+        let mut mutex = Some(NamedMutex::create_or_open(&name).unwrap());
+        child_leaves(&mut mutex, leaving, |mutex| match mutex.lock() {
+            Ok(guard) => {
+                drop(guard);
+                0
+            }
+            Err(_) => 2,
+        });
+        let mutex = mutex.unwrap();
+        assert!(
+            NamedMutex::open(&name).is_ok(),
+            "{leaving:?}: the name went"
+        );
+        // Neither held by the child's leaving nor marked as an owner's death.
+        let locked = matches!(mutex.try_lock(), Ok(Some(_)));
+        assert!(locked, "{leaving:?}: the child's leaving changed the lock");
+    }
+}
+
+#[test]
 fn a_forked_child_that_dies_holding_the_lock_is_an_owner_that_died() {
     let _serial = serial();
     let name = unique_name("fork-died");

@@ -555,6 +555,45 @@ fn nothing_of_a_group_outlives_its_last_member_whoever_was_killed() {
     }
 }
 
+/// A view reads who listens without joining: it makes no group that is
+/// not there, takes no seat and makes no inbox, and leaves out a listener
+/// whose process died.
+#[test]
+fn a_view_reads_the_listeners_and_creates_nothing() {
+    let group = unique_name("bus-view");
+    assert!(matches!(Bus::view(&group), Err(Error::NotFound { .. })));
+    let entries = || {
+        #[cfg(target_os = "linux")]
+        return shmio_testkit::shm_entries_with_prefix(&group);
+        #[cfg(not(target_os = "linux"))]
+        return Vec::<String>::new();
+    };
+    assert!(entries().is_empty(), "a view of no group made one");
+    let mut servers = start_servers(&group, 2, 0);
+    let before = entries();
+    let view = Bus::view(&group).unwrap();
+    let pids: Vec<u32> = view
+        .listeners("echo")
+        .unwrap()
+        .iter()
+        .map(|l| l.pid)
+        .collect();
+    assert_eq!(pids, [servers[0].id(), servers[1].id()]);
+    assert_eq!(view.commands().unwrap().len(), 8, "4 commands of 2 servers");
+    assert_eq!(entries(), before, "the view made something");
+    servers[0].kill();
+    let pids: Vec<u32> = view
+        .listeners("echo")
+        .unwrap()
+        .iter()
+        .map(|l| l.pid)
+        .collect();
+    assert_eq!(pids, [servers[1].id()], "a dead listener is left out");
+    drop(view);
+    stop(vec![servers.remove(1)]);
+    assert!(entries().is_empty(), "left behind: {:?}", entries());
+}
+
 /// Listens to `double` with no handler and answers from its own loop
 /// (`next_request`): x * 2, a failure for 13, a pass for 7 (by dropping
 /// the request), and counts posts of `note`, which `notes` returns; until

@@ -46,6 +46,7 @@ use crate::name::Name;
 use crate::object::Sharing;
 use crate::owner::Trust;
 use crate::participants::Participant;
+use crate::sys::Disposition;
 
 use registry::{Registration, Registry};
 use wire::{Message, Outcome};
@@ -122,6 +123,82 @@ impl BusOptions {
     /// Joins the group `group` (creating it if this is its first member).
     pub fn join(&self, group: &str) -> Result<Bus> {
         Bus::join_with(group, self)
+    }
+
+    /// A view of the existing group `group`, to read who listens without
+    /// joining it (see [`BusView`]); [`Error::NotFound`] if there is no
+    /// such group.
+    pub fn view(&self, group: &str) -> Result<BusView> {
+        let group = Name::new(group)?.as_str().to_owned();
+        let sharing = Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+            parent_only: true,
+        };
+        let registry = Registry::open(&group, Disposition::Open, &sharing)?;
+        Ok(BusView {
+            registry,
+            trust: self.trust.clone(),
+        })
+    }
+}
+
+/// A bus group seen from outside: who listens to what, read without
+/// joining. Opening one creates nothing (no inbox, no seat, no group if
+/// there is none) and it never changes the group: what `shmio listeners`
+/// uses. Listeners whose process died and that no member has pruned yet
+/// are left out.
+///
+/// ```
+/// use shmio::Bus;
+///
+/// # let group = format!("shmio-doc-bus-view-{}", std::process::id());
+/// assert!(Bus::view(&group).is_err(), "no such group: nothing is made");
+/// let bus = Bus::join(&group)?;
+/// let _echo = bus.listen("echo", |text: String| Ok::<_, String>(Some(text)))?;
+/// let view = Bus::view(&group)?;
+/// assert_eq!(view.listeners("echo")?.len(), 1);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct BusView {
+    registry: Registry,
+    trust: Trust,
+}
+
+impl BusView {
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        self.registry.group()
+    }
+
+    /// The live listeners of `command`, in the order they are asked.
+    pub fn listeners(&self, command: &str) -> Result<Vec<ListenerInfo>> {
+        Ok(self
+            .live()?
+            .iter()
+            .filter(|registration| registration.command == command)
+            .map(info)
+            .collect())
+    }
+
+    /// Every live listener of the group, as [`Bus::commands`] lists them.
+    pub fn commands(&self) -> Result<Vec<ListenerInfo>> {
+        Ok(by_command(&self.live()?))
+    }
+
+    fn live(&self) -> Result<Vec<Registration>> {
+        let (_, mut found, _) = self.registry.registrations()?;
+        // No token is 0: the view has no seat of its own to vouch for.
+        found.retain(|registration| self.registry.is_alive(registration.token, 0, &self.trust));
+        Ok(found)
+    }
+}
+
+impl fmt::Debug for BusView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusView")
+            .field("group", &self.group())
+            .finish_non_exhaustive()
     }
 }
 
@@ -318,6 +395,9 @@ struct Inner {
     handlers: Mutex<BTreeMap<u64, Answerer>>,
     /// The registry's listeners, as of a change count.
     cache: Mutex<(u64, Arc<Vec<Registration>>)>,
+    /// The change count of `cache`, for the dispatch thread to compare
+    /// without taking its lock.
+    cached_changes: AtomicU64,
     leaving: AtomicBool,
 }
 
@@ -430,7 +510,7 @@ impl Bus {
             trust: &options.trust,
             parent_only: true,
         };
-        let registry = Registry::open(&group, &sharing)?;
+        let registry = Registry::open(&group, Disposition::CreateOrOpen, &sharing)?;
         let mut tries = 0;
         let mut displaced = Vec::new();
         let (participant, inbox) = loop {
@@ -469,6 +549,7 @@ impl Bus {
             handlers: Mutex::new(BTreeMap::new()),
             outboxes: Mutex::new(BTreeMap::new()),
             cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
+            cached_changes: AtomicU64::new(u64::MAX),
             leaving: AtomicBool::new(false),
         };
         // Members that died before anyone found them: their entries and
@@ -783,18 +864,13 @@ impl Bus {
     /// command was first listened to), each command's in the order asked.
     pub fn commands(&self) -> Result<Vec<ListenerInfo>> {
         self.inner.here()?;
-        let all = self.inner.registrations()?;
-        let mut order: Vec<&str> = Vec::new();
-        for registration in all.iter() {
-            if !order.contains(&registration.command.as_str()) {
-                order.push(&registration.command);
-            }
-        }
-        Ok(order
-            .into_iter()
-            .flat_map(|command| all.iter().filter(move |r| r.command == command))
-            .map(info)
-            .collect())
+        Ok(by_command(&self.inner.registrations()?))
+    }
+
+    /// A view of the group `group` that joins nothing (see [`BusView`]),
+    /// with every default option.
+    pub fn view(group: &str) -> Result<BusView> {
+        Bus::options().view(group)
     }
 
     /// Starts the dispatch thread, once.
@@ -922,6 +998,7 @@ impl Inner {
         }
         let (changes, found, members) = self.registry.registrations()?;
         *cache = (changes, Arc::new(found));
+        self.cached_changes.store(changes, Ordering::Relaxed);
         let found = Arc::clone(&cache.1);
         drop(cache);
         // Members come and go with the changes: let the inboxes of those
@@ -1287,7 +1364,7 @@ impl Inner {
             // Members that left since: let go of the inboxes this member
             // answered them through (one load of the change count when
             // nothing changed).
-            if self.registry.changes().ok() != Some(lock(&self.cache).0) {
+            if self.registry.changes().ok() != Some(self.cached_changes.load(Ordering::Relaxed)) {
                 drop(room);
                 let _ = self.registrations();
                 room = self.mailroom();
@@ -1397,6 +1474,22 @@ impl Inner {
 /// The name of the inbox of the member `token` of `group`.
 fn inbox_name(group: &str, token: u32) -> String {
     format!("{group}@in.{token:x}")
+}
+
+/// Every listener, command by command (in the order each command was
+/// first listened to), each command's in the order asked.
+fn by_command(all: &[Registration]) -> Vec<ListenerInfo> {
+    let mut order: Vec<&str> = Vec::new();
+    for registration in all {
+        if !order.contains(&registration.command.as_str()) {
+            order.push(&registration.command);
+        }
+    }
+    order
+        .into_iter()
+        .flat_map(|command| all.iter().filter(move |r| r.command == command))
+        .map(info)
+        .collect()
 }
 
 fn info(registration: &Registration) -> ListenerInfo {

@@ -67,17 +67,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Opens (or creates) the registry of `group`, and its lock.
-    pub(crate) fn open(group: &str, sharing: &Sharing<'_>) -> Result<Registry> {
-        let (map, _) = object::make(
-            group,
-            Disposition::CreateOrOpen,
-            SIZE,
-            sharing,
-            Kind::Bus,
-            &|_: &Window| Ok(()),
-        )
-        .map_err(|error| error.of("bus", group))?;
+    /// Opens (or creates, as `how` says) the registry of `group`, and its
+    /// lock: an opener creates nothing ([`Error::NotFound`] if either is
+    /// missing).
+    pub(crate) fn open(group: &str, how: Disposition, sharing: &Sharing<'_>) -> Result<Registry> {
+        let (map, _) = object::make(group, how, SIZE, sharing, Kind::Bus, &|_: &Window| Ok(()))
+            .map_err(|error| error.of("bus", group))?;
         if map.len() < SIZE {
             return Err(Error::Corrupt {
                 offset: 0,
@@ -87,11 +82,15 @@ impl Registry {
                 ),
             });
         }
-        let lock = NamedMutex::options()
-            .permissions(sharing.permissions)
+        let mut lock = NamedMutex::options();
+        lock.permissions(sharing.permissions)
             .set_trust(sharing.trust.clone())
-            .parent_only()
-            .create_or_open(&format!("{group}@bus"))?;
+            .parent_only();
+        let lock_name = format!("{group}@bus");
+        let lock = match how {
+            Disposition::Open => lock.open(&lock_name)?,
+            _ => lock.create_or_open(&lock_name)?,
+        };
         let os_name = map.os_name().unwrap_or_default();
         Ok(Registry {
             map,
@@ -99,6 +98,11 @@ impl Registry {
             group: group.to_owned(),
             os_name,
         })
+    }
+
+    /// The group's name.
+    pub(crate) fn group(&self) -> &str {
+        &self.group
     }
 
     /// The members' seats' generations.

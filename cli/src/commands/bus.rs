@@ -458,9 +458,14 @@ pub fn listeners(args: Listeners) -> Result {
         json,
         trusting,
     } = args;
-    let bus = join_existing(&group, &trusting)?;
-    let all = bus.commands()?;
-    drop(bus);
+    // A view: reading who listens joins nothing and creates nothing.
+    let view = match options(None, &trusting).view(&group) {
+        Ok(view) => view,
+        Err(ShmioError::NotFound { .. }) => return Err(Error::NoSuchGroup { group }),
+        Err(error) => return Err(error.into()),
+    };
+    let all = view.commands()?;
+    drop(view);
     let listed = in_order(&all);
     let text = if json {
         serde_json::to_string(&listed).expect("plain data serializes") + "\n"

@@ -115,9 +115,17 @@ fn bad_input_is_a_typed_error() {
     let _echo = bus
         .listen("echo", |text: String| Ok::<_, String>(Some(text)))
         .unwrap();
-    match bus.call::<_, String>("echo", &"x".repeat(1000), SECOND) {
-        Err(Error::MessageTooLarge { .. }) => {}
-        other => panic!("too-large arguments: {other:?}"),
+    // Larger than the inbox's slots, both ways: spilled, and none of the
+    // spills' names is left once taken.
+    let large = "x".repeat(1000);
+    assert_eq!(
+        bus.call::<_, String>("echo", &large, SECOND).unwrap(),
+        Some(large)
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let spills = shmio_testkit::shm_entries_with_prefix(&format!("{group}@big."));
+        assert!(spills.is_empty(), "{spills:?}");
     }
     for bad in ["", &"c".repeat(113)] {
         assert!(matches!(
@@ -209,6 +217,17 @@ fn serve() {
         .unwrap();
     let _inner = bus
         .listen("inner", |x: u32| Ok::<_, String>(Some(x + 1000)))
+        .unwrap();
+    let _size = bus
+        .listen("size", |text: String| {
+            Ok::<_, String>(Some((
+                text.len(),
+                checksum(&[text.bytes().map(u64::from).sum()]),
+            )))
+        })
+        .unwrap();
+    let _make = bus
+        .listen("make", |len: usize| Ok::<_, String>(Some("y".repeat(len))))
         .unwrap();
     ready();
     let mut line = String::new();
@@ -579,7 +598,11 @@ fn a_view_reads_the_listeners_and_creates_nothing() {
         .map(|l| l.pid)
         .collect();
     assert_eq!(pids, [servers[0].id(), servers[1].id()]);
-    assert_eq!(view.commands().unwrap().len(), 8, "4 commands of 2 servers");
+    assert_eq!(
+        view.commands().unwrap().len(),
+        12,
+        "6 commands of 2 servers"
+    );
     assert_eq!(entries(), before, "the view made something");
     servers[0].kill();
     let pids: Vec<u32> = view
@@ -592,6 +615,35 @@ fn a_view_reads_the_listeners_and_creates_nothing() {
     drop(view);
     stop(vec![servers.remove(1)]);
     assert!(entries().is_empty(), "left behind: {:?}", entries());
+}
+
+/// Arguments and replies of 1 MiB between processes: larger than any
+/// inbox's slots, they travel spilled to mappings of their own; calls go
+/// on as before, and nothing of the spills is left.
+#[test]
+fn calls_of_a_mebibyte_each_way() {
+    let group = unique_name("bus-big");
+    let bus = Bus::join(&group).unwrap();
+    let servers = start_servers(&group, 2, 0);
+    for round in 0..4u64 {
+        let text: String = (0..1 << 20)
+            .map(|i| char::from(b'a' + ((i + round) % 26) as u8))
+            .collect();
+        let sum = checksum(&[text.bytes().map(u64::from).sum()]);
+        let got: Option<(usize, u64)> = bus.call("size", &text, Duration::from_secs(30)).unwrap();
+        assert_eq!(got, Some((1 << 20, sum)), "round {round}");
+        let made: Option<String> = bus
+            .call("make", &(1usize << 20), Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(made.map(|made| made.len()), Some(1 << 20));
+    }
+    stop(servers);
+    drop(bus);
+    #[cfg(target_os = "linux")]
+    {
+        let left = shmio_testkit::shm_entries_with_prefix(&group);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }
 
 /// Listens to `double` with no handler and answers from its own loop

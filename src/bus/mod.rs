@@ -30,7 +30,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard as StdGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,9 +61,18 @@ const RECLAIM_TRIES: u32 = 20;
 const RECLAIM_NAP: Duration = Duration::from_millis(5);
 /// How long a listener tries to deliver a reply to a caller whose inbox is full.
 const REPLY_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a spilled post or reply waits for its receiver to take it
+/// (a spilled request waits as long as its call).
+const SPILL_PATIENCE: Duration = Duration::from_secs(60);
 /// Tokens a joiner tries before it gives up on finding one whose inbox
 /// name no process of an earlier group of the same name still holds.
 const JOIN_TRIES: u32 = 8;
+
+/// The messages a member's inbox holds by default.
+const DEFAULT_INBOX_CAPACITY: u32 = 64;
+/// The largest message a member's inbox holds in place by default; larger
+/// ones are spilled (see [`BusOptions::max_message_size`]).
+const DEFAULT_INBOX_MESSAGE: u32 = 1024;
 
 /// The settings of a bus member: its inbox, and who may share the group.
 ///
@@ -87,8 +96,8 @@ impl Default for BusOptions {
     fn default() -> Self {
         BusOptions {
             inbox: ChannelGeometry {
-                capacity: 64,
-                max_message_size: 4096,
+                capacity: DEFAULT_INBOX_CAPACITY,
+                max_message_size: DEFAULT_INBOX_MESSAGE,
             },
             permissions: DEFAULT_MODE,
             trust: Trust::OWN,
@@ -97,8 +106,9 @@ impl Default for BusOptions {
 }
 
 impl BusOptions {
-    /// Options with every default: an inbox of 64 messages of up to 4 KiB,
-    /// owner-only objects, only the caller's own group joined.
+    /// Options with every default: an inbox of 64 messages of up to 1 KiB
+    /// each in place (larger ones are spilled), owner-only objects, only
+    /// the caller's own group joined.
     pub fn new() -> Self {
         Self::default()
     }
@@ -110,9 +120,14 @@ impl BusOptions {
         self
     }
 
-    /// The largest message this member's inbox takes, in bytes (default
-    /// 4096): a request's command and arguments, or a reply, as JSON, plus
-    /// 24 bytes. Larger ones are [`Error::MessageTooLarge`] for the sender.
+    /// The largest message this member's inbox holds in place, in bytes
+    /// (default 1024): a request's command and arguments, or a reply, as
+    /// JSON, plus 24 bytes. A larger one is *spilled*: its sender puts it
+    /// in a mapping of its own, sized to it and reserved when it is made
+    /// (a full `/dev/shm` is [`Error::NoSpace`] for the sender, never a
+    /// fault later), which the receiver reads and removes. So an idle
+    /// member reserves only its inbox (80 KiB by default: see
+    /// ARCHITECTURE.md), and memory grows only with what it is sent.
     pub fn max_message_size(&mut self, size: u32) -> &mut Self {
         self.inbox.max_message_size = size;
         self
@@ -398,7 +413,28 @@ struct Inner {
     /// The change count of `cache`, for the dispatch thread to compare
     /// without taking its lock.
     cached_changes: AtomicU64,
+    /// The messages this member spilled to mappings of their own, held
+    /// until their receivers take them (see `wire`), and how many.
+    spills: Mutex<Vec<Spill>>,
+    spilling: AtomicUsize,
+    next_spill: AtomicU64,
     leaving: AtomicBool,
+}
+
+/// A message too large for its receiver's inbox, in a mapping of its own
+/// until the receiver takes it or `until` passes.
+struct Spill {
+    map: crate::Mapping,
+    until: Instant,
+}
+
+impl Spill {
+    /// Whether the receiver has taken it (set the first word).
+    fn taken(&self) -> bool {
+        self.map
+            .atomic_u32(0)
+            .is_ok_and(|taken| taken.load(Ordering::Acquire) == 1)
+    }
 }
 
 /// The listeners of one command, from the registry's cached listeners.
@@ -550,6 +586,9 @@ impl Bus {
             outboxes: Mutex::new(BTreeMap::new()),
             cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
             cached_changes: AtomicU64::new(u64::MAX),
+            spills: Mutex::new(Vec::new()),
+            spilling: AtomicUsize::new(0),
+            next_spill: AtomicU64::new(1),
             leaving: AtomicBool::new(false),
         };
         // Members that died before anyone found them: their entries and
@@ -837,7 +876,10 @@ impl Bus {
                 Err(Error::NotFound { .. }) => continue,
                 Err(error) => return Err(error),
             };
-            match outbox.try_send(&message) {
+            let spilled = self
+                .inner
+                .spill(&outbox, &message, || Instant::now() + SPILL_PATIENCE)?;
+            match outbox.try_send(spilled.as_deref().unwrap_or(&message)) {
                 Ok(()) => reached += 1,
                 Err(Error::Full) => full.push(listener.pid),
                 Err(error) => return Err(error),
@@ -1126,6 +1168,8 @@ impl Inner {
             }
             Err(error) => return Err(error),
         };
+        let spilled = self.spill(&outbox, message, || deadline.from(Instant::now()))?;
+        let message = spilled.as_deref().unwrap_or(message);
         self.mailroom().pending.push((id, None));
         // Room at once, the common case, needs no clock.
         match outbox.try_send(message) {
@@ -1295,7 +1339,78 @@ impl Inner {
             Err(Error::Empty) => self.inbox.recv_into_until(buffer, until()).ok()?,
             Err(_) => return None,
         }
-        wire::decode(buffer)
+        match wire::decode(buffer)? {
+            Message::Spilled { from, spill, len } => {
+                self.unspill(buffer, from, spill, len)?;
+                wire::decode(buffer).filter(|message| !matches!(message, Message::Spilled { .. }))
+            }
+            message => Some(message),
+        }
+    }
+
+    /// Puts `message`, bound for `outbox`, in a mapping of its own if the
+    /// inbox's slots cannot take it: what to send instead (`None`: the
+    /// message itself). The mapping is held until the receiver takes it
+    /// or `until()` passes. Its memory is reserved now: a full `/dev/shm`
+    /// is [`Error::NoSpace`] here.
+    fn spill(
+        &self,
+        outbox: &Channel,
+        message: &[u8],
+        until: impl FnOnce() -> Instant,
+    ) -> Result<Option<Vec<u8>>> {
+        if message.len() <= outbox.geometry().max_message_size as usize {
+            return Ok(None);
+        }
+        self.prune_spills();
+        let from = self.participant.token();
+        let spill = self.next_spill.fetch_add(1, Ordering::Relaxed);
+        let len = message.len() as u64;
+        let map = crate::Mapping::options()
+            .size(wire::SPILL_HEADER + len)
+            .permissions(self.permissions)
+            .set_trust(self.trust.clone())
+            .create(&wire::spill_name(&self.group, from, spill))?;
+        map.write_at(wire::SPILL_HEADER, message)?;
+        let mut spills = lock(&self.spills);
+        spills.push(Spill {
+            map,
+            until: until(),
+        });
+        self.spilling.store(spills.len(), Ordering::Relaxed);
+        Ok(Some(wire::spilled(from, spill, len)))
+    }
+
+    /// Lets go of the spilled messages their receivers took, and of those
+    /// no one took in time.
+    fn prune_spills(&self) {
+        if self.spilling.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut spills = lock(&self.spills);
+        spills.retain(|spill| now < spill.until && !spill.taken());
+        self.spilling.store(spills.len(), Ordering::Relaxed);
+    }
+
+    /// Reads the message of `len` bytes that the member `from` spilled
+    /// (its `spill`th) into `buffer`, says it is taken, and removes its
+    /// name; `None` if it is not there (its sender gave up on it) or not
+    /// what it says.
+    fn unspill(&self, buffer: &mut Vec<u8>, from: u32, spill: u64, len: u64) -> Option<()> {
+        let map = crate::Mapping::options()
+            .set_trust(self.trust.clone())
+            .open(&wire::spill_name(&self.group, from, spill))
+            .ok()?;
+        if map.len() < wire::SPILL_HEADER.checked_add(len)? {
+            return None;
+        }
+        buffer.clear();
+        buffer.resize(usize::try_from(len).ok()?, 0);
+        map.read_at(wire::SPILL_HEADER, buffer).ok()?;
+        map.atomic_u32(0).ok()?.store(1, Ordering::Release);
+        map.remove_name();
+        Some(())
     }
 
     /// Files a message read from the inbox for whoever it is for, waking
@@ -1332,7 +1447,7 @@ impl Inner {
                 self.stir(room);
                 None
             }
-            Message::Stop => None,
+            Message::Stop | Message::Spilled { .. } => None,
         }
     }
 
@@ -1361,6 +1476,7 @@ impl Inner {
                 self.serve(request);
                 room = self.mailroom();
             }
+            self.prune_spills();
             // Members that left since: let go of the inboxes this member
             // answered them through (one load of the change count when
             // nothing changed).
@@ -1416,14 +1532,15 @@ impl Inner {
             return;
         };
         let reply = wire::reply(request.id, self.participant.token(), outcome);
-        let room = outbox.geometry().max_message_size as usize;
-        let reply = match reply.len() {
-            len if len <= room => reply,
-            len => wire::reply(
+        let reply = match self.spill(&outbox, &reply, || Instant::now() + SPILL_PATIENCE) {
+            Ok(Some(spilled)) => spilled,
+            Ok(None) => reply,
+            Err(error) => wire::reply(
                 request.id,
                 self.participant.token(),
                 &Outcome::Failed(format!(
-                    "the reply is {len} bytes, more than the caller's inbox takes"
+                    "the reply of {} bytes could not be spilled to a mapping: {error}",
+                    reply.len()
                 )),
             ),
         };

@@ -16,6 +16,15 @@
 //!
 //! A stop (kind 4) is one byte: it wakes a member's own dispatch thread to
 //! let it see that the member is leaving.
+//!
+//! A message larger than the receiver's inbox slots travels *spilled*
+//! (kind 5): its bytes are in a mapping of their own, `GROUP@big.T.N`
+//! (the sender's token `T` and its spill number `N`, in hex), after an
+//! 8-byte header whose first word the receiver sets to 1 once it has
+//! taken them; the inbox carries only the 24-byte header: the sender's
+//! token at 4..8, `N` at 8..16 and the message's length at 16..24. The
+//! receiver removes the mapping's name when it has read it; the sender
+//! lets go of it when it sees it taken (or gives up on it).
 
 use serde::Serialize;
 
@@ -29,6 +38,11 @@ const REQUEST: u8 = 1;
 const POST: u8 = 2;
 const REPLY: u8 = 3;
 const STOP: u8 = 4;
+const SPILLED: u8 = 5;
+
+/// Bytes before a spilled message in its mapping: the taken flag (a
+/// `u32`), then 4 spare.
+pub(crate) const SPILL_HEADER: u64 = 8;
 
 /// What a listener said to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +72,9 @@ pub(crate) enum Message {
     },
     /// Wake up: the member is leaving.
     Stop,
+    /// A message of `len` bytes in the mapping the member `from` spilled
+    /// it to, its `spill`th.
+    Spilled { from: u32, spill: u64, len: u64 },
 }
 
 /// A request or a post, for the listener `listener` of the member it was sent to.
@@ -134,6 +151,23 @@ pub(crate) fn reply(id: u64, from: u32, outcome: &Outcome) -> Vec<u8> {
     message
 }
 
+/// What travels through the inbox for a message spilled to a mapping: the
+/// member `from`'s `spill`th, of `len` bytes.
+pub(crate) fn spilled(from: u32, spill: u64, len: u64) -> Vec<u8> {
+    let mut message = Vec::with_capacity(HEADER);
+    message.extend_from_slice(&[SPILLED, 0, 0, 0]);
+    message.extend_from_slice(&from.to_le_bytes());
+    message.extend_from_slice(&spill.to_le_bytes());
+    message.extend_from_slice(&len.to_le_bytes());
+    message
+}
+
+/// The name of the mapping the member `from` spills its `spill`th
+/// message of the group `group` to.
+pub(crate) fn spill_name(group: &str, from: u32, spill: u64) -> String {
+    format!("{group}@big.{from:x}.{spill:x}")
+}
+
 /// The one-byte stop message.
 pub(crate) fn stop() -> [u8; 1] {
     [STOP]
@@ -167,6 +201,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
                 _ => None,
             }
         }
+        SPILLED if bytes.len() == HEADER => Some(Message::Spilled {
+            from,
+            spill: id,
+            len: listener,
+        }),
         REPLY if id != 0 => {
             let outcome = match status {
                 0 => Outcome::Pass,
@@ -222,6 +261,19 @@ mod tests {
             );
         }
         assert_eq!(decode(&stop()), Some(Message::Stop));
+        assert_eq!(
+            decode(&spilled(0x401, 9, 1 << 20)),
+            Some(Message::Spilled {
+                from: 0x401,
+                spill: 9,
+                len: 1 << 20
+            })
+        );
+        // A spilled message is its header alone.
+        let mut longer = spilled(1, 2, 3);
+        longer.push(0);
+        assert_eq!(decode(&longer), None);
+        assert_eq!(spill_name("g", 0x401, 9), "g@big.401.9");
     }
 
     #[test]

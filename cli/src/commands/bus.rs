@@ -28,11 +28,6 @@ use crate::error::{Error, Result};
 use crate::output::{escape, ignore_broken_pipe, print};
 use crate::{owners, signals};
 
-/// The largest request or reply the CLI's members take, in bytes: the
-/// library's default (4 KiB) is small for what a script may print, and an
-/// inbox's memory is only used as messages fill it.
-const MAX_MESSAGE_SIZE: u32 = 64 << 10;
-
 /// How long a handler's output may stay open after it exited and what it
 /// left was killed (a process that left its process group may hold it).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
@@ -46,11 +41,11 @@ pub fn parse_json(text: &str) -> std::result::Result<Value, String> {
     serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))
 }
 
-/// The CLI's bus options: larger messages than the library's default,
-/// `--permissions` for a group this command creates, the owners trusted.
+/// The CLI's bus options: the library's inbox (larger messages are
+/// spilled to mappings of their own), `--permissions` for a group this
+/// command creates, the owners trusted.
 fn options(permissions: Option<u32>, trusting: &Trusting) -> BusOptions {
     let mut options = Bus::options();
-    options.max_message_size(MAX_MESSAGE_SIZE);
     if let Some(permissions) = permissions {
         options.permissions(exactly(permissions));
     }

@@ -202,7 +202,7 @@ impl BusView {
     }
 
     fn live(&self) -> Result<Vec<Registration>> {
-        let (_, mut found, _) = self.registry.registrations()?;
+        let (_, mut found) = self.registry.registrations()?;
         // No token is 0: the view has no seat of its own to vouch for.
         found.retain(|registration| self.registry.is_alive(registration.token, 0, &self.trust));
         Ok(found)
@@ -410,9 +410,9 @@ struct Inner {
     handlers: Mutex<BTreeMap<u64, Answerer>>,
     /// The registry's listeners, as of a change count.
     cache: Mutex<(u64, Arc<Vec<Registration>>)>,
-    /// The change count of `cache`, for the dispatch thread to compare
-    /// without taking its lock.
-    cached_changes: AtomicU64,
+    /// The registry's change count when this member last let go of the
+    /// inboxes of members that had gone.
+    departures_seen: AtomicU64,
     /// The messages this member spilled to mappings of their own, held
     /// until their receivers take them (see `wire`), and how many.
     spills: Mutex<Vec<Spill>>,
@@ -585,7 +585,7 @@ impl Bus {
             handlers: Mutex::new(BTreeMap::new()),
             outboxes: Mutex::new(BTreeMap::new()),
             cache: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
-            cached_changes: AtomicU64::new(u64::MAX),
+            departures_seen: AtomicU64::new(u64::MAX),
             spills: Mutex::new(Vec::new()),
             spilling: AtomicUsize::new(0),
             next_spill: AtomicU64::new(1),
@@ -1038,24 +1038,29 @@ impl Inner {
         if cache.0 == changes {
             return Ok(Arc::clone(&cache.1));
         }
-        let (changes, found, members) = self.registry.registrations()?;
+        let (changes, found) = self.registry.registrations()?;
         *cache = (changes, Arc::new(found));
-        self.cached_changes.store(changes, Ordering::Relaxed);
         let found = Arc::clone(&cache.1);
         drop(cache);
-        // Members come and go with the changes: let the inboxes of those
-        // gone go too. One that left took its inbox's name with it (its
-        // memory goes with its last holder: let go of it); one that died
-        // is buried.
+        self.let_go_of_departed(changes);
+        Ok(found)
+    }
+
+    /// Members come and go with the registry's changes (`changes`, now):
+    /// lets go of the inboxes of those gone. One that left took its
+    /// inbox's name with it (the memory goes with its last holder: let go
+    /// of it); one that died is buried. Reads only the member words of the
+    /// inboxes held, without the group's lock.
+    fn let_go_of_departed(&self, changes: u64) {
+        self.departures_seen.store(changes, Ordering::Relaxed);
         let held: Vec<u32> = lock(&self.outboxes).keys().copied().collect();
         for token in held {
-            if !members.contains(&token) {
+            if !self.registry.is_member(token) {
                 lock(&self.outboxes).remove(&token);
             } else if !self.is_alive(token) {
                 self.bury(token);
             }
         }
-        Ok(found)
     }
 
     /// Buries every member of the group that died unnoticed.
@@ -1480,10 +1485,12 @@ impl Inner {
             // Members that left since: let go of the inboxes this member
             // answered them through (one load of the change count when
             // nothing changed).
-            if self.registry.changes().ok() != Some(self.cached_changes.load(Ordering::Relaxed)) {
-                drop(room);
-                let _ = self.registrations();
-                room = self.mailroom();
+            if let Ok(changes) = self.registry.changes() {
+                if changes != self.departures_seen.load(Ordering::Relaxed) {
+                    drop(room);
+                    self.let_go_of_departed(changes);
+                    room = self.mailroom();
+                }
             }
         }
     }

@@ -171,6 +171,14 @@ impl Registry {
             )
     }
 
+    /// Whether `token` is still written in as a member (read without the
+    /// lock: a member's word is written whole).
+    pub(crate) fn is_member(&self, token: u32) -> bool {
+        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
+        self.word(at)
+            .is_ok_and(|word| word.load(Ordering::Acquire) == token)
+    }
+
     /// Writes the dead member `token` out, with its listeners.
     pub(crate) fn prune(&self, token: u32) -> Result<()> {
         self.leave(token)
@@ -220,9 +228,9 @@ impl Registry {
         Ok(self.map.atomic_u64(CHANGES)?.load(Ordering::Acquire))
     }
 
-    /// Every listener, in registration order, the members, and the change
-    /// count they are as of.
-    pub(crate) fn registrations(&self) -> Result<(u64, Vec<Registration>, Vec<u32>)> {
+    /// Every listener, in registration order, and the change count they
+    /// are as of.
+    pub(crate) fn registrations(&self) -> Result<(u64, Vec<Registration>)> {
         let _guard = self.lock()?;
         let changes = self.changes()?;
         let table = self.read_table()?;
@@ -252,11 +260,7 @@ impl Registry {
             });
         }
         found.sort_by_key(|registration| registration.order);
-        let members = (0..SEATS as usize)
-            .map(|seat| u32_at(&pids, seat * MEMBER_LEN as usize))
-            .filter(|&token| token != 0)
-            .collect();
-        Ok((changes, found, members))
+        Ok((changes, found))
     }
 
     /// The tokens of every member written in.

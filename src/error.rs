@@ -242,6 +242,13 @@ pub enum Error {
         name: String,
     },
 
+    /// A wait its caller asked to give up (see [`crate::Bus::call_interruptible`]).
+    #[error("the wait on {name:?} was interrupted")]
+    Interrupted {
+        /// What was waited on.
+        name: String,
+    },
+
     /// The handle was opened by this process's parent before it forked:
     /// it stands for the parent (its seat, its membership), which a child
     /// must never act for. Open the object by name again in the child.
@@ -438,6 +445,7 @@ impl Error {
             Error::Full | Error::Empty => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,
             Error::Inherited { .. } => K::InvalidInput,
+            Error::Interrupted { .. } => K::Interrupted,
             Error::OwnerDied { .. } => K::Other,
             Error::Unsupported { .. } => K::Unsupported,
             Error::Os { source, .. } => source.kind(),

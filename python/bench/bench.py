@@ -6,7 +6,10 @@ ways, printed as a markdown table with ratios.
 Measured, each in a fresh pair of processes (multiprocessing spawn):
 - round trip of a 16-byte bytes message (send, the other side sends it back);
 - throughput of 64-byte and of 1 MiB messages one way (the clock stops when
-  the receiver has them all and says so).
+  the receiver has them all and says so);
+- a bus call with a 16-character string argument, Python caller to a
+  Python listener (its handler returns the argument), against the round
+  trips of shmio.Channel and multiprocessing.Pipe of the same run.
 
 Against: multiprocessing.Pipe, multiprocessing.Queue, a
 multiprocessing.shared_memory block guarded by a multiprocessing.Lock and
@@ -194,6 +197,46 @@ def child_main(kind, args, mode: str, count: int) -> None:
     del keep
 
 
+def bus_listener(group: str, ready, stop) -> None:
+    bus = shmio.Bus.join(group)
+
+    @bus.listen("echo")
+    def echo(args):
+        return args
+
+    ready.set()
+    stop.wait()
+    bus.close()
+
+
+def measure_bus(count: int) -> float:
+    """Seconds per bus call, Python to Python."""
+    group = f"shmio-pybench-bus-{os.getpid()}-{time.monotonic_ns()}"
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    child = multiprocessing.Process(target=bus_listener, args=(group, ready, stop))
+    child.start()
+    bus = None
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the bus listener did not start")
+        bus = shmio.Bus.join(group)
+        argument = "x" * SMALL
+        for _ in range(100):
+            bus.call("echo", argument)
+        started = time.perf_counter()
+        for _ in range(count):
+            bus.call("echo", argument)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+        if bus is not None:
+            bus.close()
+    return elapsed / count
+
+
 def measure(kind_class, mode: str, size: int, count: int) -> float:
     """Seconds per message (round trip: per round trip)."""
     kind = kind_class(max(size, 64))
@@ -272,6 +315,16 @@ def main() -> None:
             cells.append(show(title, unit, seconds) + ratio)
         print(f"| {title} | " + " | ".join(cells) + " |")
     print("\nRatios: each against shmio.Channel (\"slower\": it takes longer per message).")
+
+    bus = statistics.median(measure_bus(int(20_000 * scale)) for _ in range(runs))
+    channel = results[("round trip, 16 B", ShmioChannel.label)]
+    pipe = results[("round trip, 16 B", Pipe.label)]
+    print("\n| bus call, 16-character string, Python to Python | shmio.Bus.call | / shmio.Channel round trip (target ≤ 3×) | / multiprocessing.Pipe round trip (target ≤ 0.1×) |")
+    print("|---|---|---|---|")
+    print(
+        f"| the listener's handler returns its argument | {bus * 1e6:.1f} µs "
+        f"| {bus / channel:.2f}× ({channel * 1e6:.1f} µs) | {bus / pipe:.3f}× ({pipe * 1e6:.1f} µs) |"
+    )
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         E::NotFound { .. } => Kind::NotFound,
         E::AlreadyExists { .. } => Kind::AlreadyExists,
         E::PermissionDenied { .. } | E::ForeignOwner { .. } | E::ReadOnly { .. } => Kind::Access,
-        E::TimedOut { .. } | E::NotReady { .. } => Kind::Timeout,
+        E::TimedOut { .. } | E::NotReady { .. } | E::Interrupted { .. } => Kind::Timeout,
         E::InvalidName { .. }
         | E::WrongKind { .. }
         | E::InvalidSize { .. }

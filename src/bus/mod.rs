@@ -59,6 +59,8 @@ const READ_SLICE: Duration = Duration::from_millis(50);
 /// removal while its dying process may still hold it.
 const RECLAIM_TRIES: u32 = 20;
 const RECLAIM_NAP: Duration = Duration::from_millis(5);
+/// How often an interruptible call asks whether to give up while it waits.
+const INTERRUPT_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a listener tries to deliver a reply to a caller whose inbox is full.
 const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a spilled post or reply waits for its receiver to take it
@@ -497,17 +499,42 @@ impl Mailroom {
 /// A call's deadline, `timeout` from the first time it is needed: a call
 /// reads the clock once the request is on its way (while the listener
 /// works), not before, and a call answered at once reads it only there.
-struct Deadline {
+/// A call that may be interrupted also asks, every [`INTERRUPT_INTERVAL`]
+/// while it waits, whether to give up.
+struct Deadline<'a> {
     timeout: Duration,
     at: Cell<Option<Instant>>,
+    interrupted: Option<&'a dyn Fn() -> bool>,
 }
 
-impl Deadline {
-    fn after(timeout: Duration) -> Deadline {
+impl<'a> Deadline<'a> {
+    fn after(timeout: Duration) -> Deadline<'static> {
         Deadline {
             timeout,
             at: Cell::new(None),
+            interrupted: None,
         }
+    }
+
+    fn interruptible(timeout: Duration, interrupted: &'a dyn Fn() -> bool) -> Deadline<'a> {
+        Deadline {
+            timeout,
+            at: Cell::new(None),
+            interrupted: Some(interrupted),
+        }
+    }
+
+    /// How long a wait may last before it asks whether to give up.
+    fn slice(&self, longest: Duration) -> Duration {
+        match self.interrupted {
+            Some(_) => longest.min(INTERRUPT_INTERVAL),
+            None => longest,
+        }
+    }
+
+    /// Whether to give up now.
+    fn is_interrupted(&self) -> bool {
+        self.interrupted.is_some_and(|interrupted| interrupted())
     }
 
     /// The deadline, `timeout` after `now` if not yet set.
@@ -745,7 +772,45 @@ impl Bus {
         R: DeserializeOwned,
     {
         self.inner.here()?;
-        self.call_where(command, args, timeout, None)
+        self.call_where(command, args, Deadline::after(timeout), None)
+    }
+
+    /// As [`call`](Self::call), asking `interrupted` every 20 ms while it
+    /// waits whether to give up: if it says so, the call ends with
+    /// [`Error::Interrupted`] (a reply that comes later is dropped). For a
+    /// caller that must stay responsive to something else while it waits
+    /// (a signal, Python's Ctrl-C) without a thread of its own per call.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmio::Bus;
+    ///
+    /// # let group = format!("shmio-doc-bus-interrupt-{}", std::process::id());
+    /// let bus = Bus::join(&group)?;
+    /// let _slow = bus.listen("slow", |(): ()| {
+    ///     std::thread::sleep(Duration::from_millis(500));
+    ///     Ok::<_, String>(Some(1))
+    /// })?;
+    /// let asked = std::time::Instant::now();
+    /// let gave_up = || asked.elapsed() > Duration::from_millis(50);
+    /// let answer = bus.call_interruptible::<_, i32>("slow", &(), Duration::from_secs(5), &gave_up);
+    /// assert!(matches!(answer, Err(shmio::Error::Interrupted { .. })));
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn call_interruptible<A, R>(
+        &self,
+        command: &str,
+        args: &A,
+        timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Option<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.inner.here()?;
+        let due = Deadline::interruptible(timeout, interrupted);
+        self.call_where(command, args, due, None)
     }
 
     /// As [`call`](Self::call), asking only the listeners in the process
@@ -764,7 +829,7 @@ impl Bus {
         R: DeserializeOwned,
     {
         self.inner.here()?;
-        self.call_where(command, args, timeout, Some(pid))
+        self.call_where(command, args, Deadline::after(timeout), Some(pid))
     }
 
     /// Calls the listeners of `command`, those of the process `pid` only if
@@ -773,7 +838,7 @@ impl Bus {
         &self,
         command: &str,
         args: &A,
-        timeout: Duration,
+        deadline: Deadline<'_>,
         pid: Option<u32>,
     ) -> Result<Option<R>>
     where
@@ -782,7 +847,6 @@ impl Bus {
     {
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
-        let deadline = Deadline::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         let mut died = None;
         let chosen = |listener: &&Registration| pid.is_none_or(|pid| listener.pid == pid);
@@ -1122,6 +1186,13 @@ impl Inner {
         }
     }
 
+    /// The error of a call its caller interrupted.
+    fn interrupted(&self) -> Error {
+        Error::Interrupted {
+            name: self.group.clone(),
+        }
+    }
+
     /// Removes every inbox name of the group whose holders are all gone
     /// (members killed while others held their inboxes, those holders
     /// killed too): what the last member to leave does, so that nothing of
@@ -1161,7 +1232,7 @@ impl Inner {
         &self,
         listener: &Registration,
         message: &mut [u8],
-        deadline: &Deadline,
+        due: &Deadline<'_>,
     ) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         wire::address(message, id, self.participant.token(), listener.order);
@@ -1173,7 +1244,7 @@ impl Inner {
             }
             Err(error) => return Err(error),
         };
-        let spilled = self.spill(&outbox, message, || deadline.from(Instant::now()))?;
+        let spilled = self.spill(&outbox, message, || due.from(Instant::now()))?;
         let message = spilled.as_deref().unwrap_or(message);
         self.mailroom().pending.push((id, None));
         // Room at once, the common case, needs no clock.
@@ -1187,10 +1258,10 @@ impl Inner {
         }
         loop {
             let now = Instant::now();
-            let deadline = deadline.from(now);
+            let deadline = due.from(now);
             let slice = deadline
                 .saturating_duration_since(now)
-                .min(LIVENESS_INTERVAL);
+                .min(due.slice(LIVENESS_INTERVAL));
             match outbox.send_timeout(message, slice) {
                 Ok(()) => return Ok(id),
                 Err(Error::TimedOut { .. }) => {}
@@ -1198,6 +1269,10 @@ impl Inner {
                     self.mailroom().forget(id);
                     return Err(error);
                 }
+            }
+            if due.is_interrupted() {
+                self.mailroom().forget(id);
+                return Err(self.interrupted());
             }
             if !self.is_alive(listener.token) {
                 self.mailroom().forget(id);
@@ -1218,11 +1293,11 @@ impl Inner {
     /// looking every [`LIVENESS_INTERVAL`] whether the listener still lives.
     /// The reply is forgotten on every way out, under the mailroom lock
     /// the way out holds anyway.
-    fn wait_reply(&self, id: u64, listener: &Registration, deadline: &Deadline) -> Result<Outcome> {
+    fn wait_reply(&self, id: u64, listener: &Registration, due: &Deadline<'_>) -> Result<Outcome> {
         let dispatching = self.is_dispatch_thread();
         let mut now = Instant::now();
-        let deadline = deadline.from(now);
-        let mut next_look = now + LIVENESS_INTERVAL;
+        let deadline = due.from(now);
+        let mut next_look = now + due.slice(LIVENESS_INTERVAL);
         let mut room = self.mailroom();
         let mut first = true;
         loop {
@@ -1235,6 +1310,12 @@ impl Inner {
             }
             if now >= next_look {
                 drop(room);
+                // Asked without the mailroom held: the question may wait
+                // on a lock of the caller's own (an interpreter's).
+                if due.is_interrupted() {
+                    self.mailroom().forget(id);
+                    return Err(self.interrupted());
+                }
                 if !self.is_alive(listener.token) {
                     // It may have answered just before it died.
                     let answered = {
@@ -1249,7 +1330,7 @@ impl Inner {
                     self.bury(listener.token);
                     return Err(Error::ListenerDied { pid: listener.pid });
                 }
-                next_look = now + LIVENESS_INTERVAL;
+                next_look = now + due.slice(LIVENESS_INTERVAL);
                 room = self.mailroom();
                 continue;
             }

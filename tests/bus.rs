@@ -33,6 +33,19 @@ struct Pong {
     pid: u32,
 }
 
+/// Nothing of `group` is left in `/dev/shm` (Linux; elsewhere names go
+/// with their handles, and cannot be listed).
+#[track_caller]
+fn assert_nothing_left(group: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        let left = shmio_testkit::shm_entries_with_prefix(group);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = group;
+}
+
 fn ping(caller: u32, id: u64) -> Ping {
     Ping {
         caller,
@@ -442,11 +455,7 @@ fn listeners_killed_during_calls() {
     eprintln!("replied, died, timed out: {outcomes:?}");
     stop(std::mem::take(&mut survivors));
     drop(bus);
-    #[cfg(target_os = "linux")]
-    {
-        let left = shmio_testkit::shm_entries_with_prefix(&group);
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    assert_nothing_left(&group);
 }
 
 /// A listener killed while a `call` waits on it: the call goes on to the
@@ -508,11 +517,7 @@ fn a_listener_dead_before_the_call_is_skipped() {
     );
     drop(caller);
     stop(next);
-    #[cfg(target_os = "linux")]
-    {
-        let left = shmio_testkit::shm_entries_with_prefix(&group);
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    assert_nothing_left(&group);
 }
 
 /// `call_pid` to a listener that died while idle: `ListenerDied` naming it
@@ -566,11 +571,7 @@ fn nothing_of_a_group_outlives_its_last_member_whoever_was_killed() {
         drop(caller);
         let last = servers.remove(order[2]);
         stop(vec![last]);
-        #[cfg(target_os = "linux")]
-        {
-            let left = shmio_testkit::shm_entries_with_prefix(&group);
-            assert!(left.is_empty(), "{order:?}: left behind: {left:?}");
-        }
+        assert_nothing_left(&group);
     }
 }
 
@@ -643,11 +644,7 @@ fn calls_of_a_mebibyte_each_way() {
     }
     stop(servers);
     drop(bus);
-    #[cfg(target_os = "linux")]
-    {
-        let left = shmio_testkit::shm_entries_with_prefix(&group);
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    assert_nothing_left(&group);
 }
 
 /// Listens to `double` with no handler and answers from its own loop
@@ -769,6 +766,5 @@ fn a_new_group_never_shares_an_inbox_still_held_from_an_old_one() {
     assert!(held.try_recv().is_err(), "the old inbox got a message");
     drop(again);
     drop(held);
-    let left = shmio_testkit::shm_entries_with_prefix(&group);
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_left(&group);
 }

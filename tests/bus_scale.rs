@@ -30,18 +30,7 @@ fn three_hundred_listeners_fit_a_container_dev_shm() {
     }
     let status = Role::Scale
         .spawn()
-        .wrapped_in(
-            "unshare",
-            [
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                r#"mount -t tmpfs -o size=64m shmio-scale /dev/shm && exec "$0" "$@""#,
-            ],
-        )
+        .over_own_dev_shm("64m")
         .limit(LIMIT)
         .start()
         .wait();

@@ -54,18 +54,7 @@ fn a_full_dev_shm_is_no_space_and_leaves_nothing_behind() {
     }
     let status = Role::FullDevShm
         .spawn()
-        .wrapped_in(
-            "unshare",
-            [
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                r#"mount -t tmpfs -o size=1m shmio-limits /dev/shm && exec "$0" "$@""#,
-            ],
-        )
+        .over_own_dev_shm("1m")
         .start()
         .wait();
     assert!(status.success(), "the child in a 1 MiB /dev/shm: {status}");

@@ -21,7 +21,7 @@ use serde_json::Value;
 use shmio::{Bus, BusOptions, Listener};
 
 use crate::errors::{closed, invalid, to_py, IntoPyResult};
-use crate::inherited::{drop_quietly, retried_if_inherited};
+use crate::inherited::{drop_quietly, retried_if_inherited, with_keywords};
 use crate::json::{from_json, to_json};
 use crate::wait::SLICE;
 
@@ -546,14 +546,7 @@ impl PyBus {
                 keywords.set_item(keyword, value)?;
             }
         }
-        let join = if keywords.is_empty() {
-            join
-        } else {
-            py.import("functools")?
-                .getattr("partial")?
-                .call((join,), Some(&keywords))?
-        };
-        Ok((join, (this.group.clone(),)))
+        Ok((with_keywords(join, &keywords)?, (this.group.clone(),)))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

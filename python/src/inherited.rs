@@ -1,4 +1,5 @@
-//! What a process made by `fork()` does with the handles it inherited.
+//! What a process made by `fork()` does with the handles it inherited, and
+//! how an object pickled for another process opens there by name.
 //!
 //! `multiprocessing` forks by default on Linux, and a forked child gets
 //! every object its parent had, unpickled. A `Mapping`, a `Mutex` and an
@@ -16,6 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::errors::IntoPyResult;
 
@@ -49,4 +51,21 @@ pub(crate) fn retried_if_inherited<H: Send + Sync, T>(
 pub(crate) fn drop_quietly<T>(value: T) {
     // Unwind safety: nothing of `value` is seen after a panic; it is gone.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+/// `callable` with `keywords` bound (`functools.partial`), or itself when
+/// there are none: what `__reduce__` returns to reopen an object by name
+/// with the options it was opened with.
+pub(crate) fn with_keywords<'py>(
+    callable: Bound<'py, PyAny>,
+    keywords: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if keywords.is_empty() {
+        return Ok(callable);
+    }
+    callable
+        .py()
+        .import("functools")?
+        .getattr("partial")?
+        .call((callable,), Some(keywords))
 }

@@ -19,6 +19,7 @@ use shmio::{Mapping, MappingOptions, View};
 
 use crate::bytes::{bytes_of, copy_into, len_of};
 use crate::errors::{closed, invalid, IntoPyResult};
+use crate::inherited::with_keywords;
 use crate::json::{from_json, to_json};
 use crate::lock::{LockGuard, LockSource};
 
@@ -456,14 +457,7 @@ impl PyMapping {
         if mapping.is_copy_on_write() {
             keywords.set_item("copy_on_write", true)?;
         }
-        let open = if keywords.is_empty() {
-            open
-        } else {
-            py.import("functools")?
-                .getattr("partial")?
-                .call((open,), Some(&keywords))?
-        };
-        Ok((open, (name.to_owned(),)))
+        Ok((with_keywords(open, &keywords)?, (name.to_owned(),)))
     }
 
     fn __repr__(&self) -> String {

@@ -137,6 +137,16 @@ impl BusOptions {
 
     crate::owner::sharing_options!("bus group", permissions);
 
+    /// Who may make and use the group's objects. A member is its
+    /// process's: a forked child gets no share of them.
+    fn sharing(&self) -> Sharing<'_> {
+        Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+            parent_only: true,
+        }
+    }
+
     /// Joins the group `group` (creating it if this is its first member).
     pub fn join(&self, group: &str) -> Result<Bus> {
         Bus::join_with(group, self)
@@ -147,12 +157,7 @@ impl BusOptions {
     /// such group.
     pub fn view(&self, group: &str) -> Result<BusView> {
         let group = Name::new(group)?.as_str().to_owned();
-        let sharing = Sharing {
-            permissions: self.permissions,
-            trust: &self.trust,
-            parent_only: true,
-        };
-        let registry = Registry::open(&group, Disposition::Open, &sharing)?;
+        let registry = Registry::open(&group, Disposition::Open, &self.sharing())?;
         Ok(BusView {
             registry,
             trust: self.trust.clone(),
@@ -347,24 +352,20 @@ impl Request {
     /// Passes the call on to the next listener (aardio's `null`).
     pub fn pass(mut self) {
         self.answered = true;
-        if self.inner.here().is_ok() {
-            self.inner.answer(&self.request, &Outcome::Pass);
-        }
+        self.inner.answer(&self.request, &Outcome::Pass);
     }
 
     /// Fails the call: the caller gets [`Error::Handler`] with `message`.
     pub fn fail(mut self, message: impl fmt::Display) {
         self.answered = true;
-        if self.inner.here().is_ok() {
-            let outcome = Outcome::Failed(message.to_string());
-            self.inner.answer(&self.request, &outcome);
-        }
+        let outcome = Outcome::Failed(message.to_string());
+        self.inner.answer(&self.request, &outcome);
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if !self.answered && self.inner.here().is_ok() {
+        if !self.answered {
             self.inner.answer(&self.request, &Outcome::Pass);
         }
     }
@@ -568,12 +569,7 @@ impl Bus {
 
     fn join_with(group: &str, options: &BusOptions) -> Result<Bus> {
         let group = Name::new(group)?.as_str().to_owned();
-        let sharing = Sharing {
-            permissions: options.permissions,
-            trust: &options.trust,
-            parent_only: true,
-        };
-        let registry = Registry::open(&group, Disposition::CreateOrOpen, &sharing)?;
+        let registry = Registry::open(&group, Disposition::CreateOrOpen, &options.sharing())?;
         let mut tries = 0;
         let mut displaced = Vec::new();
         let (participant, inbox) = loop {
@@ -1450,8 +1446,8 @@ impl Inner {
         }
         self.prune_spills();
         let from = self.participant.token();
-        let spill = self.next_spill.fetch_add(1, Ordering::Relaxed);
         let len = message.len() as u64;
+        let spill = self.next_spill.fetch_add(1, Ordering::Relaxed);
         let map = crate::Mapping::options()
             .size(wire::SPILL_HEADER + len)
             .permissions(self.permissions)
@@ -1562,16 +1558,22 @@ impl Inner {
                 self.serve(request);
                 room = self.mailroom();
             }
-            self.prune_spills();
-            // Members that left since: let go of the inboxes this member
-            // answered them through (one load of the change count when
-            // nothing changed).
-            if let Ok(changes) = self.registry.changes() {
-                if changes != self.departures_seen.load(Ordering::Relaxed) {
-                    drop(room);
+            // Spills taken, and members that left since (let go of the
+            // inboxes this member answered them through): two loads when
+            // there is nothing to do, and the mailroom let go while it is
+            // done (it unmaps and may remove names).
+            let departed = self
+                .registry
+                .changes()
+                .ok()
+                .filter(|&changes| changes != self.departures_seen.load(Ordering::Relaxed));
+            if departed.is_some() || self.spilling.load(Ordering::Relaxed) > 0 {
+                drop(room);
+                self.prune_spills();
+                if let Some(changes) = departed {
                     self.let_go_of_departed(changes);
-                    room = self.mailroom();
                 }
+                room = self.mailroom();
             }
         }
     }
@@ -1611,8 +1613,10 @@ impl Inner {
     }
 
     /// Sends `outcome` back to the caller of `request` (nothing for a post).
+    /// A forked child's copy of the member answers nothing: the request
+    /// is its parent's.
     fn answer(&self, request: &wire::Request, outcome: &Outcome) {
-        if request.id == 0 {
+        if request.id == 0 || !self.participant.is_here() {
             return;
         }
         let Ok(outbox) = self.outbox(request.from) else {

@@ -184,6 +184,27 @@ impl Spawn {
         self
     }
 
+    /// Runs the child in a mount namespace of its own whose `/dev/shm` is a
+    /// fresh tmpfs of `size` (as `mount -o size=` reads it: `1m`, `64m`),
+    /// through `unshare` and `mount` (root only: see [`crate::root_with`]):
+    /// a full `/dev/shm`, or a container's.
+    pub fn over_own_dev_shm(self, size: &str) -> Spawn {
+        let mount =
+            format!(r#"mount -t tmpfs -o size={size} shmio-test /dev/shm && exec "$0" "$@""#);
+        self.wrapped_in(
+            "unshare",
+            [
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &mount,
+            ],
+        )
+    }
+
     /// Adds an argument (after a role's libtest arguments).
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Spawn {
         self.args.push(arg.as_ref().to_owned());

@@ -647,6 +647,44 @@ fn calls_of_a_mebibyte_each_way() {
     assert_nothing_left(&group);
 }
 
+/// Names in the way of a spill (a FIFO, a symlink planted where the next
+/// spilled message would go) are skipped, never opened, followed or
+/// removed: the call goes through the next free name.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_spill_goes_past_names_planted_in_its_way() {
+    let group = unique_name("bus-squat");
+    let bus = Bus::join(&group).unwrap();
+    let _echo = bus
+        .listen("echo", |text: String| Ok::<_, String>(Some(text)))
+        .unwrap();
+    // The first member of a new group signs with token 0x400; its spills
+    // are numbered from 1.
+    let fifo = format!("/dev/shm/{group}@big.400.1");
+    let link = format!("/dev/shm/{group}@big.400.2");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    let large = "x".repeat(3000);
+    assert_eq!(
+        bus.call::<_, String>("echo", &large, SECOND).unwrap(),
+        Some(large)
+    );
+    for planted in [&fifo, &link] {
+        assert!(
+            std::fs::symlink_metadata(planted).is_ok(),
+            "{planted} was removed"
+        );
+        std::fs::remove_file(planted).unwrap();
+    }
+    drop(_echo);
+    drop(bus);
+    assert_nothing_left(&group);
+}
+
 /// Listens to `double` with no handler and answers from its own loop
 /// (`next_request`): x * 2, a failure for 13, a pass for 7 (by dropping
 /// the request), and counts posts of `note`, which `notes` returns; until

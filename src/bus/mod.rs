@@ -67,7 +67,8 @@ const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 /// (a spilled request waits as long as its call).
 const SPILL_PATIENCE: Duration = Duration::from_secs(60);
 /// Tokens a joiner tries before it gives up on finding one whose inbox
-/// name no process of an earlier group of the same name still holds.
+/// name no process of an earlier group of the same name still holds (and
+/// spill numbers a sender tries, likewise).
 const JOIN_TRIES: u32 = 8;
 
 /// The messages a member's inbox holds by default.
@@ -1447,12 +1448,26 @@ impl Inner {
         self.prune_spills();
         let from = self.participant.token();
         let len = message.len() as u64;
-        let spill = self.next_spill.fetch_add(1, Ordering::Relaxed);
-        let map = crate::Mapping::options()
+        let mut options = crate::Mapping::options();
+        options
             .size(wire::SPILL_HEADER + len)
             .permissions(self.permissions)
-            .set_trust(self.trust.clone())
-            .create(&wire::spill_name(&self.group, from, spill))?;
+            .set_trust(self.trust.clone());
+        // A name taken by something else (a squatter's object or FIFO, one
+        // left from an earlier group of this name) is skipped for the next.
+        let mut tries = 0;
+        let (spill, map) = loop {
+            let spill = self.next_spill.fetch_add(1, Ordering::Relaxed);
+            match options.create(&wire::spill_name(&self.group, from, spill)) {
+                Ok(map) => break (spill, map),
+                Err(Error::AlreadyExists { .. } | Error::WrongKind { .. })
+                    if tries < JOIN_TRIES =>
+                {
+                    tries += 1
+                }
+                Err(error) => return Err(error),
+            }
+        };
         map.write_at(wire::SPILL_HEADER, message)?;
         let mut spills = lock(&self.spills);
         spills.push(Spill {

@@ -82,7 +82,7 @@ pub(crate) struct Header {
 /// The value of `ready` once the creator has set the object up.
 pub(crate) const READY: u32 = 1;
 /// The layout version this code reads and writes.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 /// Where a kind's own state starts.
 pub(crate) const HEADER_LEN: u64 = size_of::<Header>() as u64;
 /// Where the ready flag is.

@@ -784,9 +784,11 @@ fn a_program_answers_requests_from_its_own_loop() {
 fn a_new_group_never_shares_an_inbox_still_held_from_an_old_one() {
     let group = unique_name("bus-again");
     let first = Bus::join(&group).unwrap();
+    let _listening = first.listen_polled("anything").unwrap();
     let inboxes = shmio_testkit::shm_entries_with_prefix(&format!("{group}@in."));
     assert_eq!(inboxes.len(), 1, "{inboxes:?}");
     let held = shmio::Channel::open(&inboxes[0]).unwrap();
+    drop(_listening);
     drop(first);
     assert!(shmio_testkit::shm_entries_with_prefix(&format!("{group}@bus")).is_empty());
 
@@ -804,5 +806,54 @@ fn a_new_group_never_shares_an_inbox_still_held_from_an_old_one() {
     assert!(held.try_recv().is_err(), "the old inbox got a message");
     drop(again);
     drop(held);
+    assert_nothing_left(&group);
+}
+
+/// A member makes an inbox only when something can come to it: none to
+/// join, post or look; one for its calls, let go once it is idle, and
+/// made again (a new incarnation) for the next call, which the listener
+/// answers there and not into the inbox let go.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_member_has_an_inbox_only_while_something_can_come_to_it() {
+    let group = unique_name("bus-lazy");
+    let servers = start_servers(&group, 1, 0);
+    let inboxes = || shmio_testkit::shm_entries_with_prefix(&format!("{group}@in."));
+    let listeners = inboxes();
+    assert_eq!(listeners.len(), 1, "a listener's inbox: {listeners:?}");
+    let mine = || -> Vec<String> {
+        let mut mine = inboxes();
+        mine.retain(|name| !listeners.contains(name));
+        mine
+    };
+
+    let bus = Bus::join(&group).unwrap();
+    assert_eq!(mine(), Vec::<String>::new(), "joining makes no inbox");
+    assert_eq!(bus.post("pass", &()).unwrap(), 1);
+    assert_eq!(bus.listeners("echo").unwrap().len(), 1);
+    assert!(!bus.commands().unwrap().is_empty());
+    assert_eq!(
+        mine(),
+        Vec::<String>::new(),
+        "posting and looking make none"
+    );
+
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let pong: Option<Pong> = bus.call("echo", &ping(1, round), 5 * SECOND).unwrap();
+        assert_eq!(pong.expect("a reply").ping, ping(1, round));
+        let now = mine();
+        assert_eq!(now.len(), 1, "a caller's inbox after its call: {now:?}");
+        assert!(!seen.contains(&now[0]), "a new incarnation each time");
+        seen.push(now[0].clone());
+        // Let go within twice the idle time (a second) of the last call.
+        let until = Instant::now() + 10 * SECOND;
+        while !mine().is_empty() {
+            assert!(Instant::now() < until, "still there: {:?}", mine());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(bus);
+    stop(servers);
     assert_nothing_left(&group);
 }

@@ -120,6 +120,27 @@ def test_ctrl_c_leaves_a_call_and_the_bus_usable(name):
         assert client.call("fast", timeout=WAIT) == "ok"
 
 
+def test_ctrl_c_ends_a_call_within_50_ms(name):
+    """A real SIGINT ends a waiting call within the 20 ms the call takes
+    to look: the middle of five interrupts, measured in the process
+    interrupted (from the signal to the KeyboardInterrupt), is at most
+    50 ms."""
+    import os
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", f"import workers; workers.interrupt_calls({name!r}, 5)"],
+        cwd=os.path.dirname(__file__),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    latencies = sorted(float(latency) for latency in out.stdout.split())
+    assert len(latencies) == 5, out.stdout
+    assert latencies[2] <= 0.050, f"interrupted after {latencies} s"
+
+
 def test_a_process_that_exits_without_closing_leaves_no_names(name):
     """At exit the package leaves every bus (atexit), so the interpreter's
     clean-up closes every object and the names go with the process."""

@@ -97,6 +97,36 @@ def block_in(kind: str, name: str) -> None:
     sys.exit(0)
 
 
+def interrupt_calls(name: str, times: int) -> None:
+    """Calls a listener that never answers in time, `times` times, each
+    interrupted by a real SIGINT sent to this process from a thread;
+    prints how long each KeyboardInterrupt took to come after its signal."""
+    import threading
+
+    release = threading.Event()
+    with shmio.Bus.join(name) as server, shmio.Bus.join(name) as client:
+        server.listen("stuck", lambda args: release.wait(10) and None)
+        latencies = []
+        for _ in range(times):
+            sent = []
+
+            def interrupt() -> None:
+                sent.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)
+
+            timer = threading.Timer(0.1, interrupt)
+            timer.start()
+            try:
+                client.call("stuck", timeout=5)
+                print("returned", flush=True)
+                return
+            except KeyboardInterrupt:
+                latencies.append(time.monotonic() - sent[0])
+            timer.join()
+        release.set()
+        print(" ".join(f"{latency:.4f}" for latency in latencies), flush=True)
+
+
 def sigint_self_soon(delay: float) -> None:
     time.sleep(delay)
     os.kill(os.getpid(), signal.SIGINT)

@@ -5,11 +5,20 @@
 //!
 //! A group is three kinds of ordinary shmio objects: the registry (the
 //! object named after the group, see `registry.rs`), its lock (the mutex
-//! `GROUP@bus`), and one inbox per member (a [`Channel`] named
-//! `GROUP@in.TOKEN`). A call writes a request into the listener's inbox and
-//! waits for the reply in its own; messages are in `wire.rs`. Members are
-//! the registry's participants (`src/participants.rs`): a dead one is found
-//! by its seat, never by its pid, and pruned by whoever finds it.
+//! `GROUP@bus`), and an inbox per member that needs one (a [`Channel`]
+//! named `GROUP@in.TOKEN.N`). A call writes a request into the listener's
+//! inbox and waits for the reply in its own; messages are in `wire.rs`.
+//! Members are the registry's participants (`src/participants.rs`): a dead
+//! one is found by its seat, never by its pid, and pruned by whoever finds
+//! it.
+//!
+//! **When a member has an inbox.** Only while something can come to it: a
+//! listener from its first listen until it leaves; a member that only
+//! calls from its first call until it has been idle for [`INBOX_IDLE`]
+//! (a keeper thread, started with the inbox, lets it go then); a member
+//! that only posts or looks never. Each inbox a member makes is a new
+//! incarnation `N`, written in its registry entry: senders open the one
+//! the registry names, so no one writes into an inbox its member let go.
 //!
 //! **Who reads the inbox.** Whichever thread of the member is waiting: a
 //! caller waiting for its reply reads the inbox itself (no thread hop on
@@ -66,10 +75,12 @@ const REPLY_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a spilled post or reply waits for its receiver to take it
 /// (a spilled request waits as long as its call).
 const SPILL_PATIENCE: Duration = Duration::from_secs(60);
-/// Tokens a joiner tries before it gives up on finding one whose inbox
-/// name no process of an earlier group of the same name still holds (and
-/// spill numbers a sender tries, likewise).
+/// Inbox incarnations a member tries before it gives up on finding one
+/// whose name no process of an earlier group of the same name still holds
+/// (and spill numbers a sender tries, likewise).
 const JOIN_TRIES: u32 = 8;
+/// How long a member that only calls keeps its inbox after its last call.
+const INBOX_IDLE: Duration = Duration::from_secs(1);
 
 /// The messages a member's inbox holds by default.
 const DEFAULT_INBOX_CAPACITY: u32 = 64;
@@ -397,16 +408,17 @@ struct Inner {
     // Fields drop in order. The inboxes go before the seat and the
     // registry: while this member holds an inbox named after a token, the
     // group (and so the dealing of its tokens) must not start afresh.
-    inbox: Channel,
-    /// Other members' inboxes, by token.
-    outboxes: Mutex<BTreeMap<u32, Arc<Channel>>>,
+    mailroom: Mutex<Mailroom>,
+    /// Other members' inboxes, by token, with their incarnations.
+    outboxes: Mutex<BTreeMap<u32, (u32, Arc<Channel>)>>,
     participant: Participant,
+    /// The shape of this member's inbox, when it makes one.
+    geometry: ChannelGeometry,
     registry: Registry,
     group: String,
     trust: Trust,
     permissions: u32,
     next_id: AtomicU64,
-    mailroom: Mutex<Mailroom>,
     /// Signalled when a reply is filed, a request queued, or the inbox let
     /// go by its reader, if anyone sleeps on it.
     stirred: Condvar,
@@ -460,6 +472,16 @@ impl Listeners<'_> {
 /// [`Inner::stirred`] without missing a change.
 #[derive(Default)]
 struct Mailroom {
+    /// This member's inbox, while it has one (see the module docs). A
+    /// reader reads through a clone of it, with the mailroom let go.
+    inbox: Option<Arc<Channel>>,
+    /// The incarnation of `inbox`, or of the last one.
+    incarnation: u32,
+    /// Whether the inbox stays until the member leaves (it listens).
+    permanent: bool,
+    /// Calls made so far: the keeper lets go of the inbox once a whole
+    /// [`INBOX_IDLE`] went by without one.
+    calls: u64,
     /// Replies waited for, by request id: `None` until it comes. (As
     /// many as threads calling at once: a list, kept allocated.)
     pending: Vec<(u64, Option<Outcome>)>,
@@ -571,40 +593,16 @@ impl Bus {
     fn join_with(group: &str, options: &BusOptions) -> Result<Bus> {
         let group = Name::new(group)?.as_str().to_owned();
         let registry = Registry::open(&group, Disposition::CreateOrOpen, &options.sharing())?;
-        let mut tries = 0;
-        let mut displaced = Vec::new();
-        let (participant, inbox) = loop {
-            let (participant, dead) = registry.join()?;
-            displaced.extend(dead);
-            let inbox = Channel::options()
-                .geometry(options.inbox)
-                .permissions(options.permissions)
-                .set_trust(options.trust.clone())
-                .create(&inbox_name(&group, participant.token()));
-            match inbox {
-                Ok(inbox) => break (participant, inbox),
-                // A process still holds the inbox of this token from an
-                // earlier group of this name (its registry gone, so its
-                // tokens dealt again): never share it; take another token.
-                Err(Error::AlreadyExists { .. }) if tries < JOIN_TRIES => {
-                    let _ = registry.leave(participant.token());
-                    tries += 1;
-                }
-                Err(error) => {
-                    let _ = registry.leave(participant.token());
-                    return Err(error);
-                }
-            }
-        };
+        let (participant, displaced) = registry.join()?;
         let inner = Inner {
-            inbox,
+            mailroom: Mutex::new(Mailroom::default()),
             participant,
+            geometry: options.inbox,
             registry,
             group,
             trust: options.trust.clone(),
             permissions: options.permissions,
             next_id: AtomicU64::new(1),
-            mailroom: Mutex::new(Mailroom::default()),
             stirred: Condvar::new(),
             handlers: Mutex::new(BTreeMap::new()),
             outboxes: Mutex::new(BTreeMap::new()),
@@ -615,10 +613,10 @@ impl Bus {
             next_spill: AtomicU64::new(1),
             leaving: AtomicBool::new(false),
         };
-        // Members that died before anyone found them: their entries and
-        // their inboxes' names go now.
-        for token in displaced {
-            inner.bury(token);
+        // The member that died in this seat before anyone found it: its
+        // inbox's name goes now (its entries went as it was displaced).
+        if let Some((token, incarnation)) = displaced {
+            inner.bury_inbox(token, incarnation);
         }
         inner.sweep();
         Ok(Bus {
@@ -664,6 +662,7 @@ impl Bus {
                 Err(error) => Outcome::Failed(error.to_string()),
             }
         });
+        self.inbox(true)?;
         self.start_dispatcher()?;
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
@@ -702,6 +701,7 @@ impl Bus {
     pub fn listen_polled(&self, command: &str) -> Result<Listener> {
         self.inner.here()?;
         registry::check_command(command)?;
+        self.inbox(true)?;
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
         lock(&inner.handlers).insert(order, Answerer::Program);
@@ -719,6 +719,7 @@ impl Bus {
     /// for handlers of this process if no dispatch thread does.
     pub fn next_request(&self, timeout: Duration) -> Result<Request> {
         self.inner.here()?;
+        self.inbox(true)?;
         let inner = &self.inner;
         let deadline = crate::channel::deadline_after(timeout);
         let mut room = inner.mailroom();
@@ -845,6 +846,8 @@ impl Bus {
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
         let listeners = self.inner.listeners_of(command)?;
+        // Held for the whole call: the keeper lets go of no inbox in use.
+        let _replies = self.inbox(false)?;
         let mut died = None;
         let chosen = |listener: &&Registration| pid.is_none_or(|pid| listener.pid == pid);
         for listener in listeners.iter().filter(chosen) {
@@ -893,6 +896,7 @@ impl Bus {
         let mut message = wire::request_body(command, args)?;
         let deadline = Deadline::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
+        let _replies = self.inbox(false)?;
         let sent: Vec<(&Registration, Result<u64>)> = listeners
             .iter()
             .map(|listener| {
@@ -976,6 +980,30 @@ impl Bus {
         Bus::options().view(group)
     }
 
+    /// This member's inbox, made now if it has none: to stay until the
+    /// member leaves if `permanent` (a listener's), or else to be let go
+    /// by a keeper thread once no call used it for [`INBOX_IDLE`].
+    fn inbox(&self, permanent: bool) -> Result<Arc<Channel>> {
+        let inner = &self.inner;
+        let mut room = inner.mailroom();
+        room.calls = room.calls.wrapping_add(1);
+        room.permanent |= permanent;
+        if let Some(inbox) = &room.inbox {
+            return Ok(Arc::clone(inbox));
+        }
+        let inbox = Arc::new(inner.make_inbox(&mut room)?);
+        room.inbox = Some(Arc::clone(&inbox));
+        if !room.permanent {
+            let member = Arc::downgrade(inner);
+            let keeper = std::thread::Builder::new()
+                .name(format!("shmio bus {} keeper", inner.group))
+                .spawn(move || Inner::keep_inbox(&member));
+            // With no keeper, the inbox stays until the member leaves.
+            room.permanent = keeper.is_err();
+        }
+        Ok(inbox)
+    }
+
     /// Starts the dispatch thread, once.
     fn start_dispatcher(&self) -> Result<()> {
         let mut dispatcher = lock(&self.dispatcher);
@@ -1018,7 +1046,10 @@ impl Drop for Bus {
         let thread = lock(&self.dispatcher).take();
         if let Some(thread) = thread {
             // The dispatch thread may be asleep in the inbox: wake it.
-            let _ = inner.inbox.try_send(&wire::stop());
+            let inbox = inner.mailroom().inbox.clone();
+            if let Some(inbox) = inbox {
+                let _ = inbox.try_send(&wire::stop());
+            }
             let room = inner.mailroom();
             inner.stirred.notify_all();
             drop(room);
@@ -1028,7 +1059,10 @@ impl Drop for Bus {
         // The inbox's name goes now, whoever still holds the inbox (a
         // member that answered through it lets go of it once it sees this
         // member left), so that no name of a member outlives it.
-        inner.inbox.remove_name();
+        let inbox = inner.mailroom().inbox.take();
+        if let Some(inbox) = inbox {
+            inbox.remove_name();
+        }
         if inner
             .registry
             .members()
@@ -1144,20 +1178,105 @@ impl Inner {
         })
     }
 
-    /// The inbox of the member `token`, opened once.
+    /// The inbox the member `token` has now, opened once for each of its
+    /// incarnations; [`Error::NotFound`] if it has none (it only calls and
+    /// is idle, or it left).
     fn outbox(&self, token: u32) -> Result<Arc<Channel>> {
+        let incarnation = match self.registry.inbox_of(token) {
+            Some(incarnation) if incarnation != 0 => incarnation,
+            _ => {
+                return Err(Error::NotFound {
+                    kind: "channel",
+                    name: inbox_name(&self.group, token, 0),
+                })
+            }
+        };
         let mut outboxes = lock(&self.outboxes);
-        if let Some(outbox) = outboxes.get(&token) {
-            return Ok(Arc::clone(outbox));
+        if let Some((held, outbox)) = outboxes.get(&token) {
+            if *held == incarnation {
+                return Ok(Arc::clone(outbox));
+            }
         }
+        // The name may be of a newer incarnation by now: the next use
+        // opens it again, under the newer number.
         let outbox = Arc::new(
             Channel::options()
                 .permissions(self.permissions)
                 .set_trust(self.trust.clone())
-                .open(&inbox_name(&self.group, token))?,
+                .open(&inbox_name(&self.group, token, incarnation))?,
         );
-        outboxes.insert(token, Arc::clone(&outbox));
+        outboxes.insert(token, (incarnation, Arc::clone(&outbox)));
         Ok(outbox)
+    }
+
+    /// Makes this member's inbox, as a new incarnation written in its
+    /// registry entry. A name still held by a process of an earlier group
+    /// of this name (its registry gone, so its tokens dealt again), or
+    /// taken by something else, is skipped for the next number: an inbox
+    /// is never shared.
+    fn make_inbox(&self, room: &mut Mailroom) -> Result<Channel> {
+        let token = self.participant.token();
+        let mut tries = 0;
+        loop {
+            room.incarnation = room.incarnation.wrapping_add(1).max(1);
+            let made = Channel::options()
+                .geometry(self.geometry)
+                .permissions(self.permissions)
+                .set_trust(self.trust.clone())
+                .create(&inbox_name(&self.group, token, room.incarnation));
+            match made {
+                Ok(inbox) => {
+                    self.registry.set_inbox(token, room.incarnation)?;
+                    return Ok(inbox);
+                }
+                Err(Error::AlreadyExists { .. } | Error::WrongKind { .. })
+                    if tries < JOIN_TRIES =>
+                {
+                    tries += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The keeper of the inbox of a member that only calls: lets go of it
+    /// once a whole [`INBOX_IDLE`] went by with no call, none waiting and
+    /// no one reading it. Ends then, when the member listens (its inbox
+    /// stays), or when it is gone.
+    fn keep_inbox(member: &Weak<Inner>) {
+        let mut calls_seen = None;
+        loop {
+            std::thread::sleep(INBOX_IDLE);
+            let Some(inner) = member.upgrade() else {
+                return;
+            };
+            if inner.leaving.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut room = inner.mailroom();
+            let Some(inbox) = &room.inbox else {
+                return;
+            };
+            if room.permanent {
+                return;
+            }
+            let idle = calls_seen == Some(room.calls)
+                && room.pending.is_empty()
+                && !room.reading
+                && Arc::strong_count(inbox) == 1;
+            if idle {
+                let inbox = room.inbox.take();
+                drop(room);
+                // Senders read the registry's word before they open the
+                // name: the word goes first.
+                let _ = inner.registry.set_inbox(inner.participant.token(), 0);
+                if let Some(inbox) = inbox {
+                    inbox.remove_name();
+                }
+                return;
+            }
+            calls_seen = Some(room.calls);
+        }
     }
 
     /// Forgets a dead member: its inbox handle, its registry entries, and
@@ -1167,9 +1286,18 @@ impl Inner {
     /// while the dying process still holds it. (One another member still
     /// holds goes when that member lets it go.)
     fn bury(&self, token: u32) {
+        let incarnation = self.registry.inbox_of(token);
         lock(&self.outboxes).remove(&token);
         let _ = self.registry.prune(token);
-        let Ok(name) = Name::new(&inbox_name(&self.group, token)) else {
+        if let Some(incarnation) = incarnation.filter(|&incarnation| incarnation != 0) {
+            self.bury_inbox(token, incarnation);
+        }
+    }
+
+    /// Removes the name of the inbox `incarnation` of the dead member
+    /// `token`, as [`bury`](Self::bury) says.
+    fn bury_inbox(&self, token: u32, incarnation: u32) {
+        let Ok(name) = Name::new(&inbox_name(&self.group, token, incarnation)) else {
             return;
         };
         let os_name = name.os_name();
@@ -1202,14 +1330,14 @@ impl Inner {
         // Every inbox's OS name is the group's inbox prefix and a token,
         // unless the group's name is so long that its names are hashed
         // (those are not found here: they go with their holders).
-        let Ok(sample) = Name::new(&inbox_name(&self.group, 0)) else {
+        let Ok(sample) = Name::new(&inbox_name(&self.group, 0, 0)) else {
             return;
         };
         if sample.is_hashed() {
             return;
         }
         let os_name = sample.os_name();
-        let prefix = os_name.strip_suffix('0').unwrap_or(&os_name);
+        let prefix = os_name.strip_suffix("0.0").unwrap_or(&os_name);
         for listed in names {
             if listed.os_name.starts_with(prefix) {
                 let _ = crate::sys::reclaim_if_stale(&listed.os_name, false, &self.trust);
@@ -1402,10 +1530,16 @@ impl Inner {
         mut room: StdGuard<'a, Mailroom>,
         until: impl FnOnce() -> Instant,
     ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
+        let Some(inbox) = room.inbox.clone() else {
+            // Nothing can come (no reader runs without an inbox held).
+            let wait = until().saturating_duration_since(Instant::now());
+            return (self.doze(room, wait), None);
+        };
         room.reading = true;
         let mut buffer = std::mem::take(&mut room.buffer);
         drop(room);
-        let message = self.read(&mut buffer, until);
+        let message = self.read(&inbox, &mut buffer, until);
+        drop(inbox);
         let mut room = self.mailroom();
         room.reading = false;
         room.buffer = buffer;
@@ -1416,10 +1550,15 @@ impl Inner {
     /// Reads one message from the inbox into `buffer`, waiting until
     /// `until()` if there is none yet (the clock is read only then); `None`
     /// if none came (or it was not a message any member sends).
-    fn read(&self, buffer: &mut Vec<u8>, until: impl FnOnce() -> Instant) -> Option<Message> {
-        match self.inbox.try_recv_into(buffer) {
+    fn read(
+        &self,
+        inbox: &Channel,
+        buffer: &mut Vec<u8>,
+        until: impl FnOnce() -> Instant,
+    ) -> Option<Message> {
+        match inbox.try_recv_into(buffer) {
             Ok(()) => {}
-            Err(Error::Empty) => self.inbox.recv_into_until(buffer, until()).ok()?,
+            Err(Error::Empty) => inbox.recv_into_until(buffer, until()).ok()?,
             Err(_) => return None,
         }
         match wire::decode(buffer)? {
@@ -1695,9 +1834,9 @@ impl Inner {
     }
 }
 
-/// The name of the inbox of the member `token` of `group`.
-fn inbox_name(group: &str, token: u32) -> String {
-    format!("{group}@in.{token:x}")
+/// The name of the inbox `incarnation` of the member `token` of `group`.
+fn inbox_name(group: &str, token: u32, incarnation: u32) -> String {
+    format!("{group}@in.{token:x}.{incarnation:x}")
 }
 
 /// Every listener, command by command (in the order each command was

@@ -12,7 +12,7 @@
 //! | 16 | `changes: u64`, moved on after every change (read without the lock) |
 //! | 24 | `next_order: u64`, the next registration's number |
 //! | 64 | `generations: [u32; 1024]`, one per member seat (see `src/participants.rs`) |
-//! | 4160 | `members: [Member; 1024]`, by seat: `token: u32` (0: none), `pid: u32`, 8 bytes spare |
+//! | 4160 | `members: [Member; 1024]`, by seat: `token: u32` (0: none), `pid: u32`, `inbox: u32` (its inbox's incarnation, 0: none now), 4 bytes spare |
 //! | 20544 | `listeners: [Entry; 1024]`: `token: u32` (0: free), `command_len: u32`, `order: u64`, `command: [u8; 112]` |
 //!
 //! A member is its seat's participant: the token in its member entry and
@@ -21,6 +21,12 @@
 //! only, and means something only in the member's own pid namespace). An
 //! entry's token is written last when it is made and cleared first when it
 //! goes, so a member that dies holding the lock leaves whole entries.
+//!
+//! A member's inbox comes and goes (see `mod.rs`): each one it makes is a
+//! new *incarnation*, named after its token and that number, which the
+//! member writes in its own entry (without the lock: the word is its own)
+//! once the inbox exists and clears before its name goes. A sender reads
+//! it to know which inbox is the member's now.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -123,12 +129,12 @@ impl Registry {
         }
     }
 
-    /// Takes a seat and writes this process in as a member there; with
-    /// the member it displaced, if the seat's last holder died unnoticed
-    /// (its entries are written out here, since the seat and the pid
-    /// shown for it are this process's now; its inbox is the caller's to
-    /// bury).
-    pub(crate) fn join(&self) -> Result<(Participant, Option<u32>)> {
+    /// Takes a seat and writes this process in as a member there (with no
+    /// inbox yet); with the member it displaced, if the seat's last holder
+    /// died unnoticed (its entries are written out here, since the seat
+    /// and the pid shown for it are this process's now; its inbox, the
+    /// incarnation given, is the caller's to bury).
+    pub(crate) fn join(&self) -> Result<(Participant, Option<(u32, u32)>)> {
         let participant = Participant::join(
             self.generations(),
             self.map.object(),
@@ -141,11 +147,13 @@ impl Registry {
             0 => None,
             token if token == participant.token() => None,
             token => {
+                let inbox = self.word(at + 8)?.load(Ordering::Acquire);
                 self.remove_member(token)?;
-                Some(token)
+                Some((token, inbox))
             }
         };
         self.map.write_value_at(at + 4, &std::process::id())?;
+        self.word(at + 8)?.store(0, Ordering::Release);
         self.word(at)?.store(participant.token(), Ordering::Release);
         self.changed()?;
         Ok((participant, displaced))
@@ -177,6 +185,26 @@ impl Registry {
         let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
         self.word(at)
             .is_ok_and(|word| word.load(Ordering::Acquire) == token)
+    }
+
+    /// The incarnation of the inbox of the member `token` (0: it has none
+    /// now); `None` if `token` is no member (read without the lock).
+    pub(crate) fn inbox_of(&self, token: u32) -> Option<u32> {
+        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
+        let member = self.word(at).ok()?;
+        let inbox = self.word(at + 8).ok()?.load(Ordering::Acquire);
+        // The seat's member after the read, to know the number was its.
+        (member.load(Ordering::Acquire) == token).then_some(inbox)
+    }
+
+    /// Writes the incarnation of this member's (`token`'s) inbox in its
+    /// entry: 0 before its name goes, the new number once it exists.
+    pub(crate) fn set_inbox(&self, token: u32, incarnation: u32) -> Result<()> {
+        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
+        if self.word(at)?.load(Ordering::Acquire) == token {
+            self.word(at + 8)?.store(incarnation, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Writes the dead member `token` out, with its listeners.

@@ -26,7 +26,7 @@
 //! slot) starts a 128-byte pair of cache lines of its own, and the stride
 //! is a multiple of 128: x86's adjacent-line prefetcher fetches a line's
 //! pair with it, so a sender's line next to a receiver's would bounce
-//! between them (layout version 3; measured by the bench's ladder).
+//! between them (since layout version 3; measured by the bench's ladder).
 //!
 //! # The algorithm
 //!

@@ -3,10 +3,15 @@
 //! Each variant is something a caller can act on, and each message names the
 //! name, offset or size involved. `From<Error> for std::io::Error` picks the
 //! matching [`std::io::ErrorKind`], so a `Mapping` works behind `Read`,
-//! `Write` and `Seek` without losing what went wrong.
+//! `Write` and `Seek` without losing what went wrong. An [`Error`] is
+//! `'static`, `Send`, `Sync`, `Clone` and `PartialEq`: it goes through `?`
+//! into `anyhow`, a `Box<dyn Error>` or an `io::Error`, and into
+//! `assert_eq!`.
 
 use std::fmt;
 use std::io;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::owner::Owner;
@@ -15,7 +20,7 @@ use crate::owner::Owner;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in shmio.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The name breaks one of the naming rules (see [`crate::Name`]).
@@ -208,7 +213,7 @@ pub enum Error {
         raw: Vec<u8>,
         /// The codec's complaint.
         #[source]
-        source: serde_json::Error,
+        source: CodecError,
     },
 
     /// A value that could not be encoded as a record.
@@ -216,7 +221,7 @@ pub enum Error {
     Encode {
         /// The codec's complaint.
         #[source]
-        source: serde_json::Error,
+        source: CodecError,
     },
 
     /// An opened object stayed at size 0: its creator never sized it.
@@ -260,8 +265,10 @@ pub enum Error {
         name: String,
     },
 
-    /// A mutex's previous owner died holding it (the lock was taken and released again).
-    #[error("the previous owner of the mutex {name:?} died holding it; the data it protects may be half-changed")]
+    /// A holder of the mutex died holding it, and no one has marked the data
+    /// it protects consistent since: the lock was not kept. Take it with
+    /// `lock_to_repair`, repair the data, then `MutexGuard::mark_consistent`.
+    #[error("a holder of the mutex {name:?} died holding it: the data it protects may be half-changed (take it with lock_to_repair, repair, then mark_consistent)")]
     OwnerDied {
         /// The mutex's name.
         name: String,
@@ -296,6 +303,12 @@ pub enum Error {
     /// busy-polling receiver allocates nothing.)
     #[error("the channel is empty")]
     Empty,
+
+    /// A `try_` call found what it asked for held by someone else (a
+    /// mutex's `try_lock`, an event's `try_wait`): try again later. (It
+    /// names nothing, so that a busy-polling caller allocates nothing.)
+    #[error("it is not available now (the call would block)")]
+    WouldBlock,
 
     /// Every participant seat of a channel (or a bus) is taken: as many
     /// handles are open on it, in all processes together, as it has room
@@ -364,13 +377,76 @@ pub enum Error {
         target: String,
         /// The OS error.
         #[source]
-        source: io::Error,
+        source: OsError,
     },
 }
 
+/// The OS error inside [`Error::Os`]: an [`io::Error`] (it derefs to one),
+/// shared so that the [`Error`] can be cloned, and equal to another when
+/// both are of the same kind and OS code.
+#[derive(Debug, Clone)]
+pub struct OsError(Arc<io::Error>);
+
+impl PartialEq for OsError {
+    fn eq(&self, other: &OsError) -> bool {
+        self.kind() == other.kind() && self.raw_os_error() == other.raw_os_error()
+    }
+}
+
+/// The codec's complaint inside [`Error::Decode`] and [`Error::Encode`]: a
+/// [`serde_json::Error`] (it derefs to one), shared so that the [`Error`]
+/// can be cloned, and equal to another that says the same at the same place.
+#[derive(Debug, Clone)]
+pub struct CodecError(Arc<serde_json::Error>);
+
+impl PartialEq for CodecError {
+    fn eq(&self, other: &CodecError) -> bool {
+        self.classify() == other.classify()
+            && (self.line(), self.column()) == (other.line(), other.column())
+            && self.to_string() == other.to_string()
+    }
+}
+
+/// What a shared error (`$shared`, around an `Arc<$inner>`) is besides
+/// equal: the error it holds, made from one, shown and sourced as it.
+macro_rules! shared_error {
+    ($shared:ident, $inner:ty) => {
+        impl Deref for $shared {
+            type Target = $inner;
+
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+
+        impl From<$inner> for $shared {
+            fn from(error: $inner) -> $shared {
+                $shared(Arc::new(error))
+            }
+        }
+
+        impl fmt::Display for $shared {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::error::Error for $shared {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.0.source()
+            }
+        }
+    };
+}
+
+shared_error!(OsError, io::Error);
+shared_error!(CodecError, serde_json::Error);
+
 impl Error {
-    /// Whether a channel call found it full or empty (`try_send`'s
-    /// [`Error::Full`], `try_recv`'s [`Error::Empty`]): try again later.
+    /// Whether a `try_` call could not go on now: a channel full or empty
+    /// (`try_send`'s [`Error::Full`], `try_recv`'s [`Error::Empty`]), a
+    /// mutex or an event not available ([`Error::WouldBlock`]). Try again
+    /// later.
     ///
     /// ```
     /// use shmio::{Channel, ChannelGeometry};
@@ -385,7 +461,7 @@ impl Error {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn is_would_block(&self) -> bool {
-        matches!(self, Error::Full | Error::Empty)
+        matches!(self, Error::Full | Error::Empty | Error::WouldBlock)
     }
 
     /// Whether a wait with a timeout ran out ([`Error::TimedOut`]).
@@ -435,14 +511,15 @@ impl Error {
             | Error::TooManyListeners { .. }
             | Error::Handler { .. } => K::Other,
             Error::ListenerDied { .. } => K::BrokenPipe,
-            Error::PostIncomplete { .. } => K::WouldBlock,
+            // Some listeners got it: not a call to retry as a whole.
+            Error::PostIncomplete { .. } => K::Other,
             Error::OutOfBounds { .. } => K::WriteZero,
             Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
             Error::Encode { .. } => K::InvalidInput,
             Error::NotReady { .. } | Error::TimedOut { .. } => K::TimedOut,
             Error::GeometryMismatch { .. } => K::InvalidInput,
             Error::MessageTooLarge { .. } => K::InvalidInput,
-            Error::Full | Error::Empty => K::WouldBlock,
+            Error::Full | Error::Empty | Error::WouldBlock => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,
             Error::Inherited { .. } => K::InvalidInput,
             Error::Interrupted { .. } => K::Interrupted,

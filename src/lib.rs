@@ -82,14 +82,11 @@ mod sys;
 
 pub use bus::{Answer, Bus, BusOptions, BusView, Listener, ListenerInfo, Replies, Request};
 pub use channel::{Channel, ChannelGeometry, ChannelOptions};
-pub use error::{Error, Result};
+pub use error::{CodecError, Error, OsError, Result};
 pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, RECORD_HEADER_LEN};
 pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use owner::Owner;
-pub use sync::{
-    EventMode, EventOptions, LockError, LockResult, MutexGuard, MutexOptions, NamedEvent,
-    NamedMutex, TryLockResult,
-};
+pub use sync::{EventMode, EventOptions, MutexGuard, MutexOptions, NamedEvent, NamedMutex};
 pub use zerocopy;
 
 /// The README's examples, compiled and run as doc tests.

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shmio::{Channel, ChannelGeometry, Error, EventMode, LockError, Mapping, NamedEvent};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent};
 use shmio_testkit::{
     arg, checksum, shm_entries_with_prefix, shm_entry_exists, unique_name, until_killed,
     wait_until, Child, Rng, Spawn,
@@ -187,9 +187,15 @@ fn recreate_and_use(kind: Kind, name: &str, why: &str) {
         Kind::Event => {
             let event = NamedEvent::create_or_open(name, EventMode::AutoReset).unwrap();
             assert!(!event.existed(), "{why}: {name} has no live holder");
-            assert!(!event.wait_timeout(Duration::ZERO).unwrap(), "{why}: fresh");
+            assert!(
+                event
+                    .wait_timeout(Duration::ZERO)
+                    .unwrap_err()
+                    .is_timed_out(),
+                "{why}: fresh"
+            );
             event.set().unwrap();
-            assert!(event.wait_timeout(Duration::ZERO).unwrap(), "{why}");
+            assert!(event.wait_timeout(Duration::ZERO).is_ok(), "{why}");
         }
     }
     if cfg!(target_os = "linux") {
@@ -314,7 +320,7 @@ fn killed_while_opening() {
         channel.send(&round.to_le_bytes()).unwrap();
         assert_eq!(channel.try_recv().unwrap(), round.to_le_bytes(), "{why}");
         event.set().unwrap();
-        assert!(event.wait_timeout(Duration::ZERO).unwrap(), "{why}");
+        assert!(event.wait_timeout(Duration::ZERO).is_ok(), "{why}");
         // Opening again works and finds the same objects.
         let again = Mapping::open(&format!("{base}-map")).unwrap();
         assert!(again.existed() && pattern_holds(&again), "{why}");
@@ -505,7 +511,9 @@ fn killed_while_holding_lock() {
     // Killed for certain inside the section: the next lock says so.
     let _stalled = Role::LockStall.spawn().env("NAME", &name).kill_when_ready();
     match map.lock() {
-        Err(LockError::OwnerDied(guard)) => {
+        Err(Error::OwnerDied { .. }) => {
+            let mut guard = map.lock_to_repair().unwrap();
+            assert!(guard.owner_died());
             assert_eq!(
                 (
                     word(&map, A).load(Ordering::Acquire),
@@ -515,13 +523,14 @@ fn killed_while_holding_lock() {
                 "the dead holder's half-update is there to repair"
             );
             repair(&map);
+            guard.mark_consistent();
             drop(guard);
         }
         Ok(_) => panic!("a holder died: lock must say OwnerDied"),
-        Err(LockError::Failed(e)) => panic!("lock after a holder died: {e}"),
+        Err(e) => panic!("lock after a holder died: {e}"),
     }
     match map.mutex().unwrap().try_lock() {
-        Ok(Some(guard)) => drop(guard),
+        Ok(guard) => drop(guard),
         other => panic!("after the repair the lock is free and plain: {other:?}"),
     }
 
@@ -535,8 +544,8 @@ fn killed_while_holding_lock() {
             kill_at_progress(Role::LockLoop.spawn().env("NAME", &name), target);
         graveyard.push(dead);
         let why = format!("round {round}, killed after {reached} sections");
-        let guard = match map.mutex().unwrap().lock_timeout(LIMIT) {
-            Ok(Some(guard)) => {
+        let guard = match map.mutex().unwrap().lock_to_repair_timeout(LIMIT) {
+            Ok(guard) if !guard.owner_died() => {
                 // Killed outside the section: everything is whole.
                 let (a, b) = (
                     word(&map, A).load(Ordering::Acquire),
@@ -546,7 +555,7 @@ fn killed_while_holding_lock() {
                 assert!(block_holds(&map, a), "{why}: the block is whole");
                 guard
             }
-            Err(LockError::OwnerDied(guard)) => {
+            Ok(mut guard) => {
                 // Killed inside: A may be one ahead of B, the block torn.
                 owner_died += 1;
                 let (a, b) = (
@@ -555,10 +564,11 @@ fn killed_while_holding_lock() {
                 );
                 assert!(a == b || a == b + 1, "{why}: a {a}, b {b}");
                 repair(&map);
+                guard.mark_consistent();
                 guard
             }
-            Ok(None) => panic!("{why}: the lock stayed held by a dead process"),
-            Err(LockError::Failed(e)) => panic!("{why}: lock: {e}"),
+            Err(Error::TimedOut { .. }) => panic!("{why}: the lock stayed held by a dead process"),
+            Err(e) => panic!("{why}: lock: {e}"),
         };
         let a = word(&map, A).load(Ordering::Acquire);
         assert!(

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmio::{Error, EventMode, LockError, Mapping, NamedEvent, NamedMutex};
+use shmio::{Error, EventMode, Mapping, NamedEvent, NamedMutex};
 use shmio_testkit::{arg, unique_name, until_killed, wait_until, Child};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -15,6 +15,7 @@ shmio_testkit::roles! {
     WaitAuto => child_wait(EventMode::AutoReset),
     WaitManual => child_wait(EventMode::ManualReset),
     HoldMapping => child_hold_mapping(),
+    LockOnce => child_lock_once(),
 }
 
 const PROCESSES: u32 = 8;
@@ -51,7 +52,7 @@ fn eight_processes_count_exactly_under_the_lock() {
 /// Takes the mutex, says so, and waits to be killed while holding it.
 fn child_hold() {
     let mutex = NamedMutex::create_or_open(&arg("NAME")).unwrap();
-    let _guard = mutex.lock().map_err(Error::from).unwrap();
+    let _guard = mutex.lock().unwrap();
     shmio_testkit::ready();
     until_killed()
 }
@@ -59,10 +60,104 @@ fn child_hold() {
 /// Opens (or creates) the mapping NAME, locks it, says so, and waits to be killed.
 fn child_hold_mapping() {
     let map = Mapping::create_or_open(&arg("NAME"), 4096).unwrap();
-    let _guard = map.lock().map_err(Error::from).unwrap();
+    let _guard = map.lock().unwrap();
     map.write_value_at(0, &1u64).unwrap(); // half of an update
     shmio_testkit::ready();
     until_killed()
+}
+
+/// Locks the mapping NAME once, as a library user would with `?`, and
+/// prints what it got: `locked` or the error's text.
+fn child_lock_once() {
+    fn lock_once(name: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let map = Mapping::open(name)?;
+        let _guard = map.lock_timeout(LIMIT)?;
+        Ok(())
+    }
+    match lock_once(&arg("NAME")) {
+        Ok(()) => println!("got: locked"),
+        Err(error) => println!("got: {error}"),
+    }
+}
+
+/// What a `LockOnce` child got on the mapping `name`.
+fn lock_in_another_process(name: &str) -> String {
+    let child = Role::LockOnce.spawn().env("NAME", name).run();
+    child.assert_success("lock once");
+    let out = child.stdout_text();
+    let got = out.lines().find_map(|line| line.split_once("got: "));
+    got.map(|(_, got)| got.to_owned()).unwrap_or(out)
+}
+
+/// A holder's death cannot be lost: a caller that passes it on with `?`
+/// (into a `Box<dyn Error + Send + Sync>`, as `anyhow` takes it) does not
+/// clear it; every lock call, in this process and in another, is
+/// `OwnerDied` until one takes the lock to repair and marks the data
+/// consistent; from then on every call is plain, and a mapping's guard
+/// leaves its cursor usable.
+#[test]
+fn an_owners_death_stays_until_the_data_is_marked_consistent() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    fn count_once(map: &Mapping) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+        let _guard = map.lock()?;
+        let count: u64 = map.read_value_at(0)?;
+        map.write_value_at(0, &(count + 1))?;
+        Ok(count + 1)
+    }
+
+    let name = unique_name("sticky");
+    let mut map = Mapping::create(&name, 4096).unwrap();
+    let _dead = Role::HoldMapping
+        .spawn()
+        .env("NAME", &name)
+        .kill_when_ready();
+    let passed_on = count_once(&map).unwrap_err();
+    assert!(
+        matches!(passed_on.downcast_ref(), Some(Error::OwnerDied { .. })),
+        "{passed_on}"
+    );
+    let died = Error::OwnerDied {
+        name: format!("{name}.mutex"),
+    };
+    assert_eq!(map.lock().map(drop), Err(died.clone()), "still, after `?`");
+    assert_eq!(map.try_lock().map(drop), Err(died.clone()));
+    assert_eq!(map.lock_timeout(LIMIT).map(drop), Err(died.clone()));
+    assert!(map.mutex().unwrap().owner_died().unwrap());
+    assert!(
+        lock_in_another_process(&name).contains("died holding it"),
+        "another process is told too"
+    );
+
+    let mut guard = map.lock_to_repair().unwrap();
+    assert!(guard.owner_died());
+    assert_eq!(map.read_value_at::<u64>(0).unwrap(), 1, "the half update");
+    map.write_value_at(0, &0u64).unwrap();
+    guard.mark_consistent();
+    assert!(!guard.owner_died());
+    // The cursor methods under the mapping's lock (`&mut map`).
+    map.seek(SeekFrom::Start(8)).unwrap();
+    map.write_all(b"repaired").unwrap();
+    drop(guard);
+
+    assert!(!map.mutex().unwrap().owner_died().unwrap());
+    assert_eq!(count_once(&map).unwrap(), 1, "plain again");
+    assert_eq!(lock_in_another_process(&name), "locked");
+    let guard = map.try_lock().unwrap();
+    map.seek(SeekFrom::Start(8)).unwrap();
+    let mut read = [0u8; 8];
+    map.read_exact(&mut read).unwrap();
+    assert_eq!(&read, b"repaired");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert_eq!(map.try_lock().map(drop), Err(Error::WouldBlock));
+            assert!(map
+                .lock_timeout(Duration::from_millis(50))
+                .unwrap_err()
+                .is_timed_out());
+        });
+    });
+    drop(guard);
 }
 
 /// The mapping's mutex is opened on first lock, so the child that dies
@@ -78,17 +173,19 @@ fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
         .env("NAME", &name)
         .kill_when_ready();
     match map.lock() {
-        Err(LockError::OwnerDied(guard)) => {
-            assert_eq!(
-                map.read_value_at::<u64>(0).unwrap(),
-                1,
-                "the half update is there to repair"
-            );
-            drop(guard);
-        }
+        Err(Error::OwnerDied { .. }) => {}
         Ok(_) => panic!("the holder died: lock must say OwnerDied"),
-        Err(LockError::Failed(error)) => panic!("{error}"),
+        Err(error) => panic!("{error}"),
     }
+    let mut guard = map.lock_to_repair().unwrap();
+    assert!(guard.owner_died());
+    assert_eq!(
+        map.read_value_at::<u64>(0).unwrap(),
+        1,
+        "the half update is there to repair"
+    );
+    guard.mark_consistent();
+    drop(guard);
     drop(map.lock().expect("then a plain lock"));
 }
 
@@ -110,9 +207,9 @@ fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
         "gc removed the mutex of a live mapping"
     );
     match map.lock() {
-        Err(LockError::OwnerDied(guard)) => drop(guard),
+        Err(Error::OwnerDied { .. }) => {}
         Ok(_) => panic!("the holder died: lock must say OwnerDied"),
-        Err(LockError::Failed(error)) => panic!("{error}"),
+        Err(error) => panic!("{error}"),
     };
 }
 
@@ -130,8 +227,8 @@ fn a_new_mapping_does_not_inherit_an_old_mappings_dead_holder() {
     assert!(!map.existed(), "a new mapping, not the dead one's");
     match map.lock() {
         Ok(guard) => drop(guard),
-        Err(LockError::OwnerDied(_)) => panic!("the old mapping's holder is not this one's"),
-        Err(LockError::Failed(error)) => panic!("{error}"),
+        Err(Error::OwnerDied { .. }) => panic!("the old mapping's holder is not this one's"),
+        Err(error) => panic!("{error}"),
     };
 }
 
@@ -143,20 +240,21 @@ fn a_killed_holder_never_wedges_the_mutex() {
         let mut holder = Role::Hold.spawn().env("NAME", &name).start();
         holder.wait_ready(); // the holder took the lock
         assert!(
-            matches!(mutex.try_lock(), Ok(None)),
+            matches!(mutex.try_lock(), Err(shmio::Error::WouldBlock)),
             "round {round}: the holder holds it"
         );
         holder.kill(); // SIGKILL / TerminateProcess while holding the lock
         let started = Instant::now();
         match mutex.lock_timeout(Duration::from_secs(1)) {
-            Err(LockError::OwnerDied(guard)) => drop(guard),
+            Err(Error::OwnerDied { .. }) => {}
             other => panic!("round {round}: expected OwnerDied, got {other:?}"),
         }
         assert!(started.elapsed() < Duration::from_secs(1), "round {round}");
-        let guard = mutex.try_lock().expect("the repaired mutex locks normally");
+        mutex.lock_to_repair().unwrap().mark_consistent();
+        let guard = mutex.try_lock();
         assert!(
-            guard.is_some(),
-            "round {round}: free again after the owner-died guard is dropped"
+            guard.is_ok(),
+            "round {round}: free again once repaired: {guard:?}"
         );
     }
 }
@@ -174,7 +272,12 @@ fn owner_died_is_an_error_for_question_mark() {
         Err(e @ Error::OwnerDied { .. }) => assert!(e.to_string().contains(&name)),
         other => panic!("{other:?}"),
     }
-    assert!(lock().is_ok(), "once told, the mutex is usable again");
+    assert!(
+        matches!(lock(), Err(Error::OwnerDied { .. })),
+        "told until repaired, not once"
+    );
+    mutex.lock_to_repair().unwrap().mark_consistent();
+    assert!(lock().is_ok(), "repaired, the mutex is usable again");
 }
 
 #[test]
@@ -183,19 +286,19 @@ fn the_mutex_is_not_recursive_and_excludes_threads() {
     assert!(!mutex.existed());
     let guard = mutex.lock().unwrap();
     match mutex.lock() {
-        Err(LockError::Failed(Error::WouldDeadlock { .. })) => {}
+        Err(Error::WouldDeadlock { .. }) => {}
         other => panic!("a second lock from the holding thread: {other:?}"),
     }
     std::thread::scope(|scope| {
         let other = scope.spawn(|| {
             assert!(
-                matches!(mutex.try_lock(), Ok(None)),
+                matches!(mutex.try_lock(), Err(shmio::Error::WouldBlock)),
                 "another thread is excluded"
             );
             let started = Instant::now();
             assert!(matches!(
                 mutex.lock_timeout(Duration::from_millis(100)),
-                Ok(None)
+                Err(Error::TimedOut { .. })
             ));
             assert!(started.elapsed() >= Duration::from_millis(90));
         });
@@ -204,7 +307,7 @@ fn the_mutex_is_not_recursive_and_excludes_threads() {
     drop(guard);
     let again = NamedMutex::create_or_open(mutex.name()).unwrap();
     assert!(again.existed());
-    assert!(again.try_lock().unwrap().is_some());
+    assert!(again.try_lock().is_ok());
 }
 
 /// Waits on the event (so many times) and reports each wake in the mapping.
@@ -212,7 +315,7 @@ fn child_wait(mode: EventMode) {
     let event = NamedEvent::create_or_open(&arg("NAME"), mode).unwrap();
     let board = Mapping::open(&arg("BOARD")).unwrap();
     board.atomic_u32(0).unwrap().fetch_add(1, Ordering::AcqRel); // waiting now
-    if event.wait_timeout(LIMIT).unwrap() {
+    if event.wait_timeout(LIMIT).is_ok() {
         board.atomic_u32(4).unwrap().fetch_add(1, Ordering::AcqRel); // woken
     }
 }
@@ -265,7 +368,10 @@ fn auto_reset_wakes_one_waiter_per_set() {
         child.wait_success();
     }
     assert!(
-        !event.wait_timeout(Duration::ZERO).unwrap(),
+        event
+            .wait_timeout(Duration::ZERO)
+            .unwrap_err()
+            .is_timed_out(),
         "each set was consumed"
     );
 }
@@ -280,9 +386,15 @@ fn manual_reset_wakes_every_waiter_and_stays_set() {
         child.wait_success();
     }
     assert_eq!(woken(&board), 3);
-    assert!(event.wait_timeout(Duration::ZERO).unwrap(), "still set");
+    assert!(event.wait_timeout(Duration::ZERO).is_ok(), "still set");
     event.reset().unwrap();
-    assert!(!event.wait_timeout(Duration::ZERO).unwrap(), "reset");
+    assert!(
+        event
+            .wait_timeout(Duration::ZERO)
+            .unwrap_err()
+            .is_timed_out(),
+        "reset"
+    );
 }
 
 #[test]
@@ -296,7 +408,7 @@ fn event_timeouts_return_false_on_time() {
         Duration::from_millis(200),
     ] {
         let started = Instant::now();
-        assert!(!event.wait_timeout(wait).unwrap());
+        assert!(event.wait_timeout(wait).unwrap_err().is_timed_out());
         let took = started.elapsed();
         assert!(took >= wait, "returned early: {took:?} < {wait:?}");
         assert!(
@@ -337,7 +449,7 @@ fn bad_names_are_typed_errors() {
     let anonymous = Mapping::anonymous(4096).unwrap();
     assert!(matches!(
         anonymous.lock(),
-        Err(LockError::Failed(Error::InvalidOptions { .. }))
+        Err(Error::InvalidOptions { .. })
     ));
 }
 
@@ -364,4 +476,51 @@ fn a_name_held_by_another_kind_of_object_is_a_typed_error() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// An event says "not now" and "not in time" as every object does:
+/// `WouldBlock` from `try_wait`, `TimedOut` from `wait_timeout`.
+#[test]
+fn an_event_would_block_and_times_out_as_every_object_does() {
+    let name = unique_name("event-conventions");
+    let event = NamedEvent::create_or_open(&name, EventMode::AutoReset).unwrap();
+    assert_eq!(event.try_wait(), Err(Error::WouldBlock));
+    assert_eq!(
+        event.wait_timeout(Duration::from_millis(10)),
+        Err(Error::TimedOut { name: name.clone() })
+    );
+    assert!(!event.is_set().unwrap());
+    event.set().unwrap();
+    assert!(event.is_set().unwrap(), "is_set takes nothing");
+    assert_eq!(event.try_wait(), Ok(()));
+    assert!(!event.is_set().unwrap(), "auto reset: taken");
+}
+
+/// Errors are values: cloned, compared, sent between threads, and
+/// turned into `io::Error` and `Box<dyn Error + Send + Sync>` by `?`.
+#[test]
+fn errors_clone_compare_and_travel() {
+    fn is_value<T: Clone + PartialEq + Send + Sync + 'static>(_: &T) {}
+    let os = Error::Os {
+        op: "open",
+        target: "x".into(),
+        source: std::io::Error::from_raw_os_error(2).into(),
+    };
+    is_value(&os);
+    assert_eq!(os.clone(), os);
+    assert_ne!(
+        os,
+        Error::Os {
+            op: "open",
+            target: "x".into(),
+            source: std::io::Error::from_raw_os_error(13).into(),
+        }
+    );
+    assert_eq!(os.kind(), std::io::ErrorKind::NotFound);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Error::WouldBlock.into();
+    assert!(boxed
+        .downcast_ref::<Error>()
+        .is_some_and(Error::is_would_block));
+    let io: std::io::Error = Error::WouldBlock.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
 }

@@ -345,14 +345,17 @@ fn lock_is_the_mappings_own_mutex() {
     // The CLI holds it: the library waits; the CLI is killed: OwnerDied.
     let mut holder = start_ready(&["lock", &name, "--", SHMIO, "__worker", "wait"], "ready");
     assert!(
-        matches!(map.mutex().unwrap().try_lock(), Ok(None)),
+        matches!(
+            map.mutex().unwrap().try_lock(),
+            Err(shmio::Error::WouldBlock)
+        ),
         "the library sees the CLI's lock"
     );
     holder.kill();
     match map.lock() {
-        Err(shmio::LockError::OwnerDied(guard)) => drop(guard),
+        Err(shmio::Error::OwnerDied { .. }) => map.lock_to_repair().unwrap().mark_consistent(),
         Ok(_) => panic!("the CLI died holding the lock: the library must be told"),
-        Err(shmio::LockError::Failed(error)) => panic!("{error}"),
+        Err(error) => panic!("{error}"),
     }
 
     // A library process dies holding it: the CLI is told.

@@ -215,16 +215,17 @@ fn keep_thread_state() {
     });
 }
 
-/// A timeout in seconds as a Duration.
-fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
-    if seconds.is_nan() || seconds < 0.0 {
-        return Err(invalid(
+/// A timeout in seconds as a Duration: None, `inf` or more seconds than a
+/// Duration holds wait for ever (as long as the library's clock reaches).
+fn duration(py: Python<'_>, seconds: Option<f64>) -> PyResult<Duration> {
+    match seconds {
+        None => Ok(Duration::MAX),
+        Some(seconds) if seconds.is_nan() || seconds < 0.0 => Err(invalid(
             py,
-            format!("timeout must be >= 0 seconds, not {seconds}"),
-        ));
+            format!("timeout must be None or >= 0 seconds, not {seconds}"),
+        )),
+        Some(seconds) => Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)),
     }
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| invalid(py, format!("timeout {seconds} is too large")))
 }
 
 impl PyBus {
@@ -438,7 +439,7 @@ impl PyBus {
         py: Python<'py>,
         command: &str,
         args: Option<Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.call_inner(py, None, command, args, timeout)
     }
@@ -451,7 +452,7 @@ impl PyBus {
         pid: u32,
         command: &str,
         args: Option<Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.call_inner(py, Some(pid), command, args, timeout)
     }
@@ -466,7 +467,7 @@ impl PyBus {
         py: Python<'py>,
         command: &str,
         args: Option<Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;
@@ -571,7 +572,7 @@ impl PyBus {
         pid: Option<u32>,
         command: &str,
         args: Option<Bound<'py, PyAny>>,
-        timeout: f64,
+        timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let args = args_json(args.as_ref())?;
         let timeout = duration(py, timeout)?;

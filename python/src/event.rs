@@ -11,9 +11,10 @@ use crate::wait::{deadline, sliced};
 
 /// A cross-process event found by name (created, unset, if there is none).
 ///
-/// Auto reset (the default): a `set()` wakes one waiter and resets as that
-/// waiter returns. Manual reset: a `set()` wakes every waiter and stays set
-/// until `reset()`. The creator's mode holds for everyone.
+/// Auto reset (the default, unlike `threading.Event`): a `set()` wakes one
+/// waiter and resets as that waiter returns. `manual_reset=True` behaves as
+/// `threading.Event`: a `set()` wakes every waiter and stays set until
+/// `clear()` (or `reset()`). The creator's mode holds for everyone.
 #[pyclass(module = "shmio", name = "Event", frozen)]
 pub(crate) struct PyEvent {
     event: StdMutex<Option<Arc<NamedEvent>>>,
@@ -96,14 +97,26 @@ impl PyEvent {
         self.event(py)?.reset().py(py)
     }
 
+    /// Whether the event is set, taking nothing (`threading.Event.is_set`).
+    fn is_set(&self, py: Python<'_>) -> PyResult<bool> {
+        self.event(py)?.is_set().py(py)
+    }
+
+    /// Clears the event (`threading.Event.clear`; the same as `reset`).
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.event(py)?.reset().py(py)
+    }
+
     /// Waits at most `timeout` seconds (None: forever) for the event (and,
     /// in auto-reset mode, takes it); whether it was set. Ctrl-C interrupts.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let event = self.event(py)?;
         let deadline = deadline(py, timeout)?;
-        let set = sliced(py, deadline, |slice| {
-            Ok(event.wait_timeout(slice)?.then_some(()))
+        let set = sliced(py, deadline, |slice| match event.wait_timeout(slice) {
+            Ok(()) => Ok(Some(())),
+            Err(error) if error.is_timed_out() => Ok(None),
+            Err(error) => Err(error),
         })?;
         Ok(set.is_some())
     }

@@ -14,7 +14,7 @@ use std::thread::ThreadId;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use shmio::{LockError, Mapping, MutexGuard, NamedMutex};
+use shmio::{Mapping, MutexGuard, NamedMutex};
 
 use crate::errors::{closed, new_error, IntoPyResult, Kind};
 use crate::inherited::drop_quietly;
@@ -84,14 +84,13 @@ fn try_take(
     let mut owner_died = false;
     let held = Held::try_new(Arc::clone(source), |source| {
         let mutex = source.mutex().map_err(Some)?;
-        match mutex.lock_timeout(slice) {
-            Ok(Some(guard)) => Ok(guard),
-            Ok(None) => Err(None),
-            Err(LockError::OwnerDied(guard)) => {
-                owner_died = true;
+        match mutex.lock_to_repair_timeout(slice) {
+            Ok(guard) => {
+                owner_died = guard.owner_died();
                 Ok(guard)
             }
-            Err(LockError::Failed(error)) => Err(Some(error)),
+            Err(error) if error.is_timed_out() => Err(None),
+            Err(error) => Err(Some(error)),
         }
     });
     match held {
@@ -146,6 +145,25 @@ pub(crate) fn release(source: &Arc<LockSource>, id: Option<u64>) -> bool {
     hold.is_some()
 }
 
+/// Says the data under this thread's hold of `source` (only the hold
+/// `id`, if given) is whole again (Rust's `MutexGuard::mark_consistent`):
+/// the next lockers are no longer told a holder died. False if this
+/// thread holds no such hold.
+pub(crate) fn mark_consistent(source: &Arc<LockSource>, id: Option<u64>) -> bool {
+    HOLDS.with(|holds| {
+        let mut holds = holds.borrow_mut();
+        let Some(hold) = holds.iter_mut().find(|hold| {
+            Arc::ptr_eq(hold.held.borrow_owner(), source) && id.is_none_or(|id| hold.id == id)
+        }) else {
+            return false;
+        };
+        hold.held
+            .with_dependent_mut(|_, guard| guard.mark_consistent());
+        hold.owner_died = false;
+        true
+    })
+}
+
 /// Forgets the holds this thread's list inherited from the parent's
 /// forking thread (registered with `os.register_at_fork(after_in_child=...)`):
 /// the locks are the parent's, which still holds them, and the child
@@ -165,16 +183,21 @@ fn not_held() -> PyErr {
     PyRuntimeError::new_err("release of a lock this thread does not hold")
 }
 
+fn not_held_to_mark() -> PyErr {
+    PyRuntimeError::new_err("mark_consistent of a lock this thread does not hold")
+}
+
 /// A held lock, as `Mapping.lock()` and `Mutex.lock()` return it; a context
 /// manager that releases on exit.
 ///
-/// `owner_died` is True when the previous holder died holding the lock:
-/// the data it protects may be half-changed (Rust's `LockError::OwnerDied`).
-/// Release it on the thread that took it.
+/// `owner_died` is True when a holder died holding the lock: the data it
+/// protects may be half-changed, and every locker is told so until one
+/// calls `mark_consistent()` (Rust's `lock_to_repair`). Release it on the
+/// thread that took it.
 #[pyclass(module = "shmio", frozen)]
 pub(crate) struct LockGuard {
     source: Arc<LockSource>,
-    owner_died: bool,
+    owner_died: AtomicBool,
     hold: u64,
     released: AtomicBool,
     thread: ThreadId,
@@ -184,7 +207,7 @@ impl LockGuard {
     fn new(source: Arc<LockSource>, owner_died: bool, hold: u64) -> LockGuard {
         LockGuard {
             source,
-            owner_died,
+            owner_died: AtomicBool::new(owner_died),
             hold,
             released: AtomicBool::new(false),
             thread: std::thread::current().id(),
@@ -214,10 +237,25 @@ impl LockGuard {
 
 #[pymethods]
 impl LockGuard {
-    /// True when the previous holder died holding the lock.
+    /// True when a holder died holding the lock and no one has marked the
+    /// data consistent since.
     #[getter]
     fn owner_died(&self) -> bool {
-        self.owner_died
+        self.owner_died.load(Ordering::SeqCst)
+    }
+
+    /// Says the data the lock protects is whole again: later lockers, in
+    /// every process, are no longer told a holder died. Call it on the
+    /// thread that took the lock, while it holds it.
+    fn mark_consistent(&self) -> PyResult<()> {
+        if std::thread::current().id() != self.thread
+            || self.released.load(Ordering::SeqCst)
+            || !mark_consistent(&self.source, Some(self.hold))
+        {
+            return Err(not_held_to_mark());
+        }
+        self.owner_died.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Whether this guard still holds the lock.
@@ -255,7 +293,7 @@ impl LockGuard {
         format!(
             "<shmio.LockGuard held={} owner_died={}>",
             py_bool(self.held()),
-            py_bool(self.owner_died)
+            py_bool(self.owner_died())
         )
     }
 }
@@ -330,12 +368,41 @@ impl PyMutex {
         Ok(source.mutex().py(py)?.existed())
     }
 
-    /// Waits at most `timeout` seconds (None: forever) and takes the mutex;
-    /// whether it was taken. Ctrl-C interrupts the wait.
-    #[pyo3(signature = (timeout=None))]
-    fn acquire(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    /// Takes the mutex, as `threading.Lock.acquire` does: waits at most
+    /// `timeout` seconds (-1 or None: for ever) if `blocking`, not at all
+    /// if not; whether it was taken. Ctrl-C interrupts the wait.
+    #[pyo3(
+        signature = (blocking=true, timeout=Some(-1.0)),
+        text_signature = "(self, /, blocking=True, timeout=-1)"
+    )]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = match (blocking, timeout) {
+            (true, Some(-1.0)) => None,
+            (true, timeout) => timeout,
+            (false, Some(-1.0)) => Some(0.0),
+            (false, _) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "can't specify a timeout for a non-blocking call",
+                ))
+            }
+        };
         let source = self.source(py)?;
         Ok(acquire(py, &source, timeout)?.is_some())
+    }
+
+    /// Whether any thread of any process holds the mutex now (as
+    /// `threading.Lock.locked`): a look, which takes nothing.
+    fn locked(&self, py: Python<'_>) -> PyResult<bool> {
+        let source = self.source(py)?;
+        if holding(&source).is_some() {
+            return Ok(true);
+        }
+        let mutex = source.mutex().py(py)?;
+        match py.detach(|| mutex.try_lock().map(drop)) {
+            Ok(()) | Err(shmio::Error::OwnerDied { .. }) => Ok(false),
+            Err(shmio::Error::WouldBlock) => Ok(true),
+            Err(error) => Err(error).py(py),
+        }
     }
 
     /// Releases the mutex this thread holds (`RuntimeError` if it holds none).
@@ -354,11 +421,22 @@ impl PyMutex {
         Ok(holding(&self.source(py)?).is_some())
     }
 
-    /// Whether this thread's hold was taken from an owner that died
-    /// holding it (False when this thread does not hold it).
+    /// Whether this thread holds the mutex and a holder died holding it,
+    /// with no one having marked the data consistent since (False when
+    /// this thread does not hold it).
     #[getter]
     fn owner_died(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(holding(&self.source(py)?).unwrap_or(false))
+    }
+
+    /// Says the data the mutex protects is whole again (see
+    /// `LockGuard.mark_consistent`); this thread must hold it.
+    fn mark_consistent(&self, py: Python<'_>) -> PyResult<()> {
+        if mark_consistent(&self.source(py)?, None) {
+            Ok(())
+        } else {
+            Err(not_held_to_mark())
+        }
     }
 
     /// Takes the mutex and returns its guard; `shmio.TimeoutError` if

@@ -12,7 +12,8 @@ use crate::errors::{invalid, IntoPyResult};
 /// The longest one slice of a wait lasts without looking at signals.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
-/// When a wait of `timeout` seconds (None: forever) started now ends.
+/// When a wait of `timeout` seconds started now ends: None (for ever) for
+/// None, `inf`, or more seconds than the clock reaches.
 pub(crate) fn deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
@@ -20,11 +21,9 @@ pub(crate) fn deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<
             py,
             format!("timeout must be None or >= 0 seconds, not {seconds}"),
         )),
-        Some(seconds) => {
-            let duration = Duration::try_from_secs_f64(seconds)
-                .map_err(|_| invalid(py, format!("timeout {seconds} is too large")))?;
-            Ok(Instant::now().checked_add(duration))
-        }
+        Some(seconds) => Ok(Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|duration| Instant::now().checked_add(duration))),
     }
 }
 

@@ -1,6 +1,7 @@
 """Bus: Python listeners and callers, with each other and with Rust's CLI."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -139,6 +140,17 @@ def test_ctrl_c_ends_a_call_within_50_ms(name):
     latencies = sorted(float(latency) for latency in out.stdout.split())
     assert len(latencies) == 5, out.stdout
     assert latencies[2] <= 0.050, f"interrupted after {latencies} s"
+
+
+def test_a_call_waits_for_ever_with_timeout_none_or_inf(name):
+    with shmio.Bus.join(name) as bus:
+        bus.listen("echo", lambda args: args)
+        assert bus.call("echo", 1, timeout=None) == 1
+        assert bus.call("echo", 2, timeout=float("inf")) == 2
+        assert bus.call_pid(os.getpid(), "echo", 3, timeout=None) == 3
+        assert bus.broadcast("echo", 4, timeout=None) == [(os.getpid(), 4)]
+        with pytest.raises(shmio.InvalidError):
+            bus.call("echo", 5, timeout=-1)
 
 
 def test_a_process_that_exits_without_closing_leaves_no_names(name):

@@ -36,10 +36,48 @@ def test_mutex_acquire_release_and_timeouts(name):
         pass
     assert not guard.held
     with pytest.raises(shmio.InvalidError):
-        mutex.acquire(timeout=-1)
+        mutex.acquire(timeout=-2)
     mutex.close()
     with pytest.raises(shmio.ClosedError):
         mutex.acquire()
+
+
+def test_mutex_speaks_threading_locks_language(name):
+    """`acquire(blocking=True, timeout=-1)` and `locked()` as
+    `threading.Lock` has them."""
+    mutex = shmio.Mutex(name)
+    assert not mutex.locked()
+    assert mutex.acquire(True)  # blocking, for ever: not a 1-second timeout
+    assert mutex.locked()
+    mutex.release()
+    assert mutex.acquire(blocking=False)
+    with pytest.raises(ValueError):
+        mutex.acquire(False, 1.0)
+    other = []
+    thread = threading.Thread(
+        target=lambda: other.append(
+            (shmio.Mutex(name).locked(), shmio.Mutex(name).acquire(blocking=False))
+        )
+    )
+    thread.start()
+    thread.join(WAIT)
+    assert other == [(True, False)], "held by this thread, seen from another"
+    mutex.release()
+    assert mutex.acquire(timeout=float("inf"))
+    mutex.release()
+    mutex.close()
+
+
+def test_event_speaks_threading_events_language(name):
+    event = shmio.Event(name, manual_reset=True)
+    assert not event.is_set()
+    event.set()
+    assert event.is_set() and event.is_set(), "is_set takes nothing"
+    assert event.wait(timeout=float("inf"))
+    event.clear()
+    assert not event.is_set()
+    assert not event.wait(timeout=0.01)
+    event.close()
 
 
 def test_mapping_lock_excludes_another_process(cli, name):
@@ -76,7 +114,13 @@ def test_a_dead_holder_is_reported_to_the_next_python_locker(name, how):
         with mapping.lock(timeout=WAIT) as state:
             assert state.owner_died
         with mapping.lock(timeout=WAIT) as state:
+            assert state.owner_died, "told until the data is marked consistent"
+            state.mark_consistent()
             assert not state.owner_died
+        with mapping.lock(timeout=WAIT) as state:
+            assert not state.owner_died
+        with pytest.raises(RuntimeError):
+            state.mark_consistent()
 
 
 def test_a_dead_python_holder_is_reported_to_rust(cli, name):

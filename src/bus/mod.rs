@@ -1017,7 +1017,7 @@ impl Bus {
             .map_err(|source| Error::Os {
                 op: "start the dispatch thread of",
                 target: self.inner.group.clone(),
-                source,
+                source: source.into(),
             })?;
         *dispatcher = Some(thread);
         Ok(())

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Window};
 use crate::object::{self, Kind, Sharing};
 use crate::participants::{self, Participant, SEATS};
-use crate::sync::{LockError, MutexGuard, NamedMutex};
+use crate::sync::{MutexGuard, NamedMutex};
 use crate::sys::Disposition;
 
 const CHANGES: u64 = 16;
@@ -333,10 +333,9 @@ impl Registry {
     /// Takes the group's lock. A member that died holding it left whole
     /// entries (see the module docs), so its death changes nothing here.
     fn lock(&self) -> Result<MutexGuard<'_>> {
-        match self.lock.lock() {
-            Ok(guard) | Err(LockError::OwnerDied(guard)) => Ok(guard),
-            Err(LockError::Failed(error)) => Err(error),
-        }
+        let mut guard = self.lock.lock_to_repair()?;
+        guard.mark_consistent();
+        Ok(guard)
     }
 }
 

@@ -20,14 +20,17 @@ pub const RECORD_HEADER_LEN: u64 = 4;
 /// The whole frame (length prefix and payload) for `value`.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut frame = vec![0u8; RECORD_HEADER_LEN as usize];
-    serde_json::to_writer(&mut frame, value).map_err(|source| Error::Encode { source })?;
+    serde_json::to_writer(&mut frame, value).map_err(|source| Error::Encode {
+        source: source.into(),
+    })?;
     let payload_len = frame.len() - RECORD_HEADER_LEN as usize;
     let Ok(prefix) = u32::try_from(payload_len) else {
         return Err(Error::Encode {
-            source: serde::ser::Error::custom(format!(
+            source: <serde_json::Error as serde::ser::Error>::custom(format!(
                 "the encoded value is {payload_len} bytes; a record holds at most {} bytes",
                 u32::MAX
-            )),
+            ))
+            .into(),
         });
     };
     frame[..RECORD_HEADER_LEN as usize].copy_from_slice(&prefix.to_le_bytes());
@@ -36,13 +39,17 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 
 /// `value` as a bare payload (JSON, no length prefix), for channel messages.
 pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|source| Error::Encode { source })
+    serde_json::to_vec(value).map_err(|source| Error::Encode {
+        source: source.into(),
+    })
 }
 
 /// [`encode_payload`], appended to `out` (a message's header and name
 /// before it): one buffer for the whole message.
 pub(crate) fn append_payload<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    serde_json::to_writer(out, value).map_err(|source| Error::Encode { source })
+    serde_json::to_writer(out, value).map_err(|source| Error::Encode {
+        source: source.into(),
+    })
 }
 
 /// The payload length a frame at `offset` claims, checked against `size`,
@@ -67,7 +74,7 @@ pub(crate) fn decode<T: DeserializeOwned>(offset: u64, raw: Vec<u8>) -> Result<T
     serde_json::from_slice(&raw).map_err(|source| Error::Decode {
         offset,
         raw,
-        source,
+        source: source.into(),
     })
 }
 

@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
 use crate::object::{self, Kind, Sharing};
@@ -63,10 +63,10 @@ pub enum EventMode {
 ///
 /// # let name = format!("shmio-doc-event-{}", std::process::id());
 /// let event = NamedEvent::create_or_open(&name, EventMode::AutoReset)?;
-/// assert!(!event.wait_timeout(Duration::from_millis(10))?);
+/// assert!(event.wait_timeout(Duration::from_millis(10)).is_err_and(|e| e.is_timed_out()));
 /// event.set()?; // e.g. from another process
-/// assert!(event.wait_timeout(Duration::from_secs(1))?);
-/// assert!(!event.wait_timeout(Duration::ZERO)?, "auto reset: consumed");
+/// event.wait_timeout(Duration::from_secs(1))?;
+/// assert_eq!(event.try_wait(), Err(shmio::Error::WouldBlock), "auto reset: consumed");
 /// # Ok::<(), shmio::Error>(())
 /// ```
 pub struct NamedEvent {
@@ -222,9 +222,30 @@ impl NamedEvent {
         self.wait_until(None).map(drop)
     }
 
-    /// Waits at most `timeout`; whether the event was set.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.wait_until(Instant::now().checked_add(timeout))
+    /// Waits at most `timeout` for the event (taking it, in auto-reset
+    /// mode); [`Error::TimedOut`] if it was not set by then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.wait_until(Instant::now().checked_add(timeout))? {
+            return Ok(());
+        }
+        Err(Error::TimedOut {
+            name: self.name.clone(),
+        })
+    }
+
+    /// Takes the event if it is set (in auto-reset mode; in manual-reset
+    /// mode it stays set), without waiting; [`Error::WouldBlock`] if not.
+    pub fn try_wait(&self) -> Result<()> {
+        if self.try_take(self.word(SIGNALED)?) {
+            return Ok(());
+        }
+        Err(Error::WouldBlock)
+    }
+
+    /// Whether the event is set now, taking nothing (Python's
+    /// `threading.Event.is_set`).
+    pub fn is_set(&self) -> Result<bool> {
+        Ok(self.word(SIGNALED)?.load(Ordering::SeqCst) == 1)
     }
 
     /// The word at `offset` of the event's state.

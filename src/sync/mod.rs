@@ -11,4 +11,4 @@ mod event;
 mod mutex;
 
 pub use event::{EventMode, EventOptions, NamedEvent};
-pub use mutex::{LockError, LockResult, MutexGuard, MutexOptions, NamedMutex, TryLockResult};
+pub use mutex::{MutexGuard, MutexOptions, NamedMutex};

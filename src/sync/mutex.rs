@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -18,9 +20,13 @@ use crate::sys::{self, Disposition, LockState};
 /// It excludes every thread of every process, and is not recursive on any
 /// platform: locking it again from the thread that holds it is
 /// [`Error::WouldDeadlock`], never a silent re-entry. A holder that dies
-/// holding it (killed, crashed, `panic = "abort"`) never wedges the others:
-/// the next `lock` acquires it and returns [`LockError::OwnerDied`], which
-/// carries the guard, so the caller can repair the data the mutex protects.
+/// holding it (killed, crashed, `panic = "abort"`) never wedges the others,
+/// and its death is never lost: from then on every [`lock`](Self::lock),
+/// [`try_lock`](Self::try_lock) and [`lock_timeout`](Self::lock_timeout),
+/// in every process, is [`Error::OwnerDied`] (the lock is not kept), until
+/// someone takes it with [`lock_to_repair`](Self::lock_to_repair), repairs
+/// the data it protects and calls [`MutexGuard::mark_consistent`] (as a
+/// poisoned `std::sync::Mutex` stays poisoned until `clear_poison`).
 /// The last handle to close removes the name.
 ///
 /// **After `fork()`** a child locks an inherited handle as itself (Linux):
@@ -42,10 +48,14 @@ use crate::sys::{self, Disposition, LockState};
 /// }
 /// match mutex.lock() {
 ///     Ok(_guard) => { /* the usual case */ }
-///     Err(shmio::LockError::OwnerDied(_guard)) => { /* repair, then go on */ }
-///     Err(shmio::LockError::Failed(e)) => return Err(e.into()),
+///     Err(shmio::Error::OwnerDied { .. }) => {
+///         let mut guard = mutex.lock_to_repair()?;
+///         // ... repair the shared data ...
+///         guard.mark_consistent();
+///     }
+///     Err(e) => return Err(e),
 /// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), shmio::Error>(())
 /// ```
 pub struct NamedMutex {
     /// The lock; declared before the object whose memory it points into.
@@ -60,96 +70,20 @@ pub struct NamedMutex {
 const STATE: u64 = 64;
 /// The size of a mutex's object.
 const SIZE: u64 = 4096;
-const _: () = assert!(STATE + sys::RobustLock::STATE_LEN <= SIZE);
+/// A word that is 1 from the moment a locker finds the holder before it
+/// died until someone marks the data consistent again (a line of its own).
+const OWNER_DIED: u64 = 2048;
+const _: () = assert!(STATE + sys::RobustLock::STATE_LEN <= OWNER_DIED && OWNER_DIED + 4 <= SIZE);
 
-/// The result of [`NamedMutex::lock`]: the guard, or why there is none.
-pub type LockResult<'a> = std::result::Result<MutexGuard<'a>, LockError<'a>>;
-
-/// The result of [`NamedMutex::try_lock`] and [`NamedMutex::lock_timeout`]:
-/// `Ok(None)` when someone else holds it.
-pub type TryLockResult<'a> = std::result::Result<Option<MutexGuard<'a>>, LockError<'a>>;
-
-/// Why a lock came back without a plain guard.
-///
-/// With `?` it becomes a [`shmio::Error`](Error) ([`Error::OwnerDied`]
-/// releases the lock), an `io::Error` or a `Box<dyn Error>`; it borrows the
-/// mutex, so it is not itself a `std::error::Error` (which would need `'static`).
-pub enum LockError<'a> {
-    /// The lock is held now, but its previous owner died holding it: the
-    /// data it protects may be half-changed. The guard is here; repair the
-    /// data, then go on (or drop the guard to unlock).
-    OwnerDied(MutexGuard<'a>),
-    /// The lock could not be taken.
-    Failed(Error),
-}
-
-impl<'a> LockError<'a> {
-    /// The guard, when the lock is held (its previous owner died).
-    pub fn into_guard(self) -> Option<MutexGuard<'a>> {
-        match self {
-            LockError::OwnerDied(guard) => Some(guard),
-            LockError::Failed(_) => None,
-        }
-    }
-}
-
-impl fmt::Debug for LockError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::OwnerDied(guard) => {
-                f.debug_tuple("OwnerDied").field(&guard.mutex.name).finish()
-            }
-            LockError::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
-        }
-    }
-}
-
-impl fmt::Display for LockError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::OwnerDied(guard) => write!(f, "{}", owner_died(&guard.mutex.name)),
-            LockError::Failed(error) => error.fmt(f),
-        }
-    }
-}
-
-// `LockError` borrows its mutex (the guard does), so it cannot be `'static`
-// and deliberately does not implement `std::error::Error`: that leaves room
-// for the conversions below, so `mutex.lock()?` works in functions that
-// return `shmio::Result`, `io::Result` or `Box<dyn Error>` alike.
-
-impl From<LockError<'_>> for Box<dyn std::error::Error> {
-    fn from(error: LockError<'_>) -> Self {
-        Box::new(Error::from(error))
-    }
-}
-
-impl From<LockError<'_>> for Box<dyn std::error::Error + Send + Sync> {
-    fn from(error: LockError<'_>) -> Self {
-        Box::new(Error::from(error))
-    }
-}
-
-impl From<LockError<'_>> for Error {
-    /// An owner that died becomes [`Error::OwnerDied`] (and the lock is released).
-    fn from(error: LockError<'_>) -> Error {
-        match error {
-            LockError::OwnerDied(guard) => owner_died(&guard.mutex.name),
-            LockError::Failed(error) => error,
-        }
-    }
-}
-
-impl From<LockError<'_>> for std::io::Error {
-    fn from(error: LockError<'_>) -> std::io::Error {
-        Error::from(error).into()
-    }
-}
-
-fn owner_died(name: &str) -> Error {
-    Error::OwnerDied {
-        name: name.to_owned(),
-    }
+/// How a lock call waits.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Not at all: [`Error::WouldBlock`] if the mutex is held.
+    No,
+    /// At most this long: [`Error::TimedOut`].
+    For(Duration),
+    /// As long as it takes.
+    Forever,
 }
 
 /// Options for creating or opening a [`NamedMutex`]: who may use a new
@@ -368,47 +302,109 @@ impl NamedMutex {
         &self.name
     }
 
-    /// Waits for the mutex and takes it.
+    /// Waits for the mutex and takes it. [`Error::OwnerDied`] (and the
+    /// mutex not held) while a holder's death is not repaired: see
+    /// [`lock_to_repair`](Self::lock_to_repair).
     #[inline]
-    pub fn lock(&self) -> LockResult<'_> {
-        match self.guard(self.raw.lock(&self.name, None)) {
-            Ok(Some(guard)) => Ok(guard),
-            Ok(None) => Err(LockError::Failed(Error::Os {
-                op: "lock",
-                target: self.name.clone(),
-                source: std::io::Error::other("the lock call returned without the lock"),
-            })),
-            Err(error) => Err(error),
-        }
+    pub fn lock(&self) -> Result<MutexGuard<'_>> {
+        self.guard(Wait::Forever, false)
     }
 
-    /// Takes the mutex if nobody holds it; `Ok(None)` if someone does.
-    pub fn try_lock(&self) -> TryLockResult<'_> {
-        self.guard(self.raw.try_lock(&self.name))
+    /// Takes the mutex if nobody holds it; [`Error::WouldBlock`] if someone
+    /// does, [`Error::OwnerDied`] as for [`lock`](Self::lock).
+    pub fn try_lock(&self) -> Result<MutexGuard<'_>> {
+        self.guard(Wait::No, false)
     }
 
-    /// Waits at most `timeout` for the mutex; `Ok(None)` if it stayed held.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<'_> {
-        self.guard(self.raw.lock(&self.name, Some(timeout)))
+    /// Waits at most `timeout` for the mutex; [`Error::TimedOut`] if it
+    /// stayed held, [`Error::OwnerDied`] as for [`lock`](Self::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>> {
+        self.guard(Wait::For(timeout), false)
     }
 
-    /// What a lock call's outcome gives the caller.
+    /// Waits for the mutex and takes it whether or not a holder died
+    /// holding it: [`MutexGuard::owner_died`] says whether the data it
+    /// protects may be half-changed, and [`MutexGuard::mark_consistent`]
+    /// says it is whole again.
+    pub fn lock_to_repair(&self) -> Result<MutexGuard<'_>> {
+        self.guard(Wait::Forever, true)
+    }
+
+    /// As [`lock_to_repair`](Self::lock_to_repair), waiting at most
+    /// `timeout` ([`Error::TimedOut`]).
+    pub fn lock_to_repair_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>> {
+        self.guard(Wait::For(timeout), true)
+    }
+
+    /// Whether a holder died holding the mutex and no one has marked the
+    /// data consistent since (read without taking the lock).
+    pub fn owner_died(&self) -> Result<bool> {
+        Ok(self.owner_died_word()?.load(Ordering::Acquire) == 1)
+    }
+
+    /// Takes the lock as `wait` says, and gives its guard.
+    fn guard(&self, wait: Wait, repair: bool) -> Result<MutexGuard<'_>> {
+        let owner_died = self.take(wait, repair)?;
+        Ok(MutexGuard::new(Holding::Borrowed(self), owner_died))
+    }
+
+    /// Takes the lock as `wait` says; whether a holder's death is still
+    /// unrepaired. Unless `repair`, such a lock is given back at once and
+    /// is [`Error::OwnerDied`].
     #[inline]
-    fn guard(&self, state: Result<LockState>) -> TryLockResult<'_> {
+    fn take(&self, wait: Wait, repair: bool) -> Result<bool> {
         // In a forked child, a first lock makes the child a holder of the
         // mutex's name (see `Mapping::used`).
         self.object.used();
-        let guard = || MutexGuard {
-            mutex: self,
-            origin: sys::Origin::here(),
-            _not_send: PhantomData,
+        let state = match wait {
+            Wait::No => self.raw.try_lock(&self.name)?,
+            Wait::For(timeout) => self.raw.lock(&self.name, Some(timeout))?,
+            Wait::Forever => self.raw.lock(&self.name, None)?,
         };
-        match state {
-            Ok(LockState::Acquired) => Ok(Some(guard())),
-            Ok(LockState::OwnerDied) => Err(LockError::OwnerDied(guard())),
-            Ok(LockState::Busy) => Ok(None),
-            Err(error) => Err(LockError::Failed(error)),
+        let word = self.owner_died_word();
+        let owner_died = match (state, word) {
+            (LockState::Busy, _) => {
+                return Err(match wait {
+                    Wait::No => Error::WouldBlock,
+                    Wait::For(_) => Error::TimedOut {
+                        name: self.name.clone(),
+                    },
+                    Wait::Forever => Error::Os {
+                        op: "lock",
+                        target: self.name.clone(),
+                        source: std::io::Error::other("the lock call returned without the lock")
+                            .into(),
+                    },
+                });
+            }
+            (LockState::OwnerDied, Ok(word)) => {
+                word.store(1, Ordering::Release);
+                true
+            }
+            (LockState::Acquired, Ok(word)) => word.load(Ordering::Acquire) == 1,
+            (LockState::Acquired | LockState::OwnerDied, Err(error)) => {
+                // SAFETY: this thread took the lock just above.
+                unsafe { self.raw.unlock() };
+                return Err(error);
+            }
+        };
+        if owner_died && !repair {
+            // SAFETY: this thread took the lock just above; no guard was made.
+            unsafe { self.raw.unlock() };
+            return Err(owner_died_error(&self.name));
         }
+        Ok(owner_died)
+    }
+
+    /// The word that says a holder's death is unrepaired.
+    fn owner_died_word(&self) -> Result<&AtomicU32> {
+        self.object.atomic_u32(OWNER_DIED)
+    }
+}
+
+fn owner_died_error(name: &str) -> Error {
+    Error::OwnerDied {
+        name: name.to_owned(),
     }
 }
 
@@ -416,9 +412,13 @@ impl NamedMutex {
 impl Mapping {
     /// Locks the named mutex that belongs to this mapping: `NAME.mutex`
     /// (aardio's `process.command` convention), opened on first use and
-    /// shared by every clone of this handle.
+    /// shared by every clone of this handle. The guard does not borrow the
+    /// mapping: the cursor methods stay usable under it. A holder's death
+    /// is [`Error::OwnerDied`] until repaired, as for [`NamedMutex::lock`]
+    /// (see [`lock_to_repair`](Self::lock_to_repair)).
     ///
     /// ```
+    /// use std::io::{Seek, SeekFrom, Write};
     /// use shmio::Mapping;
     ///
     /// # let name = format!("shmio-doc-lock-{}", std::process::id());
@@ -427,30 +427,59 @@ impl Mapping {
     ///     let _guard = map.lock()?;
     ///     let count: u64 = map.read_value_at(0)?;
     ///     map.write_value_at(0, &(count + 1))?;
+    ///     map.seek(SeekFrom::Start(8))?;
+    ///     map.write_all(b"under the lock")?;
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// An anonymous or file-only mapping has no name, and so no mutex:
     /// [`Error::InvalidOptions`].
-    pub fn lock(&self) -> LockResult<'_> {
+    pub fn lock(&self) -> Result<MutexGuard<'static>> {
+        self.lock_as(Wait::Forever, false)
+    }
+
+    /// As [`lock`](Self::lock), without waiting: [`Error::WouldBlock`] if
+    /// the mutex is held.
+    pub fn try_lock(&self) -> Result<MutexGuard<'static>> {
+        self.lock_as(Wait::No, false)
+    }
+
+    /// As [`lock`](Self::lock), waiting at most `timeout`
+    /// ([`Error::TimedOut`]).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'static>> {
+        self.lock_as(Wait::For(timeout), false)
+    }
+
+    /// As [`NamedMutex::lock_to_repair`]: the lock, whether or not a holder
+    /// died holding it, to repair the mapping's data.
+    pub fn lock_to_repair(&self) -> Result<MutexGuard<'static>> {
+        self.lock_as(Wait::Forever, true)
+    }
+
+    fn lock_as(&self, wait: Wait, repair: bool) -> Result<MutexGuard<'static>> {
         self.used();
-        let mutex = match self.mutex() {
-            Ok(mutex) => mutex,
-            Err(error) => return Err(LockError::Failed(error)),
-        };
-        mutex.lock()
+        let mutex = self.shared_mutex()?;
+        let owner_died = mutex.take(wait, repair)?;
+        Ok(MutexGuard::new(
+            Holding::Shared(Arc::clone(mutex)),
+            owner_died,
+        ))
     }
 
     /// The named mutex that [`lock`](Self::lock) takes.
     pub fn mutex(&self) -> Result<&NamedMutex> {
+        self.shared_mutex().map(|mutex| &**mutex)
+    }
+
+    fn shared_mutex(&self) -> Result<&Arc<NamedMutex>> {
         self.companion(|map| {
             let Some(name) = map.name() else {
                 return Err(Error::InvalidOptions {
                     reason: "only a named mapping has a mutex",
                 });
             };
-            NamedMutex::of_mapping(name, map.object(), map.trust())
+            NamedMutex::of_mapping(name, map.object(), map.trust()).map(Arc::new)
         })
     }
 }
@@ -471,16 +500,52 @@ impl fmt::Debug for NamedMutex {
 /// does): dropping the child's copy leaves the lock to the parent.
 #[must_use = "the mutex is unlocked as soon as the guard is dropped"]
 pub struct MutexGuard<'a> {
-    mutex: &'a NamedMutex,
+    mutex: Holding<'a>,
+    owner_died: bool,
     /// The process whose thread took the lock.
     origin: sys::Origin,
     _not_send: PhantomData<*const ()>,
 }
 
-impl MutexGuard<'_> {
+/// The mutex a guard holds: borrowed from a [`NamedMutex`], or shared with
+/// the mapping whose mutex it is (so the guard borrows no mapping).
+enum Holding<'a> {
+    Borrowed(&'a NamedMutex),
+    Shared(Arc<NamedMutex>),
+}
+
+impl<'a> MutexGuard<'a> {
+    fn new(mutex: Holding<'a>, owner_died: bool) -> MutexGuard<'a> {
+        MutexGuard {
+            mutex,
+            owner_died,
+            origin: sys::Origin::here(),
+            _not_send: PhantomData,
+        }
+    }
+
     /// The mutex held.
     pub fn mutex(&self) -> &NamedMutex {
-        self.mutex
+        match &self.mutex {
+            Holding::Borrowed(mutex) => mutex,
+            Holding::Shared(mutex) => mutex,
+        }
+    }
+
+    /// Whether a holder died holding the mutex and the data it protects
+    /// may be half-changed (only a guard from a `lock_to_repair` says so:
+    /// the other lock calls are [`Error::OwnerDied`] then).
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Says the data the mutex protects is whole again: from now on the
+    /// mutex's lock calls succeed, in every process.
+    pub fn mark_consistent(&mut self) {
+        if let Ok(word) = self.mutex().owner_died_word() {
+            word.store(0, Ordering::Release);
+        }
+        self.owner_died = false;
     }
 }
 
@@ -493,14 +558,15 @@ impl Drop for MutexGuard<'_> {
         // SAFETY: a guard exists only while this thread holds the lock, and
         // it is not Send, so this is the holding thread (in the process that
         // took it: a forked child's copy returned above).
-        unsafe { self.mutex.raw.unlock() };
+        unsafe { self.mutex().raw.unlock() };
     }
 }
 
 impl fmt::Debug for MutexGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MutexGuard")
-            .field("mutex", &self.mutex.name)
+            .field("mutex", &self.mutex().name)
+            .field("owner_died", &self.owner_died)
             .finish()
     }
 }

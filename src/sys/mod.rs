@@ -141,7 +141,11 @@ pub(crate) fn io_error(op: &'static str, target: impl Into<String>, source: io::
         _ if source.raw_os_error().is_some_and(os::is_handle_limit) => {
             Error::TooManyHandles { op, target }
         }
-        _ => Error::Os { op, target, source },
+        _ => Error::Os {
+            op,
+            target,
+            source: source.into(),
+        },
     }
 }
 

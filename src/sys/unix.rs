@@ -185,7 +185,7 @@ pub(in crate::sys) fn map_fd(
     let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Os {
         op: "map",
         target: target.to_owned(),
-        source: io::Error::other("mmap returned a null address"),
+        source: io::Error::other("mmap returned a null address").into(),
     })?;
     Ok(Region {
         ptr,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
-use shmio::{Bus, Channel, ChannelGeometry, Error as ShmioError, LockError, Mapping};
+use shmio::{Bus, Channel, ChannelGeometry, Error as ShmioError, Mapping};
 
 use shmio_bench::harness::{self, Named, Results, Settings};
 use shmio_bench::sides::{channel, stream};
@@ -407,7 +407,7 @@ impl Demo {
             let seen: Survived = report(survivor, "a surviving worker")?;
             if seen.owner_died {
                 say(format!(
-                    "worker {}: LockError::OwnerDied: it found dirty = {}, and repaired it",
+                    "worker {}: told the owner died (lock_to_repair): it found dirty = {}, and repaired it",
                     seen.pid, seen.dirty
                 ));
                 if seen.dirty == 1 {
@@ -424,10 +424,7 @@ impl Demo {
             }
         }
         let after = killed.elapsed();
-        let healthy = match mutex.try_lock() {
-            Ok(Some(_guard)) => true,
-            Ok(None) | Err(LockError::OwnerDied(_)) | Err(LockError::Failed(_)) => false,
-        };
+        let healthy = mutex.try_lock().is_ok();
         say(format!(
             "both survivors were done {} after the kill; the mutex then locks normally: {healthy}",
             human_duration(after)
@@ -741,7 +738,7 @@ pub fn worker(role: DemoWorker) -> Result<()> {
         DemoWorker::Count { name, increments } => {
             let map = Mapping::open(&name)?;
             for _ in 0..increments {
-                let _guard = map.lock().map_err(ShmioError::from)?;
+                let _guard = map.lock()?;
                 let value: u64 = map.read_value_at(COUNTER)?;
                 map.write_value_at(COUNTER, &(value + 1))?;
             }
@@ -752,7 +749,7 @@ pub fn worker(role: DemoWorker) -> Result<()> {
         }
         DemoWorker::Hold { name } => {
             let map = Mapping::open(&name)?;
-            let _guard = map.lock().map_err(ShmioError::from)?;
+            let _guard = map.lock()?;
             map.write_value_at(DIRTY, &1u64)?;
             map.atomic_u32(HELD)?.store(1, Ordering::Release);
             // Killed here, holding the lock, half-way through its change.
@@ -763,16 +760,21 @@ pub fn worker(role: DemoWorker) -> Result<()> {
             let map = Mapping::open(&name)?;
             let mutex = map.mutex()?;
             map.atomic_u32(WAITING)?.fetch_add(1, Ordering::AcqRel);
-            let (owner_died, dirty) = match mutex.lock_timeout(LIMIT) {
-                Ok(Some(_guard)) => (false, map.read_value_at::<u64>(DIRTY)?),
-                Err(LockError::OwnerDied(_guard)) => {
+            // Ready to repair: the first survivor to lock is told, repairs
+            // and says so; the next finds the data whole.
+            let (owner_died, dirty) = match mutex.lock_to_repair_timeout(LIMIT) {
+                Ok(mut guard) if guard.owner_died() => {
                     let dirty = map.read_value_at::<u64>(DIRTY)?;
                     // The repair: here, finishing (or undoing) the change.
                     map.write_value_at(DIRTY, &0u64)?;
+                    guard.mark_consistent();
                     (true, dirty)
                 }
-                Ok(None) => return Err(check(format!("the lock stayed held for {LIMIT:?}"))),
-                Err(LockError::Failed(error)) => return Err(error.into()),
+                Ok(_guard) => (false, map.read_value_at::<u64>(DIRTY)?),
+                Err(error) if error.is_timed_out() => {
+                    return Err(check(format!("the lock stayed held for {LIMIT:?}")))
+                }
+                Err(error) => return Err(error.into()),
             };
             print(&Survived {
                 pid: std::process::id(),

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::process::ExitStatus;
 
-use shmio::{LockError, NamedMutex};
+use shmio::NamedMutex;
 
 use super::exactly;
 use crate::cli::Lock;
@@ -48,22 +48,26 @@ fn run_locked(
     args: &[OsString],
 ) -> Result<ExitStatus> {
     // In slices, so that a signal while waiting ends the wait cleanly.
-    let locked = signals::wait(None, |slice| match mutex.lock_timeout(slice) {
-        Ok(guard) => Ok(guard),
-        Err(LockError::OwnerDied(guard)) => {
-            eprintln!("shmio: the previous owner of {name} died holding it");
-            Ok(Some(guard))
-        }
-        Err(LockError::Failed(error)) => Err(error.into()),
+    let locked = signals::wait(None, |slice| match mutex.lock_to_repair_timeout(slice) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(error) if error.is_timed_out() => Ok(None),
+        Err(error) => Err(error.into()),
     })?;
-    let Some(guard) = locked else {
+    let Some(mut guard) = locked else {
         return Err(Error::NotLocked {
             name: name.to_owned(),
         });
     };
+    if guard.owner_died() {
+        eprintln!("shmio: the previous owner of {name} died holding it");
+    }
     // The command and what it leaves in its group have exited when this
-    // returns (see `supervise`): only then is the lock given up.
+    // returns (see `supervise`): only then is the lock given up. A command
+    // that succeeded under a dead owner's lock is taken as its repair.
     let status = supervise::run(program, args);
+    if guard.owner_died() && status.as_ref().is_ok_and(ExitStatus::success) {
+        guard.mark_consistent();
+    }
     drop(guard);
     status
 }

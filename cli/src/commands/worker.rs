@@ -97,11 +97,7 @@ fn hold(name: &str, size: u64) -> Result<()> {
 /// it until stdin closes (or it is killed).
 fn hold_lock(name: &str) -> Result<()> {
     let map = Mapping::create_or_open(name, 4096)?;
-    let guard = match map.lock() {
-        Ok(guard) => guard,
-        Err(shmio::LockError::OwnerDied(guard)) => guard,
-        Err(shmio::LockError::Failed(error)) => return Err(error.into()),
-    };
+    let guard = map.lock_to_repair()?;
     say("locked")?;
     wait_for_end_of_input();
     drop(guard);

@@ -630,6 +630,6 @@ pub(crate) fn anonymous(size: u64, _sparse: bool) -> Result<Object> {
     Err(Error::Os {
         op: "create",
         target: TARGET.to_owned(),
-        source: io::Error::other("every unique name tried was taken"),
+        source: io::Error::other("every unique name tried was taken").into(),
     })
 }

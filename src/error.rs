@@ -216,6 +216,20 @@ pub enum Error {
         source: CodecError,
     },
 
+    /// A channel's message that does not decode as the type asked for
+    /// (`recv_record` and its forms): it was taken from the channel, and its
+    /// bytes are kept here so the caller can inspect or repair it.
+    #[error("a message of the channel {channel:?} does not decode: {source}")]
+    UndecodableMessage {
+        /// The channel's name.
+        channel: String,
+        /// The message as received.
+        raw: Vec<u8>,
+        /// The codec's complaint.
+        #[source]
+        source: CodecError,
+    },
+
     /// A value that could not be encoded as a record.
     #[error("value cannot be encoded as a record: {source}")]
     Encode {
@@ -274,15 +288,17 @@ pub enum Error {
         name: String,
     },
 
-    /// A channel exists with another geometry than the one asked for.
-    #[error("the channel {name:?} holds {found:?} (capacity, max_message_size), not {asked:?}")]
-    GeometryMismatch {
-        /// The channel's name.
+    /// An existing object is not what was asked for: a mapping of another
+    /// size, a channel of another geometry, an event of another reset
+    /// mode. Nothing was opened.
+    #[error("{name:?} exists as {found}, not {asked} as asked")]
+    Mismatch {
+        /// The name.
         name: String,
-        /// The (capacity, max_message_size) asked for.
-        asked: (u32, u32),
-        /// The (capacity, max_message_size) it has.
-        found: (u32, u32),
+        /// What was asked for ("a mapping of 4096 bytes").
+        asked: Box<str>,
+        /// What exists ("a mapping of 8192 bytes").
+        found: Box<str>,
     },
 
     /// A message larger than the channel's `max_message_size`; nothing was sent.
@@ -339,6 +355,19 @@ pub enum Error {
         pid: u32,
     },
 
+    /// A bus call found no live listener of its command (in the process
+    /// asked, for `call_pid`): nobody was asked. (A call that every
+    /// listener passed on is `Ok(None)`.)
+    #[error("nobody listens to {command:?} in the bus {group:?}{}", .pid.map_or(String::new(), |pid| format!(" in process {pid}")))]
+    NoListener {
+        /// The group.
+        group: String,
+        /// The command called.
+        command: String,
+        /// The process asked, for `call_pid`.
+        pid: Option<u32>,
+    },
+
     /// A bus group has as many listeners as its registry holds.
     #[error("bus {group:?} has no room for another listener (at most {limit})")]
     TooManyListeners {
@@ -364,7 +393,7 @@ pub enum Error {
     /// A wait with a timeout ran out.
     #[error("timed out waiting on {name:?}")]
     TimedOut {
-        /// The name waited on.
+        /// The name waited on (for a bus call, `GROUP/COMMAND`).
         name: String,
     },
 
@@ -511,13 +540,16 @@ impl Error {
             | Error::TooManyListeners { .. }
             | Error::Handler { .. } => K::Other,
             Error::ListenerDied { .. } => K::BrokenPipe,
+            Error::NoListener { .. } => K::NotFound,
             // Some listeners got it: not a call to retry as a whole.
             Error::PostIncomplete { .. } => K::Other,
             Error::OutOfBounds { .. } => K::WriteZero,
-            Error::Corrupt { .. } | Error::Decode { .. } => K::InvalidData,
+            Error::Corrupt { .. } | Error::Decode { .. } | Error::UndecodableMessage { .. } => {
+                K::InvalidData
+            }
             Error::Encode { .. } => K::InvalidInput,
             Error::NotReady { .. } | Error::TimedOut { .. } => K::TimedOut,
-            Error::GeometryMismatch { .. } => K::InvalidInput,
+            Error::Mismatch { .. } => K::InvalidInput,
             Error::MessageTooLarge { .. } => K::InvalidInput,
             Error::Full | Error::Empty | Error::WouldBlock => K::WouldBlock,
             Error::WouldDeadlock { .. } => K::Deadlock,

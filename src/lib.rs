@@ -71,6 +71,7 @@ mod channel;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kind;
 mod mapping;
 mod name;
 mod object;

@@ -99,47 +99,7 @@ impl Header {
     }
 }
 
-/// What shmio made a named object for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// The state of a [`crate::NamedMutex`].
-    Mutex,
-    /// The state of a [`crate::NamedEvent`].
-    Event,
-    /// A [`crate::Channel`].
-    Channel,
-    /// The registry of a [`crate::Bus`]'s group.
-    Bus,
-}
-
-impl Kind {
-    /// The first 8 bytes of an object of this kind.
-    pub(crate) fn magic(self) -> u64 {
-        u64::from_le_bytes(*match self {
-            Kind::Mutex => b"shmioMTX",
-            Kind::Event => b"shmioEVT",
-            Kind::Channel => b"shmioCHN",
-            Kind::Bus => b"shmioBUS",
-        })
-    }
-
-    /// The kind whose objects start with `magic`, if any.
-    pub(crate) fn from_magic(magic: u64) -> Option<Kind> {
-        [Kind::Mutex, Kind::Event, Kind::Channel, Kind::Bus]
-            .into_iter()
-            .find(|kind| kind.magic() == magic)
-    }
-
-    /// What an object of this kind is called in errors.
-    pub(crate) fn described(self) -> &'static str {
-        match self {
-            Kind::Mutex => "a shmio mutex",
-            Kind::Event => "a shmio event",
-            Kind::Channel => "a shmio channel",
-            Kind::Bus => "a shmio bus",
-        }
-    }
-}
+pub(crate) use crate::kind::Kind;
 
 /// The name of the object that holds the state of the mutex `name`.
 pub(crate) fn mutex_name(name: &str) -> String {
@@ -209,11 +169,21 @@ pub(crate) fn make(
         derived: true,
         parent_only: sharing.parent_only,
     };
-    let (object, _) = Mapping::options()
+    let made = Mapping::options()
         .size(size)
         .permissions(sharing.permissions)
         .set_trust(sharing.trust.clone())
-        .derived(name, how, &hooks)?;
+        .derived(name, how, &hooks);
+    let (object, _) = match made {
+        // Say what holds the name (a plain mapping, another kind).
+        Err(Error::AlreadyExists { .. }) => {
+            return Err(Error::AlreadyExists {
+                kind: crate::mapping::found_kind(name, sharing.trust, kind.noun()),
+                name: name.to_owned(),
+            })
+        }
+        made => made?,
+    };
     if object.existed() {
         return check(object, name, kind).map(|object| (object, true));
     }

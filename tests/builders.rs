@@ -112,7 +112,7 @@ fn channels_build_through_their_options() {
     assert_eq!(opened.recv().unwrap(), b"hi");
     assert!(matches!(
         Channel::options().capacity(99).create_or_open(&name),
-        Err(Error::GeometryMismatch { .. })
+        Err(Error::Mismatch { .. })
     ));
 }
 
@@ -146,4 +146,66 @@ fn errors_name_the_kind_of_object() {
         .try_recv()
         .unwrap_err();
     assert!(empty.is_would_block() && !empty.is_timed_out());
+}
+
+/// One rule for every mismatch: an existing object that is not what was
+/// asked for is an error naming what exists and what was asked, and a
+/// name that holds another kind of object says which.
+#[test]
+fn a_mismatch_names_what_exists_and_what_was_asked() {
+    let name = unique("mismatch-size");
+    let _map = Mapping::create(&name, 8192).unwrap();
+    for asked in [4096, 16384] {
+        match Mapping::create_or_open(&name, asked) {
+            Err(e @ Error::Mismatch { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("8192 bytes") && text.contains(&format!("{asked} bytes")),
+                    "{text}"
+                );
+            }
+            other => panic!("asked {asked}: {other:?}"),
+        }
+    }
+    assert_eq!(Mapping::create_or_open(&name, 8192).unwrap().len(), 8192);
+    assert_eq!(
+        Mapping::open(&name).unwrap().len(),
+        8192,
+        "no size asked: any"
+    );
+
+    let event = unique("mismatch-mode");
+    let _auto = NamedEvent::create_or_open(&event, EventMode::AutoReset).unwrap();
+    assert!(matches!(
+        NamedEvent::create_or_open(&event, EventMode::ManualReset),
+        Err(Error::Mismatch { .. })
+    ));
+    let opened = NamedEvent::options().create_or_open(&event).unwrap();
+    assert_eq!(
+        opened.mode(),
+        EventMode::AutoReset,
+        "no mode asked: the creator's"
+    );
+
+    let channel = unique("mismatch-kind");
+    let _channel = Channel::create_or_open(&channel, shmio::ChannelGeometry::default()).unwrap();
+    assert!(
+        matches!(Mapping::open(&channel), Err(Error::WrongKind { .. })),
+        "a channel is not opened as plain bytes"
+    );
+    assert_eq!(
+        Mapping::create(&channel, 4096).map(drop),
+        Err(Error::AlreadyExists {
+            kind: "channel",
+            name: channel.clone()
+        })
+    );
+    assert_eq!(
+        Channel::options().create(&name).map(drop),
+        Err(Error::AlreadyExists {
+            kind: "mapping",
+            name: name.clone()
+        }),
+        "a plain mapping's name is taken by a mapping, not a channel"
+    );
 }

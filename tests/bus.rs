@@ -77,8 +77,30 @@ fn the_first_listener_with_a_reply_answers() {
         Some("second"),
         "a dropped listener is gone"
     );
-    let nobody: Option<String> = bus.call("nobody", &(), SECOND).unwrap();
-    assert_eq!(nobody, None, "a command no one listens to has no reply");
+    assert_eq!(
+        bus.call::<_, String>("nobody", &(), SECOND),
+        Err(Error::NoListener {
+            group: bus.group().to_owned(),
+            command: "nobody".into(),
+            pid: None,
+        }),
+        "a command no one listens to says so"
+    );
+    assert_eq!(
+        bus.call_pid::<_, String>(std::process::id() + 1_000_000, "who", &(), SECOND)
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::NotFound,
+        "so does a process that does not listen"
+    );
+    let _pass = bus
+        .listen("pass", |_: ()| Ok::<Option<u32>, String>(None))
+        .unwrap();
+    assert_eq!(
+        bus.call::<_, u32>("pass", &(), SECOND),
+        Ok(None),
+        "every listener passed: no reply, no error"
+    );
     let listeners = bus.listeners("who").unwrap();
     assert_eq!(listeners.len(), 2);
     assert!(listeners.iter().all(|l| l.pid == std::process::id()));

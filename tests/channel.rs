@@ -170,7 +170,8 @@ struct Job {
 
 #[test]
 fn records_travel_as_json() {
-    let channel = Channel::create_or_open(&unique_name("records"), options(4, 256)).unwrap();
+    let name = unique_name("records");
+    let channel = Channel::create_or_open(&name, options(2, 256)).unwrap();
     let job = Job {
         id: 3,
         args: vec!["a".into()],
@@ -179,9 +180,36 @@ fn records_travel_as_json() {
     assert_eq!(channel.recv_record::<Job>().unwrap(), job);
     channel.send(b"{not json").unwrap();
     match channel.recv_record::<Job>() {
-        Err(Error::Decode { raw, .. }) => assert_eq!(raw, b"{not json"),
+        Err(error @ Error::UndecodableMessage { .. }) => {
+            assert!(error.to_string().contains(&name), "{error}");
+            let Error::UndecodableMessage { raw, .. } = error else {
+                unreachable!()
+            };
+            assert_eq!(raw, b"{not json");
+        }
         other => panic!("{other:?}"),
     }
+
+    // The record forms follow the channel's: would-block and timed-out
+    // as `try_send`/`try_recv` and the `_timeout` forms say them.
+    assert_eq!(channel.try_recv_record::<Job>(), Err(Error::Empty));
+    assert!(channel
+        .recv_record_timeout::<Job>(Duration::from_millis(10))
+        .unwrap_err()
+        .is_timed_out());
+    channel.try_send_record(&job).unwrap();
+    channel
+        .send_record_timeout(&job, Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(channel.try_send_record(&job), Err(Error::Full));
+    assert!(channel
+        .send_record_timeout(&job, Duration::from_millis(10))
+        .unwrap_err()
+        .is_timed_out());
+    assert_eq!(channel.try_recv_record::<Job>(), Ok(job));
+    assert!(channel
+        .recv_record_timeout::<Job>(Duration::from_millis(10))
+        .is_ok());
 }
 
 /// A channel of an earlier layout (version 1: slots at 384, claims naming
@@ -191,7 +219,9 @@ fn a_channel_of_an_earlier_layout_is_refused() {
     let name = unique_name("old-layout");
     let channel = Channel::create_or_open(&name, options(4, 8)).unwrap();
     // The header: magic (8 bytes), ready (4), then the version.
-    Mapping::open(&name)
+    Mapping::options()
+        .any_kind(true)
+        .open(&name)
         .unwrap()
         .write_value_at(12, &1u32)
         .unwrap();
@@ -241,7 +271,7 @@ fn opening_checks_what_is_there() {
     assert!(opened.existed());
     assert_eq!(opened.geometry(), options(8, 64));
     match Channel::create_or_open(&name, options(16, 64)) {
-        Err(e @ Error::GeometryMismatch { .. }) => assert!(e.to_string().contains(&name)),
+        Err(e @ Error::Mismatch { .. }) => assert!(e.to_string().contains(&name)),
         other => panic!("{other:?}"),
     }
 
@@ -260,7 +290,7 @@ fn opening_checks_what_is_there() {
 
     let versioned = unique_name("version");
     let channel = Channel::create_or_open(&versioned, options(1, 8)).unwrap();
-    let raw = Mapping::open(&versioned).unwrap();
+    let raw = Mapping::options().any_kind(true).open(&versioned).unwrap();
     raw.write_value_at(12, &99u32).unwrap();
     assert!(matches!(
         Channel::open(&versioned),

@@ -75,7 +75,10 @@ fn a_scribbled_channel_never_crashes_or_hangs_its_users() {
 /// Writes random bytes over the channel's mapping: mostly the header and
 /// the slot headers (state, length), sometimes payloads, for SCRIBBLE_FOR.
 fn child_scribble() {
-    let map = Mapping::open(&arg("NAME")).unwrap();
+    let map = Mapping::options()
+        .any_kind(true)
+        .open(&arg("NAME"))
+        .unwrap();
     let len = map.len();
     let stride = shmio::fuzzing::channel_stride(64);
     let slots = shmio::fuzzing::CHANNEL_SLOTS;
@@ -203,7 +206,9 @@ fn a_blocking_call_on_an_impossible_ring_is_corrupt_not_a_hang() {
     for (what, offset, value, calls) in scribbles {
         let name = unique_name("hostile-impossible");
         let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
-        Mapping::open(&name)
+        Mapping::options()
+            .any_kind(true)
+            .open(&name)
             .unwrap()
             .write_value_at(offset, &value)
             .unwrap();
@@ -319,7 +324,7 @@ fn an_anonymous_mapping_cannot_be_shrunk_by_a_peer() {
 fn positions_at_the_end_of_their_range_wrap() {
     let name = unique_name("hostile-wrap");
     let channel = Channel::create_or_open(&name, OPTIONS).unwrap();
-    let peer = Mapping::open(&name).unwrap();
+    let peer = Mapping::options().any_kind(true).open(&name).unwrap();
     peer.write_value_at(shmio::fuzzing::CHANNEL_ENQUEUE, &u64::MAX)
         .unwrap();
     peer.write_value_at(shmio::fuzzing::CHANNEL_DEQUEUE, &u64::MAX)

@@ -61,14 +61,32 @@ fn create_refuses_an_existing_name_and_open_a_missing_one() {
     assert_eq!(opened.len(), 4096, "open takes the real size");
 }
 
+/// A size asked of an existing mapping is its size (in 4 KiB pages, as
+/// Windows counts a section's): smaller or larger is a mismatch naming both.
 #[test]
-fn opening_asks_no_more_than_exists() {
+fn opening_asks_the_size_that_exists() {
     let name = unique_name("bigger");
     let _map = Mapping::create(&name, 4096).unwrap();
-    let smaller = Mapping::create_or_open(&name, 100).unwrap();
-    assert_eq!(smaller.len(), 4096, "an opener maps the object's real size");
+    let same_pages = Mapping::create_or_open(&name, 100).unwrap();
+    assert_eq!(
+        same_pages.len(),
+        4096,
+        "an opener maps the object's real size"
+    );
     match Mapping::create_or_open(&name, 8192) {
-        Err(Error::InvalidSize { size: 8192, .. }) => {}
+        Err(Error::Mismatch { .. }) => {}
+        other => panic!("larger than exists: {other:?}"),
+    }
+    let bigger = unique_name("bigger-existing");
+    let _big = Mapping::create(&bigger, 65536).unwrap();
+    match Mapping::create_or_open(&bigger, 4096) {
+        Err(error @ Error::Mismatch { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("65536 bytes") && text.contains("4096 bytes"),
+                "{text}"
+            );
+        }
         other => panic!("{other:?}"),
     }
 }

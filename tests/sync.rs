@@ -416,16 +416,20 @@ fn event_timeouts_return_false_on_time() {
             "returned late: {took:?}"
         );
     }
-    let opened = NamedEvent::create_or_open(event.name(), EventMode::AutoReset).unwrap();
+    assert!(
+        matches!(
+            NamedEvent::create_or_open(event.name(), EventMode::AutoReset),
+            Err(Error::Mismatch { .. })
+        ),
+        "the other mode asked is a mismatch"
+    );
+    let opened = NamedEvent::options().create_or_open(event.name()).unwrap();
     assert!(opened.existed());
-    if cfg!(not(windows)) {
-        // Windows cannot say which mode an existing event has.
-        assert_eq!(
-            opened.mode(),
-            EventMode::ManualReset,
-            "the creator's mode holds"
-        );
-    }
+    assert_eq!(
+        opened.mode(),
+        EventMode::ManualReset,
+        "no mode asked: the creator's holds"
+    );
 }
 
 #[test]

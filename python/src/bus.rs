@@ -430,8 +430,9 @@ impl PyBus {
     }
 
     /// Calls `command` with `args`: its listeners are asked in order until
-    /// one replies, whose reply is returned; None if all passed or none
-    /// listens. At most `timeout` seconds in all (`TimeoutError`).
+    /// one replies, whose reply is returned; None if all passed;
+    /// `NoListenerError` if none listens. At most `timeout` seconds in all
+    /// (`TimeoutError`; None or `inf`: for ever).
     /// `HandlerError` if the handler raised, `ListenerDiedError` if it died.
     #[pyo3(signature = (command, args=None, timeout=5.0))]
     fn call<'py>(
@@ -550,8 +551,19 @@ impl PyBus {
         Ok((with_keywords(join, &keywords)?, (this.group.clone(),)))
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// Whether `close()` was called on this member.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.member
+            .bus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        slf.get().bus(py)?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_args))]
@@ -561,7 +573,8 @@ impl PyBus {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmio.Bus {:?}>", self.group)
+        let closed = if self.closed() { " closed" } else { "" };
+        format!("<shmio.Bus {:?}{closed}>", self.group)
     }
 }
 

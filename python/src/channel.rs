@@ -134,12 +134,21 @@ impl PyChannel {
         };
         let received = self.on_channel(py, |channel| {
             sliced_raw(py, deadline, |slice| {
+                // Closed by another thread meanwhile: this wait ends too
+                // (within a slice), so a shutdown never waits for a message.
+                if self.closed() {
+                    return Err(shmio::Error::Interrupted {
+                        name: self.name.clone(),
+                    });
+                }
                 timed_out(channel.recv_into_timeout(&mut *buf, slice))
             })
-        })?;
+        });
         match received {
-            Some(()) => make(buf),
-            None => Err(self.timeout_error(py)),
+            Ok(Some(())) => make(buf),
+            Ok(None) => Err(self.timeout_error(py)),
+            Err(_) if self.closed() => Err(closed(py, "Channel")),
+            Err(error) => Err(error),
         }
     }
 }
@@ -326,9 +335,18 @@ impl PyChannel {
         slf
     }
 
-    /// The next message, waiting as long as it takes (a blocking `recv`).
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        self.recv(py, None)
+    /// The next message, waiting as long as it takes (a blocking `recv`);
+    /// the iteration ends once the channel is closed (by another thread,
+    /// say).
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if self.closed() {
+            return Ok(None);
+        }
+        match self.recv(py, None) {
+            Ok(message) => Ok(Some(message)),
+            Err(_) if self.closed() => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Closes this handle (the name goes with the last handle anywhere).
@@ -351,8 +369,18 @@ impl PyChannel {
         Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// Whether `close()` was called on this handle.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        slf.get().channel(py)?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_args))]
@@ -363,8 +391,11 @@ impl PyChannel {
 
     fn __repr__(&self) -> String {
         format!(
-            "<shmio.Channel {:?} capacity={} max_message_size={}>",
-            self.name, self.geometry.capacity, self.geometry.max_message_size
+            "<shmio.Channel {:?} capacity={} max_message_size={}{}>",
+            self.name,
+            self.geometry.capacity,
+            self.geometry.max_message_size,
+            if self.closed() { " closed" } else { "" }
         )
     }
 }

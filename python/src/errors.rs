@@ -87,6 +87,11 @@ const SPECS: &[Spec] = &[
         doc: "A bus listener died (or left) while it was called; `pid` is its process id.",
     },
     Spec {
+        name: "NoListenerError",
+        builtin_bases: &["LookupError"],
+        doc: "A bus call found no listener of its command (in the process asked, for `call_pid`); a call every listener passed returns None.",
+    },
+    Spec {
         name: "PostIncompleteError",
         builtin_bases: &[],
         doc: "A bus post did not reach every listener: `reached` is how many it did, `full` the pids whose inboxes were full.",
@@ -119,6 +124,7 @@ pub(crate) enum Kind {
     OwnerDied,
     Handler,
     ListenerDied,
+    NoListener,
     PostIncomplete,
     Unsupported,
     Os,
@@ -232,8 +238,9 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         | E::InvalidSeek { .. }
         | E::InvalidOptions { .. }
         | E::Decode { .. }
+        | E::UndecodableMessage { .. }
         | E::Encode { .. }
-        | E::GeometryMismatch { .. }
+        | E::Mismatch { .. }
         | E::MessageTooLarge { .. }
         | E::Inherited { .. } => Kind::Invalid,
         E::Corrupt { .. } => Kind::Corrupt,
@@ -242,11 +249,12 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         | E::NoSpace { .. }
         | E::TooManyParticipants { .. }
         | E::TooManyListeners { .. } => Kind::Resource,
-        E::Full | E::Empty => Kind::WouldBlock,
+        E::Full | E::Empty | E::WouldBlock => Kind::WouldBlock,
         E::WouldDeadlock { .. } => Kind::Deadlock,
         E::OwnerDied { .. } => Kind::OwnerDied,
         E::Handler { .. } => Kind::Handler,
         E::ListenerDied { .. } => Kind::ListenerDied,
+        E::NoListener { .. } => Kind::NoListener,
         E::PostIncomplete { .. } => Kind::PostIncomplete,
         E::Unsupported { .. } => Kind::Unsupported,
         E::Os { .. } => Kind::Os,

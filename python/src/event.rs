@@ -38,21 +38,25 @@ impl PyEvent {
 #[pymethods]
 impl PyEvent {
     /// Opens the event called `name`, creating it if there is none (in
-    /// manual-reset mode if `manual_reset`).
+    /// manual-reset mode if `manual_reset`, else auto reset). Given,
+    /// `manual_reset` must match an existing event's (`InvalidError` if
+    /// not); None takes the existing event's mode.
     #[new]
-    #[pyo3(signature = (name, manual_reset=false, *, permissions=None))]
+    #[pyo3(signature = (name, manual_reset=None, *, permissions=None))]
     fn new(
         py: Python<'_>,
         name: &str,
-        manual_reset: bool,
+        manual_reset: Option<bool>,
         permissions: Option<u32>,
     ) -> PyResult<Self> {
         let mut options = NamedEvent::options();
-        options.reset(if manual_reset {
-            EventMode::ManualReset
-        } else {
-            EventMode::AutoReset
-        });
+        if let Some(manual_reset) = manual_reset {
+            options.reset(if manual_reset {
+                EventMode::ManualReset
+            } else {
+                EventMode::AutoReset
+            });
+        }
         if let Some(permissions) = permissions {
             options.permissions(permissions);
         }
@@ -127,8 +131,18 @@ impl PyEvent {
         py.detach(|| drop(event));
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// Whether `close()` was called on this handle.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.event
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        slf.get().event(py)?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_args))]
@@ -145,6 +159,7 @@ impl PyEvent {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmio.Event {:?}>", self.name)
+        let closed = if self.closed() { " closed" } else { "" };
+        format!("<shmio.Event {:?}{closed}>", self.name)
     }
 }

@@ -450,6 +450,15 @@ impl PyMutex {
         self.lock(py, None)
     }
 
+    /// Whether `close()` was called on this handle.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         self.release(py)?;
@@ -474,7 +483,8 @@ impl PyMutex {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmio.Mutex {:?}>", self.name)
+        let closed = if self.closed() { " closed" } else { "" };
+        format!("<shmio.Mutex {:?}{closed}>", self.name)
     }
 }
 

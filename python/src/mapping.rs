@@ -251,10 +251,10 @@ impl PyMapping {
     #[pyo3(signature = (offset, whence=0))]
     fn seek(&mut self, py: Python<'_>, offset: i64, whence: i32) -> PyResult<u64> {
         let mapping = self.get_mut(py)?;
-        let base = match whence {
-            0 => 0,
-            1 => mapping.position(),
-            2 => mapping.len(),
+        let (base, from) = match whence {
+            0 => (0, "the start"),
+            1 => (mapping.position(), "the cursor"),
+            2 => (mapping.len(), "the end"),
             _ => {
                 return Err(invalid(
                     py,
@@ -265,7 +265,7 @@ impl PyMapping {
         let target = base.checked_add_signed(offset).ok_or_else(|| {
             invalid(
                 py,
-                format!("cannot seek to {base} {offset:+}: before the start"),
+                format!("cannot seek {offset} bytes from {from} (at {base}): before the start"),
             )
         })?;
         mapping.set_position(target);
@@ -280,6 +280,10 @@ impl PyMapping {
         let position = mapping.position();
         let left = mapping.len().saturating_sub(position);
         let n = if n < 0 { left } else { (n as u64).min(left) };
+        if n == 0 {
+            // At or past the end, as `io.BytesIO` has it.
+            return Ok(PyBytes::new(py, b""));
+        }
         let bytes = PyBytes::new_with(py, n as usize, |buf| mapping.read_at(position, buf).py(py))?;
         mapping.set_position(position + n);
         Ok(bytes)
@@ -292,6 +296,10 @@ impl PyMapping {
         let position = mapping.position();
         let left = mapping.len().saturating_sub(position);
         let n = (len_of(buffer)? as u64).min(left) as usize;
+        if n == 0 {
+            // At or past the end: nothing, once the buffer is a writable one.
+            return copy_into(buffer, &[]);
+        }
         let mut data = vec![0; n];
         mapping.read_at(position, &mut data).py(py)?;
         let copied = copy_into(buffer, &data)?;
@@ -424,8 +432,9 @@ impl PyMapping {
         Ok(())
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        slf.borrow(py).get(py)?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_args))]

@@ -35,8 +35,9 @@ def test_listen_call_broadcast_post(name):
         server.listen("pass", lambda args: None)
         server.listen("note", posted.append)
         assert client.call("add", {"a": 2, "b": 40}) == 42
-        assert client.call("nobody", [1]) is None
-        assert client.call("pass") is None
+        with pytest.raises(shmio.NoListenerError, match="nobody listens to \"nobody\""):
+            client.call("nobody", [1])
+        assert client.call("pass") is None  # every listener passed
         with pytest.raises(shmio.HandlerError, match="ZeroDivisionError") as failed:
             client.call("fail", timeout=WAIT)
         assert failed.value.pid == server.listeners("fail")[0]
@@ -44,7 +45,8 @@ def test_listen_call_broadcast_post(name):
 
         pid = os.getpid()
         assert client.call_pid(pid, "add", {"a": 1, "b": 1}) == 2
-        assert client.call_pid(pid + 1_000_000, "add", {"a": 1, "b": 1}) is None
+        with pytest.raises(shmio.NoListenerError, match=f"in process {pid + 1_000_000}"):
+            client.call_pid(pid + 1_000_000, "add", {"a": 1, "b": 1})
         server.listen("add", lambda args: "second")
         answers = client.broadcast("add", {"a": 1, "b": 2}, timeout=WAIT)
         assert [reply for _, reply in answers] == [3, "second"]
@@ -58,7 +60,8 @@ def test_listen_call_broadcast_post(name):
         assert posted == [{"x": 1}]
         assert ("add", pid) in client.commands()
         assert server.unlisten("add") == 2
-        assert client.call("add", {"a": 1, "b": 1}) is None
+        with pytest.raises(LookupError):
+            client.call("add", {"a": 1, "b": 1})
     with pytest.raises(shmio.ClosedError):
         client.call("add")
 

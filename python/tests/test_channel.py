@@ -150,3 +150,46 @@ def test_four_producers_four_consumers_exactly_once_in_order(name):
                 process.kill()
             process.join()
         channel.close()
+
+
+
+def test_closing_a_channel_wakes_its_blocked_readers(name):
+    """A shutdown never waits for a message: `close()` from another thread
+    ends a `for` loop over the channel, and a blocked `recv` with
+    ClosedError."""
+    import threading
+    import time
+
+    channel = shmio.Channel.create_or_open(name, capacity=4, max_message_size=16)
+    channel.send(b"first")
+    got = []
+    first = threading.Event()
+
+    def iterate() -> None:
+        for message in channel:
+            got.append(message)
+            first.set()
+
+    reader = threading.Thread(target=iterate)
+    reader.start()
+    assert first.wait(WAIT)
+    channel.close()
+    reader.join(WAIT)
+    assert not reader.is_alive(), "the loop ended when the channel closed"
+    assert got == [b"first"]
+
+    other = shmio.Channel.create_or_open(name, capacity=4, max_message_size=16)
+    raised = []
+
+    def blocked_recv() -> None:
+        try:
+            other.recv()
+        except shmio.ClosedError as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=blocked_recv)
+    thread.start()
+    time.sleep(0.1)  # into the wait: nothing signals "now waiting"
+    other.close()
+    thread.join(WAIT)
+    assert not thread.is_alive() and len(raised) == 1

@@ -210,10 +210,15 @@ def test_bad_input_raises_clear_errors(name, tmp_path):
         with pytest.raises(shmio.InvalidError):
             mapping.write_at(4095, b"too long")
         assert mapping.read_at(4095, 1) == b"\0"  # nothing written
-        with pytest.raises(shmio.InvalidError):
+        with pytest.raises(shmio.InvalidError, match="cannot seek -1 bytes from the start"):
             mapping.seek(-1)
         with pytest.raises(shmio.InvalidError):
             mapping.seek(0, 7)
+        # At or past the end a read is empty, as io.BytesIO's.
+        assert mapping.seek(0, 2) == 4096 and mapping.read(1) == b""
+        assert mapping.seek(5000) == 5000
+        assert mapping.read() == b"" and mapping.read(3) == b""
+        assert mapping.readinto(bytearray(4)) == 0
         with pytest.raises(TypeError):
             mapping.write("text is not bytes")
         with pytest.raises(TypeError):

@@ -185,3 +185,22 @@ def test_ctrl_c_interrupts_a_blocking_wait_quickly(name, kind):
         if holder is not None:
             holder.release()
             holder.close()
+
+
+@pytest.mark.parametrize("kind", ["mapping", "mutex", "event", "channel", "bus"])
+def test_every_object_says_it_is_closed(name, kind):
+    """`.closed`, a repr that says so, and `with` on a closed object raises."""
+    make = {
+        "mapping": lambda: shmio.Mapping.create_or_open(name, 4096),
+        "mutex": lambda: shmio.Mutex(name),
+        "event": lambda: shmio.Event(name),
+        "channel": lambda: shmio.Channel.create_or_open(name, capacity=4, max_message_size=16),
+        "bus": lambda: shmio.Bus.join(name),
+    }[kind]
+    obj = make()
+    assert not obj.closed and not repr(obj).endswith(" closed>"), repr(obj)
+    obj.close()
+    assert obj.closed and repr(obj).endswith(" closed>"), repr(obj)
+    with pytest.raises(shmio.ClosedError):
+        with obj:
+            pass

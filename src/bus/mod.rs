@@ -755,7 +755,8 @@ impl Bus {
 
     /// Calls `command` with `args`: its listeners are asked in registration
     /// order until one replies (`Some`), which is returned; `None` if every
-    /// one passed, or none listens. Waits at most `timeout` in all.
+    /// one passed; [`Error::NoListener`] if none listens. Waits at most
+    /// `timeout` in all ([`Error::TimedOut`] naming `GROUP/COMMAND`).
     ///
     /// A listener found dead before it was asked (also in another pid
     /// namespace) is pruned from the group and skipped. One that dies
@@ -812,8 +813,9 @@ impl Bus {
     }
 
     /// As [`call`](Self::call), asking only the listeners in the process
-    /// `pid` (as the member reported it: a pid of its own pid namespace).
-    /// A listener of that process that dies while asked ends the call
+    /// `pid` (as the member reported it: a pid of its own pid namespace);
+    /// [`Error::NoListener`] if that process does not listen. A listener
+    /// of that process that dies while asked ends the call
     /// ([`Error::ListenerDied`]); so does finding them all dead before.
     pub fn call_pid<A, R>(
         &self,
@@ -849,6 +851,7 @@ impl Bus {
         // Held for the whole call: the keeper lets go of no inbox in use.
         let _replies = self.inbox(false)?;
         let mut died = None;
+        let mut asked = 0;
         let chosen = |listener: &&Registration| pid.is_none_or(|pid| listener.pid == pid);
         for listener in listeners.iter().filter(chosen) {
             let id = match self.inner.send_request(listener, &mut message, &deadline) {
@@ -863,6 +866,7 @@ impl Bus {
                 }
                 Err(error) => return Err(error),
             };
+            asked += 1;
             let answer = self
                 .inner
                 .wait_reply(id, listener, &deadline)
@@ -879,6 +883,12 @@ impl Bus {
         }
         match died {
             Some(error) => Err(error),
+            // Nobody was asked: none listens (or every one was found dead).
+            None if asked == 0 => Err(Error::NoListener {
+                group: self.inner.group.clone(),
+                command: command.to_owned(),
+                pid,
+            }),
             None => Ok(None),
         }
     }
@@ -1311,6 +1321,14 @@ impl Inner {
         }
     }
 
+    /// The error of a call of `command` that ran out of time: it names
+    /// the group and the command, as `GROUP/COMMAND`.
+    fn timed_out(&self, command: &str) -> Error {
+        Error::TimedOut {
+            name: format!("{}/{command}", self.group),
+        }
+    }
+
     /// The error of a call its caller interrupted.
     fn interrupted(&self) -> Error {
         Error::Interrupted {
@@ -1406,9 +1424,7 @@ impl Inner {
             }
             if Instant::now() >= deadline {
                 self.mailroom().forget(id);
-                return Err(Error::TimedOut {
-                    name: self.group.clone(),
-                });
+                return Err(self.timed_out(&listener.command));
             }
         }
     }
@@ -1461,9 +1477,7 @@ impl Inner {
             }
             if now >= deadline {
                 room.forget(id);
-                return Err(Error::TimedOut {
-                    name: self.group.clone(),
-                });
+                return Err(self.timed_out(&listener.command));
             }
             let wait = (deadline.min(next_look) - now).min(READ_SLICE);
             if dispatching {

@@ -134,7 +134,7 @@ impl ChannelOptions {
         Channel,
         "channel",
         "A new one takes these options' geometry; an existing one keeps its own, and \
-         `create_or_open` says [`Error::GeometryMismatch`] if it differs."
+         `create_or_open` says [`Error::Mismatch`] if it differs."
     );
 
     /// Creates and/or opens the channel `name`, as `how` says.
@@ -163,10 +163,17 @@ impl ChannelOptions {
             .map_err(|error| error.of("channel", name.as_str()))?;
         let channel = Channel::from_map(map, name.as_str(), &self.trust)?;
         if existed && how != Disposition::Open && channel.geometry != geometry {
-            return Err(Error::GeometryMismatch {
+            let shown = |g: ChannelGeometry| {
+                format!(
+                    "a channel of {} messages of up to {} bytes",
+                    g.capacity, g.max_message_size
+                )
+                .into()
+            };
+            return Err(Error::Mismatch {
                 name: name.as_str().to_owned(),
-                asked: (geometry.capacity, geometry.max_message_size),
-                found: (channel.geometry.capacity, channel.geometry.max_message_size),
+                asked: shown(geometry),
+                found: shown(channel.geometry),
             });
         }
         Ok(channel)
@@ -227,7 +234,7 @@ pub struct Channel {
 
 impl Channel {
     /// Opens the channel called `name`, creating it with `geometry` if
-    /// there is none. [`Error::GeometryMismatch`] if it exists with another
+    /// there is none. [`Error::Mismatch`] if it exists with another
     /// geometry. A new channel is usable by its owner only ([`DEFAULT_MODE`]);
     /// another user's existing one is [`Error::ForeignOwner`] (see
     /// [`Channel::options`]).
@@ -369,6 +376,23 @@ impl Channel {
         self.send(&payload)
     }
 
+    /// As [`send_record`](Self::send_record) if there is room: [`Error::Full`] if not.
+    pub fn try_send_record<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let payload = crate::mapping::record::encode_payload(value)?;
+        self.try_send(&payload)
+    }
+
+    /// As [`send_record`](Self::send_record), waiting at most `timeout`
+    /// for room: [`Error::TimedOut`] if none came.
+    pub fn send_record_timeout<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        let payload = crate::mapping::record::encode_payload(value)?;
+        self.send_timeout(&payload, timeout)
+    }
+
     /// Receives a message, waiting while the channel is empty.
     ///
     /// [`Error::Corrupt`] instead of waiting forever if the channel is in a
@@ -455,10 +479,31 @@ impl Channel {
     }
 
     /// Receives a message sent with [`send_record`](Self::send_record).
-    /// A message that does not decode is [`Error::Decode`] with its bytes.
+    /// A message that does not decode is [`Error::UndecodableMessage`]
+    /// with its bytes (it is taken from the channel either way).
     pub fn recv_record<T: DeserializeOwned>(&self) -> Result<T> {
-        let message = self.recv()?;
-        crate::mapping::record::decode(0, message)
+        self.decode(self.recv()?)
+    }
+
+    /// As [`recv_record`](Self::recv_record) if a message is there:
+    /// [`Error::Empty`] if not.
+    pub fn try_recv_record<T: DeserializeOwned>(&self) -> Result<T> {
+        self.decode(self.try_recv()?)
+    }
+
+    /// As [`recv_record`](Self::recv_record), waiting at most `timeout`:
+    /// [`Error::TimedOut`] if nothing came.
+    pub fn recv_record_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        self.decode(self.recv_timeout(timeout)?)
+    }
+
+    /// A received message as a `T`, or why not.
+    fn decode<T: DeserializeOwned>(&self, message: Vec<u8>) -> Result<T> {
+        serde_json::from_slice(&message).map_err(|source| Error::UndecodableMessage {
+            channel: self.name.clone(),
+            source: source.into(),
+            raw: message,
+        })
     }
 
     /// The length of a message as stored, or why it cannot be sent.

@@ -22,6 +22,7 @@ pub use view::View;
 pub(crate) use view::Window;
 
 use crate::error::{Error, Result};
+use crate::kind::Kind;
 use crate::name::Name;
 use crate::owner::Trust;
 use crate::sys::{self, Access, Disposition, NamedRequest};
@@ -179,6 +180,7 @@ pub struct MappingOptions {
     permissions: u32,
     global: bool,
     sparse: bool,
+    any_kind: bool,
     trust: Trust,
 }
 
@@ -193,6 +195,7 @@ impl Default for MappingOptions {
             permissions: DEFAULT_MODE,
             global: false,
             sparse: false,
+            any_kind: false,
             trust: Trust::OWN,
         }
     }
@@ -245,6 +248,16 @@ impl MappingOptions {
     /// truncates the file while it is mapped.
     pub fn file(&mut self, path: impl AsRef<Path>) -> &mut Self {
         self.file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Open the name's memory as plain bytes even when it holds one of
+    /// shmio's objects (a channel, a bus group's registry): for tools that
+    /// inspect one, and tests that damage one. Without it such a name is
+    /// [`Error::WrongKind`]: a program that means a channel opens a
+    /// [`Channel`](crate::Channel).
+    pub fn any_kind(&mut self, any_kind: bool) -> &mut Self {
+        self.any_kind = any_kind;
         self
     }
 
@@ -407,7 +420,14 @@ impl MappingOptions {
 
     fn named(&self, name: &str, how: Disposition) -> Result<Mapping> {
         self.named_checked(Name::new(name)?, how)
-            .map_err(|error| error.of("mapping", name))
+            .map_err(|error| match error {
+                // Say what holds the name (a channel, say).
+                Error::AlreadyExists { .. } => Error::AlreadyExists {
+                    kind: found_kind(name, &self.trust, "mapping"),
+                    name: name.to_owned(),
+                },
+                error => error.of("mapping", name),
+            })
     }
 
     fn named_checked(&self, name: Name, how: Disposition) -> Result<Mapping> {
@@ -469,16 +489,28 @@ impl MappingOptions {
             adopted_stale,
         } = sys::open_named(&request, how)?;
         let len = object.size();
-        let too_small = existed && !hooks.any_size;
-        if let Some(size) = self.size.filter(|&size| too_small && size > len) {
-            return Err(Error::InvalidSize {
-                size,
-                target: format!("{name:?} ({len} bytes)"),
-                reason: "larger than the existing mapping",
+        let sized = existed && !hooks.any_size;
+        // Compared in 4 KiB pages: Windows reports a section's size in pages.
+        let pages = |size: u64| size.div_ceil(4096);
+        if let Some(size) = self.size.filter(|&size| sized && pages(size) != pages(len)) {
+            return Err(Error::Mismatch {
+                name: name.as_str().to_owned(),
+                asked: format!("a mapping of {size} bytes").into(),
+                found: format!("a mapping of {len} bytes").into(),
             });
         }
         let label = name.as_str().to_owned();
         let map = Mapping::from_object(object, len, access, Some(name), existed, &label)?;
+        if existed && !hooks.derived && !self.any_kind {
+            // A user's mapping is plain memory: a name that holds one of
+            // shmio's objects is opened as that object, never as bytes.
+            if let Some(kind) = map.read_value_at::<u64>(0).ok().and_then(Kind::from_magic) {
+                return Err(Error::WrongKind {
+                    name: label,
+                    expected: kind.not_a_mapping(),
+                });
+            }
+        }
         Ok((map.trusting(self.trust.clone()), adopted_stale))
     }
 }
@@ -861,5 +893,26 @@ impl fmt::Debug for Mapping {
             .field("access", &self.shared.access)
             .field("position", &self.cursor)
             .finish()
+    }
+}
+
+/// What the existing object named `name` is, by its header: the noun
+/// [`Error::AlreadyExists`] gives it ("mapping" for plain memory, and
+/// `unseen` if it cannot be looked at: another user's, say).
+pub(crate) fn found_kind(name: &str, trust: &Trust, unseen: &'static str) -> &'static str {
+    let hooks = Hooks {
+        any_size: true,
+        ..Hooks::default()
+    };
+    let opened = Mapping::options()
+        .read_only(true)
+        .set_trust(trust.clone())
+        .derived(name, Disposition::Open, &hooks);
+    let Ok((map, _)) = opened else {
+        return unseen;
+    };
+    match map.read_value_at::<u64>(0).ok().and_then(Kind::from_magic) {
+        Some(kind) => kind.noun(),
+        None => "mapping",
     }
 }

@@ -96,6 +96,8 @@ pub struct NamedEvent {
 #[non_exhaustive]
 pub struct EventOptions {
     reset: EventMode,
+    /// Whether `reset` was asked for (then an existing event must have it).
+    reset_asked: bool,
     permissions: u32,
     trust: Trust,
 }
@@ -104,6 +106,7 @@ impl Default for EventOptions {
     fn default() -> Self {
         EventOptions {
             reset: EventMode::AutoReset,
+            reset_asked: false,
             permissions: DEFAULT_MODE,
             trust: Trust::OWN,
         }
@@ -117,10 +120,13 @@ impl EventOptions {
         Self::default()
     }
 
-    /// How a new event resets (an opener gets the creator's choice).
-    /// Default [`EventMode::AutoReset`].
+    /// How the event resets: a new one is made so (default
+    /// [`EventMode::AutoReset`]), and an existing one opened by
+    /// `create_or_open` must be so ([`Error::Mismatch`] if not). Unset, an
+    /// opener gets the creator's mode, whatever it is.
     pub fn reset(&mut self, reset: EventMode) -> &mut Self {
         self.reset = reset;
+        self.reset_asked = true;
         self
     }
 
@@ -151,6 +157,18 @@ impl EventOptions {
         )
         .map_err(|error| error.of("event", name.as_str()))?;
         let manual = object.read_value_at::<u32>(MANUAL)? != 0;
+        let found = if manual {
+            EventMode::ManualReset
+        } else {
+            EventMode::AutoReset
+        };
+        if self.reset_asked && how != Disposition::Open && found != self.reset {
+            return Err(Error::Mismatch {
+                name: name.as_str().to_owned(),
+                asked: format!("an event in {:?} mode", self.reset).into(),
+                found: format!("an event in {found:?} mode").into(),
+            });
+        }
         let os_name = object.os_name().unwrap_or_default();
         Ok(NamedEvent {
             waker: sys::Waker::open(&os_name, "wake", &self.trust)?,
@@ -163,7 +181,7 @@ impl EventOptions {
 
 impl NamedEvent {
     /// Opens the event called `name`, creating it (unset, in `mode`) if
-    /// there is none. A new event is usable by its owner only
+    /// there is none; [`Error::Mismatch`] if it exists in the other mode. A new event is usable by its owner only
     /// ([`DEFAULT_MODE`]); another user's existing one is
     /// [`crate::Error::ForeignOwner`] (see [`NamedEvent::options`]).
     pub fn create_or_open(name: &str, mode: EventMode) -> Result<NamedEvent> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use shmio::{Bus, BusOptions, Error as ShmioError, ListenerInfo, Mapping};
+use shmio::{Bus, BusOptions, Error as ShmioError, ListenerInfo};
 use shmio_testkit::{Child, Output, Spawn};
 
 use super::exactly;
@@ -66,16 +66,9 @@ fn options(permissions: Option<u32>, trusting: &Trusting) -> BusOptions {
 /// that and the join is made afresh and, with no listener in it, goes
 /// again when this command leaves it.
 fn join_existing(group: &str, trusting: &Trusting) -> Result<Bus> {
-    let mut probe = Mapping::options();
-    probe.read_only(true);
-    owners::trust(
-        &mut probe,
-        &trusting.allow_owner,
-        shmio::MappingOptions::allow_owner,
-        shmio::MappingOptions::allow_any_owner,
-    );
-    match probe.open(group) {
-        Ok(registry) => drop(registry),
+    // A view opens the group's registry by name and creates nothing.
+    match options(None, trusting).view(group) {
+        Ok(view) => drop(view),
         Err(ShmioError::NotFound { .. }) => {
             return Err(Error::NoSuchGroup {
                 group: group.to_owned(),
@@ -349,6 +342,14 @@ pub fn call(args: Call) -> Result {
             group: group.clone(),
             timeout,
         },
+        ShmioError::NoListener { pid, .. } => Error::NobodyAnswered {
+            command: command.clone(),
+            group: group.clone(),
+            why: match pid {
+                None => "no process listens to it".to_owned(),
+                Some(pid) => format!("process {pid} does not listen to it"),
+            },
+        },
         other => other.into(),
     })?;
     match reply {
@@ -356,11 +357,9 @@ pub fn call(args: Call) -> Result {
         None => Err(Error::NobodyAnswered {
             command,
             group,
-            why: match (asked, pid) {
-                (0, None) => "no process listens to it".to_owned(),
-                (0, Some(pid)) => format!("process {pid} does not listen to it"),
-                (1, _) => "its listener passed".to_owned(),
-                (n, _) => format!("its {n} listeners passed"),
+            why: match asked {
+                1 => "its listener passed".to_owned(),
+                n => format!("its {n} listeners passed"),
             },
         }),
     }

@@ -481,7 +481,7 @@ impl Demo {
                 })?
         };
         total += 1;
-        // A record that does not decode (`Error::Decode`) did not come back intact.
+        // A record that does not decode (`Error::UndecodableMessage`) did not come back intact.
         if record.ok() == Some(("reload".into(), 3)) {
             intact += 1;
         }

@@ -310,6 +310,16 @@ pub enum Error {
         max: u32,
     },
 
+    /// A channel's wait can never end: it is empty (for a receive) or full
+    /// (for a send), and no other handle is open on it in any process,
+    /// though this handle has seen one (or a message) since it opened: the
+    /// others have all gone, as crossbeam's channels say it.
+    #[error("the channel {name:?} is empty or full and every other handle on it has closed")]
+    Disconnected {
+        /// The channel's name.
+        name: String,
+    },
+
     /// `try_send` found the channel full. (It names no channel, so that a
     /// busy-polling sender allocates nothing.)
     #[error("the channel is full")]
@@ -539,7 +549,7 @@ impl Error {
             | Error::TooManyParticipants { .. }
             | Error::TooManyListeners { .. }
             | Error::Handler { .. } => K::Other,
-            Error::ListenerDied { .. } => K::BrokenPipe,
+            Error::ListenerDied { .. } | Error::Disconnected { .. } => K::BrokenPipe,
             Error::NoListener { .. } => K::NotFound,
             // Some listeners got it: not a call to retry as a whole.
             Error::PostIncomplete { .. } => K::Other,

@@ -122,6 +122,9 @@ pub(crate) struct Sharing<'a> {
     /// child cannot use it and gets no share of its name (a channel's, a
     /// bus's objects).
     pub parent_only: bool,
+    /// Whether the name stays after its last holder closes (a channel made
+    /// `persistent`), until removed.
+    pub persistent: bool,
 }
 
 /// Writes the header of a new object of `kind` around `init` (the kind's
@@ -171,6 +174,7 @@ pub(crate) fn make(
     };
     let made = Mapping::options()
         .size(size)
+        .persistent(sharing.persistent)
         .permissions(sharing.permissions)
         .set_trust(sharing.trust.clone())
         .derived(name, how, &hooks);

@@ -136,6 +136,26 @@ pub(crate) fn is_alive(
     sys::Seat::is_held(object, os_name, index, trust)
 }
 
+/// Whether any participant but `own` (a token) is alive, in the object
+/// whose seats' generations are `generations`: every seat ever taken (its
+/// generation not 0) is asked whether it is held, until one is. Seats are
+/// taken lowest first, so this asks about as many as have ever been held
+/// at once.
+pub(crate) fn others_alive(
+    own: u32,
+    generations: &[AtomicU32],
+    object: &sys::Object,
+    os_name: &str,
+    trust: &Trust,
+) -> bool {
+    let own_seat = seat_of(own);
+    (0..SEATS).any(|index| {
+        index != own_seat
+            && generations[index as usize].load(Ordering::Acquire) != 0
+            && sys::Seat::is_held(object, os_name, index, trust)
+    })
+}
+
 /// The generation after `current`, within [`GENERATION_MASK`] and never 0.
 fn next_generation(current: u32) -> u32 {
     match current.wrapping_add(1) & GENERATION_MASK {

@@ -24,6 +24,106 @@ shmio_testkit::roles! {
     Consume => child_consume(),
     StallSend => child_stall(true),
     StallRecv => child_stall(false),
+    SendAndGo => child_send_and_go(),
+}
+
+/// Opens (or, `PERSISTENT` set, creates as persistent) the channel NAME,
+/// sends COUNT numbered messages, and exits.
+fn child_send_and_go() {
+    let name = arg("NAME");
+    let count: u32 = arg("COUNT").parse().unwrap();
+    let channel = if std::env::var("PERSISTENT").is_ok() {
+        Channel::options()
+            .capacity(16)
+            .max_message_size(16)
+            .persistent(true)
+            .create(&name)
+            .unwrap()
+    } else {
+        Channel::open(&name).unwrap()
+    };
+    for n in 0..count {
+        channel.send(&n.to_le_bytes()).unwrap();
+    }
+}
+
+fn send_and_go(name: &str, count: u32, persistent: bool) {
+    let mut spawn = Role::SendAndGo
+        .spawn()
+        .env("NAME", name)
+        .env("COUNT", count.to_string());
+    if persistent {
+        spawn = spawn.env("PERSISTENT", "1");
+    }
+    spawn.start().wait_success();
+}
+
+/// A channel says when its wait can never end, as crossbeam's do: empty
+/// with every other handle gone is `Disconnected` (after the messages
+/// left), not a wait for ever; a handle that never saw anyone waits; a
+/// sender on a full channel whose receivers have gone is told too.
+#[test]
+fn a_channel_whose_peers_have_gone_is_disconnected() {
+    let name = unique_name("disconnected");
+    let receiver = Channel::create_or_open(&name, options(4, 16)).unwrap();
+    assert!(receiver.is_empty());
+    assert!(
+        receiver
+            .recv_timeout(Duration::from_millis(300))
+            .unwrap_err()
+            .is_timed_out(),
+        "alone from the start: waits (a sender may come)"
+    );
+    send_and_go(&name, 3, false);
+    assert_eq!(receiver.len(), 3);
+    for n in 0..3u32 {
+        assert_eq!(receiver.recv().unwrap(), n.to_le_bytes());
+    }
+    let started = Instant::now();
+    assert_eq!(
+        receiver.recv_timeout(LIMIT),
+        Err(Error::Disconnected { name: name.clone() })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "told, not timed out"
+    );
+    assert_eq!(
+        receiver.recv(),
+        Err(Error::Disconnected { name: name.clone() })
+    );
+    assert_eq!(
+        receiver.try_recv(),
+        Err(Error::Empty),
+        "try_recv says only empty"
+    );
+
+    // A sender whose receivers have gone, on a full channel.
+    let full = unique_name("disconnected-full");
+    let reader = Channel::create_or_open(&full, options(1, 16)).unwrap();
+    let sender = Channel::open(&full).unwrap();
+    sender.send(b"fills it").unwrap();
+    drop(reader);
+    assert!(matches!(
+        sender.send_timeout(b"no room", LIMIT),
+        Err(Error::Disconnected { .. })
+    ));
+}
+
+/// A persistent channel keeps its name and messages after its last handle
+/// closes: a sender may send and go before any receiver opens it.
+#[cfg(unix)]
+#[test]
+fn a_persistent_channel_outlives_its_sender() {
+    let name = unique_name("persistent");
+    send_and_go(&name, 2, true);
+    let receiver = Channel::open(&name).expect("still there after its sender went");
+    assert_eq!(receiver.len(), 2);
+    assert_eq!(receiver.recv().unwrap(), 0u32.to_le_bytes());
+    assert_eq!(receiver.recv().unwrap(), 1u32.to_le_bytes());
+    Channel::remove(&name).unwrap();
+    drop(receiver);
+    assert!(matches!(Channel::open(&name), Err(Error::NotFound { .. })));
 }
 
 #[test]

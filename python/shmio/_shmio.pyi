@@ -61,6 +61,9 @@ class ListenerDiedError(Error):
 
     pid: int
 
+class DisconnectedError(Error, BrokenPipeError):
+    """A channel's wait can never end: it is empty (or full) and every other handle on it has closed."""
+
 class NoListenerError(Error, LookupError):
     """A bus call found no listener of its command; a call every listener passed returns None."""
 

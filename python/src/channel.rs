@@ -8,7 +8,7 @@ use pyo3::types::{PyBytes, PyTuple, PyType};
 use shmio::{Channel, ChannelGeometry, ChannelOptions};
 
 use crate::bytes::{bytes_of, copy_into, len_of};
-use crate::errors::{closed, invalid, new_error, IntoPyResult, Kind};
+use crate::errors::{closed, invalid, is_kind, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
 use crate::json::{from_json, to_json};
 use crate::wait::{deadline, sliced_raw};
@@ -337,7 +337,8 @@ impl PyChannel {
 
     /// The next message, waiting as long as it takes (a blocking `recv`);
     /// the iteration ends once the channel is closed (by another thread,
-    /// say).
+    /// say), or once it is empty and every other handle on it has closed
+    /// (`DisconnectedError` for `recv`).
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         if self.closed() {
             return Ok(None);
@@ -345,6 +346,7 @@ impl PyChannel {
         match self.recv(py, None) {
             Ok(message) => Ok(Some(message)),
             Err(_) if self.closed() => Ok(None),
+            Err(error) if is_kind(py, &error, Kind::Disconnected) => Ok(None),
             Err(error) => Err(error),
         }
     }

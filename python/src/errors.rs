@@ -87,6 +87,11 @@ const SPECS: &[Spec] = &[
         doc: "A bus listener died (or left) while it was called; `pid` is its process id.",
     },
     Spec {
+        name: "DisconnectedError",
+        builtin_bases: &["BrokenPipeError"],
+        doc: "A channel's wait can never end: it is empty (or full) and every other handle on it has closed.",
+    },
+    Spec {
         name: "NoListenerError",
         builtin_bases: &["LookupError"],
         doc: "A bus call found no listener of its command (in the process asked, for `call_pid`); a call every listener passed returns None.",
@@ -124,6 +129,7 @@ pub(crate) enum Kind {
     OwnerDied,
     Handler,
     ListenerDied,
+    Disconnected,
     NoListener,
     PostIncomplete,
     Unsupported,
@@ -196,6 +202,13 @@ pub(crate) fn new_error(py: Python<'_>, kind: Kind, message: impl Into<String>) 
     }
 }
 
+/// Whether `error` is one of `kind`'s.
+pub(crate) fn is_kind(py: Python<'_>, error: &PyErr, kind: Kind) -> bool {
+    CLASSES
+        .get(py)
+        .is_some_and(|classes| error.is_instance(py, classes.kinds[kind as usize].bind(py)))
+}
+
 /// The base class `shmio.Error`, for errors of no finer kind.
 fn base_error(py: Python<'_>, message: String) -> PyErr {
     match CLASSES.get(py) {
@@ -255,6 +268,7 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         E::Handler { .. } => Kind::Handler,
         E::ListenerDied { .. } => Kind::ListenerDied,
         E::NoListener { .. } => Kind::NoListener,
+        E::Disconnected { .. } => Kind::Disconnected,
         E::PostIncomplete { .. } => Kind::PostIncomplete,
         E::Unsupported { .. } => Kind::Unsupported,
         E::Os { .. } => Kind::Os,

@@ -193,3 +193,16 @@ def test_closing_a_channel_wakes_its_blocked_readers(name):
     other.close()
     thread.join(WAIT)
     assert not thread.is_alive() and len(raised) == 1
+
+
+def test_iteration_ends_when_every_sender_has_gone(cli, name):
+    """A channel whose other handles have all closed, once empty, ends a
+    `for` loop over it, and `recv` raises DisconnectedError (a
+    BrokenPipeError), as crossbeam's channels say "disconnected"."""
+    with shmio.Channel.create_or_open(name, capacity=8, max_message_size=16) as channel:
+        out = run_cli(cli, "send", name, input=b"one\ntwo\n")
+        assert out.returncode == 0, out.stderr
+        assert list(channel) == [b"one", b"two"]
+        with pytest.raises(BrokenPipeError):
+            channel.recv(timeout=60)
+        assert isinstance(shmio.DisconnectedError("x"), shmio.Error)

@@ -156,6 +156,7 @@ impl BusOptions {
             permissions: self.permissions,
             trust: &self.trust,
             parent_only: true,
+            persistent: false,
         }
     }
 
@@ -1209,10 +1210,13 @@ impl Inner {
         }
         // The name may be of a newer incarnation by now: the next use
         // opens it again, under the newer number.
+        // A member's own liveness rules apply here, never a channel's
+        // disconnection: an inbox is often alone while it waits.
         let outbox = Arc::new(
             Channel::options()
                 .permissions(self.permissions)
                 .set_trust(self.trust.clone())
+                .never_disconnected()
                 .open(&inbox_name(&self.group, token, incarnation))?,
         );
         outboxes.insert(token, (incarnation, Arc::clone(&outbox)));
@@ -1233,6 +1237,7 @@ impl Inner {
                 .geometry(self.geometry)
                 .permissions(self.permissions)
                 .set_trust(self.trust.clone())
+                .never_disconnected()
                 .create(&inbox_name(&self.group, token, room.incarnation));
             match made {
                 Ok(inbox) => {

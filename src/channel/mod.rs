@@ -15,7 +15,7 @@
 pub(crate) mod ring;
 
 use std::fmt;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -37,6 +37,8 @@ const SPINS: u32 = 64;
 const STUCK_POLLS: u32 = 1024;
 /// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a waiter asks whether any other participant is still there.
+const PEER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The geometry of a channel: how many messages it holds, how large each may be.
 ///
@@ -83,6 +85,8 @@ impl Default for ChannelGeometry {
 pub struct ChannelOptions {
     geometry: ChannelGeometry,
     permissions: u32,
+    persistent: bool,
+    tells_disconnection: bool,
     trust: Trust,
 }
 
@@ -91,6 +95,8 @@ impl Default for ChannelOptions {
         ChannelOptions {
             geometry: ChannelGeometry::default(),
             permissions: DEFAULT_MODE,
+            persistent: false,
+            tells_disconnection: true,
             trust: Trust::OWN,
         }
     }
@@ -128,6 +134,21 @@ impl ChannelOptions {
         self
     }
 
+    /// Keep a new channel's name, and the messages in it, after its last
+    /// handle closes, until [`Channel::remove`]: a sender may send and go
+    /// before any receiver has opened it. POSIX only.
+    pub fn persistent(&mut self, persistent: bool) -> &mut Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Waits on the channel never end with [`Error::Disconnected`] (a bus
+    /// member's inbox, which is often alone while it waits).
+    pub(crate) fn never_disconnected(&mut self) -> &mut Self {
+        self.tells_disconnection = false;
+        self
+    }
+
     crate::owner::sharing_options!("channel", permissions);
 
     crate::object::finish_options!(
@@ -158,10 +179,12 @@ impl ChannelOptions {
             permissions: self.permissions,
             trust: &self.trust,
             parent_only: true,
+            persistent: self.persistent,
         };
         let (map, existed) = object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)
             .map_err(|error| error.of("channel", name.as_str()))?;
-        let channel = Channel::from_map(map, name.as_str(), &self.trust)?;
+        let mut channel = Channel::from_map(map, name.as_str(), &self.trust)?;
+        channel.tells_disconnection = self.tells_disconnection;
         if existed && how != Disposition::Open && channel.geometry != geometry {
             let shown = |g: ChannelGeometry| {
                 format!(
@@ -230,6 +253,15 @@ pub struct Channel {
     /// The last claimed state a poll was blocked by, and how many polls in a row saw it.
     stuck_state: AtomicU64,
     stuck_polls: AtomicU32,
+    /// Whether a wait that can never end says so ([`Error::Disconnected`]).
+    tells_disconnection: bool,
+    /// Whether this handle has seen another participant alive, or a
+    /// message, since it opened: only then is being alone a disconnection.
+    peer_seen: AtomicBool,
+    /// When the handle opened, and when (in ms after that) a wait last
+    /// asked whether anyone else is there: at most every [`PEER_INTERVAL`].
+    opened: Instant,
+    peers_asked: AtomicU64,
 }
 
 impl Channel {
@@ -274,6 +306,13 @@ impl Channel {
         let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
         let os_name = map.os_name().unwrap_or_default();
         let participant = Participant::join(ring.generations(), map.object(), &os_name, name)?;
+        let peer_seen = participants::others_alive(
+            participant.token(),
+            ring.generations(),
+            map.object(),
+            &os_name,
+            trust,
+        );
         Ok(Channel {
             ring,
             map,
@@ -289,6 +328,10 @@ impl Channel {
             send_bell: sys::Waker::open(name, "send", trust)?,
             stuck_state: AtomicU64::new(0),
             stuck_polls: AtomicU32::new(0),
+            tells_disconnection: true,
+            peer_seen: AtomicBool::new(peer_seen),
+            opened: Instant::now(),
+            peers_asked: AtomicU64::new(0),
         })
     }
 
@@ -300,6 +343,24 @@ impl Channel {
     /// The geometry.
     pub fn geometry(&self) -> ChannelGeometry {
         self.geometry
+    }
+
+    /// How many messages the channel holds now (a snapshot: senders and
+    /// receivers in other processes change it as it is read).
+    pub fn len(&self) -> usize {
+        self.ring.held() as usize
+    }
+
+    /// Whether the channel holds no message now (as [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes the name of a channel (one made
+    /// [`persistent`](ChannelOptions::persistent), say) now: its holders
+    /// keep it, new opens no longer find it. As [`Mapping::remove`].
+    pub fn remove(name: &str) -> Result<()> {
+        Mapping::remove(name)
     }
 
     /// True when an existing channel was opened rather than created.
@@ -708,6 +769,9 @@ impl Channel {
         let Some(read) = read.take() else {
             return Ok(None);
         };
+        if !self.peer_seen.load(Ordering::Relaxed) {
+            self.peer_seen.store(true, Ordering::Relaxed);
+        }
         // SAFETY: the slot is claimed by this process, lies inside the
         // mapping, and `len` is at most its payload size (checked above).
         let message = unsafe { std::slice::from_raw_parts(slot_ptr.as_ptr(), len as usize) };
@@ -754,6 +818,16 @@ impl Channel {
         if self.repair(blocked) {
             return Ok(None);
         }
+        if self.is_alone() {
+            // No one can send or receive any more: unless what was there
+            // just came, the wait can never end.
+            return match attempt() {
+                Some(claimed) => Ok(Some(claimed)),
+                None => Err(Error::Disconnected {
+                    name: self.name.clone(),
+                }),
+            };
+        }
         let (bell_offset, sleepers_offset, bell) = match side {
             Side::Send => (ring::SEND_BELL, ring::SEND_SLEEPERS, &self.send_bell),
             Side::Recv => (ring::RECV_BELL, ring::RECV_SLEEPERS, &self.recv_bell),
@@ -776,6 +850,29 @@ impl Channel {
         }
         sleepers.fetch_sub(1, Ordering::SeqCst);
         Ok(claimed)
+    }
+
+    /// Whether this handle, having seen another participant or a message,
+    /// is now the only one open on the channel. Asked at most every
+    /// [`PEER_INTERVAL`] (a look at the seats ever taken), and only by a
+    /// waiter about to sleep.
+    fn is_alone(&self) -> bool {
+        if !self.tells_disconnection || !self.peer_seen.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.opened.elapsed().as_millis() as u64;
+        let asked = self.peers_asked.load(Ordering::Relaxed);
+        if now < asked + PEER_INTERVAL.as_millis() as u64 {
+            return false;
+        }
+        self.peers_asked.store(now, Ordering::Relaxed);
+        !participants::others_alive(
+            self.participant.token(),
+            self.ring.generations(),
+            self.map.object(),
+            &self.os_name,
+            &self.trust,
+        )
     }
 
     /// [`Error::Corrupt`] if a claim on `side` is blocked by a state of the

@@ -542,6 +542,15 @@ impl Ring {
         })
     }
 
+    /// How many messages the ring holds, between the positions as read now
+    /// (the dequeue position first, so a race never reads fewer than none),
+    /// within `0..=capacity`.
+    pub(crate) fn held(&self) -> u64 {
+        let dequeue = self.u64_at(DEQUEUE).load(Ordering::SeqCst);
+        let enqueue = self.u64_at(ENQUEUE).load(Ordering::SeqCst);
+        (enqueue.wrapping_sub(dequeue) as i64).clamp(0, self.capacity as i64) as u64
+    }
+
     /// Whether `len` is a length a message may have.
     pub(crate) fn fits(&self, len: u32) -> bool {
         len <= self.max_message_size

@@ -145,6 +145,7 @@ impl EventOptions {
             permissions: self.permissions,
             trust: &self.trust,
             parent_only: false,
+            persistent: false,
         };
         let manual = u32::from(self.reset == EventMode::ManualReset);
         let (object, _) = object::make(

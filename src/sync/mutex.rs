@@ -142,6 +142,7 @@ impl MutexOptions {
             permissions: self.permissions,
             trust: &self.trust,
             parent_only: self.parent_only,
+            persistent: false,
         }
     }
 
@@ -243,6 +244,7 @@ impl NamedMutex {
             permissions,
             trust: &trust,
             parent_only: false,
+            persistent: false,
         };
         NamedMutex::make(
             &crate::name::lock_name(name),

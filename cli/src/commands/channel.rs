@@ -121,12 +121,23 @@ pub fn recv(args: Recv) -> Result {
     let mut received = 0u64;
     while count == 0 || received < count {
         let next = signals::wait(deadline, |slice| match channel.recv_timeout(slice) {
-            Ok(message) => Ok(Some(message)),
+            Ok(message) => Ok(Some(Some(message))),
             Err(ShmioError::TimedOut { .. }) => Ok(None),
+            // Every sender has gone, and the channel is empty: the end.
+            Err(ShmioError::Disconnected { .. }) => Ok(Some(None)),
             Err(error) => Err(error.into()),
         })?;
         let message = match next {
-            Some(message) => message,
+            Some(Some(message)) => message,
+            Some(None) if count == 0 => break,
+            Some(None) => {
+                return Err(Error::TooFew {
+                    source: ShmioError::Disconnected { name },
+                    received,
+                    wanted: format!(" of {count}"),
+                    waited: timeout.unwrap_or_default(),
+                })
+            }
             // With no count, the time being up is the end.
             None if count == 0 && received > 0 => break,
             None => {

@@ -313,7 +313,9 @@ pub enum Error {
     /// A channel's wait can never end: it is empty (for a receive) or full
     /// (for a send), and no other handle is open on it in any process,
     /// though this handle has seen one (or a message) since it opened: the
-    /// others have all gone, as crossbeam's channels say it.
+    /// others have all gone, as crossbeam's channels say it. It says how
+    /// things are now: a handle opened later may still send, and a
+    /// receiver that expects one may wait again.
     #[error("the channel {name:?} is empty or full and every other handle on it has closed")]
     Disconnected {
         /// The channel's name.

@@ -81,7 +81,9 @@ pub mod registry;
 mod sync;
 mod sys;
 
-pub use bus::{Answer, Bus, BusOptions, BusView, Listener, ListenerInfo, Replies, Request};
+pub use bus::{
+    Answer, Bus, BusOptions, BusView, HandlerResult, Listener, ListenerInfo, Replies, Request,
+};
 pub use channel::{Channel, ChannelGeometry, ChannelOptions};
 pub use error::{CodecError, Error, OsError, Result};
 pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, RECORD_HEADER_LEN};

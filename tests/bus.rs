@@ -6,13 +6,178 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmio::{Bus, Error, Mapping};
-use shmio_testkit::{arg, checksum, ready, unique_name, Child, Input, Rng};
+use shmio_testkit::{arg, checksum, ready, unique_name, wait_until, Child, Input, Rng};
 
 shmio_testkit::roles! {
     Serve => serve(),
     Call => call_many(),
     Reenter => reenter(),
     Polled => answer_polled(),
+    Tally => slow_and_tally(),
+    ServeUntilQuit => serve_until_quit(),
+}
+
+/// Listens to `echo`, and to `quit`, whose handler drops both listeners;
+/// serves on its main thread (`Bus::serve`) until then, and exits.
+fn serve_until_quit() {
+    use std::sync::{Arc, Mutex};
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let listeners = Arc::new(Mutex::new(Vec::new()));
+    let slot = Arc::clone(&listeners);
+    let echo = bus.listen("echo", |text: String| Some(text)).unwrap();
+    let quit = bus
+        .listen("quit", move |(): ()| {
+            slot.lock().unwrap().clear();
+            Some(true)
+        })
+        .unwrap();
+    listeners.lock().unwrap().extend([echo, quit]);
+    bus.serve().unwrap();
+}
+
+/// `Bus::serve` serves on the calling thread until the member has no
+/// listener left: a listener process's main thread has somewhere to wait.
+#[test]
+fn serve_returns_once_the_last_listener_is_gone() {
+    let group = unique_name("bus-serve");
+    let bus = Bus::join(&group).unwrap();
+    let mut child = Role::ServeUntilQuit
+        .spawn()
+        .env("GROUP", &group)
+        .limit(LIMIT)
+        .start();
+    bus.wait_for_listener("quit", LIMIT).unwrap();
+    assert_eq!(
+        bus.call::<_, String>("echo", &"hi", LIMIT)
+            .unwrap()
+            .as_deref(),
+        Some("hi")
+    );
+    assert_eq!(bus.call::<_, bool>("quit", &(), LIMIT).unwrap(), Some(true));
+    child.wait_success();
+    assert!(matches!(
+        bus.call::<_, String>("echo", &"hi", LIMIT),
+        Err(Error::NoListener { .. })
+    ));
+}
+
+/// Listens to `slow` (sleeps SLOW_MS, saying in the mapping TALLY when it
+/// starts, at offset 8) and to `tally` (counts its runs at offset 0 and
+/// returns the count), on its own thread if OWN_THREAD is set; says ready
+/// and serves until stdin closes.
+fn slow_and_tally() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let slow_ms: u64 = arg("SLOW_MS").parse().unwrap();
+    let tally = Mapping::open(&arg("TALLY")).unwrap();
+    let started = tally.clone();
+    let _slow = bus
+        .listen("slow", move |_: ()| {
+            started
+                .atomic_u32(8)
+                .unwrap()
+                .store(1, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(Duration::from_millis(slow_ms));
+            Some(0u64)
+        })
+        .unwrap();
+    let count = move |_: ()| {
+        let counter = tally.atomic_u64(0).unwrap();
+        Some(counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1)
+    };
+    let _tally = if std::env::var("OWN_THREAD").is_ok() {
+        bus.listen_on_own_thread("tally", count).unwrap()
+    } else {
+        bus.listen("tally", count).unwrap()
+    };
+    ready();
+    let mut line = String::new();
+    let _ = BufReader::new(std::io::stdin()).read_line(&mut line);
+}
+
+/// A `Tally` listener in a process of its own, and the mapping it counts in.
+fn start_tally(group: &str, own_thread: bool) -> (Child, Mapping) {
+    let tally_name = format!("{group}-tally");
+    let tally = Mapping::create(&tally_name, 4096).unwrap();
+    let mut spawn = Role::Tally
+        .spawn()
+        .env("GROUP", group)
+        .env("SLOW_MS", "600")
+        .env("TALLY", &tally_name)
+        .stdin(Input::Pipe)
+        .limit(LIMIT);
+    if own_thread {
+        spawn = spawn.env("OWN_THREAD", "1");
+    }
+    let mut child = spawn.start();
+    child.wait_ready();
+    (child, tally)
+}
+
+/// Calls `slow` from another thread of this process, and returns once its
+/// handler has started in the listener.
+fn keep_the_listener_busy(group: &str, tally: &Mapping) -> std::thread::JoinHandle<()> {
+    let group = group.to_owned();
+    let caller = std::thread::spawn(move || {
+        let bus = Bus::join(&group).unwrap();
+        assert_eq!(bus.call::<_, u64>("slow", &(), LIMIT).unwrap(), Some(0));
+    });
+    let flag = tally.atomic_u32(8).unwrap();
+    wait_until("the slow handler to start", LIMIT, || {
+        flag.load(std::sync::atomic::Ordering::Acquire) == 1
+    });
+    caller
+}
+
+/// A call whose caller gave up while it waited behind a slow handler is
+/// skipped when its turn comes: its handler never runs.
+#[test]
+fn a_request_whose_caller_gave_up_is_skipped() {
+    let group = unique_name("bus-gave-up");
+    let (mut child, tally) = start_tally(&group, false);
+    let bus = Bus::join(&group).unwrap();
+    let busy = keep_the_listener_busy(&group, &tally);
+    assert!(bus
+        .call::<_, u64>("tally", &(), Duration::from_millis(50))
+        .unwrap_err()
+        .is_timed_out());
+    busy.join().unwrap();
+    assert_eq!(
+        bus.call::<_, u64>("tally", &(), LIMIT).unwrap(),
+        Some(1),
+        "the call given up on never ran"
+    );
+    drop(bus);
+    child.close_stdin();
+    child.wait_success();
+}
+
+/// A listener on a thread of its own answers while another handler of
+/// its process is busy; `wait_for_listener` finds it, and says when a
+/// command has none.
+#[test]
+fn a_listener_on_its_own_thread_answers_past_a_slow_one() {
+    let group = unique_name("bus-own-thread");
+    let bus = Bus::join(&group).unwrap();
+    assert!(bus
+        .wait_for_listener("tally", Duration::from_millis(20))
+        .unwrap_err()
+        .is_timed_out());
+    let (mut child, tally) = start_tally(&group, true);
+    assert_eq!(
+        bus.wait_for_listener("tally", LIMIT).unwrap()[0].pid,
+        child.id()
+    );
+    let busy = keep_the_listener_busy(&group, &tally);
+    assert_eq!(
+        bus.call::<_, u64>("tally", &(), Duration::from_millis(400))
+            .unwrap(),
+        Some(1),
+        "not behind the slow handler"
+    );
+    busy.join().unwrap();
+    drop(bus);
+    child.close_stdin();
+    child.wait_success();
 }
 
 const SECOND: Duration = Duration::from_secs(1);

@@ -70,6 +70,9 @@ def test_mutex_speaks_threading_locks_language(name):
 
 def test_event_speaks_threading_events_language(name):
     event = shmio.Event(name, manual_reset=True)
+    with pytest.raises(shmio.InvalidError, match="AutoReset"):
+        shmio.Event(name, manual_reset=False)  # a mismatch names both modes
+    assert shmio.Event(name).manual_reset, "no mode asked: the creator's"
     assert not event.is_set()
     event.set()
     assert event.is_set() and event.is_set(), "is_set takes nothing"

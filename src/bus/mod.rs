@@ -400,6 +400,8 @@ type Handler = dyn Fn(&[u8]) -> Outcome + Send + Sync;
 enum Answerer {
     /// A handler, run by the dispatch thread.
     Handler(Arc<Handler>),
+    /// A handler on a thread of its own, which takes its requests here.
+    OwnThread(std::sync::mpsc::Sender<wire::Request>),
     /// The program, through [`Bus::next_request`].
     Program,
 }
@@ -529,6 +531,8 @@ impl Mailroom {
 struct Deadline<'a> {
     timeout: Duration,
     at: Cell<Option<Instant>>,
+    /// [`gives_up_at`](Self::gives_up_at), once read.
+    gives_up: Cell<Option<u64>>,
     interrupted: Option<&'a dyn Fn() -> bool>,
 }
 
@@ -537,6 +541,7 @@ impl<'a> Deadline<'a> {
         Deadline {
             timeout,
             at: Cell::new(None),
+            gives_up: Cell::new(None),
             interrupted: None,
         }
     }
@@ -545,6 +550,7 @@ impl<'a> Deadline<'a> {
         Deadline {
             timeout,
             at: Cell::new(None),
+            gives_up: Cell::new(None),
             interrupted: Some(interrupted),
         }
     }
@@ -560,6 +566,26 @@ impl<'a> Deadline<'a> {
     /// Whether to give up now.
     fn is_interrupted(&self) -> bool {
         self.interrupted.is_some_and(|interrupted| interrupted())
+    }
+
+    /// When the caller gives up, as a listener reads it (ms on the host's
+    /// monotonic clock, see `wire::Request::due`): read once, at the first
+    /// request, and no earlier than the deadline itself (`timeout` from
+    /// now), so a listener never skips a request whose caller still waits.
+    fn gives_up_at(&self) -> u64 {
+        if let Some(due) = self.gives_up.get() {
+            return due;
+        }
+        let now = crate::sys::monotonic_ms();
+        let due = match now {
+            0 => 0,
+            // A millisecond over, for the rounding.
+            now => now
+                .saturating_add(self.timeout.as_millis().try_into().unwrap_or(u64::MAX))
+                .saturating_add(1),
+        };
+        self.gives_up.set(Some(due));
+        due
     }
 
     /// The deadline, `timeout` after `now` if not yet set.
@@ -633,41 +659,87 @@ impl Bus {
 
     /// Listens to `command`: `handler` runs for each call or post of it, on
     /// this member's dispatch thread, with the arguments decoded as `A`.
-    /// `Ok(Some(reply))` answers a call; `Ok(None)` passes it on to the next
-    /// listener (aardio's `null`); `Err` (or a panic) gives the caller
-    /// [`Error::Handler`] with its text. Arguments that are not an `A` are
-    /// a handler error too. The listener keeps serving either way.
+    /// It returns an `Option` (for a handler that cannot fail) or a
+    /// `Result<Option<_>, E>` ([`HandlerResult`]): `Some(reply)` answers a
+    /// call; `None` passes it on to the next listener (aardio's `null`);
+    /// `Err` (or a panic) gives the caller [`Error::Handler`] with its
+    /// text. Arguments that are not an `A` are a handler error too. The
+    /// listener keeps serving either way.
     ///
     /// Listeners of one command, in every process, are asked in the order
-    /// they registered. Dropping the [`Listener`] unregisters it.
-    pub fn listen<A, R, E, F>(&self, command: &str, handler: F) -> Result<Listener>
+    /// they registered. Dropping the [`Listener`] unregisters it: keep it
+    /// (`let _listener = bus.listen(..)?`; `let _ = ..` drops it at once).
+    ///
+    /// One dispatch thread runs every handler of this member in turn, so a
+    /// slow handler delays the others' requests; a request whose caller
+    /// has given up (its call's time ran out) before its turn came is
+    /// skipped, never run. A handler that must not wait behind others
+    /// listens with [`listen_on_own_thread`](Self::listen_on_own_thread).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmio::Bus;
+    ///
+    /// # let group = format!("shmio-doc-bus-listen-{}", std::process::id());
+    /// let bus = Bus::join(&group)?;
+    /// // A handler that cannot fail returns an Option: no type to name.
+    /// let _double = bus.listen("double", |x: u64| Some(x * 2))?;
+    /// // One that can returns a Result, its error type named once.
+    /// let _parse = bus.listen("parse", |text: String| text.parse::<u64>().map(Some))?;
+    /// assert_eq!(bus.call::<_, u64>("double", &21, Duration::from_secs(5))?, Some(42));
+    /// assert!(bus.call::<_, u64>("parse", &"x", Duration::from_secs(5)).is_err());
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn listen<A, O, F>(&self, command: &str, handler: F) -> Result<Listener>
     where
         A: DeserializeOwned,
-        R: Serialize,
-        E: fmt::Display,
-        F: Fn(A) -> std::result::Result<Option<R>, E> + Send + Sync + 'static,
+        O: HandlerResult,
+        F: Fn(A) -> O + Send + Sync + 'static,
     {
         self.inner.here()?;
         registry::check_command(command)?;
-        let handler: Arc<Handler> = Arc::new(move |args: &[u8]| {
-            let args: A = match serde_json::from_slice(args) {
-                Ok(args) => args,
-                Err(error) => return Outcome::Failed(format!("bad arguments: {error}")),
-            };
-            match handler(args) {
-                Ok(None) => Outcome::Pass,
-                Ok(Some(reply)) => match record::encode_payload(&reply) {
-                    Ok(json) => Outcome::Reply(json),
-                    Err(error) => Outcome::Failed(format!("the reply does not encode: {error}")),
-                },
-                Err(error) => Outcome::Failed(error.to_string()),
-            }
-        });
+        let handler = into_handler(handler);
         self.inbox(true)?;
         self.start_dispatcher()?;
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
         lock(&inner.handlers).insert(order, Answerer::Handler(handler));
+        Ok(Listener {
+            inner: Arc::downgrade(inner),
+            order,
+            command: command.to_owned(),
+        })
+    }
+
+    /// As [`listen`](Self::listen), with `handler` on a thread of its own:
+    /// its requests never wait behind another handler's, nor others
+    /// behind it (a slow command, a blocking one). Requests of this command
+    /// still run one at a time, in the order they came. The thread ends
+    /// when the [`Listener`] is dropped (or the member leaves).
+    pub fn listen_on_own_thread<A, O, F>(&self, command: &str, handler: F) -> Result<Listener>
+    where
+        A: DeserializeOwned,
+        O: HandlerResult,
+        F: Fn(A) -> O + Send + Sync + 'static,
+    {
+        self.inner.here()?;
+        registry::check_command(command)?;
+        let handler = into_handler(handler);
+        self.inbox(true)?;
+        self.start_dispatcher()?;
+        let (requests, taken) = std::sync::mpsc::channel();
+        let member = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name(format!("shmio bus {} {command}", self.inner.group))
+            .spawn(move || Inner::serve_on_own_thread(&member, &*handler, &taken))
+            .map_err(|source| Error::Os {
+                op: "start a listener's thread in",
+                target: self.inner.group.clone(),
+                source: source.into(),
+            })?;
+        let inner = &self.inner;
+        let order = inner.registry.listen(inner.participant.token(), command)?;
+        lock(&inner.handlers).insert(order, Answerer::OwnThread(requests));
         Ok(Listener {
             inner: Arc::downgrade(inner),
             order,
@@ -726,6 +798,9 @@ impl Bus {
         let mut room = inner.mailroom();
         loop {
             if let Some(request) = room.polled.pop_front() {
+                if gave_up(&request) {
+                    continue;
+                }
                 return Ok(Request {
                     inner: Arc::clone(inner),
                     request,
@@ -946,7 +1021,7 @@ impl Bus {
         let from = self.inner.participant.token();
         let (mut reached, mut full) = (0, Vec::new());
         for listener in listeners.iter() {
-            wire::address(&mut message, 0, from, listener.order);
+            wire::address(&mut message, 0, from, listener.order, 0);
             let outbox = match self.inner.outbox(listener.token) {
                 Ok(outbox) => outbox,
                 Err(Error::NotFound { .. }) => continue,
@@ -969,6 +1044,59 @@ impl Bus {
                 reached,
                 full,
             })
+        }
+    }
+
+    /// Serves this member's listeners on the calling thread too (it reads
+    /// the inbox and runs requests, beside the dispatch thread) until the
+    /// member has no listener left: for a program that only listens, whose
+    /// main thread has nothing else to do. A handler (or another thread)
+    /// that drops the last [`Listener`] ends it.
+    ///
+    /// ```no_run
+    /// use std::sync::{Arc, Mutex};
+    /// use shmio::Bus;
+    ///
+    /// let bus = Bus::join("shmio-doc-serve")?;
+    /// let _echo = bus.listen("echo", |text: String| Some(text))?;
+    /// let quit = Arc::new(Mutex::new(None));
+    /// let slot = Arc::clone(&quit);
+    /// *quit.lock().unwrap() = Some(bus.listen("quit", move |(): ()| {
+    ///     slot.lock().unwrap().take(); // unregisters "quit"
+    ///     Some(true)
+    /// })?);
+    /// drop(_echo);
+    /// bus.serve()?; // until someone calls "quit"
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub fn serve(&self) -> Result<()> {
+        self.inner.here()?;
+        let me = Arc::as_ptr(&self.inner) as usize;
+        let before = DISPATCHING.with(|current| current.replace(me));
+        self.inner
+            .dispatch_until(|| lock(&self.inner.handlers).is_empty());
+        DISPATCHING.with(|current| current.set(before));
+        Ok(())
+    }
+
+    /// Waits at most `timeout` until `command` has a listener in the group
+    /// (for a program that starts its listeners and its callers at once);
+    /// its listeners then. [`Error::TimedOut`] naming `GROUP/COMMAND` if
+    /// none came. It looks every 5 ms (two loads while nothing changed).
+    pub fn wait_for_listener(&self, command: &str, timeout: Duration) -> Result<Vec<ListenerInfo>> {
+        self.inner.here()?;
+        registry::check_command(command)?;
+        let deadline = crate::channel::deadline_after(timeout);
+        loop {
+            let found = self.listeners(command)?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.inner.timed_out(command));
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
         }
     }
 
@@ -1383,7 +1511,8 @@ impl Inner {
         due: &Deadline<'_>,
     ) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        wire::address(message, id, self.participant.token(), listener.order);
+        let token = self.participant.token();
+        wire::address(message, id, token, listener.order, due.gives_up_at());
         let outbox = match self.outbox(listener.token) {
             Ok(outbox) => outbox,
             Err(Error::NotFound { .. }) => {
@@ -1695,6 +1824,11 @@ impl Inner {
                     Some(Answerer::Program) => room.polled.push_back(request),
                     // Handlers exist only with a dispatch thread to run them.
                     Some(Answerer::Handler(_)) => room.queued.push_back(request),
+                    Some(Answerer::OwnThread(thread)) => {
+                        if let Err(std::sync::mpsc::SendError(request)) = thread.send(request) {
+                            return Some(request);
+                        }
+                    }
                     // With no listener here (a caller's stale view of the
                     // registry) the answer is "gone", at once.
                     None => return Some(request),
@@ -1714,8 +1848,14 @@ impl Inner {
     /// caller does, until the member leaves.
     fn dispatch(self: Arc<Self>) {
         DISPATCHING.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        self.dispatch_until(|| false);
+    }
+
+    /// The dispatch thread's loop, on the calling thread (marked as one
+    /// that runs requests), until the member leaves or `done()`.
+    fn dispatch_until(&self, done: impl Fn() -> bool) {
         let mut room = self.mailroom();
-        while !self.leaving.load(Ordering::SeqCst) {
+        while !self.leaving.load(Ordering::SeqCst) && !done() {
             let request = if let Some(request) = room.queued.pop_front() {
                 Some(request)
             } else if room.reading {
@@ -1751,8 +1891,13 @@ impl Inner {
         }
     }
 
-    /// Runs a request's handler and, for a call, sends the reply back.
+    /// Runs a request's handler and, for a call, sends the reply back. A
+    /// call whose caller has given up is skipped: no one would read its
+    /// reply, and its handler's time is another request's.
     fn serve(&self, request: wire::Request) {
+        if gave_up(&request) {
+            return;
+        }
         let answerer = lock(&self.handlers).get(&request.listener).cloned();
         let outcome = match answerer {
             None => Outcome::Gone,
@@ -1763,12 +1908,74 @@ impl Inner {
                 self.stir(&room);
                 return;
             }
-            Some(Answerer::Handler(handler)) => {
-                catch_unwind(AssertUnwindSafe(|| handler(request.args())))
-                    .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref())))
-            }
+            Some(Answerer::Handler(handler)) => run(&*handler, &request),
+            Some(Answerer::OwnThread(thread)) => match thread.send(request) {
+                Ok(()) => return,
+                // Its thread ended (its listener is going): gone.
+                Err(std::sync::mpsc::SendError(request)) => {
+                    self.answer(&request, &Outcome::Gone);
+                    return;
+                }
+            },
         };
         self.answer(&request, &outcome);
+    }
+
+    /// Runs `handler` on `request` and answers it, unless its caller gave up.
+    fn run_and_answer(&self, handler: &Handler, request: &wire::Request) {
+        if !gave_up(request) {
+            let outcome = run(handler, request);
+            self.answer(request, &outcome);
+        }
+    }
+
+    /// A listener's own thread: runs its handler on each request handed
+    /// to it, until its listener or its member is gone. While it has none
+    /// it reads the inbox itself when no other thread does (the dispatch
+    /// thread may be busy in a slow handler), and hands on what it finds.
+    fn serve_on_own_thread(
+        member: &Weak<Inner>,
+        handler: &Handler,
+        requests: &std::sync::mpsc::Receiver<wire::Request>,
+    ) {
+        use std::sync::mpsc::TryRecvError;
+        loop {
+            let request = match requests.try_recv() {
+                Ok(request) => Some(request),
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => None,
+            };
+            let Some(inner) = member.upgrade() else {
+                return;
+            };
+            if let Some(request) = request {
+                inner.run_and_answer(handler, &request);
+                continue;
+            }
+            if inner.leaving.load(Ordering::SeqCst) {
+                return;
+            }
+            let room = inner.mailroom();
+            if room.reading {
+                drop(room);
+                drop(inner);
+                match requests.recv_timeout(READ_SLICE) {
+                    Ok(request) => match member.upgrade() {
+                        Some(inner) => inner.run_and_answer(handler, &request),
+                        None => return,
+                    },
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                continue;
+            }
+            let (mut room, message) = inner.read_as_reader(room, || Instant::now() + READ_SLICE);
+            let now = message.and_then(|message| inner.file(&mut room, message, false));
+            drop(room);
+            if let Some(request) = now {
+                inner.serve(request);
+            }
+        }
     }
 
     /// Answers the requests for the program that it has not taken, and
@@ -1851,6 +2058,63 @@ impl Inner {
             }
         }
     }
+}
+
+/// What a handler given to [`Bus::listen`] returns: an `Option` (the
+/// reply, or `None` to pass the call on) or a `Result` of one, whose error
+/// (any `Display`) is the caller's [`Error::Handler`].
+pub trait HandlerResult {
+    /// The reply as JSON (`None`: a pass), or the handler's error as text.
+    fn into_reply(self) -> std::result::Result<Option<Vec<u8>>, String>;
+}
+
+impl<R: Serialize> HandlerResult for Option<R> {
+    fn into_reply(self) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.map(|reply| {
+            record::encode_payload(&reply)
+                .map_err(|error| format!("the reply does not encode: {error}"))
+        })
+        .transpose()
+    }
+}
+
+impl<R: Serialize, E: fmt::Display> HandlerResult for std::result::Result<Option<R>, E> {
+    fn into_reply(self) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.map_err(|error| error.to_string())?.into_reply()
+    }
+}
+
+/// `handler` as the dispatch thread runs it: arguments decoded as `A`,
+/// its result as the request's outcome.
+fn into_handler<A, O, F>(handler: F) -> Arc<Handler>
+where
+    A: DeserializeOwned,
+    O: HandlerResult,
+    F: Fn(A) -> O + Send + Sync + 'static,
+{
+    Arc::new(move |args: &[u8]| {
+        let args: A = match serde_json::from_slice(args) {
+            Ok(args) => args,
+            Err(error) => return Outcome::Failed(format!("bad arguments: {error}")),
+        };
+        match handler(args).into_reply() {
+            Ok(None) => Outcome::Pass,
+            Ok(Some(json)) => Outcome::Reply(json),
+            Err(error) => Outcome::Failed(error),
+        }
+    })
+}
+
+/// `handler`'s outcome for `request`; a panic is a failure, with its text.
+fn run(handler: &Handler, request: &wire::Request) -> Outcome {
+    catch_unwind(AssertUnwindSafe(|| handler(request.args())))
+        .unwrap_or_else(|panic| Outcome::Failed(panic_text(panic.as_ref())))
+}
+
+/// Whether the caller of `request` (a call: a post waits for no one) has
+/// given up on it.
+fn gave_up(request: &wire::Request) -> bool {
+    request.id != 0 && request.due != 0 && crate::sys::monotonic_ms() > request.due
 }
 
 /// The name of the inbox `incarnation` of the member `token` of `group`.

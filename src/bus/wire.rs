@@ -12,7 +12,8 @@
 //! | 4..8 | the sender's token | the replier's token |
 //! | 8..16 | the request id (0 for a post) | the request id |
 //! | 16..24 | the listener it is for | 0 |
-//! | 24.. | the command, then the arguments | the reply, or the error's text |
+//! | 24..32 | when the caller gives up (ms on the host's monotonic clock; 0 for none, and for a post) | 0 |
+//! | 32.. | the command, then the arguments | the reply, or the error's text |
 //!
 //! A stop (kind 4) is one byte: it wakes a member's own dispatch thread to
 //! let it see that the member is leaving.
@@ -21,7 +22,7 @@
 //! (kind 5): its bytes are in a mapping of their own, `GROUP@big.T.N`
 //! (the sender's token `T` and its spill number `N`, in hex), after an
 //! 8-byte header whose first word the receiver sets to 1 once it has
-//! taken them; the inbox carries only the 24-byte header: the sender's
+//! taken them; the inbox carries only the 32-byte header: the sender's
 //! token at 4..8, `N` at 8..16 and the message's length at 16..24. The
 //! receiver removes the mapping's name when it has read it; the sender
 //! lets go of it when it sees it taken (or gives up on it).
@@ -32,7 +33,7 @@ use crate::error::Result;
 use crate::mapping::record;
 
 /// Bytes before a message's command and payload.
-pub(crate) const HEADER: usize = 24;
+pub(crate) const HEADER: usize = 32;
 
 const REQUEST: u8 = 1;
 const POST: u8 = 2;
@@ -83,6 +84,9 @@ pub(crate) struct Request {
     pub(crate) id: u64,
     pub(crate) from: u32,
     pub(crate) listener: u64,
+    /// When the caller gives up, in ms of `sys::monotonic_ms` (0: never
+    /// said).
+    pub(crate) due: u64,
     /// The command's name, then the JSON arguments: one buffer.
     body: Vec<u8>,
     command_len: usize,
@@ -113,12 +117,14 @@ pub(crate) fn request_body<A: Serialize + ?Sized>(command: &str, args: &A) -> Re
 }
 
 /// Makes `message` (from [`request_body`]) request `id` (a post for 0) from
-/// the member `from` to the listener `listener`.
-pub(crate) fn address(message: &mut [u8], id: u64, from: u32, listener: u64) {
+/// the member `from` to the listener `listener`, its caller giving up at
+/// `due` (see [`Request::due`]).
+pub(crate) fn address(message: &mut [u8], id: u64, from: u32, listener: u64, due: u64) {
     message[0] = if id == 0 { POST } else { REQUEST };
     message[4..8].copy_from_slice(&from.to_le_bytes());
     message[8..16].copy_from_slice(&id.to_le_bytes());
     message[16..24].copy_from_slice(&listener.to_le_bytes());
+    message[24..32].copy_from_slice(&due.to_le_bytes());
 }
 
 /// A request (`id` non-zero) or a post (`id` 0) of `command` with the JSON
@@ -130,7 +136,7 @@ pub(crate) fn request(id: u64, from: u32, listener: u64, command: &str, args: &[
     message[2..4].copy_from_slice(&(command.len() as u16).to_le_bytes());
     message.extend_from_slice(command.as_bytes());
     message.extend_from_slice(args);
-    address(&mut message, id, from, listener);
+    address(&mut message, id, from, listener, 0);
     message
 }
 
@@ -146,7 +152,7 @@ pub(crate) fn reply(id: u64, from: u32, outcome: &Outcome) -> Vec<u8> {
     message.extend_from_slice(&[REPLY, status, 0, 0]);
     message.extend_from_slice(&from.to_le_bytes());
     message.extend_from_slice(&id.to_le_bytes());
-    message.extend_from_slice(&[0; 8]);
+    message.extend_from_slice(&[0; 16]);
     message.extend_from_slice(body);
     message
 }
@@ -159,6 +165,7 @@ pub(crate) fn spilled(from: u32, spill: u64, len: u64) -> Vec<u8> {
     message.extend_from_slice(&from.to_le_bytes());
     message.extend_from_slice(&spill.to_le_bytes());
     message.extend_from_slice(&len.to_le_bytes());
+    message.extend_from_slice(&[0; 8]);
     message
 }
 
@@ -183,7 +190,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
     let long = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
     let (kind, status) = (header[0], header[1]);
     let command_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
-    let (from, id, listener) = (word(4), long(8), long(16));
+    let (from, id, listener, due) = (word(4), long(8), long(16), long(24));
     let body = &bytes[HEADER..];
     match kind {
         REQUEST | POST => {
@@ -192,6 +199,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
                 id,
                 from,
                 listener,
+                due,
                 body: body.to_vec(),
                 command_len,
             };
@@ -239,7 +247,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let mut built = request_body("add", &[1, 2]).unwrap();
-        address(&mut built, 7, 0x401, 99);
+        address(&mut built, 7, 0x401, 99, 0);
         assert_eq!(built, request, "the same bytes, built in one buffer");
         assert!(matches!(
             decode(&super::request(0, 1, 2, "log", b"\"x\"")),

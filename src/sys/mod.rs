@@ -54,8 +54,8 @@ mod unlisted;
 #[cfg(any(unix, windows))]
 pub(crate) use os::duplicate;
 pub(crate) use os::{
-    anonymous, describe_named, list_named, open_file, open_named, reclaim_if_stale, remove_named,
-    Object, RobustLock, Seat, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
+    anonymous, describe_named, list_named, monotonic_ms, open_file, open_named, reclaim_if_stale,
+    remove_named, Object, RobustLock, Seat, Waker, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
 
 /// The process a handle was made in. Where processes do not fork

@@ -308,3 +308,11 @@ pub(in crate::sys) fn check_space(
 pub(in crate::sys) fn stat_size(stat: &rustix::fs::Stat) -> u64 {
     u64::try_from(stat.st_size).unwrap_or(0)
 }
+
+/// Milliseconds on the system's monotonic clock (`CLOCK_MONOTONIC`): the
+/// same for every process of the host (a time namespace aside), so one
+/// process can tell another when something is due.
+pub(crate) fn monotonic_ms() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64).saturating_mul(1000) + now.tv_nsec as u64 / 1_000_000
+}

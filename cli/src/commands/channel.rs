@@ -120,24 +120,20 @@ pub fn recv(args: Recv) -> Result {
     let mut out = io::stdout().lock();
     let mut received = 0u64;
     while count == 0 || received < count {
+        // Asked for neither a count nor a time, `recv` reads the stream
+        // until every sender has gone; asked for either, it waits on for
+        // them (a later sender may come).
+        let to_the_end = count == 0 && timeout.is_none();
         let next = signals::wait(deadline, |slice| match channel.recv_timeout(slice) {
             Ok(message) => Ok(Some(Some(message))),
             Err(ShmioError::TimedOut { .. }) => Ok(None),
-            // Every sender has gone, and the channel is empty: the end.
-            Err(ShmioError::Disconnected { .. }) => Ok(Some(None)),
+            Err(ShmioError::Disconnected { .. }) if to_the_end => Ok(Some(None)),
+            Err(ShmioError::Disconnected { .. }) => Ok(None),
             Err(error) => Err(error.into()),
         })?;
         let message = match next {
             Some(Some(message)) => message,
-            Some(None) if count == 0 => break,
-            Some(None) => {
-                return Err(Error::TooFew {
-                    source: ShmioError::Disconnected { name },
-                    received,
-                    wanted: format!(" of {count}"),
-                    waited: timeout.unwrap_or_default(),
-                })
-            }
+            Some(None) => break,
             // With no count, the time being up is the end.
             None if count == 0 && received > 0 => break,
             None => {

@@ -5,7 +5,7 @@
 mod objects;
 mod sync;
 
-pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, monotonic_ms, open_file, Object};
 pub(crate) use objects::{
     anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,

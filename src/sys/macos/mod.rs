@@ -7,7 +7,7 @@
 mod objects;
 mod sync;
 
-pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, open_file, Object};
+pub(crate) use crate::sys::unix::{duplicate, is_handle_limit, monotonic_ms, open_file, Object};
 pub(crate) use crate::sys::unlisted::{describe_named, list_named, reclaim_if_stale};
 pub(crate) use objects::{
     anonymous, grow, open_named, remove_named, Lease, OS_NAME_MAX_BYTES, OS_NAME_PREFIX,

@@ -15,6 +15,12 @@ pub(crate) use objects::{
 };
 pub(crate) use sync::{RobustLock, Seat, Waker};
 
+/// No clock shared between processes here: 0, "unknown", which asks
+/// nothing to be skipped.
+pub(crate) fn monotonic_ms() -> u64 {
+    0
+}
+
 /// Nothing is ever published here, so there is nothing to wait for.
 pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::ZERO;
 

@@ -11,6 +11,14 @@ pub(crate) use objects::{
 };
 pub(crate) use sync::{RobustLock, Seat, Waker};
 
+/// Milliseconds since the system started (`GetTickCount64`): the same for
+/// every process of the machine, so one process can tell another when
+/// something is due.
+pub(crate) fn monotonic_ms() -> u64 {
+    // SAFETY: takes nothing, returns a count.
+    unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() }
+}
+
 /// A section's name is public from `CreateFileMappingW` on, before its
 /// creator has set it up: an opener waits this long at most for it.
 pub(crate) const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -701,9 +701,14 @@ impl Bus {
         let handler = into_handler(handler);
         self.inbox(true)?;
         self.start_dispatcher()?;
+        self.register(command, Answerer::Handler(handler))
+    }
+
+    /// Registers a listener of `command` that `answerer` answers.
+    fn register(&self, command: &str, answerer: Answerer) -> Result<Listener> {
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
-        lock(&inner.handlers).insert(order, Answerer::Handler(handler));
+        lock(&inner.handlers).insert(order, answerer);
         Ok(Listener {
             inner: Arc::downgrade(inner),
             order,
@@ -737,14 +742,7 @@ impl Bus {
                 target: self.inner.group.clone(),
                 source: source.into(),
             })?;
-        let inner = &self.inner;
-        let order = inner.registry.listen(inner.participant.token(), command)?;
-        lock(&inner.handlers).insert(order, Answerer::OwnThread(requests));
-        Ok(Listener {
-            inner: Arc::downgrade(inner),
-            order,
-            command: command.to_owned(),
-        })
+        self.register(command, Answerer::OwnThread(requests))
     }
 
     /// Listens to `command` without a handler: its calls and posts wait
@@ -775,14 +773,7 @@ impl Bus {
         self.inner.here()?;
         registry::check_command(command)?;
         self.inbox(true)?;
-        let inner = &self.inner;
-        let order = inner.registry.listen(inner.participant.token(), command)?;
-        lock(&inner.handlers).insert(order, Answerer::Program);
-        Ok(Listener {
-            inner: Arc::downgrade(inner),
-            order,
-            command: command.to_owned(),
-        })
+        self.register(command, Answerer::Program)
     }
 
     /// The next call or post for a listener of

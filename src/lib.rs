@@ -43,28 +43,9 @@
 //!
 //! # From aardio's `fsys.mmap`
 //!
-//! | aardio | shmio |
-//! |---|---|
-//! | `fsys.mmap()` | [`Mapping::anonymous`] (or `Mapping::options().anonymous()`: 64 MiB) |
-//! | `fsys.mmap(path)` | `Mapping::options().file(path).map_file()` |
-//! | `fsys.mmap(, name, size)` | [`Mapping::create_or_open`] |
-//! | `fsys.mmap(path, name, ..)` | `Mapping::options().file(path).create_or_open(name)` |
-//! | `access`, `protect` | [`MappingOptions::read_only`], [`MappingOptions::copy_on_write`] |
-//! | `fsys.mmap(handle)` | [`Mapping::from_borrowed_fd`] (keeps its own duplicate) |
-//! | `fsys.mmap(handle, true)` | [`Mapping::from_fd`] (takes ownership) |
-//! | `.conflict` | [`Mapping::existed`] |
-//! | `.seek("set", off)` | [`Seek::seek`](std::io::Seek::seek)`(SeekFrom::Start(off))`, [`Mapping::set_position`] |
-//! | `.seek("cur", off)` | `seek(SeekFrom::Current(off))` |
-//! | `.seek("cur")` (no offset), `.getOffset()` | [`Mapping::position`] |
-//! | `.getOffset32()` | [`Mapping::position32`] |
-//! | `.read(len)` | [`Mapping::read_bytes`], [`Read::read_exact`](std::io::Read::read_exact) |
-//! | `.read(struct)` | [`Mapping::read_value`] |
-//! | `.write(data)`, `.write(data, len)` | [`Write::write_all`](std::io::Write::write_all), [`Mapping::write_value`] |
-//! | `.writeTable(v)` | [`Mapping::write_record`] |
-//! | `.readTable()` | [`Mapping::read_record`] |
-//! | `.mapView(len)` | [`Mapping::view_at_cursor`], [`Mapping::view`] |
-//! | `.unmapView(ptr)` | drop the [`View`] |
-//! | `.close()` | drop the [`Mapping`] (and its clones and views) |
+//! Member by member, the README's table says which shmio call does what
+//! each of `fsys.mmap`'s does; `GUIDE.md` has the same for
+//! `process.command` (a [`Bus`]).
 
 mod bus;
 mod channel;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::bus;
 use crate::{owners, units};
 
 #[derive(Parser)]
@@ -270,7 +269,7 @@ pub struct Call {
     /// The command to call
     pub command: String,
     /// The arguments, as one JSON document
-    #[arg(value_name = "JSON", default_value = "null", value_parser = bus::parse_json, allow_hyphen_values = true)]
+    #[arg(value_name = "JSON", default_value = "null", value_parser = units::parse_json, allow_hyphen_values = true)]
     pub args: serde_json::Value,
     /// Give up (exit 1) if no answer has come in this time
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
@@ -292,7 +291,7 @@ pub struct Post {
     /// The command to post
     pub command: String,
     /// The arguments, as one JSON document
-    #[arg(value_name = "JSON", default_value = "null", value_parser = bus::parse_json, allow_hyphen_values = true)]
+    #[arg(value_name = "JSON", default_value = "null", value_parser = units::parse_json, allow_hyphen_values = true)]
     pub args: serde_json::Value,
     #[command(flatten)]
     pub trusting: Trusting,

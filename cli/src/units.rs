@@ -1,5 +1,6 @@
-//! Sizes (`64K`, `1MiB`) and durations (`500ms`, `2s`) on the command line,
-//! and sizes and durations as people read them.
+//! What the command line's values parse as: sizes (`64K`, `1MiB`),
+//! durations (`500ms`, `2s`) and JSON arguments; and sizes and durations
+//! as people read them.
 
 use std::time::Duration;
 
@@ -16,6 +17,12 @@ const SUFFIXES: &[(&str, u32)] = &[
     ("t", 40),
     ("tib", 40),
 ];
+
+/// Parses a JSON argument on the command line (clap's value parser: a bad
+/// one is a usage error, exit 2).
+pub fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))
+}
 
 /// A byte count: digits with an optional K/M/G/T or KiB/MiB/GiB/TiB suffix
 /// (any case; all powers of 1024). Zero is allowed (offsets, lengths).

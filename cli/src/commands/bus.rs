@@ -35,12 +35,6 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// How much of a handler's output that is not JSON an error quotes.
 const QUOTED: usize = 80;
 
-/// Parses a JSON argument on the command line (clap's value parser: a bad
-/// one is a usage error, exit 2).
-pub fn parse_json(text: &str) -> std::result::Result<Value, String> {
-    serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))
-}
-
 /// The CLI's bus options: the library's inbox (larger messages are
 /// spilled to mappings of their own), `--permissions` for a group this
 /// command creates, the owners trusted.

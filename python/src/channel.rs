@@ -103,16 +103,40 @@ impl PyChannel {
         )
     }
 
-    fn send_bytes(&self, py: Python<'_>, message: &[u8], timeout: Option<f64>) -> PyResult<()> {
+    /// Runs `attempt` (a wait of at most the slice it is given) in slices
+    /// until it succeeds or `timeout` seconds (None: forever) pass
+    /// (`TimeoutError`). A `close()` from another thread meanwhile ends
+    /// the wait too (`ClosedError`, within a slice): a shutdown never
+    /// waits for a message or for room.
+    fn wait<T: Send>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        mut attempt: impl FnMut(&Channel, std::time::Duration) -> shmio::Result<T> + Send,
+    ) -> PyResult<T> {
         let deadline = deadline(py, timeout)?;
-        match self.on_channel(py, |channel| {
+        let waited = self.on_channel(py, |channel| {
             sliced_raw(py, deadline, |slice| {
-                timed_out(channel.send_timeout(message, slice))
+                if self.closed() {
+                    return Err(shmio::Error::Interrupted {
+                        name: self.name.clone(),
+                    });
+                }
+                timed_out(attempt(channel, slice))
             })
-        })? {
-            Some(()) => Ok(()),
-            None => Err(self.timeout_error(py)),
+        });
+        match waited {
+            Ok(Some(done)) => Ok(done),
+            Ok(None) => Err(self.timeout_error(py)),
+            Err(_) if self.closed() => Err(closed(py, "Channel")),
+            Err(error) => Err(error),
         }
+    }
+
+    fn send_bytes(&self, py: Python<'_>, message: &[u8], timeout: Option<f64>) -> PyResult<()> {
+        self.wait(py, timeout, |channel, slice| {
+            channel.send_timeout(message, slice)
+        })
     }
 
     /// Receives a message (waiting at most `timeout` seconds; None:
@@ -125,31 +149,16 @@ impl PyChannel {
         timeout: Option<f64>,
         make: impl FnOnce(&[u8]) -> PyResult<T>,
     ) -> PyResult<T> {
-        let deadline = deadline(py, timeout)?;
         let mut own = Vec::new();
         let mut scratch = self.scratch.try_lock().ok();
         let buf: &mut Vec<u8> = match scratch.as_deref_mut() {
             Some(scratch) => scratch,
             None => &mut own,
         };
-        let received = self.on_channel(py, |channel| {
-            sliced_raw(py, deadline, |slice| {
-                // Closed by another thread meanwhile: this wait ends too
-                // (within a slice), so a shutdown never waits for a message.
-                if self.closed() {
-                    return Err(shmio::Error::Interrupted {
-                        name: self.name.clone(),
-                    });
-                }
-                timed_out(channel.recv_into_timeout(&mut *buf, slice))
-            })
-        });
-        match received {
-            Ok(Some(())) => make(buf),
-            Ok(None) => Err(self.timeout_error(py)),
-            Err(_) if self.closed() => Err(closed(py, "Channel")),
-            Err(error) => Err(error),
-        }
+        self.wait(py, timeout, |channel, slice| {
+            channel.recv_into_timeout(&mut *buf, slice)
+        })?;
+        make(buf)
     }
 }
 

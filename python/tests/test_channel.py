@@ -154,9 +154,9 @@ def test_four_producers_four_consumers_exactly_once_in_order(name):
 
 
 def test_closing_a_channel_wakes_its_blocked_readers(name):
-    """A shutdown never waits for a message: `close()` from another thread
-    ends a `for` loop over the channel, and a blocked `recv` with
-    ClosedError."""
+    """A shutdown never waits for a message or room: `close()` from another
+    thread ends a `for` loop over the channel, and a blocked `recv` or
+    `send` with ClosedError."""
     import threading
     import time
 
@@ -193,6 +193,23 @@ def test_closing_a_channel_wakes_its_blocked_readers(name):
     other.close()
     thread.join(WAIT)
     assert not thread.is_alive() and len(raised) == 1
+
+    # The same for a send waiting for room.
+    full = shmio.Channel.create_or_open(name + "-full", capacity=1, max_message_size=16)
+    full.send(b"fills it")
+
+    def blocked_send() -> None:
+        try:
+            full.send(b"no room")
+        except shmio.ClosedError as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=blocked_send)
+    thread.start()
+    time.sleep(0.1)  # into the wait
+    full.close()
+    thread.join(WAIT)
+    assert not thread.is_alive() and len(raised) == 2
 
 
 def test_iteration_ends_when_every_sender_has_gone(cli, name):

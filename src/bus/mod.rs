@@ -696,12 +696,7 @@ impl Bus {
         O: HandlerResult,
         F: Fn(A) -> O + Send + Sync + 'static,
     {
-        self.inner.here()?;
-        registry::check_command(command)?;
-        let handler = into_handler(handler);
-        self.inbox(true)?;
-        self.start_dispatcher()?;
-        self.register(command, Answerer::Handler(handler))
+        self.listen_with(command, into_handler(handler), false)
     }
 
     /// Registers a listener of `command` that `answerer` answers.
@@ -727,11 +722,24 @@ impl Bus {
         O: HandlerResult,
         F: Fn(A) -> O + Send + Sync + 'static,
     {
+        self.listen_with(command, into_handler(handler), true)
+    }
+
+    /// Listens to `command` with `handler`, run by the dispatch thread or,
+    /// if `own_thread`, by a thread of its own started here.
+    fn listen_with(
+        &self,
+        command: &str,
+        handler: Arc<Handler>,
+        own_thread: bool,
+    ) -> Result<Listener> {
         self.inner.here()?;
         registry::check_command(command)?;
-        let handler = into_handler(handler);
         self.inbox(true)?;
         self.start_dispatcher()?;
+        if !own_thread {
+            return self.register(command, Answerer::Handler(handler));
+        }
         let (requests, taken) = std::sync::mpsc::channel();
         let member = Arc::downgrade(&self.inner);
         std::thread::Builder::new()

@@ -746,8 +746,8 @@ impl Mapping {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
-        // SAFETY: self.window covers the region self.shared keeps mapped,
-        // which lives at least as long as this borrow of self.
+        // SAFETY: self.mem() is self.window, which covers the region
+        // self.shared keeps mapped, alive at least as long as this borrow.
         unsafe { self.mem().atomic_u32(offset) }
     }
 

@@ -119,11 +119,11 @@ pub fn recv(args: Recv) -> Result {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut out = io::stdout().lock();
     let mut received = 0u64;
+    // Asked for neither a count nor a time, `recv` reads the stream
+    // until every sender has gone; asked for either, it waits on for
+    // them (a later sender may come).
+    let to_the_end = count == 0 && timeout.is_none();
     while count == 0 || received < count {
-        // Asked for neither a count nor a time, `recv` reads the stream
-        // until every sender has gone; asked for either, it waits on for
-        // them (a later sender may come).
-        let to_the_end = count == 0 && timeout.is_none();
         let next = signals::wait(deadline, |slice| match channel.recv_timeout(slice) {
             Ok(message) => Ok(Some(Some(message))),
             Err(ShmioError::TimedOut { .. }) => Ok(None),

@@ -10,7 +10,7 @@
 
 fn main() {
     // A child of the wake-up round trips: serve its role.
-    if let Some(code) = shmio_bench::child::serve() {
+    if let Some(code) = shmio_bench::sides::serve_child() {
         std::process::exit(code);
     }
     if std::env::args().any(|arg| arg == "--list") {

@@ -12,7 +12,7 @@
 
 fn main() {
     // A child of a run: serve its role.
-    if let Some(code) = shmio_bench::child::serve() {
+    if let Some(code) = shmio_bench::sides::serve_child() {
         std::process::exit(code);
     }
     #[cfg(target_os = "linux")]

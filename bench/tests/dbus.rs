@@ -12,7 +12,7 @@
 //! ```
 
 fn main() {
-    if let Some(code) = shmio_bench::child::serve() {
+    if let Some(code) = shmio_bench::sides::serve_child() {
         std::process::exit(code);
     }
     #[cfg(target_os = "linux")]

@@ -313,12 +313,6 @@ pub struct Bench {
     /// About a second instead of about ten (noisier)
     #[arg(long)]
     pub quick: bool,
-    /// Instead: round trips and throughput of shmio's channel (copying, in
-    /// place) against a Unix socket and memcpy at 64 B, 4 KiB, 64 KiB and
-    /// 1 MiB, and 1-2 producer x 1-2 consumer processes against
-    /// crossbeam-channel between threads (about 12 s; 2 s with --quick)
-    #[arg(long)]
-    pub sweep: bool,
 }
 
 /// The hidden worker roles (`shmio __worker ROLE ARGS`): the child

@@ -108,7 +108,7 @@ pub enum Error {
     NobodyListens { command: String, group: String },
     /// A measurement failed (`bench`, the demo's round trips).
     #[error("bench: {0}")]
-    Bench(shmio_bench::Error),
+    Bench(shmio_cli::bench::Error),
     /// Steps of the demo did not check out.
     #[error("demo: {failed} of {steps} steps did not check out")]
     Demo { failed: usize, steps: usize },
@@ -122,7 +122,7 @@ pub enum Error {
     /// it ended early, outlived the wait and was killed, or its output
     /// stayed open).
     #[error("{0}")]
-    Child(#[from] shmio_testkit::Failure),
+    Child(#[from] shmio_cli::process::Failure),
     /// A child process that would not exit in time (and was killed).
     #[error("{0} (killed it)")]
     Killed(Box<Error>),

@@ -9,7 +9,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use shmio_testkit::{Child, Output, Spawn};
+use shmio_cli::process::{Child, Output, Spawn};
 
 use crate::error::{Error, Result};
 
@@ -42,20 +42,20 @@ pub fn worker(role: &str, args: &[String]) -> Result<Spawn> {
 /// `shmio lock`, or be started by a test with limits of its own.)
 pub fn worker_setup() {
     // Without the signal, the lifetime still bounds it.
-    let _ = shmio_testkit::die_with_parent(None);
+    let _ = shmio_cli::process::die_with_parent(None);
     limit_lifetime();
 }
 
 /// Makes this worker exit after [`WORKER_LIFETIME`] (all that a worker
 /// that must not die with its parent does of [`worker_setup`]).
 pub fn limit_lifetime() {
-    shmio_testkit::limit_lifetime(WORKER_LIFETIME);
+    shmio_cli::process::limit_lifetime(WORKER_LIFETIME);
 }
 
 /// Polls `done` until it holds; an error naming `what` after `limit`.
 /// Returns how long it took.
 pub fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) -> Result<Duration> {
-    shmio_testkit::checked_poll_until(what, limit, POLL, done).map_err(|_| Error::GaveUp {
+    shmio_cli::process::checked_poll_until(what, limit, POLL, done).map_err(|_| Error::GaveUp {
         what: what.to_owned(),
         limit,
     })

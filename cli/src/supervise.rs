@@ -80,7 +80,7 @@ mod imp {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use shmio_testkit::{Input, Output, Spawn};
+    use shmio_cli::process::{Input, Output, Spawn};
     use signal_hook::consts::signal::{
         SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU,
     };
@@ -128,7 +128,7 @@ mod imp {
             // Linux: the parent-death signal. Had the parent died before
             // it was set, no signal would ever come: the command must not
             // start then (the kit's `ESRCH`).
-            shmio_testkit::die_with_parent(Some(parent))?;
+            shmio_cli::process::die_with_parent(Some(parent))?;
             // Before `exec`, so the command never runs without the terminal
             // it is meant to have (it would stop on SIGTTIN).
             if let Some(fd) = terminal_fd.filter(|_| hand_over) {

@@ -233,7 +233,7 @@ fn a_child_with_no_lifetime_ignores_its_parents() {
     // otherwise, is far shorter than the wait.
     let mut child = Role::Hold
         .spawn()
-        .env("SHMIO_TESTKIT_LIFETIME_MS", "1")
+        .env("SHMIO_CHILD_LIFETIME_MS", "1")
         .no_lifetime()
         .start();
     child.wait_ready();

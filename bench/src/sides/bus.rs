@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmio::{Bus, Channel, Error};
-use shmio_testkit::{Input, Output};
+use shmio_cli::process::{Input, Output};
 
 use super::{call_argument, channel, warmed_up, Role, STOP, WARMUP};
 use crate::child::{self, Kid};
@@ -56,7 +56,7 @@ pub fn listener_child() -> Result<()> {
         watchdog::progress();
         Ok::<_, String>(Some(sunk.load(Ordering::Relaxed)))
     })?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     std::io::copy(&mut child::stdin_file()?, &mut std::io::sink())?;
     Ok(())
 }
@@ -107,15 +107,22 @@ trait Calls {
     fn call(&mut self) -> Result<()>;
 }
 
-impl<T: Calls> Side for T {
-    fn batch(&mut self, n: u64) -> Result<f64> {
-        warmed_up(n, None, || self.call())
-    }
+/// Each [`Calls`] is a [`Side`] that times one call after another.
+macro_rules! calls_are_sides {
+    ($($side:ty),*) => {$(
+        impl Side for $side {
+            fn batch(&mut self, n: u64) -> Result<f64> {
+                warmed_up(n, None, || self.call())
+            }
 
-    fn keepalive(&mut self) -> Result<()> {
-        self.call()
-    }
+            fn keepalive(&mut self) -> Result<()> {
+                self.call()
+            }
+        }
+    )*};
 }
+
+calls_are_sides!(CallRoundTrip, CodecFloor);
 
 /// `broadcast("echo", ..)` to every listener of a group of `listeners`
 /// processes, or (`one_by_one`) `call_pid` to each in turn: what the

@@ -24,7 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shmio_testkit::{Child, Output, Spawn};
+use shmio_cli::process::{Child, Output, Spawn};
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
 
@@ -107,7 +107,7 @@ impl Bus {
                 // async-signal-safe calls (`prctl`, `getppid`), as the kit
                 // documents it for this use.
                 unsafe {
-                    command.pre_exec(move || shmio_testkit::die_with_parent(Some(parent)));
+                    command.pre_exec(move || shmio_cli::process::die_with_parent(Some(parent)));
                 }
             });
         let mut daemon = match spawn.try_start() {
@@ -393,7 +393,7 @@ pub fn echo_child() -> Result<()> {
         .serve_at(PATH, Echo)?
         .name(name.as_str())?
         .build()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     std::io::copy(&mut child::stdin_file()?, &mut std::io::sink())?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::{warmed_up, Role, Words};
 use crate::child::{self, Kid};
 use crate::harness::Side;
 use crate::{watchdog, Result};
-use shmio_testkit::{Input, Output};
+use shmio_cli::process::{Input, Output};
 
 /// Round trips of two auto-reset events between this process and a child.
 pub struct EventRoundTrip {

@@ -239,7 +239,7 @@ pub fn round_trip_child() -> Result<()> {
     let subscriber = ping.subscriber_builder().create()?;
     let publisher = pong.publisher_builder().create()?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     while commands.next_command()?.is_some() {
         loop {
             let Some(sample) = subscriber.receive()? else {
@@ -345,7 +345,7 @@ pub fn producer_child() -> Result<()> {
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
         .create()?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {
@@ -496,7 +496,7 @@ pub fn sized_round_trip_child() -> Result<()> {
         .create()?;
     let publisher = slice_publisher(&pong, size)?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     while commands.next_command()?.is_some() {
         loop {
             let Some(sample) = subscriber.receive()? else {

@@ -385,7 +385,7 @@ pub fn echo_child() -> Result<()> {
     let mut ping = Ring::new(&words, step, Ring::PING);
     let mut pong = Ring::new(&words, step, Ring::PONG);
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     while commands.next_command()?.is_some() {
         loop {
             let value = ping.recv()?;
@@ -469,7 +469,7 @@ pub fn producer_child() -> Result<()> {
     let step = Step::from_code(child::number(child::STEP)?)?;
     let mut ring = Ring::of(&words, step, 0, THROUGHPUT_SLOTS);
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     let mut seq = 0;
     while let Some(n) = commands.next_count()? {
         for _ in 0..n {

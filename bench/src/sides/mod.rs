@@ -1,6 +1,8 @@
-//! What the harness measures: shmio's operations and their peers, each a
-//! [`Side`](crate::harness::Side), and the child roles that serve the
-//! cross-process ones.
+//! What the lab measures: the sides `shmio bench` ships (re-exported
+//! here: channel, copy, spin, futex, stream, socket) and the research
+//! sides, each a [`Side`](crate::harness::Side), and the child roles that
+//! serve the lab's cross-process ones ([`Role`]; a lab binary's child
+//! plays any [`AnyRole`]).
 //!
 //! | module | shmio | peers |
 //! |---|---|---|
@@ -24,63 +26,28 @@
 //! back the same.
 
 pub mod bus;
-pub mod channel;
-pub mod copy;
 #[cfg(all(target_os = "linux", feature = "dbus"))]
 pub mod dbus;
 pub mod event;
-#[cfg(target_os = "linux")]
-pub mod futex;
 #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
 pub mod iceoryx2;
 pub mod ladder;
 pub mod scaling;
-#[cfg(unix)]
-pub mod socket;
-pub mod spin;
-pub mod stream;
 #[cfg(windows)]
 pub mod win_event;
 
-use shmio::Mapping;
+#[cfg(target_os = "linux")]
+pub use shmio_cli::bench::sides::futex;
+#[cfg(unix)]
+pub use shmio_cli::bench::sides::socket;
+pub use shmio_cli::bench::sides::{
+    channel, check_message, copy, message, spin, stamp, stream, warmed_up, Words, STOP, WAKE_GAP,
+    WARMUP,
+};
 
-use crate::watchdog::OnStall;
+use shmio_cli::bench::child::RoleSet;
+
 use crate::Result;
-
-/// The message that ends a busy-poll echo batch.
-pub const STOP: u64 = u64::MAX;
-/// Untimed round trips at the start of every batch.
-pub const WARMUP: u64 = 64;
-
-/// A batch: `op` [`WARMUP`] times untimed, then `n` times timed, each
-/// after `gap` of quiet if there is one ([`harness::gapped`]); the time
-/// per `op`.
-///
-/// [`harness::gapped`]: crate::harness::gapped
-pub fn warmed_up(
-    n: u64,
-    gap: Option<std::time::Duration>,
-    mut op: impl FnMut() -> Result<()>,
-) -> Result<f64> {
-    for _ in 0..WARMUP {
-        op()?;
-    }
-    crate::harness::gapped(n, gap, op)
-}
-/// The quiet before each round trip that must wake a sleeping child (see
-/// [`harness::gapped`](crate::harness::gapped)): well past the channel's
-/// spinning (a few tens of microseconds) before it sleeps.
-pub const WAKE_GAP: std::time::Duration = std::time::Duration::from_micros(500);
-
-/// Writes `seq` into a message's first 8 bytes.
-pub fn stamp(message: &mut [u8], seq: u64) {
-    message[..8].copy_from_slice(&seq.to_le_bytes());
-}
-
-/// A throughput message of `size` bytes: [`stamp`]ed, and ending in 0xA5.
-pub fn message(size: usize) -> Vec<u8> {
-    vec![0xA5; size]
-}
 
 /// The size of a call's argument (and of its reply), the small payload of
 /// a bus call: the call's sequence number in 16 hex digits.
@@ -103,66 +70,7 @@ pub fn call_argument(seq: u64) -> [u8; CALL_SIZE] {
     argument
 }
 
-/// Checks a message: its size, its sequence number, its last byte (past
-/// the sequence number: messages of more than 8 bytes).
-pub fn check_message(message: &[u8], size: usize, expected: u64) -> Result<()> {
-    let seq = message
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    // An 8-byte message is all sequence number: no last byte of its own.
-    let last_ok = size <= 8 || message.last() == Some(&0xA5);
-    if message.len() != size || seq != Some(expected) || !last_ok {
-        return Err(format!(
-            "message {expected}: got {} bytes, sequence {seq:?}, last byte {:?}",
-            message.len(),
-            message.last()
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// Declares the child roles once: the enum, their names (what [`ROLE`]
-/// carries) and what each child runs.
-///
-/// [`ROLE`]: crate::child::ROLE
-macro_rules! roles {
-    ($($(#[doc = $doc:expr])* $(#[cfg($cfg:meta)])? $variant:ident = $name:literal => $serve:expr,)*) => {
-        /// Every role a child of the harness can play.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Role {
-            $($(#[doc = $doc])* $(#[cfg($cfg)])? $variant,)*
-        }
-
-        impl Role {
-            /// The role's name, as [`crate::child::ROLE`] carries it.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $($(#[cfg($cfg)])? Role::$variant => $name,)*
-                }
-            }
-
-            /// The role called `name`.
-            pub fn parse(name: &str) -> Result<Role> {
-                $($(#[cfg($cfg)])? if name == $name {
-                    return Ok(Role::$variant);
-                })*
-                Err(format!("unknown role {name:?}").into())
-            }
-
-            /// Runs the role's side of the work, until the parent is done.
-            pub fn serve(self) -> Result<()> {
-                match self {
-                    $($(#[cfg($cfg)])? Role::$variant => $serve,)*
-                }
-            }
-        }
-    };
-}
-
-roles! {
-    /// Echoes a spin round trip.
-    SpinEcho = "rt-spin" => spin::echo_child(),
+shmio_cli::bench_roles! {
     /// Echoes a round trip of one step of the ladder.
     LadderEcho = "rt-ladder" => ladder::echo_child(),
     /// Sends 64-byte messages through one step of the ladder's ring.
@@ -170,14 +78,6 @@ roles! {
     /// Echoes a raw Windows event round trip.
     #[cfg(windows)]
     EventPairEcho = "rt-win-event" => win_event::echo_child(),
-    /// Echoes a futex round trip.
-    #[cfg(target_os = "linux")]
-    FutexEcho = "rt-futex" => futex::echo_child(),
-    /// Echoes 8-byte messages from stdin to stdout.
-    PipeEcho = "rt-pipe" => stream::pipe_child(),
-    /// Echoes 8-byte messages on the socket that is its stdin.
-    #[cfg(unix)]
-    SocketEcho = "rt-socket" => socket::echo_child(),
     /// Echoes an iceoryx2 round trip.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2Echo = "rt-iceoryx2" => iceoryx2::round_trip_child(),
@@ -188,27 +88,11 @@ roles! {
     /// Serves the D-Bus method `Echo` on the parent's private bus.
     #[cfg(all(target_os = "linux", feature = "dbus"))]
     DbusEcho = "rt-dbus" => dbus::echo_child(),
-    /// Echoes a channel round trip, busy-polling.
-    ChannelBusyEcho = "rt-shmio-busy" => channel::busy_child(),
-    /// Echoes a channel round trip in place (`try_recv_with`, `send_with`), busy-polling.
-    ChannelInPlaceEcho = "rt-shmio-in-place" => channel::in_place_child(),
-    /// Echoes a channel round trip, in blocking receives.
-    ChannelBlockingEcho = "rt-shmio-block" => channel::blocking_child(),
     /// Answers every set of one event by setting the other.
     EventEcho = "rt-shmio-event" => event::echo_child(),
-    /// Writes messages to the socket that is its stdin.
-    #[cfg(unix)]
-    SocketProducer = "tp-socket" => socket::producer_child(),
     /// Publishes iceoryx2 samples.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2Producer = "tp-iceoryx2" => iceoryx2::producer_child(),
-    /// Sends on a channel, copying.
-    ChannelProducer = "tp-shmio-copy" => channel::producer_child(false),
-    /// Sends on a channel, in place.
-    ChannelInPlaceProducer = "tp-shmio-in-place" => channel::producer_child(true),
-    /// Echoes `size`-byte messages on the socket that is its stdin.
-    #[cfg(unix)]
-    SocketSizedEcho = "rt-socket-sized" => socket::sized_echo_child(),
     /// Echoes an iceoryx2 round trip of `size`-byte slices.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2SizedEcho = "rt-iceoryx2-sized" => iceoryx2::sized_round_trip_child(),
@@ -218,59 +102,43 @@ roles! {
     ScalingConsumer = "scale-consumer" => scaling::consumer_child(),
 }
 
-/// A small named mapping (8 KiB) that the parent and one child share, for
-/// the raw peers: the spin's and the futex's two words, 128 bytes apart
-/// (separate cache lines, and not a pair the adjacent-line prefetcher
-/// fetches together), the parent's ([`PING`](Words::PING)) and the
-/// child's ([`PONG`](Words::PONG)); the ladder's two rings. shmio only
-/// provides the memory: the peers that use it touch it with plain atomics.
-pub struct Words {
-    map: Mapping,
-    _stall: Option<OnStall>,
+/// A role a child of a lab binary can play: one of the shipped sides'
+/// (`shmio bench`'s, which the lab's tables measure too) or one of the
+/// lab's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnyRole {
+    /// A shipped side's role.
+    Shipped(shmio_cli::bench::sides::Role),
+    /// One of the lab's roles.
+    Lab(Role),
 }
 
-impl Words {
-    /// The parent's word.
-    pub const PING: u64 = 0;
-    /// The child's word.
-    pub const PONG: u64 = 128;
-    const LEN: u64 = 8192;
-
-    /// Creates the words under `name` (the name goes with its last holder).
-    pub fn create(name: &str) -> Result<Words> {
-        Words::create_len(name, Words::LEN)
+impl RoleSet for AnyRole {
+    fn name(self) -> &'static str {
+        match self {
+            AnyRole::Shipped(role) => role.name(),
+            AnyRole::Lab(role) => role.name(),
+        }
     }
 
-    /// Creates `len` bytes of words under `name` (at least the usual 8 KiB).
-    pub fn create_len(name: &str, len: u64) -> Result<Words> {
-        let stall = OnStall::shmio_name(name);
-        Ok(Words {
-            map: Mapping::create(name, len.max(Words::LEN))?,
-            _stall: Some(stall),
-        })
+    fn parse(name: &str) -> Result<AnyRole> {
+        shmio_cli::bench::sides::Role::parse(name)
+            .map(AnyRole::Shipped)
+            .or_else(|_| Role::parse(name).map(AnyRole::Lab))
     }
 
-    /// Opens the words the parent created.
-    pub fn open(name: &str) -> Result<Words> {
-        Ok(Words {
-            map: Mapping::open(name)?,
-            _stall: None,
-        })
+    fn serve(self) -> Result<()> {
+        match self {
+            AnyRole::Shipped(role) => role.serve(),
+            AnyRole::Lab(role) => role.serve(),
+        }
     }
+}
 
-    /// The 64-bit word at `offset`.
-    pub fn u64_at(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
-        self.map
-            .atomic_u64(offset)
-            .expect("an aligned word in bounds")
-    }
-
-    /// The 32-bit word at `offset`.
-    pub fn u32_at(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
-        self.map
-            .atomic_u32(offset)
-            .expect("an aligned word in bounds")
-    }
+/// If this process is a child of a lab run, serves its role and returns
+/// the exit code to exit with (see [`shmio_cli::bench::child::serve`]).
+pub fn serve_child() -> Option<i32> {
+    shmio_cli::bench::child::serve::<AnyRole>()
 }
 
 #[cfg(test)]

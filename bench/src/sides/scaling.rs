@@ -206,7 +206,7 @@ pub fn producer_child() -> Result<()> {
     let channel = Channel::open(&child::var(child::NAME)?)?;
     let index = child::number(INDEX)?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     let mut message = message(index);
     let mut seq = 0u64;
     let mut out = std::io::stdout();
@@ -229,7 +229,7 @@ pub fn consumer_child() -> Result<()> {
     let channel = Channel::open(&child::var(child::NAME)?)?;
     let mut checker = Checker::new(child::number(PRODUCERS)?, child::number(CONSUMERS)?);
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    shmio_cli::process::try_ready()?;
     let mut buf = Vec::with_capacity(SIZE);
     let mut out = std::io::stdout();
     while commands.next_command()?.is_some() {

@@ -17,7 +17,7 @@ use super::{warmed_up, Role, Words};
 use crate::child::{self, Kid};
 use crate::harness::Side;
 use crate::{watchdog, Result};
-use shmio_testkit::{Input, Output};
+use shmio_cli::process::{Input, Output};
 
 fn wide(name: &str) -> Vec<u16> {
     name.encode_utf16().chain(Some(0)).collect()

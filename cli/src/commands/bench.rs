@@ -2,24 +2,21 @@
 //! for shmio's `Channel` and the peers that need no extra crate, and 1 MiB
 //! copy bandwidth into a mapping; one markdown table.
 //!
-//! The measuring is the bench library's (`bench/`, `shmio_bench`): its
-//! harness (every side runs in every round, the order rotating from round
-//! to round, so drift and other processes' noise hit all of them alike;
-//! figures are medians over the rounds, ratios medians of the per-round
-//! ratios), its sides, and its children, which are this binary again
-//! (`__worker bench`). iceoryx2, the one peer that needs an extra (and
-//! heavy) crate, is left to `shmio-bench`.
-//!
-//! `shmio bench --sweep` runs the library's payload sweep and scaling
-//! group ([`shmio_bench::sweep`]) on fewer sizes, and prints their tables.
+//! The measuring is the harness's ([`shmio_cli::bench`]: every side runs
+//! in every round, the order rotating from round to round, so drift and
+//! other processes' noise hit all of them alike; figures are medians over
+//! the rounds, ratios medians of the per-round ratios), with its sides and
+//! its children, which are this binary again (`__worker bench`). The
+//! payload sweep, the scaling group, iceoryx2 and D-Bus are the bench
+//! lab's (`cargo run --release -p shmio-bench`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmio_bench::harness::{self, Named, Results, Settings};
-use shmio_bench::sides::{channel, copy, spin, stream};
-use shmio_bench::{machine, sweep, watchdog};
+use shmio_cli::bench::harness::{self, Named, Results, Settings};
+use shmio_cli::bench::sides::{channel, copy, spin, stream};
+use shmio_cli::bench::{machine, watchdog};
 
 use crate::cli::Bench;
 use crate::error::{Error, Result};
@@ -72,17 +69,21 @@ impl Peer {
     }
 
     /// The peer's side, named after `base`; `None` where the platform has none.
-    fn start(self, base: &str) -> shmio_bench::Result<Option<Named<'static>>> {
+    fn start(self, base: &str) -> shmio_cli::bench::Result<Option<Named<'static>>> {
         let name = format!("{base}-{}", self.key().replace(' ', "-"));
         let side: Box<dyn harness::Side> = match self {
             Peer::ShmioPoll => Box::new(channel::BusyRoundTrip::start(&name)?),
             Peer::ShmioBlocking => Box::new(channel::BlockingRoundTrip::start(&name)?),
             Peer::Spin => Box::new(spin::SpinRoundTrip::start(&name)?),
             #[cfg(target_os = "linux")]
-            Peer::Futex => Box::new(shmio_bench::sides::futex::FutexRoundTrip::start(&name)?),
+            Peer::Futex => Box::new(shmio_cli::bench::sides::futex::FutexRoundTrip::start(
+                &name,
+            )?),
             Peer::Pipe => Box::new(stream::PipeRoundTrip::start()?),
             #[cfg(unix)]
-            Peer::UnixSocket => Box::new(shmio_bench::sides::socket::SocketRoundTrip::start()?),
+            Peer::UnixSocket => {
+                Box::new(shmio_cli::bench::sides::socket::SocketRoundTrip::start()?)
+            }
             #[allow(unreachable_patterns)]
             _ => return Ok(None),
         };
@@ -92,16 +93,13 @@ impl Peer {
 
 pub fn run(args: Bench) -> Result {
     let quick = args.quick;
-    if args.sweep {
-        return run_sweep(quick);
-    }
     let settings = if quick {
         Settings::new(7, 8)
     } else {
         Settings::new(21, 40)
     };
     let load = machine::load_average();
-    shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);
+    shmio_cli::bench::child::launch_with([crate::proc::WORKER, "bench"]);
     watchdog::start("shmio bench".into());
 
     let base = format!("shmio-bench-{}", std::process::id());
@@ -226,64 +224,4 @@ fn report(
          those rows measure the scheduler.\n",
     );
     out
-}
-
-/// `shmio bench --sweep`: the library's sweep on [`sweep::SHORT_SIZES`]
-/// and its scaling group, as `shmio-bench --sweep` prints them.
-fn run_sweep(quick: bool) -> Result {
-    let settings = if quick {
-        Settings::new(5, 4)
-    } else {
-        Settings::new(11, 15)
-    };
-    let load = machine::load_average();
-    shmio_bench::child::launch_with([crate::proc::WORKER, "bench"]);
-    watchdog::start("shmio bench --sweep".into());
-    let base = format!("shmio-bench-{}", std::process::id());
-    // Sides per size: shmio copying and in place (and a Unix socket) for
-    // round trips, the same and memcpy for throughput; two per shape.
-    let socket = usize::from(cfg!(unix));
-    let per_size = (2 + socket) + (3 + socket);
-    let steps =
-        (settings.rounds + 1) * (sweep::SHORT_SIZES.len() * per_size + sweep::SHAPES.len() * 2);
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("bench --sweep [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let mut progress = |at: harness::Progress| {
-        bar.set_message(format!("{}: {}", at.group, at.side));
-        bar.inc(1);
-    };
-    let measured =
-        sweep::run(&base, &sweep::SHORT_SIZES, settings, &mut progress).and_then(|swept| {
-            let shapes = sweep::scaling(&base, &sweep::SHAPES, settings, &mut progress)?;
-            Ok((swept, shapes))
-        });
-    bar.finish_and_clear();
-    let (swept, shapes) = measured.map_err(Error::Bench)?;
-    let (tables, sizes) = sweep::sweep_tables(&swept);
-    let (scaling, shape) = sweep::scaling_table(&shapes);
-    let mut out = format!(
-        "shmio bench --sweep{}: {} rounds, batches of {:?}, {} on {} CPU(s){}\n\n",
-        if quick { " --quick" } else { "" },
-        settings.rounds,
-        settings.batch_time,
-        std::env::consts::OS,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.as_deref().map_or(String::new(), |l| format!(
-            ", load average {l} at the start"
-        )),
-    );
-    out.push_str(&tables);
-    out.push('\n');
-    out.push_str(&scaling);
-    out.push_str(&format!(
-        "\nTargets met: {} of {}. iceoryx2 is measured by `cargo run --release -p shmio-bench -- --sweep`.\n",
-        sizes.met + shape.met,
-        sizes.of + shape.of
-    ));
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
 }

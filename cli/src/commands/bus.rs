@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use shmio::{Bus, BusOptions, Error as ShmioError, ListenerInfo};
-use shmio_testkit::{Child, Output, Spawn};
+use shmio_cli::process::{Child, Output, Spawn};
 
 use super::exactly;
 use crate::cli::{Call, Listen, Listeners, Post, Trusting};
@@ -283,7 +283,7 @@ fn own_process_group(command: &mut std::process::Command) {
         // kit's `die_with_parent` makes only async-signal-safe calls
         // (prctl, getppid) and allocates nothing.
         unsafe {
-            command.pre_exec(move || shmio_testkit::die_with_parent(Some(parent)));
+            command.pre_exec(move || shmio_cli::process::die_with_parent(Some(parent)));
         }
     }
     #[cfg(not(unix))]

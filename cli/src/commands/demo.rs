@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmio::{Bus, Channel, ChannelGeometry, Error as ShmioError, Mapping};
 
-use shmio_bench::harness::{self, Named, Results, Settings};
-use shmio_bench::sides::{channel, stream};
-use shmio_testkit::{Child, Input, Output};
+use shmio_cli::bench::harness::{self, Named, Results, Settings};
+use shmio_cli::bench::sides::{channel, stream};
+use shmio_cli::process::{Child, Input, Output};
 
 use crate::cli::DemoWorker;
 use crate::error::{Error, Result};
@@ -474,11 +474,13 @@ impl Demo {
             // A wait the library cannot bound: on a thread of its own,
             // left blocked (until the process exits) if it runs out.
             let what = "the record to come back";
-            shmio_testkit::checked_within(what, LIMIT, move || pong.recv_record::<(String, u32)>())
-                .map_err(|_| Error::GaveUp {
-                    what: what.to_owned(),
-                    limit: LIMIT,
-                })?
+            shmio_cli::process::checked_within(what, LIMIT, move || {
+                pong.recv_record::<(String, u32)>()
+            })
+            .map_err(|_| Error::GaveUp {
+                what: what.to_owned(),
+                limit: LIMIT,
+            })?
         };
         total += 1;
         // A record that does not decode (`Error::UndecodableMessage`) did not come back intact.
@@ -694,9 +696,9 @@ const ROUND_TRIP_SETTINGS: Settings = Settings::new(9, 5);
 /// library's harness (each echo checked on its way back), with its
 /// children (this binary, `__worker bench`) and its watchdog armed while
 /// it runs.
-fn round_trips(name: &str) -> shmio_bench::Result<Results> {
-    shmio_bench::child::launch_with([proc::WORKER, "bench"]);
-    let _armed = shmio_bench::watchdog::arm("shmio demo".into());
+fn round_trips(name: &str) -> shmio_cli::bench::Result<Results> {
+    shmio_cli::bench::child::launch_with([proc::WORKER, "bench"]);
+    let _armed = shmio_cli::bench::watchdog::arm("shmio demo".into());
     let sides: Vec<Named> = vec![
         (
             "Channel",

@@ -32,12 +32,12 @@ pub fn run(role: Worker) -> Result {
         Worker::Hold { name, size } => hold(&name, size),
         Worker::HoldLock { name } => hold_lock(&name),
         Worker::Linger { name, code } => linger(&name, code),
-        Worker::Bench => match shmio_bench::child::serve() {
+        Worker::Bench => match shmio_cli::bench::child::serve::<shmio_cli::bench::sides::Role>() {
             // It said why on stderr.
             Some(code) => std::process::exit(code),
             None => Err(Error::Check(format!(
                 "{} is not set",
-                shmio_bench::child::ROLE
+                shmio_cli::bench::child::ROLE
             ))),
         },
         #[cfg(unix)]

@@ -6,10 +6,10 @@
 use std::io::{ErrorKind, Read, Write};
 
 use super::{warmed_up, Role};
-use crate::child::{self, Kid};
-use crate::harness::Side;
-use crate::{watchdog, Result};
-use shmio_testkit::{Input, Output};
+use crate::bench::child::{self, Kid};
+use crate::bench::harness::Side;
+use crate::bench::{watchdog, Result};
+use crate::process::{Input, Output};
 
 /// Sends `seq` and checks that it comes back.
 pub(super) fn echo_round_trip(mut to: impl Write, mut from: impl Read, seq: u64) -> Result<()> {

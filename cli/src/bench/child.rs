@@ -1,7 +1,7 @@
 //! Child processes: this binary re-run in a role. Starting one, waiting
 //! (bounded) until it is ready, killing it, reaping it, and the child's
-//! side of that (dying with its parent, the ready line) are the workspace's
-//! child-process kit's (`shmio-testkit`); what is the bench's own is here:
+//! side of that (dying with its parent, the ready line) are the process
+//! kit's ([`crate::process`]); what is the bench's own is here:
 //! how a role travels, what the roles read, and the commands a busy-polling
 //! child reads.
 //!
@@ -9,15 +9,19 @@
 //! arguments (none for `shmio-bench` and the criterion benches;
 //! `__worker bench` for the CLI) and the role in [`ROLE`]; the child's
 //! `main` hands over to [`serve`], which runs the role's side of the work
-//! ([`Role::serve`]). Every child dies with its parent (the kit's
-//! parent-death signal, Linux) and in any case runs a [`watchdog`], which
-//! bounds it instead of a lifetime.
+//! ([`RoleSet::serve`]). The roles are the binary's: a set of them is any
+//! type that is a [`RoleSet`] (the CLI's are [`sides::Role`]; the bench
+//! lab adds its own), so this module knows no side. Every child dies with
+//! its parent (the kit's parent-death signal, Linux) and in any case runs
+//! a [`watchdog`], which bounds it instead of a lifetime.
 //!
 //! A child that busy-polls reads commands from its stdin ([`Commands`]): a
 //! line to start a batch, `alive` to know the parent lives, and the end of
-//! input to exit; it says it is ready ([`shmio_testkit::try_ready`]) once
+//! input to exit; it says it is ready ([`crate::process::try_ready`]) once
 //! set up, and the parent starts it with [`spawn_commanded`], which waits
 //! for that.
+//!
+//! [`sides::Role`]: crate::bench::sides::Role
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -26,10 +30,9 @@ use std::process::{ChildStdin, ChildStdout};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use shmio_testkit::{Child, Input, Output, Spawn};
+use crate::process::{Child, Input, Output, Spawn};
 
-use crate::sides::Role;
-use crate::{watchdog, Result};
+use crate::bench::{watchdog, Result};
 
 /// The variable that makes the binary a child, and names its role.
 pub const ROLE: &str = "SHMIO_BENCH_ROLE";
@@ -45,7 +48,7 @@ pub const IOX: &str = "SHMIO_BENCH_IOX";
 pub const DBUS: &str = "SHMIO_BENCH_DBUS";
 /// The step of the round-trip ladder (the ladder's echo role).
 pub const STEP: &str = "SHMIO_BENCH_STEP";
-/// The CPU to pin the child to, if set (see [`crate::pin`]).
+/// The CPU to pin the child to, if set (see [`crate::bench::pin`]).
 pub const CPU: &str = "SHMIO_BENCH_CPU";
 
 /// How long a child may take to exit once its input has ended, before it
@@ -61,14 +64,27 @@ pub fn launch_with<S: Into<OsString>>(args: impl IntoIterator<Item = S>) {
     let _ = LAUNCH.set(args.into_iter().map(Into::into).collect());
 }
 
+/// The roles a binary's children can play: what [`ROLE`] carries, and
+/// what the child runs for each.
+pub trait RoleSet: Copy {
+    /// The role's name, as [`ROLE`] carries it.
+    fn name(self) -> &'static str;
+
+    /// The role called `name`; an error if there is none.
+    fn parse(name: &str) -> Result<Self>;
+
+    /// Runs the role's side of the work, until the parent is done.
+    fn serve(self) -> Result<()>;
+}
+
 /// If this process is a child (its parent set [`ROLE`]), serves its role
-/// and returns the exit code to exit with: 0, or 1 after saying why on
-/// stderr. `None` if it is not a child.
-pub fn serve() -> Option<i32> {
+/// (one of `R`) and returns the exit code to exit with: 0, or 1 after
+/// saying why on stderr. `None` if it is not a child.
+pub fn serve<R: RoleSet>() -> Option<i32> {
     let role = std::env::var(ROLE).ok()?;
-    let outcome = Role::parse(&role).and_then(|role| {
+    let outcome = R::parse(&role).and_then(|role| {
         if std::env::var_os(CPU).is_some() {
-            crate::pin::this_thread_to(number(CPU)?)?;
+            crate::bench::pin::this_thread_to(number(CPU)?)?;
         }
         become_child(role.name())?;
         role.serve()
@@ -94,7 +110,12 @@ pub struct Kid {
 }
 
 /// Starts this binary again as `role`, with `env` added.
-pub fn spawn(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Result<Kid> {
+pub fn spawn(
+    role: impl RoleSet,
+    env: &[(&str, String)],
+    stdin: Input,
+    stdout: Output,
+) -> Result<Kid> {
     let (stdin_piped, stdout_piped) =
         (matches!(stdin, Input::Pipe), matches!(stdout, Output::Pipe));
     let mut kid = start(role, env, stdin, stdout)?;
@@ -106,7 +127,7 @@ pub fn spawn(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -
 /// Starts this binary again as `role`, with `env` added, to be driven by
 /// [`Commands`] on its stdin; returns once it is ready (bounded by the
 /// kit's limit, and before that by the watchdog).
-pub fn spawn_commanded(role: Role, env: &[(&str, String)]) -> Result<Kid> {
+pub fn spawn_commanded(role: impl RoleSet, env: &[(&str, String)]) -> Result<Kid> {
     let mut kid = start(role, env, Input::Pipe, Output::Pipe)?;
     kid.stdin = Some(kid.child.take_stdin());
     watchdog::stage(format!("waiting for the {} child to be ready", kid.role));
@@ -115,7 +136,7 @@ pub fn spawn_commanded(role: Role, env: &[(&str, String)]) -> Result<Kid> {
     Ok(kid)
 }
 
-fn start(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Result<Kid> {
+fn start(role: impl RoleSet, env: &[(&str, String)], stdin: Input, stdout: Output) -> Result<Kid> {
     let role = role.name();
     let mut spawn = Spawn::this_binary()?
         .args(LAUNCH.get().into_iter().flatten())
@@ -123,7 +144,7 @@ fn start(role: Role, env: &[(&str, String)], stdin: Input, stdout: Output) -> Re
     for (key, value) in env {
         spawn = spawn.env(key, value);
     }
-    if let Some(cpu) = crate::pin::child_cpu() {
+    if let Some(cpu) = crate::bench::pin::child_cpu() {
         spawn = spawn.env(CPU, cpu.to_string());
     }
     let spawn = spawn
@@ -254,7 +275,7 @@ impl Commands {
 /// Sets up a child: dies with the parent (the kit's set-up: Linux), the
 /// watchdog on.
 fn become_child(role: &str) -> Result<()> {
-    shmio_testkit::try_child_setup()?;
+    crate::process::try_child_setup()?;
     watchdog::start(format!("child {role} ({})", std::process::id()));
     watchdog::stage(format!("{role}: serving the parent"));
     Ok(())

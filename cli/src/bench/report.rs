@@ -2,7 +2,7 @@
 //! load, and the paired table the criterion benches print (`cargo bench
 //! --bench mapping`, `--bench sync`).
 
-use crate::harness::Pair;
+use crate::bench::harness::Pair;
 
 /// Nanoseconds as `416.5 ns` or `22.22 µs`.
 pub fn format_ns(ns: f64) -> String {

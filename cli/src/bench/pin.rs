@@ -2,11 +2,11 @@
 //! no-op elsewhere): busy-polling round trips measured with the parent on
 //! one CPU and every child on another, where the raw spin's limit moves
 //! least from run to run. The children learn their CPU from
-//! [`child::CPU`](crate::child::CPU) and pin themselves first thing.
+//! [`child::CPU`](crate::bench::child::CPU) and pin themselves first thing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::Result;
+use crate::bench::Result;
 
 /// The CPU children are started on, plus one; 0 for none.
 static CHILD_CPU: AtomicUsize = AtomicUsize::new(0);

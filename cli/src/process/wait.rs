@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::child::Failure;
+use super::child::Failure;
 
 /// Spins (yielding) until `done()` holds; a panic naming `what` after
 /// `limit`. For a condition another process makes true in shared memory,

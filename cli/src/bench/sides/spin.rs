@@ -5,9 +5,9 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{warmed_up, Role, Words, STOP};
-use crate::child::{self, Commands, Kid};
-use crate::harness::Side;
-use crate::{watchdog, Result};
+use crate::bench::child::{self, Commands, Kid};
+use crate::bench::harness::Side;
+use crate::bench::{watchdog, Result};
 
 /// Raw spin ping-pong: both sides busy-poll a word in a shared mapping.
 pub struct SpinRoundTrip {
@@ -59,7 +59,7 @@ pub fn echo_child() -> Result<()> {
     let words = Words::open(&child::var(child::NAME)?)?;
     let (ping, pong) = (words.u64_at(Words::PING), words.u64_at(Words::PONG));
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    crate::process::try_ready()?;
     let mut last = ping.load(Ordering::Acquire);
     while commands.next_command()?.is_some() {
         loop {

@@ -10,12 +10,12 @@
 //! batch is sized to [`Settings::batch_time`]; a first round warms
 //! everything up and is not kept.
 //!
-//! This module knows nothing of what a side does: see [`crate::sides`].
+//! This module knows nothing of what a side does: see [`crate::bench::sides`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{watchdog, Result};
+use crate::bench::{watchdog, Result};
 
 /// One contender.
 pub trait Side {
@@ -136,9 +136,9 @@ pub struct Results {
 }
 
 impl Results {
-    /// Results made up for a test: `rounds[i]` are side `keys[i]`'s.
-    #[cfg(test)]
-    pub(crate) fn made_up(keys: Vec<&'static str>, rounds: Vec<Vec<f64>>) -> Results {
+    /// Results made up, for the tests of what reads them: `rounds[i]` are
+    /// side `keys[i]`'s.
+    pub fn made_up(keys: Vec<&'static str>, rounds: Vec<Vec<f64>>) -> Results {
         Results { keys, rounds }
     }
 
@@ -234,7 +234,7 @@ pub fn run_with_progress(
 }
 
 /// A side's error, naming the side.
-fn in_side(key: &str, error: crate::Error) -> crate::Error {
+fn in_side(key: &str, error: crate::bench::Error) -> crate::bench::Error {
     format!("{key}: {error}").into()
 }
 

@@ -11,13 +11,13 @@ use std::io::{self, ErrorKind, Write};
 use std::time::Duration;
 
 /// The environment variable that names the role a re-run binary plays.
-pub const ROLE_VAR: &str = "SHMIO_TESTKIT_ROLE";
+pub const ROLE_VAR: &str = "SHMIO_CHILD_ROLE";
 /// How long the child may live at most, in milliseconds (set by the parent).
-pub(crate) const LIFETIME_VAR: &str = "SHMIO_TESTKIT_LIFETIME_MS";
+pub(crate) const LIFETIME_VAR: &str = "SHMIO_CHILD_LIFETIME_MS";
 /// The parent's process id, when the child is to die with its parent.
-pub(crate) const PARENT_VAR: &str = "SHMIO_TESTKIT_PARENT";
+pub(crate) const PARENT_VAR: &str = "SHMIO_CHILD_PARENT";
 /// The line a child prints on its stdout when it is ready (see [`ready`]).
-pub(crate) const READY_LINE: &str = "shmio-testkit: ready";
+pub(crate) const READY_LINE: &str = "shmio child: ready";
 /// The exit status of a child that outlived its lifetime or its parent.
 pub const WATCHDOG_EXIT: i32 = 70;
 
@@ -60,7 +60,7 @@ pub trait Role: Copy + Eq + std::fmt::Debug + 'static {
 /// `Role` with one variant per role, each bound to what it runs.
 ///
 /// ```no_run
-/// shmio_testkit::roles! {
+/// shmio_cli::roles! {
 ///     Produce => child_produce(),
 ///     StallSend => child_stall(true),
 ///     #[cfg(unix)]
@@ -77,23 +77,23 @@ pub trait Role: Copy + Eq + std::fmt::Debug + 'static {
 ///
 /// - `enum Role { Produce, StallSend, TouchTruncated }` (attributes such as
 ///   `#[cfg]` apply to the variant and its dispatch), implementing
-///   [`Role`](crate::Role);
+///   [`Role`](crate::process::Role);
 /// - `Role::spawn(self) -> Spawn`: this binary again, in that role (see
-///   [`Spawn::role`](crate::Spawn::role)); a misspelt role does not compile;
+///   [`Spawn::role`](crate::process::Spawn::role)); a misspelt role does not compile;
 /// - in a test binary, the test `child_entry`, which plays the role the
 ///   environment names and does nothing in a normal test run. A binary that
-///   is not a test harness calls [`run_child`](crate::run_child) first
+///   is not a test harness calls [`run_child`](crate::process::run_child) first
 ///   thing in `main` instead.
 #[macro_export]
 macro_rules! roles {
     ($( $(#[$attr:meta])* $role:ident => $run:expr ),+ $(,)?) => {
-        /// The roles this binary is re-run in (see `shmio_testkit::roles!`).
+        /// The roles this binary is re-run in (see `roles!`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         enum Role {
             $( $(#[$attr])* $role, )+
         }
 
-        impl $crate::Role for Role {
+        impl $crate::process::Role for Role {
             const ALL: &'static [Self] = &[$( $(#[$attr])* Role::$role, )+];
             const IN_TEST_HARNESS: bool = cfg!(test);
             const MODULE: &'static str = module_path!();
@@ -116,15 +116,15 @@ macro_rules! roles {
         impl Role {
             /// This binary again, as a child process in this role.
             #[allow(dead_code)]
-            fn spawn(self) -> $crate::Spawn {
-                $crate::Spawn::role(self)
+            fn spawn(self) -> $crate::process::Spawn {
+                $crate::process::Spawn::role(self)
             }
         }
 
         /// The entry point of every child role; a no-op in a normal test run.
         #[test]
         fn child_entry() {
-            $crate::run_child::<Role>();
+            $crate::process::run_child::<Role>();
         }
     };
 }
@@ -155,9 +155,9 @@ pub fn run_child<R: Role>() -> bool {
 
 /// What a child does before anything else (and [`run_child`] does for it):
 /// on Linux it dies with its parent if the parent asked for that (see
-/// [`Spawn::dies_with_parent`](crate::Spawn::dies_with_parent)); on every
+/// [`Spawn::dies_with_parent`](crate::process::Spawn::dies_with_parent)); on every
 /// platform it exits with [`WATCHDOG_EXIT`] once its lifetime is over (see
-/// [`Spawn::lifetime`](crate::Spawn::lifetime)), so that no child outlives
+/// [`Spawn::lifetime`](crate::process::Spawn::lifetime)), so that no child outlives
 /// a parent that could not kill it. Outside a child started by this kit it
 /// does nothing. Call it once. A parent already gone is an exit with
 /// [`WATCHDOG_EXIT`]; any other failure a panic ([`try_child_setup`]
@@ -243,7 +243,7 @@ fn is_gone(error: &io::Error) -> bool {
 /// it is doing then (a thread that sleeps that long: not a wait for anything).
 pub fn limit_lifetime(lifetime: Duration) {
     std::thread::Builder::new()
-        .name("shmio-testkit lifetime".into())
+        .name("shmio child lifetime".into())
         .spawn(move || {
             std::thread::sleep(lifetime);
             eprintln!(
@@ -269,7 +269,7 @@ fn this_process() -> String {
 }
 
 /// Tells the parent this child is ready: a line on stdout that
-/// [`Child::wait_ready`](crate::Child::wait_ready) waits for (the child's
+/// [`Child::wait_ready`](crate::process::Child::wait_ready) waits for (the child's
 /// stdout must be collected, as it is for a role by default, or a pipe the
 /// parent reads the rest of, if data follows).
 #[track_caller]

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use super::stream::{echo, echo_round_trip};
 use super::{check_message, stamp, warmed_up, Role};
-use crate::child::{self, Kid};
-use crate::harness::Side;
-use crate::{watchdog, Result};
-use shmio_testkit::{Input, Output};
+use crate::bench::child::{self, Kid};
+use crate::bench::harness::Side;
+use crate::bench::{watchdog, Result};
+use crate::process::{Input, Output};
 
 /// One end of a `UnixStream::pair()`; the other is the child's stdin.
 fn socket_child(role: Role, env: &[(&str, String)]) -> Result<(UnixStream, Kid)> {
@@ -39,6 +39,7 @@ pub struct SocketRoundTrip {
 }
 
 impl SocketRoundTrip {
+    /// Starts the child that echoes on its end of a new socket pair.
     pub fn start() -> Result<SocketRoundTrip> {
         let (socket, kid) = socket_child(Role::SocketEcho, &[])?;
         Ok(SocketRoundTrip {
@@ -87,6 +88,8 @@ pub struct SocketThroughput {
 }
 
 impl SocketThroughput {
+    /// Starts the child that writes `size`-byte messages to its end of a
+    /// new socket pair.
     pub fn start(size: usize) -> Result<SocketThroughput> {
         let (socket, kid) = socket_child(Role::SocketProducer, &[(child::SIZE, size.to_string())])?;
         Ok(SocketThroughput {

@@ -14,7 +14,7 @@ use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, St
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::role::{Role, LIFETIME_VAR, PARENT_VAR, READY_LINE, ROLE_VAR};
+use super::role::{Role, LIFETIME_VAR, PARENT_VAR, READY_LINE, ROLE_VAR};
 
 /// How long any one wait on a child may take by default (see
 /// [`Spawn::limit`]); Wine is slow to start processes.
@@ -109,7 +109,7 @@ impl Spawn {
     /// This binary (`current_exe`) again, in `role`. In a test binary the
     /// child runs only the test `child_entry` that [`roles!`](crate::roles)
     /// generated. By default: stdin null, stdout collected (for
-    /// [`ready`](crate::ready)), stderr inherited (a child's panic shows in
+    /// [`ready`](crate::process::ready)), stderr inherited (a child's panic shows in
     /// the test's output), dies with its parent (Linux). In a test binary
     /// libtest's lines come first on stdout, and what the role prints first
     /// follows `test child_entry ... ` on the same line.
@@ -186,7 +186,7 @@ impl Spawn {
 
     /// Runs the child in a mount namespace of its own whose `/dev/shm` is a
     /// fresh tmpfs of `size` (as `mount -o size=` reads it: `1m`, `64m`),
-    /// through `unshare` and `mount` (root only: see [`crate::root_with`]):
+    /// through `unshare` and `mount` (root only: see the test kit's `root_with`):
     /// a full `/dev/shm`, or a container's.
     pub fn over_own_dev_shm(self, size: &str) -> Spawn {
         let mount =
@@ -223,7 +223,7 @@ impl Spawn {
     }
 
     /// Sets an environment variable of the child (a role reads it with
-    /// [`arg`](crate::arg)).
+    /// [`arg`](crate::process::arg)).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Spawn {
         self.envs
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
@@ -261,14 +261,14 @@ impl Spawn {
     }
 
     /// How long the child lives at most ([`LIFETIME`] by default), if it
-    /// calls [`child_setup`](crate::child_setup) (a role does): then it
-    /// exits with [`WATCHDOG_EXIT`](crate::WATCHDOG_EXIT).
+    /// calls [`child_setup`](crate::process::child_setup) (a role does): then it
+    /// exits with [`WATCHDOG_EXIT`](crate::process::WATCHDOG_EXIT).
     pub fn lifetime(mut self, lifetime: Duration) -> Spawn {
         self.lifetime = Some(lifetime);
         self
     }
 
-    /// No lifetime for the child: [`child_setup`](crate::child_setup)
+    /// No lifetime for the child: [`child_setup`](crate::process::child_setup)
     /// limits nothing, not even by a lifetime its parent had (for a child
     /// bounded otherwise: a watchdog of its own, the end of its input).
     pub fn no_lifetime(mut self) -> Spawn {
@@ -276,7 +276,7 @@ impl Spawn {
         self
     }
 
-    /// Whether the child (if it calls [`child_setup`](crate::child_setup),
+    /// Whether the child (if it calls [`child_setup`](crate::process::child_setup),
     /// as a role does) dies with its parent on Linux: yes by default. The
     /// parent is the thread that starts it (Linux's parent-death signal),
     /// and a wrapper must `exec` it.
@@ -393,7 +393,7 @@ impl Spawn {
         self.start().finish()
     }
 
-    /// Starts the child, waits until it is [`ready`](crate::ready), kills
+    /// Starts the child, waits until it is [`ready`](crate::process::ready), kills
     /// it (SIGKILL; TerminateProcess on Windows) and reaps it: a child
     /// killed at a point it chose. The dead child is returned for its
     /// handle: while it is open, Windows gives the dead process's id to
@@ -551,7 +551,7 @@ impl Child {
         }
     }
 
-    /// Waits until the child says it is [`ready`](crate::ready); a panic if
+    /// Waits until the child says it is [`ready`](crate::process::ready); a panic if
     /// it exits first or takes longer than its limit (it is then killed).
     /// Its stdout is collected, or a pipe the caller reads the rest of
     /// ([`Output::Pipe`]: the ready line is taken from it, nothing more).

@@ -4,7 +4,7 @@
 //! So no wait anywhere in a run is unbounded, whatever the other processes
 //! do. A process that measures only for a while (`shmio demo`) arms it for
 //! that while ([`arm`]); one that is all run ([`start`]) for good. The
-//! children are killed by the child-process kit (`shmio_testkit::kill_by_id`);
+//! children are killed by the child-process kit (`crate::process::kill_by_id`);
 //! on Windows, where it cannot, not from here: each runs its own watchdog,
 //! and a parent gone is an end of input for those that read commands.
 
@@ -44,12 +44,12 @@ pub fn stage(stage: String) {
 }
 
 /// A child to kill if this process gives up.
-pub(crate) fn add_child(pid: u32) {
+pub fn add_child(pid: u32) {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
 }
 
 /// A child gone.
-pub(crate) fn remove_child(pid: u32) {
+pub fn remove_child(pid: u32) {
     CHILDREN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -109,7 +109,7 @@ fn watch(who: &str) {
             );
             for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 // Unix; see the module docs for Windows.
-                let _ = shmio_testkit::kill_by_id(*pid);
+                let _ = crate::process::kill_by_id(*pid);
             }
             std::thread::sleep(Duration::from_millis(100));
             for (_, cleanup) in CLEANUPS.lock().unwrap_or_else(|e| e.into_inner()).iter() {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use rustix::thread::futex;
 
 use super::{warmed_up, Role, Words};
-use crate::child::{self, Kid};
-use crate::harness::Side;
-use crate::{watchdog, Result};
-use shmio_testkit::{Input, Output};
+use crate::bench::child::{self, Kid};
+use crate::bench::harness::Side;
+use crate::bench::{watchdog, Result};
+use crate::process::{Input, Output};
 
 /// What ends a futex echo child.
 const STOP32: u32 = u32::MAX;

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use shmio::{Mapping, View};
 
 use super::{message, stamp};
-use crate::harness::{timed, Side};
-use crate::Result;
+use crate::bench::harness::{timed, Side};
+use crate::bench::Result;
 
 /// An anonymous mapping of `slots` slots of `size` bytes, and the message
 /// both sides copy into it.

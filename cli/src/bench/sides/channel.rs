@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use shmio::{Channel, ChannelGeometry, Error};
 
 use super::{check_message, stamp, warmed_up, Role, STOP};
-use crate::child::{self, Commands, Kid};
-use crate::harness::Side;
-use crate::watchdog::{self, OnStall};
-use crate::Result;
-use shmio_testkit::{Input, Output};
+use crate::bench::child::{self, Commands, Kid};
+use crate::bench::harness::Side;
+use crate::bench::watchdog::{self, OnStall};
+use crate::bench::Result;
+use crate::process::{Input, Output};
 
 /// The round-trip channels: 8-byte messages, a few slots.
 const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
@@ -21,7 +21,7 @@ const ROUND_TRIP: ChannelGeometry = ChannelGeometry {
 };
 
 /// The sequence number in a round-trip message's first 8 bytes.
-pub(super) fn seq_of(message: &[u8]) -> Result<u64> {
+pub fn seq_of(message: &[u8]) -> Result<u64> {
     let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
     Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
 }
@@ -39,7 +39,7 @@ fn busy_recv(channel: &Channel, buf: &mut Vec<u8>) -> Result<()> {
 
 /// A ping channel (parent to child) and a pong channel (child to parent),
 /// for messages of `size` bytes.
-pub(super) fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
+pub fn pair(name: &str, size: usize) -> Result<(Channel, Channel, [OnStall; 2])> {
     pair_of(name, size, ROUND_TRIP.capacity)
 }
 
@@ -59,7 +59,7 @@ fn pair_of(name: &str, size: usize, capacity: u32) -> Result<(Channel, Channel, 
 }
 
 /// The child's side of [`pair`].
-pub(super) fn open_pair(name: &str) -> Result<(Channel, Channel)> {
+pub fn open_pair(name: &str) -> Result<(Channel, Channel)> {
     Ok((
         Channel::open(&format!("{name}-ping"))?,
         Channel::open(&format!("{name}-pong"))?,
@@ -77,6 +77,8 @@ pub struct BusyRoundTrip {
 }
 
 impl BusyRoundTrip {
+    /// Creates the ping and pong channels under `name` and starts the
+    /// child that echoes on them, busy-polling.
     pub fn start(name: &str) -> Result<BusyRoundTrip> {
         let (ping, pong, guards) = pair(name, 8)?;
         let kid = child::spawn_commanded(Role::ChannelBusyEcho, &[(child::NAME, name.to_owned())])?;
@@ -121,7 +123,7 @@ impl Side for BusyRoundTrip {
 pub fn busy_child() -> Result<()> {
     let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    crate::process::try_ready()?;
     let mut buf = Vec::with_capacity(8);
     while commands.next_command()?.is_some() {
         loop {
@@ -248,6 +250,8 @@ pub struct Throughput {
 }
 
 impl Throughput {
+    /// Creates the channel under `name` (`capacity` messages of `size`
+    /// bytes) and starts the child that fills it, in place or copying.
     pub fn start(name: &str, size: usize, capacity: u32, in_place: bool) -> Result<Throughput> {
         let options = ChannelGeometry {
             capacity,
@@ -311,7 +315,7 @@ pub fn producer_child(in_place: bool) -> Result<()> {
     let channel = Channel::open(&child::var(child::NAME)?)?;
     let size = child::number(child::SIZE)?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    crate::process::try_ready()?;
     let mut message = super::message(size);
     let mut seq = 0u64;
     while let Some(n) = commands.next_count()? {
@@ -434,7 +438,7 @@ impl Side for SizedRoundTrip {
 pub fn in_place_child() -> Result<()> {
     let (ping, pong) = open_pair(&child::var(child::NAME)?)?;
     let mut commands = Commands::new()?;
-    shmio_testkit::try_ready()?;
+    crate::process::try_ready()?;
     while commands.next_command()?.is_some() {
         loop {
             // SAFETY: only this program's processes use the channels, all

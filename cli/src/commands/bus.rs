@@ -26,7 +26,7 @@ use super::exactly;
 use crate::cli::{Call, Listen, Listeners, Post, Trusting};
 use crate::error::{Error, Result};
 use crate::output::{escape, ignore_broken_pipe, print};
-use crate::{owners, signals};
+use crate::{owners, signals, supervise};
 
 /// How long a handler's output may stay open after it exited and what it
 /// left was killed (a process that left its process group may hold it).
@@ -194,7 +194,7 @@ impl Handler {
             .no_lifetime()
             .limit(OUTPUT_GRACE)
             .describe(name.clone())
-            .configure(own_process_group)
+            .configure(supervise::handler_command)
             .try_start()
             .map_err(|error| format!("cannot run {name}: {error}"))?;
         let (status, stdout, stderr) = self.finish(child, &name)?;
@@ -228,17 +228,16 @@ impl Handler {
         name: &str,
     ) -> std::result::Result<(ExitStatus, Vec<u8>, Vec<u8>), String> {
         let deadline = Instant::now() + self.timeout;
-        let group = child.id();
         let status = loop {
             if let Some(signal) = signals::received() {
-                kill_group(&mut child, group);
+                supervise::kill_group(&mut child);
                 return Err(format!(
                     "the listener was stopped (signal {signal}) while {name} ran: killed it"
                 ));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                kill_group(&mut child, group);
+                supervise::kill_group(&mut child);
                 return Err(format!(
                     "{name} ran longer than the handler timeout of {:?}: killed it",
                     self.timeout
@@ -248,63 +247,19 @@ impl Handler {
                 Ok(Some(status)) => break status,
                 Ok(None) => {}
                 Err(failure) => {
-                    kill_group(&mut child, group);
+                    supervise::kill_group(&mut child);
                     return Err(failure.to_string());
                 }
             }
         };
         // What it started goes with it: a handler does not outlive its
         // request (and what is left may hold its output open).
-        kill_group(&mut child, group);
+        supervise::kill_group(&mut child);
         let finished = child
             .checked_finish()
             .map_err(|failure| failure.to_string())?;
         Ok((status, finished.stdout, finished.stderr))
     }
-}
-
-/// Puts CMD in a process group of its own (Unix), so that it and what it
-/// starts can be killed together, and out of reach of the terminal's
-/// Ctrl-C, which is `listen`'s to handle; on Linux CMD also dies with a
-/// `listen` killed outright (its parent-death signal).
-fn own_process_group(command: &mut std::process::Command) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-    }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // The signal goes with the thread that forks: the bus's dispatch
-        // thread, which runs the handler, so it outlives CMD.
-        let parent = std::process::id();
-        // SAFETY: the hook runs in the forked child before `exec`, and the
-        // kit's `die_with_parent` makes only async-signal-safe calls
-        // (prctl, getppid) and allocates nothing.
-        unsafe {
-            command.pre_exec(move || shmio_cli::process::die_with_parent(Some(parent)));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = command;
-}
-
-/// Kills CMD's process group (Unix; on Windows CMD itself).
-fn kill_group(child: &mut Child, group: u32) {
-    #[cfg(unix)]
-    if let Ok(group) = libc::pid_t::try_from(group) {
-        // SAFETY: kill takes no pointers. `group` is CMD's pid, the id of
-        // the group it made. While any process of that group lives, the id
-        // is given to no other process; once the group is empty (CMD reaped
-        // a moment ago, nothing left), the kill finds no group, unless a new
-        // process got CMD's pid in that moment and made a group of its own,
-        // a window `lock`'s supervision has as well.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-    }
-    #[cfg(not(unix))]
-    let _ = group;
-    let _ = child.checked_kill();
 }
 
 pub fn call(args: Call) -> Result {

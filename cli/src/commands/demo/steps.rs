@@ -1,7 +1,5 @@
-//! `shmio demo`: the library's main job, shown step by step with real
-//! worker processes (this binary again, `__worker demo-*`), each step
-//! checked and marked ✓ or ✗. It exits 0 only if every step checked out.
-//! Every wait is bounded, and nothing is left behind.
+//! The steps of `shmio demo`: each starts its workers, checks what they
+//! report and what is left in the mapping, and says ✓ or ✗.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,65 +7,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use shmio::zerocopy::{FromBytes, Immutable, IntoBytes};
+use serde::Deserialize;
 use shmio::{Bus, Channel, ChannelGeometry, Error as ShmioError, Mapping};
-
 use shmio_cli::bench::harness::{self, Named, Results, Settings};
 use shmio_cli::bench::sides::{channel, stream};
 use shmio_cli::process::{Child, Input, Output};
 
-use crate::cli::DemoWorker;
 use crate::error::{Error, Result};
 use crate::proc::{self, child_output, wait_child, wait_until};
 use crate::units::{grouped, human_duration, human_size};
 
-/// A plain struct, copied byte for byte (zerocopy).
-#[derive(
-    FromBytes, IntoBytes, Immutable, Serialize, Deserialize, Debug, Clone, Copy, PartialEq,
-)]
-#[zerocopy(crate = "shmio::zerocopy")]
-#[repr(C)]
-struct Reading {
-    sensor: u32,
-    sequence: u32,
-    celsius: f64,
-}
-
-/// A structured value, framed as a record (u32 length + JSON).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct Job {
-    command: String,
-    args: Vec<String>,
-}
-
-/// The mapping's size and layout.
-const SIZE: u64 = 64 << 10;
-const READING: u64 = 64;
-const JOB: u64 = 128;
-const ANSWER_READING: u64 = 1024;
-const ANSWER_JOB: u64 = 1088;
-/// A plain u64, changed only under the lock (read, add one, write).
-const COUNTER: u64 = 4096;
-/// 1 while a holder of the lock is half-way through a change.
-const DIRTY: u64 = 4104;
-/// How many survivors are about to wait for the lock (AtomicU32).
-const WAITING: u64 = 4112;
-/// Set by the holder once it has the lock (AtomicU32).
-const HELD: u64 = 4116;
-
-const OPENERS: usize = 4;
-const COUNTERS: usize = 4;
-const INCREMENTS: u64 = 10_000;
-const SURVIVORS: usize = 2;
-/// How many workers listen on the demo's bus group, and to what.
-const BUS_WORKERS: u32 = 3;
-const SUM: &str = "sum";
-/// How long a bus call of the demo may take (a killed listener is found
-/// within the library's liveness interval, 100 ms).
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest any one wait may take.
-const LIMIT: Duration = Duration::from_secs(20);
+use super::{
+    check, Counted, Exchanged, Job, Opened, Reading, Summed, Survived, ANSWER_JOB, ANSWER_READING,
+    BUS_WORKERS, CALL_TIMEOUT, COUNTER, COUNTERS, DIRTY, HELD, INCREMENTS, JOB, LIMIT, OPENERS,
+    READING, SIZE, SUM, SURVIVORS, WAITING,
+};
 
 /// What a step saw when it checked out (`Ok`) or did not (`Err`).
 type Step = Result<String>;
@@ -169,41 +123,6 @@ fn report<T: for<'de> Deserialize<'de>>(child: Child, what: &str) -> Result<T> {
         output: out.clone(),
         source,
     })
-}
-
-#[derive(Serialize, Deserialize)]
-struct Opened {
-    pid: u32,
-    existed: bool,
-    len: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Exchanged {
-    pid: u32,
-    reading: Reading,
-    job: Option<Job>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Counted {
-    pid: u32,
-    increments: u64,
-}
-
-/// A bus worker's reply to `sum`.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-struct Summed {
-    worker: u32,
-    pid: u32,
-    sum: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Survived {
-    pid: u32,
-    owner_died: bool,
-    dirty: u64,
 }
 
 impl Demo {
@@ -707,139 +626,4 @@ fn round_trips(name: &str) -> shmio_cli::bench::Result<Results> {
         ("pipe", Box::new(stream::PipeRoundTrip::start()?)),
     ];
     harness::run("the demo's round trips", sides, ROUND_TRIP_SETTINGS)
-}
-
-/// The worker side of each step.
-pub fn worker(role: DemoWorker) -> Result<()> {
-    match role {
-        DemoWorker::Open { name } => {
-            let map = Mapping::open(&name)?;
-            print(&Opened {
-                pid: std::process::id(),
-                existed: map.existed(),
-                len: map.len(),
-            })
-        }
-        DemoWorker::Exchange { name } => {
-            let map = Mapping::open(&name)?;
-            let reading: Reading = map.read_value_at(READING)?;
-            let job: Option<Job> = map.read_record_at(JOB)?;
-            let answer = Reading {
-                sequence: reading.sequence + 1,
-                ..reading
-            };
-            map.write_value_at(ANSWER_READING, &answer)?;
-            if let Some(job) = &job {
-                let mut args = job.args.clone();
-                args.reverse();
-                map.write_record_at(
-                    ANSWER_JOB,
-                    &Job {
-                        command: "done".into(),
-                        args,
-                    },
-                )?;
-            }
-            print(&Exchanged {
-                pid: std::process::id(),
-                reading,
-                job,
-            })
-        }
-        DemoWorker::Count { name, increments } => {
-            let map = Mapping::open(&name)?;
-            for _ in 0..increments {
-                let _guard = map.lock()?;
-                let value: u64 = map.read_value_at(COUNTER)?;
-                map.write_value_at(COUNTER, &(value + 1))?;
-            }
-            print(&Counted {
-                pid: std::process::id(),
-                increments,
-            })
-        }
-        DemoWorker::Hold { name } => {
-            let map = Mapping::open(&name)?;
-            let _guard = map.lock()?;
-            map.write_value_at(DIRTY, &1u64)?;
-            map.atomic_u32(HELD)?.store(1, Ordering::Release);
-            // Killed here, holding the lock, half-way through its change.
-            std::thread::sleep(LIMIT);
-            Err(check("the demo never killed this holder"))
-        }
-        DemoWorker::Survivor { name } => {
-            let map = Mapping::open(&name)?;
-            let mutex = map.mutex()?;
-            map.atomic_u32(WAITING)?.fetch_add(1, Ordering::AcqRel);
-            // Ready to repair: the first survivor to lock is told, repairs
-            // and says so; the next finds the data whole.
-            let (owner_died, dirty) = match mutex.lock_to_repair_timeout(LIMIT) {
-                Ok(mut guard) if guard.owner_died() => {
-                    let dirty = map.read_value_at::<u64>(DIRTY)?;
-                    // The repair: here, finishing (or undoing) the change.
-                    map.write_value_at(DIRTY, &0u64)?;
-                    guard.mark_consistent();
-                    (true, dirty)
-                }
-                Ok(_guard) => (false, map.read_value_at::<u64>(DIRTY)?),
-                Err(error) if error.is_timed_out() => {
-                    return Err(check(format!("the lock stayed held for {LIMIT:?}")))
-                }
-                Err(error) => return Err(error.into()),
-            };
-            print(&Survived {
-                pid: std::process::id(),
-                owner_died,
-                dirty,
-            })
-        }
-        DemoWorker::Echo { name } => {
-            let ping = Channel::open(&format!("{name}-ping"))?;
-            let pong = Channel::open(&format!("{name}-pong"))?;
-            loop {
-                let message = ping.recv_timeout(LIMIT)?;
-                if message == b"stop" {
-                    return Ok(());
-                }
-                pong.send(&message)?;
-            }
-        }
-        DemoWorker::Bus { name, number } => serve_sums(&name, number),
-    }
-}
-
-/// The bus worker: listens to `sum`, says `ready`, and serves until its
-/// input ends (or it is killed).
-fn serve_sums(group: &str, number: u32) -> Result<()> {
-    let bus = Bus::join(group)?;
-    let pid = std::process::id();
-    let _listener = bus.listen(SUM, move |numbers: Vec<i64>| {
-        Ok::<_, String>(Some(Summed {
-            worker: number,
-            pid,
-            sum: numbers.iter().sum(),
-        }))
-    })?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready")
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io("writing to stdout", e))?;
-    drop(out);
-    let mut sink = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
-    Ok(())
-}
-
-/// A worker's report: one JSON line on stdout.
-fn print<T: Serialize>(value: &T) -> Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string(value).expect("plain data serializes")
-    );
-    Ok(())
-}
-
-/// A step's finding that is not what it expected.
-fn check(what: impl Into<String>) -> Error {
-    Error::Check(what.into())
 }

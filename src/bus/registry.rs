@@ -423,8 +423,9 @@ pub(crate) fn check_command(command: &str) -> Result<()> {
     Ok(())
 }
 
-// The layout of every version so far (see `object::VERSION`): the u64
-// counters and the tables are 8-aligned, as their atomics need.
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them); the u64 counters and the tables are 8-aligned, as
+// their atomics need.
 const _: () = assert!(
     CHANGES == 16 && GENERATIONS == 64 && MEMBERS == 4160 && LISTENERS == 20544 && SIZE == 151616
 );

@@ -205,11 +205,12 @@ pub(crate) const TOMBSTONE: u32 = u32::MAX;
 /// 32-bit sequence circle.
 pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
 
-// The layout is the one of layout version 3 on (see `object::VERSION`):
-// changing a number here changes the bytes, and so the version.
+// The bytes of this layout version (`object::VERSION`): a number changed
+// here changes them, and the version must move with it.
 const _: () = assert!(SLOTS == 4736 && SLOT_HEADER == 16 && GENERATIONS == 640);
 // The hot words (positions, bells) each start a pair of cache lines, and
-// so do the slots: the first at SLOTS, the rest a multiple of it further.
+// so do the slots: the first at SLOTS, each next one a stride further
+// (`stride_for` rounds it up to a multiple of LINE_PAIR).
 const _: () = assert!(
     ENQUEUE.is_multiple_of(LINE_PAIR)
         && DEQUEUE.is_multiple_of(LINE_PAIR)

@@ -57,8 +57,9 @@ const WAITERS: u64 = offset_of!(EventObject, waiters) as u64;
 const MANUAL: u64 = offset_of!(EventObject, manual) as u64;
 /// The size of an event's object.
 const SIZE: u64 = size_of::<EventObject>() as u64;
-// The layout of every version so far (see `object::VERSION`): the state
-// on a cache line of its own after the header, in one page.
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them): the state on a cache line of its own after the
+// header, in one page.
 const _: () = assert!(SIGNALED == 64 && SIZE == 4096 && align_of::<EventObject>() == 8);
 
 /// How a [`NamedEvent`] behaves once set.

@@ -101,8 +101,9 @@ const SIZE: u64 = size_of::<MutexObject>() as u64;
 /// A word that is 1 from the moment a locker finds the holder before it
 /// died until someone marks the data consistent again (a line of its own).
 const OWNER_DIED: u64 = offset_of!(MutexObject, owner_died) as u64;
-// The layout of every version so far (see `object::VERSION`); the lock's
-// state keeps a page's alignment to 64 bytes, and the platform's fits.
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them); the lock's state keeps a page's alignment to 64
+// bytes, and the platform's fits.
 const _: () = assert!(STATE == 64 && OWNER_DIED == 2048 && SIZE == 4096);
 const _: () = assert!(STATE + sys::RobustLock::STATE_LEN <= OWNER_DIED && OWNER_DIED + 4 <= SIZE);
 // `object::make_owned` writes the mapping's identity where this says.

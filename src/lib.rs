@@ -49,6 +49,8 @@
 
 mod bus;
 mod channel;
+#[cfg(test)]
+mod doc_tables;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

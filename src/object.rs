@@ -195,7 +195,7 @@ pub(crate) fn make(
 }
 
 /// Where a mapping's mutex records the identity of its mapping.
-const OWNER_OFFSET: u64 = HEADER_LEN;
+pub(crate) const OWNER_OFFSET: u64 = HEADER_LEN;
 
 /// As [`make`], for the state of a mapping's mutex: `owner` is the
 /// identity of the mapping it belongs to, recorded by the creator just
@@ -287,4 +287,19 @@ pub(crate) fn check(object: Mapping, name: &str, kind: Kind) -> Result<Mapping> 
         });
     }
     Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::doc_tables;
+
+    #[test]
+    fn the_docs_table_is_the_header() {
+        let rows = doc_tables::check(
+            include_str!("object.rs"),
+            &["Header"],
+            &[doc_tables::header()],
+        );
+        assert_eq!(rows, 4);
+    }
 }

@@ -448,10 +448,10 @@ struct Spill {
 }
 
 impl Spill {
-    /// Whether the receiver has taken it (set the first word).
+    /// Whether the receiver has taken it (set the taken flag).
     fn taken(&self) -> bool {
         self.map
-            .atomic_u32(0)
+            .atomic_u32(wire::SPILL_TAKEN)
             .is_ok_and(|taken| taken.load(Ordering::Acquire) == 1)
     }
 }
@@ -1791,7 +1791,9 @@ impl Inner {
         buffer.clear();
         buffer.resize(usize::try_from(len).ok()?, 0);
         map.read_at(wire::SPILL_HEADER, buffer).ok()?;
-        map.atomic_u32(0).ok()?.store(1, Ordering::Release);
+        map.atomic_u32(wire::SPILL_TAKEN)
+            .ok()?
+            .store(1, Ordering::Release);
         map.remove_name();
         Some(())
     }

@@ -6,14 +6,18 @@
 //!
 //! # Layout
 //!
+//! The registry's object, [`RegistryObject`]:
+//!
 //! | offset | field |
 //! |---|---|
-//! | 0 | the object header (magic `shmioBUS`, ready, version) |
+//! | 0 | `header: Header`, the object header (magic `shmioBUS`, ready, version) |
 //! | 16 | `changes: u64`, moved on after every change (read without the lock) |
 //! | 24 | `next_order: u64`, the next registration's number |
+//! | 32 | spare |
 //! | 64 | `generations: [u32; 1024]`, one per member seat (see `src/participants.rs`) |
 //! | 4160 | `members: [Member; 1024]`, by seat: `token: u32` (0: none), `pid: u32`, `inbox: u32` (its inbox's incarnation, 0: none now), 4 bytes spare |
 //! | 20544 | `listeners: [Entry; 1024]`: `token: u32` (0: free), `command_len: u32`, `order: u64`, `command: [u8; 112]` |
+//! | 151616 | the end |
 //!
 //! A member is its seat's participant: the token in its member entry and
 //! in its listener entries is its participant token, so whether it is alive
@@ -28,28 +32,86 @@
 //! once the inbox exists and clears before its name goes. A sender reads
 //! it to know which inbox is the member's now.
 
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Window};
-use crate::object::{self, Kind, Sharing};
+use crate::object::{self, Header, Kind, Sharing};
 use crate::participants::{self, Participant, SEATS};
 use crate::sync::{MutexGuard, NamedMutex};
 use crate::sys::Disposition;
 
-const CHANGES: u64 = 16;
-const NEXT_ORDER: u64 = 24;
-const GENERATIONS: u64 = 64;
-const MEMBERS: u64 = GENERATIONS + 4 * SEATS as u64;
-const MEMBER_LEN: u64 = 16;
-const LISTENERS: u64 = MEMBERS + MEMBER_LEN * SEATS as u64;
-const ENTRY_LEN: u64 = 128;
-const ENTRY_HEADER: u64 = 16;
+/// The registry's object, as the module docs' table has it: a description
+/// of the bytes. Nothing reads or writes it whole: its words are reached as
+/// atomics at their offsets, and the tables are copied out.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct RegistryObject {
+    header: Header,
+    changes: u64,
+    next_order: u64,
+    _pad_counts: [u8; 32],
+    generations: [u32; SEATS as usize],
+    members: [Member; SEATS as usize],
+    listeners: [Entry; MAX_LISTENERS as usize],
+}
+
+/// A member's entry, by seat (see the module docs).
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone)]
+#[repr(C)]
+struct Member {
+    /// The member's participant token; 0: none.
+    token: u32,
+    /// Its pid, in its own pid namespace (for people to read).
+    pid: u32,
+    /// Its inbox's incarnation; 0: none now.
+    inbox: u32,
+    _spare: [u8; 4],
+}
+
+/// A listener's entry (see the module docs).
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone)]
+#[repr(C)]
+struct Entry {
+    /// The listening member's token; 0: the entry is free.
+    token: u32,
+    command_len: u32,
+    order: u64,
+    command: [u8; MAX_COMMAND],
+}
+
+const CHANGES: u64 = offset_of!(RegistryObject, changes) as u64;
+const NEXT_ORDER: u64 = offset_of!(RegistryObject, next_order) as u64;
+const GENERATIONS: u64 = offset_of!(RegistryObject, generations) as u64;
+const MEMBERS: u64 = offset_of!(RegistryObject, members) as u64;
+const MEMBER_LEN: u64 = size_of::<Member>() as u64;
+const MEMBER_TOKEN: u64 = offset_of!(Member, token) as u64;
+const MEMBER_PID: u64 = offset_of!(Member, pid) as u64;
+const MEMBER_INBOX: u64 = offset_of!(Member, inbox) as u64;
+const LISTENERS: u64 = offset_of!(RegistryObject, listeners) as u64;
+const ENTRY_LEN: u64 = size_of::<Entry>() as u64;
+const ENTRY_TOKEN: u64 = offset_of!(Entry, token) as u64;
+const ENTRY_COMMAND_LEN: u64 = offset_of!(Entry, command_len) as u64;
+const ENTRY_ORDER: u64 = offset_of!(Entry, order) as u64;
+const ENTRY_COMMAND: u64 = offset_of!(Entry, command) as u64;
 /// How many listeners a group can have at once.
 pub(crate) const MAX_LISTENERS: u32 = 1024;
 /// The longest command name, in bytes.
-pub(crate) const MAX_COMMAND: usize = (ENTRY_LEN - ENTRY_HEADER) as usize;
-const SIZE: u64 = LISTENERS + ENTRY_LEN * MAX_LISTENERS as u64;
+pub(crate) const MAX_COMMAND: usize = 112;
+const SIZE: u64 = size_of::<RegistryObject>() as u64;
+
+/// Where the member entry of `seat` is.
+fn member_at(seat: u32) -> u64 {
+    MEMBERS + MEMBER_LEN * u64::from(seat)
+}
+
+/// Where the listener entry `index` is.
+fn entry_at(index: usize) -> u64 {
+    LISTENERS + ENTRY_LEN * index as u64
+}
 
 /// One listener, as the registry has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,20 +203,22 @@ impl Registry {
             &self.os_name,
             &self.group,
         )?;
-        let at = MEMBERS + MEMBER_LEN * u64::from(participant.seat());
+        let at = member_at(participant.seat());
         let _guard = self.lock()?;
-        let displaced = match self.word(at)?.load(Ordering::Acquire) {
+        let displaced = match self.word(at + MEMBER_TOKEN)?.load(Ordering::Acquire) {
             0 => None,
             token if token == participant.token() => None,
             token => {
-                let inbox = self.word(at + 8)?.load(Ordering::Acquire);
+                let inbox = self.word(at + MEMBER_INBOX)?.load(Ordering::Acquire);
                 self.remove_member(token)?;
                 Some((token, inbox))
             }
         };
-        self.map.write_value_at(at + 4, &std::process::id())?;
-        self.word(at + 8)?.store(0, Ordering::Release);
-        self.word(at)?.store(participant.token(), Ordering::Release);
+        self.map
+            .write_value_at(at + MEMBER_PID, &std::process::id())?;
+        self.word(at + MEMBER_INBOX)?.store(0, Ordering::Release);
+        self.word(at + MEMBER_TOKEN)?
+            .store(participant.token(), Ordering::Release);
         self.changed()?;
         Ok((participant, displaced))
     }
@@ -182,17 +246,17 @@ impl Registry {
     /// Whether `token` is still written in as a member (read without the
     /// lock: a member's word is written whole).
     pub(crate) fn is_member(&self, token: u32) -> bool {
-        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
-        self.word(at)
+        let at = member_at(participants::seat_of(token));
+        self.word(at + MEMBER_TOKEN)
             .is_ok_and(|word| word.load(Ordering::Acquire) == token)
     }
 
     /// The incarnation of the inbox of the member `token` (0: it has none
     /// now); `None` if `token` is no member (read without the lock).
     pub(crate) fn inbox_of(&self, token: u32) -> Option<u32> {
-        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
-        let member = self.word(at).ok()?;
-        let inbox = self.word(at + 8).ok()?.load(Ordering::Acquire);
+        let at = member_at(participants::seat_of(token));
+        let member = self.word(at + MEMBER_TOKEN).ok()?;
+        let inbox = self.word(at + MEMBER_INBOX).ok()?.load(Ordering::Acquire);
         // The seat's member after the read, to know the number was its.
         (member.load(Ordering::Acquire) == token).then_some(inbox)
     }
@@ -200,9 +264,10 @@ impl Registry {
     /// Writes the incarnation of this member's (`token`'s) inbox in its
     /// entry: 0 before its name goes, the new number once it exists.
     pub(crate) fn set_inbox(&self, token: u32, incarnation: u32) -> Result<()> {
-        let at = MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token));
-        if self.word(at)?.load(Ordering::Acquire) == token {
-            self.word(at + 8)?.store(incarnation, Ordering::Release);
+        let at = member_at(participants::seat_of(token));
+        if self.word(at + MEMBER_TOKEN)?.load(Ordering::Acquire) == token {
+            self.word(at + MEMBER_INBOX)?
+                .store(incarnation, Ordering::Release);
         }
         Ok(())
     }
@@ -217,8 +282,9 @@ impl Registry {
         check_command(command)?;
         let _guard = self.lock()?;
         let table = self.read_table()?;
-        let free = (0..MAX_LISTENERS as usize)
-            .find(|&i| entry_token(&table, i) == 0)
+        let free = table
+            .iter()
+            .position(|entry| entry.token == 0)
             .ok_or_else(|| Error::TooManyListeners {
                 group: self.group.clone(),
                 limit: MAX_LISTENERS,
@@ -228,11 +294,12 @@ impl Registry {
             .atomic_u64(NEXT_ORDER)?
             .fetch_add(1, Ordering::AcqRel)
             + 1;
-        let at = LISTENERS + ENTRY_LEN * free as u64;
-        self.map.write_value_at(at + 4, &(command.len() as u32))?;
-        self.map.write_value_at(at + 8, &order)?;
-        self.map.write_at(at + ENTRY_HEADER, command.as_bytes())?;
-        self.word(at)?.store(token, Ordering::Release);
+        let at = entry_at(free);
+        self.map
+            .write_value_at(at + ENTRY_COMMAND_LEN, &(command.len() as u32))?;
+        self.map.write_value_at(at + ENTRY_ORDER, &order)?;
+        self.map.write_at(at + ENTRY_COMMAND, command.as_bytes())?;
+        self.word(at + ENTRY_TOKEN)?.store(token, Ordering::Release);
         self.changed()?;
         Ok(order)
     }
@@ -241,9 +308,9 @@ impl Registry {
     pub(crate) fn unlisten(&self, token: u32, order: u64) -> Result<()> {
         let _guard = self.lock()?;
         let table = self.read_table()?;
-        for i in 0..MAX_LISTENERS as usize {
-            if entry_token(&table, i) == token && entry_order(&table, i) == order {
-                self.word(LISTENERS + ENTRY_LEN * i as u64)?
+        for (i, entry) in table.iter().enumerate() {
+            if entry.token == token && entry.order == order {
+                self.word(entry_at(i) + ENTRY_TOKEN)?
                     .store(0, Ordering::Release);
             }
         }
@@ -262,28 +329,25 @@ impl Registry {
         let _guard = self.lock()?;
         let changes = self.changes()?;
         let table = self.read_table()?;
-        let mut pids = vec![0u8; (MEMBER_LEN * u64::from(SEATS)) as usize];
-        self.map.read_at(MEMBERS, &mut pids)?;
+        let members = self.read_members()?;
         let mut found = Vec::new();
-        for i in 0..MAX_LISTENERS as usize {
-            let token = entry_token(&table, i);
-            if token == 0 {
+        for entry in &table {
+            if entry.token == 0 {
                 continue;
             }
-            let len = (u32_at(&table, i * ENTRY_LEN as usize + 4) as usize).min(MAX_COMMAND);
-            let start = i * ENTRY_LEN as usize + ENTRY_HEADER as usize;
-            let Ok(command) = std::str::from_utf8(&table[start..start + len]) else {
+            let len = (entry.command_len as usize).min(MAX_COMMAND);
+            let Ok(command) = std::str::from_utf8(&entry.command[..len]) else {
                 continue;
             };
-            let member = (participants::seat_of(token) as u64 * MEMBER_LEN) as usize;
-            if u32_at(&pids, member) != token {
+            let member = &members[participants::seat_of(entry.token) as usize];
+            if member.token != entry.token {
                 // A dead member's, whose seat is being taken again.
                 continue;
             }
             found.push(Registration {
-                token,
-                pid: u32_at(&pids, member + 4),
-                order: entry_order(&table, i),
+                token: entry.token,
+                pid: member.pid,
+                order: entry.order,
                 command: command.to_owned(),
             });
         }
@@ -294,31 +358,40 @@ impl Registry {
     /// The tokens of every member written in.
     pub(crate) fn members(&self) -> Result<Vec<u32>> {
         let _guard = self.lock()?;
-        let mut table = vec![0u8; (MEMBER_LEN * u64::from(SEATS)) as usize];
-        self.map.read_at(MEMBERS, &mut table)?;
-        Ok((0..SEATS as usize)
-            .map(|seat| u32_at(&table, seat * MEMBER_LEN as usize))
+        Ok(self
+            .read_members()?
+            .iter()
+            .map(|member| member.token)
             .filter(|&token| token != 0)
             .collect())
     }
 
     fn remove_member(&self, token: u32) -> Result<()> {
         let table = self.read_table()?;
-        for i in 0..MAX_LISTENERS as usize {
-            if entry_token(&table, i) == token {
-                self.word(LISTENERS + ENTRY_LEN * i as u64)?
+        for (i, entry) in table.iter().enumerate() {
+            if entry.token == token {
+                self.word(entry_at(i) + ENTRY_TOKEN)?
                     .store(0, Ordering::Release);
             }
         }
-        let member = self.word(MEMBERS + MEMBER_LEN * u64::from(participants::seat_of(token)))?;
+        let member = self.word(member_at(participants::seat_of(token)) + MEMBER_TOKEN)?;
         let _ = member.compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
         Ok(())
     }
 
-    fn read_table(&self) -> Result<Vec<u8>> {
-        let mut table = vec![0u8; (ENTRY_LEN * u64::from(MAX_LISTENERS)) as usize];
-        self.map.read_at(LISTENERS, &mut table)?;
+    /// A copy of the listener entries (the callers hold the lock, under
+    /// which alone entries change).
+    fn read_table(&self) -> Result<Vec<Entry>> {
+        let mut table = vec![Entry::new_zeroed(); MAX_LISTENERS as usize];
+        self.map.read_at(LISTENERS, table.as_mut_bytes())?;
         Ok(table)
+    }
+
+    /// A copy of the member entries, by seat.
+    fn read_members(&self) -> Result<Vec<Member>> {
+        let mut members = vec![Member::new_zeroed(); SEATS as usize];
+        self.map.read_at(MEMBERS, members.as_mut_bytes())?;
+        Ok(members)
     }
 
     fn word(&self, offset: u64) -> Result<&AtomicU32> {
@@ -350,20 +423,52 @@ pub(crate) fn check_command(command: &str) -> Result<()> {
     Ok(())
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn entry_token(table: &[u8], i: usize) -> u32 {
-    u32_at(table, i * ENTRY_LEN as usize)
-}
-
-fn entry_order(table: &[u8], i: usize) -> u64 {
-    let at = i * ENTRY_LEN as usize + 8;
-    u64::from_le_bytes(table[at..at + 8].try_into().expect("8 bytes"))
-}
-
-// The u64 counters and the tables are 8-aligned, as their atomics need.
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them); the u64 counters and the tables are 8-aligned, as
+// their atomics need.
 const _: () = assert!(
-    CHANGES.is_multiple_of(8) && NEXT_ORDER.is_multiple_of(8) && LISTENERS.is_multiple_of(8)
+    CHANGES == 16 && GENERATIONS == 64 && MEMBERS == 4160 && LISTENERS == 20544 && SIZE == 151616
 );
+const _: () = assert!(
+    align_of::<RegistryObject>() == 8
+        && CHANGES.is_multiple_of(8)
+        && NEXT_ORDER.is_multiple_of(8)
+        && LISTENERS.is_multiple_of(8)
+        && ENTRY_LEN.is_multiple_of(8)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc_tables::{self, layout};
+
+    #[test]
+    fn the_docs_table_is_the_struct() {
+        let layouts = [
+            layout!(RegistryObject {
+                header,
+                changes,
+                next_order,
+                _pad_counts,
+                generations,
+                members,
+                listeners,
+            }),
+            layout!(Member {
+                token,
+                pid,
+                inbox,
+                _spare
+            }),
+            layout!(Entry {
+                token,
+                command_len,
+                order,
+                command
+            }),
+            doc_tables::header(),
+        ];
+        let rows = doc_tables::check(include_str!("registry.rs"), &["RegistryObject"], &layouts);
+        assert_eq!(rows, 8);
+    }
+}

@@ -4,36 +4,94 @@
 //! here is ever executed: a message is only decoded, and a message that
 //! does not decode is dropped by whoever reads it.
 //!
-//! | bytes | request, post | reply |
-//! |---|---|---|
-//! | 0 | kind: 1 request, 2 post | kind: 3 |
-//! | 1 | 0 | status: 0 no reply, 1 a reply, 2 handler error, 3 listener gone |
-//! | 2..4 | the command's length | 0 |
-//! | 4..8 | the sender's token | the replier's token |
-//! | 8..16 | the request id (0 for a post) | the request id |
-//! | 16..24 | the listener it is for | 0 |
-//! | 24..32 | when the caller gives up (ms on the host's monotonic clock; 0 for none, and for a post) | 0 |
-//! | 32.. | the command, then the arguments | the reply, or the error's text |
+//! The header, [`WireHeader`] (little-endian), then the body:
+//!
+//! | offset | field | request, post | reply |
+//! |---|---|---|---|
+//! | 0 | `kind: u8` | 1 request, 2 post | 3 |
+//! | 1 | `status: u8` | 0 | 0 no reply, 1 a reply, 2 handler error, 3 listener gone |
+//! | 2 | `command_len: u16` | the command's length | 0 |
+//! | 4 | `from: u32` | the sender's token | the replier's token |
+//! | 8 | `id: u64` | the request id (0 for a post) | the request id |
+//! | 16 | `listener: u64` | the listener it is for | 0 |
+//! | 24 | `due: u64` | when the caller gives up (ms on the host's monotonic clock; 0 for none, and for a post) | 0 |
+//! | 32.. | | the command, then the arguments | the reply, or the error's text |
 //!
 //! A stop (kind 4) is one byte: it wakes a member's own dispatch thread to
 //! let it see that the member is leaving.
 //!
-//! A message larger than the receiver's inbox slots travels *spilled*
-//! (kind 5): its bytes are in a mapping of their own, `GROUP@big.T.N`
-//! (the sender's token `T` and its spill number `N`, in hex), after an
-//! 8-byte header whose first word the receiver sets to 1 once it has
-//! taken them; the inbox carries only the 32-byte header: the sender's
-//! token at 4..8, `N` at 8..16 and the message's length at 16..24. The
-//! receiver removes the mapping's name when it has read it; the sender
+//! A message larger than the receiver's inbox slots travels *spilled*: its
+//! bytes are in a mapping of their own, `GROUP@big.T.N` (the sender's
+//! token `T` and its spill number `N`, in hex), and the inbox carries only
+//! a 32-byte message of kind 5, [`Spilled`] (little-endian):
+//!
+//! | offset | field | |
+//! |---|---|---|
+//! | 0 | `kind: u8` | 5 |
+//! | 1 | 3 bytes | 0 |
+//! | 4 | `from: u32` | the sender's token `T` |
+//! | 8 | `spill: u64` | `N` |
+//! | 16 | `len: u64` | the message's length |
+//! | 24 | 8 bytes | 0 |
+//! | 32 | the end: nothing follows | |
+//!
+//! The mapping starts with [`SpillHeader`], and the message follows it:
+//!
+//! | offset | field | |
+//! |---|---|---|
+//! | 0 | `taken: u32` | 0, then 1 once the receiver has taken the message (an atomic store) |
+//! | 4 | 4 bytes | spare |
+//! | 8.. | the message | |
+//!
+//! The receiver removes the mapping's name when it has read it; the sender
 //! lets go of it when it sees it taken (or gives up on it).
 
+use std::mem::offset_of;
+
 use serde::Serialize;
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::Result;
 use crate::mapping::record;
 
+/// The header of a request, a post or a reply (see the module docs).
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct WireHeader {
+    kind: u8,
+    status: u8,
+    command_len: U16,
+    from: U32,
+    id: U64,
+    listener: U64,
+    due: U64,
+}
+
+/// What the inbox carries for a spilled message: the whole of it (see the
+/// module docs).
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct Spilled {
+    kind: u8,
+    _pad_kind: [u8; 3],
+    from: U32,
+    spill: U64,
+    len: U64,
+    _pad_end: [u8; 8],
+}
+
+/// The start of a spilled message's mapping: a description of the bytes,
+/// whose `taken` word is reached as an atomic at [`SPILL_TAKEN`].
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct SpillHeader {
+    pub(crate) taken: u32,
+    _spare: [u8; 4],
+}
+
 /// Bytes before a message's command and payload.
-pub(crate) const HEADER: usize = 32;
+pub(crate) const HEADER: usize = size_of::<WireHeader>();
 
 const REQUEST: u8 = 1;
 const POST: u8 = 2;
@@ -41,9 +99,15 @@ const REPLY: u8 = 3;
 const STOP: u8 = 4;
 const SPILLED: u8 = 5;
 
-/// Bytes before a spilled message in its mapping: the taken flag (a
-/// `u32`), then 4 spare.
-pub(crate) const SPILL_HEADER: u64 = 8;
+/// Bytes before a spilled message in its mapping.
+pub(crate) const SPILL_HEADER: u64 = size_of::<SpillHeader>() as u64;
+/// Where a spilled message's taken flag (a `u32`: 1 once taken) is.
+pub(crate) const SPILL_TAKEN: u64 = offset_of!(SpillHeader, taken) as u64;
+
+// The wire format: changing a size here breaks every member of another
+// build. A spilled message is exactly a header's size, which is how the
+// inbox tells it from a request.
+const _: () = assert!(HEADER == 32 && size_of::<Spilled>() == HEADER && SPILL_HEADER == 8);
 
 /// What a listener said to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,23 +172,31 @@ impl Request {
 /// whom it is: [`address`] fills that in, once for each listener it goes to.
 pub(crate) fn request_body<A: Serialize + ?Sized>(command: &str, args: &A) -> Result<Vec<u8>> {
     let mut message = Vec::with_capacity(HEADER + command.len() + 32);
-    message.extend_from_slice(&[0; HEADER]);
-    // Command names are at most `registry::MAX_COMMAND` bytes.
-    message[2..4].copy_from_slice(&(command.len() as u16).to_le_bytes());
+    message.extend_from_slice(request_header(command).as_bytes());
     message.extend_from_slice(command.as_bytes());
     record::append_payload(args, &mut message)?;
     Ok(message)
+}
+
+/// The header of a request of `command`, addressed to no one yet.
+fn request_header(command: &str) -> WireHeader {
+    let mut header = WireHeader::new_zeroed();
+    // Command names are at most `registry::MAX_COMMAND` bytes.
+    header.command_len = U16::new(command.len() as u16);
+    header
 }
 
 /// Makes `message` (from [`request_body`]) request `id` (a post for 0) from
 /// the member `from` to the listener `listener`, its caller giving up at
 /// `due` (see [`Request::due`]).
 pub(crate) fn address(message: &mut [u8], id: u64, from: u32, listener: u64, due: u64) {
-    message[0] = if id == 0 { POST } else { REQUEST };
-    message[4..8].copy_from_slice(&from.to_le_bytes());
-    message[8..16].copy_from_slice(&id.to_le_bytes());
-    message[16..24].copy_from_slice(&listener.to_le_bytes());
-    message[24..32].copy_from_slice(&due.to_le_bytes());
+    let (header, _) =
+        WireHeader::mut_from_prefix(message).expect("a request's message starts with a header");
+    header.kind = if id == 0 { POST } else { REQUEST };
+    header.from = U32::new(from);
+    header.id = U64::new(id);
+    header.listener = U64::new(listener);
+    header.due = U64::new(due);
 }
 
 /// A request (`id` non-zero) or a post (`id` 0) of `command` with the JSON
@@ -132,8 +204,7 @@ pub(crate) fn address(message: &mut [u8], id: u64, from: u32, listener: u64, due
 #[cfg(test)]
 pub(crate) fn request(id: u64, from: u32, listener: u64, command: &str, args: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(HEADER + command.len() + args.len());
-    message.extend_from_slice(&[0; HEADER]);
-    message[2..4].copy_from_slice(&(command.len() as u16).to_le_bytes());
+    message.extend_from_slice(request_header(command).as_bytes());
     message.extend_from_slice(command.as_bytes());
     message.extend_from_slice(args);
     address(&mut message, id, from, listener, 0);
@@ -148,11 +219,13 @@ pub(crate) fn reply(id: u64, from: u32, outcome: &Outcome) -> Vec<u8> {
         Outcome::Failed(why) => (2, why.as_bytes()),
         Outcome::Gone => (3, &[]),
     };
+    let mut header = WireHeader::new_zeroed();
+    header.kind = REPLY;
+    header.status = status;
+    header.from = U32::new(from);
+    header.id = U64::new(id);
     let mut message = Vec::with_capacity(HEADER + body.len());
-    message.extend_from_slice(&[REPLY, status, 0, 0]);
-    message.extend_from_slice(&from.to_le_bytes());
-    message.extend_from_slice(&id.to_le_bytes());
-    message.extend_from_slice(&[0; 16]);
+    message.extend_from_slice(header.as_bytes());
     message.extend_from_slice(body);
     message
 }
@@ -160,13 +233,12 @@ pub(crate) fn reply(id: u64, from: u32, outcome: &Outcome) -> Vec<u8> {
 /// What travels through the inbox for a message spilled to a mapping: the
 /// member `from`'s `spill`th, of `len` bytes.
 pub(crate) fn spilled(from: u32, spill: u64, len: u64) -> Vec<u8> {
-    let mut message = Vec::with_capacity(HEADER);
-    message.extend_from_slice(&[SPILLED, 0, 0, 0]);
-    message.extend_from_slice(&from.to_le_bytes());
-    message.extend_from_slice(&spill.to_le_bytes());
-    message.extend_from_slice(&len.to_le_bytes());
-    message.extend_from_slice(&[0; 8]);
-    message
+    let mut message = Spilled::new_zeroed();
+    message.kind = SPILLED;
+    message.from = U32::new(from);
+    message.spill = U64::new(spill);
+    message.len = U64::new(len);
+    message.as_bytes().to_vec()
 }
 
 /// The name of the mapping the member `from` spills its `spill`th
@@ -185,21 +257,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
     if bytes == [STOP] {
         return Some(Message::Stop);
     }
-    let header = bytes.get(..HEADER)?;
-    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-    let long = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
-    let (kind, status) = (header[0], header[1]);
-    let command_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
-    let (from, id, listener, due) = (word(4), long(8), long(16), long(24));
-    let body = &bytes[HEADER..];
-    match kind {
-        REQUEST | POST => {
+    let (header, body) = WireHeader::read_from_prefix(bytes).ok()?;
+    let command_len = usize::from(header.command_len.get());
+    let (from, id) = (header.from.get(), header.id.get());
+    match header.kind {
+        kind @ (REQUEST | POST) => {
             std::str::from_utf8(body.get(..command_len)?).ok()?;
             let request = Request {
                 id,
                 from,
-                listener,
-                due,
+                listener: header.listener.get(),
+                due: header.due.get(),
                 body: body.to_vec(),
                 command_len,
             };
@@ -209,13 +277,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
                 _ => None,
             }
         }
-        SPILLED if bytes.len() == HEADER => Some(Message::Spilled {
-            from,
-            spill: id,
-            len: listener,
-        }),
+        SPILLED => {
+            // All of it: a spilled message carries nothing after its header.
+            let spilled = Spilled::read_from_bytes(bytes).ok()?;
+            Some(Message::Spilled {
+                from: spilled.from.get(),
+                spill: spilled.spill.get(),
+                len: spilled.len.get(),
+            })
+        }
         REPLY if id != 0 => {
-            let outcome = match status {
+            let outcome = match header.status {
                 0 => Outcome::Pass,
                 1 => Outcome::Reply(body.to_vec()),
                 2 => Outcome::Failed(String::from_utf8_lossy(body).into_owned()),
@@ -231,6 +303,63 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_docs_tables_are_the_structs() {
+        use crate::doc_tables::{self, layout};
+        let layouts = [
+            layout!(WireHeader {
+                kind,
+                status,
+                command_len,
+                from,
+                id,
+                listener,
+                due,
+            }),
+            layout!(Spilled {
+                kind,
+                _pad_kind,
+                from,
+                spill,
+                len,
+                _pad_end,
+            }),
+            layout!(SpillHeader { taken, _spare }),
+        ];
+        let described = ["WireHeader", "Spilled", "SpillHeader"];
+        let rows = doc_tables::check(include_str!("wire.rs"), &described, &layouts);
+        assert_eq!(rows, 8 + 7 + 3);
+    }
+
+    /// The bytes as they were laid out by hand before the header was a
+    /// struct: the wire format did not change with it.
+    #[test]
+    fn the_bytes_are_the_wire_format() {
+        let mut expected = vec![REQUEST, 0, 3, 0];
+        expected.extend_from_slice(&0x401u32.to_le_bytes());
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        expected.extend_from_slice(&99u64.to_le_bytes());
+        expected.extend_from_slice(&1234u64.to_le_bytes());
+        expected.extend_from_slice(b"add[1,2]");
+        let mut built = request_body("add", &[1, 2]).unwrap();
+        address(&mut built, 7, 0x401, 99, 1234);
+        assert_eq!(built, expected);
+
+        let mut expected = vec![REPLY, 2, 0, 0];
+        expected.extend_from_slice(&5u32.to_le_bytes());
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        expected.extend_from_slice(&[0; 16]);
+        expected.extend_from_slice(b"no");
+        assert_eq!(reply(7, 5, &Outcome::Failed("no".into())), expected);
+
+        let mut expected = vec![SPILLED, 0, 0, 0];
+        expected.extend_from_slice(&0x401u32.to_le_bytes());
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(&(1u64 << 20).to_le_bytes());
+        expected.extend_from_slice(&[0; 8]);
+        assert_eq!(spilled(0x401, 9, 1 << 20), expected);
+    }
 
     #[test]
     fn every_message_round_trips() {

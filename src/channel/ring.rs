@@ -5,10 +5,12 @@
 //!
 //! # Layout
 //!
-//! After the segment header (magic, ready flag, version at 0..16):
+//! The ring's header, [`RingHeader`], from the start of the channel's
+//! object:
 //!
 //! | offset | field | who changes it |
 //! |---|---|---|
+//! | 0 | `header: Header`, the object header (magic, ready flag, version; see `src/object.rs`) | the creator, once |
 //! | 16 | `capacity: u32`, slots | the creator, once |
 //! | 20 | `max_message_size: u32` | the creator, once |
 //! | 24 | `stride: u32`, bytes per slot | the creator, once |
@@ -19,14 +21,21 @@
 //! | 640 | `generations: [u32; 1024]`, one per participant seat | a participant taking the seat |
 //! | 4736 | the slots, `stride` bytes each | |
 //!
-//! A slot is `state: u64` (the sequence number in the high 32 bits, the
-//! owner in the low 32: a participant's token, see `src/participants.rs`),
-//! `len: u32`, 4 bytes of padding, then the payload. Every word that one
-//! side writes while the other polls (the positions, the bells, each
-//! slot) starts a 128-byte pair of cache lines of its own, and the stride
-//! is a multiple of 128: x86's adjacent-line prefetcher fetches a line's
-//! pair with it, so a sender's line next to a receiver's would bounce
-//! between them (since layout version 3; measured by the bench's ladder).
+//! A slot, [`SlotHeader`] and then its payload:
+//!
+//! | offset | field | who changes it |
+//! |---|---|---|
+//! | 0 | `state: u64`, the sequence number in the high 32 bits, the owner in the low 32 (a participant's token, see `src/participants.rs`) | its claimer (CAS), then its publisher or releaser |
+//! | 8 | `len: u32`, the message's length, or [`TOMBSTONE`] | the sender, or the repairer of a dead sender's slot |
+//! | 12 | 4 bytes of padding | |
+//! | 16 | the payload, `max_message_size` bytes | the sender |
+//!
+//! Every word that one side writes while the other polls (the positions,
+//! the bells, each slot) starts a 128-byte pair of cache lines of its own,
+//! and the stride is a multiple of 128: x86's adjacent-line prefetcher
+//! fetches a line's pair with it, so a sender's line next to a receiver's
+//! would bounce between them (since layout version 3; measured by the
+//! bench's ladder).
 //!
 //! # The algorithm
 //!
@@ -116,28 +125,71 @@
 //! process id reused, or the same id in another pid namespace, never makes
 //! a dead owner look alive or a live one dead.
 
+use std::mem::offset_of;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::error::{Error, Result};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-pub(crate) const CAPACITY: u64 = 16;
-pub(crate) const MAX_MESSAGE: u64 = 20;
-pub(crate) const STRIDE: u64 = 24;
-pub(crate) const ENQUEUE: u64 = 128;
-pub(crate) const DEQUEUE: u64 = 256;
-pub(crate) const RECV_BELL: u64 = 384;
-pub(crate) const RECV_SLEEPERS: u64 = 388;
-pub(crate) const SEND_BELL: u64 = 512;
-pub(crate) const SEND_SLEEPERS: u64 = 516;
+use crate::error::{Error, Result};
+use crate::object::Header;
+
+/// The ring's header, as the module docs' table has it: a description of
+/// the bytes, from the start of the channel's object. Nothing reads or
+/// writes it whole: the ring reaches its words as atomics at the offsets
+/// below, and the creator writes the geometry field by field.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct RingHeader {
+    pub(crate) header: Header,
+    pub(crate) capacity: u32,
+    pub(crate) max_message_size: u32,
+    pub(crate) stride: u32,
+    _pad_geometry: [u8; 100],
+    pub(crate) enqueue: u64,
+    _pad_enqueue: [u8; 120],
+    pub(crate) dequeue: u64,
+    _pad_dequeue: [u8; 120],
+    pub(crate) recv_bell: u32,
+    pub(crate) recv_sleepers: u32,
+    _pad_recv: [u8; 120],
+    pub(crate) send_bell: u32,
+    pub(crate) send_sleepers: u32,
+    _pad_send: [u8; 120],
+    pub(crate) generations: [u32; SEATS as usize],
+}
+
+/// The start of a slot, before its payload (see the module docs); a
+/// description, as [`RingHeader`] is.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    pub(crate) state: u64,
+    pub(crate) len: u32,
+    _pad: [u8; 4],
+}
+
+pub(crate) const CAPACITY: u64 = offset_of!(RingHeader, capacity) as u64;
+pub(crate) const MAX_MESSAGE: u64 = offset_of!(RingHeader, max_message_size) as u64;
+pub(crate) const STRIDE: u64 = offset_of!(RingHeader, stride) as u64;
+pub(crate) const ENQUEUE: u64 = offset_of!(RingHeader, enqueue) as u64;
+pub(crate) const DEQUEUE: u64 = offset_of!(RingHeader, dequeue) as u64;
+pub(crate) const RECV_BELL: u64 = offset_of!(RingHeader, recv_bell) as u64;
+pub(crate) const RECV_SLEEPERS: u64 = offset_of!(RingHeader, recv_sleepers) as u64;
+pub(crate) const SEND_BELL: u64 = offset_of!(RingHeader, send_bell) as u64;
+pub(crate) const SEND_SLEEPERS: u64 = offset_of!(RingHeader, send_sleepers) as u64;
 /// Where the participant seats' generations start.
-pub(crate) const GENERATIONS: u64 = 640;
+pub(crate) const GENERATIONS: u64 = offset_of!(RingHeader, generations) as u64;
 /// How many participants a channel has room for at once.
 pub(crate) use crate::participants::SEATS;
-/// Where the slots start.
-pub(crate) const SLOTS: u64 = GENERATIONS + 4 * SEATS as u64;
+/// Where the slots start: just after the header.
+pub(crate) const SLOTS: u64 = size_of::<RingHeader>() as u64;
+/// Where a slot's state is, from the slot's start.
+const SLOT_STATE: u64 = offset_of!(SlotHeader, state) as u64;
+/// Where a slot's length is, from the slot's start.
+const SLOT_LEN: u64 = offset_of!(SlotHeader, len) as u64;
 /// Bytes before a slot's payload.
-pub(crate) const SLOT_HEADER: u64 = 16;
+pub(crate) const SLOT_HEADER: u64 = size_of::<SlotHeader>() as u64;
 /// What the hot words and the slots are aligned to: a pair of cache lines,
 /// which x86's adjacent-line prefetcher fetches together. A sender's
 /// word and a receiver's within one pair cost a busy-poll round trip a
@@ -152,6 +204,28 @@ pub(crate) const TOMBSTONE: u32 = u32::MAX;
 /// `i32`, and the window of states [`Ring::impossible`] allows on the
 /// 32-bit sequence circle.
 pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
+
+// The bytes of this layout version (`object::VERSION`): a number changed
+// here changes them, and the version must move with it.
+const _: () = assert!(SLOTS == 4736 && SLOT_HEADER == 16 && GENERATIONS == 640);
+// The hot words (positions, bells) each start a pair of cache lines, and
+// so do the slots: the first at SLOTS, each next one a stride further
+// (`stride_for` rounds it up to a multiple of LINE_PAIR).
+const _: () = assert!(
+    ENQUEUE.is_multiple_of(LINE_PAIR)
+        && DEQUEUE.is_multiple_of(LINE_PAIR)
+        && RECV_BELL.is_multiple_of(LINE_PAIR)
+        && SEND_BELL.is_multiple_of(LINE_PAIR)
+        && SLOTS.is_multiple_of(LINE_PAIR)
+);
+// The u64 atomics (positions, slot states) are 8-aligned in a page-aligned
+// mapping: both structs' offsets, and every slot's start, are multiples of 8.
+const _: () = assert!(
+    align_of::<RingHeader>() == 8
+        && align_of::<SlotHeader>() == 8
+        && SLOTS.is_multiple_of(8)
+        && LINE_PAIR.is_multiple_of(8)
+);
 
 /// The bytes per slot for messages of at most `max_message_size` bytes.
 pub(crate) fn stride_for(max_message_size: u32) -> u64 {
@@ -310,11 +384,11 @@ impl Ring {
     }
 
     fn state(&self, pos: u64) -> &AtomicU64 {
-        self.u64_at(self.slot_offset(pos))
+        self.u64_at(self.slot_offset(pos) + SLOT_STATE)
     }
 
     fn len(&self, pos: u64) -> &AtomicU32 {
-        self.u32_at(self.slot_offset(pos) + 8)
+        self.u32_at(self.slot_offset(pos) + SLOT_LEN)
     }
 
     /// The payload of the slot of `pos`: `max_message_size` bytes.
@@ -565,7 +639,7 @@ impl Ring {
             return false;
         }
         let offset = SLOTS + blocked.index * self.stride;
-        let state = self.u64_at(offset);
+        let state = self.u64_at(offset + SLOT_STATE);
         let repaired = if owner & READING != 0 {
             // A dead receiver held turn 2p + 1: free the slot for 2(p + capacity).
             join(
@@ -574,7 +648,8 @@ impl Ring {
             )
         } else {
             // A dead sender held turn 2p: publish a tombstone as 2p + 1.
-            self.u32_at(offset + 8).store(TOMBSTONE, Ordering::Relaxed);
+            self.u32_at(offset + SLOT_LEN)
+                .store(TOMBSTONE, Ordering::Relaxed);
             join(seq.wrapping_add(1), 0)
         };
         state
@@ -586,6 +661,36 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_docs_tables_are_the_structs() {
+        use crate::doc_tables::{self, layout};
+        let layouts = [
+            layout!(RingHeader {
+                header,
+                capacity,
+                max_message_size,
+                stride,
+                _pad_geometry,
+                enqueue,
+                _pad_enqueue,
+                dequeue,
+                _pad_dequeue,
+                recv_bell,
+                recv_sleepers,
+                _pad_recv,
+                send_bell,
+                send_sleepers,
+                _pad_send,
+                generations,
+            }),
+            layout!(SlotHeader { state, len, _pad }),
+            doc_tables::header(),
+        ];
+        let source = include_str!("ring.rs");
+        let rows = doc_tables::check(source, &["RingHeader", "SlotHeader"], &layouts);
+        assert_eq!(rows, 14);
+    }
 
     /// A ring over private memory, for the index and sequence arithmetic.
     struct Heap {

@@ -3,13 +3,16 @@
 //! The event is a small named object (`NAME@event`, see `object.rs` for its
 //! header) and its waiters sleep on a word of it through the platform's
 //! [`sys::Waker`] (a futex on Linux, `os_sync_wait_on_address` or polling on
-//! macOS, a named semaphore on Windows). The state after the header:
+//! macOS, a named semaphore on Windows). The object, [`EventObject`]:
 //!
 //! | offset | field | who changes it |
 //! |---|---|---|
+//! | 0 | `header: Header`, the object header (see `object.rs`) | the creator, once |
+//! | 16 | spare: the state starts a cache line of its own | |
 //! | 64 | `signaled: u32`, 0 or 1 | `set` stores 1, `reset` 0; an auto-reset waiter takes it back to 0 |
 //! | 68 | `waiters: u32`, how many are about to sleep or sleeping | each waiter, around its sleep |
 //! | 72 | `manual: u32`, 1 for manual reset | the creator, once |
+//! | 76 | spare, to the object's end at 4096 | |
 //!
 //! `set` stores 1 and wakes only when `waiters` is non-zero, so a set with
 //! nobody waiting makes no system call; a waiter counts itself in before its
@@ -19,26 +22,45 @@
 //! then make one wasted wake-up, nothing worse.
 
 use std::fmt;
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::object::{self, Kind, Sharing};
+use crate::object::{self, Header, Kind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition};
 
-/// Where the event's own state starts (after the header, on its own line).
-const STATE: u64 = 64;
+/// The event's object, as the module docs' table has it: a description
+/// of the bytes. Nothing reads or writes it whole: the words are reached
+/// as atomics at the offsets below.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct EventObject {
+    header: Header,
+    _pad_header: [u8; 48],
+    signaled: u32,
+    waiters: u32,
+    manual: u32,
+    _pad_end: [u8; 4020],
+}
+
 /// 1 while set.
-const SIGNALED: u64 = STATE;
+const SIGNALED: u64 = offset_of!(EventObject, signaled) as u64;
 /// How many waiters sleep (or are about to) on `SIGNALED`.
-const WAITERS: u64 = STATE + 4;
+const WAITERS: u64 = offset_of!(EventObject, waiters) as u64;
 /// 1 for manual reset (the creator's choice).
-const MANUAL: u64 = STATE + 8;
+const MANUAL: u64 = offset_of!(EventObject, manual) as u64;
 /// The size of an event's object.
-const SIZE: u64 = 4096;
+const SIZE: u64 = size_of::<EventObject>() as u64;
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them): the state on a cache line of its own after the
+// header, in one page.
+const _: () = assert!(SIGNALED == 64 && SIZE == 4096 && align_of::<EventObject>() == 8);
 
 /// How a [`NamedEvent`] behaves once set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,5 +340,28 @@ impl fmt::Debug for NamedEvent {
             .field("mode", &self.mode())
             .field("existed", &self.existed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc_tables::{self, layout};
+
+    #[test]
+    fn the_docs_table_is_the_struct() {
+        let layouts = [
+            layout!(EventObject {
+                header,
+                _pad_header,
+                signaled,
+                waiters,
+                manual,
+                _pad_end,
+            }),
+            doc_tables::header(),
+        ];
+        let rows = doc_tables::check(include_str!("event.rs"), &["EventObject"], &layouts);
+        assert_eq!(rows, 6);
     }
 }

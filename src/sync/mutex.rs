@@ -1,17 +1,31 @@
 //! [`NamedMutex`]: a mutex every thread of every process can take by name,
 //! which a holder's death never wedges.
+//!
+//! Its state is a small named object (`NAME@mutex`), [`MutexObject`]:
+//!
+//! | offset | field | who changes it |
+//! |---|---|---|
+//! | 0 | `header: Header`, the object header (see `object.rs`) | the creator, once |
+//! | 16 | `mapping: [u64; 2]`, for a mapping's mutex the identity of its mapping (see `object::make_owned`), else 0 | the creator, once |
+//! | 32 | spare: the lock's state starts a cache line of its own | |
+//! | 64 | `lock: [u8; 1984]`, the platform lock's state (`sys::RobustLock::STATE_LEN` bytes of it: a robust pthread mutex and its holder's token on Linux, a held flag on macOS, none on Windows, whose lock is a kernel object) | the platform's lock |
+//! | 2048 | `owner_died: u32`, 1 from the moment a locker finds that the holder died until someone marks the data consistent again | lockers; [`MutexGuard::mark_consistent`] |
+//! | 2052 | spare, to the object's end at 4096 | |
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::object::{self, Kind, Sharing};
+use crate::object::{self, Header, Kind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition, LockState};
 
@@ -65,15 +79,35 @@ pub struct NamedMutex {
     name: String,
 }
 
+/// The mutex's object, as the module docs' table has it: a description of
+/// the bytes. Nothing reads or writes it whole: the platform's lock gets a
+/// pointer to `lock`, and the owner-died word is reached as an atomic.
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct MutexObject {
+    header: Header,
+    mapping: sys::ObjectId,
+    _pad_mapping: [u8; 32],
+    lock: [u8; 1984],
+    owner_died: u32,
+    _pad_end: [u8; 2044],
+}
+
 /// Where the lock's own state starts in the mutex's object (after the
 /// header and, for a mapping's mutex, the mapping's identity; a line of its own).
-const STATE: u64 = 64;
+const STATE: u64 = offset_of!(MutexObject, lock) as u64;
 /// The size of a mutex's object.
-const SIZE: u64 = 4096;
+const SIZE: u64 = size_of::<MutexObject>() as u64;
 /// A word that is 1 from the moment a locker finds the holder before it
 /// died until someone marks the data consistent again (a line of its own).
-const OWNER_DIED: u64 = 2048;
+const OWNER_DIED: u64 = offset_of!(MutexObject, owner_died) as u64;
+// The bytes of this layout version (`object::VERSION`; a number changed
+// here changes them); the lock's state keeps a page's alignment to 64
+// bytes, and the platform's fits.
+const _: () = assert!(STATE == 64 && OWNER_DIED == 2048 && SIZE == 4096);
 const _: () = assert!(STATE + sys::RobustLock::STATE_LEN <= OWNER_DIED && OWNER_DIED + 4 <= SIZE);
+// `object::make_owned` writes the mapping's identity where this says.
+const _: () = assert!(offset_of!(MutexObject, mapping) as u64 == object::OWNER_OFFSET);
 
 /// How a lock call waits.
 #[derive(Clone, Copy)]
@@ -570,5 +604,28 @@ impl fmt::Debug for MutexGuard<'_> {
             .field("mutex", &self.mutex().name)
             .field("owner_died", &self.owner_died)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_table_is_the_struct() {
+        use crate::doc_tables::{self, layout};
+        let layouts = [
+            layout!(MutexObject {
+                header,
+                mapping,
+                _pad_mapping,
+                lock,
+                owner_died,
+                _pad_end,
+            }),
+            doc_tables::header(),
+        ];
+        let rows = doc_tables::check(include_str!("mutex.rs"), &["MutexObject"], &layouts);
+        assert_eq!(rows, 6);
     }
 }

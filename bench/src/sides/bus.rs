@@ -22,7 +22,7 @@ const WITHIN: Duration = Duration::from_secs(10);
 
 /// The bus's message header: the bytes before a request's command or a
 /// reply's JSON.
-const HEADER: usize = 24;
+const HEADER: usize = 32;
 
 /// The bytes of a bus request carrying [`call_argument`] to `echo`: what
 /// the floor's raw channel messages carry, so that both move as much.

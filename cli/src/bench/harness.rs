@@ -12,6 +12,7 @@
 //!
 //! This module knows nothing of what a side does: see [`crate::bench::sides`].
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -119,48 +120,56 @@ impl Settings {
 
 /// Where a run is, for a progress display: reported after every batch of
 /// every round (the warm-up round is round 0).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Progress<'a> {
     /// The group being run.
     pub group: &'a str,
     /// The side whose batch just ran.
-    pub side: &'a str,
+    pub side: &'a dyn fmt::Display,
     /// The round it ran in: 0 (the warm-up) to `Settings::rounds`.
     pub round: usize,
 }
 
+/// What names a side in a run: best an enum of the run's sides (as
+/// `shmio bench`'s `Peer`), so that a misspelt side does not compile and a
+/// table can match on it; `&'static str` also serves, for a one-off group.
+/// Its `Display` is what progress and errors call the side.
+pub trait Key: Copy + PartialEq + fmt::Debug + fmt::Display {}
+
+impl<K: Copy + PartialEq + fmt::Debug + fmt::Display> Key for K {}
+
 /// What a run found: per side, the nanoseconds per operation of each round.
-pub struct Results {
-    keys: Vec<&'static str>,
+pub struct Results<K: Key = &'static str> {
+    keys: Vec<K>,
     rounds: Vec<Vec<f64>>,
 }
 
-impl Results {
+impl<K: Key> Results<K> {
     /// Results made up, for the tests of what reads them: `rounds[i]` are
     /// side `keys[i]`'s.
-    pub fn made_up(keys: Vec<&'static str>, rounds: Vec<Vec<f64>>) -> Results {
+    pub fn made_up(keys: Vec<K>, rounds: Vec<Vec<f64>>) -> Results<K> {
         Results { keys, rounds }
     }
 
-    fn index(&self, key: &str) -> usize {
+    fn index(&self, key: K) -> usize {
         self.keys
             .iter()
             .position(|k| *k == key)
-            .unwrap_or_else(|| panic!("no side called {key:?}"))
+            .unwrap_or_else(|| panic!("no side {key:?} in this run"))
     }
 
-    /// Whether a side called `key` ran.
-    pub fn has(&self, key: &str) -> bool {
+    /// Whether the side `key` ran.
+    pub fn has(&self, key: K) -> bool {
         self.keys.contains(&key)
     }
 
     /// The nanoseconds per operation of `key`: the median over the rounds.
-    pub fn ns_per_op(&self, key: &str) -> f64 {
+    pub fn ns_per_op(&self, key: K) -> f64 {
         median(self.rounds[self.index(key)].clone())
     }
 
     /// The median over the rounds of `a`'s time / `b`'s time.
-    pub fn ratio(&self, a: &str, b: &str) -> f64 {
+    pub fn ratio(&self, a: K, b: K) -> f64 {
         let (a, b) = (&self.rounds[self.index(a)], &self.rounds[self.index(b)]);
         median(a.iter().zip(b).map(|(x, y)| x / y).collect())
     }
@@ -172,22 +181,26 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// A named side, as [`run`] takes them.
-pub type Named<'a> = (&'static str, Box<dyn Side + 'a>);
+/// A side and its [`Key`], as [`run`] takes them.
+pub type Named<'a, K = &'static str> = (K, Box<dyn Side + 'a>);
 
 /// Runs `sides` in rotating order for `settings.rounds` rounds, after
 /// sizing each side's batch to `settings.batch_time` and one warm-up round.
-pub fn run(group: &str, sides: Vec<Named<'_>>, settings: Settings) -> Result<Results> {
+pub fn run<K: Key>(
+    group: &str,
+    sides: Vec<Named<'_, K>>,
+    settings: Settings,
+) -> Result<Results<K>> {
     run_with_progress(group, sides, settings, &mut |_| {})
 }
 
 /// [`run`], telling `progress` after every batch of every round.
-pub fn run_with_progress(
+pub fn run_with_progress<K: Key>(
     group: &str,
-    mut sides: Vec<Named<'_>>,
+    mut sides: Vec<Named<'_, K>>,
     settings: Settings,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Results> {
+) -> Result<Results<K>> {
     let target = settings.batch_time.as_secs_f64() * 1e9;
     CAP_NS.store((target as u64 * 4).max(100_000_000), Ordering::Relaxed);
     let verbose = std::env::var_os("SHMIO_BENCH_VERBOSE").is_some();
@@ -196,7 +209,7 @@ pub fn run_with_progress(
     for index in 0..sides.len() {
         let (key, side) = &mut sides[index];
         watchdog::stage(format!("{group}: sizing {key}"));
-        let n = size_batch(side.as_mut(), target).map_err(|e| in_side(key, e))?;
+        let n = size_batch(side.as_mut(), target).map_err(|e| in_side(*key, e))?;
         if verbose {
             eprintln!("{group}: {key}: batches of {n}");
         }
@@ -204,7 +217,7 @@ pub fn run_with_progress(
         last_active[index] = Instant::now();
         keep_alive(&mut sides, &mut last_active)?;
     }
-    let keys: Vec<&'static str> = sides.iter().map(|(key, _)| *key).collect();
+    let keys: Vec<K> = sides.iter().map(|(key, _)| *key).collect();
     let mut rounds = vec![Vec::with_capacity(settings.rounds); sides.len()];
     let count = sides.len();
     for round in 0..=settings.rounds {
@@ -212,7 +225,7 @@ pub fn run_with_progress(
             let index = (round + step) % count;
             let (key, side) = &mut sides[index];
             watchdog::stage(format!("{group}: {key}, round {round}"));
-            let ns = side.batch(sizes[index]).map_err(|e| in_side(key, e))?;
+            let ns = side.batch(sizes[index]).map_err(|e| in_side(*key, e))?;
             if verbose {
                 eprintln!("{group}: round {round}: {key}: {ns:.1} ns");
             }
@@ -222,7 +235,7 @@ pub fn run_with_progress(
             }
             progress(Progress {
                 group,
-                side: key,
+                side: &*key,
                 round,
             });
             last_active[index] = Instant::now();
@@ -234,15 +247,15 @@ pub fn run_with_progress(
 }
 
 /// A side's error, naming the side.
-fn in_side(key: &str, error: crate::bench::Error) -> crate::bench::Error {
+fn in_side(key: impl fmt::Display, error: crate::bench::Error) -> crate::bench::Error {
     format!("{key}: {error}").into()
 }
 
 /// Sends a keepalive to every side idle for longer than [`IDLE`].
-fn keep_alive(sides: &mut [Named<'_>], last_active: &mut [Instant]) -> Result<()> {
+fn keep_alive<K: Key>(sides: &mut [Named<'_, K>], last_active: &mut [Instant]) -> Result<()> {
     for ((key, side), last) in sides.iter_mut().zip(last_active) {
         if last.elapsed() > IDLE {
-            side.keepalive().map_err(|e| in_side(key, e))?;
+            side.keepalive().map_err(|e| in_side(*key, e))?;
             *last = Instant::now();
         }
     }
@@ -285,14 +298,34 @@ pub fn pair<'a>(
     baseline: impl Side + 'a,
     settings: Settings,
 ) -> Result<Pair> {
+    use PairSide::{Baseline, Shmio};
     let results = run(
         group,
-        vec![("shmio", Box::new(shmio)), ("baseline", Box::new(baseline))],
+        vec![
+            (Shmio, Box::new(shmio) as Box<dyn Side>),
+            (Baseline, Box::new(baseline)),
+        ],
         settings,
     )?;
     Ok(Pair {
-        shmio: results.ns_per_op("shmio"),
-        baseline: results.ns_per_op("baseline"),
-        ratio: results.ratio("shmio", "baseline"),
+        shmio: results.ns_per_op(Shmio),
+        baseline: results.ns_per_op(Baseline),
+        ratio: results.ratio(Shmio, Baseline),
     })
+}
+
+/// The two sides of a [`pair`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PairSide {
+    Shmio,
+    Baseline,
+}
+
+impl fmt::Display for PairSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PairSide::Shmio => "shmio",
+            PairSide::Baseline => "baseline",
+        })
+    }
 }

@@ -25,6 +25,8 @@ use crate::units::human_duration;
 /// The size of a copy in the bandwidth test.
 const COPY: usize = 1 << 20;
 
+/// The round trips' sides: shmio's and its peers'. The harness keys its
+/// results by this enum.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Peer {
     ShmioPoll,
@@ -56,7 +58,7 @@ impl Peer {
         }
     }
 
-    /// The side's name in the run (and on the progress bar).
+    /// The side's short name (the progress bar's, its objects').
     fn key(self) -> &'static str {
         match self {
             Peer::ShmioPoll => "shmio busy-poll",
@@ -69,7 +71,7 @@ impl Peer {
     }
 
     /// The peer's side, named after `base`; `None` where the platform has none.
-    fn start(self, base: &str) -> shmio_cli::bench::Result<Option<Named<'static>>> {
+    fn start(self, base: &str) -> shmio_cli::bench::Result<Option<Named<'static, Peer>>> {
         let name = format!("{base}-{}", self.key().replace(' ', "-"));
         let side: Box<dyn harness::Side> = match self {
             Peer::ShmioPoll => Box::new(channel::BusyRoundTrip::start(&name)?),
@@ -87,7 +89,38 @@ impl Peer {
             #[allow(unreachable_patterns)]
             _ => return Ok(None),
         };
-        Ok(Some((self.key(), side)))
+        Ok(Some((self, side)))
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// The copies' sides: shmio's `write_at` and the bandwidth limit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CopySide {
+    WriteAt,
+    Memcpy,
+}
+
+impl CopySide {
+    fn label(self) -> &'static str {
+        match self {
+            CopySide::WriteAt => "shmio `write_at`",
+            CopySide::Memcpy => "`copy_from_slice` into the same mapping (memcpy)",
+        }
+    }
+}
+
+impl std::fmt::Display for CopySide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CopySide::WriteAt => "write_at",
+            CopySide::Memcpy => "memcpy",
+        })
     }
 }
 
@@ -126,13 +159,16 @@ pub fn run(args: Bench) -> Result {
         bar.set_message(format!("round {}: {}", at.round, at.side));
         bar.inc(1);
     };
-    let measured = (|| -> Result<(Results, Results)> {
+    let measured = (|| -> Result<(Results<Peer>, Results<CopySide>)> {
         let round_trips = harness::run_with_progress("round trips", sides, settings, &mut progress)
             .map_err(Error::Bench)?;
         let target = copy::Target::anonymous(COPY, 1).map_err(Error::Bench)?;
-        let sides: Vec<Named> = vec![
-            ("write_at", Box::new(target.write_at())),
-            ("memcpy", Box::new(target.memcpy().map_err(Error::Bench)?)),
+        let sides: Vec<Named<CopySide>> = vec![
+            (CopySide::WriteAt, Box::new(target.write_at())),
+            (
+                CopySide::Memcpy,
+                Box::new(target.memcpy().map_err(Error::Bench)?),
+            ),
         ];
         let copies = harness::run_with_progress("1 MiB copies", sides, settings, &mut progress)
             .map_err(Error::Bench)?;
@@ -157,8 +193,8 @@ fn report(
     settings: Settings,
     load: Option<String>,
     peers: &[Peer],
-    times: &Results,
-    copies: &Results,
+    times: &Results<Peer>,
+    copies: &Results<CopySide>,
 ) -> String {
     let time = |ns: f64| Duration::from_secs_f64(ns / 1e9);
     let mut out = String::new();
@@ -194,11 +230,11 @@ fn report(
             ));
             continue;
         }
-        let ratio = |shmio: Peer| format!("{:.2}×", times.ratio(shmio.key(), peer.key()));
+        let ratio = |shmio: Peer| format!("{:.2}×", times.ratio(shmio, peer));
         out.push_str(&format!(
             "| {} | {} | {} | {} |\n",
             peer.label(),
-            human_duration(time(times.ns_per_op(peer.key()))),
+            human_duration(time(times.ns_per_op(peer))),
             ratio(Peer::ShmioPoll),
             ratio(Peer::ShmioBlocking),
         ));
@@ -206,16 +242,14 @@ fn report(
     out.push('\n');
     out.push_str("| 1 MiB copy into a mapping | median | bandwidth | shmio / peer |\n");
     out.push_str("|---|---:|---:|---:|\n");
-    for (key, label) in [
-        ("write_at", "shmio `write_at`"),
-        ("memcpy", "`copy_from_slice` into the same mapping (memcpy)"),
-    ] {
-        let median = time(copies.ns_per_op(key));
+    for copy in [CopySide::WriteAt, CopySide::Memcpy] {
+        let label = copy.label();
+        let median = time(copies.ns_per_op(copy));
         out.push_str(&format!(
             "| {label} | {} | {:.1} GB/s | {:.2}× |\n",
             human_duration(median),
             COPY as f64 / median.as_secs_f64() / 1e9,
-            copies.ratio("write_at", key),
+            copies.ratio(CopySide::WriteAt, copy),
         ));
     }
     out.push_str(

@@ -420,9 +420,13 @@ impl Demo {
             "round trips of 8 bytes, blocking (`recv_into`), in {} paired rounds (medians): \
              Channel {}, pipe {}: the Channel {}",
             ROUND_TRIP_SETTINGS.rounds,
-            human_duration(Duration::from_secs_f64(timed.ns_per_op("Channel") / 1e9)),
-            human_duration(Duration::from_secs_f64(timed.ns_per_op("pipe") / 1e9)),
-            compared(timed.ratio("Channel", "pipe"))
+            human_duration(Duration::from_secs_f64(
+                timed.ns_per_op(RoundTrip::Channel) / 1e9
+            )),
+            human_duration(Duration::from_secs_f64(
+                timed.ns_per_op(RoundTrip::Pipe) / 1e9
+            )),
+            compared(timed.ratio(RoundTrip::Channel, RoundTrip::Pipe))
         ));
         if intact == total {
             Ok(format!(
@@ -615,15 +619,31 @@ const ROUND_TRIP_SETTINGS: Settings = Settings::new(9, 5);
 /// library's harness (each echo checked on its way back), with its
 /// children (this binary, `__worker bench`) and its watchdog armed while
 /// it runs.
-fn round_trips(name: &str) -> shmio_cli::bench::Result<Results> {
+fn round_trips(name: &str) -> shmio_cli::bench::Result<Results<RoundTrip>> {
     shmio_cli::bench::child::launch_with([proc::WORKER, "bench"]);
     let _armed = shmio_cli::bench::watchdog::arm("shmio demo".into());
-    let sides: Vec<Named> = vec![
+    let sides: Vec<Named<RoundTrip>> = vec![
         (
-            "Channel",
+            RoundTrip::Channel,
             Box::new(channel::BlockingRoundTrip::start(&format!("{name}-rt"))?),
         ),
-        ("pipe", Box::new(stream::PipeRoundTrip::start()?)),
+        (RoundTrip::Pipe, Box::new(stream::PipeRoundTrip::start()?)),
     ];
     harness::run("the demo's round trips", sides, ROUND_TRIP_SETTINGS)
+}
+
+/// The demo's round trips: the Channel's and a pipe's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RoundTrip {
+    Channel,
+    Pipe,
+}
+
+impl std::fmt::Display for RoundTrip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoundTrip::Channel => "Channel",
+            RoundTrip::Pipe => "pipe",
+        })
+    }
 }

@@ -49,6 +49,7 @@
 
 mod bus;
 mod channel;
+mod deadline;
 #[cfg(test)]
 mod doc_tables;
 mod error;
@@ -63,6 +64,7 @@ mod participants;
 pub mod registry;
 mod sync;
 mod sys;
+mod unpoisoned;
 
 pub use bus::{
     Answer, Bus, BusOptions, BusView, HandlerResult, Listener, ListenerInfo, Replies, Request,

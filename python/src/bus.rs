@@ -23,6 +23,7 @@ use shmio::{Bus, BusOptions, Listener};
 use crate::errors::{closed, invalid, to_py, IntoPyResult};
 use crate::inherited::{drop_quietly, retried_if_inherited, with_keywords};
 use crate::json::{from_json, to_json};
+use crate::unpoisoned;
 use crate::wait::SLICE;
 
 /// A member of a bus group: listens to commands and calls them.
@@ -61,9 +62,8 @@ impl Member {
     /// with the GIL released (the bus's end joins its dispatch thread,
     /// which may be waiting to attach).
     fn take(&self) -> (Vec<Listener>, Option<Arc<Bus>>) {
-        let listeners =
-            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
-        let bus = self.bus.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let listeners = std::mem::take(&mut *unpoisoned::lock(&self.listeners));
+        let bus = unpoisoned::lock(&self.bus).take();
         (listeners, bus)
     }
 }
@@ -78,8 +78,7 @@ static MEMBERS: StdMutex<Vec<std::sync::Weak<Member>>> = StdMutex::new(Vec::new(
 /// Leaves every bus this process is still a member of (run at exit).
 #[pyfunction]
 pub(crate) fn close_all_buses(py: Python<'_>) {
-    let members: Vec<std::sync::Weak<Member>> =
-        std::mem::take(&mut *MEMBERS.lock().unwrap_or_else(|e| e.into_inner()));
+    let members: Vec<std::sync::Weak<Member>> = std::mem::take(&mut *unpoisoned::lock(&MEMBERS));
     let taken: Vec<_> = members
         .iter()
         .filter_map(std::sync::Weak::upgrade)
@@ -174,13 +173,13 @@ fn interrupted_by_signals<T: Send>(
         Python::attach(|py| match py.check_signals() {
             Ok(()) => false,
             Err(error) => {
-                *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+                *unpoisoned::lock(&raised) = Some(error);
                 true
             }
         })
     };
     let result = py.detach(|| work(&interrupted));
-    match raised.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    match unpoisoned::into_inner(raised) {
         Some(error) => Err(error),
         None => Ok(result),
     }
@@ -230,7 +229,7 @@ fn duration(py: Python<'_>, seconds: Option<f64>) -> PyResult<Duration> {
 
 impl PyBus {
     fn bus(&self, py: Python<'_>) -> PyResult<Arc<Bus>> {
-        let bus = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
+        let bus = unpoisoned::lock(&self.member.bus);
         bus.clone().ok_or_else(|| closed(py, "Bus"))
     }
 
@@ -253,12 +252,8 @@ impl PyBus {
         let group = self.group.clone();
         let joined = Arc::new(py.detach(move || options.join(&group)).py(py)?);
         // In `Member::take`'s order: listeners, then the bus.
-        let mut listeners = self
-            .member
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut slot = self.member.bus.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listeners = unpoisoned::lock(&self.member.listeners);
+        let mut slot = unpoisoned::lock(&self.member.bus);
         let (current, unused) = match slot.as_ref() {
             Some(current) if Arc::ptr_eq(current, inherited) => {
                 let replaced = slot.replace(Arc::clone(&joined));
@@ -302,11 +297,7 @@ impl PyBus {
                 )
             }))
         })?;
-        self.member
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(listener);
+        unpoisoned::lock(&self.member.listeners).push(listener);
         Ok(())
     }
 
@@ -356,7 +347,7 @@ impl PyBus {
             bus: StdMutex::new(Some(Arc::new(bus))),
             listeners: StdMutex::new(Vec::new()),
         });
-        let mut members = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut members = unpoisoned::lock(&MEMBERS);
         members.retain(|member| member.strong_count() > 0);
         members.push(Arc::downgrade(&member));
         drop(members);
@@ -403,22 +394,13 @@ impl PyBus {
 
     /// Stops every listener of `command` this member registered; how many.
     fn unlisten(&self, py: Python<'_>, command: &str) -> PyResult<usize> {
-        let any = !self
-            .member
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
+        let any = !unpoisoned::lock(&self.member.listeners).is_empty();
         if any {
             // In a forked child the listeners are the parent's: rejoining
             // lets them go (still registered for the parent), none to stop.
             self.on_bus(py, |bus| Ok(py.detach(|| bus.listeners(command)).map(drop)))?;
         }
-        let mut listeners = self
-            .member
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut listeners = unpoisoned::lock(&self.member.listeners);
         let (gone, kept): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
             .into_iter()
             .partition(|l| l.command() == command);
@@ -554,11 +536,7 @@ impl PyBus {
     /// Whether `close()` was called on this member.
     #[getter]
     fn closed(&self) -> bool {
-        self.member
-            .bus
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        unpoisoned::lock(&self.member.bus).is_none()
     }
 
     fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {

@@ -11,6 +11,7 @@ use crate::bytes::{bytes_of, copy_into, len_of};
 use crate::errors::{closed, invalid, is_kind, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
 use crate::json::{from_json, to_json};
+use crate::unpoisoned;
 use crate::wait::{deadline, sliced_raw};
 
 /// A message queue in shared memory, found by name, that a crashed
@@ -60,7 +61,7 @@ impl PyChannel {
     }
 
     fn channel(&self, py: Python<'_>) -> PyResult<Arc<Channel>> {
-        let channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        let channel = unpoisoned::lock(&self.channel);
         channel.clone().ok_or_else(|| closed(py, "Channel"))
     }
 
@@ -81,7 +82,7 @@ impl PyChannel {
         let options = self.options.clone();
         let name = self.name.clone();
         let opened = Arc::new(py.detach(move || options.open(&name)).py(py)?);
-        let mut slot = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = unpoisoned::lock(&self.channel);
         let (current, unused) = match slot.as_ref() {
             Some(current) if Arc::ptr_eq(current, inherited) => {
                 let replaced = slot.replace(Arc::clone(&opened));
@@ -364,11 +365,7 @@ impl PyChannel {
     /// In a forked child that never used it, the handle is the parent's
     /// copy, and closing it leaves the parent's channel as it was.
     fn close(&self, py: Python<'_>) {
-        let channel = self
-            .channel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let channel = unpoisoned::lock(&self.channel).take();
         py.detach(|| drop_quietly(channel));
     }
 
@@ -383,10 +380,7 @@ impl PyChannel {
     /// Whether `close()` was called on this handle.
     #[getter]
     fn closed(&self) -> bool {
-        self.channel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        unpoisoned::lock(&self.channel).is_none()
     }
 
     fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {

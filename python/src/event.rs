@@ -7,6 +7,7 @@ use pyo3::types::PyType;
 use shmio::{EventMode, NamedEvent};
 
 use crate::errors::{closed, IntoPyResult};
+use crate::unpoisoned;
 use crate::wait::{deadline, sliced};
 
 /// A cross-process event found by name (created, unset, if there is none).
@@ -23,7 +24,7 @@ pub(crate) struct PyEvent {
 
 impl PyEvent {
     fn event(&self, py: Python<'_>) -> PyResult<Arc<NamedEvent>> {
-        let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
+        let event = unpoisoned::lock(&self.event);
         event.clone().ok_or_else(|| closed(py, "Event"))
     }
 
@@ -127,17 +128,14 @@ impl PyEvent {
 
     /// Closes this handle (the name goes with the last handle anywhere).
     fn close(&self, py: Python<'_>) {
-        let event = self.event.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let event = unpoisoned::lock(&self.event).take();
         py.detach(|| drop(event));
     }
 
     /// Whether `close()` was called on this handle.
     #[getter]
     fn closed(&self) -> bool {
-        self.event
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        unpoisoned::lock(&self.event).is_none()
     }
 
     fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {

@@ -14,6 +14,7 @@ mod inherited;
 mod json;
 mod lock;
 mod mapping;
+mod unpoisoned;
 mod wait;
 
 use pyo3::prelude::*;

@@ -18,6 +18,7 @@ use shmio::{Mapping, MutexGuard, NamedMutex};
 
 use crate::errors::{closed, new_error, IntoPyResult, Kind};
 use crate::inherited::drop_quietly;
+use crate::unpoisoned;
 use crate::wait::{deadline, sliced};
 
 /// What a lock is taken on: a mutex of its own, or a named mapping's.
@@ -322,7 +323,7 @@ pub(crate) struct PyMutex {
 
 impl PyMutex {
     fn source(&self, py: Python<'_>) -> PyResult<Arc<LockSource>> {
-        let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        let source = unpoisoned::lock(&self.source);
         source.clone().ok_or_else(|| closed(py, "Mutex"))
     }
 }
@@ -453,10 +454,7 @@ impl PyMutex {
     /// Whether `close()` was called on this handle.
     #[getter]
     fn closed(&self) -> bool {
-        self.source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        unpoisoned::lock(&self.source).is_none()
     }
 
     #[pyo3(signature = (*_args))]
@@ -467,7 +465,7 @@ impl PyMutex {
 
     /// Closes this handle (the name goes with the last handle anywhere).
     fn close(&self, py: Python<'_>) {
-        let source = self.source.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let source = unpoisoned::lock(&self.source).take();
         if let Some(source) = source {
             release(&source, None);
             py.detach(|| drop(source));

@@ -56,6 +56,7 @@ use crate::object::Sharing;
 use crate::owner::Trust;
 use crate::participants::Participant;
 use crate::sys::Disposition;
+use crate::unpoisoned;
 
 use registry::{Registration, Registry};
 use wire::{Message, Outcome};
@@ -593,7 +594,7 @@ impl<'a> Deadline<'a> {
         match self.at.get() {
             Some(at) => at,
             None => {
-                let at = crate::channel::later(now, self.timeout);
+                let at = crate::deadline::later(now, self.timeout);
                 self.at.set(Some(at));
                 at
             }
@@ -703,7 +704,7 @@ impl Bus {
     fn register(&self, command: &str, answerer: Answerer) -> Result<Listener> {
         let inner = &self.inner;
         let order = inner.registry.listen(inner.participant.token(), command)?;
-        lock(&inner.handlers).insert(order, answerer);
+        unpoisoned::lock(&inner.handlers).insert(order, answerer);
         Ok(Listener {
             inner: Arc::downgrade(inner),
             order,
@@ -793,7 +794,7 @@ impl Bus {
         self.inner.here()?;
         self.inbox(true)?;
         let inner = &self.inner;
-        let deadline = crate::channel::deadline_after(timeout);
+        let deadline = crate::deadline::after(timeout);
         let mut room = inner.mailroom();
         loop {
             if let Some(request) = room.polled.pop_front() {
@@ -1073,7 +1074,7 @@ impl Bus {
         let me = Arc::as_ptr(&self.inner) as usize;
         let before = DISPATCHING.with(|current| current.replace(me));
         self.inner
-            .dispatch_until(|| lock(&self.inner.handlers).is_empty());
+            .dispatch_until(|| unpoisoned::lock(&self.inner.handlers).is_empty());
         DISPATCHING.with(|current| current.set(before));
         Ok(())
     }
@@ -1085,7 +1086,7 @@ impl Bus {
     pub fn wait_for_listener(&self, command: &str, timeout: Duration) -> Result<Vec<ListenerInfo>> {
         self.inner.here()?;
         registry::check_command(command)?;
-        let deadline = crate::channel::deadline_after(timeout);
+        let deadline = crate::deadline::after(timeout);
         loop {
             let found = self.listeners(command)?;
             if !found.is_empty() {
@@ -1144,7 +1145,7 @@ impl Bus {
 
     /// Starts the dispatch thread, once.
     fn start_dispatcher(&self) -> Result<()> {
-        let mut dispatcher = lock(&self.dispatcher);
+        let mut dispatcher = unpoisoned::lock(&self.dispatcher);
         if dispatcher.is_some() {
             return Ok(());
         }
@@ -1170,18 +1171,14 @@ impl Drop for Bus {
     fn drop(&mut self) {
         let inner = &self.inner;
         if !inner.participant.is_here() {
-            let thread = self
-                .dispatcher
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
+            let thread = unpoisoned::get_mut(&mut self.dispatcher).take();
             std::mem::forget(thread);
             return;
         }
         inner.leaving.store(true, Ordering::SeqCst);
         inner.sweep();
         let _ = inner.registry.leave(inner.participant.token());
-        let thread = lock(&self.dispatcher).take();
+        let thread = unpoisoned::lock(&self.dispatcher).take();
         if let Some(thread) = thread {
             // The dispatch thread may be asleep in the inbox: wake it.
             let inbox = inner.mailroom().inbox.clone();
@@ -1232,7 +1229,7 @@ impl Drop for Listener {
             if !inner.participant.is_here() {
                 return;
             }
-            lock(&inner.handlers).remove(&self.order);
+            unpoisoned::lock(&inner.handlers).remove(&self.order);
             let _ = inner
                 .registry
                 .unlisten(inner.participant.token(), self.order);
@@ -1267,7 +1264,7 @@ impl Inner {
     /// not changed.
     fn registrations(&self) -> Result<Arc<Vec<Registration>>> {
         let changes = self.registry.changes()?;
-        let mut cache = lock(&self.cache);
+        let mut cache = unpoisoned::lock(&self.cache);
         if cache.0 == changes {
             return Ok(Arc::clone(&cache.1));
         }
@@ -1286,10 +1283,10 @@ impl Inner {
     /// inboxes held, without the group's lock.
     fn let_go_of_departed(&self, changes: u64) {
         self.departures_seen.store(changes, Ordering::Relaxed);
-        let held: Vec<u32> = lock(&self.outboxes).keys().copied().collect();
+        let held: Vec<u32> = unpoisoned::lock(&self.outboxes).keys().copied().collect();
         for token in held {
             if !self.registry.is_member(token) {
-                lock(&self.outboxes).remove(&token);
+                unpoisoned::lock(&self.outboxes).remove(&token);
             } else if !self.is_alive(token) {
                 self.bury(token);
             }
@@ -1329,7 +1326,7 @@ impl Inner {
                 })
             }
         };
-        let mut outboxes = lock(&self.outboxes);
+        let mut outboxes = unpoisoned::lock(&self.outboxes);
         if let Some((held, outbox)) = outboxes.get(&token) {
             if *held == incarnation {
                 return Ok(Arc::clone(outbox));
@@ -1429,7 +1426,7 @@ impl Inner {
     /// holds goes when that member lets it go.)
     fn bury(&self, token: u32) {
         let incarnation = self.registry.inbox_of(token);
-        lock(&self.outboxes).remove(&token);
+        unpoisoned::lock(&self.outboxes).remove(&token);
         let _ = self.registry.prune(token);
         if let Some(incarnation) = incarnation.filter(|&incarnation| incarnation != 0) {
             self.bury_inbox(token, incarnation);
@@ -1648,16 +1645,13 @@ impl Inner {
     }
 
     fn mailroom(&self) -> StdGuard<'_, Mailroom> {
-        lock(&self.mailroom)
+        unpoisoned::lock(&self.mailroom)
     }
 
     /// Sleeps on [`stirred`](Inner::stirred) for at most `wait`.
     fn doze<'a>(&self, mut room: StdGuard<'a, Mailroom>, wait: Duration) -> StdGuard<'a, Mailroom> {
         room.sleepers += 1;
-        let (mut room, _) = self
-            .stirred
-            .wait_timeout(room, wait)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut room = unpoisoned::wait_timeout(&self.stirred, room, wait);
         room.sleepers -= 1;
         room
     }
@@ -1755,7 +1749,7 @@ impl Inner {
             }
         };
         map.write_at(wire::SPILL_HEADER, message)?;
-        let mut spills = lock(&self.spills);
+        let mut spills = unpoisoned::lock(&self.spills);
         spills.push(Spill {
             map,
             until: until(),
@@ -1771,7 +1765,7 @@ impl Inner {
             return;
         }
         let now = Instant::now();
-        let mut spills = lock(&self.spills);
+        let mut spills = unpoisoned::lock(&self.spills);
         spills.retain(|spill| now < spill.until && !spill.taken());
         self.spilling.store(spills.len(), Ordering::Relaxed);
     }
@@ -1820,7 +1814,9 @@ impl Inner {
             // request for the program over to it).
             Message::Request(request) | Message::Post(request) if dispatching => Some(request),
             Message::Request(request) | Message::Post(request) => {
-                let answerer = lock(&self.handlers).get(&request.listener).cloned();
+                let answerer = unpoisoned::lock(&self.handlers)
+                    .get(&request.listener)
+                    .cloned();
                 match answerer {
                     Some(Answerer::Program) => room.polled.push_back(request),
                     // Handlers exist only with a dispatch thread to run them.
@@ -1899,7 +1895,9 @@ impl Inner {
         if gave_up(&request) {
             return;
         }
-        let answerer = lock(&self.handlers).get(&request.listener).cloned();
+        let answerer = unpoisoned::lock(&self.handlers)
+            .get(&request.listener)
+            .cloned();
         let outcome = match answerer {
             None => Outcome::Gone,
             Some(Answerer::Program) => {
@@ -2163,12 +2161,4 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_owned());
     format!("the handler panicked: {what}")
-}
-
-/// Locks a `std` mutex whether or not a panic poisoned it (handlers run
-/// outside every lock, so the data is always whole).
-fn lock<T>(mutex: &Mutex<T>) -> StdGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

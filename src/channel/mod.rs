@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::deadline;
 use crate::error::{Error, Result};
 use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
@@ -392,7 +393,7 @@ impl Channel {
     /// Sends `message`, waiting at most `timeout` for room: [`Error::TimedOut`] if none came,
     /// [`Error::Corrupt`] if the channel can never have room (as for [`send`](Self::send)).
     pub fn send_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
-        self.send_until(message, Some(deadline_after(timeout)))
+        self.send_until(message, Some(deadline::after(timeout)))
     }
 
     fn send_until(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
@@ -509,7 +510,7 @@ impl Channel {
     /// # Ok::<(), shmio::Error>(())
     /// ```
     pub fn recv_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.recv_into_until(buf, deadline_after(timeout))
+        self.recv_into_until(buf, deadline::after(timeout))
     }
 
     /// Receives a message into `buf` (replacing its contents) if one is
@@ -908,18 +909,6 @@ fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
             target: name.to_owned(),
         }),
     }
-}
-
-/// `timeout` from now: [`later`].
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    later(Instant::now(), timeout)
-}
-
-/// `timeout` after `now`; a timeout too long for the clock
-/// (`Duration::MAX`) is as good as forever, never an overflow.
-pub(crate) fn later(now: Instant, timeout: Duration) -> Instant {
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(1 << 32))
 }
 
 /// Rings a doorbell: bumps its word, so a sleeper about to sleep sees the

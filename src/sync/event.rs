@@ -266,7 +266,7 @@ impl NamedEvent {
     /// Waits at most `timeout` for the event (taking it, in auto-reset
     /// mode); [`Error::TimedOut`] if it was not set by then.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.wait_until(Instant::now().checked_add(timeout))? {
+        if self.wait_until(Some(crate::deadline::after(timeout)))? {
             return Ok(());
         }
         Err(Error::TimedOut {

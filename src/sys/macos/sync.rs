@@ -53,7 +53,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,7 @@ use crate::error::{Error, Result};
 use crate::owner::Trust;
 use crate::sys::unix::{os_error, FileId};
 use crate::sys::{LockState, Origin};
+use crate::unpoisoned;
 
 /// What every lock file's name ends with.
 const LOCK_SUFFIX: &str = ".lock";
@@ -251,8 +252,7 @@ impl RobustLock {
             });
         }
         let holder = self.holder();
-        // A timeout too long to express is no timeout.
-        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let deadline = timeout.map(crate::deadline::after);
         if !self.own(name, deadline)? {
             return Ok(LockState::Busy);
         }
@@ -288,7 +288,7 @@ impl RobustLock {
     pub(crate) unsafe fn unlock(&self) {
         // Clear the flag first: a locker must never see it set after a clean unlock.
         self.holder().store(0, Ordering::Release);
-        if let Some(file) = lock(&self.file).as_ref() {
+        if let Some(file) = unpoisoned::lock(&self.file).as_ref() {
             let _ = rustix::fs::flock(&file.fd, FlockOperation::Unlock);
         }
         // Only now may another thread of this handle use the lock file: its
@@ -307,7 +307,7 @@ impl RobustLock {
     /// it did not in time.
     fn own(&self, name: &str, deadline: Option<Instant>) -> Result<bool> {
         let me = std::thread::current().id();
-        let mut owner = lock(&self.owner);
+        let mut owner = unpoisoned::lock(&self.owner);
         if *owner == Some(me) {
             return Err(Error::WouldDeadlock {
                 name: name.to_owned(),
@@ -315,19 +315,13 @@ impl RobustLock {
         }
         while owner.is_some() {
             owner = match deadline {
-                None => self
-                    .freed
-                    .wait(owner)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => unpoisoned::wait(&self.freed, owner),
                 Some(deadline) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     if remaining.is_zero() {
                         return Ok(false);
                     }
-                    self.freed
-                        .wait_timeout(owner, remaining)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    unpoisoned::wait_timeout(&self.freed, owner, remaining)
                 }
             };
         }
@@ -337,7 +331,7 @@ impl RobustLock {
 
     /// Gives up this thread's ownership of the handle and wakes a waiting thread.
     fn disown(&self) {
-        *lock(&self.owner) = None;
+        *unpoisoned::lock(&self.owner) = None;
         self.freed.notify_one();
     }
 
@@ -345,7 +339,7 @@ impl RobustLock {
     /// `deadline` (forever when `None`); `false` if it stayed held. Called
     /// by the owning thread only.
     fn lock_file(&self, name: &str, deadline: Option<Instant>) -> Result<bool> {
-        let mut slot = lock(&self.file);
+        let mut slot = unpoisoned::lock(&self.file);
         loop {
             let file = match &mut *slot {
                 Some(file) => file,
@@ -378,16 +372,8 @@ impl Drop for RobustLock {
         if !self.origin.is_here() {
             return;
         }
-        let owned = self
-            .owner
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        let file = self
-            .file
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let owned = unpoisoned::get_mut(&mut self.owner).is_some();
+        let file = unpoisoned::get_mut(&mut self.file).take();
         let Some(file) = file else {
             return;
         };
@@ -404,12 +390,6 @@ impl Drop for RobustLock {
             let _ = rustix::fs::unlink(&self.path);
         }
     }
-}
-
-/// Locks a `std` mutex, whether or not a panic poisoned it (no code here
-/// panics while holding one, and its data is always consistent).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Takes an exclusive `flock` on `fd`: blocking when `deadline` is `None`,

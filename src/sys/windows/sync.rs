@@ -53,7 +53,7 @@ static HELD: Mutex<Option<HashSet<(String, u32)>>> = Mutex::new(None);
 fn held(name: &str) -> bool {
     // SAFETY: GetCurrentThreadId has no preconditions.
     let thread = unsafe { GetCurrentThreadId() };
-    let table = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let table = crate::unpoisoned::lock(&HELD);
     table
         .as_ref()
         .is_some_and(|set| set.contains(&(name.to_owned(), thread)))
@@ -62,7 +62,7 @@ fn held(name: &str) -> bool {
 fn set_held(name: &str, is_held: bool) {
     // SAFETY: GetCurrentThreadId has no preconditions.
     let thread = unsafe { GetCurrentThreadId() };
-    let mut table = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut table = crate::unpoisoned::lock(&HELD);
     let set = table.get_or_insert_with(HashSet::new);
     if is_held {
         set.insert((name.to_owned(), thread));

@@ -182,7 +182,7 @@ pub(crate) fn make(
         // Say what holds the name (a plain mapping, another kind).
         Err(Error::AlreadyExists { .. }) => {
             return Err(Error::AlreadyExists {
-                kind: crate::mapping::found_kind(name, sharing.trust, kind.noun()),
+                kind: Some(crate::mapping::found_kind(name, sharing.trust, kind)),
                 name: name.to_owned(),
             })
         }
@@ -274,6 +274,7 @@ pub(crate) fn check(object: Mapping, name: &str, kind: Kind) -> Result<Mapping> 
         return Err(Error::WrongKind {
             name: name.to_owned(),
             expected: kind.described(),
+            found: None,
         });
     }
     let header: Header = object.read_value_at(0)?;

@@ -49,6 +49,7 @@ use serde::Serialize;
 
 use crate::channel::{Channel, ChannelGeometry};
 use crate::error::{Error, Result};
+use crate::kind::ObjectKind;
 use crate::mapping::record;
 use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
@@ -1324,7 +1325,7 @@ impl Inner {
             Some(incarnation) if incarnation != 0 => incarnation,
             _ => {
                 return Err(Error::NotFound {
-                    kind: "channel",
+                    kind: Some(ObjectKind::Channel),
                     name: inbox_name(&self.group, token, 0),
                 })
             }

@@ -78,7 +78,7 @@ impl Registry {
     /// missing).
     pub(crate) fn open(group: &str, how: Disposition, sharing: &Sharing<'_>) -> Result<Registry> {
         let (map, _) = object::make(group, how, SIZE, sharing, Kind::Bus, &|_: &Window| Ok(()))
-            .map_err(|error| error.of("bus", group))?;
+            .map_err(|error| error.of(Kind::Bus, group))?;
         if map.len() < SIZE {
             return Err(Error::Corrupt {
                 offset: 0,

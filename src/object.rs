@@ -103,12 +103,12 @@ pub(crate) use crate::kind::Kind;
 
 /// The name of the object that holds the state of the mutex `name`.
 pub(crate) fn mutex_name(name: &str) -> String {
-    format!("{name}@mutex")
+    crate::name::mutex_state_name(name)
 }
 
 /// The name of the object that holds the state of the event `name`.
 pub(crate) fn event_name(name: &str) -> String {
-    format!("{name}@event")
+    crate::name::event_state_name(name)
 }
 
 /// Who may make and use an object: its permission bits if it is created,

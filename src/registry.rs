@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 pub use crate::kind::ObjectKind;
-use crate::name::Name;
+use crate::name::{unprefixed as bare, Name, NameRole};
 use crate::owner::{Owner, Trust};
 use crate::sys::{self, EntryKind};
 
@@ -29,6 +29,10 @@ pub struct NameInfo {
     pub os_name: String,
     /// What it is.
     pub kind: ObjectKind,
+    /// What its name is for: a name someone gave, or one shmio derived
+    /// (a mutex's state, a bus member's inbox; see [`NameRole`]). A
+    /// hashed name's role is unknown: [`NameRole::Object`].
+    pub role: NameRole,
     /// Its size in bytes (0 for another user's link, which is not followed).
     pub size: u64,
     /// How many handles hold it, where the OS says.
@@ -207,24 +211,21 @@ fn keep_reason(
         Some(n) => return Some(format!("{n} processes hold it")),
         None => return Some("its holders cannot be counted".to_owned()),
     }
-    let mapping = bare(&listed.os_name)
-        .strip_suffix("@mutex")
-        .and_then(|mutex| mutex.strip_suffix(".mutex"))
-        .filter(|mapping| live.contains(*mapping));
-    if let Some(mapping) = mapping {
-        if ObjectKind::of_magic(listed.magic) == ObjectKind::Mutex {
-            return Some(format!(
+    let NameRole::MutexState { mutex } = NameRole::of(bare(&listed.os_name)) else {
+        return None;
+    };
+    match NameRole::of(&mutex) {
+        NameRole::MappingLock { mapping }
+            if live.contains(&mapping)
+                && ObjectKind::of_magic(listed.magic) == ObjectKind::Mutex =>
+        {
+            Some(format!(
                 "the mutex of the mapping {mapping:?}, which is still held: it tells the \
                  next locker that its holder died"
-            ));
+            ))
         }
+        _ => None,
     }
-    None
-}
-
-/// An OS name without the platform's prefix.
-fn bare(os_name: &str) -> &str {
-    os_name.strip_prefix(sys::OS_NAME_PREFIX).unwrap_or(os_name)
 }
 
 /// What the registry shows of a listed entry: shared-memory objects and links only.
@@ -234,6 +235,7 @@ fn info(listed: sys::ListedName) -> Option<NameInfo> {
     }
     Some(NameInfo {
         name: bare(&listed.os_name).to_owned(),
+        role: NameRole::of(bare(&listed.os_name)),
         kind: ObjectKind::of_magic(listed.magic),
         stale: listed.follows_holders && listed.holders == Some(0),
         os_name: listed.os_name,

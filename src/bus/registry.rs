@@ -92,7 +92,7 @@ impl Registry {
         lock.permissions(sharing.permissions)
             .set_trust(sharing.trust.clone())
             .parent_only();
-        let lock_name = format!("{group}@bus");
+        let lock_name = crate::name::group_lock_name(group);
         let lock = match how {
             Disposition::Open => lock.open(&lock_name)?,
             _ => lock.create_or_open(&lock_name)?,

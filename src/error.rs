@@ -14,6 +14,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kind::ObjectKind;
 use crate::owner::Owner;
 
 /// A `Result` whose error is [`Error`].
@@ -35,33 +36,49 @@ pub enum Error {
     /// The name belongs to another kind of object (on Windows, sections,
     /// mutexes and events share one namespace), or the object is not what
     /// shmio expected there.
-    #[error("{name:?} is not {expected}")]
+    #[error("{name:?} is not {expected}{}", Instead(*.found))]
     WrongKind {
         /// The name.
         name: String,
-        /// What shmio expected to find.
+        /// What shmio expected to find ("a shmio channel", "a plain
+        /// mapping", "a shared-memory object").
         expected: &'static str,
+        /// The kind of shmio object found there instead, where that is why
+        /// (a channel opened as a plain mapping, say).
+        found: Option<ObjectKind>,
     },
 
     /// `create` found the name already taken.
-    #[error("a {kind} named {name:?} already exists")]
+    #[error("{} named {name:?} already exists", Noun::A(*.kind))]
     AlreadyExists {
-        /// What was to be created: "mapping", "channel", "mutex", "event"
-        /// (or "object" where shmio cannot tell).
-        kind: &'static str,
+        /// What holds the name: what was to be created, or what was found
+        /// there instead. `None` where shmio cannot tell (the OS said only
+        /// that the name is taken).
+        kind: Option<ObjectKind>,
         /// The name.
         name: String,
     },
 
     /// `open` found no object with that name (or only a stale one, which it
-    /// removed), or no such backing file.
-    #[error("no {kind} named {name:?} exists")]
+    /// removed).
+    #[error("no {} named {name:?} exists", Noun::Bare(*.kind))]
     NotFound {
-        /// What was looked for: "mapping", "channel", "mutex", "event",
-        /// "backing file" (or "object" where shmio cannot tell).
-        kind: &'static str,
-        /// The name, or the path of a backing file.
+        /// What was looked for. `None` where shmio cannot tell (the OS
+        /// said only that there is no such name).
+        kind: Option<ObjectKind>,
+        /// The name.
         name: String,
+    },
+
+    /// A file shmio needs is missing: a mapping's backing file (opened
+    /// read-only, or gone from under a link), or on macOS the directory
+    /// of a lock's files.
+    #[error("no {what} named {path:?} exists")]
+    FileNotFound {
+        /// Which file: "backing file", "directory".
+        what: &'static str,
+        /// Its path (or what it belongs to).
+        path: String,
     },
 
     /// The OS refused access to the object.
@@ -511,18 +528,31 @@ impl Error {
     }
 
     /// This error, said of the `kind` of object called `name` if it is
-    /// about a name that is missing or taken and says no more than "object"
+    /// about a name that is missing or taken and does not say of what
     /// (the layer that knows what it was making says so; the OS only knows
     /// a name).
-    pub(crate) fn of(self, kind: &'static str, name: &str) -> Error {
+    pub(crate) fn of(self, kind: ObjectKind, name: &str) -> Error {
         match self {
-            Error::NotFound { kind: "object", .. } => Error::NotFound {
-                kind,
+            Error::NotFound { kind: None, .. } => Error::NotFound {
+                kind: Some(kind),
                 name: name.to_owned(),
             },
-            Error::AlreadyExists { kind: "object", .. } => Error::AlreadyExists {
-                kind,
+            Error::AlreadyExists { kind: None, .. } => Error::AlreadyExists {
+                kind: Some(kind),
                 name: name.to_owned(),
+            },
+            other => other,
+        }
+    }
+
+    /// This error, said of the file `path` (`what` it is to shmio) if it
+    /// is about a missing name: the OS says a file is missing as it says a
+    /// name is.
+    pub(crate) fn of_file(self, what: &'static str, path: &str) -> Error {
+        match self {
+            Error::NotFound { kind: None, .. } => Error::FileNotFound {
+                what,
+                path: path.to_owned(),
             },
             other => other,
         }
@@ -540,7 +570,7 @@ impl Error {
             | Error::InvalidOptions { .. } => K::InvalidInput,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::WrongKind { .. } => K::InvalidData,
-            Error::NotFound { .. } => K::NotFound,
+            Error::NotFound { .. } | Error::FileNotFound { .. } => K::NotFound,
             Error::PermissionDenied { .. }
             | Error::ReadOnly { .. }
             | Error::ForeignOwner { .. } => K::PermissionDenied,
@@ -574,6 +604,36 @@ impl Error {
     }
 }
 
+/// An object's kind as a message says it, "object" where it is not known:
+/// with its article (`A`: "a mapping", "an object") or without (`Bare`).
+enum Noun {
+    A(Option<ObjectKind>),
+    Bare(Option<ObjectKind>),
+}
+
+impl fmt::Display for Noun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Noun::A(Some(kind)) => write!(f, "a {kind}"),
+            Noun::A(None) => f.write_str("an object"),
+            Noun::Bare(Some(kind)) => write!(f, "{kind}"),
+            Noun::Bare(None) => f.write_str("object"),
+        }
+    }
+}
+
+/// What [`Error::WrongKind`] says it found instead, if it knows.
+struct Instead(Option<ObjectKind>);
+
+impl fmt::Display for Instead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(kind) => write!(f, " ({})", kind.instead()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A byte count as people say it: "1 byte", "2 bytes".
 struct Bytes(u64);
 
@@ -589,5 +649,50 @@ impl fmt::Display for Bytes {
 impl From<Error> for io::Error {
     fn from(error: Error) -> io::Error {
         io::Error::new(error.kind(), error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_small() {
+        // Every `Result` carries one: a large error slows every call.
+        assert!(size_of::<Error>() <= 64, "{}", size_of::<Error>());
+    }
+
+    #[test]
+    fn says_the_kind_it_carries() {
+        let taken = |kind| Error::AlreadyExists {
+            kind,
+            name: "jobs".to_owned(),
+        };
+        assert_eq!(
+            taken(Some(ObjectKind::Channel)).to_string(),
+            "a channel named \"jobs\" already exists"
+        );
+        assert_eq!(
+            taken(None).to_string(),
+            "an object named \"jobs\" already exists"
+        );
+        let missing = Error::NotFound {
+            kind: None,
+            name: "jobs".to_owned(),
+        };
+        assert_eq!(missing.to_string(), "no object named \"jobs\" exists");
+        assert_eq!(
+            missing.of(ObjectKind::Event, "jobs").to_string(),
+            "no event named \"jobs\" exists"
+        );
+        let wrong = Error::WrongKind {
+            name: "jobs".to_owned(),
+            expected: ObjectKind::Mapping.described(),
+            found: Some(ObjectKind::Channel),
+        };
+        assert_eq!(
+            wrong.to_string(),
+            "\"jobs\" is not a plain mapping (it is a shmio channel: open it as one)"
+        );
     }
 }

@@ -9,8 +9,9 @@
 
 use crate::channel::{ring, Channel, ChannelGeometry};
 use crate::error::Result;
+use crate::kind::ObjectKind;
 use crate::mapping::Mapping;
-use crate::object::{self, Header, Kind};
+use crate::object::{self, Header};
 use crate::owner::Trust;
 
 /// The platform's OS-name prefix ([`crate::Name::os_name`] starts with it).
@@ -48,7 +49,7 @@ pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
     };
     put(
         0,
-        zerocopy::IntoBytes::as_bytes(&Header::new(Kind::Channel)),
+        zerocopy::IntoBytes::as_bytes(&Header::new(ObjectKind::Channel)),
     );
     put(ring::CAPACITY, &capacity.to_le_bytes());
     put(ring::MAX_MESSAGE, &max_message_size.to_le_bytes());
@@ -72,6 +73,6 @@ pub fn channel_over(bytes: &[u8], len: u64) -> Result<Channel> {
     let map = Mapping::anonymous(len)?;
     let take = bytes.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     map.write_at(0, &bytes[..take])?;
-    let map = object::check(map, "shmio-fuzz", Kind::Channel)?;
+    let map = object::check(map, "shmio-fuzz", ObjectKind::Channel)?;
     Channel::from_map(map, "shmio-fuzz", &Trust::OWN)
 }

@@ -71,8 +71,9 @@ pub use bus::{
 };
 pub use channel::{Channel, ChannelGeometry, ChannelOptions};
 pub use error::{CodecError, Error, OsError, Result};
+pub use kind::ObjectKind;
 pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, RECORD_HEADER_LEN};
-pub use name::{Name, HASHED_NAME_TAG, MAX_NAME_CHARS};
+pub use name::{Name, NameRole, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use owner::Owner;
 pub use sync::{EventMode, EventOptions, MutexGuard, MutexOptions, NamedEvent, NamedMutex};
 pub use zerocopy;

@@ -103,12 +103,12 @@ pub(crate) use crate::kind::Kind;
 
 /// The name of the object that holds the state of the mutex `name`.
 pub(crate) fn mutex_name(name: &str) -> String {
-    format!("{name}@mutex")
+    crate::name::mutex_state_name(name)
 }
 
 /// The name of the object that holds the state of the event `name`.
 pub(crate) fn event_name(name: &str) -> String {
-    format!("{name}@event")
+    crate::name::event_state_name(name)
 }
 
 /// Who may make and use an object: its permission bits if it is created,
@@ -182,7 +182,7 @@ pub(crate) fn make(
         // Say what holds the name (a plain mapping, another kind).
         Err(Error::AlreadyExists { .. }) => {
             return Err(Error::AlreadyExists {
-                kind: crate::mapping::found_kind(name, sharing.trust, kind.noun()),
+                kind: Some(crate::mapping::found_kind(name, sharing.trust, kind)),
                 name: name.to_owned(),
             })
         }
@@ -274,6 +274,7 @@ pub(crate) fn check(object: Mapping, name: &str, kind: Kind) -> Result<Mapping> 
         return Err(Error::WrongKind {
             name: name.to_owned(),
             expected: kind.described(),
+            found: None,
         });
     }
     let header: Header = object.read_value_at(0)?;

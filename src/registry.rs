@@ -11,48 +11,10 @@
 //! these functions are [`Error::Unsupported`].
 
 use crate::error::{Error, Result};
-use crate::name::Name;
-use crate::object::Kind;
+pub use crate::kind::ObjectKind;
+use crate::name::{unprefixed as bare, Name, NameRole};
 use crate::owner::{Owner, Trust};
 use crate::sys::{self, EntryKind};
-
-/// What shmio made a named object for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjectKind {
-    /// A mapping (or an object another program made).
-    Mapping,
-    /// The state of a [`crate::NamedMutex`].
-    Mutex,
-    /// The state of a [`crate::NamedEvent`].
-    Event,
-    /// A [`crate::Channel`] (a bus member's inbox is one too).
-    Channel,
-    /// The registry of a [`crate::Bus`]'s group.
-    Bus,
-}
-
-impl ObjectKind {
-    /// A short lowercase word for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Mapping => "mapping",
-            ObjectKind::Mutex => "mutex",
-            ObjectKind::Event => "event",
-            ObjectKind::Channel => "channel",
-            ObjectKind::Bus => "bus",
-        }
-    }
-
-    fn from_magic(magic: u64) -> ObjectKind {
-        match Kind::from_magic(magic) {
-            Some(Kind::Mutex) => ObjectKind::Mutex,
-            Some(Kind::Event) => ObjectKind::Event,
-            Some(Kind::Channel) => ObjectKind::Channel,
-            Some(Kind::Bus) => ObjectKind::Bus,
-            None => ObjectKind::Mapping,
-        }
-    }
-}
 
 /// One named object, as the OS shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +29,10 @@ pub struct NameInfo {
     pub os_name: String,
     /// What it is.
     pub kind: ObjectKind,
+    /// What its name is for: a name someone gave, or one shmio derived
+    /// (a mutex's state, a bus member's inbox; see [`NameRole`]). A
+    /// hashed name's role is unknown: [`NameRole::Object`].
+    pub role: NameRole,
     /// Its size in bytes (0 for another user's link, which is not followed).
     pub size: u64,
     /// How many handles hold it, where the OS says.
@@ -96,7 +62,7 @@ pub fn stat(name: &str) -> Result<NameInfo> {
     let os_name = Name::new(name)?.os_name();
     let Some(listed) = sys::describe_named(&os_name)? else {
         return Err(Error::NotFound {
-            kind: "object",
+            kind: None,
             name: name.to_owned(),
         });
     };
@@ -104,10 +70,11 @@ pub fn stat(name: &str) -> Result<NameInfo> {
         return Err(Error::WrongKind {
             name: name.to_owned(),
             expected,
+            found: None,
         });
     }
     info(listed).ok_or_else(|| Error::NotFound {
-        kind: "object",
+        kind: None,
         name: name.to_owned(),
     })
 }
@@ -244,24 +211,21 @@ fn keep_reason(
         Some(n) => return Some(format!("{n} processes hold it")),
         None => return Some("its holders cannot be counted".to_owned()),
     }
-    let mapping = bare(&listed.os_name)
-        .strip_suffix("@mutex")
-        .and_then(|mutex| mutex.strip_suffix(".mutex"))
-        .filter(|mapping| live.contains(*mapping));
-    if let Some(mapping) = mapping {
-        if ObjectKind::from_magic(listed.magic) == ObjectKind::Mutex {
-            return Some(format!(
+    let NameRole::MutexState { mutex } = NameRole::of(bare(&listed.os_name)) else {
+        return None;
+    };
+    match NameRole::of(&mutex) {
+        NameRole::MappingLock { mapping }
+            if live.contains(&mapping)
+                && ObjectKind::of_magic(listed.magic) == ObjectKind::Mutex =>
+        {
+            Some(format!(
                 "the mutex of the mapping {mapping:?}, which is still held: it tells the \
                  next locker that its holder died"
-            ));
+            ))
         }
+        _ => None,
     }
-    None
-}
-
-/// An OS name without the platform's prefix.
-fn bare(os_name: &str) -> &str {
-    os_name.strip_prefix(sys::OS_NAME_PREFIX).unwrap_or(os_name)
 }
 
 /// What the registry shows of a listed entry: shared-memory objects and links only.
@@ -271,7 +235,8 @@ fn info(listed: sys::ListedName) -> Option<NameInfo> {
     }
     Some(NameInfo {
         name: bare(&listed.os_name).to_owned(),
-        kind: ObjectKind::from_magic(listed.magic),
+        role: NameRole::of(bare(&listed.os_name)),
+        kind: ObjectKind::of_magic(listed.magic),
         stale: listed.follows_holders && listed.holders == Some(0),
         os_name: listed.os_name,
         size: listed.size,

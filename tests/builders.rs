@@ -1,7 +1,7 @@
 //! Every kind of object builds the same way: `X::options()`, its own
 //! settings and the shared ones, then `create`, `open` or `create_or_open`.
 
-use shmio::{Channel, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio::{Channel, Error, EventMode, Mapping, NamedEvent, NamedMutex, ObjectKind};
 
 fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -196,14 +196,14 @@ fn a_mismatch_names_what_exists_and_what_was_asked() {
     assert_eq!(
         Mapping::create(&channel, 4096).map(drop),
         Err(Error::AlreadyExists {
-            kind: "channel",
+            kind: Some(ObjectKind::Channel),
             name: channel.clone()
         })
     );
     assert_eq!(
         Channel::options().create(&name).map(drop),
         Err(Error::AlreadyExists {
-            kind: "mapping",
+            kind: Some(ObjectKind::Mapping),
             name: name.clone()
         }),
         "a plain mapping's name is taken by a mapping, not a channel"

@@ -530,7 +530,7 @@ fn file_backed_mappings() {
     let missing = temp_path("missing");
     assert!(matches!(
         Mapping::options().file(&missing).read_only(true).map_file(),
-        Err(Error::NotFound { .. })
+        Err(Error::FileNotFound { .. })
     ));
     assert!(matches!(
         Mapping::options().map_file(),
@@ -760,7 +760,7 @@ fn a_name_held_by_another_kind_of_object_is_a_clear_error() {
 #[test]
 fn errors_convert_to_io_errors() {
     let err: io::Error = Error::NotFound {
-        kind: "mapping",
+        kind: Some(shmio::ObjectKind::Mapping),
         name: "x".into(),
     }
     .into();

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
+use shmio::{
+    Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, ObjectKind, Owner,
+};
 use shmio_testkit::{arg, unique_name, Finished, Output};
 
 const NOBODY: u32 = 65534;
@@ -302,7 +304,10 @@ fn a_name_squatted_by_another_user_is_not_adopted() {
 
     match Mapping::create(&name, 4096) {
         Err(Error::AlreadyExists { kind, name: found }) => {
-            assert_eq!((kind, found.as_str()), ("mapping", name.as_str()))
+            assert_eq!(
+                (kind, found.as_str()),
+                (Some(ObjectKind::Mapping), name.as_str())
+            )
         }
         other => panic!(
             "create adopted a squatted name: {:?}",

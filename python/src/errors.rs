@@ -237,7 +237,7 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
     use shmio::Error as E;
     let message = error.to_string();
     let kind = match &error {
-        E::NotFound { .. } => Kind::NotFound,
+        E::NotFound { .. } | E::FileNotFound { .. } => Kind::NotFound,
         E::AlreadyExists { .. } => Kind::AlreadyExists,
         E::PermissionDenied { .. } | E::ForeignOwner { .. } | E::ReadOnly { .. } => Kind::Access,
         E::TimedOut { .. } | E::NotReady { .. } | E::Interrupted { .. } => Kind::Timeout,

@@ -49,9 +49,10 @@ use serde::Serialize;
 
 use crate::channel::{Channel, ChannelGeometry};
 use crate::error::{Error, Result};
+use crate::kind::ObjectKind;
 use crate::mapping::record;
 use crate::mapping::DEFAULT_MODE;
-use crate::name::Name;
+use crate::name::{inbox_name, Name, NameRole};
 use crate::object::Sharing;
 use crate::owner::Trust;
 use crate::participants::Participant;
@@ -1321,7 +1322,7 @@ impl Inner {
             Some(incarnation) if incarnation != 0 => incarnation,
             _ => {
                 return Err(Error::NotFound {
-                    kind: "channel",
+                    kind: Some(ObjectKind::Channel),
                     name: inbox_name(&self.group, token, 0),
                 })
             }
@@ -1474,19 +1475,18 @@ impl Inner {
         let Ok(names) = crate::sys::list_named() else {
             return;
         };
-        // Every inbox's OS name is the group's inbox prefix and a token,
-        // unless the group's name is so long that its names are hashed
-        // (those are not found here: they go with their holders).
+        // An inbox's listed name says its group, unless the group's name is
+        // so long that its names are hashed (those are not found here: they
+        // go with their holders).
         let Ok(sample) = Name::new(&inbox_name(&self.group, 0, 0)) else {
             return;
         };
         if sample.is_hashed() {
             return;
         }
-        let os_name = sample.os_name();
-        let prefix = os_name.strip_suffix("0.0").unwrap_or(&os_name);
         for listed in names {
-            if listed.os_name.starts_with(prefix) {
+            let role = NameRole::of(crate::name::unprefixed(&listed.os_name));
+            if matches!(role, NameRole::BusInbox { group, .. } if group == self.group) {
                 let _ = crate::sys::reclaim_if_stale(&listed.os_name, false, &self.trust);
             }
         }
@@ -2114,11 +2114,6 @@ fn run(handler: &Handler, request: &wire::Request) -> Outcome {
 /// given up on it.
 fn gave_up(request: &wire::Request) -> bool {
     request.id != 0 && request.due != 0 && crate::sys::monotonic_ms() > request.due
-}
-
-/// The name of the inbox `incarnation` of the member `token` of `group`.
-fn inbox_name(group: &str, token: u32, incarnation: u32) -> String {
-    format!("{group}@in.{token:x}.{incarnation:x}")
 }
 
 /// Every listener, command by command (in the order each command was

@@ -140,7 +140,7 @@ impl Registry {
     /// missing).
     pub(crate) fn open(group: &str, how: Disposition, sharing: &Sharing<'_>) -> Result<Registry> {
         let (map, _) = object::make(group, how, SIZE, sharing, Kind::Bus, &|_: &Window| Ok(()))
-            .map_err(|error| error.of("bus", group))?;
+            .map_err(|error| error.of(Kind::Bus, group))?;
         if map.len() < SIZE {
             return Err(Error::Corrupt {
                 offset: 0,
@@ -154,7 +154,7 @@ impl Registry {
         lock.permissions(sharing.permissions)
             .set_trust(sharing.trust.clone())
             .parent_only();
-        let lock_name = format!("{group}@bus");
+        let lock_name = crate::name::group_lock_name(group);
         let lock = match how {
             Disposition::Open => lock.open(&lock_name)?,
             _ => lock.create_or_open(&lock_name)?,

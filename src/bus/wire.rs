@@ -244,7 +244,7 @@ pub(crate) fn spilled(from: u32, spill: u64, len: u64) -> Vec<u8> {
 /// The name of the mapping the member `from` spills its `spill`th
 /// message of the group `group` to.
 pub(crate) fn spill_name(group: &str, from: u32, spill: u64) -> String {
-    format!("{group}@big.{from:x}.{spill:x}")
+    crate::name::spill_name(group, from, spill)
 }
 
 /// The one-byte stop message.

@@ -23,10 +23,11 @@ use serde::Serialize;
 
 use crate::deadline;
 use crate::error::{Error, Result};
+use crate::kind::ObjectKind;
 use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::object::{self, Kind, Sharing};
+use crate::object::{self, Sharing};
 use crate::owner::Trust;
 use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
@@ -182,8 +183,15 @@ impl ChannelOptions {
             parent_only: true,
             persistent: self.persistent,
         };
-        let (map, existed) = object::make(name.as_str(), how, size, &sharing, Kind::Channel, &init)
-            .map_err(|error| error.of("channel", name.as_str()))?;
+        let (map, existed) = object::make(
+            name.as_str(),
+            how,
+            size,
+            &sharing,
+            ObjectKind::Channel,
+            &init,
+        )
+        .map_err(|error| error.of(ObjectKind::Channel, name.as_str()))?;
         let mut channel = Channel::from_map(map, name.as_str(), &self.trust)?;
         channel.tells_disconnection = self.tells_disconnection;
         if existed && how != Disposition::Open && channel.geometry != geometry {

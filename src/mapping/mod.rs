@@ -22,7 +22,7 @@ pub use view::View;
 pub(crate) use view::Window;
 
 use crate::error::{Error, Result};
-use crate::kind::Kind;
+use crate::kind::ObjectKind;
 use crate::name::Name;
 use crate::owner::Trust;
 use crate::sys::{self, Access, Disposition, NamedRequest};
@@ -423,10 +423,10 @@ impl MappingOptions {
             .map_err(|error| match error {
                 // Say what holds the name (a channel, say).
                 Error::AlreadyExists { .. } => Error::AlreadyExists {
-                    kind: found_kind(name, &self.trust, "mapping"),
+                    kind: Some(found_kind(name, &self.trust, ObjectKind::Mapping)),
                     name: name.to_owned(),
                 },
-                error => error.of("mapping", name),
+                error => error.of(ObjectKind::Mapping, name),
             })
     }
 
@@ -504,10 +504,15 @@ impl MappingOptions {
         if existed && !hooks.derived && !self.any_kind {
             // A user's mapping is plain memory: a name that holds one of
             // shmio's objects is opened as that object, never as bytes.
-            if let Some(kind) = map.read_value_at::<u64>(0).ok().and_then(Kind::from_magic) {
+            if let Some(kind) = map
+                .read_value_at::<u64>(0)
+                .ok()
+                .and_then(ObjectKind::from_magic)
+            {
                 return Err(Error::WrongKind {
                     name: label,
-                    expected: kind.not_a_mapping(),
+                    expected: ObjectKind::Mapping.described(),
+                    found: Some(kind),
                 });
             }
         }
@@ -896,10 +901,10 @@ impl fmt::Debug for Mapping {
     }
 }
 
-/// What the existing object named `name` is, by its header: the noun
-/// [`Error::AlreadyExists`] gives it ("mapping" for plain memory, and
+/// What the existing object named `name` is, by its header: the kind
+/// [`Error::AlreadyExists`] gives it (a mapping for plain memory, and
 /// `unseen` if it cannot be looked at: another user's, say).
-pub(crate) fn found_kind(name: &str, trust: &Trust, unseen: &'static str) -> &'static str {
+pub(crate) fn found_kind(name: &str, trust: &Trust, unseen: ObjectKind) -> ObjectKind {
     let hooks = Hooks {
         any_size: true,
         ..Hooks::default()
@@ -911,8 +916,6 @@ pub(crate) fn found_kind(name: &str, trust: &Trust, unseen: &'static str) -> &'s
     let Ok((map, _)) = opened else {
         return unseen;
     };
-    match map.read_value_at::<u64>(0).ok().and_then(Kind::from_magic) {
-        Some(kind) => kind.noun(),
-        None => "mapping",
-    }
+    map.read_value_at::<u64>(0)
+        .map_or(ObjectKind::Mapping, ObjectKind::of_magic)
 }

@@ -178,7 +178,7 @@ impl EventOptions {
             Kind::Event,
             &|window| window.write_value(MANUAL, &manual),
         )
-        .map_err(|error| error.of("event", name.as_str()))?;
+        .map_err(|error| error.of(Kind::Event, name.as_str()))?;
         let manual = object.read_value_at::<u32>(MANUAL)? != 0;
         let found = if manual {
             EventMode::ManualReset

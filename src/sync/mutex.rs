@@ -192,7 +192,7 @@ impl MutexOptions {
     fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {
         let name = Name::new(name)?;
         NamedMutex::make(name.as_str(), how, &self.sharing(), None)
-            .map_err(|error| error.of("mutex", name.as_str()))
+            .map_err(|error| error.of(Kind::Mutex, name.as_str()))
     }
 
     /// The mutex that [`Mapping::lock`] takes for the named mapping `name`,

@@ -131,11 +131,11 @@ pub(crate) fn io_error(op: &'static str, target: impl Into<String>, source: io::
     match source.kind() {
         io::ErrorKind::PermissionDenied => Error::PermissionDenied { op, target },
         io::ErrorKind::NotFound => Error::NotFound {
-            kind: "object",
+            kind: None,
             name: target,
         },
         io::ErrorKind::AlreadyExists => Error::AlreadyExists {
-            kind: "object",
+            kind: None,
             name: target,
         },
         _ if source.raw_os_error().is_some_and(os::is_handle_limit) => {
@@ -201,11 +201,11 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
             options.create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, req.mode);
-            options
-                .open(req.path)
-                .map_err(|e| io_error("create", target.clone(), e).of("backing file", &target))?
+            options.open(req.path).map_err(|e| {
+                io_error("create", target.clone(), e).of_file("backing file", &target)
+            })?
         }
-        Err(e) => return Err(io_error("open", target.clone(), e).of("backing file", &target)),
+        Err(e) => return Err(io_error("open", target.clone(), e).of_file("backing file", &target)),
     };
     let metadata = file
         .metadata()
@@ -214,6 +214,7 @@ pub(crate) fn open_backing_file(req: &FileRequest<'_>) -> Result<(File, u64)> {
         return Err(Error::WrongKind {
             name: target,
             expected: "a regular file to back a mapping",
+            found: None,
         });
     }
     Ok((file, metadata.len()))

@@ -161,6 +161,7 @@ fn not_shared_memory(name: &str, file_type: FileType) -> Error {
     Error::WrongKind {
         name: name.to_owned(),
         expected: expected_object(file_type),
+        found: None,
     }
 }
 
@@ -321,7 +322,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             // `create` only needs to know that the name is taken.
             Err(Error::ForeignOwner { .. }) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
-                    kind: "object",
+                    kind: None,
                     name: req.name.to_owned(),
                 })
             }
@@ -330,7 +331,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         match found {
             Found::Live(..) if how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
-                    kind: "object",
+                    kind: None,
                     name: req.name.to_owned(),
                 })
             }
@@ -343,7 +344,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
             }
             Found::Missing if how == Disposition::Open => {
                 return Err(Error::NotFound {
-                    kind: "object",
+                    kind: None,
                     name: req.name.to_owned(),
                 })
             }
@@ -626,9 +627,9 @@ fn open_file_link(
     let fd = match rustix::fs::openat(dir, entry, open_flags(req, false), Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) if entry_id(dir, entry) == Some(FileId::of(seen)) => {
-            return Err(Error::NotFound {
-                kind: "backing file",
-                name: format!("{} (its backing file is gone)", req.name),
+            return Err(Error::FileNotFound {
+                what: "backing file",
+                path: format!("{} (its backing file is gone)", req.name),
             })
         }
         Err(Errno::NOENT) => return Ok(Found::Retry),
@@ -640,6 +641,7 @@ fn open_file_link(
         return Err(Error::WrongKind {
             name: req.name.to_owned(),
             expected: "a link to a regular file",
+            found: None,
         });
     }
     let link = FileId::of(seen);
@@ -743,7 +745,7 @@ pub(crate) fn remove_named(name: &str, os_name: &str, trust: &Trust) -> Result<(
         Ok(stat) => stat,
         Err(Errno::NOENT) => {
             return Err(Error::NotFound {
-                kind: "object",
+                kind: None,
                 name: name.to_owned(),
             })
         }
@@ -762,14 +764,14 @@ pub(crate) fn remove_named(name: &str, os_name: &str, trust: &Trust) -> Result<(
     }
     if entry_id(dir, entry) != Some(FileId::of(&seen)) {
         return Err(Error::NotFound {
-            kind: "object",
+            kind: None,
             name: format!("{name} (it changed while being removed)"),
         });
     }
     match rustix::fs::unlinkat(dir, entry, AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(Error::NotFound {
-            kind: "object",
+            kind: None,
             name: name.to_owned(),
         }),
         Err(errno) => Err(os_error("remove", name, errno)),

@@ -316,14 +316,14 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         match attempt {
             Attempt::Done(opened) if opened.existed && how == Disposition::Create => {
                 return Err(Error::AlreadyExists {
-                    kind: "object",
+                    kind: None,
                     name: req.name.to_owned(),
                 })
             }
             Attempt::Done(opened) => return Ok(opened),
             Attempt::Missing if how == Disposition::Open => {
                 return Err(Error::NotFound {
-                    kind: "object",
+                    kind: None,
                     name: req.name.to_owned(),
                 })
             }
@@ -583,7 +583,7 @@ pub(crate) fn remove_named(name: &str, os_name: &str, _trust: &crate::owner::Tru
         Ok(()) => {}
         Err(Errno::NOENT) => {
             return Err(Error::NotFound {
-                kind: "object",
+                kind: None,
                 name: name.to_owned(),
             })
         }

@@ -432,9 +432,9 @@ impl LockFile {
     /// missing, never through a symlink.
     fn open(entry: &str, name: &str) -> Result<LockFile> {
         const OP: &str = "open the lock file of";
-        let dir = super::objects::lease_dir(true)?.ok_or_else(|| Error::NotFound {
-            kind: "directory",
-            name: format!("the lock directory of {name:?}"),
+        let dir = super::objects::lease_dir(true)?.ok_or_else(|| Error::FileNotFound {
+            what: "directory",
+            path: format!("the lock directory of {name:?}"),
         })?;
         let fd = rustix::fs::openat(
             &dir,

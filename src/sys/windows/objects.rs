@@ -274,7 +274,7 @@ pub(crate) fn open_named(req: &NamedRequest<'_>, how: Disposition) -> Result<Ope
         .map_err(|code| win_error("create", req.name, size, code))?;
     if existed && how == Disposition::Create {
         return Err(Error::AlreadyExists {
-            kind: "object",
+            kind: None,
             name: req.name.to_owned(),
         });
     }
@@ -638,8 +638,9 @@ fn win_error(op: &'static str, target: &str, size: u64, code: u32) -> Error {
         ERROR_INVALID_HANDLE => Error::WrongKind {
             name: target.to_owned(),
             expected: "a shared-memory section (the name is taken by a mutex, an event or another kind of object)",
+            found: None,
         },
-        ERROR_FILE_NOT_FOUND => Error::NotFound { kind: "object", name: target.to_owned() },
+        ERROR_FILE_NOT_FOUND => Error::NotFound { kind: None, name: target.to_owned() },
         ERROR_ACCESS_DENIED => Error::PermissionDenied {
             op,
             target: target.to_owned(),

@@ -176,6 +176,7 @@ fn owned_or_error(handle: HANDLE, name: &str, kind: &'static str) -> Result<(Own
             ERROR_INVALID_HANDLE => Error::WrongKind {
                 name: name.to_owned(),
                 expected: kind,
+                found: None,
             },
             ERROR_ACCESS_DENIED => Error::PermissionDenied {
                 op: "open",

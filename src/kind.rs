@@ -112,11 +112,6 @@ impl fmt::Display for ObjectKind {
     }
 }
 
-/// The same type under its older name: the object layer and the mutex's,
-/// event's and bus registry's modules, which others are changing now, still
-/// say `Kind`. Renaming them is mechanical once that work lands.
-pub(crate) use ObjectKind as Kind;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //!
 //! | offset | field | who writes it |
 //! |---|---|---|
-//! | 0 | `magic: u64`: which [`Kind`] of object this is | the creator, before `ready` |
+//! | 0 | `magic: u64`: which [`ObjectKind`] of object this is | the creator, before `ready` |
 //! | 8 | `ready: u32`: 0 while the creator sets up, then [`READY`] | the creator, once |
 //! | 12 | `version: u32`: [`VERSION`] | the creator, before `ready` |
 //! | 16.. | the kind's own state | the kind |
@@ -71,7 +71,7 @@ pub(crate) use finish_options;
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Header {
-    /// Which kind of object this is ([`Kind::magic`]).
+    /// Which kind of object this is ([`ObjectKind::magic`]).
     pub magic: u64,
     /// [`READY`] once the creator has set the object up.
     pub ready: u32,
@@ -90,7 +90,7 @@ const READY_OFFSET: u64 = offset_of!(Header, ready) as u64;
 
 impl Header {
     /// The header of a finished object of `kind`.
-    pub(crate) fn new(kind: Kind) -> Header {
+    pub(crate) fn new(kind: ObjectKind) -> Header {
         Header {
             magic: kind.magic(),
             ready: READY,
@@ -99,7 +99,7 @@ impl Header {
     }
 }
 
-pub(crate) use crate::kind::Kind;
+pub(crate) use crate::kind::ObjectKind;
 
 /// The name of the object that holds the state of the mutex `name`.
 pub(crate) fn mutex_name(name: &str) -> String {
@@ -129,7 +129,11 @@ pub(crate) struct Sharing<'a> {
 
 /// Writes the header of a new object of `kind` around `init` (the kind's
 /// own state), publishing `ready` last.
-fn init_header(window: &Window, kind: Kind, init: &dyn Fn(&Window) -> Result<()>) -> Result<()> {
+fn init_header(
+    window: &Window,
+    kind: ObjectKind,
+    init: &dyn Fn(&Window) -> Result<()>,
+) -> Result<()> {
     window.write_value(0, &kind.magic())?;
     window.write_value(offset_of!(Header, version) as u64, &VERSION)?;
     init(window)?;
@@ -142,7 +146,7 @@ fn init_header(window: &Window, kind: Kind, init: &dyn Fn(&Window) -> Result<()>
 /// Whether a creator is done with the object in `window`, as far as a
 /// waiting opener cares: it published `ready`, or the object is plainly
 /// something else (another magic), so waiting would not help.
-fn settled(window: &Window, kind: Kind) -> bool {
+fn settled(window: &Window, kind: ObjectKind) -> bool {
     let ready = window
         .load_u32_acquire(READY_OFFSET)
         .is_ok_and(|ready| ready == READY);
@@ -159,7 +163,7 @@ pub(crate) fn make(
     how: Disposition,
     size: u64,
     sharing: &Sharing<'_>,
-    kind: Kind,
+    kind: ObjectKind,
     init: &dyn Fn(&Window) -> Result<()>,
 ) -> Result<(Mapping, bool)> {
     let init = |window: &Window| init_header(window, kind, init);
@@ -215,7 +219,7 @@ pub(crate) fn make_owned(
     size: u64,
     sharing: &Sharing<'_>,
     owner: Option<ObjectId>,
-    kind: Kind,
+    kind: ObjectKind,
     init: &dyn Fn(&Window) -> Result<()>,
 ) -> Result<(Mapping, bool)> {
     let Some(owner) = owner else {
@@ -260,7 +264,7 @@ pub(crate) fn make_owned(
 }
 
 /// Whether the object is a published one of `kind`.
-fn is_ready(object: &Mapping, kind: Kind) -> Result<bool> {
+fn is_ready(object: &Mapping, kind: ObjectKind) -> Result<bool> {
     Ok(object.len() >= HEADER_LEN
         && object.atomic_u32(READY_OFFSET)?.load(Ordering::Acquire) == READY
         && object.read_value_at::<u64>(0)? == kind.magic())
@@ -269,7 +273,7 @@ fn is_ready(object: &Mapping, kind: Kind) -> Result<bool> {
 /// Checks that an opened object is a published `kind` of this layout
 /// version. It never waits: by now its creator has published it, or it is
 /// not what was expected.
-pub(crate) fn check(object: Mapping, name: &str, kind: Kind) -> Result<Mapping> {
+pub(crate) fn check(object: Mapping, name: &str, kind: ObjectKind) -> Result<Mapping> {
     if !is_ready(&object, kind)? {
         return Err(Error::WrongKind {
             name: name.to_owned(),

@@ -1,6 +1,6 @@
 //! A bus group's registry: who is a member, who listens to what, in the
 //! order they registered. It is the object named after the group (kind
-//! [`Kind::Bus`]), changed only under the group's lock (the named mutex
+//! [`ObjectKind::Bus`]), changed only under the group's lock (the named mutex
 //! `GROUP@bus`), and read by members into a cache that they refresh when
 //! its change count moves.
 //!
@@ -39,7 +39,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Window};
-use crate::object::{self, Header, Kind, Sharing};
+use crate::object::{self, Header, ObjectKind, Sharing};
 use crate::participants::{self, Participant, SEATS};
 use crate::sync::{MutexGuard, NamedMutex};
 use crate::sys::Disposition;
@@ -139,8 +139,10 @@ impl Registry {
     /// lock: an opener creates nothing ([`Error::NotFound`] if either is
     /// missing).
     pub(crate) fn open(group: &str, how: Disposition, sharing: &Sharing<'_>) -> Result<Registry> {
-        let (map, _) = object::make(group, how, SIZE, sharing, Kind::Bus, &|_: &Window| Ok(()))
-            .map_err(|error| error.of(Kind::Bus, group))?;
+        let (map, _) = object::make(group, how, SIZE, sharing, ObjectKind::Bus, &|_: &Window| {
+            Ok(())
+        })
+        .map_err(|error| error.of(ObjectKind::Bus, group))?;
         if map.len() < SIZE {
             return Err(Error::Corrupt {
                 offset: 0,

@@ -31,7 +31,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::object::{self, Header, Kind, Sharing};
+use crate::object::{self, Header, ObjectKind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition};
 
@@ -175,10 +175,10 @@ impl EventOptions {
             how,
             SIZE,
             &sharing,
-            Kind::Event,
+            ObjectKind::Event,
             &|window| window.write_value(MANUAL, &manual),
         )
-        .map_err(|error| error.of(Kind::Event, name.as_str()))?;
+        .map_err(|error| error.of(ObjectKind::Event, name.as_str()))?;
         let manual = object.read_value_at::<u32>(MANUAL)? != 0;
         let found = if manual {
             EventMode::ManualReset

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Window;
 use crate::mapping::{Mapping, DEFAULT_MODE};
 use crate::name::Name;
-use crate::object::{self, Header, Kind, Sharing};
+use crate::object::{self, Header, ObjectKind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition, LockState};
 
@@ -192,7 +192,7 @@ impl MutexOptions {
     fn make(&self, name: &str, how: Disposition) -> Result<NamedMutex> {
         let name = Name::new(name)?;
         NamedMutex::make(name.as_str(), how, &self.sharing(), None)
-            .map_err(|error| error.of(Kind::Mutex, name.as_str()))
+            .map_err(|error| error.of(ObjectKind::Mutex, name.as_str()))
     }
 
     /// The mutex that [`Mapping::lock`] takes for the named mapping `name`,
@@ -311,7 +311,7 @@ impl NamedMutex {
             SIZE,
             sharing,
             owner,
-            Kind::Mutex,
+            ObjectKind::Mutex,
             &init,
         )?;
         let os_name = object.os_name().unwrap_or_default();

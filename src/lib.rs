@@ -61,7 +61,7 @@ mod name;
 mod object;
 mod owner;
 mod participants;
-pub mod registry;
+pub mod inventory;
 mod sync;
 mod sys;
 mod unpoisoned;

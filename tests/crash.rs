@@ -7,7 +7,7 @@
 //! data is whole except for the documented one locked section or one
 //! message, the lock reports `OwnerDied`, the channel loses at most the one
 //! message the dead process was working on, and (Linux) no name outlives
-//! the next create or `registry::gc`.
+//! the next create or `inventory::gc`.
 //!
 //! Every test prints its seed; `SHMIO_CRASH_SEED=N` repeats it.
 
@@ -884,11 +884,11 @@ fn killed_while_dropping() {
     println!("killed_while_dropping: {ROUNDS} kills, gc removed {collected} stale names");
 }
 
-/// Linux: `registry::gc` removes what the killed child left under `base`;
+/// Linux: `inventory::gc` removes what the killed child left under `base`;
 /// returns how many of those it removed. (Elsewhere there is no gc: 0.)
 #[cfg(target_os = "linux")]
 fn collect_stale(base: &str, why: &str) -> usize {
-    let removed = shmio::registry::gc(false).unwrap();
+    let removed = shmio::inventory::gc(false).unwrap();
     assert_no_entries(base, &format!("{why}: after gc"));
     removed
         .removed

@@ -580,36 +580,36 @@ fn an_opener_waits_for_another_programs_creator_to_size_the_object() {
 #[cfg(target_os = "linux")]
 #[test]
 fn registry_lists_holders_and_collects_stale_names() {
-    use shmio::registry::{self, ObjectKind};
+    use shmio::inventory::{self, ObjectKind};
     let name = unique_name("registry");
     let map = Mapping::create(&name, 8192).unwrap();
     let second = Mapping::open(&name).unwrap();
-    let info = registry::stat(&name).unwrap();
+    let info = inventory::stat(&name).unwrap();
     assert_eq!(
         (info.kind, info.size, info.holders, info.stale),
         (ObjectKind::Mapping, 8192, Some(2), false)
     );
-    assert!(registry::list()
+    assert!(inventory::list()
         .unwrap()
         .iter()
         .any(|found| found.name == name));
     let mutex = shmio::NamedMutex::create_or_open(&name).unwrap();
-    assert!(registry::list()
+    assert!(inventory::list()
         .unwrap()
         .iter()
         .any(|found| found.name == format!("{name}@mutex") && found.kind == ObjectKind::Mutex));
     drop((map, second, mutex));
-    assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(inventory::stat(&name), Err(Error::NotFound { .. })));
 
     let _dead = Role::Hold.spawn().env("NAME", &name).kill_when_ready();
-    assert!(registry::stat(&name).unwrap().stale);
-    let listed = registry::gc(true).unwrap();
+    assert!(inventory::stat(&name).unwrap().stale);
+    let listed = inventory::gc(true).unwrap();
     assert!(
         listed.removed.iter().any(|found| found.name == name),
         "a dry run lists it"
     );
     assert!(shm_entry_exists(&name), "and leaves it");
-    let removed = registry::gc(false).unwrap();
+    let removed = inventory::gc(false).unwrap();
     assert!(removed.removed.iter().any(|found| found.name == name));
     assert!(!shm_entry_exists(&name));
 }

@@ -189,7 +189,7 @@ fn a_mapping_lock_held_by_its_only_holder_still_reports_owner_died() {
     drop(map.lock().expect("then a plain lock"));
 }
 
-/// `registry::gc` removes stale names, but not the mutex a dead holder left
+/// `inventory::gc` removes stale names, but not the mutex a dead holder left
 /// to a mapping that is still held: that would lose the OwnerDied news.
 #[cfg(target_os = "linux")]
 #[test]
@@ -201,7 +201,7 @@ fn gc_keeps_the_mutex_a_dead_holder_left_to_a_live_mapping() {
         .env("NAME", &name)
         .kill_when_ready();
     let mutex_name = format!("{name}.mutex@mutex");
-    let report = shmio::registry::gc(false).unwrap();
+    let report = shmio::inventory::gc(false).unwrap();
     assert!(
         report.removed.iter().all(|info| info.name != mutex_name),
         "gc removed the mutex of a live mapping"

@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmio::registry;
+use shmio::inventory;
 use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
 use shmio_testkit::{arg, unique_name};
 
@@ -128,17 +128,17 @@ fn a_fifo_under_a_name_is_refused_never_waited_on() {
     );
     assert!(started.elapsed() < Duration::from_secs(1), "at once");
 
-    let listed = bounded("listing", registry::list).unwrap();
+    let listed = bounded("listing", inventory::list).unwrap();
     assert!(
         listed.iter().all(|info| info.name != name),
         "ls skips a FIFO"
     );
     let stat = {
         let name = name.clone();
-        bounded("stat of a FIFO", move || registry::stat(&name))
+        bounded("stat of a FIFO", move || inventory::stat(&name))
     };
     expect_wrong_kind(stat, "FIFO");
-    let report = bounded("gc --dry-run", || registry::gc(true)).unwrap();
+    let report = bounded("gc --dry-run", || inventory::gc(true)).unwrap();
     let kept = report
         .skipped
         .iter()
@@ -179,7 +179,7 @@ fn another_users_link_is_never_followed() {
     expect_foreign(opened.0);
     // Trusted, the link is followed, without waiting: its target is no mapping.
     expect_wrong_kind(opened.1, "regular file");
-    let listed = bounded("listing", registry::list).unwrap();
+    let listed = bounded("listing", inventory::list).unwrap();
     let entry = listed
         .iter()
         .find(|info| info.name == name)
@@ -189,8 +189,8 @@ fn another_users_link_is_never_followed() {
         (Owner::Uid(NOBODY), false)
     );
     let name_for_stat = name.clone();
-    bounded("stat", move || registry::stat(&name_for_stat)).unwrap();
-    bounded("gc --dry-run", || registry::gc(true)).unwrap();
+    bounded("stat", move || inventory::stat(&name_for_stat)).unwrap();
+    bounded("gc --dry-run", || inventory::gc(true)).unwrap();
     let lock_name = unique_name("any-lock");
     bounded("a lock while the link is there", move || {
         drop(
@@ -250,7 +250,7 @@ fn gc_removes_only_what_shmio_made() {
         .kill_when_ready();
     give_to_nobody(&shm(&nobody_stale));
 
-    let mine = |infos: &[registry::NameInfo]| -> Vec<String> {
+    let mine = |infos: &[inventory::NameInfo]| -> Vec<String> {
         let mut names: Vec<String> = infos
             .iter()
             .map(|info| info.name.clone())
@@ -259,13 +259,13 @@ fn gc_removes_only_what_shmio_made() {
         names.sort();
         names
     };
-    let dry = registry::gc(true).unwrap();
+    let dry = inventory::gc(true).unwrap();
     assert_eq!(
         mine(&dry.removed),
         std::slice::from_ref(&stale),
         "the dry run"
     );
-    let kept_reason = |report: &registry::GcReport, name: &str| {
+    let kept_reason = |report: &inventory::GcReport, name: &str| {
         report
             .skipped
             .iter()
@@ -284,7 +284,7 @@ fn gc_removes_only_what_shmio_made() {
     assert!(kept_reason(&dry, &nobody_stale).contains("uid 65534"));
     assert!(shm(&stale).exists(), "a dry run removes nothing");
 
-    let real = registry::gc(false).unwrap();
+    let real = inventory::gc(false).unwrap();
     assert_eq!(
         mine(&real.removed),
         mine(&dry.removed),
@@ -309,13 +309,13 @@ fn gc_removes_only_what_shmio_made() {
 
     // Trusting nobody, a collector removes nobody's stale object too, and
     // nothing else that shmio did not make.
-    let trusted = registry::Gc::new()
+    let trusted = inventory::Gc::new()
         .dry_run(true)
         .allow_owner(Owner::Uid(NOBODY))
         .run()
         .unwrap();
     assert_eq!(mine(&trusted.removed), std::slice::from_ref(&nobody_stale));
-    let trusted = registry::Gc::new()
+    let trusted = inventory::Gc::new()
         .allow_owner(Owner::Uid(NOBODY))
         .run()
         .unwrap();
@@ -474,9 +474,9 @@ fn a_blank_or_foreign_object_is_the_wrong_kind_at_once() {
 fn stat_describes_exactly_the_name_asked_for() {
     let name = unique_name("stat-exact");
     let _mutex = NamedMutex::create_or_open(&name).unwrap();
-    assert!(matches!(registry::stat(&name), Err(Error::NotFound { .. })));
-    let info = registry::stat(&format!("{name}@mutex")).unwrap();
-    assert_eq!(info.kind, registry::ObjectKind::Mutex);
+    assert!(matches!(inventory::stat(&name), Err(Error::NotFound { .. })));
+    let info = inventory::stat(&format!("{name}@mutex")).unwrap();
+    assert_eq!(info.kind, inventory::ObjectKind::Mutex);
     assert_eq!(info.name, format!("{name}@mutex"));
     assert!(info.own);
     let uid = std::fs::metadata(shm(&info.name)).unwrap().uid();

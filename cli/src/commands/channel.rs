@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use shmio::registry;
+use shmio::inventory;
 use shmio::{Channel, ChannelGeometry, Error as ShmioError};
 
 use super::exactly;
@@ -80,7 +80,7 @@ pub fn send(args: Send) -> Result {
 /// A channel lasts only while a process holds it: say so when this one is
 /// the only holder as it starts, since what it sends may go when it exits.
 fn warn_if_alone(channel: &Channel) {
-    let alone = match registry::stat(channel.name()) {
+    let alone = match inventory::stat(channel.name()) {
         Ok(info) => info.holders == Some(1) && info.follows_holders,
         // No registry here (Windows, macOS): only the creator can tell.
         Err(ShmioError::Unsupported { .. }) => !channel.existed(),

@@ -1,7 +1,7 @@
 //! `shmio gc`: removes the caller's stale names (and, with `--allow-owner`,
 //! those users'), listing each; `--verbose` lists what was kept and why.
 
-use shmio::registry;
+use shmio::inventory;
 
 use crate::cli::Gc;
 use crate::error::Result;
@@ -15,13 +15,13 @@ pub fn run(args: Gc) -> Result {
         verbose,
         allow_owner,
     } = args;
-    let mut gc = registry::Gc::new();
+    let mut gc = inventory::Gc::new();
     gc.dry_run(dry_run);
     owners::trust(
         &mut gc,
         &allow_owner,
-        registry::Gc::allow_owner,
-        registry::Gc::allow_any_owner,
+        inventory::Gc::allow_owner,
+        inventory::Gc::allow_any_owner,
     );
     let report = gc.run()?;
     let verb = if dry_run { "would remove" } else { "removed" };

@@ -2,7 +2,7 @@
 //! objects, as a table, a detail page, or JSON.
 
 use serde::Serialize;
-use shmio::registry::{self, NameInfo};
+use shmio::inventory::{self, NameInfo};
 
 use crate::cli::{Ls, Stat};
 use crate::error::Result;
@@ -39,7 +39,7 @@ impl<'a> From<&'a NameInfo> for Listed<'a> {
 }
 
 pub fn ls(args: Ls) -> Result {
-    let all = registry::list()?;
+    let all = inventory::list()?;
     let text = if args.json {
         let listed: Vec<Listed> = all.iter().map(Listed::from).collect();
         serde_json::to_string_pretty(&listed).expect("plain data serializes") + "\n"
@@ -107,7 +107,7 @@ fn table(all: &[NameInfo]) -> String {
 }
 
 pub fn stat(args: Stat) -> Result {
-    let info = registry::stat(&args.name)?;
+    let info = inventory::stat(&args.name)?;
     let text = if args.json {
         serde_json::to_string_pretty(&Listed::from(&info)).expect("plain data serializes") + "\n"
     } else {

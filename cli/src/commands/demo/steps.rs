@@ -560,7 +560,7 @@ impl Demo {
                     left.push(format!("/dev/shm/{entry}"));
                 }
             }
-            for info in shmio::registry::list()? {
+            for info in shmio::inventory::list()? {
                 if ours(&info.name) && !left.contains(&format!("/dev/shm/{}", info.name)) {
                     left.push(info.os_name);
                 }

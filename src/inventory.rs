@@ -121,7 +121,7 @@ pub fn gc(dry_run: bool) -> Result<GcReport> {
 /// shmio's mark, and only where the OS lets the caller remove them).
 ///
 /// ```
-/// use shmio::{registry::Gc, Owner};
+/// use shmio::{inventory::Gc, Owner};
 ///
 /// // What root's cleanup of every user's stale names would remove.
 /// let report = Gc::new().dry_run(true).allow_owner(Owner::Uid(65534)).run();
@@ -228,7 +228,7 @@ fn keep_reason(
     }
 }
 
-/// What the registry shows of a listed entry: shared-memory objects and links only.
+/// What the inventory shows of a listed entry: shared-memory objects and links only.
 fn info(listed: sys::ListedName) -> Option<NameInfo> {
     if let EntryKind::Other(_) = listed.entry {
         return None;

@@ -55,13 +55,13 @@ mod doc_tables;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inventory;
 mod kind;
 mod mapping;
 mod name;
 mod object;
 mod owner;
 mod participants;
-pub mod inventory;
 mod sync;
 mod sys;
 mod unpoisoned;

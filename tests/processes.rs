@@ -599,7 +599,10 @@ fn registry_lists_holders_and_collects_stale_names() {
         .iter()
         .any(|found| found.name == format!("{name}@mutex") && found.kind == ObjectKind::Mutex));
     drop((map, second, mutex));
-    assert!(matches!(inventory::stat(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        inventory::stat(&name),
+        Err(Error::NotFound { .. })
+    ));
 
     let _dead = Role::Hold.spawn().env("NAME", &name).kill_when_ready();
     assert!(inventory::stat(&name).unwrap().stale);

@@ -474,7 +474,10 @@ fn a_blank_or_foreign_object_is_the_wrong_kind_at_once() {
 fn stat_describes_exactly_the_name_asked_for() {
     let name = unique_name("stat-exact");
     let _mutex = NamedMutex::create_or_open(&name).unwrap();
-    assert!(matches!(inventory::stat(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        inventory::stat(&name),
+        Err(Error::NotFound { .. })
+    ));
     let info = inventory::stat(&format!("{name}@mutex")).unwrap();
     assert_eq!(info.kind, inventory::ObjectKind::Mutex);
     assert_eq!(info.name, format!("{name}@mutex"));

@@ -110,7 +110,7 @@ pub struct Skipped {
 /// One kind of stale name is kept: the mutex of a mapping that is still
 /// held (`NAME.mutex@mutex`), left by a process that died holding
 /// `map.lock()`. It tells the mapping's next locker that its holder died
-/// ([`Error::OwnerDied`](crate::Error::OwnerDied)); removing it
+/// ([`Error::OwnerDied`]); removing it
 /// would lose that.
 pub fn gc(dry_run: bool) -> Result<GcReport> {
     Gc::new().dry_run(dry_run).run()

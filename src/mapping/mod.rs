@@ -105,7 +105,7 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// or is killed, leaves that to the others, or leaves the name stale if it
 /// was the last). A child that never calls on the handle (one that execs at
 /// once) holds nothing, and its copy lets go of nothing. Its
-/// [`lock`](Mapping::lock) is its own: see [`NamedMutex`].
+/// [`lock`](Mapping::lock) is its own: see [`NamedMutex`](crate::NamedMutex).
 pub struct Mapping {
     shared: Arc<Shared>,
     /// The whole mapping, kept beside the cursor so the hot path reads no

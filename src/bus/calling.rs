@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::mapping::record;
 
+use super::member::{Inner, INTERRUPT_INTERVAL, LIVENESS_INTERVAL, READ_SLICE};
 use super::registry::Registration;
-use super::wire::{Message, Outcome};
-use super::{wire, Inner, INTERRUPT_INTERVAL, LIVENESS_INTERVAL, READ_SLICE};
+use super::wire::{self, Message, Outcome};
 
 /// A call's deadline, `timeout` from the first time it is needed: a call
 /// reads the clock once the request is on its way (while the listener

@@ -17,25 +17,12 @@ use serde::Serialize;
 use crate::mapping::record;
 use crate::unpoisoned;
 
-use super::wire::Outcome;
-use super::{wire, Inner, READ_SLICE, SPILL_PATIENCE};
+use super::member::{Answerer, Handler, Inner, READ_SLICE, SPILL_PATIENCE};
+use super::wire::{self, Outcome};
 
 thread_local! {
     /// The member whose dispatch thread this is (its `Inner`'s address), if any.
     pub(super) static DISPATCHING: Cell<usize> = const { Cell::new(0) };
-}
-
-pub(super) type Handler = dyn Fn(&[u8]) -> Outcome + Send + Sync;
-
-/// What answers a listener's requests in this process.
-#[derive(Clone)]
-pub(super) enum Answerer {
-    /// A handler, run by the dispatch thread.
-    Handler(Arc<Handler>),
-    /// A handler on a thread of its own, which takes its requests here.
-    OwnThread(std::sync::mpsc::Sender<wire::Request>),
-    /// The program, through [`Bus::next_request`].
-    Program,
 }
 
 /// What a handler given to [`Bus::listen`](crate::Bus::listen) returns: an `Option` (the

@@ -5,7 +5,6 @@
 //! or the program), and messages too large for an inbox, spilled to
 //! mappings of their own.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard as StdGuard, Weak};
 use std::time::{Duration, Instant};
@@ -16,78 +15,10 @@ use crate::kind::ObjectKind;
 use crate::name::inbox_name;
 use crate::unpoisoned;
 
-use super::dispatch::Answerer;
-use super::wire::{Message, Outcome};
-use super::{wire, Inner, INBOX_IDLE, JOIN_TRIES, LIVENESS_INTERVAL, REPLY_PATIENCE};
-
-/// Who reads this member's inbox, and what its reader found for the
-/// others: under one lock, so that a thread checks it and sleeps on
-/// [`Inner::stirred`] without missing a change.
-#[derive(Default)]
-pub(super) struct Mailroom {
-    /// This member's inbox, while it has one (see the module docs). A
-    /// reader reads through a clone of it, with the mailroom let go.
-    pub(super) inbox: Option<Arc<Channel>>,
-    /// The incarnation of `inbox`, or of the last one.
-    pub(super) incarnation: u32,
-    /// Whether the inbox stays until the member leaves (it listens).
-    pub(super) permanent: bool,
-    /// Calls made so far: the keeper lets go of the inbox once a whole
-    /// [`INBOX_IDLE`] went by without one.
-    pub(super) calls: u64,
-    /// Replies waited for, by request id: `None` until it comes. (As
-    /// many as threads calling at once: a list, kept allocated.)
-    pub(super) pending: Vec<(u64, Option<Outcome>)>,
-    /// Requests a caller read from the inbox, for the dispatch thread.
-    pub(super) queued: VecDeque<wire::Request>,
-    /// Requests for listeners the program answers, for [`Bus::next_request`].
-    pub(super) polled: VecDeque<wire::Request>,
-    /// Whether a thread is reading the inbox (one at a time).
-    pub(super) reading: bool,
-    /// What the reader reads into (taken while it reads), kept allocated.
-    pub(super) buffer: Vec<u8>,
-    /// Threads asleep on `stirred`. A wake-up is a system call, made only
-    /// when someone sleeps: a lone caller and its listener make none.
-    pub(super) sleepers: usize,
-}
-
-impl Mailroom {
-    /// Where the reply to request `id` goes, while it is waited for.
-    pub(super) fn slot(&mut self, id: u64) -> Option<&mut Option<Outcome>> {
-        self.pending
-            .iter_mut()
-            .find(|(waited, _)| *waited == id)
-            .map(|(_, slot)| slot)
-    }
-
-    /// The reply to request `id`, if it came.
-    pub(super) fn take_reply(&mut self, id: u64) -> Option<Outcome> {
-        self.slot(id).and_then(Option::take)
-    }
-
-    /// Stops waiting for the reply to request `id`.
-    pub(super) fn forget(&mut self, id: u64) {
-        if let Some(at) = self.pending.iter().position(|(waited, _)| *waited == id) {
-            self.pending.swap_remove(at);
-        }
-    }
-}
-
-/// A message too large for its receiver's inbox, in a mapping of its own
-/// until the receiver takes it or `until` passes.
-pub(super) struct Spill {
-    pub(super) map: crate::Mapping,
-    pub(super) until: Instant,
-}
-
-impl Spill {
-    /// Whether the receiver has taken it (set the taken flag).
-    pub(super) fn taken(&self) -> bool {
-        self.map
-            .atomic_u32(wire::SPILL_TAKEN)
-            .is_ok_and(|taken| taken.load(Ordering::Acquire) == 1)
-    }
-}
+use super::member::{
+    Answerer, Inner, Mailroom, Spill, INBOX_IDLE, JOIN_TRIES, LIVENESS_INTERVAL, REPLY_PATIENCE,
+};
+use super::wire::{self, Message};
 
 impl Inner {
     /// The inbox the member `token` has now, opened once for each of its

@@ -10,45 +10,8 @@ use crate::error::{Error, Result};
 use crate::name::{inbox_name, Name, NameRole};
 use crate::unpoisoned;
 
+use super::member::{Inner, Listeners, RECLAIM_NAP, RECLAIM_TRIES};
 use super::registry::Registration;
-use super::{Inner, ListenerInfo, RECLAIM_NAP, RECLAIM_TRIES};
-
-/// The listeners of one command, from the registry's cached listeners.
-pub(super) struct Listeners<'a> {
-    pub(super) all: Arc<Vec<Registration>>,
-    pub(super) command: &'a str,
-}
-
-impl Listeners<'_> {
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Registration> {
-        self.all
-            .iter()
-            .filter(|registration| registration.command == self.command)
-    }
-}
-
-/// Every listener, command by command (in the order each command was
-/// first listened to), each command's in the order asked.
-pub(super) fn by_command(all: &[Registration]) -> Vec<ListenerInfo> {
-    let mut order: Vec<&str> = Vec::new();
-    for registration in all {
-        if !order.contains(&registration.command.as_str()) {
-            order.push(&registration.command);
-        }
-    }
-    order
-        .into_iter()
-        .flat_map(|command| all.iter().filter(move |r| r.command == command))
-        .map(info)
-        .collect()
-}
-
-pub(super) fn info(registration: &Registration) -> ListenerInfo {
-    ListenerInfo {
-        command: registration.command.clone(),
-        pid: registration.pid,
-    }
-}
 
 impl Inner {
     /// Nothing, in the process that joined; [`Error::Inherited`] in a

@@ -32,9 +32,9 @@
 //! ([`Bus::listen_polled`]) wait in the mailroom for
 //! [`Bus::next_request`], which reads the inbox too while it waits.
 //!
-//! **Rooms.** This file is the API (the public types and `impl Bus`) and
-//! what every room shares (`Inner`, the constants). Beside it, one job
-//! each: `membership.rs` (who is in the group: the registry's listeners,
+//! **Rooms.** This file is the API (the public types and `impl Bus`).
+//! What a member's handles share is in `member.rs` (`Inner` and its state,
+//! the timings); beside it, one job each, adding `Inner`'s methods: `membership.rs` (who is in the group: the registry's listeners,
 //! the sweep, burial), `mailroom.rs` (the inbox and outboxes, reading and
 //! filing, spilled messages), `calling.rs` (a call's deadline, its request
 //! and the wait for its reply), `dispatch.rs` (the dispatch thread and the
@@ -44,6 +44,7 @@
 mod calling;
 mod dispatch;
 mod mailroom;
+mod member;
 mod membership;
 mod registry;
 mod wire;
@@ -65,39 +66,15 @@ use crate::mapping::DEFAULT_MODE;
 use crate::name::Name;
 use crate::object::Sharing;
 use crate::owner::Trust;
-use crate::participants::Participant;
 use crate::sys::Disposition;
 use crate::unpoisoned;
 
 use calling::{answer_of, Deadline};
 pub use dispatch::HandlerResult;
-use dispatch::{gave_up, into_handler, Answerer, Handler, DISPATCHING};
-use mailroom::{Mailroom, Spill};
-use membership::{by_command, info};
+use dispatch::{gave_up, into_handler, DISPATCHING};
+use member::{Answerer, Handler, Inner, Mailroom, READ_SLICE, SPILL_PATIENCE};
 use registry::{Registration, Registry};
 use wire::Outcome;
-
-/// How often a waiting caller looks whether the listener it waits on is alive.
-const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest a reader of the inbox waits in one go before looking around.
-const READ_SLICE: Duration = Duration::from_millis(50);
-/// How often, and how far apart, a dead member's inbox name is tried for
-/// removal while its dying process may still hold it.
-const RECLAIM_TRIES: u32 = 20;
-const RECLAIM_NAP: Duration = Duration::from_millis(5);
-/// How often an interruptible call asks whether to give up while it waits.
-const INTERRUPT_INTERVAL: Duration = Duration::from_millis(20);
-/// How long a listener tries to deliver a reply to a caller whose inbox is full.
-const REPLY_PATIENCE: Duration = Duration::from_secs(5);
-/// How long a spilled post or reply waits for its receiver to take it
-/// (a spilled request waits as long as its call).
-const SPILL_PATIENCE: Duration = Duration::from_secs(60);
-/// Inbox incarnations a member tries before it gives up on finding one
-/// whose name no process of an earlier group of the same name still holds
-/// (and spill numbers a sender tries, likewise).
-const JOIN_TRIES: u32 = 8;
-/// How long a member that only calls keeps its inbox after its last call.
-const INBOX_IDLE: Duration = Duration::from_secs(1);
 
 /// The messages a member's inbox holds by default.
 const DEFAULT_INBOX_CAPACITY: u32 = 64;
@@ -408,40 +385,6 @@ impl fmt::Debug for Request {
             .field("post", &self.is_post())
             .finish_non_exhaustive()
     }
-}
-
-/// What every handle of one member shares: the dispatch thread holds it too.
-struct Inner {
-    // Fields drop in order. The inboxes go before the seat and the
-    // registry: while this member holds an inbox named after a token, the
-    // group (and so the dealing of its tokens) must not start afresh.
-    mailroom: Mutex<Mailroom>,
-    /// Other members' inboxes, by token, with their incarnations.
-    outboxes: Mutex<BTreeMap<u32, (u32, Arc<Channel>)>>,
-    participant: Participant,
-    /// The shape of this member's inbox, when it makes one.
-    geometry: ChannelGeometry,
-    registry: Registry,
-    group: String,
-    trust: Trust,
-    permissions: u32,
-    next_id: AtomicU64,
-    /// Signalled when a reply is filed, a request queued, or the inbox let
-    /// go by its reader, if anyone sleeps on it.
-    stirred: Condvar,
-    /// This member's listeners, by registration order.
-    handlers: Mutex<BTreeMap<u64, Answerer>>,
-    /// The registry's listeners, as of a change count.
-    cache: Mutex<(u64, Arc<Vec<Registration>>)>,
-    /// The registry's change count when this member last let go of the
-    /// inboxes of members that had gone.
-    departures_seen: AtomicU64,
-    /// The messages this member spilled to mappings of their own, held
-    /// until their receivers take them (see `wire`), and how many.
-    spills: Mutex<Vec<Spill>>,
-    spilling: AtomicUsize,
-    next_spill: AtomicU64,
-    leaving: AtomicBool,
 }
 
 impl Bus {
@@ -1083,4 +1026,25 @@ impl fmt::Debug for Listener {
     }
 }
 
-impl Inner {}
+/// Every listener, command by command (in the order each command was
+/// first listened to), each command's in the order asked.
+fn by_command(all: &[Registration]) -> Vec<ListenerInfo> {
+    let mut order: Vec<&str> = Vec::new();
+    for registration in all {
+        if !order.contains(&registration.command.as_str()) {
+            order.push(&registration.command);
+        }
+    }
+    order
+        .into_iter()
+        .flat_map(|command| all.iter().filter(move |r| r.command == command))
+        .map(info)
+        .collect()
+}
+
+fn info(registration: &Registration) -> ListenerInfo {
+    ListenerInfo {
+        command: registration.command.clone(),
+        pid: registration.pid,
+    }
+}

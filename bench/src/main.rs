@@ -54,24 +54,24 @@ mod windows {
         };
         watchdog::start("shmio-bench".into());
         let base = format!("shmio-bench-{}", std::process::id());
-        let sides: Vec<Named> = vec![
+        let sides: Vec<Named<Contender>> = vec![
             (
-                "shmio steady",
+                Contender::ShmioSteady,
                 Box::new(channel::BlockingRoundTrip::start(&format!("{base}-block"))?),
             ),
             (
-                "events steady",
+                Contender::EventsSteady,
                 Box::new(EventPairRoundTrip::start(&format!("{base}-ev"), None)?),
             ),
             (
-                "shmio waking",
+                Contender::ShmioWaking,
                 Box::new(channel::BlockingRoundTrip::waking(
                     &format!("{base}-wake"),
                     WAKE_GAP,
                 )?),
             ),
             (
-                "events waking",
+                Contender::EventsWaking,
                 Box::new(EventPairRoundTrip::start(
                     &format!("{base}-evwake"),
                     Some(WAKE_GAP),
@@ -89,11 +89,15 @@ mod windows {
         println!("| round trip, 8 B | shmio `Channel` (`recv_into`) | raw event pair (`SetEvent`, `WaitForSingleObject`) | shmio / events |");
         println!("|---|---|---|---|");
         for (what, ours, theirs) in [
-            ("steady traffic", "shmio steady", "events steady"),
+            (
+                "steady traffic",
+                Contender::ShmioSteady,
+                Contender::EventsSteady,
+            ),
             (
                 "each after 500 µs of quiet (the child asleep)",
-                "shmio waking",
-                "events waking",
+                Contender::ShmioWaking,
+                Contender::EventsWaking,
             ),
         ] {
             println!(
@@ -105,6 +109,27 @@ mod windows {
         }
         Ok(())
     }
+
+    /// The sides of the Windows table: the channel and the event pair,
+    /// each steady and waking.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Contender {
+        ShmioSteady,
+        EventsSteady,
+        ShmioWaking,
+        EventsWaking,
+    }
+
+    impl std::fmt::Display for Contender {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                Contender::ShmioSteady => "shmio steady",
+                Contender::EventsSteady => "events steady",
+                Contender::ShmioWaking => "shmio waking",
+                Contender::EventsWaking => "events waking",
+            })
+        }
+    }
 }
 
 /// `--sweep` and `--scaling`.
@@ -115,7 +140,7 @@ mod sweep;
 #[cfg(target_os = "linux")]
 mod linux {
     use super::sweep;
-    use std::fmt::Write as _;
+    use std::fmt::{self, Write as _};
     use std::time::{Duration, Instant};
 
     use shmio_bench::harness::{self, Named, Results, Settings};
@@ -225,48 +250,33 @@ mod linux {
             .collect();
 
         let mut rows = Vec::new();
-        const SPIN: &str = "raw shared-memory spin (the limit)";
-        const BUSY: &str = "round trip, 8 B, busy-poll (`try_recv_into`)";
-        const BLOCKING: &str = "round trip, 8 B, blocking (`recv_into`), steady traffic";
         let round_trip_rows = [
-            (BUSY, "shmio busy", "spin", SPIN, Some(Target::AtMost(1.5))),
             (
-                BUSY,
-                "shmio busy",
-                "iceoryx2",
-                "iceoryx2, busy-poll `receive()`",
+                RoundTrip::ShmioBusy,
+                RoundTrip::Spin,
+                Some(Target::AtMost(1.5)),
+            ),
+            (
+                RoundTrip::ShmioBusy,
+                RoundTrip::Iceoryx2,
                 Some(Target::AtMost(0.5)),
             ),
             (
-                BLOCKING,
-                "shmio blocking",
-                "spin",
-                SPIN,
+                RoundTrip::ShmioBlocking,
+                RoundTrip::Spin,
                 Some(Target::AtMost(2.0)),
             ),
-            (
-                BLOCKING,
-                "shmio blocking",
-                "futex",
-                "raw futex wait/wake",
-                None,
-            ),
-            (BLOCKING, "shmio blocking", "pipe", "pipe pair", None),
-            (
-                BLOCKING,
-                "shmio blocking",
-                "socket",
-                "Unix socket pair",
-                None,
-            ),
+            (RoundTrip::ShmioBlocking, RoundTrip::Futex, None),
+            (RoundTrip::ShmioBlocking, RoundTrip::Pipe, None),
+            (RoundTrip::ShmioBlocking, RoundTrip::Socket, None),
         ];
-        for (operation, ours, theirs, peer, target) in round_trip_rows {
+        for (ours, theirs, target) in round_trip_rows {
             if !round_trips.has(theirs) {
                 continue;
             }
             rows.push(Row {
-                operation: operation.to_owned(),
-                peer,
+                operation: format!("round trip, 8 B, {}", ours.label()),
+                peer: theirs.label(),
                 shmio: format_ns(round_trips.ns_per_op(ours)),
                 theirs: format_ns(round_trips.ns_per_op(theirs)),
                 ratio: round_trips.ratio(ours, theirs),
@@ -275,16 +285,20 @@ mod linux {
         }
         if let Some(pinned) = &pinned {
             let pinned_rows = [
-                (PINNED_BUSY, "shmio busy", Target::AtMost(1.3)),
-                (PINNED_BLOCKING, "shmio blocking", Target::AtMost(1.5)),
+                (PINNED_BUSY, RoundTrip::ShmioBusy, Target::AtMost(1.3)),
+                (
+                    PINNED_BLOCKING,
+                    RoundTrip::ShmioBlocking,
+                    Target::AtMost(1.5),
+                ),
             ];
             for (operation, ours, target) in pinned_rows {
                 rows.push(Row {
                     operation: operation.to_owned(),
                     peer: "raw shared-memory spin, pinned the same way",
                     shmio: format_ns(pinned.ns_per_op(ours)),
-                    theirs: format_ns(pinned.ns_per_op("spin")),
-                    ratio: pinned.ratio(ours, "spin"),
+                    theirs: format_ns(pinned.ns_per_op(RoundTrip::Spin)),
+                    ratio: pinned.ratio(ours, RoundTrip::Spin),
                     target: Some(target),
                 });
             }
@@ -295,37 +309,27 @@ mod linux {
                 WAKE_GAP.as_micros()
             ),
             peer: "raw futex wait/wake, after the same quiet",
-            shmio: format_ns(wake_ups.ns_per_op("shmio")),
-            theirs: format_ns(wake_ups.ns_per_op("futex")),
-            ratio: wake_ups.ratio("shmio", "futex"),
+            shmio: format_ns(wake_ups.ns_per_op(WakeUp::Shmio)),
+            theirs: format_ns(wake_ups.ns_per_op(WakeUp::Futex)),
+            ratio: wake_ups.ratio(WakeUp::Shmio, WakeUp::Futex),
             target: Some(Target::AtMost(1.2)),
         });
-        const CALL: &str =
-            "call with a reply (`Bus::call`), a 16-character string argument, one listener process";
-        rows.push(Row {
-            operation: CALL.to_owned(),
-            peer: "the same bytes through two raw `Channel` messages (the floor)",
-            shmio: format_ns(calls.results.ns_per_op("shmio call")),
-            theirs: format_ns(calls.results.ns_per_op("floor")),
-            ratio: calls.results.ratio("shmio call", "floor"),
-            target: Some(Target::AtMost(2.0)),
-        });
-        rows.push(Row {
-            operation: CALL.to_owned(),
-            peer: "the floor with the bus's encoding: JSON out and in on both sides, each message in a new buffer",
-            shmio: format_ns(calls.results.ns_per_op("shmio call")),
-            theirs: format_ns(calls.results.ns_per_op("floor + codec")),
-            ratio: calls.results.ratio("shmio call", "floor + codec"),
-            target: None,
-        });
-        if calls.dbus {
+        let call_rows = [
+            (Call::Floor, Some(Target::AtMost(2.0))),
+            (Call::FloorCodec, None),
+            (Call::Dbus, Some(Target::AtMost(0.05))),
+        ];
+        for (theirs, target) in call_rows {
+            if !calls.results.has(theirs) {
+                continue;
+            }
             rows.push(Row {
-                operation: CALL.to_owned(),
-                peer: "D-Bus method call through a private `dbus-daemon` (zbus)",
-                shmio: format_ns(calls.results.ns_per_op("shmio call")),
-                theirs: format_ns(calls.results.ns_per_op("dbus")),
-                ratio: calls.results.ratio("shmio call", "dbus"),
-                target: Some(Target::AtMost(0.05)),
+                operation: Call::Shmio.label().to_owned(),
+                peer: theirs.label(),
+                shmio: format_ns(calls.results.ns_per_op(Call::Shmio)),
+                theirs: format_ns(calls.results.ns_per_op(theirs)),
+                ratio: calls.results.ratio(Call::Shmio, theirs),
+                target,
             });
         }
         rows.push(Row {
@@ -333,9 +337,9 @@ mod linux {
                 "broadcast (`Bus::broadcast`) to {BROADCAST_TO} listener processes, every reply"
             ),
             peer: "as many `call_pid`s, one after another",
-            shmio: format_ns(bus_results.ns_per_op("broadcast")),
-            theirs: format_ns(bus_results.ns_per_op("one by one")),
-            ratio: bus_results.ratio("broadcast", "one by one"),
+            shmio: format_ns(bus_results.ns_per_op(BusOp::Broadcast)),
+            theirs: format_ns(bus_results.ns_per_op(BusOp::OneByOne)),
+            ratio: bus_results.ratio(BusOp::Broadcast, BusOp::OneByOne),
             target: None,
         });
         let request = bus::request_len();
@@ -343,41 +347,33 @@ mod linux {
             operation: "throughput, `Bus::post` of a 16-character string to one listener process"
                 .to_owned(),
             peer: "raw `Channel` messages of the same bytes (`send`/`recv_into`)",
-            shmio: format_rate(bus_results.ns_per_op("post"), request),
-            theirs: format_rate(bus_results.ns_per_op("channel"), request),
-            ratio: bus_results.ratio("channel", "post"),
+            shmio: format_rate(bus_results.ns_per_op(BusOp::Post), request),
+            theirs: format_rate(bus_results.ns_per_op(BusOp::Channel), request),
+            ratio: bus_results.ratio(BusOp::Channel, BusOp::Post),
             target: None,
         });
 
-        const MEMCPY: &str = "raw `memcpy` into a mapping (the limit)";
-        const ICEORYX2: &str = "iceoryx2, loan/write/send";
         let small_rows = [
-            ("copying", "shmio copy", "socket", "Unix socket pair", None),
+            (Transfer::Copy, Transfer::Socket, None),
             (
-                "copying",
-                "shmio copy",
-                "iceoryx2",
-                ICEORYX2,
+                Transfer::Copy,
+                Transfer::Iceoryx2,
                 Some(Target::AtLeast(2.0)),
             ),
             (
-                "in place",
-                "shmio in place",
-                "iceoryx2",
-                ICEORYX2,
+                Transfer::InPlace,
+                Transfer::Iceoryx2,
                 Some(Target::AtLeast(2.0)),
             ),
         ];
         let large_rows = [
-            ("copying", "shmio copy", "socket", "Unix socket pair", None),
-            ("copying", "shmio copy", "iceoryx2", ICEORYX2, None),
-            ("in place", "shmio in place", "iceoryx2", ICEORYX2, None),
-            ("copying", "shmio copy", "memcpy", MEMCPY, None),
+            (Transfer::Copy, Transfer::Socket, None),
+            (Transfer::Copy, Transfer::Iceoryx2, None),
+            (Transfer::InPlace, Transfer::Iceoryx2, None),
+            (Transfer::Copy, Transfer::Memcpy, None),
             (
-                "in place",
-                "shmio in place",
-                "memcpy",
-                MEMCPY,
+                Transfer::InPlace,
+                Transfer::Memcpy,
                 Some(Target::AtLeast(0.8)),
             ),
         ];
@@ -386,18 +382,13 @@ mod linux {
             (&large, LARGE, "64 KiB", &large_rows[..]),
         ];
         for (results, size, label, specs) in groups {
-            for &(how, ours, theirs, peer, target) in specs {
+            for &(ours, theirs, target) in specs {
                 if !results.has(theirs) {
                     continue;
                 }
-                let api = if how == "copying" {
-                    "`send`/`recv_into`"
-                } else {
-                    "`send_with`/`recv_with`"
-                };
                 rows.push(Row {
-                    operation: format!("throughput, {label}, {how} ({api})"),
-                    peer,
+                    operation: format!("throughput, {label}, {}", ours.label()),
+                    peer: theirs.label(),
                     shmio: format_rate(results.ns_per_op(ours), size),
                     theirs: format_rate(results.ns_per_op(theirs), size),
                     // Time per message peer / shmio = shmio's throughput / the peer's.
@@ -423,38 +414,87 @@ mod linux {
         Ok(())
     }
 
-    fn round_trips(base: &str, domain: &Domain, settings: Settings) -> Result<Results> {
+    fn round_trips(base: &str, domain: &Domain, settings: Settings) -> Result<Results<RoundTrip>> {
         #[allow(unused_mut)] // without the iceoryx2 feature
-        let mut sides: Vec<Named> = vec![
+        let mut sides: Vec<Named<RoundTrip>> = vec![
             (
-                "shmio busy",
+                RoundTrip::ShmioBusy,
                 Box::new(channel::BusyRoundTrip::start(&format!("{base}-rt-busy"))?),
             ),
             (
-                "shmio blocking",
+                RoundTrip::ShmioBlocking,
                 Box::new(channel::BlockingRoundTrip::start(&format!(
                     "{base}-rt-block"
                 ))?),
             ),
             (
-                "spin",
+                RoundTrip::Spin,
                 Box::new(spin::SpinRoundTrip::start(&format!("{base}-rt-spin"))?),
             ),
             (
-                "futex",
+                RoundTrip::Futex,
                 Box::new(futex::FutexRoundTrip::start(&format!("{base}-rt-futex"))?),
             ),
-            ("pipe", Box::new(stream::PipeRoundTrip::start()?)),
-            ("socket", Box::new(socket::SocketRoundTrip::start()?)),
+            (RoundTrip::Pipe, Box::new(stream::PipeRoundTrip::start()?)),
+            (
+                RoundTrip::Socket,
+                Box::new(socket::SocketRoundTrip::start()?),
+            ),
         ];
         #[cfg(feature = "iceoryx2")]
         sides.push((
-            "iceoryx2",
+            RoundTrip::Iceoryx2,
             Box::new(iceoryx2::RoundTrip::start(domain, &format!("{base}-rt"))?),
         ));
         #[cfg(not(feature = "iceoryx2"))]
         let _ = domain;
         harness::run("round trips", sides, settings)
+    }
+
+    /// The sides of the round trips, and of the pinned round trips (the
+    /// spin, the channel's two and the ladder's steps).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum RoundTrip {
+        ShmioBusy,
+        ShmioBlocking,
+        Spin,
+        Futex,
+        Pipe,
+        Socket,
+        Iceoryx2,
+        Ladder(ladder::Step),
+    }
+
+    impl RoundTrip {
+        /// What the table calls the side: the channel's sides in the
+        /// operation, the others in the peer column.
+        fn label(self) -> &'static str {
+            match self {
+                RoundTrip::ShmioBusy => "busy-poll (`try_recv_into`)",
+                RoundTrip::ShmioBlocking => "blocking (`recv_into`), steady traffic",
+                RoundTrip::Spin => "raw shared-memory spin (the limit)",
+                RoundTrip::Futex => "raw futex wait/wake",
+                RoundTrip::Pipe => "pipe pair",
+                RoundTrip::Socket => "Unix socket pair",
+                RoundTrip::Iceoryx2 => "iceoryx2, busy-poll `receive()`",
+                RoundTrip::Ladder(step) => step.key(),
+            }
+        }
+    }
+
+    impl fmt::Display for RoundTrip {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                RoundTrip::ShmioBusy => "shmio busy",
+                RoundTrip::ShmioBlocking => "shmio blocking",
+                RoundTrip::Spin => "spin",
+                RoundTrip::Futex => "futex",
+                RoundTrip::Pipe => "pipe",
+                RoundTrip::Socket => "socket",
+                RoundTrip::Iceoryx2 => "iceoryx2",
+                RoundTrip::Ladder(step) => step.key(),
+            })
+        }
     }
 
     const PINNED_BUSY: &str =
@@ -463,17 +503,17 @@ mod linux {
 
     /// Round trips that wake a sleeping child: the channel's blocking
     /// receive against a raw futex, each after [`WAKE_GAP`] of quiet.
-    fn wake_ups(base: &str, settings: Settings) -> Result<Results> {
-        let sides: Vec<Named> = vec![
+    fn wake_ups(base: &str, settings: Settings) -> Result<Results<WakeUp>> {
+        let sides: Vec<Named<WakeUp>> = vec![
             (
-                "shmio",
+                WakeUp::Shmio,
                 Box::new(channel::BlockingRoundTrip::waking(
                     &format!("{base}-wake-shmio"),
                     WAKE_GAP,
                 )?),
             ),
             (
-                "futex",
+                WakeUp::Futex,
                 Box::new(futex::FutexRoundTrip::waking(
                     &format!("{base}-wake-futex"),
                     WAKE_GAP,
@@ -483,58 +523,100 @@ mod linux {
         harness::run("wake-ups", sides, settings)
     }
 
+    /// The sides of the wake-ups.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum WakeUp {
+        Shmio,
+        Futex,
+    }
+
+    impl fmt::Display for WakeUp {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                WakeUp::Shmio => "shmio",
+                WakeUp::Futex => "futex",
+            })
+        }
+    }
+
     /// One producer and one consumer of 64-byte messages through a ring of
     /// 1024: crossbeam-channel between threads, the channel between
     /// processes, and the ladder's steps between processes.
-    fn throughput_ladder(base: &str, settings: Settings) -> Result<Results> {
-        let mut sides: Vec<Named> = vec![
-            ("crossbeam", Box::new(scaling::CrossbeamScaling::new(1, 1))),
-            (
-                "shmio",
-                Box::new(scaling::ChannelScaling::start(
+    fn throughput_ladder(base: &str, settings: Settings) -> Result<Results<OneWay>> {
+        let mut sides: Vec<Named<OneWay>> = Vec::new();
+        for side in OneWay::all() {
+            let started: Box<dyn harness::Side> = match side {
+                OneWay::Crossbeam => Box::new(scaling::CrossbeamScaling::new(1, 1)),
+                OneWay::Shmio => Box::new(scaling::ChannelScaling::start(
                     &format!("{base}-tl-shmio"),
                     1,
                     1,
                 )?),
-            ),
-        ];
-        for step in ladder::Step::CARRYING_64 {
-            let name = format!("{base}-tl-ladder{}", step as usize);
-            sides.push((
-                step.key(),
-                Box::new(ladder::LadderThroughput::start(&name, step)?),
-            ));
+                OneWay::Ladder(step) => Box::new(ladder::LadderThroughput::start(
+                    &format!("{base}-tl-ladder{}", step as usize),
+                    step,
+                )?),
+            };
+            sides.push((side, started));
         }
         harness::run("throughput ladder", sides, settings)
     }
 
+    /// The sides of the throughput ladder.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum OneWay {
+        Crossbeam,
+        Shmio,
+        Ladder(ladder::Step),
+    }
+
+    impl OneWay {
+        /// Every side, in the table's order.
+        fn all() -> impl Iterator<Item = OneWay> {
+            [OneWay::Crossbeam, OneWay::Shmio]
+                .into_iter()
+                .chain(ladder::Step::CARRYING_64.map(OneWay::Ladder))
+        }
+
+        /// What the table calls the side.
+        fn label(self) -> &'static str {
+            match self {
+                OneWay::Crossbeam => {
+                    "crossbeam-channel, `bounded(1024)`, two threads of one process"
+                }
+                OneWay::Shmio => "shmio `Channel`, two processes (`send`, `recv_into`)",
+                OneWay::Ladder(step) => step.key(),
+            }
+        }
+    }
+
+    impl fmt::Display for OneWay {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                OneWay::Crossbeam => "crossbeam",
+                OneWay::Shmio => "shmio",
+                OneWay::Ladder(step) => step.key(),
+            })
+        }
+    }
+
     /// The throughput ladder as a table: messages/s of each side, and its
     /// share of crossbeam-channel's.
-    fn throughput_ladder_table(results: &Results) -> String {
+    fn throughput_ladder_table(results: &Results<OneWay>) -> String {
         let mut out = String::from(
             "\n### Where a 64-byte message's time goes (one producer, one consumer, a ring of 1024, this run)\n\n\
              | side | messages/s | time per message | / crossbeam's messages/s |\n|---|---|---|---|\n",
         );
-        let mut line = |side: &str, key: &str| {
-            let ns = results.ns_per_op(key);
+        for side in OneWay::all() {
+            let ns = results.ns_per_op(side);
             let _ = writeln!(
                 out,
-                "| {side} | {} | {} | {:.2}× |",
+                "| {} | {} | {} | {:.2}× |",
+                side.label(),
                 format_rate(ns, 64),
                 format_ns(ns),
-                results.ratio("crossbeam", key)
+                results.ratio(OneWay::Crossbeam, side)
             );
-        };
-        line(
-            "crossbeam-channel, `bounded(1024)`, two threads of one process",
-            "crossbeam",
-        );
-        line(
-            "shmio `Channel`, two processes (`send`, `recv_into`)",
-            "shmio",
-        );
-        for step in ladder::Step::CARRYING_64 {
-            line(step.key(), step.key());
         }
         out.push_str(
             "\nThe same rungs as the round trips' (no packed rung: a 64-byte message never fit a 64-byte slot), \
@@ -547,15 +629,15 @@ mod linux {
 
     /// Where the pinned busy-poll round trip's time goes: the raw spin, the
     /// ladder's steps, the channel itself, as a table.
-    fn ladder_table(pinned: &Results) -> String {
-        let spin = pinned.ns_per_op("spin");
+    fn ladder_table(pinned: &Results<RoundTrip>) -> String {
+        let spin = pinned.ns_per_op(RoundTrip::Spin);
         let mut out = String::from(
             "\n### Where a busy-poll round trip's time goes (pinned, this run)\n\n\
              The channel's ring rebuilt on raw shared memory one step at a time (`sides::ladder`), each step \
              adding one thing to the one before, measured in the pinned group beside the raw spin and the channel:\n\n\
              | side | what it adds | round trip | / raw spin |\n|---|---|---|---|\n",
         );
-        let mut line = |side: &str, adds: &str, key: &str| {
+        let mut line = |side: &str, adds: &str, key: RoundTrip| {
             let _ = writeln!(
                 out,
                 "| {side} | {adds} | {} | {:.2}× |",
@@ -566,18 +648,18 @@ mod linux {
         line(
             "raw spin",
             "one word each way, always the same cache line",
-            "spin",
+            RoundTrip::Spin,
         );
         for step in ladder::Step::CARRYING_64 {
-            line(step.key(), step.adds(), step.key());
+            line(step.key(), step.adds(), RoundTrip::Ladder(step));
         }
         line(
             "shmio `Channel`, busy-poll",
             "the API: the participant's token, length checks, `Result`s, the copy into the caller's `Vec`",
-            "shmio busy",
+            RoundTrip::ShmioBusy,
         );
         let packed = ladder::Step::Packed;
-        line(packed.key(), packed.adds(), packed.key());
+        line(packed.key(), packed.adds(), RoundTrip::Ladder(packed));
         out.push_str(
             "\nRead it by differences within one run (the spin itself moves between about 100 and 450 ns \
              from run to run as the VM's CPUs land on different cores, pinned or not). Two findings are steady across runs: \
@@ -593,21 +675,21 @@ mod linux {
     /// one CPU and each child on another, beside the raw spin and the
     /// ladder of the channel's protocol (`sides::ladder`): where the
     /// time goes. `None` with fewer than two CPUs to use.
-    fn pinned_round_trips(base: &str, settings: Settings) -> Result<Option<Results>> {
+    fn pinned_round_trips(base: &str, settings: Settings) -> Result<Option<Results<RoundTrip>>> {
         let Some(_pinned) = shmio_bench::pin::Pinned::apart()? else {
             return Ok(None);
         };
-        let mut sides: Vec<Named> = vec![
+        let mut sides: Vec<Named<RoundTrip>> = vec![
             (
-                "spin",
+                RoundTrip::Spin,
                 Box::new(spin::SpinRoundTrip::start(&format!("{base}-pin-spin"))?),
             ),
             (
-                "shmio busy",
+                RoundTrip::ShmioBusy,
                 Box::new(channel::BusyRoundTrip::start(&format!("{base}-pin-busy"))?),
             ),
             (
-                "shmio blocking",
+                RoundTrip::ShmioBlocking,
                 Box::new(channel::BlockingRoundTrip::start(&format!(
                     "{base}-pin-block"
                 ))?),
@@ -616,7 +698,7 @@ mod linux {
         for step in ladder::Step::ALL {
             let name = format!("{base}-pin-ladder{}", step as usize);
             sides.push((
-                step.key(),
+                RoundTrip::Ladder(step),
                 Box::new(ladder::LadderRoundTrip::start(&name, step)?),
             ));
         }
@@ -626,30 +708,66 @@ mod linux {
     /// The call group's figures, and what the report says of the D-Bus
     /// peer (how it was measured, or why not).
     struct Calls {
-        results: Results,
-        dbus: bool,
+        results: Results<Call>,
         note: String,
+    }
+
+    /// The sides of the call group.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Call {
+        Shmio,
+        Floor,
+        FloorCodec,
+        Dbus,
+    }
+
+    impl Call {
+        /// What the table calls the side: shmio's in the operation, the
+        /// others in the peer column.
+        fn label(self) -> &'static str {
+            match self {
+                Call::Shmio => {
+                    "call with a reply (`Bus::call`), a 16-character string argument, one listener process"
+                }
+                Call::Floor => "the same bytes through two raw `Channel` messages (the floor)",
+                Call::FloorCodec => {
+                    "the floor with the bus's encoding: JSON out and in on both sides, each message in a new buffer"
+                }
+                Call::Dbus => "D-Bus method call through a private `dbus-daemon` (zbus)",
+            }
+        }
+    }
+
+    impl fmt::Display for Call {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                Call::Shmio => "shmio call",
+                Call::Floor => "floor",
+                Call::FloorCodec => "floor + codec",
+                Call::Dbus => "dbus",
+            })
+        }
     }
 
     /// The call group: shmio's bus `call` against its floor (the same
     /// bytes through two raw channel messages) and, where `dbus-daemon`
     /// is installed, a D-Bus method call.
     fn calls(base: &str, settings: Settings) -> Result<Calls> {
-        let ours = || -> Result<Vec<Named>> {
+        let ours = || -> Result<Vec<Named<Call>>> {
             Ok(vec![
                 (
-                    "shmio call",
+                    Call::Shmio,
                     Box::new(bus::CallRoundTrip::start(&format!("{base}-call"))?),
                 ),
                 (
-                    "floor",
+                    Call::Floor,
                     Box::new(channel::BlockingRoundTrip::sized(
                         &format!("{base}-call-floor"),
                         bus::request_len(),
                     )?),
                 ),
                 (
-                    "floor + codec",
+                    Call::FloorCodec,
                     Box::new(bus::CodecFloor::start(&format!("{base}-call-codec"))?),
                 ),
             ])
@@ -661,13 +779,12 @@ mod linux {
                 let results = harness::run("calls", ours()?, settings)?;
                 return Ok(Calls {
                     results,
-                    dbus: false,
                     note: format!("- D-Bus: {}.", dbus::MISSING),
                 });
             };
             let dir = daemon.dir().to_owned();
             let mut sides = ours()?;
-            sides.push(("dbus", Box::new(dbus::EchoCall::start(&daemon)?)));
+            sides.push((Call::Dbus, Box::new(dbus::EchoCall::start(&daemon)?)));
             let results = harness::run("calls", sides, settings)?;
             drop(daemon);
             let gone = if dir.exists() {
@@ -677,7 +794,6 @@ mod linux {
             };
             Ok(Calls {
                 results,
-                dbus: true,
                 note: format!(
                     "- D-Bus: the run's own `dbus-daemon` (a minimal session configuration and its socket in a \
                      private temporary directory; killed at the end, and the directory, `{}`, {gone}); a child owns \
@@ -691,7 +807,6 @@ mod linux {
         #[cfg(not(feature = "dbus"))]
         Ok(Calls {
             results: harness::run("calls", ours()?, settings)?,
-            dbus: false,
             note: "- D-Bus: not measured (built without the `dbus` feature).".to_owned(),
         })
     }
@@ -701,10 +816,10 @@ mod linux {
 
     /// The bus group: a broadcast against as many calls one by one, and
     /// posts against raw channel messages of the same bytes.
-    fn bus_group(base: &str, settings: Settings) -> Result<Results> {
-        let sides: Vec<Named> = vec![
+    fn bus_group(base: &str, settings: Settings) -> Result<Results<BusOp>> {
+        let sides: Vec<Named<BusOp>> = vec![
             (
-                "broadcast",
+                BusOp::Broadcast,
                 Box::new(bus::Broadcast::start(
                     &format!("{base}-bc"),
                     BROADCAST_TO,
@@ -712,7 +827,7 @@ mod linux {
                 )?),
             ),
             (
-                "one by one",
+                BusOp::OneByOne,
                 Box::new(bus::Broadcast::start(
                     &format!("{base}-bc1"),
                     BROADCAST_TO,
@@ -720,11 +835,11 @@ mod linux {
                 )?),
             ),
             (
-                "post",
+                BusOp::Post,
                 Box::new(bus::PostThroughput::start(&format!("{base}-post"))?),
             ),
             (
-                "channel",
+                BusOp::Channel,
                 Box::new(channel::Throughput::start(
                     &format!("{base}-post-floor"),
                     bus::request_len(),
@@ -736,6 +851,26 @@ mod linux {
         harness::run("bus", sides, settings)
     }
 
+    /// The sides of the bus group.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum BusOp {
+        Broadcast,
+        OneByOne,
+        Post,
+        Channel,
+    }
+
+    impl fmt::Display for BusOp {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                BusOp::Broadcast => "broadcast",
+                BusOp::OneByOne => "one by one",
+                BusOp::Post => "post",
+                BusOp::Channel => "channel",
+            })
+        }
+    }
+
     fn throughput(
         base: &str,
         domain: &Domain,
@@ -743,10 +878,10 @@ mod linux {
         size: usize,
         capacity: u32,
         memcpy: bool,
-    ) -> Result<Results> {
-        let mut sides: Vec<Named> = vec![
+    ) -> Result<Results<Transfer>> {
+        let mut sides: Vec<Named<Transfer>> = vec![
             (
-                "shmio copy",
+                Transfer::Copy,
                 Box::new(channel::Throughput::start(
                     &format!("{base}-tp{size}-copy"),
                     size,
@@ -755,7 +890,7 @@ mod linux {
                 )?),
             ),
             (
-                "shmio in place",
+                Transfer::InPlace,
                 Box::new(channel::Throughput::start(
                     &format!("{base}-tp{size}-in-place"),
                     size,
@@ -763,11 +898,14 @@ mod linux {
                     true,
                 )?),
             ),
-            ("socket", Box::new(socket::SocketThroughput::start(size)?)),
+            (
+                Transfer::Socket,
+                Box::new(socket::SocketThroughput::start(size)?),
+            ),
         ];
         #[cfg(feature = "iceoryx2")]
         sides.push((
-            "iceoryx2",
+            Transfer::Iceoryx2,
             Box::new(iceoryx2::Throughput::start(
                 domain,
                 &format!("{base}-tp{size}"),
@@ -779,9 +917,45 @@ mod linux {
         let _ = domain;
         if memcpy {
             let target = copy::Target::anonymous(size, capacity as usize)?;
-            sides.push(("memcpy", Box::new(target.memcpy()?)));
+            sides.push((Transfer::Memcpy, Box::new(target.memcpy()?)));
         }
         harness::run(&format!("throughput {size} B"), sides, settings)
+    }
+
+    /// The sides of the throughput groups.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Transfer {
+        Copy,
+        InPlace,
+        Socket,
+        Iceoryx2,
+        Memcpy,
+    }
+
+    impl Transfer {
+        /// What the table calls the side: the channel's sides in the
+        /// operation, the others in the peer column.
+        fn label(self) -> &'static str {
+            match self {
+                Transfer::Copy => "copying (`send`/`recv_into`)",
+                Transfer::InPlace => "in place (`send_with`/`recv_with`)",
+                Transfer::Socket => "Unix socket pair",
+                Transfer::Iceoryx2 => "iceoryx2, loan/write/send",
+                Transfer::Memcpy => "raw `memcpy` into a mapping (the limit)",
+            }
+        }
+    }
+
+    impl fmt::Display for Transfer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                Transfer::Copy => "shmio copy",
+                Transfer::InPlace => "shmio in place",
+                Transfer::Socket => "socket",
+                Transfer::Iceoryx2 => "iceoryx2",
+                Transfer::Memcpy => "memcpy",
+            })
+        }
     }
 
     #[derive(Clone, Copy)]

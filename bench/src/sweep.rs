@@ -20,7 +20,7 @@
 //! and 1024 slots (iceoryx2's subscriber buffer alike, and the memcpy
 //! target's slots).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use crate::harness::{self, Named, Progress, Results, Settings, Side};
 use crate::report::format_ns;
@@ -85,7 +85,7 @@ impl System {
         System::Memcpy,
     ];
 
-    /// The side's name in the harness.
+    /// The side's name in the harness (its `Display`).
     pub fn key(self) -> &'static str {
         match self {
             System::Copy => "shmio copy",
@@ -108,6 +108,12 @@ impl System {
     }
 }
 
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// One size's two groups.
 pub struct Point {
     /// The message size in bytes.
@@ -115,36 +121,34 @@ pub struct Point {
     /// The throughput ring's slots.
     pub capacity: u32,
     /// Time per round trip, per system (no memcpy).
-    pub round_trips: Results,
+    pub round_trips: Results<System>,
     /// Time per message one way, per system.
-    pub throughput: Results,
+    pub throughput: Results<System>,
 }
 
 impl Point {
     /// The median round trip of `system`, in nanoseconds, if it ran.
     pub fn round_trip_ns(&self, system: System) -> Option<f64> {
         self.round_trips
-            .has(system.key())
-            .then(|| self.round_trips.ns_per_op(system.key()))
+            .has(system)
+            .then(|| self.round_trips.ns_per_op(system))
     }
 
     /// The median throughput of `system`, in bytes per second, if it ran.
     pub fn bytes_per_second(&self, system: System) -> Option<f64> {
         self.throughput
-            .has(system.key())
-            .then(|| self.size as f64 * 1e9 / self.throughput.ns_per_op(system.key()))
+            .has(system)
+            .then(|| self.size as f64 * 1e9 / self.throughput.ns_per_op(system))
     }
 
     /// `a`'s round-trip time / `b`'s (the median of the per-round ratios).
     pub fn round_trip_ratio(&self, a: System, b: System) -> Option<f64> {
-        (self.round_trips.has(a.key()) && self.round_trips.has(b.key()))
-            .then(|| self.round_trips.ratio(a.key(), b.key()))
+        (self.round_trips.has(a) && self.round_trips.has(b)).then(|| self.round_trips.ratio(a, b))
     }
 
     /// `a`'s throughput / `b`'s (the median of the per-round ratios).
     pub fn throughput_ratio(&self, a: System, b: System) -> Option<f64> {
-        (self.throughput.has(a.key()) && self.throughput.has(b.key()))
-            .then(|| self.throughput.ratio(b.key(), a.key()))
+        (self.throughput.has(a) && self.throughput.has(b)).then(|| self.throughput.ratio(b, a))
     }
 }
 
@@ -181,7 +185,7 @@ pub fn run(
 
         let mut sides = group(Measure::Throughput)?;
         let target = copy::Target::anonymous(size, capacity as usize)?;
-        sides.push((System::Memcpy.key(), Box::new(target.memcpy()?)));
+        sides.push((System::Memcpy, Box::new(target.memcpy()?)));
         let throughput =
             harness::run_with_progress(&format!("throughput {size} B"), sides, settings, progress)?;
         if !target.landed()? {
@@ -230,8 +234,8 @@ fn sides_of(
     size: usize,
     capacity: u32,
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))] domain: &iceoryx2::Domain,
-) -> Result<Vec<Named<'static>>> {
-    let mut sides: Vec<Named> = Vec::new();
+) -> Result<Vec<Named<'static, System>>> {
+    let mut sides: Vec<Named<System>> = Vec::new();
     for (system, in_place) in [(System::Copy, false), (System::InPlace, true)] {
         let name = format!(
             "{base}-sw{size}-{}-{}",
@@ -244,7 +248,7 @@ fn sides_of(
                 Box::new(channel::Throughput::start(&name, size, capacity, in_place)?)
             }
         };
-        sides.push((system.key(), side));
+        sides.push((system, side));
     }
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     {
@@ -258,7 +262,7 @@ fn sides_of(
                 capacity as usize,
             )?),
         };
-        sides.push((System::Iceoryx2.key(), side));
+        sides.push((System::Iceoryx2, side));
     }
     #[cfg(unix)]
     {
@@ -266,7 +270,7 @@ fn sides_of(
             Measure::RoundTrip => Box::new(socket::SizedSocketRoundTrip::start(size)?),
             Measure::Throughput => Box::new(socket::SocketThroughput::start(size)?),
         };
-        sides.push((System::Socket.key(), side));
+        sides.push((System::Socket, side));
     }
     Ok(sides)
 }
@@ -280,18 +284,36 @@ pub const CROSSBEAM_SHARE: f64 = 0.7;
 pub struct Shape {
     pub producers: usize,
     pub consumers: usize,
-    pub results: Results,
+    pub results: Results<ShapeSide>,
+}
+
+/// The two sides of a scaling shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeSide {
+    /// shmio's channel between processes.
+    Shmio,
+    /// crossbeam-channel between threads of one process.
+    Crossbeam,
+}
+
+impl fmt::Display for ShapeSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ShapeSide::Shmio => "shmio",
+            ShapeSide::Crossbeam => "crossbeam",
+        })
+    }
 }
 
 impl Shape {
-    /// Total messages per second of `key` (`"shmio"` or `"crossbeam"`).
-    pub fn messages_per_second(&self, key: &str) -> f64 {
-        1e9 / self.results.ns_per_op(key)
+    /// Total messages per second of `side`.
+    pub fn messages_per_second(&self, side: ShapeSide) -> f64 {
+        1e9 / self.results.ns_per_op(side)
     }
 
     /// shmio's throughput / crossbeam's (the median of the per-round ratios).
     pub fn ratio(&self) -> f64 {
-        self.results.ratio("crossbeam", "shmio")
+        self.results.ratio(ShapeSide::Crossbeam, ShapeSide::Shmio)
     }
 }
 
@@ -305,9 +327,9 @@ pub fn scaling(
 ) -> Result<Vec<Shape>> {
     let mut out = Vec::new();
     for &(producers, consumers) in shapes {
-        let sides: Vec<Named> = vec![
+        let sides: Vec<Named<ShapeSide>> = vec![
             (
-                "shmio",
+                ShapeSide::Shmio,
                 Box::new(scaling::ChannelScaling::start(
                     &format!("{base}-scale{producers}x{consumers}"),
                     producers,
@@ -315,7 +337,7 @@ pub fn scaling(
                 )?),
             ),
             (
-                "crossbeam",
+                ShapeSide::Crossbeam,
                 Box::new(scaling::CrossbeamScaling::new(producers, consumers)),
             ),
         ];
@@ -394,7 +416,7 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
         sweep
             .points
             .iter()
-            .any(|p| p.throughput.has(system.key()) || p.round_trips.has(system.key()))
+            .any(|p| p.throughput.has(system) || p.round_trips.has(system))
     };
     let (iceoryx2, socket) = (ran(System::Iceoryx2), ran(System::Socket));
     let row = |cells: Vec<(bool, String)>| -> String {
@@ -553,8 +575,8 @@ pub fn scaling_table(shapes: &[Shape]) -> (String, Met) {
             "| {} × {} | {:.2} M msg/s | {:.2} M msg/s | {ratio:.2}× | {target} |",
             shape.producers,
             shape.consumers,
-            shape.messages_per_second("shmio") / 1e6,
-            shape.messages_per_second("crossbeam") / 1e6,
+            shape.messages_per_second(ShapeSide::Shmio) / 1e6,
+            shape.messages_per_second(ShapeSide::Crossbeam) / 1e6,
         );
     }
     (out, met)
@@ -564,7 +586,7 @@ pub fn scaling_table(shapes: &[Shape]) -> (String, Met) {
 /// the tables' and the chart's tests).
 #[cfg(test)]
 pub(crate) fn made_up(sizes: &[usize]) -> Sweep {
-    let keys = || System::ALL.iter().map(|s| s.key()).collect::<Vec<_>>();
+    let keys = || System::ALL.to_vec();
     let points = sizes
         .iter()
         .map(|&size| {

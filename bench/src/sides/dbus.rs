@@ -366,8 +366,22 @@ impl Side for EchoCall<'_> {
 /// `settings.rounds` batches (after the harness's sizing and warm-up).
 pub fn time_per_call(bus: &Bus, settings: Settings) -> Result<f64> {
     let side = EchoCall::start(bus)?;
-    let results = harness::run("D-Bus call", vec![("dbus", Box::new(side))], settings)?;
-    Ok(results.ns_per_op("dbus"))
+    let results = harness::run("D-Bus call", vec![(Alone::Dbus, Box::new(side))], settings)?;
+    Ok(results.ns_per_op(Alone::Dbus))
+}
+
+/// The one side of [`time_per_call`]'s run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alone {
+    Dbus,
+}
+
+impl std::fmt::Display for Alone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Alone::Dbus => "dbus",
+        })
+    }
 }
 
 /// What the echo child serves at [`PATH`].

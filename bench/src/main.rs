@@ -663,10 +663,9 @@ mod linux {
         out.push_str(
             "\nRead it by differences within one run (the spin itself moves between about 100 and 450 ns \
              from run to run as the VM's CPUs land on different cores, pinned or not). Two findings are steady across runs: \
-             the layout (the packed rung against the sleeper-check rung, and the channel itself, 151 ns before version 3 \
-             and 117 ns after), and that the sender's claim costs nothing. Not yet explained: the raw rebuild's later rungs (the \
-             receive claim or the shared positions, by run) cost more than the whole channel pays over the spin, so past them \
-             the ladder overstates; polling 4 times slower, or the two rings in separate mappings, did not change it.\n",
+             the layout (the packed rung against the sleeper-check rung), and that the sender's claim costs nothing. \
+             The raw rebuild's later rungs (the receive claim or the shared positions, by run) can cost more than the whole \
+             channel pays over the spin: past them the ladder overstates (bench/README.md has the runs).\n",
         );
         out
     }

@@ -34,8 +34,8 @@
 //! the bells, each slot) starts a 128-byte pair of cache lines of its own,
 //! and the stride is a multiple of 128: x86's adjacent-line prefetcher
 //! fetches a line's pair with it, so a sender's line next to a receiver's
-//! would bounce between them (since layout version 3; measured by the
-//! bench's ladder).
+//! would bounce between them (the bench lab's ladder measures what that
+//! costs: its packed rung).
 //!
 //! # The algorithm
 //!

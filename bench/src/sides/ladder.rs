@@ -44,9 +44,9 @@ pub enum Step {
     /// sender sleep without missing a wake-up. This is all the channel's
     /// ring does on a hand-over that finds its slot ready.
     SleeperCheck,
-    /// All of it in the channel's layout before version 3: 64-byte slots,
-    /// the positions and the sleepers count in adjacent cache lines, which
-    /// x86's adjacent-line prefetcher fetches as a pair.
+    /// All of it packed: 64-byte slots, the positions and the sleepers
+    /// count in adjacent cache lines, which x86's adjacent-line prefetcher
+    /// fetches as a pair (what the channel's 128-byte pairs avoid).
     Packed,
 }
 
@@ -86,7 +86,7 @@ impl Step {
                 "hand-overs by SeqCst swap, then a look at the sleepers count (blocking waits): the channel's ring"
             }
             Step::Packed => {
-                "the same in 64-byte slots, the positions in adjacent lines (the layout before version 3)"
+                "the same in 64-byte slots, the positions in adjacent lines (a packed layout)"
             }
         }
     }
@@ -135,7 +135,7 @@ const PAIRED: Layout = Layout {
     slot_bytes: 128,
 };
 
-/// The channel's layout before version 3: 64-byte lines.
+/// A packed layout: 64-byte lines, neighbours in adjacent ones.
 const PACKED: Layout = Layout {
     dequeue: 64,
     sleepers: 128,

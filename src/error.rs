@@ -339,6 +339,19 @@ pub enum Error {
         name: String,
     },
 
+    /// A topic's subscriber fell behind by more than the topic holds
+    /// ([`Overflow::Overwrite`](crate::Overflow::Overwrite)): `missed`
+    /// messages were overwritten before it read them. The subscription goes
+    /// on, from the oldest message the topic still holds: the next receive
+    /// gets it. Each message is either received or counted here, once.
+    #[error("the subscriber of the topic {name:?} fell behind and missed {missed} message(s)")]
+    Lagged {
+        /// The topic's name.
+        name: String,
+        /// How many messages it will never get.
+        missed: u64,
+    },
+
     /// `try_send` found the channel full. (It names no channel, so that a
     /// busy-polling sender allocates nothing.)
     #[error("the channel is full")]
@@ -582,6 +595,8 @@ impl Error {
             | Error::TooManyListeners { .. }
             | Error::Handler { .. } => K::Other,
             Error::ListenerDied { .. } | Error::Disconnected { .. } => K::BrokenPipe,
+            // The subscription goes on: a receive to try again.
+            Error::Lagged { .. } => K::Interrupted,
             Error::NoListener { .. } => K::NotFound,
             // Some listeners got it: not a call to retry as a whole.
             Error::PostIncomplete { .. } => K::Other,

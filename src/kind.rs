@@ -33,19 +33,22 @@ pub enum ObjectKind {
     Channel,
     /// The registry of a [`crate::Bus`]'s group.
     Bus,
+    /// A [`crate::Topic`].
+    Topic,
 }
 
 /// Every kind whose objects carry a magic: the ones shmio lays out itself.
-const WITH_MAGIC: [ObjectKind; 4] = [
+const WITH_MAGIC: [ObjectKind; 5] = [
     ObjectKind::Mutex,
     ObjectKind::Event,
     ObjectKind::Channel,
     ObjectKind::Bus,
+    ObjectKind::Topic,
 ];
 
 impl ObjectKind {
     /// A short lowercase word for it ("mapping", "mutex", "event",
-    /// "channel", "bus"): what the CLI and Python show, and what errors
+    /// "channel", "bus", "topic"): what the CLI and Python show, and what errors
     /// call it ([`crate::Error::AlreadyExists`]).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,6 +57,7 @@ impl ObjectKind {
             ObjectKind::Event => "event",
             ObjectKind::Channel => "channel",
             ObjectKind::Bus => "bus",
+            ObjectKind::Topic => "topic",
         }
     }
 
@@ -66,6 +70,7 @@ impl ObjectKind {
             ObjectKind::Event => b"shmioEVT",
             ObjectKind::Channel => b"shmioCHN",
             ObjectKind::Bus => b"shmioBUS",
+            ObjectKind::Topic => b"shmioTOP",
         })
     }
 
@@ -89,6 +94,7 @@ impl ObjectKind {
             ObjectKind::Event => "a shmio event",
             ObjectKind::Channel => "a shmio channel",
             ObjectKind::Bus => "a shmio bus",
+            ObjectKind::Topic => "a shmio topic",
         }
     }
 
@@ -102,6 +108,7 @@ impl ObjectKind {
             ObjectKind::Event => "it is a shmio event's state",
             ObjectKind::Channel => "it is a shmio channel: open it as one",
             ObjectKind::Bus => "it is a shmio bus group's registry",
+            ObjectKind::Topic => "it is a shmio topic: open it as one",
         }
     }
 }
@@ -137,6 +144,9 @@ mod tests {
             .chain(WITH_MAGIC)
             .map(|kind| kind.to_string())
             .collect();
-        assert_eq!(words, ["mapping", "mutex", "event", "channel", "bus"]);
+        assert_eq!(
+            words,
+            ["mapping", "mutex", "event", "channel", "bus", "topic"]
+        );
     }
 }

@@ -1,0 +1,993 @@
+//! [`Topic`]: publish–subscribe between processes, in a named mapping:
+//! every subscriber gets every message published after it subscribed (and,
+//! with a history, the last few before), each publisher's in the order it
+//! published them.
+//!
+//! The data is held once: one ring of `capacity` slots that publishers
+//! claim in turn and every subscriber reads at its own cursor (the layout
+//! and the algorithm are in `ring.rs`). What a slow subscriber costs is
+//! chosen at creation ([`Overflow`]): under `Overwrite` nothing waits for
+//! it, and it is told how many messages it missed; under `Block` a
+//! publisher waits for the slowest *live* subscriber, and a dead one is
+//! found by its seat (`src/participants.rs`) and let go. A publisher that
+//! dies while writing leaves a slot that names it: whoever waits on that
+//! slot publishes it as a tombstone, so no one sees a half-written
+//! message and nothing is wedged. Waiting spins briefly, then sleeps on a
+//! doorbell ([`sys::Waker`]), rung only when someone sleeps, as the
+//! channel's are.
+
+pub(crate) mod ring;
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::deadline;
+use crate::error::{Error, Result};
+use crate::kind::ObjectKind;
+use crate::mapping::{Mapping, Window, DEFAULT_MODE};
+use crate::name::Name;
+use crate::object::{self, Sharing};
+use crate::owner::Trust;
+use crate::participants::{self, Participant};
+use crate::sys::{self, Disposition};
+pub use ring::Overflow;
+use ring::{Blocked, Found, Ring, TOMBSTONE};
+
+/// Waits spin this many times before they look for the dead and sleep.
+const SPINS: u32 = 64;
+/// How long a sleeper sleeps at most before it looks for the dead again.
+const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The settings of a new topic, and who may share it.
+///
+/// ```
+/// use shmio::{Overflow, Topic};
+///
+/// # let name = format!("shmio-doc-topic-opts-{}", std::process::id());
+/// let topic = Topic::options()
+///     .capacity(256)
+///     .max_message_size(1024)
+///     .history(8)
+///     .overflow(Overflow::Block)
+///     .create_or_open(&name)?;
+/// assert_eq!(topic.history(), 8);
+/// # Ok::<(), shmio::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TopicOptions {
+    capacity: u32,
+    max_message_size: u32,
+    history: u32,
+    overflow: Overflow,
+    permissions: u32,
+    persistent: bool,
+    trust: Trust,
+}
+
+impl Default for TopicOptions {
+    fn default() -> Self {
+        TopicOptions {
+            capacity: 1024,
+            max_message_size: 4096,
+            history: 0,
+            overflow: Overflow::Overwrite,
+            permissions: DEFAULT_MODE,
+            persistent: false,
+            trust: Trust::OWN,
+        }
+    }
+}
+
+impl TopicOptions {
+    /// The defaults: 1,024 messages of up to 4 KiB, no history, overwrite.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages the topic holds (at least 1, at most 2^30).
+    pub fn capacity(&mut self, capacity: u32) -> &mut Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&mut self, max_message_size: u32) -> &mut Self {
+        self.max_message_size = max_message_size;
+        self
+    }
+
+    /// How many of the last messages a new subscriber gets first (less
+    /// than the capacity).
+    pub fn history(&mut self, history: u32) -> &mut Self {
+        self.history = history;
+        self
+    }
+
+    /// What a subscriber that falls behind costs (see [`Overflow`]).
+    pub fn overflow(&mut self, overflow: Overflow) -> &mut Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Whether the name stays after its last holder closes, until
+    /// [`Topic::remove`].
+    pub fn persistent(&mut self, persistent: bool) -> &mut Self {
+        self.persistent = persistent;
+        self
+    }
+
+    crate::owner::sharing_options!("topic", permissions);
+
+    crate::object::finish_options!(
+        Topic,
+        "topic",
+        "A new one takes these options' settings; an existing one keeps its own, and \
+         `create_or_open` says [`Error::Mismatch`] if they differ."
+    );
+
+    /// Creates and/or opens the topic `name`, as `how` says.
+    fn make(&self, name: &str, how: Disposition) -> Result<Topic> {
+        let name = Name::new(name)?;
+        let size = self.check(name.as_str())?;
+        let (capacity, max, history, overflow) = (
+            self.capacity,
+            self.max_message_size,
+            self.history,
+            self.overflow,
+        );
+        let init = |window: &Window| {
+            window.write_value(ring::CAPACITY, &capacity)?;
+            window.write_value(ring::MAX_MESSAGE, &max)?;
+            let stride = ring::stride_for(max);
+            window.write_value(ring::STRIDE, &(stride as u32))?;
+            window.write_value(ring::HISTORY, &history)?;
+            window.write_value(ring::OVERFLOW, &overflow.word())?;
+            for index in 0..u64::from(capacity) {
+                let start = Ring::slot_start(index, stride);
+                window.write_value(start, &Ring::initial_state(index, capacity))?;
+                window.write_value(start + Ring::SLOT_LEN, &TOMBSTONE)?;
+            }
+            Ok(())
+        };
+        let sharing = Sharing {
+            permissions: self.permissions,
+            trust: &self.trust,
+            parent_only: true,
+            persistent: self.persistent,
+        };
+        let (map, existed) =
+            object::make(name.as_str(), how, size, &sharing, ObjectKind::Topic, &init)
+                .map_err(|error| error.of(ObjectKind::Topic, name.as_str()))?;
+        let topic = Topic::from_map(map, name.as_str(), &self.trust)?;
+        let asked = Settings {
+            capacity,
+            max_message_size: max,
+            history,
+            overflow,
+        };
+        if existed && how != Disposition::Open && topic.shared.settings != asked {
+            return Err(Error::Mismatch {
+                name: name.as_str().to_owned(),
+                asked: asked.to_string().into(),
+                found: topic.shared.settings.to_string().into(),
+            });
+        }
+        Ok(topic)
+    }
+
+    /// Checks a new topic's settings; the bytes it takes.
+    fn check(&self, name: &str) -> Result<u64> {
+        if self.capacity == 0 || self.max_message_size == 0 {
+            return Err(Error::InvalidOptions {
+                reason: "a topic needs a capacity and a max_message_size of at least 1",
+            });
+        }
+        if self.capacity > ring::MAX_CAPACITY {
+            return Err(Error::InvalidOptions {
+                reason: "a topic holds at most 2^30 messages",
+            });
+        }
+        if self.history >= self.capacity {
+            return Err(Error::InvalidOptions {
+                reason: "a topic's history must be less than its capacity",
+            });
+        }
+        match Ring::size_for(self.capacity, self.max_message_size) {
+            Some(size) if size <= sys::MAX_MAP_LEN => Ok(size),
+            _ => Err(Error::TooLarge {
+                size: u64::MAX,
+                limit: sys::MAX_MAP_LEN,
+                target: name.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A topic's settings, as its creator chose them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Settings {
+    capacity: u32,
+    max_message_size: u32,
+    history: u32,
+    overflow: Overflow,
+}
+
+impl std::fmt::Display for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a topic of {} messages of up to {} bytes, history {}, {:?}",
+            self.capacity, self.max_message_size, self.history, self.overflow
+        )
+    }
+}
+
+/// What every handle of one topic in this process shares: the mapping and
+/// the ring over it, the doorbells, and the publisher's cached gate.
+struct Shared {
+    ring: Ring,
+    /// Keeps the ring's memory mapped.
+    map: Mapping,
+    name: String,
+    os_name: String,
+    trust: Trust,
+    settings: Settings,
+    data_bell: sys::Waker,
+    space_bell: sys::Waker,
+}
+
+/// A publish–subscribe topic between processes, found by name.
+///
+/// Any number of processes publish to it and subscribe to it; every
+/// subscriber gets every message published after it subscribed, each
+/// publisher's in the order published, and a new subscriber first gets the
+/// last [`history`](TopicOptions::history) messages. A topic holds its
+/// messages once, however many subscribe (up to 1,024 handles and
+/// subscribers together, [`Error::TooManyParticipants`]), and reserves all
+/// of its memory when it is made: a full `/dev/shm` is an error then,
+/// never a crash later. It takes `135,808 + capacity × stride` bytes,
+/// where the stride is 16 + `max_message_size` rounded up to 128.
+///
+/// A process killed while publishing never shows a half-written message
+/// and never wedges the topic (its message is dropped); one killed while
+/// subscribed holds no one back. Who is dead is never decided by a process
+/// id, as for [`Channel`](crate::Channel).
+///
+/// ```
+/// use shmio::Topic;
+///
+/// # let name = format!("shmio-doc-topic-{}", std::process::id());
+/// let topic = Topic::options().history(1).create_or_open(&name)?;
+/// topic.publish(b"before")?;
+/// let mut first = topic.subscribe()?; // e.g. in another process
+/// let mut second = Topic::open(&name)?.subscribe()?;
+/// topic.publish(b"hello")?;
+/// assert_eq!(first.recv()?, b"before"); // the history
+/// assert_eq!(first.recv()?, b"hello");
+/// assert_eq!(second.recv()?, b"before");
+/// assert_eq!(second.recv()?, b"hello");
+/// # Ok::<(), shmio::Error>(())
+/// ```
+pub struct Topic {
+    shared: Arc<Shared>,
+    /// The publisher's seat: its token signs its claims.
+    participant: Participant,
+    /// The lowest subscriber cursor, as last looked at, and the count of
+    /// subscriptions it was looked at with ([`Overflow::Block`]).
+    gate_low: AtomicU64,
+    gate_subscriptions: AtomicU64,
+}
+
+impl Topic {
+    /// Opens the topic called `name`, creating it with the default
+    /// settings if there is none (see [`Topic::options`] for others).
+    pub fn create_or_open(name: &str) -> Result<Topic> {
+        Topic::options().create_or_open(name)
+    }
+
+    /// Opens an existing topic, whatever its settings.
+    pub fn open(name: &str) -> Result<Topic> {
+        Topic::options().open(name)
+    }
+
+    /// A builder for every setting: capacity, message size, history,
+    /// overflow, permissions, trusted owners.
+    pub fn options() -> TopicOptions {
+        TopicOptions::new()
+    }
+
+    /// Removes the name of the topic `name` (see [`Mapping::remove`]):
+    /// its holders keep it, new opens no longer find it.
+    pub fn remove(name: &str) -> Result<()> {
+        Mapping::remove(name)
+    }
+
+    fn from_map(map: Mapping, name: &str, trust: &Trust) -> Result<Topic> {
+        let capacity: u32 = map.read_value_at(ring::CAPACITY)?;
+        let max_message_size: u32 = map.read_value_at(ring::MAX_MESSAGE)?;
+        let stride: u32 = map.read_value_at(ring::STRIDE)?;
+        let history: u32 = map.read_value_at(ring::HISTORY)?;
+        let overflow_word: u32 = map.read_value_at(ring::OVERFLOW)?;
+        let corrupt = |offset: u64, reason: String| Error::Corrupt { offset, reason };
+        if u64::from(stride) != ring::stride_for(max_message_size) {
+            return Err(corrupt(
+                ring::STRIDE,
+                format!("{name:?}: a slot stride of {stride} does not match messages of {max_message_size} bytes"),
+            ));
+        }
+        let overflow = Overflow::from_word(overflow_word).ok_or_else(|| {
+            corrupt(
+                ring::OVERFLOW,
+                format!("{name:?}: no overflow policy is {overflow_word}"),
+            )
+        })?;
+        if history >= capacity {
+            return Err(corrupt(
+                ring::HISTORY,
+                format!("{name:?}: a history of {history} in {capacity} slots"),
+            ));
+        }
+        // SAFETY: the window is the whole live mapping, page-aligned and
+        // writable, and `map` is kept in Shared beside the ring.
+        let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
+        let os_name = map.os_name().unwrap_or_default();
+        let participant = Participant::join(ring.generations(), map.object(), &os_name, name)?;
+        let shared = Shared {
+            data_bell: sys::Waker::open(name, "data", trust)?,
+            space_bell: sys::Waker::open(name, "space", trust)?,
+            ring,
+            map,
+            name: name.to_owned(),
+            os_name,
+            trust: trust.clone(),
+            settings: Settings {
+                capacity,
+                max_message_size,
+                history,
+                overflow,
+            },
+        };
+        Ok(Topic {
+            shared: Arc::new(shared),
+            participant,
+            gate_low: AtomicU64::new(0),
+            gate_subscriptions: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many messages it holds.
+    pub fn capacity(&self) -> u32 {
+        self.shared.settings.capacity
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_size(&self) -> u32 {
+        self.shared.settings.max_message_size
+    }
+
+    /// How many of the last messages a new subscriber gets first.
+    pub fn history(&self) -> u32 {
+        self.shared.settings.history
+    }
+
+    /// What a subscriber that falls behind costs.
+    pub fn overflow(&self) -> Overflow {
+        self.shared.settings.overflow
+    }
+
+    /// How many messages have been published (or are being written).
+    pub fn published(&self) -> u64 {
+        self.shared.ring.head()
+    }
+
+    /// How many subscribers hold a cursor now (a dead one until it is
+    /// found out).
+    pub fn subscribers(&self) -> usize {
+        self.shared.ring.subscribers()
+    }
+
+    /// Whether this process made the topic (false: it opened an existing one).
+    pub fn existed(&self) -> bool {
+        self.shared.map.existed()
+    }
+
+    /// Publishes `message` to every subscriber. Under [`Overflow::Block`]
+    /// it waits while the slowest live subscriber has not read the message
+    /// it would overwrite.
+    pub fn publish(&self, message: &[u8]) -> Result<()> {
+        self.publish_until(message, None)
+    }
+
+    /// As [`publish`](Self::publish), without waiting: [`Error::Full`] if
+    /// a subscriber holds it back (only under [`Overflow::Block`]).
+    pub fn try_publish(&self, message: &[u8]) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let claim = self
+            .shared
+            .ring
+            .claim(self.token()?, |seq| self.gate(seq))
+            .map_err(|blocked| {
+                self.repair(blocked);
+                Error::Full
+            })?;
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+        Ok(())
+    }
+
+    /// As [`publish`](Self::publish), waiting at most `timeout`:
+    /// [`Error::TimedOut`] if the slowest subscriber did not make room.
+    pub fn publish_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
+        self.publish_until(message, Some(deadline::after(timeout)))
+    }
+
+    /// Publishes a message of `len` bytes written in place by `fill`: no
+    /// intermediate copy.
+    ///
+    /// # Safety
+    /// `fill` gets a `&mut [u8]` into shared memory: the slot this process
+    /// has claimed. Every process that opens this topic must follow
+    /// shmio's protocol (only shmio's `Topic` touches its mapping), or
+    /// another process could touch the bytes while `fill` holds them.
+    pub unsafe fn publish_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
+        let len = self.message_len(len)?;
+        let claim = self.wait_claim(None)?;
+        self.fill_and_publish(claim, len, fill);
+        Ok(())
+    }
+
+    /// Publishes `value` as JSON (the codec of mapping records).
+    pub fn publish_record<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.publish(&crate::mapping::record::encode_payload(value)?)
+    }
+
+    /// Subscribes: a [`Subscriber`] that gets every message published from
+    /// now on, after the topic's history.
+    pub fn subscribe(&self) -> Result<Subscriber> {
+        let shared = Arc::clone(&self.shared);
+        let participant = Participant::join(
+            shared.ring.generations(),
+            shared.map.object(),
+            &shared.os_name,
+            &shared.name,
+        )?;
+        let token = participant.token();
+        let seat = participant.seat();
+        let next = shared
+            .ring
+            .subscribe(seat, token, u64::from(shared.settings.history));
+        Ok(Subscriber {
+            shared,
+            participant,
+            next,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn publish_until(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let claim = self.wait_claim(deadline)?;
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+        Ok(())
+    }
+
+    /// This handle's token, which signs its claims; [`Error::Inherited`] in
+    /// a forked child, whose copy of the handle is its parent's participant.
+    fn token(&self) -> Result<u32> {
+        if self.participant.is_here() {
+            return Ok(self.participant.token());
+        }
+        Err(Error::Inherited {
+            kind: "topic",
+            name: self.shared.name.clone(),
+        })
+    }
+
+    /// The length of a message as stored, or why it cannot be published.
+    fn message_len(&self, len: usize) -> Result<u32> {
+        match u32::try_from(len) {
+            Ok(len) if self.shared.ring.fits(len) => Ok(len),
+            _ => Err(Error::MessageTooLarge {
+                len: len as u64,
+                max: self.shared.settings.max_message_size,
+            }),
+        }
+    }
+
+    /// Whether message `seq` may be written now: under [`Overflow::Block`],
+    /// whether every subscriber has read `seq - capacity`. The lowest
+    /// cursor is looked at again only when `seq` would pass the one last
+    /// seen, or a subscriber joined since.
+    fn gate(&self, seq: u64) -> std::result::Result<(), Blocked> {
+        let ring = &self.shared.ring;
+        if self.shared.settings.overflow == Overflow::Overwrite || seq < ring.capacity() {
+            return Ok(());
+        }
+        let needs = seq - ring.capacity();
+        let subscriptions = ring.subscriptions();
+        if subscriptions == self.gate_subscriptions.load(Ordering::Relaxed)
+            && self.gate_low.load(Ordering::Relaxed) > needs
+        {
+            return Ok(());
+        }
+        let lowest = ring.lowest_cursor();
+        self.gate_subscriptions
+            .store(subscriptions, Ordering::Relaxed);
+        match lowest {
+            None => {
+                self.gate_low.store(u64::MAX, Ordering::Relaxed);
+                Ok(())
+            }
+            Some((next, seat, token)) => {
+                self.gate_low.store(next, Ordering::Relaxed);
+                if next > needs {
+                    Ok(())
+                } else {
+                    Err(Blocked::Behind { seat, token, needs })
+                }
+            }
+        }
+    }
+
+    /// Claims the next message's slot, waiting (spin, then sleep) until
+    /// `deadline`.
+    fn wait_claim(&self, deadline: Option<Instant>) -> Result<ring::Claim> {
+        let me = self.token()?;
+        let shared = &self.shared;
+        let mut spins = 0;
+        loop {
+            let blocked = match shared.ring.claim(me, |seq| self.gate(seq)) {
+                Ok(claim) => return Ok(claim),
+                Err(blocked) => blocked,
+            };
+            if let Some(deadline) = deadline {
+                if Instant::now() >= deadline {
+                    return Err(Error::TimedOut {
+                        name: shared.name.clone(),
+                    });
+                }
+            }
+            if spins < SPINS {
+                spins += 1;
+                if spins < SPINS / 2 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            if self.repair(blocked) {
+                continue;
+            }
+            let nap = deadline.map_or(REPAIR_INTERVAL, |deadline| {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(REPAIR_INTERVAL)
+            });
+            match blocked {
+                // A live publisher is still writing the slot: it is about
+                // to publish, and rings no bell a publisher sleeps on.
+                Blocked::Writing { .. } => std::thread::sleep(nap.min(Duration::from_millis(1))),
+                Blocked::Behind { needs, .. } => {
+                    let ring = &shared.ring;
+                    let sleepers = ring.u32_at(ring::SPACE_SLEEPERS);
+                    let bell = ring.u32_at(ring::SPACE_BELL);
+                    sleepers.fetch_add(1, Ordering::SeqCst);
+                    // Pairs with the subscriber's SeqCst cursor store and
+                    // its look at the sleepers: either its move is seen
+                    // below, or it sees this sleeper and rings.
+                    fence(Ordering::SeqCst);
+                    let seen = bell.load(Ordering::SeqCst);
+                    let still = ring
+                        .lowest_cursor()
+                        .is_some_and(|(next, _, _)| next <= needs);
+                    if still {
+                        shared.space_bell.wait(bell, seen, Some(nap));
+                    }
+                    sleepers.fetch_sub(1, Ordering::SeqCst);
+                    // Look again, whatever the cache says.
+                    self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Undoes what a dead participant left in the way: a message it was
+    /// writing (published as a tombstone) or its cursor (let go). Whether
+    /// it changed anything.
+    fn repair(&self, blocked: Blocked) -> bool {
+        let shared = &self.shared;
+        match blocked {
+            Blocked::Writing { seq, state, owner } => {
+                !shared.is_alive(owner, self.participant.token()) && shared.ring.bury(seq, state)
+            }
+            Blocked::Behind { seat, token, .. } => {
+                if shared.is_alive(token, self.participant.token()) {
+                    return false;
+                }
+                self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);
+                shared.ring.drop_subscriber(seat, token)
+            }
+        }
+    }
+
+    /// Writes a claimed slot with `fill` and publishes it; a panic in
+    /// `fill` publishes a tombstone, so the slot is never left claimed.
+    fn fill_and_publish(&self, claim: ring::Claim, len: u32, fill: impl FnOnce(&mut [u8])) {
+        struct Tombstone<'a> {
+            ring: &'a Ring,
+            claim: Option<ring::Claim>,
+        }
+        impl Drop for Tombstone<'_> {
+            fn drop(&mut self) {
+                if let Some(claim) = self.claim.take() {
+                    self.ring.publish(claim, TOMBSTONE);
+                }
+            }
+        }
+        let shared = &self.shared;
+        let slot_ptr = shared.ring.payload(claim.seq);
+        let mut guard = Tombstone {
+            ring: &shared.ring,
+            claim: Some(claim),
+        };
+        // SAFETY: the slot is claimed by this process, lies inside the
+        // mapping, and holds at least `max_message_size >= len` bytes.
+        let slot = unsafe { std::slice::from_raw_parts_mut(slot_ptr.as_ptr(), len as usize) };
+        fill(slot);
+        if let Some(claim) = guard.claim.take() {
+            if shared.ring.publish(claim, len) {
+                shared.ring_bell(ring::DATA_BELL, ring::DATA_SLEEPERS, &shared.data_bell);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Whether the participant `token` is alive (`own` is).
+    fn is_alive(&self, token: u32, own: u32) -> bool {
+        token == own
+            || participants::is_alive(
+                token,
+                self.ring.generations(),
+                self.map.object(),
+                &self.os_name,
+                &self.trust,
+            )
+    }
+
+    /// Rings a doorbell if anyone sleeps on it: bumps its word, so a
+    /// sleeper about to sleep sees the change, and wakes every sleeper.
+    fn ring_bell(&self, bell_offset: u64, sleepers_offset: u64, bell: &sys::Waker) {
+        if self.ring.u32_at(sleepers_offset).load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let word: &AtomicU32 = self.ring.u32_at(bell_offset);
+        word.fetch_add(1, Ordering::SeqCst);
+        bell.wake(word, u32::MAX);
+    }
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.shared.name)
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One subscription to a [`Topic`]: gets every message published after it
+/// was made (after the topic's history), in order, at its own pace.
+///
+/// Receiving takes `&mut self`: a subscription has one reader. For several
+/// readers that each get every message, subscribe several times; for a
+/// queue whose messages go to one reader each, see
+/// [`Channel`](crate::Channel). Dropping it lets go of its cursor, so that
+/// it holds no publisher back.
+pub struct Subscriber {
+    shared: Arc<Shared>,
+    participant: Participant,
+    /// The next message to read (its cursor's value, kept here too).
+    next: u64,
+    /// Where a message is copied before it is handed over in place under
+    /// [`Overflow::Overwrite`].
+    scratch: Vec<u8>,
+}
+
+impl Subscriber {
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many messages are waiting for this subscriber (at most the
+    /// topic's capacity).
+    pub fn len(&self) -> u64 {
+        self.shared.ring.ahead_of(self.next)
+    }
+
+    /// Whether no message is waiting for this subscriber.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Receives the next message, waiting until one is published.
+    /// [`Error::Lagged`] if messages were overwritten before this
+    /// subscriber read them ([`Overflow::Overwrite`]); the next call goes
+    /// on from the oldest one held.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`recv`](Self::recv), into `buf` (replacing what it held).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_until(None, buf)
+    }
+
+    /// As [`recv`](Self::recv) if a message is waiting: [`Error::Empty`] if not.
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.try_recv_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`recv_into`](Self::recv_into) if a message is waiting:
+    /// [`Error::Empty`] if not.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_until(Some(Instant::now()), buf)
+            .map_err(|error| match error {
+                Error::TimedOut { .. } => Error::Empty,
+                other => other,
+            })
+    }
+
+    /// As [`recv`](Self::recv), waiting at most `timeout`:
+    /// [`Error::TimedOut`] if nothing came.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_until(Some(deadline::after(timeout)), &mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`recv_into`](Self::recv_into), waiting at most `timeout`.
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        self.recv_until(Some(deadline::after(timeout)), buf)
+    }
+
+    /// Receives a message published with
+    /// [`publish_record`](Topic::publish_record), as a `T`. A message that
+    /// does not decode is [`Error::UndecodableMessage`] with its bytes.
+    pub fn recv_record<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let message = self.recv()?;
+        self.decode(message)
+    }
+
+    /// As [`recv_record`](Self::recv_record), waiting at most `timeout`.
+    pub fn recv_record_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T> {
+        let message = self.recv_timeout(timeout)?;
+        self.decode(message)
+    }
+
+    /// Receives the next message and hands it to `read`: in place under
+    /// [`Overflow::Block`] (no publisher writes the slot until this
+    /// subscriber has moved past it), from a copy under
+    /// [`Overflow::Overwrite`] (a publisher may overwrite the slot at any
+    /// time; the copy is checked whole before `read` sees it).
+    ///
+    /// # Safety
+    /// Under [`Overflow::Block`] `read` gets a `&[u8]` into shared memory:
+    /// every process that opens this topic must follow shmio's protocol
+    /// (only shmio's `Topic` touches its mapping), or another process could
+    /// write the bytes while `read` holds them.
+    pub unsafe fn recv_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let mut read = Some(read);
+        let mut result = None;
+        if self.shared.settings.overflow == Overflow::Block {
+            self.next_message(None, |slot| {
+                if let Some(read) = read.take() {
+                    result = Some(read(slot));
+                }
+                true
+            })?;
+        } else {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let received = self.recv_until(None, &mut scratch);
+            if received.is_ok() {
+                if let Some(read) = read.take() {
+                    result = Some(read(&scratch));
+                }
+            }
+            self.scratch = scratch;
+            received?;
+        }
+        result.ok_or_else(|| Error::Corrupt {
+            offset: 0,
+            reason: "a received message was not read".to_owned(),
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, message: Vec<u8>) -> Result<T> {
+        serde_json::from_slice(&message).map_err(|source| Error::UndecodableMessage {
+            channel: self.shared.name.clone(),
+            source: source.into(),
+            raw: message,
+        })
+    }
+
+    /// Receives into `buf`, waiting until `deadline`.
+    fn recv_until(&mut self, deadline: Option<Instant>, buf: &mut Vec<u8>) -> Result<()> {
+        let check_whole = self.shared.settings.overflow == Overflow::Overwrite;
+        let received = self.next_message(deadline, |slot| {
+            buf.clear();
+            buf.extend_from_slice(slot);
+            !check_whole
+        });
+        if received.is_err() {
+            // What a copy overwritten meanwhile left there is no message.
+            buf.clear();
+        }
+        received
+    }
+
+    /// Waits for the next message and hands its bytes to `take`, which
+    /// says whether what it took needs no second look; under
+    /// [`Overflow::Overwrite`] the slot is checked after `take` (a message
+    /// overwritten meanwhile is reported missed, and what `take` took is
+    /// to be thrown away by the caller, who gets the error).
+    fn next_message(
+        &mut self,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> Result<()> {
+        self.token()?;
+        let mut spins = 0;
+        loop {
+            let ring = &self.shared.ring;
+            match ring.look(self.next) {
+                Found::Message { seq, len, state } => {
+                    if len == TOMBSTONE {
+                        self.move_on(seq + 1);
+                        continue;
+                    }
+                    if !ring.fits(len) {
+                        return Err(Error::Corrupt {
+                            offset: 0,
+                            reason: format!(
+                                "{:?}: a message claims {len} bytes; the topic holds at most {}",
+                                self.shared.name, self.shared.settings.max_message_size
+                            ),
+                        });
+                    }
+                    let payload = ring.payload(seq);
+                    // SAFETY: the slot lies inside the mapping and holds
+                    // `len <= max_message_size` bytes (checked above).
+                    // Under Block no publisher writes it until this
+                    // subscriber moves past it; under Overwrite one may,
+                    // and `still` below throws the copy away then.
+                    let slot =
+                        unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
+                    let settled = take(slot);
+                    if !settled && !ring.still(seq, state) {
+                        // Overwritten while it was read: look again, which
+                        // says how many were missed.
+                        continue;
+                    }
+                    self.move_on(seq + 1);
+                    return Ok(());
+                }
+                Found::Lapped { oldest } => {
+                    let missed = oldest - self.next;
+                    self.move_on(oldest);
+                    return Err(Error::Lagged {
+                        name: self.shared.name.clone(),
+                        missed,
+                    });
+                }
+                Found::Nothing { state } => {
+                    self.wait(&mut spins, deadline, state)?;
+                }
+            }
+        }
+    }
+
+    /// Moves this subscriber's cursor to `next`, and wakes a publisher
+    /// that waits for it.
+    fn move_on(&mut self, next: u64) {
+        self.next = next;
+        let shared = &self.shared;
+        shared.ring.advance(self.participant.seat(), next);
+        if shared.settings.overflow == Overflow::Block {
+            shared.ring_bell(ring::SPACE_BELL, ring::SPACE_SLEEPERS, &shared.space_bell);
+        }
+    }
+
+    /// One step of waiting for the next message: spins first, then buries
+    /// a dead publisher's message or sleeps on the data doorbell.
+    fn wait(&self, spins: &mut u32, deadline: Option<Instant>, state: u64) -> Result<()> {
+        let shared = &self.shared;
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(Error::TimedOut {
+                name: shared.name.clone(),
+            });
+        }
+        if *spins < SPINS {
+            *spins += 1;
+            if *spins < SPINS / 2 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            return Ok(());
+        }
+        if let Some(writer) = Ring::writer(self.next, state) {
+            if !shared.is_alive(writer, self.participant.token())
+                && shared.ring.bury(self.next, state)
+            {
+                return Ok(());
+            }
+        }
+        let ring = &shared.ring;
+        let sleepers = ring.u32_at(ring::DATA_SLEEPERS);
+        let bell = ring.u32_at(ring::DATA_BELL);
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the SeqCst publish and the publisher's look at the
+        // sleepers: either the message is seen below, or the publisher
+        // sees this sleeper and rings.
+        fence(Ordering::SeqCst);
+        let seen = bell.load(Ordering::SeqCst);
+        if matches!(ring.look(self.next), Found::Nothing { .. }) {
+            let nap = deadline.map_or(REPAIR_INTERVAL, |deadline| {
+                deadline.saturating_duration_since(now).min(REPAIR_INTERVAL)
+            });
+            shared.data_bell.wait(bell, seen, Some(nap));
+        }
+        sleepers.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn token(&self) -> Result<u32> {
+        if self.participant.is_here() {
+            return Ok(self.participant.token());
+        }
+        Err(Error::Inherited {
+            kind: "topic",
+            name: self.shared.name.clone(),
+        })
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if self.participant.is_here() {
+            self.shared
+                .ring
+                .unsubscribe(self.participant.seat(), self.participant.token());
+            if self.shared.settings.overflow == Overflow::Block {
+                let shared = &self.shared;
+                shared.ring_bell(ring::SPACE_BELL, ring::SPACE_SLEEPERS, &shared.space_bell);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("topic", &self.shared.name)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,423 @@
+//! The topic: settings and errors in one process, then real processes:
+//! every subscriber gets every message (block), a slow subscriber is told
+//! exactly what it missed (overwrite), per-publisher order with three
+//! publishers, late joiners get the history, and the dead (a publisher
+//! killed while writing, a subscriber killed while subscribed) hold no
+//! one back.
+
+use std::io::Write;
+use std::time::Duration;
+
+use shmio::{Channel, ChannelGeometry, Error, Overflow, Topic};
+use shmio_testkit::{arg, shm_entry_exists, unique_name, Child, Input};
+
+/// How long any one wait of these tests may take.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Messages per publisher in the traffic tests: fewer under Wine, whose
+/// process start-up and scheduling are slow.
+const MESSAGES: u64 = if cfg!(windows) { 2_000 } else { 100_000 };
+
+shmio_testkit::roles! {
+    Subscribe => child_subscribe(),
+    Publish => child_publish(),
+    SlowSubscribe => child_slow_subscribe(),
+    StallPublish => child_stall_publish(),
+    SubscribeAndHang => child_subscribe_and_hang(),
+}
+
+/// A message: who published it and its number, 16 bytes.
+fn message(publisher: u64, n: u64) -> [u8; 16] {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&publisher.to_le_bytes());
+    bytes[8..].copy_from_slice(&n.to_le_bytes());
+    bytes
+}
+
+fn parse(bytes: &[u8]) -> (u64, u64) {
+    assert_eq!(bytes.len(), 16, "a message of 16 bytes");
+    (
+        u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+        u64::from_le_bytes(bytes[8..].try_into().unwrap()),
+    )
+}
+
+/// Subscribes to TOPIC, says it is ready, then receives until it has
+/// PUBLISHERS × COUNT messages, each publisher's in order from FIRST (a
+/// gap or a repeat fails), and prints how many it got.
+fn child_subscribe() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let publishers: u64 = arg("PUBLISHERS").parse().unwrap();
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let first: u64 = std::env::var("FIRST").map_or(0, |first| first.parse().unwrap());
+    let mut subscriber = topic.subscribe().unwrap();
+    shmio_testkit::ready();
+    let mut next = vec![first; publishers as usize];
+    let mut buf = Vec::new();
+    let mut received = 0u64;
+    while received < publishers * count {
+        subscriber.recv_into_timeout(&mut buf, LIMIT).unwrap();
+        let (publisher, n) = parse(&buf);
+        assert_eq!(n, next[publisher as usize], "publisher {publisher}'s order");
+        next[publisher as usize] += 1;
+        received += 1;
+    }
+    println!("received {received}");
+}
+
+/// Publishes COUNT messages as publisher ID to TOPIC.
+fn child_publish() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let id: u64 = arg("ID").parse().unwrap();
+    let count: u64 = arg("COUNT").parse().unwrap();
+    for n in 0..count {
+        topic.publish_timeout(&message(id, n), LIMIT).unwrap();
+    }
+}
+
+/// Subscribes, says it is ready, waits for a line on stdin (the parent
+/// has published more than the topic holds by then), then reads slowly
+/// until the message numbered u64::MAX, counting what it got and what it
+/// was told it missed; every message it gets comes after the last one it
+/// got.
+fn child_slow_subscribe() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    shmio_testkit::ready();
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let (mut got, mut missed) = (0u64, 0u64);
+    let mut last: Option<u64> = None;
+    loop {
+        match subscriber.recv_timeout(LIMIT) {
+            Ok(bytes) => {
+                let (_, n) = parse(&bytes);
+                got += 1;
+                if n == u64::MAX {
+                    break;
+                }
+                assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
+                last = Some(n);
+                if got % 64 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(Error::Lagged { missed: more, .. }) => missed += more,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    println!("got {got} missed {missed}");
+}
+
+/// Claims a slot to publish and stalls inside it until killed.
+fn child_stall_publish() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    // SAFETY: every process on this topic is a shmio Topic.
+    unsafe {
+        topic.publish_with(16, |slot| {
+            slot.copy_from_slice(b"torn torn torn!!");
+            shmio_testkit::ready();
+            shmio_testkit::until_killed()
+        })
+    }
+    .unwrap();
+    panic!("the parent never killed this process");
+}
+
+/// Subscribes, says it is ready, and reads nothing until killed.
+fn child_subscribe_and_hang() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let _subscriber = topic.subscribe().unwrap();
+    shmio_testkit::ready();
+    shmio_testkit::until_killed()
+}
+
+fn subscribers(topic: &str, count: usize, publishers: u64, per_publisher: u64) -> Vec<Child> {
+    let mut children: Vec<Child> = (0..count)
+        .map(|_| {
+            Role::Subscribe
+                .spawn()
+                .env("TOPIC", topic)
+                .env("PUBLISHERS", publishers.to_string())
+                .env("COUNT", per_publisher.to_string())
+                .limit(LIMIT)
+                .start()
+        })
+        .collect();
+    for child in &mut children {
+        child.wait_ready();
+    }
+    children
+}
+
+fn finish(children: Vec<Child>, expected: &str) {
+    for child in children {
+        let done = child.finish();
+        done.assert_success("a subscriber");
+        assert!(
+            done.stdout_text().contains(expected),
+            "{}",
+            done.stdout_text()
+        );
+    }
+}
+
+#[test]
+fn settings_are_kept_and_checked() {
+    let name = unique_name("topic-settings");
+    let topic = Topic::options()
+        .capacity(8)
+        .max_message_size(32)
+        .history(3)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    assert!(!topic.existed());
+    assert_eq!(
+        (topic.capacity(), topic.max_message_size(), topic.history()),
+        (8, 32, 3)
+    );
+    assert_eq!(topic.overflow(), Overflow::Block);
+    let opened = Topic::open(&name).unwrap();
+    assert!(opened.existed());
+    assert_eq!(opened.overflow(), Overflow::Block);
+    assert!(matches!(
+        Topic::options().capacity(9).create_or_open(&name),
+        Err(Error::Mismatch { .. })
+    ));
+    assert!(matches!(
+        Topic::options()
+            .capacity(4)
+            .history(4)
+            .create_or_open(&unique_name("topic-bad")),
+        Err(Error::InvalidOptions { .. })
+    ));
+    assert!(matches!(
+        topic.publish(&[0; 33]),
+        Err(Error::MessageTooLarge { len: 33, max: 32 })
+    ));
+    let channel = unique_name("topic-not-a-channel");
+    let _channel = Channel::create_or_open(
+        &channel,
+        ChannelGeometry {
+            capacity: 4,
+            max_message_size: 8,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        Topic::open(&channel),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        Topic::open(&unique_name("topic-none")),
+        Err(Error::NotFound { .. })
+    ));
+    drop((topic, opened));
+    assert!(
+        !shm_entry_exists(&name),
+        "the name goes with its last holder"
+    );
+}
+
+#[test]
+fn records_travel_and_a_subscriber_alone_waits() {
+    let name = unique_name("topic-records");
+    let topic = Topic::create_or_open(&name).unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    assert!(matches!(subscriber.try_recv(), Err(Error::Empty)));
+    assert!(subscriber
+        .recv_timeout(Duration::from_millis(50))
+        .unwrap_err()
+        .is_timed_out());
+    topic.publish_record(&("resize", 800, 600)).unwrap();
+    assert_eq!(subscriber.len(), 1);
+    let got: (String, u32, u32) = subscriber.recv_record().unwrap();
+    assert_eq!(got, ("resize".to_owned(), 800, 600));
+    topic.publish(b"not json").unwrap();
+    assert!(matches!(
+        subscriber.recv_record::<u32>(),
+        Err(Error::UndecodableMessage { .. })
+    ));
+    assert!(subscriber.is_empty());
+}
+
+#[test]
+fn every_subscriber_gets_every_message_in_order_under_block() {
+    let name = unique_name("topic-block");
+    let topic = Topic::options()
+        .capacity(64)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let children = subscribers(&name, 4, 1, MESSAGES);
+    assert_eq!(topic.subscribers(), 4);
+    for n in 0..MESSAGES {
+        topic.publish_timeout(&message(0, n), LIMIT).unwrap();
+    }
+    finish(children, &format!("received {MESSAGES}"));
+    assert_eq!(topic.published(), MESSAGES);
+}
+
+#[test]
+fn three_publishers_keep_their_order_at_every_subscriber() {
+    let name = unique_name("topic-three");
+    let _topic = Topic::options()
+        .capacity(32)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let per_publisher = MESSAGES / 4;
+    let children = subscribers(&name, 4, 3, per_publisher);
+    let publishers: Vec<Child> = (0..3)
+        .map(|id| {
+            Role::Publish
+                .spawn()
+                .env("TOPIC", &name)
+                .env("ID", id.to_string())
+                .env("COUNT", per_publisher.to_string())
+                .limit(LIMIT)
+                .start()
+        })
+        .collect();
+    for mut publisher in publishers {
+        publisher.wait_success();
+    }
+    finish(children, &format!("received {}", 3 * per_publisher));
+}
+
+#[test]
+fn a_slow_subscriber_is_told_exactly_what_it_missed_under_overwrite() {
+    let name = unique_name("topic-overwrite");
+    let topic = Topic::options()
+        .capacity(16)
+        .max_message_size(16)
+        .create_or_open(&name)
+        .unwrap();
+    let mut slow = Role::SlowSubscribe
+        .spawn()
+        .env("TOPIC", &name)
+        .stdin(Input::Pipe)
+        .limit(LIMIT)
+        .start();
+    slow.wait_ready();
+    // Half before it reads at all (it must miss most of those), half while
+    // it reads slowly.
+    for n in 0..MESSAGES / 2 {
+        topic.publish(&message(0, n)).unwrap();
+    }
+    slow.stdin().write_all(b"go\n").unwrap();
+    for n in MESSAGES / 2..MESSAGES {
+        topic.publish(&message(0, n)).unwrap();
+    }
+    topic.publish(&message(0, u64::MAX)).unwrap();
+    let done = slow.finish();
+    done.assert_success("the slow subscriber");
+    let text = done.stdout_text();
+    let line = text.lines().find(|line| line.starts_with("got ")).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let got: u64 = words[1].parse().unwrap();
+    let missed: u64 = words[3].parse().unwrap();
+    assert_eq!(
+        got + missed,
+        MESSAGES + 1,
+        "{line}: each one got or counted missed"
+    );
+    assert!(
+        missed > 0,
+        "{line}: the subscriber was slow enough to miss some"
+    );
+}
+
+#[test]
+fn late_joiners_get_the_history_then_live_messages() {
+    let name = unique_name("topic-history");
+    let topic = Topic::options()
+        .capacity(16)
+        .max_message_size(16)
+        .history(5)
+        .create_or_open(&name)
+        .unwrap();
+    for n in 0..10 {
+        topic.publish(&message(0, n)).unwrap();
+    }
+    // In another process: the last 5 (5..10), then 5 live ones, in order.
+    let mut late = Role::Subscribe
+        .spawn()
+        .env("TOPIC", &name)
+        .env("PUBLISHERS", "1")
+        .env("COUNT", "10")
+        .env("FIRST", "5")
+        .limit(LIMIT)
+        .start();
+    late.wait_ready();
+    let mut here = topic.subscribe().unwrap();
+    for n in 5..10 {
+        assert_eq!(parse(&here.recv().unwrap()), (0, n), "the history");
+    }
+    for n in 10..15 {
+        topic.publish(&message(0, n)).unwrap();
+        assert_eq!(parse(&here.recv().unwrap()), (0, n), "then live, no gap");
+    }
+    assert!(matches!(here.try_recv(), Err(Error::Empty)), "no repeat");
+    finish(vec![late], "received 10");
+}
+
+#[test]
+fn a_publisher_killed_while_writing_wedges_no_one() {
+    let name = unique_name("topic-killed-publisher");
+    let topic = Topic::options()
+        .capacity(2)
+        .max_message_size(16)
+        .create_or_open(&name)
+        .unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    let _dead = Role::StallPublish
+        .spawn()
+        .env("TOPIC", &name)
+        .kill_when_ready();
+    // Twice round the ring, past the dead publisher's slot.
+    for n in 0..4 {
+        topic.publish_timeout(&message(0, n), LIMIT).unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        match subscriber.recv_timeout(Duration::from_secs(2)) {
+            Ok(bytes) => got.push(parse(&bytes).1),
+            // Overwritten while the dead one was buried: said, not lost.
+            Err(Error::Lagged { .. }) => {}
+            Err(error) if error.is_timed_out() => break,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    assert!(
+        got.windows(2).all(|pair| pair[0] < pair[1]) && got.last() == Some(&3),
+        "in order to the last, never the half-written one: {got:?}"
+    );
+}
+
+#[test]
+fn a_dead_subscriber_holds_no_publisher_back_under_block() {
+    let name = unique_name("topic-dead-subscriber");
+    let topic = Topic::options()
+        .capacity(4)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let mut dead = Role::SubscribeAndHang.spawn().env("TOPIC", &name).start();
+    dead.wait_ready();
+    assert!(matches!(
+        (0..5).try_for_each(|n| topic.try_publish(&message(0, n))),
+        Err(Error::Full)
+    ));
+    dead.kill();
+    for n in 0..20 {
+        topic
+            .publish_timeout(&message(0, n), Duration::from_secs(10))
+            .unwrap();
+    }
+    assert_eq!(topic.subscribers(), 0, "its cursor let go");
+}

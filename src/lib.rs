@@ -66,6 +66,7 @@ mod sync;
 mod sys;
 mod topic;
 mod unpoisoned;
+mod words;
 
 pub use bus::{
     Answer, Bus, BusOptions, BusView, HandlerResult, Listener, ListenerInfo, Replies, Request,

@@ -133,6 +133,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
+use crate::words::Words;
 
 /// The ring's header, as the module docs' table has it: a description of
 /// the bytes, from the start of the channel's object. Nothing reads or
@@ -288,17 +289,11 @@ pub(crate) struct Impossible {
 
 /// The ring over a channel's mapped memory.
 pub(crate) struct Ring {
-    base: NonNull<u8>,
+    words: Words,
     capacity: u64,
     stride: u64,
     max_message_size: u32,
 }
-
-// SAFETY: every access to the ring's memory goes through atomics, or copies
-// into and out of slots this process has claimed; nothing is tied to a thread.
-unsafe impl Send for Ring {}
-// SAFETY: as for Send.
-unsafe impl Sync for Ring {}
 
 /// A slot this process claimed for sending or receiving.
 #[derive(Debug)]
@@ -351,7 +346,9 @@ impl Ring {
             });
         }
         Ok(Ring {
-            base,
+            // SAFETY: the caller's contract is `Words::new`'s, and every
+            // offset the ring asks for lies inside (checked above).
+            words: unsafe { Words::new(base) },
             capacity: u64::from(capacity),
             stride,
             max_message_size,
@@ -366,17 +363,15 @@ impl Ring {
     }
 
     /// The `AtomicU64` at `offset` from the start.
+    #[inline]
     fn u64_at(&self, offset: u64) -> &AtomicU64 {
-        // SAFETY: every offset used is inside the mapping (checked in `new`)
-        // and 8-aligned (header fields and slot starts are multiples of 8 in
-        // a page-aligned mapping).
-        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU64>() }
+        self.words.u64_at(offset)
     }
 
     /// The `AtomicU32` at `offset` from the start.
+    #[inline]
     pub(crate) fn u32_at(&self, offset: u64) -> &AtomicU32 {
-        // SAFETY: as in u64_at, 4-aligned.
-        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU32>() }
+        self.words.u32_at(offset)
     }
 
     fn slot_offset(&self, pos: u64) -> u64 {
@@ -393,27 +388,12 @@ impl Ring {
 
     /// The payload of the slot of `pos`: `max_message_size` bytes.
     pub(crate) fn payload(&self, pos: u64) -> NonNull<u8> {
-        // SAFETY: the slot lies inside the mapping (checked in `new`).
-        unsafe {
-            self.base
-                .add((self.slot_offset(pos) + SLOT_HEADER) as usize)
-        }
+        self.words.ptr_at(self.slot_offset(pos) + SLOT_HEADER)
     }
 
     /// The participant seats' generation words ([`SEATS`] of them).
     pub(crate) fn generations(&self) -> &[AtomicU32] {
-        // SAFETY: the table lies inside the mapping (every ring is larger
-        // than SLOTS, checked in `new`), 4-aligned, and lives as long as
-        // the ring; AtomicU32 has the layout of u32.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.base
-                    .as_ptr()
-                    .add(GENERATIONS as usize)
-                    .cast::<AtomicU32>(),
-                SEATS as usize,
-            )
-        }
+        self.words.u32s_at(GENERATIONS, SEATS as usize)
     }
 
     /// Claims the next free slot for sending, as the participant `token`

@@ -75,6 +75,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::object::Header;
 use crate::participants::SEATS;
+use crate::words::Words;
 
 /// What a topic does with a subscriber that falls behind by more than it
 /// holds, chosen at creation.
@@ -257,18 +258,11 @@ pub(crate) enum Found {
 
 /// The ring over a mapped topic.
 pub(crate) struct Ring {
-    base: NonNull<u8>,
+    words: Words,
     capacity: u64,
     stride: u64,
     max_message_size: u32,
 }
-
-// SAFETY: the ring is a pointer into a shared mapping that every method
-// touches through atomics (or, for payloads, through the caller's own
-// claimed or read slot); the mapping outlives the ring (its owner keeps both).
-unsafe impl Send for Ring {}
-// SAFETY: as above.
-unsafe impl Sync for Ring {}
 
 impl Ring {
     /// The ring over `len` bytes at `base`, checked against the geometry.
@@ -292,7 +286,9 @@ impl Ring {
             });
         }
         Ok(Ring {
-            base,
+            // SAFETY: the caller's contract is `Words::new`'s, and every
+            // offset the ring asks for lies inside (checked above).
+            words: unsafe { Words::new(base) },
             capacity: u64::from(capacity),
             stride: stride_for(max_message_size),
             max_message_size,
@@ -320,17 +316,16 @@ impl Ring {
     /// Where a slot's `len` is, from its start.
     pub(crate) const SLOT_LEN: u64 = SLOT_LEN;
 
+    /// The `AtomicU64` at `offset` from the start.
+    #[inline]
     fn u64_at(&self, offset: u64) -> &AtomicU64 {
-        // SAFETY: every offset used is inside the mapping (checked in `new`)
-        // and 8-aligned (header fields, cursors and slot starts are
-        // multiples of 8 in a page-aligned mapping).
-        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU64>() }
+        self.words.u64_at(offset)
     }
 
     /// The `AtomicU32` at `offset` from the start.
+    #[inline]
     pub(crate) fn u32_at(&self, offset: u64) -> &AtomicU32 {
-        // SAFETY: as in u64_at, 4-aligned.
-        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU32>() }
+        self.words.u32_at(offset)
     }
 
     fn slot_offset(&self, seq: u64) -> u64 {
@@ -347,27 +342,12 @@ impl Ring {
 
     /// The payload of the slot of `seq`: `max_message_size` bytes.
     pub(crate) fn payload(&self, seq: u64) -> NonNull<u8> {
-        // SAFETY: the slot lies inside the mapping (checked in `new`).
-        unsafe {
-            self.base
-                .add((self.slot_offset(seq) + SLOT_HEADER) as usize)
-        }
+        self.words.ptr_at(self.slot_offset(seq) + SLOT_HEADER)
     }
 
     /// The participant seats' generation words ([`SEATS`] of them).
     pub(crate) fn generations(&self) -> &[AtomicU32] {
-        // SAFETY: the table lies inside the mapping (every ring is larger
-        // than SLOTS, checked in `new`), 4-aligned, and lives as long as
-        // the ring; AtomicU32 has the layout of u32.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.base
-                    .as_ptr()
-                    .add(GENERATIONS as usize)
-                    .cast::<AtomicU32>(),
-                SEATS as usize,
-            )
-        }
+        self.words.u32s_at(GENERATIONS, SEATS as usize)
     }
 
     /// The capacity, in messages.

@@ -78,7 +78,7 @@ pub use mapping::{Mapping, MappingOptions, View, DEFAULT_MODE, DEFAULT_SIZE, REC
 pub use name::{Name, NameRole, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use owner::Owner;
 pub use sync::{EventMode, EventOptions, MutexGuard, MutexOptions, NamedEvent, NamedMutex};
-pub use topic::{Overflow, Subscriber, Topic, TopicOptions};
+pub use topic::{Held, Overflow, Subscriber, Topic, TopicOptions};
 pub use zerocopy;
 
 /// The README's examples, compiled and run as doc tests.

@@ -421,3 +421,36 @@ fn a_dead_subscriber_holds_no_publisher_back_under_block() {
     }
     assert_eq!(topic.subscribers(), 0, "its cursor let go");
 }
+
+#[test]
+fn a_held_message_stays_in_place_until_released() {
+    let name = unique_name("topic-held");
+    let topic = Topic::options()
+        .capacity(2)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    topic.publish(&message(0, 0)).unwrap();
+    let held = subscriber.hold_timeout(LIMIT).unwrap();
+    assert_eq!(held.len(), 16);
+    topic.publish(&message(0, 1)).unwrap();
+    // The ring is full of what the subscriber has not moved past.
+    assert!(matches!(
+        topic.try_publish(&message(0, 2)),
+        Err(Error::Full)
+    ));
+    // SAFETY: the subscriber holds the message and lives; every process
+    // on the topic is a shmio Topic.
+    let bytes = unsafe { std::slice::from_raw_parts(held.as_ptr(), held.len()) };
+    assert_eq!(parse(bytes), (0, 0));
+    subscriber.release(held);
+    topic.try_publish(&message(0, 2)).unwrap();
+    assert_eq!(parse(&subscriber.recv().unwrap()), (0, 1));
+    let overwrite = Topic::create_or_open(&unique_name("topic-held-overwrite")).unwrap();
+    assert!(matches!(
+        overwrite.subscribe().unwrap().hold(),
+        Err(Error::Unsupported { .. })
+    ));
+}

@@ -18,6 +18,7 @@
 
 pub(crate) mod ring;
 
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -818,6 +819,51 @@ impl Subscriber {
         })
     }
 
+    /// Waits for the next message and holds it in place, without moving
+    /// past it: the subscriber stays at it (and, under
+    /// [`Overflow::Block`], no publisher overwrites it) until
+    /// [`release`](Self::release). For bindings that lend a message out
+    /// for longer than a call, such as Python's buffer protocol; Rust code
+    /// reads in place with [`recv_with`](Self::recv_with).
+    /// [`Error::Unsupported`] under [`Overflow::Overwrite`], where a
+    /// publisher may overwrite any slot at any time.
+    pub fn hold(&mut self) -> Result<Held> {
+        self.hold_until(None)
+    }
+
+    /// As [`hold`](Self::hold), waiting at most `timeout`.
+    pub fn hold_timeout(&mut self, timeout: Duration) -> Result<Held> {
+        self.hold_until(Some(deadline::after(timeout)))
+    }
+
+    /// Moves past a message [`hold`](Self::hold) gave. A `held` that is
+    /// not this subscriber's current message changes nothing.
+    pub fn release(&mut self, held: Held) {
+        if held.seq == self.next {
+            self.move_on(held.seq + 1);
+        }
+    }
+
+    fn hold_until(&mut self, deadline: Option<Instant>) -> Result<Held> {
+        if self.shared.settings.overflow != Overflow::Block {
+            return Err(Error::Unsupported {
+                what: "holding a topic's message in place needs Overflow::Block",
+            });
+        }
+        let mut found = None;
+        self.look_for_message(deadline, |seq, slot| {
+            found = Some(Held {
+                seq,
+                ptr: NonNull::from(slot).cast::<u8>(),
+                len: slot.len(),
+            });
+        })?;
+        found.ok_or_else(|| Error::Corrupt {
+            offset: 0,
+            reason: "a held message was not found".to_owned(),
+        })
+    }
+
     fn decode<T: DeserializeOwned>(&self, message: Vec<u8>) -> Result<T> {
         serde_json::from_slice(&message).map_err(|source| Error::UndecodableMessage {
             channel: self.shared.name.clone(),
@@ -851,6 +897,38 @@ impl Subscriber {
         deadline: Option<Instant>,
         mut take: impl FnMut(&[u8]) -> bool,
     ) -> Result<()> {
+        let mut at = None;
+        self.find(deadline, |seq, slot| {
+            at = Some(seq);
+            take(slot)
+        })?;
+        if let Some(seq) = at {
+            self.move_on(seq + 1);
+        }
+        Ok(())
+    }
+
+    /// As [`next_message`](Self::next_message), without moving past the
+    /// message `take` saw (under [`Overflow::Block`]: it stays in place).
+    fn look_for_message(
+        &mut self,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(u64, &[u8]),
+    ) -> Result<()> {
+        self.find(deadline, |seq, slot| {
+            take(seq, slot);
+            true
+        })
+    }
+
+    /// Waits for the next message and hands its number and bytes to
+    /// `take`, which says whether what it took needs no second look. The
+    /// caller moves past it.
+    fn find(
+        &mut self,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
         self.token()?;
         let mut spins = 0;
         loop {
@@ -878,13 +956,12 @@ impl Subscriber {
                     // and `still` below throws the copy away then.
                     let slot =
                         unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
-                    let settled = take(slot);
+                    let settled = take(seq, slot);
                     if !settled && !ring.still(seq, state) {
                         // Overwritten while it was read: look again, which
                         // says how many were missed.
                         continue;
                     }
-                    self.move_on(seq + 1);
                     return Ok(());
                 }
                 Found::Lapped { oldest } => {
@@ -980,6 +1057,40 @@ impl Drop for Subscriber {
                 shared.ring_bell(ring::SPACE_BELL, ring::SPACE_SLEEPERS, &shared.space_bell);
             }
         }
+    }
+}
+
+/// A message a [`Subscriber`] holds in place ([`Subscriber::hold`]):
+/// where its bytes are in the topic's mapping. They stay there, unchanged,
+/// until the subscriber [releases](Subscriber::release) it, as long as the
+/// subscriber (which keeps the mapping) lives.
+#[derive(Debug)]
+pub struct Held {
+    seq: u64,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Held is an address and a length; reading through it is the
+// caller's `unsafe`, under the conditions `as_ptr` states.
+unsafe impl Send for Held {}
+
+impl Held {
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where the message's first byte is. Reading `len` bytes from it is
+    /// sound while the subscriber that holds it lives and has not released
+    /// it, and every process on the topic follows shmio's protocol.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
     }
 }
 

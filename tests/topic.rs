@@ -9,14 +9,16 @@ use std::io::Write;
 use std::time::Duration;
 
 use shmio::{Channel, ChannelGeometry, Error, Overflow, Topic};
-use shmio_testkit::{arg, shm_entry_exists, unique_name, Child, Input};
+use shmio_testkit::{arg, mix, shm_entry_exists, unique_name, Child, Input, Rng, Spawn};
 
 /// How long any one wait of these tests may take.
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Messages per publisher in the traffic tests: fewer under Wine, whose
 /// process start-up and scheduling are slow.
-const MESSAGES: u64 = if cfg!(windows) { 2_000 } else { 100_000 };
+const MESSAGES: u64 = if cfg!(windows) { 2_000 } else { 1_000_000 };
+/// Subscriber processes in the fan-out tests.
+const SUBSCRIBERS: usize = if cfg!(windows) { 4 } else { 8 };
 
 shmio_testkit::roles! {
     Subscribe => child_subscribe(),
@@ -24,6 +26,8 @@ shmio_testkit::roles! {
     SlowSubscribe => child_slow_subscribe(),
     StallPublish => child_stall_publish(),
     SubscribeAndHang => child_subscribe_and_hang(),
+    StormPublish => child_storm_publish(),
+    StormSubscribe => child_storm_subscribe(),
 }
 
 /// A message: who published it and its number, 16 bytes.
@@ -246,13 +250,13 @@ fn records_travel_and_a_subscriber_alone_waits() {
 fn every_subscriber_gets_every_message_in_order_under_block() {
     let name = unique_name("topic-block");
     let topic = Topic::options()
-        .capacity(64)
+        .capacity(1024)
         .max_message_size(16)
         .overflow(Overflow::Block)
         .create_or_open(&name)
         .unwrap();
-    let children = subscribers(&name, 4, 1, MESSAGES);
-    assert_eq!(topic.subscribers(), 4);
+    let children = subscribers(&name, SUBSCRIBERS, 1, MESSAGES);
+    assert_eq!(topic.subscribers(), SUBSCRIBERS);
     for n in 0..MESSAGES {
         topic.publish_timeout(&message(0, n), LIMIT).unwrap();
     }
@@ -269,7 +273,7 @@ fn three_publishers_keep_their_order_at_every_subscriber() {
         .overflow(Overflow::Block)
         .create_or_open(&name)
         .unwrap();
-    let per_publisher = MESSAGES / 4;
+    let per_publisher = MESSAGES / 10;
     let children = subscribers(&name, 4, 3, per_publisher);
     let publishers: Vec<Child> = (0..3)
         .map(|id| {
@@ -296,39 +300,49 @@ fn a_slow_subscriber_is_told_exactly_what_it_missed_under_overwrite() {
         .max_message_size(16)
         .create_or_open(&name)
         .unwrap();
-    let mut slow = Role::SlowSubscribe
-        .spawn()
-        .env("TOPIC", &name)
-        .stdin(Input::Pipe)
-        .limit(LIMIT)
-        .start();
-    slow.wait_ready();
-    // Half before it reads at all (it must miss most of those), half while
-    // it reads slowly.
+    let mut slow: Vec<Child> = (0..SUBSCRIBERS)
+        .map(|_| {
+            Role::SlowSubscribe
+                .spawn()
+                .env("TOPIC", &name)
+                .stdin(Input::Pipe)
+                .limit(LIMIT)
+                .start()
+        })
+        .collect();
+    for child in &mut slow {
+        child.wait_ready();
+    }
+    // Half before they read at all (they must miss most of those), half
+    // while they read slowly.
     for n in 0..MESSAGES / 2 {
         topic.publish(&message(0, n)).unwrap();
     }
-    slow.stdin().write_all(b"go\n").unwrap();
+    for child in &mut slow {
+        child.stdin().write_all(b"go\n").unwrap();
+    }
     for n in MESSAGES / 2..MESSAGES {
         topic.publish(&message(0, n)).unwrap();
     }
     topic.publish(&message(0, u64::MAX)).unwrap();
-    let done = slow.finish();
-    done.assert_success("the slow subscriber");
-    let text = done.stdout_text();
-    let line = text.lines().find(|line| line.starts_with("got ")).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let got: u64 = words[1].parse().unwrap();
-    let missed: u64 = words[3].parse().unwrap();
-    assert_eq!(
-        got + missed,
-        MESSAGES + 1,
-        "{line}: each one got or counted missed"
-    );
-    assert!(
-        missed > 0,
-        "{line}: the subscriber was slow enough to miss some"
-    );
+    for child in slow {
+        let done = child.finish();
+        done.assert_success("a slow subscriber");
+        let text = done.stdout_text();
+        let line = text.lines().find(|line| line.starts_with("got ")).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let got: u64 = words[1].parse().unwrap();
+        let missed: u64 = words[3].parse().unwrap();
+        assert_eq!(
+            got + missed,
+            MESSAGES + 1,
+            "{line}: each one got or counted missed"
+        );
+        assert!(
+            missed > 0,
+            "{line}: the subscriber was slow enough to miss some"
+        );
+    }
 }
 
 #[test]
@@ -453,4 +467,150 @@ fn a_held_message_stays_in_place_until_released() {
         overwrite.subscribe().unwrap().hold(),
         Err(Error::Unsupported { .. })
     ));
+}
+
+/// A kill-storm message: publisher, number, and 48 bytes that follow from
+/// both, so that a torn message (parts of two) does not pass.
+fn storm_message(publisher: u64, n: u64) -> [u8; 64] {
+    let mut bytes = [0; 64];
+    bytes[..8].copy_from_slice(&publisher.to_le_bytes());
+    bytes[8..16].copy_from_slice(&n.to_le_bytes());
+    for (i, chunk) in bytes[16..].chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&mix(publisher ^ n.rotate_left(17) ^ i as u64).to_le_bytes());
+    }
+    bytes
+}
+
+/// The publisher and number of a kill-storm message, checked whole.
+fn storm_parse(bytes: &[u8]) -> (u64, u64) {
+    assert_eq!(bytes.len(), 64, "a storm message of 64 bytes");
+    let publisher = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    let n = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+    assert_eq!(
+        bytes,
+        storm_message(publisher, n),
+        "message {n} of {publisher} is whole"
+    );
+    (publisher, n)
+}
+
+/// The publisher that ends a storm: its message tells subscribers to stop.
+const STORM_END: u64 = u64::MAX;
+
+/// Publishes storm messages as publisher ID until killed.
+fn child_storm_publish() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let id: u64 = arg("ID").parse().unwrap();
+    shmio_testkit::ready();
+    for n in 0.. {
+        topic.publish_timeout(&storm_message(id, n), LIMIT).unwrap();
+    }
+}
+
+/// Subscribes and checks every storm message until the end: whole, and
+/// each publisher's numbers one after another from the first it saw (a
+/// killed publisher's half-written last message is simply never seen).
+fn child_storm_subscribe() {
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    shmio_testkit::ready();
+    let mut last = std::collections::HashMap::new();
+    let mut buf = Vec::new();
+    let mut received = 0u64;
+    loop {
+        subscriber.recv_into_timeout(&mut buf, LIMIT).unwrap();
+        let (publisher, n) = storm_parse(&buf);
+        if publisher == STORM_END {
+            break;
+        }
+        if let Some(previous) = last.insert(publisher, n) {
+            assert_eq!(
+                n,
+                previous + 1,
+                "publisher {publisher}'s messages one after another"
+            );
+        }
+        received += 1;
+    }
+    println!("storm survived: {received} messages");
+}
+
+/// `role` as a storm process: on Linux as root in a pid namespace of its
+/// own (where it is pid 1), as containers sharing `/dev/shm` run it.
+fn storm_spawn(role: Role, namespaced: bool) -> Spawn {
+    let spawn = role.spawn().limit(LIMIT);
+    if namespaced {
+        spawn.wrapped_in("unshare", ["--pid", "--fork", "--kill-child", "--"])
+    } else {
+        spawn
+    }
+}
+
+/// Publishers and subscribers killed at random while messages flow
+/// (block, so a dead subscriber must be found and a dead publisher's slot
+/// buried for anyone to go on): nothing torn, each publisher's messages in
+/// order at every subscriber, the survivors finish, and no name is left
+/// once all have gone. On Linux as root, every process in a pid namespace
+/// of its own.
+#[test]
+fn a_kill_storm_tears_nothing_and_wedges_no_one() {
+    #[cfg(target_os = "linux")]
+    let namespaced = shmio_testkit::root_with(&["unshare"]);
+    #[cfg(not(target_os = "linux"))]
+    let namespaced = false;
+    let name = unique_name("topic-storm");
+    let topic = Topic::options()
+        .capacity(32)
+        .max_message_size(64)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let start = |role: Role, id: u64| -> Child {
+        let mut child = storm_spawn(role, namespaced)
+            .env("TOPIC", &name)
+            .env("ID", id.to_string())
+            .start();
+        child.wait_ready();
+        child
+    };
+    let survivors: Vec<Child> = (0..2).map(|_| start(Role::StormSubscribe, 0)).collect();
+    let mut publisher = start(Role::StormPublish, 0);
+    let seed = Rng::fresh_seed();
+    println!("storm seed {seed}");
+    let mut rng = Rng::new(seed);
+    let rounds = if cfg!(windows) { 6 } else { 24 };
+    for round in 1..=rounds {
+        let role = if round % 2 == 0 {
+            Role::StormSubscribe
+        } else {
+            Role::StormPublish
+        };
+        let mut victim = start(role, round);
+        std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
+        victim.kill();
+        if round % 6 == 0 {
+            // The long-lived publisher too, mid-stream, and a new one.
+            publisher.kill();
+            publisher = start(Role::StormPublish, 1000 + round);
+        }
+    }
+    publisher.kill();
+    topic
+        .publish_timeout(&storm_message(STORM_END, 0), LIMIT)
+        .unwrap();
+    for survivor in survivors {
+        let done = survivor.finish();
+        done.assert_success("a surviving subscriber");
+        let text = done.stdout_text();
+        let received: u64 = text
+            .split("storm survived: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {text:?}"));
+        println!("a survivor received {received} messages (namespaced: {namespaced})");
+        assert!(received > 0, "messages flowed during the storm");
+    }
+    drop(topic);
+    assert!(!shm_entry_exists(&name), "no name left once all have gone");
 }

@@ -151,7 +151,7 @@ mod linux {
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
     use shmio_bench::sides::{
-        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, WAKE_GAP,
+        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, topic, WAKE_GAP,
     };
     use shmio_bench::{watchdog, Result};
 
@@ -227,6 +227,8 @@ mod linux {
         let round_trips = round_trips(&base, &domain, settings)?;
         eprintln!("shmio-bench: round trips, pinned ...");
         let pinned = pinned_round_trips(&base, settings)?;
+        eprintln!("shmio-bench: topic fan-out ...");
+        let fan_out = fan_out(&base, settings)?;
         eprintln!("shmio-bench: wake-ups ...");
         let wake_ups = wake_ups(&base, settings)?;
         eprintln!("shmio-bench: the throughput ladder ...");
@@ -269,6 +271,8 @@ mod linux {
             (RoundTrip::ShmioBlocking, RoundTrip::Futex, None),
             (RoundTrip::ShmioBlocking, RoundTrip::Pipe, None),
             (RoundTrip::ShmioBlocking, RoundTrip::Socket, None),
+            (RoundTrip::Topic, RoundTrip::Spin, Some(Target::AtMost(1.5))),
+            (RoundTrip::Topic, RoundTrip::ShmioBusy, None),
         ];
         for (ours, theirs, target) in round_trip_rows {
             if !round_trips.has(theirs) {
@@ -291,6 +295,7 @@ mod linux {
                     RoundTrip::ShmioBlocking,
                     Target::AtMost(1.5),
                 ),
+                (PINNED_TOPIC, RoundTrip::Topic, Target::AtMost(1.3)),
             ];
             for (operation, ours, target) in pinned_rows {
                 rows.push(Row {
@@ -303,6 +308,16 @@ mod linux {
                 });
             }
         }
+        rows.push(Row {
+            operation: format!(
+                "`Topic` fan-out, {SMALL} B: the cost per subscriber with 3 subscriber processes (time per message delivered to all, / 3)"
+            ),
+            peer: "the same with 1 subscriber process",
+            shmio: format_ns(fan_out.ns_per_op(FanOut::Three) / 3.0),
+            theirs: format_ns(fan_out.ns_per_op(FanOut::One)),
+            ratio: fan_out.ratio(FanOut::Three, FanOut::One) / 3.0,
+            target: Some(Target::AtMost(1.5)),
+        });
         rows.push(Row {
             operation: format!(
                 "round trip, 8 B, blocking, each after {} µs of quiet (the child asleep: a wake-up each way)",
@@ -440,6 +455,10 @@ mod linux {
                 RoundTrip::Socket,
                 Box::new(socket::SocketRoundTrip::start()?),
             ),
+            (
+                RoundTrip::Topic,
+                Box::new(topic::TopicRoundTrip::start(&format!("{base}-rt-topic"))?),
+            ),
         ];
         #[cfg(feature = "iceoryx2")]
         sides.push((
@@ -462,6 +481,7 @@ mod linux {
         Pipe,
         Socket,
         Iceoryx2,
+        Topic,
         Ladder(ladder::Step),
     }
 
@@ -477,6 +497,9 @@ mod linux {
                 RoundTrip::Pipe => "pipe pair",
                 RoundTrip::Socket => "Unix socket pair",
                 RoundTrip::Iceoryx2 => "iceoryx2, busy-poll `receive()`",
+                RoundTrip::Topic => {
+                    "the 1→1 hand-over through two `Topic`s, busy-poll (`try_recv_into`)"
+                }
                 RoundTrip::Ladder(step) => step.key(),
             }
         }
@@ -492,6 +515,7 @@ mod linux {
                 RoundTrip::Pipe => "pipe",
                 RoundTrip::Socket => "socket",
                 RoundTrip::Iceoryx2 => "iceoryx2",
+                RoundTrip::Topic => "topic",
                 RoundTrip::Ladder(step) => step.key(),
             })
         }
@@ -500,6 +524,40 @@ mod linux {
     const PINNED_BUSY: &str =
         "round trip, 8 B, busy-poll, pinned (parent and child each on a CPU of its own)";
     const PINNED_BLOCKING: &str = "round trip, 8 B, blocking, steady traffic, pinned";
+    const PINNED_TOPIC: &str =
+        "the 1→1 hand-over of an 8-byte sample through two `Topic`s, busy-poll, pinned";
+
+    /// One publisher and 1 or 3 subscriber processes on a topic of
+    /// 64-byte messages: the time per message delivered to every one.
+    fn fan_out(base: &str, settings: Settings) -> Result<Results<FanOut>> {
+        let sides: Vec<Named<FanOut>> = vec![
+            (
+                FanOut::One,
+                Box::new(topic::FanOut::start(&format!("{base}-fan1"), 1, SMALL)?),
+            ),
+            (
+                FanOut::Three,
+                Box::new(topic::FanOut::start(&format!("{base}-fan3"), 3, SMALL)?),
+            ),
+        ];
+        harness::run("topic fan-out", sides, settings)
+    }
+
+    /// The sides of the fan-out: how many subscriber processes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum FanOut {
+        One,
+        Three,
+    }
+
+    impl fmt::Display for FanOut {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                FanOut::One => "1 subscriber",
+                FanOut::Three => "3 subscribers",
+            })
+        }
+    }
 
     /// Round trips that wake a sleeping child: the channel's blocking
     /// receive against a raw futex, each after [`WAKE_GAP`] of quiet.
@@ -692,6 +750,10 @@ mod linux {
                 Box::new(channel::BlockingRoundTrip::start(&format!(
                     "{base}-pin-block"
                 ))?),
+            ),
+            (
+                RoundTrip::Topic,
+                Box::new(topic::TopicRoundTrip::start(&format!("{base}-pin-topic"))?),
             ),
         ];
         for step in ladder::Step::ALL {

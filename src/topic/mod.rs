@@ -18,6 +18,7 @@
 
 pub(crate) mod ring;
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,26 @@ use ring::{Blocked, Found, Ring, TOMBSTONE};
 const SPINS: u32 = 64;
 /// How long a sleeper sleeps at most before it looks for the dead again.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
+/// Polls that see the same message being written before a poller asks
+/// whether its publisher is alive.
+const STUCK_POLLS: u32 = 1024;
+
+/// How long a receive waits.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// Not at all: a poll.
+    Now,
+    /// Until then.
+    Until(Instant),
+    /// Until a message comes.
+    Forever,
+}
+
+impl Wait {
+    fn after(timeout: Duration) -> Wait {
+        Wait::Until(deadline::after(timeout))
+    }
+}
 
 /// The settings of a new topic, and who may share it.
 ///
@@ -471,6 +492,7 @@ impl Topic {
             participant,
             next,
             scratch: Vec::new(),
+            stuck: Cell::new((0, 0)),
         })
     }
 
@@ -703,6 +725,8 @@ pub struct Subscriber {
     /// Where a message is copied before it is handed over in place under
     /// [`Overflow::Overwrite`].
     scratch: Vec<u8>,
+    /// The writing state the last polls saw, and how many polls in a row.
+    stuck: Cell<(u64, u32)>,
 }
 
 impl Subscriber {
@@ -734,7 +758,7 @@ impl Subscriber {
 
     /// As [`recv`](Self::recv), into `buf` (replacing what it held).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.recv_until(None, buf)
+        self.recv_until(Wait::Forever, buf)
     }
 
     /// As [`recv`](Self::recv) if a message is waiting: [`Error::Empty`] if not.
@@ -747,24 +771,20 @@ impl Subscriber {
     /// As [`recv_into`](Self::recv_into) if a message is waiting:
     /// [`Error::Empty`] if not.
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.recv_until(Some(Instant::now()), buf)
-            .map_err(|error| match error {
-                Error::TimedOut { .. } => Error::Empty,
-                other => other,
-            })
+        self.recv_until(Wait::Now, buf)
     }
 
     /// As [`recv`](Self::recv), waiting at most `timeout`:
     /// [`Error::TimedOut`] if nothing came.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.recv_until(Some(deadline::after(timeout)), &mut buf)?;
+        self.recv_until(Wait::after(timeout), &mut buf)?;
         Ok(buf)
     }
 
     /// As [`recv_into`](Self::recv_into), waiting at most `timeout`.
     pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.recv_until(Some(deadline::after(timeout)), buf)
+        self.recv_until(Wait::after(timeout), buf)
     }
 
     /// Receives a message published with
@@ -796,7 +816,7 @@ impl Subscriber {
         let mut read = Some(read);
         let mut result = None;
         if self.shared.settings.overflow == Overflow::Block {
-            self.next_message(None, |slot| {
+            self.next_message(Wait::Forever, |slot| {
                 if let Some(read) = read.take() {
                     result = Some(read(slot));
                 }
@@ -804,7 +824,7 @@ impl Subscriber {
             })?;
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
-            let received = self.recv_until(None, &mut scratch);
+            let received = self.recv_until(Wait::Forever, &mut scratch);
             if received.is_ok() {
                 if let Some(read) = read.take() {
                     result = Some(read(&scratch));
@@ -828,12 +848,12 @@ impl Subscriber {
     /// [`Error::Unsupported`] under [`Overflow::Overwrite`], where a
     /// publisher may overwrite any slot at any time.
     pub fn hold(&mut self) -> Result<Held> {
-        self.hold_until(None)
+        self.hold_until(Wait::Forever)
     }
 
     /// As [`hold`](Self::hold), waiting at most `timeout`.
     pub fn hold_timeout(&mut self, timeout: Duration) -> Result<Held> {
-        self.hold_until(Some(deadline::after(timeout)))
+        self.hold_until(Wait::after(timeout))
     }
 
     /// Moves past a message [`hold`](Self::hold) gave. A `held` that is
@@ -844,14 +864,14 @@ impl Subscriber {
         }
     }
 
-    fn hold_until(&mut self, deadline: Option<Instant>) -> Result<Held> {
+    fn hold_until(&mut self, wait: Wait) -> Result<Held> {
         if self.shared.settings.overflow != Overflow::Block {
             return Err(Error::Unsupported {
                 what: "holding a topic's message in place needs Overflow::Block",
             });
         }
         let mut found = None;
-        self.look_for_message(deadline, |seq, slot| {
+        self.look_for_message(wait, |seq, slot| {
             found = Some(Held {
                 seq,
                 ptr: NonNull::from(slot).cast::<u8>(),
@@ -872,10 +892,10 @@ impl Subscriber {
         })
     }
 
-    /// Receives into `buf`, waiting until `deadline`.
-    fn recv_until(&mut self, deadline: Option<Instant>, buf: &mut Vec<u8>) -> Result<()> {
+    /// Receives into `buf`, waiting as `wait` says.
+    fn recv_until(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<()> {
         let check_whole = self.shared.settings.overflow == Overflow::Overwrite;
-        let received = self.next_message(deadline, |slot| {
+        let received = self.next_message(wait, |slot| {
             buf.clear();
             buf.extend_from_slice(slot);
             !check_whole
@@ -892,13 +912,9 @@ impl Subscriber {
     /// [`Overflow::Overwrite`] the slot is checked after `take` (a message
     /// overwritten meanwhile is reported missed, and what `take` took is
     /// to be thrown away by the caller, who gets the error).
-    fn next_message(
-        &mut self,
-        deadline: Option<Instant>,
-        mut take: impl FnMut(&[u8]) -> bool,
-    ) -> Result<()> {
+    fn next_message(&mut self, wait: Wait, mut take: impl FnMut(&[u8]) -> bool) -> Result<()> {
         let mut at = None;
-        self.find(deadline, |seq, slot| {
+        self.find(wait, |seq, slot| {
             at = Some(seq);
             take(slot)
         })?;
@@ -910,12 +926,8 @@ impl Subscriber {
 
     /// As [`next_message`](Self::next_message), without moving past the
     /// message `take` saw (under [`Overflow::Block`]: it stays in place).
-    fn look_for_message(
-        &mut self,
-        deadline: Option<Instant>,
-        mut take: impl FnMut(u64, &[u8]),
-    ) -> Result<()> {
-        self.find(deadline, |seq, slot| {
+    fn look_for_message(&mut self, wait: Wait, mut take: impl FnMut(u64, &[u8])) -> Result<()> {
+        self.find(wait, |seq, slot| {
             take(seq, slot);
             true
         })
@@ -924,11 +936,7 @@ impl Subscriber {
     /// Waits for the next message and hands its number and bytes to
     /// `take`, which says whether what it took needs no second look. The
     /// caller moves past it.
-    fn find(
-        &mut self,
-        deadline: Option<Instant>,
-        mut take: impl FnMut(u64, &[u8]) -> bool,
-    ) -> Result<()> {
+    fn find(&mut self, wait: Wait, mut take: impl FnMut(u64, &[u8]) -> bool) -> Result<()> {
         self.token()?;
         let mut spins = 0;
         loop {
@@ -973,7 +981,7 @@ impl Subscriber {
                     });
                 }
                 Found::Nothing { state } => {
-                    self.wait(&mut spins, deadline, state)?;
+                    self.wait(&mut spins, wait, state)?;
                 }
             }
         }
@@ -984,22 +992,40 @@ impl Subscriber {
     fn move_on(&mut self, next: u64) {
         self.next = next;
         let shared = &self.shared;
-        shared.ring.advance(self.participant.seat(), next);
-        if shared.settings.overflow == Overflow::Block {
+        let gating = shared.settings.overflow == Overflow::Block;
+        shared.ring.advance(self.participant.seat(), next, gating);
+        if gating {
             shared.ring_bell(ring::SPACE_BELL, ring::SPACE_SLEEPERS, &shared.space_bell);
         }
     }
 
     /// One step of waiting for the next message: spins first, then buries
-    /// a dead publisher's message or sleeps on the data doorbell.
-    fn wait(&self, spins: &mut u32, deadline: Option<Instant>, state: u64) -> Result<()> {
+    /// a dead publisher's message or sleeps on the data doorbell. A poll
+    /// ([`Wait::Now`]) is [`Error::Empty`] at once, reading no clock.
+    fn wait(&self, spins: &mut u32, wait: Wait, state: u64) -> Result<()> {
         let shared = &self.shared;
-        let now = Instant::now();
-        if deadline.is_some_and(|deadline| now >= deadline) {
-            return Err(Error::TimedOut {
-                name: shared.name.clone(),
-            });
-        }
+        let writer = Ring::writer(self.next, state);
+        let deadline = match wait {
+            Wait::Now => {
+                // A poller buries a dead publisher's message only once it
+                // has seen the same one being written many polls in a row,
+                // so that polling asks the OS nothing while it is merely busy.
+                if let Some(writer) = writer {
+                    let (seen, polls) = self.stuck.get();
+                    let polls = if seen == state { polls + 1 } else { 0 };
+                    self.stuck.set((state, polls));
+                    if polls >= STUCK_POLLS
+                        && !shared.is_alive(writer, self.participant.token())
+                        && shared.ring.bury(self.next, state)
+                    {
+                        return Ok(());
+                    }
+                }
+                return Err(Error::Empty);
+            }
+            Wait::Until(deadline) => Some(deadline),
+            Wait::Forever => None,
+        };
         if *spins < SPINS {
             *spins += 1;
             if *spins < SPINS / 2 {
@@ -1009,7 +1035,13 @@ impl Subscriber {
             }
             return Ok(());
         }
-        if let Some(writer) = Ring::writer(self.next, state) {
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(Error::TimedOut {
+                name: shared.name.clone(),
+            });
+        }
+        if let Some(writer) = writer {
             if !shared.is_alive(writer, self.participant.token())
                 && shared.ring.bury(self.next, state)
             {

@@ -402,9 +402,16 @@ impl Ring {
     }
 
     /// Moves the cursor on `seat` to `next` (the reader has read what is
-    /// before it).
-    pub(crate) fn advance(&self, seat: u32, next: u64) {
-        self.cursor_next(seat).store(next, Ordering::SeqCst);
+    /// before it). `gating`: publishers wait on cursors
+    /// ([`Overflow::Block`]), so the store is ordered before the reader's
+    /// look at the sleeping publishers; otherwise the cursor only informs.
+    pub(crate) fn advance(&self, seat: u32, next: u64, gating: bool) {
+        let order = if gating {
+            Ordering::SeqCst
+        } else {
+            Ordering::Relaxed
+        };
+        self.cursor_next(seat).store(next, order);
     }
 
     /// The lowest cursor of every subscriber, and who holds it: `None`
@@ -778,7 +785,7 @@ mod tests {
             ring.claim(1, gate),
             Err(Blocked::Behind { needs: 0, .. })
         ));
-        ring.advance(3, 1);
+        ring.advance(3, 1, true);
         assert_eq!(ring.claim(1, gate).map(|c| c.seq).ok(), Some(2));
         ring.unsubscribe(3, 99);
         assert_eq!(ring.lowest_cursor(), None);

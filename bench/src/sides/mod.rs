@@ -17,6 +17,7 @@
 //! | [`stream`] | | a pipe pair |
 //! | `socket` (Unix) | | a Unix socket pair |
 //! | `iceoryx2` (Linux, feature `iceoryx2`) | | publish-subscribe round trips and throughput |
+//! | [`topic`] | `Topic` round trips (the 1→1 hand-over) and fan-out to `k` subscriber processes | |
 //! | `dbus` (Linux, feature `dbus`) | | a method call with a reply (`Echo`, a [`CALL_SIZE`]-byte `ay`) through a private `dbus-daemon` the bench starts, over zbus |
 //!
 //! Round trips are of an 8-byte sequence number, which the parent checks
@@ -33,6 +34,7 @@ pub mod event;
 pub mod iceoryx2;
 pub mod ladder;
 pub mod scaling;
+pub mod topic;
 #[cfg(windows)]
 pub mod win_event;
 
@@ -100,6 +102,10 @@ shmio_cli::bench_roles! {
     ScalingProducer = "scale-producer" => scaling::producer_child(),
     /// One consumer of the scaling group: receives until a stop message.
     ScalingConsumer = "scale-consumer" => scaling::consumer_child(),
+    /// Echoes a topic round trip (the 1→1 hand-over), busy-polling.
+    TopicEcho = "rt-topic" => topic::echo_child(),
+    /// One subscriber of a topic fan-out.
+    TopicSubscriber = "fan-topic" => topic::subscriber_child(),
 }
 
 /// A role a child of a lab binary can play: one of the shipped sides'

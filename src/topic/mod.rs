@@ -21,7 +21,7 @@ pub(crate) mod ring;
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -269,8 +269,10 @@ struct Shared {
 /// subscriber gets every message published after it subscribed, each
 /// publisher's in the order published, and a new subscriber first gets the
 /// last [`history`](TopicOptions::history) messages. A topic holds its
-/// messages once, however many subscribe (up to 1,024 handles and
-/// subscribers together, [`Error::TooManyParticipants`]), and reserves all
+/// messages once, however many subscribe: up to 1,024 subscriptions and
+/// publishing handles together ([`Error::TooManyParticipants`]; a handle
+/// takes its seat at its first publish, so one that only subscribes costs
+/// one seat, its subscription's). It reserves all
 /// of its memory when it is made: a full `/dev/shm` is an error then,
 /// never a crash later. It takes `135,808 + capacity × stride` bytes,
 /// where the stride is 16 + `max_message_size` rounded up to 128.
@@ -297,8 +299,9 @@ struct Shared {
 /// ```
 pub struct Topic {
     shared: Arc<Shared>,
-    /// The publisher's seat: its token signs its claims.
-    participant: Participant,
+    /// The publisher's seat, taken at its first publish (a handle that
+    /// only subscribes takes none of its own): its token signs its claims.
+    participant: OnceLock<Participant>,
     /// The lowest subscriber cursor, as last looked at, and the count of
     /// subscriptions it was looked at with ([`Overflow::Block`]).
     gate_low: AtomicU64,
@@ -358,7 +361,6 @@ impl Topic {
         // writable, and `map` is kept in Shared beside the ring.
         let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
         let os_name = map.os_name().unwrap_or_default();
-        let participant = Participant::join(ring.generations(), map.object(), &os_name, name)?;
         let shared = Shared {
             data_bell: sys::Waker::open(name, "data", trust)?,
             space_bell: sys::Waker::open(name, "space", trust)?,
@@ -376,7 +378,7 @@ impl Topic {
         };
         Ok(Topic {
             shared: Arc::new(shared),
-            participant,
+            participant: OnceLock::new(),
             gate_low: AtomicU64::new(0),
             gate_subscriptions: AtomicU64::new(u64::MAX),
         })
@@ -434,12 +436,13 @@ impl Topic {
     /// a subscriber holds it back (only under [`Overflow::Block`]).
     pub fn try_publish(&self, message: &[u8]) -> Result<()> {
         let len = self.message_len(message.len())?;
+        let me = self.token()?;
         let claim = self
             .shared
             .ring
-            .claim(self.token()?, |seq| self.gate(seq))
+            .claim(me, |seq| self.gate(seq))
             .map_err(|blocked| {
-                self.repair(blocked);
+                self.repair(blocked, me);
                 Error::Full
             })?;
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
@@ -503,11 +506,28 @@ impl Topic {
         Ok(())
     }
 
-    /// This handle's token, which signs its claims; [`Error::Inherited`] in
-    /// a forked child, whose copy of the handle is its parent's participant.
+    /// This handle's token, which signs its claims (its seat taken now if
+    /// it has none yet); [`Error::Inherited`] in a forked child, whose copy
+    /// of the handle is its parent's participant.
     fn token(&self) -> Result<u32> {
-        if self.participant.is_here() {
-            return Ok(self.participant.token());
+        let participant = match self.participant.get() {
+            Some(participant) => participant,
+            None => {
+                let shared = &self.shared;
+                let joined = Participant::join(
+                    shared.ring.generations(),
+                    shared.map.object(),
+                    &shared.os_name,
+                    &shared.name,
+                )?;
+                // Another thread may have taken one first: then this one
+                // is dropped, and its seat let go.
+                let _ = self.participant.set(joined);
+                self.participant.get().expect("set just now")
+            }
+        };
+        if participant.is_here() {
+            return Ok(participant.token());
         }
         Err(Error::Inherited {
             kind: "topic",
@@ -588,7 +608,7 @@ impl Topic {
                 }
                 continue;
             }
-            if self.repair(blocked) {
+            if self.repair(blocked, me) {
                 continue;
             }
             let nap = deadline.map_or(REPAIR_INTERVAL, |deadline| {
@@ -627,14 +647,14 @@ impl Topic {
     /// Undoes what a dead participant left in the way: a message it was
     /// writing (published as a tombstone) or its cursor (let go). Whether
     /// it changed anything.
-    fn repair(&self, blocked: Blocked) -> bool {
+    fn repair(&self, blocked: Blocked, me: u32) -> bool {
         let shared = &self.shared;
         match blocked {
             Blocked::Writing { seq, state, owner } => {
-                !shared.is_alive(owner, self.participant.token()) && shared.ring.bury(seq, state)
+                !shared.is_alive(owner, me) && shared.ring.bury(seq, state)
             }
             Blocked::Behind { seat, token, .. } => {
-                if shared.is_alive(token, self.participant.token()) {
+                if shared.is_alive(token, me) {
                     return false;
                 }
                 self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);

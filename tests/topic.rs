@@ -614,3 +614,42 @@ fn a_kill_storm_tears_nothing_and_wedges_no_one() {
     drop(topic);
     assert!(!shm_entry_exists(&name), "no name left once all have gone");
 }
+
+/// Participants that share one handle (the topic's publisher and its
+/// subscriptions share a mapping) are each their own: a publisher never
+/// takes a live subscription of its own process for a dead one.
+#[test]
+fn subscriptions_of_one_handle_are_each_their_own() {
+    let name = unique_name("topic-one-handle");
+    let topic = Topic::options()
+        .capacity(4)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(&name)
+        .unwrap();
+    let mut first = topic.subscribe().unwrap();
+    let mut second = topic.subscribe().unwrap();
+    for n in 0..4 {
+        topic.publish(&message(0, n)).unwrap();
+    }
+    for _ in 0..3 {
+        assert!(matches!(
+            topic.try_publish(&message(0, 4)),
+            Err(Error::Full)
+        ));
+    }
+    assert_eq!(topic.subscribers(), 2, "neither taken for dead");
+    for n in 0..4 {
+        assert_eq!(parse(&first.recv().unwrap()), (0, n));
+    }
+    assert!(
+        matches!(topic.try_publish(&message(0, 4)), Err(Error::Full)),
+        "the second still holds it"
+    );
+    assert_eq!(parse(&second.recv().unwrap()), (0, 0));
+    topic.try_publish(&message(0, 4)).unwrap();
+    for n in 1..5 {
+        assert_eq!(parse(&second.recv().unwrap()), (0, n));
+    }
+    assert_eq!(parse(&first.recv().unwrap()), (0, 4));
+}

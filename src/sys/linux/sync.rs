@@ -314,8 +314,8 @@ impl Waker {
 /// that dies does, `kill -9` included; the lock belongs to no pid, so it
 /// means the same in every pid namespace that sees the file.
 pub(crate) struct Seat {
-    /// A duplicate of the object's descriptor: the same open file
-    /// description, which owns the lock, kept to unlock it on drop.
+    /// The seat's own open file description of the object, which owns the
+    /// lock (kept to unlock it on drop).
     fd: OwnedFd,
     index: u32,
     /// The process that took it. A forked child shares the description,
@@ -336,14 +336,12 @@ impl Seat {
         index: u32,
         name: &str,
     ) -> Result<Option<Seat>> {
-        match ofd_lock(object.fd.as_fd(), libc::F_OFD_SETLK, libc::F_WRLCK, index) {
+        let fd = own_description(object.fd.as_fd())?;
+        match ofd_lock(fd.as_fd(), libc::F_OFD_SETLK, libc::F_WRLCK, index) {
             Ok(_) => {}
             Err(Errno::AGAIN | Errno::ACCESS) => return Ok(None),
             Err(errno) => return Err(os_error("take a seat in", name, errno)),
         }
-        let fd = crate::sys::unix::duplicate(object.fd.as_fd()).inspect_err(|_| {
-            let _ = ofd_lock(object.fd.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK, index);
-        })?;
         Ok(Some(Seat {
             fd,
             index,
@@ -355,8 +353,8 @@ impl Seat {
     /// counts, which only a process that may write the object can take, so
     /// a reader cannot make a dead seat look taken. Where the kernel cannot
     /// tell, the seat counts as held: nothing is repaired on a guess.
-    /// A seat this process holds through `object`'s own description reads
-    /// as free: callers know their own seat.
+    /// Every seat has a description of its own, so this process's seats,
+    /// the caller's included, read as held (callers know their own).
     pub(crate) fn is_held(object: &Object, _os_name: &str, index: u32, _trust: &Trust) -> bool {
         let found = ofd_lock(object.fd.as_fd(), libc::F_OFD_GETLK, libc::F_RDLCK, index);
         !matches!(found, Ok(kind) if kind == libc::F_UNLCK as libc::c_short)
@@ -374,6 +372,24 @@ impl Drop for Seat {
             libc::F_UNLCK,
             self.index,
         );
+    }
+}
+
+/// A new open file description of the file `fd` is open on, for a seat's
+/// lock. Locks through one description never conflict, so participants
+/// of one object in one process that shared a description (a topic's
+/// publisher and its subscriptions share a mapping) would take the same
+/// seat, and each read the other's as free. Reopened through
+/// `/proc/self/fd`, this process's own descriptor: no path anyone else
+/// can change. Without `/proc`, a duplicate (the same description): then
+/// only one participant per handle is told apart.
+fn own_description(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    match rustix::fs::open(path.as_str(), flags, Mode::empty()) {
+        Ok(own) => Ok(own),
+        Err(_) => crate::sys::unix::duplicate(fd),
     }
 }
 

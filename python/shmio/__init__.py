@@ -2,9 +2,9 @@
 
 Named mappings (:class:`Mapping`), a robust named mutex (:class:`Mutex`,
 ``Mapping.lock()``), a named event (:class:`Event`), a message queue
-(:class:`Channel`) and a command bus (:class:`Bus`), found by name from any
-process of the same user, Python or Rust, with the same layout and
-guarantees. Errors are :class:`Error` and its subclasses, which also derive
+(:class:`Channel`), publish–subscribe (:class:`Topic`) and a command bus
+(:class:`Bus`), found by name from any process of the same user, Python or
+Rust, with the same layout and guarantees. Errors are :class:`Error` and its subclasses, which also derive
 the matching builtins (``NotFoundError`` is a ``FileNotFoundError``,
 ``InvalidError`` a ``ValueError``, ...).
 """
@@ -27,6 +27,7 @@ from ._shmio import (
     Event,
     HandlerError,
     InvalidError,
+    LaggedError,
     ListenDecorator,
     ListenerDiedError,
     LockGuard,
@@ -38,7 +39,10 @@ from ._shmio import (
     OwnerDiedError,
     PostIncompleteError,
     ResourceError,
+    Sample,
+    Subscriber,
     TimeoutError,
+    Topic,
     UnsupportedError,
     WouldBlockError,
     _forget_inherited_holds,
@@ -76,6 +80,7 @@ __all__ = [
     "Event",
     "HandlerError",
     "InvalidError",
+    "LaggedError",
     "ListenDecorator",
     "ListenerDiedError",
     "NoListenerError",
@@ -87,7 +92,10 @@ __all__ = [
     "OwnerDiedError",
     "PostIncompleteError",
     "ResourceError",
+    "Sample",
+    "Subscriber",
     "TimeoutError",
+    "Topic",
     "UnsupportedError",
     "WouldBlockError",
     "close_all_buses",

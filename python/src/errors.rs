@@ -102,6 +102,11 @@ const SPECS: &[Spec] = &[
         doc: "A bus post did not reach every listener: `reached` is how many it did, `full` the pids whose inboxes were full.",
     },
     Spec {
+        name: "LaggedError",
+        builtin_bases: &[],
+        doc: "A topic's subscriber fell behind and messages were overwritten before it read them: `missed` is how many; the next receive goes on from the oldest one held.",
+    },
+    Spec {
         name: "UnsupportedError",
         builtin_bases: &["NotImplementedError"],
         doc: "What was asked for does not exist on this platform.",
@@ -132,6 +137,7 @@ pub(crate) enum Kind {
     Disconnected,
     NoListener,
     PostIncomplete,
+    Lagged,
     Unsupported,
     Os,
 }
@@ -270,6 +276,7 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
         E::NoListener { .. } => Kind::NoListener,
         E::Disconnected { .. } => Kind::Disconnected,
         E::PostIncomplete { .. } => Kind::PostIncomplete,
+        E::Lagged { .. } => Kind::Lagged,
         E::Unsupported { .. } => Kind::Unsupported,
         E::Os { .. } => Kind::Os,
         _ => return base_error(py, message),
@@ -279,6 +286,7 @@ pub(crate) fn to_py(py: Python<'_>, error: shmio::Error) -> PyErr {
     let value = err.value(py);
     let _ = match &error {
         E::Handler { pid, .. } | E::ListenerDied { pid } => value.setattr("pid", *pid),
+        E::Lagged { missed, .. } => value.setattr("missed", *missed),
         E::PostIncomplete { reached, full, .. } => value
             .setattr("reached", *reached)
             .and_then(|()| value.setattr("full", full.clone())),

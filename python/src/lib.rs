@@ -2,7 +2,7 @@
 //! which the Python package `shmio` (python/shmio/) re-exports.
 //!
 //! The same objects Rust processes use, by name, with the same layout and
-//! guarantees: `Mapping`, `Mutex`, `Event`, `Channel` and `Bus`, and an
+//! guarantees: `Mapping`, `Mutex`, `Event`, `Channel`, `Topic` and `Bus`, and an
 //! exception hierarchy under `shmio.Error` (see `errors.rs`).
 
 mod bus;
@@ -14,6 +14,7 @@ mod inherited;
 mod json;
 mod lock;
 mod mapping;
+mod topic;
 mod unpoisoned;
 mod wait;
 
@@ -28,6 +29,9 @@ fn _shmio(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<lock::LockGuard>()?;
     module.add_class::<event::PyEvent>()?;
     module.add_class::<channel::PyChannel>()?;
+    module.add_class::<topic::PyTopic>()?;
+    module.add_class::<topic::PySubscriber>()?;
+    module.add_class::<topic::PySample>()?;
     module.add_class::<bus::PyBus>()?;
     module.add_class::<bus::ListenDecorator>()?;
     module.add_function(wrap_pyfunction!(bus::close_all_buses, module)?)?;

@@ -159,7 +159,7 @@ def test_event_auto_and_manual_reset(name):
         auto.set()
 
 
-@pytest.mark.parametrize("kind", ["recv", "event", "mutex"])
+@pytest.mark.parametrize("kind", ["recv", "topic", "event", "mutex"])
 def test_ctrl_c_interrupts_a_blocking_wait_quickly(name, kind):
     holder = None
     if kind == "mutex":
@@ -190,7 +190,7 @@ def test_ctrl_c_interrupts_a_blocking_wait_quickly(name, kind):
             holder.close()
 
 
-@pytest.mark.parametrize("kind", ["mapping", "mutex", "event", "channel", "bus"])
+@pytest.mark.parametrize("kind", ["mapping", "mutex", "event", "channel", "topic", "subscriber", "bus"])
 def test_every_object_says_it_is_closed(name, kind):
     """`.closed`, a repr that says so, and `with` on a closed object raises."""
     make = {
@@ -198,6 +198,8 @@ def test_every_object_says_it_is_closed(name, kind):
         "mutex": lambda: shmio.Mutex(name),
         "event": lambda: shmio.Event(name),
         "channel": lambda: shmio.Channel.create_or_open(name, capacity=4, max_message_size=16),
+        "topic": lambda: shmio.Topic.create_or_open(name, capacity=4, max_message_size=16),
+        "subscriber": lambda: shmio.Topic.create_or_open(name, capacity=4, max_message_size=16).subscribe(),
         "bus": lambda: shmio.Bus.join(name),
     }[kind]
     obj = make()

@@ -1,5 +1,6 @@
 """The type stubs as a user's `mypy --strict` meets them: the buffer
-protocol, and a handler decorated with `@bus.listen` keeping its type."""
+protocol (a mapping's, a topic sample's), a handler decorated with
+`@bus.listen` keeping its type, and a subscriber's messages."""
 
 import subprocess
 import sys
@@ -21,6 +22,21 @@ USER_CODE = textwrap.dedent(
             return x * 2
 
         return double(len(view) + int(array[0]))
+
+    def subscribe(topic: shmio.Topic) -> float:
+        with topic.subscribe() as subscriber:
+            total = 0.0
+            for message in subscriber:
+                total += len(message)
+                break
+            try:
+                record = subscriber.recv_record(timeout=0.5)
+            except shmio.LaggedError as lagged:
+                return float(lagged.missed)
+            with subscriber.recv_sample(timeout=None) as sample:
+                array = np.frombuffer(memoryview(sample), dtype=np.float64)
+                total += float(array.sum()) + len(sample)
+            return total + len(str(record))
     """
 )
 

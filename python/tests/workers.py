@@ -72,6 +72,10 @@ def block_in(kind: str, name: str) -> None:
     if kind == "recv":
         obj = shmio.Channel.create_or_open(name, capacity=4, max_message_size=16)
         wait = lambda: obj.recv()  # noqa: E731
+    elif kind == "topic":
+        topic = shmio.Topic.create_or_open(name, capacity=4, max_message_size=16)
+        obj = topic.subscribe()
+        wait = lambda: obj.recv()  # noqa: E731
     elif kind == "event":
         obj = shmio.Event(name)
         wait = lambda: obj.wait()  # noqa: E731
@@ -89,6 +93,10 @@ def block_in(kind: str, name: str) -> None:
     if kind == "recv":
         obj.send(b"after")
         assert obj.recv(timeout=1) == b"after"
+    elif kind == "topic":
+        topic.publish(b"after")
+        assert obj.recv(timeout=1) == b"after"
+        topic.close()
     elif kind == "event":
         obj.set()
         assert obj.wait(timeout=1)

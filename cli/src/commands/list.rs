@@ -173,7 +173,7 @@ fn topic_fields(topic: &topic::Details) -> [(&'static str, String); 6] {
             "max message",
             describe_size(u64::from(topic.max_message_size)),
         ),
-        ("history", format!("{} messages", topic.history)),
+        ("history", topic.history.to_string()),
         (
             "overflow",
             match topic.overflow {

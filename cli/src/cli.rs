@@ -14,7 +14,7 @@ use crate::{owners, units};
 #[command(
     name = "shmio",
     version,
-    about = "Named shared memory between processes: mappings, locks, channels",
+    about = "Named shared memory between processes: mappings, locks, channels, topics",
     after_help = "SIZE: 4096, 64K, 64KiB, 1M, 1MiB, 1G, 1GiB (K, M, G are powers of 1024).\n\
                   DURATION: 250us, 500ms, 2s."
 )]
@@ -128,7 +128,7 @@ pub struct Ls {
 
 #[derive(Args)]
 pub struct Stat {
-    /// The name of a mapping, channel or mutex
+    /// The name of a mapping, channel, topic or mutex
     pub name: String,
     /// Print a JSON object
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! `shmio publish` and `shmio subscribe` run for real: history, a
 //! subscriber started first, `--count` and `--timeout`, settings that do
-//! not match, a subscriber that fell behind told how much it missed, the
+//! not match, a subscriber that fell behind told how much it missed, a
+//! blocked publish that gives up after its `--timeout`, the
 //! clean end on SIGTERM, and `stat` of a topic. A topic lasts only while a
 //! process holds it, so each test keeps one `shmio` process on it (a
 //! publisher reading its stdin, or a subscriber) while the others come and
@@ -213,6 +214,38 @@ fn topic_a_subscriber_that_fell_behind_is_told_what_it_missed() {
         )
     );
     publisher.finish();
+    assert_gone(&topic);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn topic_a_blocked_publish_gives_up_after_its_timeout() {
+    let topic = unique("topic-blocked");
+    let subscriber = command(&[
+        "subscribe",
+        &topic,
+        "--capacity",
+        "2",
+        "--overflow",
+        "block",
+        "--count",
+        "3",
+        "--timeout",
+        "60s",
+    ])
+    .start();
+    wait_for_stat(&topic, "subscribers", 1);
+    // Stopped, it holds back the third message: two fit.
+    subscriber.signal(libc::SIGSTOP);
+    let started = Instant::now();
+    shmio(&["publish", &topic, "a", "b", "c", "--timeout", "200ms"]).error("(full for 200ms)");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    subscriber.signal(libc::SIGCONT);
+    // Room again once it reads on.
+    shmio(&["publish", &topic, "d", "--timeout", "60s"]).ok();
+    let done = subscriber.finish();
+    assert!(done.status.success(), "{}", done.stderr_text());
+    assert_eq!(done.stdout_text(), "a\nb\nd\n");
     assert_gone(&topic);
 }
 

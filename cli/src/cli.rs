@@ -14,7 +14,7 @@ use crate::{owners, units};
 #[command(
     name = "shmio",
     version,
-    about = "Named shared memory between processes: mappings, locks, channels",
+    about = "Named shared memory between processes: mappings, locks, channels, topics",
     after_help = "SIZE: 4096, 64K, 64KiB, 1M, 1MiB, 1G, 1GiB (K, M, G are powers of 1024).\n\
                   DURATION: 250us, 500ms, 2s."
 )]
@@ -53,6 +53,11 @@ pub enum Command {
     Send(Send),
     /// Receive messages from a channel (created if there is none), one line each
     Recv(Recv),
+    /// Publish a message to a topic (created if there is none), or each line of stdin
+    Publish(Publish),
+    /// Subscribe to a topic (created if there is none) and print each message
+    /// as a line, its history first
+    Subscribe(Subscribe),
     /// Listen to COMMAND in the bus group GROUP: run CMD for each request
     /// (the arguments as JSON on its stdin, its stdout as JSON the reply),
     /// or print each request as a JSON line
@@ -123,7 +128,7 @@ pub struct Ls {
 
 #[derive(Args)]
 pub struct Stat {
-    /// The name of a mapping, channel or mutex
+    /// The name of a mapping, channel, topic or mutex
     pub name: String,
     /// Print a JSON object
     #[arg(long)]
@@ -237,6 +242,69 @@ pub struct Recv {
     /// stop then, exit 1 only if nothing came)
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub sharing: Sharing,
+}
+
+/// What a topic is made with, when a command makes it. Only the settings
+/// given are checked against an existing topic: the rest are whatever it has.
+#[derive(Args, Clone, Default)]
+pub struct TopicSettings {
+    /// How many messages the topic holds [default: 1024]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: Option<u32>,
+    /// The largest message [default: 4 KiB]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_message_size)]
+    pub max_message_size: Option<u32>,
+    /// How many of the last messages a new subscriber gets first (less than
+    /// the capacity) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub history: Option<u32>,
+    /// What a subscriber that falls behind costs: `overwrite` (publishers
+    /// never wait; it is told how many it missed) or `block` (publishers
+    /// wait for it) [default: overwrite]
+    #[arg(long, value_name = "POLICY")]
+    pub overflow: Option<OverflowPolicy>,
+}
+
+/// `--overflow`: the library's `Overflow`, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OverflowPolicy {
+    Overwrite,
+    Block,
+}
+
+#[derive(Args)]
+pub struct Publish {
+    /// The topic
+    pub topic: String,
+    /// The messages, one each [default: one message per line of stdin]
+    pub messages: Vec<OsString>,
+    /// Give up if a subscriber holds a message back this long (`--overflow block`)
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub settings: TopicSettings,
+    #[command(flatten)]
+    pub sharing: Sharing,
+}
+
+#[derive(Args)]
+pub struct Subscribe {
+    /// The topic
+    pub topic: String,
+    /// Stop after this many messages (0: until interrupted, or the --timeout)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub count: u64,
+    /// Give up (exit 1) if they have not all come in this time (with --count 0:
+    /// stop then, exit 1 only if nothing came)
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Only open an existing topic: an error if there is none
+    #[arg(long)]
+    pub no_create: bool,
+    #[command(flatten)]
+    pub settings: TopicSettings,
     #[command(flatten)]
     pub sharing: Sharing,
 }

@@ -2,7 +2,8 @@
 //!
 //! Every command is a thin layer over the `shmio` library: `create`, `ls`,
 //! `stat`, `write`, `read`, `dump`, `rm` and `gc` for named mappings; `lock`
-//! runs a command under a named mutex; `send` and `recv` use a channel;
+//! runs a command under a named mutex; `send` and `recv` use a channel,
+//! `publish` and `subscribe` a topic;
 //! `listen`, `call`, `post` and `listeners` use the command bus;
 //! `bench` measures shmio against its peers and `demo` shows the library's
 //! main job with real worker processes. Errors are one line on stderr
@@ -48,7 +49,12 @@ fn run(command: Command) -> error::Result {
     // what they hold (see `signals`).
     if matches!(
         command,
-        Command::Lock(_) | Command::Send(_) | Command::Recv(_) | Command::Listen(_)
+        Command::Lock(_)
+            | Command::Send(_)
+            | Command::Recv(_)
+            | Command::Publish(_)
+            | Command::Subscribe(_)
+            | Command::Listen(_)
     ) {
         signals::install()?;
     }
@@ -64,6 +70,8 @@ fn run(command: Command) -> error::Result {
         Command::Lock(args) => lock::run(args),
         Command::Send(args) => channel::send(args),
         Command::Recv(args) => channel::recv(args),
+        Command::Publish(args) => topic::publish(args),
+        Command::Subscribe(args) => topic::subscribe(args),
         Command::Listen(args) => bus::listen(args),
         Command::Call(args) => bus::call(args),
         Command::Post(args) => bus::post(args),

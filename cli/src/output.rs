@@ -22,6 +22,16 @@ pub fn stdout_failed(error: io::Error) -> Result {
         .map_err(|e| Error::io("writing to stdout", e))
 }
 
+/// Writes one received message as a line, as it came (no escaping: the
+/// bytes are the sender's, for a pipeline to read), and flushes it so that
+/// a reader sees each message as it comes. `recv` and `subscribe` print
+/// this way.
+pub fn message_line(out: &mut impl Write, message: &[u8]) -> io::Result<()> {
+    out.write_all(message)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// `Ok` for a broken pipe, the error otherwise.
 pub fn ignore_broken_pipe(error: io::Error) -> io::Result<()> {
     if error.kind() == io::ErrorKind::BrokenPipe {

@@ -64,6 +64,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A topic's largest message: as [`parse_size`], and at most `u32::MAX`.
+pub fn parse_message_size(text: &str) -> Result<u32, String> {
+    u32::try_from(parse_size(text)?)
+        .map_err(|_| format!("{text:?} is too large: a message is at most 4 GiB - 1 bytes"))
+}
+
 /// Permission bits in octal, as `chmod` takes them: `600`, `0660`, `0o666`.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     let trimmed = text.trim();

@@ -105,6 +105,8 @@ fn help_version_and_usage_errors() {
         "lock",
         "send",
         "recv",
+        "publish",
+        "subscribe",
         "listen",
         "call",
         "post",

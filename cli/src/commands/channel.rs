@@ -3,7 +3,7 @@
 //! so that a terminating signal ends the wait cleanly.
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use shmio::{Channel, ChannelGeometry, Error as ShmioError};
 use super::exactly;
 use crate::cli::{Recv, Send, Sharing};
 use crate::error::{Error, Result};
-use crate::output::stdout_failed;
+use crate::output::{message_line, stdout_failed};
 use crate::{owners, signals};
 
 /// Opens the channel, creating it with the default geometry if there is none.
@@ -64,17 +64,22 @@ pub fn send(args: Send) -> Result {
     };
     match message {
         Some(message) => send_one(&os_bytes(message))?,
-        None => {
-            for line in io::stdin().lock().split(b'\n') {
-                let mut line = line.map_err(|e| Error::io("reading stdin", e))?;
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                send_one(&line)?;
-            }
-        }
+        None => each_stdin_line(send_one)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands each line of stdin to `send`, without its line ending (`\n` or
+/// `\r\n`): one message each, as `send` and `publish` take them.
+pub(super) fn each_stdin_line(mut send: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    for line in io::stdin().lock().split(b'\n') {
+        let mut line = line.map_err(|e| Error::io("reading stdin", e))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        send(&line)?;
+    }
+    Ok(())
 }
 
 /// A channel lasts only while a process holds it: say so when this one is
@@ -96,7 +101,7 @@ fn warn_if_alone(channel: &Channel) {
     }
 }
 
-fn os_bytes(text: OsString) -> Vec<u8> {
+pub(super) fn os_bytes(text: OsString) -> Vec<u8> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStringExt;
@@ -105,6 +110,27 @@ fn os_bytes(text: OsString) -> Vec<u8> {
     #[cfg(not(unix))]
     {
         text.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// `recv` or `subscribe` ran out of `timeout` with `received` of the
+/// `count` messages asked for (0: any number).
+pub(super) fn too_few(
+    name: String,
+    received: u64,
+    count: u64,
+    timeout: Option<std::time::Duration>,
+) -> Error {
+    let wanted = if count == 0 {
+        String::new()
+    } else {
+        format!(" of {count}")
+    };
+    Error::TooFew {
+        source: ShmioError::TimedOut { name },
+        received,
+        wanted,
+        waited: timeout.unwrap_or_default(),
     }
 }
 
@@ -136,25 +162,9 @@ pub fn recv(args: Recv) -> Result {
             Some(None) => break,
             // With no count, the time being up is the end.
             None if count == 0 && received > 0 => break,
-            None => {
-                let wanted = if count == 0 {
-                    String::new()
-                } else {
-                    format!(" of {count}")
-                };
-                return Err(Error::TooFew {
-                    source: ShmioError::TimedOut { name },
-                    received,
-                    wanted,
-                    waited: timeout.unwrap_or_default(),
-                });
-            }
+            None => return Err(too_few(name, received, count, timeout)),
         };
-        let written = out
-            .write_all(&message)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
-        if let Err(e) = written {
+        if let Err(e) = message_line(&mut out, &message) {
             return stdout_failed(e);
         }
         received += 1;

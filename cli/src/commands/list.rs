@@ -1,8 +1,12 @@
 //! `shmio ls` and `shmio stat NAME`: what the registry says about named
-//! objects, as a table, a detail page, or JSON.
+//! objects, as a table, a detail page, or JSON (and, for `stat` of a
+//! topic, what the topic itself says).
 
 use serde::Serialize;
 use shmio::inventory::{self, NameInfo};
+use shmio::ObjectKind;
+
+use super::topic;
 
 use crate::cli::{Ls, Stat};
 use crate::error::Result;
@@ -21,6 +25,9 @@ struct Listed<'a> {
     follows_holders: bool,
     stale: bool,
     owner: String,
+    /// Only `stat` of a topic that opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<topic::Details>,
 }
 
 impl<'a> From<&'a NameInfo> for Listed<'a> {
@@ -34,6 +41,7 @@ impl<'a> From<&'a NameInfo> for Listed<'a> {
             follows_holders: info.follows_holders,
             stale: info.stale,
             owner: owners::describe(&info.owner),
+            topic: None,
         }
     }
 }
@@ -108,28 +116,88 @@ fn table(all: &[NameInfo]) -> String {
 
 pub fn stat(args: Stat) -> Result {
     let info = inventory::stat(&args.name)?;
+    // The registry knows a topic's size, not its settings: those are in its
+    // header, read by opening it (after the holders were counted, so that
+    // this process is not among them). A stale one is not opened: opening
+    // would take it away.
+    let details =
+        (info.kind == ObjectKind::Topic && !info.stale).then(|| topic::details(&info.name));
     let text = if args.json {
-        serde_json::to_string_pretty(&Listed::from(&info)).expect("plain data serializes") + "\n"
+        let mut listed = Listed::from(&info);
+        listed.topic = details.and_then(std::result::Result::ok);
+        serde_json::to_string_pretty(&listed).expect("plain data serializes") + "\n"
     } else {
-        format!(
-            "name:     {}\nos name:  {}\nkind:     {}\nowner:    {}\nsize:     {}\nholders:  {}\nlifetime: {}\nstale:    {}\n",
-            escape(&info.name),
-            escape(&info.os_name),
-            info.kind.as_str(),
-            escape(&owners::describe(&info.owner)),
-            describe_size(info.size),
-            info.holders.map_or("unknown".to_owned(), |h| h.to_string()),
-            if info.follows_holders {
-                "removed with its last holder"
-            } else {
-                "persistent (until `shmio rm`)"
-            },
-            if info.stale {
-                "yes: every holder died; `shmio gc` or the next open removes it"
-            } else {
-                "no"
-            },
-        )
+        let mut fields = vec![
+            ("name", escape(&info.name)),
+            ("os name", escape(&info.os_name)),
+            ("kind", info.kind.as_str().to_owned()),
+            ("owner", escape(&owners::describe(&info.owner))),
+            ("size", describe_size(info.size)),
+            (
+                "holders",
+                info.holders.map_or("unknown".to_owned(), |h| h.to_string()),
+            ),
+            (
+                "lifetime",
+                if info.follows_holders {
+                    "removed with its last holder"
+                } else {
+                    "persistent (until `shmio rm`)"
+                }
+                .to_owned(),
+            ),
+            (
+                "stale",
+                if info.stale {
+                    "yes: every holder died; `shmio gc` or the next open removes it"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            ),
+        ];
+        match details {
+            Some(Ok(topic)) => fields.extend(topic_fields(&topic)),
+            Some(Err(error)) => fields.push(("settings", format!("unknown: {error}"))),
+            None => {}
+        }
+        page(&fields)
     };
     print(&text)
+}
+
+fn topic_fields(topic: &topic::Details) -> [(&'static str, String); 6] {
+    [
+        ("capacity", format!("{} messages", topic.capacity)),
+        (
+            "max message",
+            describe_size(u64::from(topic.max_message_size)),
+        ),
+        ("history", topic.history.to_string()),
+        (
+            "overflow",
+            match topic.overflow {
+                "block" => "block (a publisher waits for the slowest subscriber)",
+                _ => "overwrite (a publisher never waits; a subscriber that falls behind misses messages)",
+            }
+            .to_owned(),
+        ),
+        ("subscribers", topic.subscribers.to_string()),
+        ("published", topic.published.to_string()),
+    ]
+}
+
+/// `label: value` lines, the values in one column.
+fn page(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut text = String::new();
+    for (label, value) in fields {
+        text.push_str(&format!("{:width$}{value}\n", format!("{label}:")));
+    }
+    text
 }

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod list;
 pub mod lock;
 pub mod rm;
+pub mod topic;
 pub mod worker;
 
 use crate::cli::Trusting;

@@ -124,7 +124,12 @@ impl TopicOptions {
     }
 
     /// How many of the last messages a new subscriber gets first (less
-    /// than the capacity).
+    /// than the capacity). Under [`Overflow::Block`], a subscriber that
+    /// joins while publishers are publishing can be told it missed the
+    /// oldest of its history ([`Error::Lagged`], never silently) unless
+    /// the history is below the capacity by at least the number of
+    /// publishing processes: each may have one message under way that it
+    /// cleared before the new subscriber's cursor was there.
     pub fn history(&mut self, history: u32) -> &mut Self {
         self.history = history;
         self

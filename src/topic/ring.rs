@@ -465,25 +465,37 @@ impl Ring {
         let head = self.u64_at(HEAD);
         loop {
             let seq = head.load(Ordering::Acquire);
-            let state = self.state(seq).load(Ordering::Acquire);
-            let (turn, owner) = split(state);
             let previous = seq.wrapping_sub(self.capacity);
-            if turn == published(previous) {
-                gate(seq)?;
-                if self
-                    .state(seq)
-                    .compare_exchange(
-                        state,
-                        join(writing(seq), token),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
+            gate(seq)?;
+            // The free state is known (the previous lap published, owner
+            // 0), so the claim is one compare-and-swap, not a load and
+            // then one: subscribers only read slots, and a slot line they
+            // have read costs the publisher a miss on a load and again on
+            // the swap.
+            let free = join(published(previous), 0);
+            let state = match self.state(seq).compare_exchange(
+                free,
+                join(writing(seq), token),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
                     let _ =
                         head.compare_exchange(seq, seq + 1, Ordering::AcqRel, Ordering::Relaxed);
                     return Ok(Claim { seq, token });
                 }
+                Err(state) => state,
+            };
+            let (turn, owner) = split(state);
+            if turn == published(previous) {
+                // Free, but with an owner left in it: no protocol leaves
+                // that (scribbled memory). Blocked: the caller waits within
+                // its timeout, and no repair applies.
+                return Err(Blocked::Writing {
+                    seq: previous,
+                    state,
+                    owner,
+                });
             } else if turn == writing(seq) || turn == published(seq) {
                 // Someone claimed it and has not moved head on yet: help.
                 let _ = head.compare_exchange(seq, seq + 1, Ordering::AcqRel, Ordering::Relaxed);

@@ -229,6 +229,9 @@ mod linux {
         let pinned = pinned_round_trips(&base, settings)?;
         eprintln!("shmio-bench: topic fan-out ...");
         let fan_out = fan_out(&base, settings)?;
+        eprintln!("shmio-bench: topic in place, 1 MiB and 4 MiB ...");
+        let large_mib = large_in_place(&base, settings, 1 << 20, 16)?;
+        let large_4mib = large_in_place(&base, settings, 4 << 20, 8)?;
         eprintln!("shmio-bench: wake-ups ...");
         let wake_ups = wake_ups(&base, settings)?;
         eprintln!("shmio-bench: the throughput ladder ...");
@@ -307,6 +310,18 @@ mod linux {
                     target: Some(target),
                 });
             }
+        }
+        for (results, size) in [(&large_mib, "1 MiB"), (&large_4mib, "4 MiB")] {
+            rows.push(Row {
+                operation: format!(
+                    "`Topic`, {size}, in place: published (copied into the slot), read in place by 1 subscriber process; time per message"
+                ),
+                peer: "raw `memcpy` into the next slot of a mapping as large",
+                shmio: format_ns(results.ns_per_op(Large::Topic)),
+                theirs: format_ns(results.ns_per_op(Large::Memcpy)),
+                ratio: results.ratio(Large::Topic, Large::Memcpy),
+                target: Some(Target::AtMost(1.2)),
+            });
         }
         rows.push(Row {
             operation: format!(
@@ -541,6 +556,49 @@ mod linux {
             ),
         ];
         harness::run("topic fan-out", sides, settings)
+    }
+
+    /// One publisher and one subscriber process reading in place, on a
+    /// topic of `capacity` messages of `size` bytes, against `memcpy` of
+    /// the message into the next of as many slots of a mapping: the time
+    /// per message.
+    fn large_in_place(
+        base: &str,
+        settings: Settings,
+        size: usize,
+        capacity: u32,
+    ) -> Result<Results<Large>> {
+        let target = copy::Target::anonymous(size, capacity as usize)?;
+        let sides: Vec<Named<Large>> = vec![
+            (
+                Large::Topic,
+                Box::new(topic::FanOut::start_with(
+                    &format!("{base}-large{size}"),
+                    1,
+                    size,
+                    capacity,
+                    true,
+                )?),
+            ),
+            (Large::Memcpy, Box::new(target.memcpy()?)),
+        ];
+        harness::run("topic in place, large", sides, settings)
+    }
+
+    /// The sides of the large in-place group.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Large {
+        Topic,
+        Memcpy,
+    }
+
+    impl fmt::Display for Large {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                Large::Topic => "topic in place",
+                Large::Memcpy => "memcpy",
+            })
+        }
     }
 
     /// The sides of the fan-out: how many subscriber processes.

@@ -15,6 +15,10 @@ use crate::harness::{timed, Side};
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 
+/// Set for a fan-out subscriber that reads each message in place
+/// (`recv_with`) rather than copying it out.
+const IN_PLACE: &str = "SHMIO_BENCH_IN_PLACE";
+
 /// A topic for the bench: `capacity` messages of `size` bytes, blocking
 /// (no message is lost, as in the channel's sides).
 fn topic(name: &str, capacity: u32, size: usize) -> Result<Topic> {
@@ -136,19 +140,31 @@ pub struct FanOut {
 }
 
 impl FanOut {
-    /// Creates the topic under `name` and starts its subscribers.
+    /// Creates the topic under `name` (1,024 slots) and starts its
+    /// subscribers, which copy each message out.
     pub fn start(name: &str, subscribers: usize, size: usize) -> Result<FanOut> {
+        FanOut::start_with(name, subscribers, size, 1024, false)
+    }
+
+    /// As [`start`](Self::start), with `capacity` slots, the subscribers
+    /// reading each message in place if `in_place`.
+    pub fn start_with(
+        name: &str,
+        subscribers: usize,
+        size: usize,
+        capacity: u32,
+        in_place: bool,
+    ) -> Result<FanOut> {
         let size = size.max(8);
         let guard = OnStall::shmio_name(name);
-        let topic = topic(name, 1024, size)?;
+        let topic = topic(name, capacity, size)?;
         let mut kids = Vec::with_capacity(subscribers);
+        let mut env = vec![(child::NAME, name.to_owned())];
+        if in_place {
+            env.push((IN_PLACE, "1".to_owned()));
+        }
         for _ in 0..subscribers {
-            let mut kid = child::spawn(
-                Role::TopicSubscriber,
-                &[(child::NAME, name.to_owned())],
-                Input::Pipe,
-                Output::Pipe,
-            )?;
+            let mut kid = child::spawn(Role::TopicSubscriber, &env, Input::Pipe, Output::Pipe)?;
             let mut out = BufReader::new(kid.stdout.take().ok_or("no stdout")?);
             let mut line = String::new();
             out.read_line(&mut line)?;
@@ -200,8 +216,10 @@ impl Side for FanOut {
 }
 
 /// A fan-out subscriber: subscribes, says so, then on each `go N`
-/// receives N messages (each checked in order) and says `done`.
+/// receives N messages (each checked in order: copied out, or read in
+/// place) and says `done`.
 pub fn subscriber_child() -> Result<()> {
+    let in_place = std::env::var_os(IN_PLACE).is_some();
     let topic = Topic::open(&child::var(child::NAME)?)?;
     let mut subscriber = topic.subscribe()?;
     let mut commands = Commands::new()?;
@@ -212,8 +230,14 @@ pub fn subscriber_child() -> Result<()> {
     let mut expected = 0;
     while let Some(n) = commands.next_count()? {
         for _ in 0..n {
-            subscriber.recv_into(&mut buf)?;
-            let seq = seq_of(&buf)?;
+            let seq = if in_place {
+                // SAFETY: every process on the bench's topic is a shmio
+                // Topic (Block: nothing overwrites the slot while it is read).
+                unsafe { subscriber.recv_with(seq_of)? }?
+            } else {
+                subscriber.recv_into(&mut buf)?;
+                seq_of(&buf)?
+            };
             if seq != expected {
                 return Err(format!("message {seq} where {expected} was due").into());
             }

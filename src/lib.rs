@@ -62,6 +62,7 @@ mod name;
 mod object;
 mod owner;
 mod participants;
+mod slots;
 mod sync;
 mod sys;
 mod topic;

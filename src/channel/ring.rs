@@ -133,6 +133,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
+use crate::slots::{distance, join, split, LINE_PAIR, SLOT_LEN, SLOT_STATE};
+pub(crate) use crate::slots::{stride_for, SlotHeader, MAX_CAPACITY, SLOT_HEADER, TOMBSTONE};
 use crate::words::Words;
 
 /// The ring's header, as the module docs' table has it: a description of
@@ -160,16 +162,6 @@ pub(crate) struct RingHeader {
     pub(crate) generations: [u32; SEATS as usize],
 }
 
-/// The start of a slot, before its payload (see the module docs); a
-/// description, as [`RingHeader`] is.
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-pub(crate) struct SlotHeader {
-    pub(crate) state: u64,
-    pub(crate) len: u32,
-    _pad: [u8; 4],
-}
-
 pub(crate) const CAPACITY: u64 = offset_of!(RingHeader, capacity) as u64;
 pub(crate) const MAX_MESSAGE: u64 = offset_of!(RingHeader, max_message_size) as u64;
 pub(crate) const STRIDE: u64 = offset_of!(RingHeader, stride) as u64;
@@ -185,26 +177,8 @@ pub(crate) const GENERATIONS: u64 = offset_of!(RingHeader, generations) as u64;
 pub(crate) use crate::participants::SEATS;
 /// Where the slots start: just after the header.
 pub(crate) const SLOTS: u64 = size_of::<RingHeader>() as u64;
-/// Where a slot's state is, from the slot's start.
-const SLOT_STATE: u64 = offset_of!(SlotHeader, state) as u64;
-/// Where a slot's length is, from the slot's start.
-const SLOT_LEN: u64 = offset_of!(SlotHeader, len) as u64;
-/// Bytes before a slot's payload.
-pub(crate) const SLOT_HEADER: u64 = size_of::<SlotHeader>() as u64;
-/// What the hot words and the slots are aligned to: a pair of cache lines,
-/// which x86's adjacent-line prefetcher fetches together. A sender's
-/// word and a receiver's within one pair cost a busy-poll round trip a
-/// third more (the `shmio-bench` ladder: 142 ns with 64-byte slots and
-/// adjacent positions, 78 ns 128 bytes apart).
-const LINE_PAIR: u64 = 128;
 /// The owner bit that marks a receiver's claim.
 pub(crate) const READING: u32 = 1 << 31;
-/// The `len` of a slot whose sender died before publishing.
-pub(crate) const TOMBSTONE: u32 = u32::MAX;
-/// The most slots a ring may have: 2 × capacity half-steps must fit in an
-/// `i32`, and the window of states [`Ring::impossible`] allows on the
-/// 32-bit sequence circle.
-pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
 
 // The bytes of this layout version (`object::VERSION`): a number changed
 // here changes them, and the version must move with it.
@@ -228,11 +202,6 @@ const _: () = assert!(
         && LINE_PAIR.is_multiple_of(8)
 );
 
-/// The bytes per slot for messages of at most `max_message_size` bytes.
-pub(crate) fn stride_for(max_message_size: u32) -> u64 {
-    (SLOT_HEADER + u64::from(max_message_size)).div_ceil(LINE_PAIR) * LINE_PAIR
-}
-
 /// The sequence number of a slot free for the sender of position `pos`.
 pub(crate) fn send_turn(pos: u64) -> u32 {
     pos.wrapping_mul(2) as u32
@@ -241,19 +210,6 @@ pub(crate) fn send_turn(pos: u64) -> u32 {
 /// The sequence number of a slot holding the message of position `pos`.
 fn recv_turn(pos: u64) -> u32 {
     send_turn(pos).wrapping_add(1)
-}
-
-fn join(seq: u32, owner: u32) -> u64 {
-    (u64::from(seq) << 32) | u64::from(owner)
-}
-
-fn split(state: u64) -> (u32, u32) {
-    ((state >> 32) as u32, state as u32)
-}
-
-/// Signed distance from `b` to `a` on the wrapping 32-bit sequence circle.
-fn distance(a: u32, b: u32) -> i32 {
-    a.wrapping_sub(b) as i32
 }
 
 /// Moves `position` from `pos` to the next position, unless someone already has.

@@ -75,6 +75,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::object::Header;
 use crate::participants::SEATS;
+use crate::slots::{distance, join, split, LINE_PAIR, SLOT_HEADER, SLOT_LEN, SLOT_STATE};
+pub(crate) use crate::slots::{stride_for, MAX_CAPACITY, TOMBSTONE};
 use crate::words::Words;
 
 /// What a topic does with a subscriber that falls behind by more than it
@@ -144,15 +146,6 @@ pub(crate) struct Cursor {
     _spare: [u8; 116],
 }
 
-/// A slot's header (see the module docs).
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-pub(crate) struct SlotHeader {
-    state: u64,
-    len: u32,
-    _pad: u32,
-}
-
 pub(crate) const CAPACITY: u64 = offset_of!(TopicHeader, capacity) as u64;
 pub(crate) const MAX_MESSAGE: u64 = offset_of!(TopicHeader, max_message_size) as u64;
 pub(crate) const STRIDE: u64 = offset_of!(TopicHeader, stride) as u64;
@@ -172,22 +165,10 @@ const CURSOR_NEXT: u64 = offset_of!(Cursor, next) as u64;
 const CURSOR_TOKEN: u64 = offset_of!(Cursor, token) as u64;
 /// Where the slots start.
 pub(crate) const SLOTS: u64 = size_of::<TopicHeader>() as u64;
-const SLOT_STATE: u64 = offset_of!(SlotHeader, state) as u64;
-const SLOT_LEN: u64 = offset_of!(SlotHeader, len) as u64;
-const SLOT_HEADER: u64 = size_of::<SlotHeader>() as u64;
-
-/// The `len` of a slot that holds no message: a publisher died writing it,
-/// or the ring is new.
-pub(crate) const TOMBSTONE: u32 = u32::MAX;
-/// The most slots a topic has.
-pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
-/// Every word one side writes while the other polls starts a 128-byte pair
-/// of cache lines of its own (x86 fetches a line's pair with it).
-const LINE_PAIR: u64 = 128;
 
 // The layout is the documented one (the tables are checked by a test).
 const _: () = assert!(SLOTS == 135_808 && CURSORS == 4736 && GENERATIONS == 640);
-const _: () = assert!(CURSOR == LINE_PAIR && SLOT_HEADER == 16);
+const _: () = assert!(CURSOR == LINE_PAIR);
 const _: () = assert!(
     HEAD.is_multiple_of(LINE_PAIR)
         && SUBSCRIPTIONS.is_multiple_of(LINE_PAIR)
@@ -197,12 +178,6 @@ const _: () = assert!(
         && SLOTS.is_multiple_of(LINE_PAIR)
 );
 
-/// The bytes per slot for messages of up to `max_message_size` bytes: the
-/// header and the payload, rounded up to a pair of cache lines.
-pub(crate) fn stride_for(max_message_size: u32) -> u64 {
-    (SLOT_HEADER + u64::from(max_message_size)).div_ceil(LINE_PAIR) * LINE_PAIR
-}
-
 /// The turn of a slot while message `s` is written.
 fn writing(s: u64) -> u32 {
     (s as u32).wrapping_mul(2)
@@ -211,19 +186,6 @@ fn writing(s: u64) -> u32 {
 /// The turn of a slot once message `s` is published.
 fn published(s: u64) -> u32 {
     writing(s).wrapping_add(1)
-}
-
-fn join(turn: u32, owner: u32) -> u64 {
-    u64::from(turn) << 32 | u64::from(owner)
-}
-
-fn split(state: u64) -> (u32, u32) {
-    ((state >> 32) as u32, state as u32)
-}
-
-/// How far turn `a` is ahead of turn `b` (negative: behind).
-fn distance(a: u32, b: u32) -> i32 {
-    a.wrapping_sub(b) as i32
 }
 
 /// A slot claimed for message `seq` by this process.
@@ -442,7 +404,7 @@ impl Ring {
             .is_ok()
     }
 
-    /// The subscribers holding a cursor now, and the lowest cursor.
+    /// How many subscribers hold a cursor now.
     pub(crate) fn subscribers(&self) -> usize {
         let high = self
             .u32_at(SUBSCRIBERS_HIGH)
@@ -598,6 +560,7 @@ mod tests {
     #[test]
     fn the_docs_tables_are_the_structs() {
         use crate::doc_tables::{self, layout};
+        use crate::slots::SlotHeader;
         let layouts = [
             layout!(TopicHeader {
                 header,

@@ -9,6 +9,7 @@ use std::process::ChildStdout;
 use shmio::{Error, Overflow, Subscriber, Topic};
 use shmio_cli::process::{Input, Output};
 
+use super::channel::seq_of;
 use super::{stamp, warmed_up, Role, STOP};
 use crate::child::{self, Commands, Kid};
 use crate::harness::{timed, Side};
@@ -27,12 +28,6 @@ fn topic(name: &str, capacity: u32, size: usize) -> Result<Topic> {
         .max_message_size(u32::try_from(size).map_err(|_| "a message too large")?)
         .overflow(Overflow::Block)
         .create_or_open(name)?)
-}
-
-/// The sequence number in a message's first 8 bytes.
-fn seq_of(message: &[u8]) -> Result<u64> {
-    let first = message.get(..8).ok_or("a message shorter than 8 bytes")?;
-    Ok(u64::from_le_bytes(first.try_into().expect("8 bytes")))
 }
 
 /// Receives by polling `try_recv_into` until a message comes.

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Topic};
 use shmio_testkit::{shm_entries_with_prefix, shm_entry_exists, unique_name};
 
 const KIB: u64 = 1024;
@@ -121,6 +121,9 @@ fn full_dev_shm() {
             },
         ),
     );
+    // A topic reserves what it takes when it is made, too (1,024 slots of
+    // 4 KiB: more than is left).
+    expect_no_space("a topic", Topic::options().create_or_open("limits-topic"));
     assert_eq!(
         shm_entries_with_prefix("limits-"),
         ["limits-filler"],

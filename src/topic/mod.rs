@@ -58,6 +58,16 @@ enum Wait {
     Forever,
 }
 
+/// What a subscriber's fast path found.
+enum Ready {
+    /// The next message, copied out and moved past.
+    Taken,
+    /// Nothing published at the cursor, and no one writing it.
+    Empty,
+    /// Something the slow path looks at.
+    Other,
+}
+
 impl Wait {
     fn after(timeout: Duration) -> Wait {
         Wait::Until(deadline::after(timeout))
@@ -514,6 +524,7 @@ impl Topic {
     /// This handle's token, which signs its claims (its seat taken now if
     /// it has none yet); [`Error::Inherited`] in a forked child, whose copy
     /// of the handle is its parent's participant.
+    #[inline]
     fn token(&self) -> Result<u32> {
         let participant = match self.participant.get() {
             Some(participant) => participant,
@@ -555,6 +566,7 @@ impl Topic {
     /// whether every subscriber has read `seq - capacity`. The lowest
     /// cursor is looked at again only when `seq` would pass the one last
     /// seen, or a subscriber joined since.
+    #[inline]
     fn gate(&self, seq: u64) -> std::result::Result<(), Blocked> {
         let ring = &self.shared.ring;
         if self.shared.settings.overflow == Overflow::Overwrite || seq < ring.capacity() {
@@ -588,14 +600,33 @@ impl Topic {
 
     /// Claims the next message's slot, waiting (spin, then sleep) until
     /// `deadline`.
+    #[inline]
     fn wait_claim(&self, deadline: Option<Instant>) -> Result<ring::Claim> {
         let me = self.token()?;
+        match self.shared.ring.claim(me, |seq| self.gate(seq)) {
+            Ok(claim) => Ok(claim),
+            Err(blocked) => self.wait_claim_slowly(me, blocked, deadline),
+        }
+    }
+
+    /// [`wait_claim`](Self::wait_claim) once the first claim was blocked.
+    #[cold]
+    fn wait_claim_slowly(
+        &self,
+        me: u32,
+        first: Blocked,
+        deadline: Option<Instant>,
+    ) -> Result<ring::Claim> {
         let shared = &self.shared;
         let mut spins = 0;
+        let mut first = Some(first);
         loop {
-            let blocked = match shared.ring.claim(me, |seq| self.gate(seq)) {
-                Ok(claim) => return Ok(claim),
-                Err(blocked) => blocked,
+            let blocked = match first.take() {
+                Some(blocked) => blocked,
+                None => match shared.ring.claim(me, |seq| self.gate(seq)) {
+                    Ok(claim) => return Ok(claim),
+                    Err(blocked) => blocked,
+                },
             };
             if let Some(deadline) = deadline {
                 if Instant::now() >= deadline {
@@ -670,6 +701,7 @@ impl Topic {
 
     /// Writes a claimed slot with `fill` and publishes it; a panic in
     /// `fill` publishes a tombstone, so the slot is never left claimed.
+    #[inline]
     fn fill_and_publish(&self, claim: ring::Claim, len: u32, fill: impl FnOnce(&mut [u8])) {
         struct Tombstone<'a> {
             ring: &'a Ring,
@@ -683,7 +715,7 @@ impl Topic {
             }
         }
         let shared = &self.shared;
-        let slot_ptr = shared.ring.payload(claim.seq);
+        let slot_ptr = shared.ring.claimed_payload(&claim);
         let mut guard = Tombstone {
             ring: &shared.ring,
             claim: Some(claim),
@@ -693,9 +725,8 @@ impl Topic {
         let slot = unsafe { std::slice::from_raw_parts_mut(slot_ptr.as_ptr(), len as usize) };
         fill(slot);
         if let Some(claim) = guard.claim.take() {
-            if shared.ring.publish(claim, len) {
-                shared.ring_bell(ring::DATA_BELL, ring::DATA_SLEEPERS, &shared.data_bell);
-            }
+            shared.ring.publish(claim, len);
+            shared.ring_bell(ring::DATA_BELL, ring::DATA_SLEEPERS, &shared.data_bell);
         }
     }
 }
@@ -918,7 +949,52 @@ impl Subscriber {
     }
 
     /// Receives into `buf`, waiting as `wait` says.
+    #[inline]
     fn recv_until(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<()> {
+        match self.take_ready(buf) {
+            Ready::Taken => Ok(()),
+            Ready::Empty if matches!(wait, Wait::Now) => Err(Error::Empty),
+            _ => self.recv_slowly(wait, buf),
+        }
+    }
+
+    /// The receive a busy-poller makes most: the next message published
+    /// and whole, copied out and moved past; or nothing published and no
+    /// one writing it. Anything else (a tombstone, a writer to look at,
+    /// a lap, a message overwritten while copied, a forked child's
+    /// handle) is left to [`recv_slowly`](Self::recv_slowly), which
+    /// looks again.
+    #[inline]
+    fn take_ready(&mut self, buf: &mut Vec<u8>) -> Ready {
+        if !self.participant.is_here() {
+            return Ready::Other;
+        }
+        let ring = &self.shared.ring;
+        match ring.look(self.next) {
+            Found::Message { seq, len, state } if len != TOMBSTONE && ring.fits(len) => {
+                let payload = ring.payload(seq);
+                // SAFETY: as in `find`: the slot lies inside the mapping
+                // and holds `len <= max_message_size` bytes; under Block no
+                // publisher writes it until this subscriber moves past it,
+                // under Overwrite `still` throws the copy away if one did.
+                let slot = unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
+                buf.clear();
+                buf.extend_from_slice(slot);
+                if self.shared.settings.overflow == Overflow::Overwrite && !ring.still(seq, state) {
+                    buf.clear();
+                    return Ready::Other;
+                }
+                self.move_on(seq + 1);
+                Ready::Taken
+            }
+            Found::Nothing { state } if Ring::writer(self.next, state).is_none() => Ready::Empty,
+            _ => Ready::Other,
+        }
+    }
+
+    /// [`recv_until`](Self::recv_until) past its fast path.
+    #[cold]
+    fn recv_slowly(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<()> {
         let check_whole = self.shared.settings.overflow == Overflow::Overwrite;
         let received = self.next_message(wait, |slot| {
             buf.clear();
@@ -1006,6 +1082,11 @@ impl Subscriber {
                     });
                 }
                 Found::Nothing { state } => {
+                    // A poll that finds nothing, and no one writing,
+                    // returns at once: the busy-poller's loop.
+                    if matches!(wait, Wait::Now) && Ring::writer(self.next, state).is_none() {
+                        return Err(Error::Empty);
+                    }
                     self.wait(&mut spins, wait, state)?;
                 }
             }

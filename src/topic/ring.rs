@@ -42,9 +42,10 @@
 //!
 //! A publisher claims message `s = head` by a compare-and-swap of its slot
 //! from "`s - capacity` published" to "`s` being written, by my token",
-//! then moves `head` on (anyone who finds the slot at `head` claimed moves
-//! it on, so a publisher that dies there blocks no one), writes, and
-//! publishes with turn `2s + 1`. So a slot that stays in a writing turn
+//! writes, publishes with turn `2s + 1`, and only then moves `head` on, so
+//! that from claim to publish it touches the slot's line alone (anyone who
+//! finds the slot at `head` claimed moves `head` on, so a publisher that
+//! dies there blocks no one). So a slot that stays in a writing turn
 //! names its publisher: a reader or publisher that finds it so, and its
 //! publisher dead, publishes it as a tombstone, which readers skip.
 //!
@@ -192,7 +193,8 @@ fn published(s: u64) -> u32 {
 #[derive(Debug)]
 pub(crate) struct Claim {
     pub(crate) seq: u64,
-    token: u32,
+    /// Where the slot starts.
+    slot: u64,
 }
 
 /// Why a publisher could not claim now.
@@ -222,6 +224,9 @@ pub(crate) enum Found {
 pub(crate) struct Ring {
     words: Words,
     capacity: u64,
+    /// `capacity - 1` when the capacity is a power of two (a slot's index
+    /// is then a mask, not a division), else 0.
+    mask: u64,
     stride: u64,
     max_message_size: u32,
 }
@@ -252,6 +257,11 @@ impl Ring {
             // offset the ring asks for lies inside (checked above).
             words: unsafe { Words::new(base) },
             capacity: u64::from(capacity),
+            mask: if capacity.is_power_of_two() {
+                u64::from(capacity) - 1
+            } else {
+                0
+            },
             stride: stride_for(max_message_size),
             max_message_size,
         })
@@ -290,14 +300,24 @@ impl Ring {
         self.words.u32_at(offset)
     }
 
+    #[inline]
     fn slot_offset(&self, seq: u64) -> u64 {
-        SLOTS + (seq % self.capacity) * self.stride
+        let index = if self.mask != 0 {
+            seq & self.mask
+        } else if self.capacity == 1 {
+            0
+        } else {
+            seq % self.capacity
+        };
+        SLOTS + index * self.stride
     }
 
+    #[inline]
     fn state(&self, seq: u64) -> &AtomicU64 {
         self.u64_at(self.slot_offset(seq) + SLOT_STATE)
     }
 
+    #[inline]
     fn len(&self, seq: u64) -> &AtomicU32 {
         self.u32_at(self.slot_offset(seq) + SLOT_LEN)
     }
@@ -345,14 +365,27 @@ impl Ring {
     /// cursor at the first of the last `history` messages (as many as the
     /// ring holds), visible to every publisher that claims after this.
     /// Returns the cursor's start.
+    ///
+    /// A publisher may have cleared its claim of message `q` against the
+    /// cursors before this one was there, and claim it after: `q` is at
+    /// least head as read once the cursor is visible (a claim of `q` finds
+    /// head at `q`), so the cursor then moves past `head - capacity`, the
+    /// message such a claim overwrites. It never starts on a message a
+    /// claim it did not hold back may be overwriting while it reads.
     pub(crate) fn subscribe(&self, seat: u32, token: u32, history: u64) -> u64 {
         let head = self.head();
-        let start = head.saturating_sub(history.min(self.capacity));
+        let mut start = head.saturating_sub(history.min(self.capacity));
         self.cursor_next(seat).store(start, Ordering::SeqCst);
         self.cursor_token(seat).store(token, Ordering::SeqCst);
         self.u32_at(SUBSCRIBERS_HIGH)
             .fetch_max(seat + 1, Ordering::SeqCst);
         self.u64_at(SUBSCRIPTIONS).fetch_add(1, Ordering::SeqCst);
+        let head = self.u64_at(HEAD).load(Ordering::SeqCst);
+        let first_safe = (head + 1).saturating_sub(self.capacity);
+        if start < first_safe {
+            start = first_safe;
+            self.cursor_next(seat).store(start, Ordering::SeqCst);
+        }
         start
     }
 
@@ -419,6 +452,7 @@ impl Ring {
     /// `gate(seq)` says whether message `seq` may be written now (under
     /// [`Overflow::Block`], whether every subscriber has read `seq -
     /// capacity`), or what holds it back.
+    #[inline]
     pub(crate) fn claim(
         &self,
         token: u32,
@@ -434,18 +468,20 @@ impl Ring {
             // then one: subscribers only read slots, and a slot line they
             // have read costs the publisher a miss on a load and again on
             // the swap.
+            //
+            // Head moves on only once the message is published
+            // ([`publish`](Self::publish)): between this swap and the
+            // publish the claimer touches no other line, so a subscriber
+            // polling the slot takes the line once, written.
             let free = join(published(previous), 0);
-            let state = match self.state(seq).compare_exchange(
+            let slot = self.slot_offset(seq);
+            let state = match self.u64_at(slot + SLOT_STATE).compare_exchange(
                 free,
                 join(writing(seq), token),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    let _ =
-                        head.compare_exchange(seq, seq + 1, Ordering::AcqRel, Ordering::Relaxed);
-                    return Ok(Claim { seq, token });
-                }
+                Ok(_) => return Ok(Claim { seq, slot }),
                 Err(state) => state,
             };
             let (turn, owner) = split(state);
@@ -472,18 +508,34 @@ impl Ring {
         }
     }
 
-    /// Publishes a claimed slot with `len` bytes ([`TOMBSTONE`] for none);
-    /// false if a repairer took it first (it read as a dead publisher's).
-    pub(crate) fn publish(&self, claim: Claim, len: u32) -> bool {
-        self.len(claim.seq).store(len, Ordering::Relaxed);
-        self.state(claim.seq)
-            .compare_exchange(
-                join(writing(claim.seq), claim.token),
-                join(published(claim.seq), 0),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+    /// The payload of a claimed slot: `max_message_size` bytes.
+    #[inline]
+    pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
+        self.words.ptr_at(claim.slot + SLOT_HEADER)
+    }
+
+    /// Publishes a claimed slot with `len` bytes ([`TOMBSTONE`] for none),
+    /// then moves head past it (if no one helped it on yet).
+    ///
+    /// A plain store publishes: only this claimer writes the slot until
+    /// it is published, since a claim is buried only once its claimer is
+    /// dead (a seat's liveness is exact), so the message is visible the
+    /// moment the store leaves this core, with no locked instruction
+    /// before it. The fence then orders it before the caller's look at
+    /// the sleepers.
+    #[inline]
+    pub(crate) fn publish(&self, claim: Claim, len: u32) {
+        self.u32_at(claim.slot + SLOT_LEN)
+            .store(len, Ordering::Relaxed);
+        self.u64_at(claim.slot + SLOT_STATE)
+            .store(join(published(claim.seq), 0), Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let _ = self.u64_at(HEAD).compare_exchange(
+            claim.seq,
+            claim.seq + 1,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
     }
 
     /// Publishes message `seq`, still being written by the dead `owner`
@@ -493,8 +545,6 @@ impl Ring {
             return false;
         }
         // The length first: whoever sees the new state reads a tombstone.
-        // A publisher that is in fact alive fails its own publish then, and
-        // its message is dropped, never shown half-written.
         self.len(seq).store(TOMBSTONE, Ordering::SeqCst);
         self.state(seq)
             .compare_exchange(
@@ -507,6 +557,7 @@ impl Ring {
     }
 
     /// What a reader at `next` finds.
+    #[inline]
     pub(crate) fn look(&self, next: u64) -> Found {
         let state = self.state(next).load(Ordering::Acquire);
         let (turn, _) = split(state);
@@ -629,7 +680,7 @@ mod tests {
     fn publish(ring: &Ring, token: u32) -> u64 {
         let claim = ring.claim(token, open).unwrap();
         let seq = claim.seq;
-        assert!(ring.publish(claim, 8));
+        ring.publish(claim, 8);
         seq
     }
 
@@ -703,8 +754,8 @@ mod tests {
             ring.look(0),
             Found::Message { len: TOMBSTONE, .. }
         ));
-        // The dead publisher's late publish fails: nothing half-written.
-        assert!(!ring.publish(dead, 8));
+        // Head was never moved past it (its claimer died before
+        // publishing): the next publisher helps it on.
         assert_eq!(publish(ring, 1), 1);
         assert_eq!(publish(ring, 1), 2);
     }
@@ -713,10 +764,10 @@ mod tests {
     fn a_publisher_that_died_before_moving_head_on_blocks_no_one() {
         let heap = heap(4, 8);
         let ring = &heap.ring;
-        // Claimed slot 0 but died before moving head: simulate by undoing
-        // the move.
+        // Claimed slot 0 and died before publishing (head moves on at the
+        // publish).
         let _dead = ring.claim(7, open).unwrap();
-        ring.u64_at(HEAD).store(0, Ordering::SeqCst);
+        assert_eq!(ring.head(), 0);
         assert_eq!(publish(ring, 1), 1, "the next publisher helps head past it");
     }
 
@@ -731,8 +782,23 @@ mod tests {
             }) => {}
             other => panic!("{other:?}"),
         }
-        assert!(ring.publish(first, 8));
+        ring.publish(first, 8);
         assert_eq!(publish(ring, 1), 1);
+    }
+
+    #[test]
+    fn a_subscription_never_starts_on_the_message_the_next_claim_overwrites() {
+        let heap = heap(4, 8);
+        let ring = &heap.ring;
+        for _ in 0..6 {
+            publish(ring, 1);
+        }
+        // Messages 2..6 are held; the next claim (6) overwrites 2, so a
+        // history of the whole ring starts at 3.
+        assert_eq!(ring.subscribe(0, 99, 4), 3);
+        assert_eq!(ring.lowest_cursor(), Some((3, 0, 99)));
+        assert_eq!(ring.subscribe(1, 98, 2), 4);
+        assert_eq!(ring.subscribe(2, 97, 0), 6);
     }
 
     #[test]
@@ -755,7 +821,7 @@ mod tests {
         // (published below, to let the next claims go on)
         ring.state(0).store(join(published(0), 0), Ordering::SeqCst);
         let second = ring.claim(1, gate).unwrap();
-        assert!(ring.publish(second, 8));
+        ring.publish(second, 8);
         assert!(matches!(
             ring.claim(1, gate),
             Err(Blocked::Behind { needs: 0, .. })

@@ -14,7 +14,8 @@
 #   topic::ring::tests  the topic's ring over heap memory: claims, laps,
 #                      burials, the block gate
 #   the layouts' doc-table tests (bus::registry, object, sync::event,
-#   sync::mutex, doc_tables), kind::tests, error::tests, deadline::tests:
+#   sync::mutex, doc_tables), kind::tests, error::tests, deadline::tests,
+#   backoff::tests:
 #                      no unsafe code of their own, cheap, and listed so
 #                      that none is left out silently
 # Everything else in the crate maps memory or calls the OS, and lives in
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 
 filters=(name::tests:: record::tests:: channel::tests:: channel::ring::tests:: participants::tests:: bus::wire::tests:: view::tests:: owner::tests::
     topic::ring::tests:: bus::registry::tests:: object::tests:: sync::event::tests:: sync::mutex::tests::
-    doc_tables::tests:: kind::tests:: error::tests:: deadline::tests::)
+    doc_tables::tests:: kind::tests:: error::tests:: deadline::tests:: backoff::tests::)
 # Every unit test of the library must be under one of the filters, so that
 # none is left out silently: list them (natively, quickly) and compare.
 all="$(cargo test --lib -q -- --list 2>/dev/null | sed -n 's/: test$//p')"

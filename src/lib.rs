@@ -47,6 +47,7 @@
 //! each of `fsys.mmap`'s does; `GUIDE.md` has the same for
 //! `process.command` (a [`Bus`]).
 
+mod backoff;
 mod bus;
 mod channel;
 mod deadline;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backoff::Backoff;
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::kind::ObjectKind;
@@ -33,8 +34,6 @@ use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
-/// Spins before a waiter goes to sleep.
-const SPINS: u32 = 64;
 /// Polls that must see the same claimed slot before a poller checks its claimer is alive.
 const STUCK_POLLS: u32 = 1024;
 /// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
@@ -641,13 +640,13 @@ impl Channel {
     /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
     fn wait_send_claim(&self, deadline: Option<Instant>) -> Result<Claim> {
         let me = self.token()?;
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         loop {
             match self.ring.claim_send(me) {
                 Ok(claim) => return Ok(claim),
                 Err(blocked) => {
                     let claimed =
-                        self.wait_turn(&mut spins, deadline, blocked, Side::Send, || {
+                        self.wait_turn(&mut backoff, deadline, blocked, Side::Send, || {
                             self.ring.claim_send(me).ok()
                         })?;
                     if let Some(claim) = claimed {
@@ -712,7 +711,7 @@ impl Channel {
     fn recv_until<R>(&self, deadline: Option<Instant>, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let me = self.token()?;
         let mut read = Some(read);
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         loop {
             match self.ring.claim_recv(me) {
                 Ok((claim, len)) => {
@@ -723,7 +722,7 @@ impl Channel {
                 }
                 Err(blocked) => {
                     if let Some((claim, len)) =
-                        self.wait_turn(&mut spins, deadline, blocked, Side::Recv, || {
+                        self.wait_turn(&mut backoff, deadline, blocked, Side::Recv, || {
                             self.ring.claim_recv(me).ok()
                         })?
                     {
@@ -794,7 +793,7 @@ impl Channel {
     /// what `attempt` claimed, if it claimed anything, or `None` to try again.
     fn wait_turn<T>(
         &self,
-        spins: &mut u32,
+        backoff: &mut Backoff,
         deadline: Option<Instant>,
         blocked: Blocked,
         side: Side,
@@ -802,7 +801,7 @@ impl Channel {
     ) -> Result<Option<T>> {
         // The clock is read every few spins only: reading it costs as much
         // as a spin, and a message is seen sooner without it.
-        let looks = *spins >= SPINS / 2 || *spins & 7 == 0;
+        let looks = !backoff.is_spinning() || backoff.steps() & 7 == 0;
         let now = deadline.filter(|_| looks).map(|_| Instant::now());
         if let (Some(deadline), Some(now)) = (deadline, now) {
             if now >= deadline {
@@ -813,13 +812,7 @@ impl Channel {
                 });
             }
         }
-        if *spins < SPINS {
-            *spins += 1;
-            if *spins < SPINS / 2 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        if backoff.snooze() {
             return Ok(None);
         }
         // Before the repair: a scribbled owner may read as a dead claimer.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backoff::Backoff;
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::kind::ObjectKind;
@@ -39,8 +40,6 @@ use crate::sys::{self, Disposition};
 pub use ring::Overflow;
 use ring::{Blocked, Found, Ring, TOMBSTONE};
 
-/// Waits spin this many times before they look for the dead and sleep.
-const SPINS: u32 = 64;
 /// How long a sleeper sleeps at most before it looks for the dead again.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
 /// Polls that see the same message being written before a poller asks
@@ -618,7 +617,7 @@ impl Topic {
         deadline: Option<Instant>,
     ) -> Result<ring::Claim> {
         let shared = &self.shared;
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         let mut first = Some(first);
         loop {
             let blocked = match first.take() {
@@ -635,13 +634,7 @@ impl Topic {
                     });
                 }
             }
-            if spins < SPINS {
-                spins += 1;
-                if spins < SPINS / 2 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+            if backoff.snooze() {
                 continue;
             }
             if self.repair(blocked, me) {
@@ -1039,7 +1032,7 @@ impl Subscriber {
     /// caller moves past it.
     fn find(&mut self, wait: Wait, mut take: impl FnMut(u64, &[u8]) -> bool) -> Result<()> {
         self.token()?;
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         loop {
             let ring = &self.shared.ring;
             match ring.look(self.next) {
@@ -1087,7 +1080,7 @@ impl Subscriber {
                     if matches!(wait, Wait::Now) && Ring::writer(self.next, state).is_none() {
                         return Err(Error::Empty);
                     }
-                    self.wait(&mut spins, wait, state)?;
+                    self.wait(&mut backoff, wait, state)?;
                 }
             }
         }
@@ -1108,7 +1101,7 @@ impl Subscriber {
     /// One step of waiting for the next message: spins first, then buries
     /// a dead publisher's message or sleeps on the data doorbell. A poll
     /// ([`Wait::Now`]) is [`Error::Empty`] at once, reading no clock.
-    fn wait(&self, spins: &mut u32, wait: Wait, state: u64) -> Result<()> {
+    fn wait(&self, backoff: &mut Backoff, wait: Wait, state: u64) -> Result<()> {
         let shared = &self.shared;
         let writer = Ring::writer(self.next, state);
         let deadline = match wait {
@@ -1132,14 +1125,13 @@ impl Subscriber {
             Wait::Until(deadline) => Some(deadline),
             Wait::Forever => None,
         };
-        if *spins < SPINS {
-            *spins += 1;
-            if *spins < SPINS / 2 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+        if backoff.snooze() {
+            if backoff.is_spinning() || deadline.is_none_or(|deadline| Instant::now() < deadline) {
+                return Ok(());
             }
-            return Ok(());
+            return Err(Error::TimedOut {
+                name: shared.name.clone(),
+            });
         }
         let now = Instant::now();
         if deadline.is_some_and(|deadline| now >= deadline) {

@@ -229,6 +229,14 @@ mod linux {
         let pinned = pinned_round_trips(&base, settings)?;
         eprintln!("shmio-bench: topic fan-out ...");
         let fan_out = fan_out(&base, settings)?;
+        eprintln!("shmio-bench: topic fan-out against iceoryx2 ...");
+        let mut fan_out_peers = Vec::new();
+        for size in FAN_OUT_SIZES {
+            fan_out_peers.push((
+                size,
+                fan_out_against_iceoryx2(&base, &domain, settings, size)?,
+            ));
+        }
         eprintln!("shmio-bench: topic in place, 1 MiB and 4 MiB ...");
         let large_mib = large_in_place(&base, settings, 1 << 20, 16)?;
         let large_4mib = large_in_place(&base, settings, 4 << 20, 8)?;
@@ -322,6 +330,28 @@ mod linux {
                 ratio: results.ratio(Large::Topic, Large::Memcpy),
                 target: Some(Target::AtMost(1.2)),
             });
+        }
+        for (size, results) in &fan_out_peers {
+            for (subscribers, ours, theirs) in [
+                (1, FanOutPeer::Topic1, FanOutPeer::Iceoryx2One),
+                (3, FanOutPeer::Topic3, FanOutPeer::Iceoryx2Three),
+            ] {
+                if !results.has(theirs) {
+                    continue;
+                }
+                rows.push(Row {
+                    operation: format!(
+                        "`Topic` fan-out, {}, {subscribers} subscriber process{}: published (copied into the slot), read in place; time per message delivered to every subscriber",
+                        shmio_bench::sweep::format_size(*size),
+                        if subscribers == 1 { "" } else { "es" }
+                    ),
+                    peer: "iceoryx2 publish-subscribe, the same (loan, write, send; receive in place)",
+                    shmio: format_ns(results.ns_per_op(ours)),
+                    theirs: format_ns(results.ns_per_op(theirs)),
+                    ratio: results.ratio(ours, theirs),
+                    target: Some(Target::AtMost(0.8)),
+                });
+            }
         }
         rows.push(Row {
             operation: format!(
@@ -556,6 +586,94 @@ mod linux {
             ),
         ];
         harness::run("topic fan-out", sides, settings)
+    }
+
+    /// The smallest subscriber buffer the iceoryx2 fan-out gets: with 2,
+    /// its publisher (`RetryUntilDelivered`) stalled in two runs of three
+    /// here, a subscriber never getting all of a batch. A larger buffer
+    /// costs iceoryx2 nothing: it reuses the sample released last.
+    const IOX_MIN_BUFFER: usize = 8;
+
+    /// The message sizes of the fan-out against iceoryx2.
+    const FAN_OUT_SIZES: [usize; 6] = [8, 64, 4 << 10, 64 << 10, 1 << 20, 4 << 20];
+
+    /// Slots of a fan-out's topic (and of each iceoryx2 subscriber's
+    /// buffer) for messages of `size` bytes: as many as fit in 1 MiB, from
+    /// 2 to 1,024. A topic reuses its slots in turn, so its footprint is
+    /// what a publisher writes through; iceoryx2 reuses the sample its
+    /// subscribers released last, warm at any buffer size (bench/README.md
+    /// has both at 16 MiB).
+    fn fan_out_capacity(size: usize) -> u32 {
+        ((1 << 20) / size.max(64)).clamp(2, 1024) as u32
+    }
+
+    /// Fan-out of `size`-byte messages to 1 and to 3 subscriber processes
+    /// reading in place: shmio's `Topic` against iceoryx2's
+    /// publish-subscribe, with as many slots each.
+    fn fan_out_against_iceoryx2(
+        base: &str,
+        domain: &Domain,
+        settings: Settings,
+        size: usize,
+    ) -> Result<Results<FanOutPeer>> {
+        let capacity = fan_out_capacity(size);
+        #[allow(unused_mut)] // without the iceoryx2 feature
+        let mut sides: Vec<Named<FanOutPeer>> = Vec::new();
+        for (subscribers, key) in [(1, FanOutPeer::Topic1), (3, FanOutPeer::Topic3)] {
+            sides.push((
+                key,
+                Box::new(topic::FanOut::start_with(
+                    &format!("{base}-fo{subscribers}-{size}"),
+                    subscribers,
+                    size,
+                    capacity,
+                    true,
+                )?),
+            ));
+        }
+        #[cfg(feature = "iceoryx2")]
+        for (subscribers, key) in [(1, FanOutPeer::Iceoryx2One), (3, FanOutPeer::Iceoryx2Three)] {
+            sides.push((
+                key,
+                Box::new(iceoryx2::FanOut::start(
+                    domain,
+                    &format!("{base}-fo{subscribers}-{size}"),
+                    subscribers,
+                    size,
+                    (capacity as usize).max(IOX_MIN_BUFFER),
+                )?),
+            ));
+        }
+        #[cfg(not(feature = "iceoryx2"))]
+        let _ = domain;
+        harness::run(
+            &format!(
+                "topic fan-out against iceoryx2, {}",
+                shmio_bench::sweep::format_size(size)
+            ),
+            sides,
+            settings,
+        )
+    }
+
+    /// The sides of the fan-out against iceoryx2.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum FanOutPeer {
+        Topic1,
+        Topic3,
+        Iceoryx2One,
+        Iceoryx2Three,
+    }
+
+    impl fmt::Display for FanOutPeer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                FanOutPeer::Topic1 => "topic, 1 subscriber",
+                FanOutPeer::Topic3 => "topic, 3 subscribers",
+                FanOutPeer::Iceoryx2One => "iceoryx2, 1 subscriber",
+                FanOutPeer::Iceoryx2Three => "iceoryx2, 3 subscribers",
+            })
+        }
     }
 
     /// One publisher and one subscriber process reading in place, on a

@@ -517,3 +517,155 @@ pub fn sized_round_trip_child() -> Result<()> {
     }
     Ok(())
 }
+
+/// How many subscribers a fan-out service has room for (a child's
+/// environment).
+const SUBSCRIBERS: &str = "SHMIO_BENCH_SUBSCRIBERS";
+
+/// A fan-out service: one publisher, `subscribers` subscribers, each with
+/// a buffer of `capacity` samples; no sample dropped (the publisher waits
+/// for a full buffer), none kept for late joiners.
+fn fan_out_service(
+    node: &Node<ipc::Service>,
+    name: &str,
+    subscribers: usize,
+    capacity: usize,
+) -> Result<Factory<[u8]>> {
+    Ok(node
+        .service_builder(&ServiceName::new(name)?)
+        .publish_subscribe::<[u8]>()
+        .max_publishers(1)
+        .max_subscribers(subscribers)
+        .history_size(0)
+        .subscriber_max_buffer_size(capacity)
+        .enable_safe_overflow(false)
+        .open_or_create()?)
+}
+
+/// Fan-out, as `topic::FanOut` measures it: the parent loans, writes and
+/// sends each `size`-byte sample; `subscribers` child processes each
+/// receive every sample and read it in place (its sequence number and
+/// last byte); a batch ends when every child says it has all of them.
+pub struct FanOut {
+    kids: Vec<(Kid, std::io::BufReader<std::process::ChildStdout>)>,
+    publisher: SlicePublisher,
+    _service: Factory<[u8]>,
+    _node: Node<ipc::Service>,
+    message: Vec<u8>,
+}
+
+impl FanOut {
+    /// Creates the service under `name`, starts its subscribers (each
+    /// says when its port exists), then the publisher.
+    pub fn start(
+        domain: &Domain,
+        name: &str,
+        subscribers: usize,
+        size: usize,
+        capacity: usize,
+    ) -> Result<FanOut> {
+        use std::io::BufRead;
+        let size = size.max(8);
+        let node = domain.node()?;
+        let service = fan_out_service(&node, name, subscribers, capacity)?;
+        let mut kids = Vec::with_capacity(subscribers);
+        let env = [
+            (child::NAME, name.to_owned()),
+            (child::IOX, domain.tag.clone()),
+            (child::SIZE, size.to_string()),
+            (child::CAPACITY, capacity.to_string()),
+            (SUBSCRIBERS, subscribers.to_string()),
+        ];
+        for _ in 0..subscribers {
+            let mut kid = child::spawn(
+                Role::Iceoryx2FanOutSubscriber,
+                &env,
+                shmio_cli::process::Input::Pipe,
+                shmio_cli::process::Output::Pipe,
+            )?;
+            let mut out = std::io::BufReader::new(kid.stdout.take().ok_or("no stdout")?);
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            if line.trim() != "subscribed" {
+                return Err(format!("an iceoryx2 subscriber said {line:?}").into());
+            }
+            kids.push((kid, out));
+        }
+        let publisher = service
+            .publisher_builder()
+            .initial_max_slice_len(size)
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .create()?;
+        Ok(FanOut {
+            kids,
+            publisher,
+            _service: service,
+            _node: node,
+            message: super::message(size),
+        })
+    }
+}
+
+impl Side for FanOut {
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        use std::io::BufRead;
+        for (kid, _) in &mut self.kids {
+            kid.command(&format!("go {n}"))?;
+        }
+        let start = Instant::now();
+        for seq in 0..n {
+            stamp(&mut self.message, seq);
+            send_slice(&self.publisher, &self.message)?;
+        }
+        for (_, out) in &mut self.kids {
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            if line.trim() != "done" {
+                return Err(format!("an iceoryx2 subscriber said {line:?}").into());
+            }
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e9 / n as f64)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        for (kid, _) in &mut self.kids {
+            kid.alive()?;
+        }
+        Ok(())
+    }
+}
+
+/// A fan-out subscriber: creates its port, says `subscribed`, then on
+/// each `go N` busy-polls (yielding the CPU between polls, as the
+/// subscribers may outnumber the CPUs) for N samples, checks each in
+/// place, and says `done`.
+pub fn fan_out_subscriber_child() -> Result<()> {
+    use std::io::Write;
+    let name = child::var(child::NAME)?;
+    let size = child::number(child::SIZE)?;
+    let capacity = child::number(child::CAPACITY)?;
+    let subscribers = child::number(SUBSCRIBERS)?;
+    let node = child_domain()?;
+    let service = fan_out_service(&node, &name, subscribers, capacity)?;
+    let subscriber = service
+        .subscriber_builder()
+        .buffer_size(capacity)
+        .create()?;
+    let mut commands = Commands::new()?;
+    let mut out = child::stdout_file()?;
+    writeln!(out, "subscribed")?;
+    while let Some(n) = commands.next_count()? {
+        for expected in 0..n {
+            let sample = loop {
+                if let Some(sample) = subscriber.receive()? {
+                    break sample;
+                }
+                std::thread::yield_now();
+            };
+            check_message(sample.payload(), size, expected)?;
+        }
+        writeln!(out, "done")?;
+        watchdog::progress();
+    }
+    Ok(())
+}

@@ -98,6 +98,9 @@ shmio_cli::bench_roles! {
     /// Echoes an iceoryx2 round trip of `size`-byte slices.
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     Iceoryx2SizedEcho = "rt-iceoryx2-sized" => iceoryx2::sized_round_trip_child(),
+    /// Receives every sample of an iceoryx2 fan-out, in place.
+    #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
+    Iceoryx2FanOutSubscriber = "fan-iceoryx2" => iceoryx2::fan_out_subscriber_child(),
     /// One producer of the scaling group: sends its share on the shared channel.
     ScalingProducer = "scale-producer" => scaling::producer_child(),
     /// One consumer of the scaling group: receives until a stop message.

@@ -10,7 +10,7 @@ use shmio::{Error, Overflow, Subscriber, Topic};
 use shmio_cli::process::{Input, Output};
 
 use super::channel::seq_of;
-use super::{stamp, warmed_up, Role, STOP};
+use super::{check_message, stamp, warmed_up, Role, STOP};
 use crate::child::{self, Commands, Kid};
 use crate::harness::{timed, Side};
 use crate::watchdog::{self, OnStall};
@@ -154,7 +154,10 @@ impl FanOut {
         let guard = OnStall::shmio_name(name);
         let topic = topic(name, capacity, size)?;
         let mut kids = Vec::with_capacity(subscribers);
-        let mut env = vec![(child::NAME, name.to_owned())];
+        let mut env = vec![
+            (child::NAME, name.to_owned()),
+            (child::SIZE, size.to_string()),
+        ];
         if in_place {
             env.push((IN_PLACE, "1".to_owned()));
         }
@@ -215,6 +218,7 @@ impl Side for FanOut {
 /// place) and says `done`.
 pub fn subscriber_child() -> Result<()> {
     let in_place = std::env::var_os(IN_PLACE).is_some();
+    let size = child::number(child::SIZE)?;
     let topic = Topic::open(&child::var(child::NAME)?)?;
     let mut subscriber = topic.subscribe()?;
     let mut commands = Commands::new()?;
@@ -225,16 +229,16 @@ pub fn subscriber_child() -> Result<()> {
     let mut expected = 0;
     while let Some(n) = commands.next_count()? {
         for _ in 0..n {
-            let seq = if in_place {
+            if in_place {
                 // SAFETY: every process on the bench's topic is a shmio
                 // Topic (Block: nothing overwrites the slot while it is read).
-                unsafe { subscriber.recv_with(seq_of)? }?
+                unsafe { subscriber.recv_with(|message| check_message(message, size, expected))? }?;
             } else {
                 subscriber.recv_into(&mut buf)?;
-                seq_of(&buf)?
-            };
-            if seq != expected {
-                return Err(format!("message {seq} where {expected} was due").into());
+                let seq = seq_of(&buf)?;
+                if seq != expected {
+                    return Err(format!("message {seq} where {expected} was due").into());
+                }
             }
             expected += 1;
         }

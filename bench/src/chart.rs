@@ -23,6 +23,7 @@ fn color(system: System) -> RGBColor {
         System::Iceoryx2 => RGBColor(44, 160, 44),
         System::Socket => RGBColor(148, 103, 189),
         System::Memcpy => RGBColor(80, 80, 80),
+        System::Topic => RGBColor(255, 127, 14),
     }
 }
 

@@ -13,7 +13,8 @@
 //!   socket pair (Unix; blocking `write`/`read`);
 //! - one-way throughput, one producer process and one consumer: the same
 //!   systems ([`channel::Throughput`], `iceoryx2::Throughput`,
-//!   `socket::SocketThroughput`) and raw `memcpy` into a mapping the size
+//!   `socket::SocketThroughput`), the topic with one subscriber reading
+//!   in place (`topic::FanOut`), and raw `memcpy` into a mapping the size
 //!   of the ring, one process (the limit, [`copy::Target`]).
 //!
 //! Rings hold [`capacity`] messages: [`ring_bytes`] of ring, between 4
@@ -28,7 +29,7 @@ use crate::report::format_ns;
 use crate::sides::iceoryx2;
 #[cfg(unix)]
 use crate::sides::socket;
-use crate::sides::{channel, copy, scaling};
+use crate::sides::{channel, copy, scaling, topic};
 use crate::Result;
 
 /// Every size of the full sweep.
@@ -73,13 +74,17 @@ pub enum System {
     Socket,
     /// `memcpy` into a mapping (throughput only: the limit).
     Memcpy,
+    /// shmio `Topic`, one subscriber: `publish`/`recv_with` (throughput
+    /// only).
+    Topic,
 }
 
 impl System {
     /// Every system, in the tables' and the chart's order.
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 6] = [
         System::Copy,
         System::InPlace,
+        System::Topic,
         System::Iceoryx2,
         System::Socket,
         System::Memcpy,
@@ -93,6 +98,7 @@ impl System {
             System::Iceoryx2 => "iceoryx2",
             System::Socket => "Unix socket",
             System::Memcpy => "memcpy",
+            System::Topic => "shmio topic",
         }
     }
 
@@ -104,6 +110,7 @@ impl System {
             System::Iceoryx2 => "iceoryx2 0.10, loan/write/send",
             System::Socket => "Unix socket pair",
             System::Memcpy => "memcpy into a mapping (the limit)",
+            System::Topic => "shmio Topic, 1 subscriber (publish/recv_with)",
         }
     }
 }
@@ -249,6 +256,11 @@ fn sides_of(
             }
         };
         sides.push((system, side));
+    }
+    if let Measure::Throughput = measure {
+        let name = format!("{base}-sw{size}-tp-topic");
+        let side = topic::FanOut::start_with(&name, 1, size, capacity, true)?;
+        sides.push((System::Topic, Box::new(side)));
     }
     #[cfg(all(target_os = "linux", feature = "iceoryx2"))]
     {
@@ -496,12 +508,14 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
             (true, "ring", true),
             (true, "shmio copy", true),
             (true, "shmio in place", true),
+            (true, "shmio topic", true),
             (iceoryx2, "iceoryx2", true),
             (socket, "Unix socket", true),
             (true, "memcpy", true),
             (true, "in place / memcpy", true),
             (iceoryx2, "copy / iceoryx2", true),
             (iceoryx2, "in place / iceoryx2", true),
+            (iceoryx2, "topic / iceoryx2", true),
             (socket, "in place / socket", true),
             (iceoryx2, "ahead of iceoryx2", false),
             (true, "≥ 1/1.2 of memcpy", false),
@@ -527,6 +541,7 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
                 (true, point.capacity.to_string()),
                 (true, rate(System::Copy)),
                 (true, rate(System::InPlace)),
+                (true, rate(System::Topic)),
                 (iceoryx2, rate(System::Iceoryx2)),
                 (socket, rate(System::Socket)),
                 (true, rate(System::Memcpy)),
@@ -536,6 +551,10 @@ pub fn sweep_tables(sweep: &Sweep) -> (String, Met) {
                     times(point.throughput_ratio(System::Copy, System::Iceoryx2))
                 ),
                 (iceoryx2, times(against_iceoryx2)),
+                (
+                    iceoryx2,
+                    times(point.throughput_ratio(System::Topic, System::Iceoryx2))
+                ),
                 (
                     socket,
                     times(point.throughput_ratio(System::InPlace, System::Socket))

@@ -298,26 +298,13 @@ impl PyTopic {
     /// after the topic's last `history` messages. It lives on its own:
     /// closing this topic handle leaves it receiving.
     fn subscribe(&self, py: Python<'_>) -> PyResult<PySubscriber> {
-        self.topic(py)?;
-        let options = self.options.clone();
-        let name = self.name.clone();
-        // Each subscriber subscribes through a handle of its own, not this
-        // one: on Linux a participant's seat is a lock of the handle's open
-        // file description, which does not conflict with the description's
-        // own locks, so a second subscription through one handle takes the
-        // seat (and the cursor) of the first, and a publisher takes it for
-        // dead. The handle is kept for as long as the subscription: letting
-        // it go would unlock the seat they share.
-        let (subscriber, handle) = py
-            .detach(move || {
-                let handle = options.open(&name)?;
-                Ok::<_, shmio::Error>((handle.subscribe()?, handle))
-            })
-            .py(py)?;
+        let topic = self.topic(py)?;
+        // The subscription takes a participant seat of its own and keeps
+        // the mapping alive: this handle may close while it receives.
+        let subscriber = py.detach(move || topic.subscribe()).py(py)?;
         Ok(PySubscriber {
             state: Arc::new(StdMutex::new(SubscriberState {
                 subscriber: Some(subscriber),
-                handle: Some(handle),
                 held: None,
                 ticket: 0,
                 exports: 0,
@@ -376,11 +363,8 @@ impl PyTopic {
 
 /// What a subscriber's receives and its sample share.
 struct SubscriberState {
-    /// None once closed. Before `handle`, so that it is dropped first.
+    /// None once closed.
     subscriber: Option<Subscriber>,
-    /// The handle the subscriber subscribed through, whose seat it shares
-    /// (see `PyTopic::subscribe`).
-    handle: Option<Topic>,
     /// The message a live `Sample` holds in place.
     held: Option<Held>,
     /// Which sample holds `held`: one more for each sample handed out, so
@@ -610,8 +594,7 @@ impl PySubscriber {
         }
         self.closed.store(true, Ordering::SeqCst);
         state.release_held();
-        // The subscriber first: the handle's seat is its seat too.
-        let gone = (state.subscriber.take(), state.handle.take());
+        let gone = state.subscriber.take();
         drop(state);
         py.detach(|| drop_quietly(gone));
         Ok(())

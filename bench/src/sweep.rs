@@ -613,8 +613,8 @@ pub(crate) fn made_up(sizes: &[usize]) -> Sweep {
             Point {
                 size,
                 capacity: 16,
-                round_trips: Results::made_up(keys(), (0..5).map(ns).collect()),
-                throughput: Results::made_up(keys(), (0..5).map(ns).collect()),
+                round_trips: Results::made_up(keys(), (0..keys().len()).map(ns).collect()),
+                throughput: Results::made_up(keys(), (0..keys().len()).map(ns).collect()),
             }
         })
         .collect();

@@ -16,13 +16,17 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub(crate) struct SlotHeader {
     pub(crate) state: u64,
     pub(crate) len: u32,
-    pub(crate) _pad: [u8; 4],
+    /// The topic's pooled payloads: the chunk that holds the message
+    /// (unused by the channel and by a topic without a pool).
+    pub(crate) chunk: u32,
 }
 
 /// Where a slot's state is, from the slot's start.
 pub(crate) const SLOT_STATE: u64 = offset_of!(SlotHeader, state) as u64;
 /// Where a slot's length is, from the slot's start.
 pub(crate) const SLOT_LEN: u64 = offset_of!(SlotHeader, len) as u64;
+/// Where a topic slot's chunk is, from the slot's start.
+pub(crate) const SLOT_CHUNK: u64 = offset_of!(SlotHeader, chunk) as u64;
 /// Bytes before a slot's payload.
 pub(crate) const SLOT_HEADER: u64 = size_of::<SlotHeader>() as u64;
 /// What the hot words and the slots are aligned to: a pair of cache lines,

@@ -248,10 +248,21 @@ fn records_travel_and_a_subscriber_alone_waits() {
 
 #[test]
 fn every_subscriber_gets_every_message_in_order_under_block() {
+    fan_out_under_block(1024, 16);
+}
+
+/// The same through a pool of chunks (messages of up to 64 KiB), where a
+/// chunk is reused as soon as every subscriber has read its message.
+#[test]
+fn every_subscriber_gets_every_message_in_order_from_a_pool() {
+    fan_out_under_block(8, 64 << 10);
+}
+
+fn fan_out_under_block(capacity: u32, max_message_size: u32) {
     let name = unique_name("topic-block");
     let topic = Topic::options()
-        .capacity(1024)
-        .max_message_size(16)
+        .capacity(capacity)
+        .max_message_size(max_message_size)
         .overflow(Overflow::Block)
         .create_or_open(&name)
         .unwrap();
@@ -347,13 +358,30 @@ fn a_slow_subscriber_is_told_exactly_what_it_missed_under_overwrite() {
 
 #[test]
 fn late_joiners_get_the_history_then_live_messages() {
+    late_joiners(
+        Topic::options()
+            .capacity(16)
+            .max_message_size(16)
+            .history(5),
+    );
+}
+
+/// The same through a pool of chunks: a chunk of the history is never
+/// reused while it is history, read or not.
+#[test]
+fn late_joiners_get_the_history_from_a_pool() {
+    late_joiners(
+        Topic::options()
+            .capacity(8)
+            .max_message_size(64 << 10)
+            .overflow(Overflow::Block)
+            .history(5),
+    );
+}
+
+fn late_joiners(options: &mut shmio::TopicOptions) {
     let name = unique_name("topic-history");
-    let topic = Topic::options()
-        .capacity(16)
-        .max_message_size(16)
-        .history(5)
-        .create_or_open(&name)
-        .unwrap();
+    let topic = options.create_or_open(&name).unwrap();
     for n in 0..10 {
         topic.publish(&message(0, n)).unwrap();
     }
@@ -554,6 +582,18 @@ fn storm_spawn(role: Role, namespaced: bool) -> Spawn {
 /// of its own.
 #[test]
 fn a_kill_storm_tears_nothing_and_wedges_no_one() {
+    kill_storm(64);
+}
+
+/// The same through a pool of chunks: a publisher killed between
+/// reserving a chunk and publishing leaks none, a killed subscriber's
+/// unread messages keep theirs only until it is found dead.
+#[test]
+fn a_kill_storm_on_a_pool_of_chunks_tears_nothing() {
+    kill_storm(64 << 10);
+}
+
+fn kill_storm(max_message_size: u32) {
     #[cfg(target_os = "linux")]
     let namespaced = shmio_testkit::root_with(&["unshare"]);
     #[cfg(not(target_os = "linux"))]
@@ -561,7 +601,7 @@ fn a_kill_storm_tears_nothing_and_wedges_no_one() {
     let name = unique_name("topic-storm");
     let topic = Topic::options()
         .capacity(32)
-        .max_message_size(64)
+        .max_message_size(max_message_size)
         .overflow(Overflow::Block)
         .create_or_open(&name)
         .unwrap();

@@ -27,7 +27,7 @@
 //! |---|---|---|
 //! | 0 | `state: u64`, the sequence number in the high 32 bits, the owner in the low 32 (a participant's token, see `src/participants.rs`) | its claimer (CAS), then its publisher or releaser |
 //! | 8 | `len: u32`, the message's length, or [`TOMBSTONE`] | the sender, or the repairer of a dead sender's slot |
-//! | 12 | 4 bytes of padding | |
+//! | 12 | `chunk: u32`, unused by the channel (a topic's pooled payload) | |
 //! | 16 | the payload, `max_message_size` bytes | the sender |
 //!
 //! Every word that one side writes while the other polls (the positions,
@@ -620,7 +620,7 @@ mod tests {
                 _pad_send,
                 generations,
             }),
-            layout!(SlotHeader { state, len, _pad }),
+            layout!(SlotHeader { state, len, chunk }),
             doc_tables::header(),
         ];
         let source = include_str!("ring.rs");

@@ -38,13 +38,17 @@ use crate::owner::Trust;
 use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
 pub use ring::Overflow;
-use ring::{Blocked, Found, Ring, TOMBSTONE};
+use ring::{Blocked, Found, Geometry, Ring, TOMBSTONE};
 
 /// How long a sleeper sleeps at most before it looks for the dead again.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(100);
 /// Polls that see the same message being written before a poller asks
 /// whether its publisher is alive.
 const STUCK_POLLS: u32 = 1024;
+
+/// How many times a publisher tries to reserve a chunk of the pool while
+/// subscribers keep joining, before it waits and tries again.
+const RESERVE_TRIES: u32 = 8;
 
 /// How long a receive waits.
 #[derive(Clone, Copy, Debug)]
@@ -176,13 +180,15 @@ impl TopicOptions {
             self.history,
             self.overflow,
         );
+        let geometry = Geometry::new(capacity, max, overflow);
         let init = |window: &Window| {
             window.write_value(ring::CAPACITY, &capacity)?;
             window.write_value(ring::MAX_MESSAGE, &max)?;
-            let stride = ring::stride_for(max);
+            let stride = geometry.slot_stride();
             window.write_value(ring::STRIDE, &(stride as u32))?;
             window.write_value(ring::HISTORY, &history)?;
             window.write_value(ring::OVERFLOW, &overflow.word())?;
+            window.write_value(ring::CHUNKS, &geometry.chunks)?;
             for index in 0..u64::from(capacity) {
                 let start = Ring::slot_start(index, stride);
                 window.write_value(start, &Ring::initial_state(index, capacity))?;
@@ -233,7 +239,7 @@ impl TopicOptions {
                 reason: "a topic's history must be less than its capacity",
             });
         }
-        match Ring::size_for(self.capacity, self.max_message_size) {
+        match Geometry::new(self.capacity, self.max_message_size, self.overflow).size() {
             Some(size) if size <= sys::MAX_MAP_LEN => Ok(size),
             _ => Err(Error::TooLarge {
                 size: u64::MAX,
@@ -352,8 +358,14 @@ impl Topic {
         let stride: u32 = map.read_value_at(ring::STRIDE)?;
         let history: u32 = map.read_value_at(ring::HISTORY)?;
         let overflow_word: u32 = map.read_value_at(ring::OVERFLOW)?;
+        let chunks: u32 = map.read_value_at(ring::CHUNKS)?;
         let corrupt = |offset: u64, reason: String| Error::Corrupt { offset, reason };
-        if u64::from(stride) != ring::stride_for(max_message_size) {
+        let geometry = Geometry {
+            capacity,
+            max_message_size,
+            chunks,
+        };
+        if u64::from(stride) != geometry.slot_stride() {
             return Err(corrupt(
                 ring::STRIDE,
                 format!("{name:?}: a slot stride of {stride} does not match messages of {max_message_size} bytes"),
@@ -373,7 +385,13 @@ impl Topic {
         }
         // SAFETY: the window is the whole live mapping, page-aligned and
         // writable, and `map` is kept in Shared beside the ring.
-        let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
+        let ring = unsafe { Ring::new(map.base(), map.len(), geometry)? };
+        if ring.is_pooled() && overflow != Overflow::Block {
+            return Err(corrupt(
+                ring::CHUNKS,
+                format!("{name:?}: a pool of {chunks} chunks under {overflow:?}"),
+            ));
+        }
         let os_name = map.os_name().unwrap_or_default();
         let shared = Shared {
             data_bell: sys::Waker::open(name, "data", trust)?,
@@ -451,14 +469,12 @@ impl Topic {
     pub fn try_publish(&self, message: &[u8]) -> Result<()> {
         let len = self.message_len(message.len())?;
         let me = self.token()?;
-        let claim = self
-            .shared
-            .ring
-            .claim(me, |seq| self.gate(seq))
-            .map_err(|blocked| {
-                self.repair(blocked, me);
-                Error::Full
-            })?;
+        let mut reserved = None;
+        let claim = self.claim_once(me, &mut reserved).map_err(|blocked| {
+            self.let_go(reserved, me);
+            self.repair(blocked, me);
+            Error::Full
+        })?;
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
         Ok(())
     }
@@ -602,9 +618,76 @@ impl Topic {
     #[inline]
     fn wait_claim(&self, deadline: Option<Instant>) -> Result<ring::Claim> {
         let me = self.token()?;
-        match self.shared.ring.claim(me, |seq| self.gate(seq)) {
+        let mut reserved = None;
+        match self.claim_once(me, &mut reserved) {
             Ok(claim) => Ok(claim),
-            Err(blocked) => self.wait_claim_slowly(me, blocked, deadline),
+            Err(blocked) => {
+                let claimed = self.wait_claim_slowly(me, blocked, deadline, &mut reserved);
+                self.let_go(reserved, me);
+                claimed
+            }
+        }
+    }
+
+    /// One try at claiming the next message's slot: with a pool, a chunk
+    /// first (kept in `reserved` across tries until a claim takes it).
+    #[inline]
+    fn claim_once(
+        &self,
+        me: u32,
+        reserved: &mut Option<u32>,
+    ) -> std::result::Result<ring::Claim, Blocked> {
+        let ring = &self.shared.ring;
+        if ring.is_pooled() && reserved.is_none() {
+            *reserved = Some(self.reserve_chunk(me)?);
+        }
+        let mut claim = ring.claim(me, |seq| self.gate(seq))?;
+        if let Some(chunk) = reserved.take() {
+            ring.assign(&mut claim, chunk);
+        }
+        Ok(claim)
+    }
+
+    /// Reserves a chunk of the pool for the next message: one that holds
+    /// no message anyone needs (every subscriber has read it, and it is
+    /// older than the history), the warmest first.
+    fn reserve_chunk(&self, me: u32) -> std::result::Result<u32, Blocked> {
+        let ring = &self.shared.ring;
+        for _ in 0..RESERVE_TRIES {
+            // A subscriber that joins after these reads gets no message
+            // below `dead_below`: it reads head once its cursor is
+            // visible, after `subscriptions` moved, and starts no earlier
+            // than head - history. So the chunk is kept only if
+            // `subscriptions` did not move meanwhile.
+            let subscriptions = ring.subscriptions();
+            let lowest = ring.lowest_cursor();
+            let history = u64::from(self.shared.settings.history);
+            let dead_below = ring
+                .head()
+                .saturating_sub(history)
+                .min(lowest.map_or(u64::MAX, |(next, _, _)| next));
+            let Some(chunk) = ring.reserve(dead_below, me) else {
+                return Err(match lowest {
+                    Some((next, seat, token)) => Blocked::Behind {
+                        seat,
+                        token,
+                        needs: next,
+                    },
+                    None => Blocked::Pool,
+                });
+            };
+            if ring.subscriptions() == subscriptions {
+                return Ok(chunk);
+            }
+            ring.unreserve(chunk, me);
+        }
+        Err(Blocked::Pool)
+    }
+
+    /// Lets go of a chunk reserved for a claim that did not come.
+    fn let_go(&self, reserved: Option<u32>, me: u32) {
+        if let Some(chunk) = reserved {
+            self.shared.ring.unreserve(chunk, me);
         }
     }
 
@@ -615,6 +698,7 @@ impl Topic {
         me: u32,
         first: Blocked,
         deadline: Option<Instant>,
+        reserved: &mut Option<u32>,
     ) -> Result<ring::Claim> {
         let shared = &self.shared;
         let mut backoff = Backoff::new();
@@ -622,7 +706,7 @@ impl Topic {
         loop {
             let blocked = match first.take() {
                 Some(blocked) => blocked,
-                None => match shared.ring.claim(me, |seq| self.gate(seq)) {
+                None => match self.claim_once(me, reserved) {
                     Ok(claim) => return Ok(claim),
                     Err(blocked) => blocked,
                 },
@@ -648,7 +732,11 @@ impl Topic {
             match blocked {
                 // A live publisher is still writing the slot: it is about
                 // to publish, and rings no bell a publisher sleeps on.
-                Blocked::Writing { .. } => std::thread::sleep(nap.min(Duration::from_millis(1))),
+                // A live publisher is about to publish, or (Pool) to
+                // claim with the chunk it holds: no bell to sleep on.
+                Blocked::Writing { .. } | Blocked::Pool => {
+                    std::thread::sleep(nap.min(Duration::from_millis(1)))
+                }
                 Blocked::Behind { needs, .. } => {
                     let ring = &shared.ring;
                     let sleepers = ring.u32_at(ring::SPACE_SLEEPERS);
@@ -683,13 +771,25 @@ impl Topic {
                 !shared.is_alive(owner, me) && shared.ring.bury(seq, state)
             }
             Blocked::Behind { seat, token, .. } => {
+                // A pool short of chunks may be held by the dead too.
+                let freed = self.free_dead_reservations(me);
                 if shared.is_alive(token, me) {
-                    return false;
+                    return freed;
                 }
                 self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);
-                shared.ring.drop_subscriber(seat, token)
+                shared.ring.drop_subscriber(seat, token) || freed
             }
+            Blocked::Pool => self.free_dead_reservations(me),
         }
+    }
+
+    /// Frees the pool's chunks that dead publishers had reserved.
+    fn free_dead_reservations(&self, me: u32) -> bool {
+        let shared = &self.shared;
+        shared.ring.is_pooled()
+            && shared
+                .ring
+                .free_the_dead_reservations(|token| !shared.is_alive(token, me))
     }
 
     /// Writes a claimed slot with `fill` and publishes it; a panic in
@@ -965,11 +1065,14 @@ impl Subscriber {
         let ring = &self.shared.ring;
         match ring.look(self.next) {
             Found::Message { seq, len, state } if len != TOMBSTONE && ring.fits(len) => {
-                let payload = ring.payload(seq);
-                // SAFETY: as in `find`: the slot lies inside the mapping
-                // and holds `len <= max_message_size` bytes; under Block no
-                // publisher writes it until this subscriber moves past it,
-                // under Overwrite `still` throws the copy away if one did.
+                let Some(payload) = ring.payload(seq) else {
+                    return Ready::Other;
+                };
+                // SAFETY: as in `find`: the slot (or its chunk) lies inside
+                // the mapping and holds `len <= max_message_size` bytes;
+                // under Block no publisher writes it until this subscriber
+                // moves past it, under Overwrite `still` throws the copy
+                // away if one did.
                 let slot = unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
                 buf.clear();
                 buf.extend_from_slice(slot);
@@ -1050,12 +1153,20 @@ impl Subscriber {
                             ),
                         });
                     }
-                    let payload = ring.payload(seq);
-                    // SAFETY: the slot lies inside the mapping and holds
-                    // `len <= max_message_size` bytes (checked above).
-                    // Under Block no publisher writes it until this
-                    // subscriber moves past it; under Overwrite one may,
-                    // and `still` below throws the copy away then.
+                    let payload = ring.payload(seq).ok_or_else(|| Error::Corrupt {
+                        offset: 0,
+                        reason: format!(
+                            "{:?}: message {seq} names a chunk outside the topic's pool",
+                            self.shared.name
+                        ),
+                    })?;
+                    // SAFETY: the slot (or its chunk) lies inside the
+                    // mapping and holds `len <= max_message_size` bytes
+                    // (checked above). Under Block no publisher writes it
+                    // until this subscriber moves past it (a chunk is
+                    // reused only once every subscriber has moved past
+                    // its message); under Overwrite one may, and `still`
+                    // below throws the copy away then.
                     let slot =
                         unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
                     let settled = take(seq, slot);

@@ -14,6 +14,7 @@
 //! | 24 | `stride: u32`, bytes per slot | the creator, once |
 //! | 28 | `history: u32`, messages a new subscriber gets first | the creator, once |
 //! | 32 | `overflow: u32`, 0 overwrite, 1 block | the creator, once |
+//! | 36 | `chunks: u32`, chunks in the pool (0: payloads in the slots) | the creator, once |
 //! | 128 | `head: u64`, the next sequence number to publish | publishers (CAS) |
 //! | 256 | `subscriptions: u64`, bumped by each new subscriber | subscribers |
 //! | 264 | `subscribers_high: u32`, one past the highest seat a subscriber took | subscribers |
@@ -29,7 +30,8 @@
 //! |---|---|---|
 //! | 0 | `state: u64` | the turn in the high 32 bits, the writer's token in the low 32 |
 //! | 8 | `len: u32` | the message's length ([`TOMBSTONE`]: no message) |
-//! | 16 | the payload, `max_message_size` bytes | |
+//! | 12 | `chunk: u32` | with a pool, the chunk that holds the payload |
+//! | 16 | the payload, `max_message_size` bytes (none with a pool) | |
 //!
 //! # The algorithm
 //!
@@ -76,7 +78,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::object::Header;
 use crate::participants::SEATS;
-use crate::slots::{distance, join, split, LINE_PAIR, SLOT_HEADER, SLOT_LEN, SLOT_STATE};
+use crate::slots::{
+    distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_HEADER, SLOT_LEN, SLOT_STATE,
+};
 pub(crate) use crate::slots::{stride_for, MAX_CAPACITY, TOMBSTONE};
 use crate::words::Words;
 
@@ -122,7 +126,8 @@ pub(crate) struct TopicHeader {
     stride: u32,
     history: u32,
     overflow: u32,
-    _pad_to_head: [u8; 92],
+    chunks: u32,
+    _pad_to_head: [u8; 88],
     head: u64,
     _pad_to_subscriptions: [u8; 120],
     subscriptions: u64,
@@ -152,6 +157,7 @@ pub(crate) const MAX_MESSAGE: u64 = offset_of!(TopicHeader, max_message_size) as
 pub(crate) const STRIDE: u64 = offset_of!(TopicHeader, stride) as u64;
 pub(crate) const HISTORY: u64 = offset_of!(TopicHeader, history) as u64;
 pub(crate) const OVERFLOW: u64 = offset_of!(TopicHeader, overflow) as u64;
+pub(crate) const CHUNKS: u64 = offset_of!(TopicHeader, chunks) as u64;
 const HEAD: u64 = offset_of!(TopicHeader, head) as u64;
 const SUBSCRIPTIONS: u64 = offset_of!(TopicHeader, subscriptions) as u64;
 const SUBSCRIBERS_HIGH: u64 = offset_of!(TopicHeader, subscribers_high) as u64;
@@ -195,6 +201,8 @@ pub(crate) struct Claim {
     pub(crate) seq: u64,
     /// Where the slot starts.
     slot: u64,
+    /// With a pool, the chunk the message is written in.
+    chunk: Option<u32>,
 }
 
 /// Why a publisher could not claim now.
@@ -207,6 +215,10 @@ pub(crate) enum Blocked {
     /// [`Overflow::Block`]: the subscriber `token` has not read message
     /// `needs` yet.
     Behind { seat: u32, token: u32, needs: u64 },
+    /// Every chunk of the pool is reserved by a publisher (and no
+    /// subscriber holds any back): a live one is about to claim, a dead
+    /// one's is freed by the repair.
+    Pool,
 }
 
 /// What a reader found at its cursor.
@@ -220,6 +232,87 @@ pub(crate) enum Found {
     Lapped { oldest: u64 },
 }
 
+/// Messages of at least this many bytes live in a pool of chunks under
+/// [`Overflow::Block`] (see [`Geometry`]); smaller ones in their slots.
+pub(crate) const POOL_FROM: u32 = 16 << 10;
+
+/// How many of the newest dead messages' chunks a publisher tries, warm
+/// first, before it looks through the whole pool.
+const WARM_TRIES: u64 = 4;
+
+/// A chunk's holder word while a publisher has it reserved: this bit and
+/// the publisher's token. Otherwise the word is `seq + 1` of the message
+/// the chunk holds (published, or a tombstone), or 0 (never used).
+const PENDING: u64 = 1 << 63;
+
+/// A topic's geometry: what its creator chose, and where its parts lie.
+///
+/// A topic of large messages under [`Overflow::Block`] keeps its payloads
+/// in a pool of `capacity + 1` chunks rather than in its slots: a slot
+/// names its message's chunk. A publisher takes the chunk of the newest
+/// message no one needs any more (every subscriber has read it, and it is
+/// older than the history), which is the chunk it wrote last when the
+/// subscribers keep up: a stream of large messages stays in one warm
+/// chunk however many slots the topic has, where a ring of payloads walks
+/// through all of them, out of the caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) capacity: u32,
+    pub(crate) max_message_size: u32,
+    /// Chunks in the pool; 0: payloads in the slots.
+    pub(crate) chunks: u32,
+}
+
+impl Geometry {
+    /// A new topic's geometry.
+    pub(crate) fn new(capacity: u32, max_message_size: u32, overflow: Overflow) -> Geometry {
+        let pooled = overflow == Overflow::Block && max_message_size >= POOL_FROM;
+        Geometry {
+            capacity,
+            max_message_size,
+            chunks: if pooled {
+                capacity.saturating_add(1)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Bytes per slot.
+    pub(crate) fn slot_stride(&self) -> u64 {
+        if self.chunks > 0 {
+            stride_for(0)
+        } else {
+            stride_for(self.max_message_size)
+        }
+    }
+
+    /// Bytes per chunk.
+    fn chunk_stride(&self) -> u64 {
+        u64::from(self.max_message_size).div_ceil(LINE_PAIR) * LINE_PAIR
+    }
+
+    /// Where the chunks' holder words start.
+    fn holders_at(&self) -> Option<u64> {
+        u64::from(self.capacity)
+            .checked_mul(self.slot_stride())?
+            .checked_add(SLOTS)
+    }
+
+    /// Where the chunks start.
+    fn chunks_at(&self) -> Option<u64> {
+        let holders = (u64::from(self.chunks) * 8).div_ceil(LINE_PAIR) * LINE_PAIR;
+        self.holders_at()?.checked_add(holders)
+    }
+
+    /// The bytes the topic takes.
+    pub(crate) fn size(&self) -> Option<u64> {
+        u64::from(self.chunks)
+            .checked_mul(self.chunk_stride())?
+            .checked_add(self.chunks_at()?)
+    }
+}
+
 /// The ring over a mapped topic.
 pub(crate) struct Ring {
     words: Words,
@@ -229,6 +322,12 @@ pub(crate) struct Ring {
     mask: u64,
     stride: u64,
     max_message_size: u32,
+    /// The pool's chunks (0: payloads in the slots), their size, where
+    /// their holder words start, and where they start.
+    chunks: u64,
+    chunk_stride: u64,
+    holders_at: u64,
+    chunks_at: u64,
 }
 
 impl Ring {
@@ -237,18 +336,23 @@ impl Ring {
     /// # Safety
     /// `base..base + len` is a mapped, writable, page-aligned region that
     /// stays mapped while the ring is used.
-    pub(crate) unsafe fn new(
-        base: NonNull<u8>,
-        len: u64,
-        capacity: u32,
-        max_message_size: u32,
-    ) -> Result<Ring> {
-        let needed = Ring::size_for(capacity, max_message_size);
-        if capacity == 0 || capacity > MAX_CAPACITY || needed.is_none_or(|needed| needed > len) {
+    pub(crate) unsafe fn new(base: NonNull<u8>, len: u64, geometry: Geometry) -> Result<Ring> {
+        let Geometry {
+            capacity,
+            max_message_size,
+            chunks,
+        } = geometry;
+        let needed = geometry.size();
+        let chunks_ok = chunks == 0 || (max_message_size >= POOL_FROM && chunks > capacity);
+        if capacity == 0
+            || capacity > MAX_CAPACITY
+            || !chunks_ok
+            || needed.is_none_or(|needed| needed > len)
+        {
             return Err(Error::Corrupt {
                 offset: CAPACITY,
                 reason: format!(
-                    "a topic of {capacity} slots of {max_message_size} bytes does not fit in {len} bytes"
+                    "a topic of {capacity} slots of {max_message_size} bytes ({chunks} chunks) does not fit in {len} bytes"
                 ),
             });
         }
@@ -262,16 +366,13 @@ impl Ring {
             } else {
                 0
             },
-            stride: stride_for(max_message_size),
+            stride: geometry.slot_stride(),
             max_message_size,
+            chunks: u64::from(chunks),
+            chunk_stride: geometry.chunk_stride(),
+            holders_at: geometry.holders_at().unwrap_or_default(),
+            chunks_at: geometry.chunks_at().unwrap_or_default(),
         })
-    }
-
-    /// The bytes a topic of this geometry takes.
-    pub(crate) fn size_for(capacity: u32, max_message_size: u32) -> Option<u64> {
-        u64::from(capacity)
-            .checked_mul(stride_for(max_message_size))?
-            .checked_add(SLOTS)
     }
 
     /// A new ring's state of slot `index`: "`index - capacity` published",
@@ -322,9 +423,100 @@ impl Ring {
         self.u32_at(self.slot_offset(seq) + SLOT_LEN)
     }
 
-    /// The payload of the slot of `seq`: `max_message_size` bytes.
-    pub(crate) fn payload(&self, seq: u64) -> NonNull<u8> {
-        self.words.ptr_at(self.slot_offset(seq) + SLOT_HEADER)
+    /// The payload of message `seq`, published (its state read with
+    /// acquire): `max_message_size` bytes, in its slot or in the chunk
+    /// its slot names; None if that names no chunk (scribbled memory).
+    #[inline]
+    pub(crate) fn payload(&self, seq: u64) -> Option<NonNull<u8>> {
+        let slot = self.slot_offset(seq);
+        if self.chunks == 0 {
+            return Some(self.words.ptr_at(slot + SLOT_HEADER));
+        }
+        let chunk = u64::from(self.u32_at(slot + SLOT_CHUNK).load(Ordering::Relaxed));
+        (chunk < self.chunks).then(|| self.chunk_ptr(chunk))
+    }
+
+    fn chunk_ptr(&self, chunk: u64) -> NonNull<u8> {
+        self.words
+            .ptr_at(self.chunks_at + chunk * self.chunk_stride)
+    }
+
+    fn holder(&self, chunk: u64) -> &AtomicU64 {
+        self.u64_at(self.holders_at + chunk * 8)
+    }
+
+    /// Whether payloads live in a pool of chunks (see [`Geometry`]).
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.chunks != 0
+    }
+
+    /// Reserves a chunk for the participant `token`, which is about to
+    /// claim a message: the chunk of the newest message below
+    /// `dead_below` (every message below it is read by every subscriber
+    /// and older than the history) if it still holds it, the warmest;
+    /// else any chunk no message at or above `dead_below` holds. None if
+    /// there is none.
+    pub(crate) fn reserve(&self, dead_below: u64, token: u32) -> Option<u32> {
+        let pending = PENDING | u64::from(token);
+        for back in 1..=WARM_TRIES.min(dead_below) {
+            let seq = dead_below - back;
+            let chunk = u64::from(
+                self.u32_at(self.slot_offset(seq) + SLOT_CHUNK)
+                    .load(Ordering::Acquire),
+            );
+            if chunk < self.chunks
+                && self
+                    .holder(chunk)
+                    .compare_exchange(seq + 1, pending, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(chunk as u32);
+            }
+        }
+        (0..self.chunks).find_map(|chunk| {
+            let held = self.holder(chunk).load(Ordering::Acquire);
+            let free = held == 0 || (held & PENDING == 0 && held - 1 < dead_below);
+            (free
+                && self
+                    .holder(chunk)
+                    .compare_exchange(held, pending, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok())
+            .then_some(chunk as u32)
+        })
+    }
+
+    /// Lets go of a chunk `token` reserved and did not use.
+    pub(crate) fn unreserve(&self, chunk: u32, token: u32) {
+        let _ = self.holder(u64::from(chunk)).compare_exchange(
+            PENDING | u64::from(token),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Frees the chunks reserved by participants `is_dead` says are dead;
+    /// whether it freed any.
+    pub(crate) fn free_the_dead_reservations(&self, is_dead: impl Fn(u32) -> bool) -> bool {
+        let mut freed = false;
+        for chunk in 0..self.chunks {
+            let held = self.holder(chunk).load(Ordering::Acquire);
+            if held & PENDING != 0 && is_dead(held as u32) {
+                freed |= self
+                    .holder(chunk)
+                    .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
+            }
+        }
+        freed
+    }
+
+    /// Gives a claimed slot the chunk its claimer reserved.
+    pub(crate) fn assign(&self, claim: &mut Claim, chunk: u32) {
+        debug_assert!(u64::from(chunk) < self.chunks);
+        self.u32_at(claim.slot + SLOT_CHUNK)
+            .store(chunk, Ordering::Relaxed);
+        claim.chunk = Some(chunk);
     }
 
     /// The participant seats' generation words ([`SEATS`] of them).
@@ -481,7 +673,13 @@ impl Ring {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(Claim { seq, slot }),
+                Ok(_) => {
+                    return Ok(Claim {
+                        seq,
+                        slot,
+                        chunk: None,
+                    })
+                }
                 Err(state) => state,
             };
             let (turn, owner) = split(state);
@@ -508,10 +706,14 @@ impl Ring {
         }
     }
 
-    /// The payload of a claimed slot: `max_message_size` bytes.
+    /// The payload of a claimed slot: `max_message_size` bytes (in its
+    /// chunk, with a pool).
     #[inline]
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
-        self.words.ptr_at(claim.slot + SLOT_HEADER)
+        match claim.chunk {
+            Some(chunk) => self.chunk_ptr(u64::from(chunk)),
+            None => self.words.ptr_at(claim.slot + SLOT_HEADER),
+        }
     }
 
     /// Publishes a claimed slot with `len` bytes ([`TOMBSTONE`] for none),
@@ -525,6 +727,13 @@ impl Ring {
     /// the sleepers.
     #[inline]
     pub(crate) fn publish(&self, claim: Claim, len: u32) {
+        if let Some(chunk) = claim.chunk {
+            // The chunk holds message `seq` from now: free once no one
+            // needs it. Until here it was reserved, so no publisher took
+            // it while it was written.
+            self.holder(u64::from(chunk))
+                .store(claim.seq + 1, Ordering::Release);
+        }
         self.u32_at(claim.slot + SLOT_LEN)
             .store(len, Ordering::Relaxed);
         self.u64_at(claim.slot + SLOT_STATE)
@@ -620,6 +829,7 @@ mod tests {
                 stride,
                 history,
                 overflow,
+                chunks,
                 _pad_to_head,
                 head,
                 _pad_to_subscriptions,
@@ -640,12 +850,12 @@ mod tests {
                 token,
                 _spare
             }),
-            layout!(SlotHeader { state, len, _pad }),
+            layout!(SlotHeader { state, len, chunk }),
             doc_tables::header(),
         ];
         let source = include_str!("ring.rs");
         let rows = doc_tables::check(source, &["TopicHeader", "SlotHeader"], &layouts);
-        assert_eq!(rows, 17);
+        assert_eq!(rows, 19);
     }
 
     /// A ring on the heap, as a new topic's.
@@ -655,18 +865,22 @@ mod tests {
     }
 
     fn heap(capacity: u32, max: u32) -> Heap {
-        let len = Ring::size_for(capacity, max).unwrap();
+        heap_of(Geometry::new(capacity, max, Overflow::Overwrite))
+    }
+
+    fn heap_of(geometry: Geometry) -> Heap {
+        let len = geometry.size().unwrap();
         let mut memory = vec![0u64; len.div_ceil(8) as usize];
         let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
-        let stride = stride_for(max);
-        for index in 0..u64::from(capacity) {
+        let stride = geometry.slot_stride();
+        for index in 0..u64::from(geometry.capacity) {
             let start = Ring::slot_start(index, stride) as usize / 8;
-            memory[start] = Ring::initial_state(index, capacity);
+            memory[start] = Ring::initial_state(index, geometry.capacity);
             memory[start + 1] = u64::from(TOMBSTONE);
         }
         // SAFETY: the memory is `len` bytes, 8-aligned, and lives as long
         // as the ring (both in the Heap).
-        let ring = unsafe { Ring::new(base, len, capacity, max).unwrap() };
+        let ring = unsafe { Ring::new(base, len, geometry).unwrap() };
         Heap {
             _memory: memory,
             ring,
@@ -799,6 +1013,91 @@ mod tests {
         assert_eq!(ring.lowest_cursor(), Some((3, 0, 99)));
         assert_eq!(ring.subscribe(1, 98, 2), 4);
         assert_eq!(ring.subscribe(2, 97, 0), 6);
+    }
+
+    /// A pooled ring (Block, 16 KiB messages) of `capacity` slots.
+    fn pool(capacity: u32) -> Heap {
+        let geometry = Geometry::new(capacity, POOL_FROM, Overflow::Block);
+        assert_eq!(geometry.chunks, capacity + 1);
+        heap_of(geometry)
+    }
+
+    /// Publishes message `seq` with a chunk reserved below `dead_below`,
+    /// its first byte `tag`; the chunk it used.
+    fn publish_pooled(ring: &Ring, dead_below: u64, tag: u8) -> u32 {
+        let chunk = ring.reserve(dead_below, 1).expect("a free chunk");
+        let mut claim = ring.claim(1, open).unwrap();
+        ring.assign(&mut claim, chunk);
+        // SAFETY: the chunk is this claim's, inside the heap.
+        unsafe { *ring.claimed_payload(&claim).as_ptr() = tag };
+        ring.publish(claim, 1);
+        chunk
+    }
+
+    #[test]
+    fn a_pool_reuses_the_chunk_no_one_needs_that_was_written_last() {
+        let heap = pool(8);
+        let ring = &heap.ring;
+        // Subscribers that keep up: every message is dead once the next
+        // is published (no history), so one chunk serves them all.
+        let first = publish_pooled(ring, 0, 0);
+        for seq in 1..20u64 {
+            assert_eq!(publish_pooled(ring, seq, seq as u8), first, "message {seq}");
+            // SAFETY: message `seq` is published: its chunk lies inside.
+            assert_eq!(unsafe { *ring.payload(seq).unwrap().as_ptr() }, seq as u8);
+        }
+    }
+
+    #[test]
+    fn a_pool_never_hands_out_a_chunk_someone_may_still_read() {
+        let heap = pool(4);
+        let ring = &heap.ring;
+        // A subscriber at 0 reads nothing: messages 0..4 each keep their
+        // chunk, and the fifth (of five) is the spare.
+        let mut used = Vec::new();
+        for seq in 0..4u64 {
+            used.push(publish_pooled(ring, 0, seq as u8));
+        }
+        let spare = ring.reserve(0, 2).expect("the spare chunk");
+        assert!(!used.contains(&spare));
+        assert_eq!(
+            ring.reserve(0, 3),
+            None,
+            "every other chunk holds a needed message"
+        );
+        // Once messages 0 and 1 are read, their chunks are free again, the
+        // newest first (the warmest).
+        assert_eq!(ring.reserve(2, 3), Some(used[1]));
+        assert_eq!(ring.reserve(2, 3), Some(used[0]));
+        for seq in 0..4u64 {
+            // SAFETY: published, inside the heap.
+            assert_eq!(unsafe { *ring.payload(seq).unwrap().as_ptr() }, seq as u8);
+        }
+    }
+
+    #[test]
+    fn a_dead_publishers_reservation_is_freed_and_a_live_ones_kept() {
+        let heap = pool(2);
+        let ring = &heap.ring;
+        let live = ring.reserve(0, 5).unwrap();
+        let dead = ring.reserve(0, 6).unwrap();
+        let _last = ring.reserve(0, 7).unwrap();
+        assert_eq!(ring.reserve(0, 8), None);
+        assert!(ring.free_the_dead_reservations(|token| token == 6));
+        assert_eq!(ring.reserve(0, 8), Some(dead));
+        assert!(!ring.free_the_dead_reservations(|token| token == 6));
+        ring.unreserve(live, 5);
+        assert_eq!(ring.reserve(0, 9), Some(live));
+    }
+
+    #[test]
+    fn a_chunk_outside_the_pool_is_no_payload() {
+        let heap = pool(2);
+        let ring = &heap.ring;
+        publish_pooled(ring, 0, 1);
+        ring.u32_at(Ring::slot_start(0, ring.stride) + SLOT_CHUNK)
+            .store(99, Ordering::SeqCst);
+        assert_eq!(ring.payload(0), None);
     }
 
     #[test]

@@ -631,7 +631,7 @@ impl Topic {
 
     /// One try at claiming the next message's slot: with a pool, a chunk
     /// first (kept in `reserved` across tries until a claim takes it).
-    #[inline]
+    #[inline(always)]
     fn claim_once(
         &self,
         me: u32,
@@ -1057,7 +1057,7 @@ impl Subscriber {
     /// a lap, a message overwritten while copied, a forked child's
     /// handle) is left to [`recv_slowly`](Self::recv_slowly), which
     /// looks again.
-    #[inline]
+    #[inline(always)]
     fn take_ready(&mut self, buf: &mut Vec<u8>) -> Ready {
         if !self.participant.is_here() {
             return Ready::Other;

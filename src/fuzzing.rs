@@ -30,7 +30,7 @@ pub const CHANNEL_SLOT_HEADER: u64 = ring::SLOT_HEADER;
 
 /// The bytes per slot of a channel of messages of at most `max_message_size` bytes.
 pub fn channel_stride(max_message_size: u32) -> u64 {
-    ring::stride_for(max_message_size)
+    ring::slot_stride(max_message_size, ring::chunks_for(1, max_message_size))
 }
 
 /// The image of a freshly created channel with `options`, as
@@ -41,7 +41,8 @@ pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
         capacity,
         max_message_size,
     } = options;
-    let size = usize::try_from(ring::Ring::size_for(capacity, max_message_size)?).ok()?;
+    let chunks = ring::chunks_for(capacity, max_message_size);
+    let size = usize::try_from(ring::Ring::size_for(capacity, max_message_size, chunks)?).ok()?;
     let mut image = vec![0u8; size];
     let mut put = |offset: u64, bytes: &[u8]| {
         let offset = offset as usize;
@@ -53,8 +54,9 @@ pub fn channel_image(options: ChannelGeometry) -> Option<Vec<u8>> {
     );
     put(ring::CAPACITY, &capacity.to_le_bytes());
     put(ring::MAX_MESSAGE, &max_message_size.to_le_bytes());
-    let stride = ring::stride_for(max_message_size);
+    let stride = ring::slot_stride(max_message_size, chunks);
     put(ring::STRIDE, &(stride as u32).to_le_bytes());
+    put(ring::CHUNKS, &chunks.to_le_bytes());
     for index in 0..u64::from(capacity) {
         let state = u64::from(ring::send_turn(index)) << 32;
         put(ring::SLOTS + index * stride, &state.to_le_bytes());

@@ -63,6 +63,7 @@ mod name;
 mod object;
 mod owner;
 mod participants;
+mod pool;
 mod slots;
 mod sync;
 mod sys;

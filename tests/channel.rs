@@ -545,10 +545,14 @@ struct Traffic {
 
 impl Traffic {
     fn new(tag: &str, capacity: u32) -> Traffic {
+        Traffic::with(tag, capacity, MESSAGE as u32)
+    }
+
+    fn with(tag: &str, capacity: u32, max_message_size: u32) -> Traffic {
         let channel_name = unique_name(tag);
         let control_name = unique_name("control");
         Traffic {
-            _channel: Channel::create_or_open(&channel_name, options(capacity, MESSAGE as u32))
+            _channel: Channel::create_or_open(&channel_name, options(capacity, max_message_size))
                 .unwrap(),
             control: Mapping::create(&control_name, CONTROL_SIZE).unwrap(),
             channel_name,
@@ -605,12 +609,21 @@ impl Traffic {
 
 #[test]
 fn four_producers_four_consumers_every_message_once() {
+    four_by_four(Traffic::new("4x4", 256), 100_000);
+}
+
+/// The same through a pool of chunks (messages of up to 32 KiB): a chunk
+/// is reused as soon as its message is received, never before.
+#[test]
+fn four_producers_four_consumers_through_a_pool() {
+    four_by_four(Traffic::with("4x4-pool", 16, 32 << 10), 50_000);
+}
+
+fn four_by_four(traffic: Traffic, per_producer: u32) {
     const PRODUCERS: u32 = 4;
-    const PER_PRODUCER: u32 = 100_000;
-    let traffic = Traffic::new("4x4", 256);
-    let total = u64::from(PRODUCERS * PER_PRODUCER);
+    let total = u64::from(PRODUCERS * per_producer);
     let mut children: Vec<_> = (0..4).map(|_| traffic.consumer(total)).collect();
-    children.extend((0..PRODUCERS).map(|producer| traffic.producer(producer, PER_PRODUCER)));
+    children.extend((0..PRODUCERS).map(|producer| traffic.producer(producer, per_producer)));
     let started = Instant::now();
     wait_until("every message to be received", LIMIT, || {
         assert_alive(&mut children);
@@ -624,14 +637,14 @@ fn four_producers_four_consumers_every_message_once() {
     for child in &mut children {
         child.wait_success();
     }
-    eprintln!("4 x 4 x {PER_PRODUCER}: {:?}", started.elapsed());
+    eprintln!("4 x 4 x {per_producer}: {:?}", started.elapsed());
     assert_eq!(traffic.counter(TORN), 0, "torn messages");
     assert_eq!(traffic.counter(DUPLICATES), 0, "duplicates");
     assert_eq!(traffic.counter(DISORDER), 0, "per-producer order");
     for producer in 0..PRODUCERS {
         assert_eq!(
-            traffic.received_bits(producer, PER_PRODUCER),
-            PER_PRODUCER,
+            traffic.received_bits(producer, per_producer),
+            per_producer,
             "producer {producer}"
         );
     }

@@ -668,11 +668,27 @@ fn child_send() {
     }
 }
 
+/// Messages of up to 16 KiB: their payloads live in the channel's pool of
+/// chunks, which a sender killed at any point must not leak.
+const POOLED_CHANNEL: ChannelGeometry = ChannelGeometry {
+    capacity: 4,
+    max_message_size: 16 << 10,
+};
+
 #[test]
 fn killed_while_sending() {
-    let mut rng = seed("killed_while_sending");
+    killed_while_sending_on(BIG_CHANNEL, "killed_while_sending");
+}
+
+#[test]
+fn killed_while_sending_through_a_pool() {
+    killed_while_sending_on(POOLED_CHANNEL, "killed_while_sending_through_a_pool");
+}
+
+fn killed_while_sending_on(geometry: ChannelGeometry, test: &str) {
+    let mut rng = seed(test);
     let name = unique_name("send");
-    let channel = Channel::create_or_open(&name, BIG_CHANNEL).unwrap();
+    let channel = Channel::create_or_open(&name, geometry).unwrap();
     // Windows reuses a dead process's id once its last handle closes: keep
     // the killed children's handles until the end (see src/channel/ring.rs).
     let mut graveyard = Vec::new();
@@ -724,9 +740,7 @@ fn killed_while_sending() {
         channel.send(b"usable").unwrap();
         assert_eq!(channel.recv().unwrap(), b"usable", "{why}");
     }
-    println!(
-        "killed_while_sending: {ROUNDS} kills; {lost} times the last message counted was the last received"
-    );
+    println!("{test}: {ROUNDS} kills; {lost} times the last message counted was the last received");
     drop(channel);
     if cfg!(target_os = "linux") {
         assert_no_entries(&name, "after the parent dropped the channel");
@@ -756,9 +770,18 @@ fn child_recv() {
 
 #[test]
 fn killed_while_receiving() {
-    let mut rng = seed("killed_while_receiving");
+    killed_while_receiving_on(BIG_CHANNEL, "killed_while_receiving");
+}
+
+#[test]
+fn killed_while_receiving_through_a_pool() {
+    killed_while_receiving_on(POOLED_CHANNEL, "killed_while_receiving_through_a_pool");
+}
+
+fn killed_while_receiving_on(geometry: ChannelGeometry, test: &str) {
+    let mut rng = seed(test);
     let name = unique_name("recv");
-    let channel = Channel::create_or_open(&name, BIG_CHANNEL).unwrap();
+    let channel = Channel::create_or_open(&name, geometry).unwrap();
     let mut graveyard = Vec::new();
     let mut lost = 0;
     for round in 0..ROUNDS {
@@ -817,7 +840,7 @@ fn killed_while_receiving() {
         channel.send(b"usable").unwrap();
         assert_eq!(channel.recv().unwrap(), b"usable", "{why}");
     }
-    println!("killed_while_receiving: {ROUNDS} kills, {lost} messages lost with their receiver");
+    println!("{test}: {ROUNDS} kills, {lost} messages lost with their receiver");
     drop(channel);
     if cfg!(target_os = "linux") {
         assert_no_entries(&name, "after the parent dropped the channel");

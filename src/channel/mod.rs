@@ -34,6 +34,9 @@ use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
+/// How long a sender with a claimed slot tries to find a chunk of the
+/// pool (one comes free at once but in scribbled memory).
+const POOL_PATIENCE: Duration = Duration::from_secs(1);
 /// Polls that must see the same claimed slot before a poller checks its claimer is alive.
 const STUCK_POLLS: u32 = 1024;
 /// The longest a sleeper sleeps before it looks for slots abandoned by dead processes.
@@ -167,8 +170,10 @@ impl ChannelOptions {
         let init = |window: &Window| {
             window.write_value(ring::CAPACITY, &geometry.capacity)?;
             window.write_value(ring::MAX_MESSAGE, &geometry.max_message_size)?;
-            let stride = ring::stride_for(geometry.max_message_size);
+            let chunks = ring::chunks_for(geometry.capacity, geometry.max_message_size);
+            let stride = ring::slot_stride(geometry.max_message_size, chunks);
             window.write_value(ring::STRIDE, &(stride as u32))?;
+            window.write_value(ring::CHUNKS, &chunks)?;
             // Slot i starts free for the sender of position i.
             for index in 0..u64::from(geometry.capacity) {
                 let offset = ring::SLOTS + index * stride;
@@ -303,7 +308,8 @@ impl Channel {
         let capacity: u32 = map.read_value_at(ring::CAPACITY)?;
         let max_message_size: u32 = map.read_value_at(ring::MAX_MESSAGE)?;
         let stride: u32 = map.read_value_at(ring::STRIDE)?;
-        if u64::from(stride) != ring::stride_for(max_message_size) {
+        let chunks: u32 = map.read_value_at(ring::CHUNKS)?;
+        if u64::from(stride) != ring::slot_stride(max_message_size, chunks) {
             return Err(Error::Corrupt {
                 offset: ring::STRIDE,
                 reason: format!("{name:?}: a slot stride of {stride} does not match messages of {max_message_size} bytes"),
@@ -311,7 +317,7 @@ impl Channel {
         }
         // SAFETY: the window is the whole live mapping, page-aligned and
         // writable, and `map` is kept in the Channel beside the ring.
-        let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size)? };
+        let ring = unsafe { Ring::new(map.base(), map.len(), capacity, max_message_size, chunks)? };
         let os_name = map.os_name().unwrap_or_default();
         let participant = Participant::join(ring.generations(), map.object(), &os_name, name)?;
         let peer_seen = participants::others_alive(
@@ -393,8 +399,7 @@ impl Channel {
             .ring
             .claim_send(self.token()?)
             .map_err(|blocked| self.full(blocked))?;
-        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
-        Ok(())
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message))
     }
 
     /// Sends `message`, waiting at most `timeout` for room: [`Error::TimedOut`] if none came,
@@ -406,8 +411,7 @@ impl Channel {
     fn send_until(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
         let len = self.message_len(message.len())?;
         let claim = self.wait_send_claim(deadline)?;
-        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
-        Ok(())
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message))
     }
 
     /// Sends a message of `len` bytes written in place by `fill`, waiting
@@ -421,8 +425,7 @@ impl Channel {
     pub unsafe fn send_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
         let len = self.message_len(len)?;
         let claim = self.wait_send_claim(None)?;
-        self.fill_and_publish(claim, len, fill);
-        Ok(())
+        self.fill_and_publish(claim, len, fill)
     }
 
     /// As [`send_with`](Self::send_with), or [`Error::Full`] if there is no room.
@@ -435,8 +438,7 @@ impl Channel {
             .ring
             .claim_send(self.token()?)
             .map_err(|blocked| self.full(blocked))?;
-        self.fill_and_publish(claim, len, fill);
-        Ok(())
+        self.fill_and_publish(claim, len, fill)
     }
 
     /// Sends `value` as JSON (the codec of mapping records).
@@ -659,7 +661,23 @@ impl Channel {
 
     /// Writes a claimed slot with `fill` and publishes it; a panic in
     /// `fill` publishes a tombstone, so the slot is never left claimed.
-    fn fill_and_publish(&self, claim: Claim, len: u32, fill: impl FnOnce(&mut [u8])) {
+    /// With a pool, a chunk is reserved for it first.
+    fn fill_and_publish(
+        &self,
+        mut claim: Claim,
+        len: u32,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        if self.ring.is_pooled() && !self.reserve_chunk(&mut claim) {
+            self.ring.publish(claim, TOMBSTONE);
+            return Err(Error::Corrupt {
+                offset: ring::CHUNKS,
+                reason: format!(
+                    "{:?}: no chunk of the payloads' pool came free for a claimed slot within {:?}",
+                    self.name, POOL_PATIENCE
+                ),
+            });
+        }
         struct Tombstone<'a> {
             ring: &'a Ring,
             claim: Option<Claim>,
@@ -671,7 +689,7 @@ impl Channel {
                 }
             }
         }
-        let slot_ptr = self.ring.payload(claim.pos);
+        let slot_ptr = self.ring.claimed_payload(&claim);
         let mut guard = Tombstone {
             ring: &self.ring,
             claim: Some(claim),
@@ -685,6 +703,38 @@ impl Channel {
                 ring_bell(&self.recv_bell, self.ring.u32_at(ring::RECV_BELL));
             }
         }
+        Ok(())
+    }
+
+    /// Reserves a chunk of the pool for a claimed slot. With the slot
+    /// claimed one always comes free but for the reservations of dead
+    /// senders (see `ring.rs`), which are freed here; false if none came
+    /// within [`POOL_PATIENCE`] (scribbled memory).
+    fn reserve_chunk(&self, claim: &mut Claim) -> bool {
+        let me = self.participant.token();
+        if self.ring.reserve(claim, me) {
+            return true;
+        }
+        let deadline = Instant::now() + POOL_PATIENCE;
+        while Instant::now() < deadline {
+            let freed = self.ring.free_dead_reservations(|token| {
+                token != me
+                    && !participants::is_alive(
+                        token,
+                        self.ring.generations(),
+                        self.map.object(),
+                        &self.os_name,
+                        &self.trust,
+                    )
+            });
+            if self.ring.reserve(claim, me) {
+                return true;
+            }
+            if !freed {
+                std::thread::yield_now();
+            }
+        }
+        false
     }
 
     /// Takes one message without waiting.
@@ -774,6 +824,15 @@ impl Channel {
                 ),
             });
         }
+        let Some(slot_ptr) = slot_ptr else {
+            return Err(Error::Corrupt {
+                offset: 0,
+                reason: format!(
+                    "{:?}: a message names a chunk outside the channel's pool",
+                    self.name
+                ),
+            });
+        };
         let Some(read) = read.take() else {
             return Ok(None);
         };
@@ -902,7 +961,8 @@ fn check_geometry(geometry: ChannelGeometry, name: &str) -> Result<u64> {
             reason: "a channel holds at most 2^30 messages",
         });
     }
-    match Ring::size_for(geometry.capacity, geometry.max_message_size) {
+    let chunks = ring::chunks_for(geometry.capacity, geometry.max_message_size);
+    match Ring::size_for(geometry.capacity, geometry.max_message_size, chunks) {
         Some(size) if size <= sys::MAX_MAP_LEN => Ok(size),
         _ => Err(Error::TooLarge {
             size: u64::MAX,

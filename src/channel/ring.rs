@@ -14,6 +14,7 @@
 //! | 16 | `capacity: u32`, slots | the creator, once |
 //! | 20 | `max_message_size: u32` | the creator, once |
 //! | 24 | `stride: u32`, bytes per slot | the creator, once |
+//! | 28 | `chunks: u32`, chunks in the payloads' pool (0: payloads in the slots) | the creator, once |
 //! | 128 | `enqueue: u64`, the next position to send to | senders (CAS) |
 //! | 256 | `dequeue: u64`, the next position to receive from | receivers (CAS) |
 //! | 384 | `recv_bell: u32`, `recv_sleepers: u32` | senders ring, receivers sleep |
@@ -21,14 +22,23 @@
 //! | 640 | `generations: [u32; 1024]`, one per participant seat | a participant taking the seat |
 //! | 4736 | the slots, `stride` bytes each | |
 //!
+//! Messages of 16 KiB and more ([`POOL_FROM`]) live in a pool of
+//! `capacity + 2` chunks after the slots instead (`src/pool.rs`), each slot
+//! naming its message's chunk: a sender takes the chunk of the message
+//! received last, still warm, and a chunk is free again once its message's
+//! slot is released (`capacity + 2`: the ring holds at most `capacity + 1`
+//! messages not yet released, one of them maybe a dead receiver's, so a
+//! sender that has claimed a slot always finds a chunk but for those dead
+//! senders reserved, which a sender frees when it finds none).
+//!
 //! A slot, [`SlotHeader`] and then its payload:
 //!
 //! | offset | field | who changes it |
 //! |---|---|---|
 //! | 0 | `state: u64`, the sequence number in the high 32 bits, the owner in the low 32 (a participant's token, see `src/participants.rs`) | its claimer (CAS), then its publisher or releaser |
 //! | 8 | `len: u32`, the message's length, or [`TOMBSTONE`] | the sender, or the repairer of a dead sender's slot |
-//! | 12 | `chunk: u32`, unused by the channel (a topic's pooled payload) | |
-//! | 16 | the payload, `max_message_size` bytes | the sender |
+//! | 12 | `chunk: u32`, with a pool, the chunk that holds the payload | the sender |
+//! | 16 | the payload, `max_message_size` bytes (none with a pool) | the sender |
 //!
 //! Every word that one side writes while the other polls (the positions,
 //! the bells, each slot) starts a 128-byte pair of cache lines of its own,
@@ -133,7 +143,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
-use crate::slots::{distance, join, split, LINE_PAIR, SLOT_LEN, SLOT_STATE};
+use crate::pool::Pool;
+pub(crate) use crate::pool::POOL_FROM;
+use crate::slots::{distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_LEN, SLOT_STATE};
 pub(crate) use crate::slots::{stride_for, SlotHeader, MAX_CAPACITY, SLOT_HEADER, TOMBSTONE};
 use crate::words::Words;
 
@@ -148,7 +160,8 @@ pub(crate) struct RingHeader {
     pub(crate) capacity: u32,
     pub(crate) max_message_size: u32,
     pub(crate) stride: u32,
-    _pad_geometry: [u8; 100],
+    pub(crate) chunks: u32,
+    _pad_geometry: [u8; 96],
     pub(crate) enqueue: u64,
     _pad_enqueue: [u8; 120],
     pub(crate) dequeue: u64,
@@ -165,6 +178,7 @@ pub(crate) struct RingHeader {
 pub(crate) const CAPACITY: u64 = offset_of!(RingHeader, capacity) as u64;
 pub(crate) const MAX_MESSAGE: u64 = offset_of!(RingHeader, max_message_size) as u64;
 pub(crate) const STRIDE: u64 = offset_of!(RingHeader, stride) as u64;
+pub(crate) const CHUNKS: u64 = offset_of!(RingHeader, chunks) as u64;
 pub(crate) const ENQUEUE: u64 = offset_of!(RingHeader, enqueue) as u64;
 pub(crate) const DEQUEUE: u64 = offset_of!(RingHeader, dequeue) as u64;
 pub(crate) const RECV_BELL: u64 = offset_of!(RingHeader, recv_bell) as u64;
@@ -243,18 +257,38 @@ pub(crate) struct Impossible {
     pub(crate) what: String,
 }
 
+/// The chunks of a new channel's pool for messages of up to
+/// `max_message_size` bytes: 0 (payloads in the slots) below [`POOL_FROM`].
+pub(crate) fn chunks_for(capacity: u32, max_message_size: u32) -> u32 {
+    if max_message_size >= POOL_FROM {
+        capacity.saturating_add(2)
+    } else {
+        0
+    }
+}
+
+/// Bytes per slot: the header alone with a pool, else the header and the
+/// payload.
+pub(crate) fn slot_stride(max_message_size: u32, chunks: u32) -> u64 {
+    stride_for(if chunks > 0 { 0 } else { max_message_size })
+}
+
 /// The ring over a channel's mapped memory.
 pub(crate) struct Ring {
     words: Words,
     capacity: u64,
     stride: u64,
     max_message_size: u32,
+    /// The payloads' pool (empty: payloads in the slots).
+    pool: Pool,
 }
 
 /// A slot this process claimed for sending or receiving.
 #[derive(Debug)]
 pub(crate) struct Claim {
     pub(crate) pos: u64,
+    /// A sender's chunk, with a pool.
+    chunk: Option<u32>,
 }
 
 /// Why a claim failed: the ring is full (send) or empty (receive) at the
@@ -288,16 +322,21 @@ impl Ring {
         len: u64,
         capacity: u32,
         max_message_size: u32,
+        chunks: u32,
     ) -> Result<Ring> {
-        let stride = stride_for(max_message_size);
-        let needed = u64::from(capacity)
-            .checked_mul(stride)
-            .and_then(|slots| slots.checked_add(SLOTS));
-        if capacity == 0 || capacity > MAX_CAPACITY || needed.is_none_or(|needed| needed > len) {
+        let stride = slot_stride(max_message_size, chunks);
+        let pool = Ring::pool_for(capacity, max_message_size, chunks);
+        let needed = pool.and_then(|pool| pool.end());
+        let chunks_ok = chunks == 0 || chunks > capacity.saturating_add(1);
+        if capacity == 0
+            || capacity > MAX_CAPACITY
+            || !chunks_ok
+            || needed.is_none_or(|needed| needed > len)
+        {
             return Err(Error::Corrupt {
                 offset: CAPACITY,
                 reason: format!(
-                    "a channel of {capacity} slots of {max_message_size} bytes does not fit in {len} bytes"
+                    "a channel of {capacity} slots of {max_message_size} bytes ({chunks} chunks) does not fit in {len} bytes"
                 ),
             });
         }
@@ -308,14 +347,21 @@ impl Ring {
             capacity: u64::from(capacity),
             stride,
             max_message_size,
+            pool: pool.expect("checked above"),
         })
     }
 
+    /// The pool of a channel of this geometry, after its slots.
+    fn pool_for(capacity: u32, max_message_size: u32, chunks: u32) -> Option<Pool> {
+        let slots_end = u64::from(capacity)
+            .checked_mul(slot_stride(max_message_size, chunks))?
+            .checked_add(SLOTS)?;
+        Pool::at(slots_end, chunks, max_message_size)
+    }
+
     /// The bytes a channel of this geometry takes.
-    pub(crate) fn size_for(capacity: u32, max_message_size: u32) -> Option<u64> {
-        u64::from(capacity)
-            .checked_mul(stride_for(max_message_size))?
-            .checked_add(SLOTS)
+    pub(crate) fn size_for(capacity: u32, max_message_size: u32, chunks: u32) -> Option<u64> {
+        Ring::pool_for(capacity, max_message_size, chunks)?.end()
     }
 
     /// The `AtomicU64` at `offset` from the start.
@@ -342,9 +388,73 @@ impl Ring {
         self.u32_at(self.slot_offset(pos) + SLOT_LEN)
     }
 
-    /// The payload of the slot of `pos`: `max_message_size` bytes.
-    pub(crate) fn payload(&self, pos: u64) -> NonNull<u8> {
-        self.words.ptr_at(self.slot_offset(pos) + SLOT_HEADER)
+    /// The payload of the message a receiver claimed at `pos`:
+    /// `max_message_size` bytes, in its slot or in the chunk its slot
+    /// names; None if that names no chunk (scribbled memory).
+    pub(crate) fn payload(&self, pos: u64) -> Option<NonNull<u8>> {
+        let slot = self.slot_offset(pos);
+        if self.pool.is_empty() {
+            return Some(self.words.ptr_at(slot + SLOT_HEADER));
+        }
+        self.pool.named_by(&self.words, slot)
+    }
+
+    /// Where a sender writes the message of its claim: its slot, or (with
+    /// a pool) the chunk it reserved for it.
+    pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
+        match claim.chunk {
+            Some(chunk) => self.pool.chunk(&self.words, u64::from(chunk)),
+            None => self.words.ptr_at(self.slot_offset(claim.pos) + SLOT_HEADER),
+        }
+    }
+
+    /// Whether payloads live in a pool of chunks.
+    pub(crate) fn is_pooled(&self) -> bool {
+        !self.pool.is_empty()
+    }
+
+    /// Gives a sender's claim a chunk of the pool, reserved for the
+    /// participant `token`: the chunk of the message received last (warm),
+    /// else any whose message was released. False if every chunk is held
+    /// (then only by the reservations of dead senders: see the module
+    /// docs).
+    pub(crate) fn reserve(&self, claim: &mut Claim, token: u32) -> bool {
+        let dequeue = self.u64_at(DEQUEUE).load(Ordering::Acquire);
+        let newest_received = (1..=dequeue.min(self.capacity)).map(|back| {
+            let pos = dequeue - back;
+            (pos, self.slot_offset(pos))
+        });
+        let released = |pos: u64| self.is_released(pos, dequeue);
+        let Some(chunk) = self
+            .pool
+            .reserve(&self.words, token, newest_received, released)
+        else {
+            return false;
+        };
+        self.u32_at(self.slot_offset(claim.pos) + SLOT_CHUNK)
+            .store(chunk, Ordering::Relaxed);
+        claim.chunk = Some(chunk);
+        true
+    }
+
+    /// Whether the message of `pos` was received and its slot released
+    /// (`dequeue` read before): its chunk is free then.
+    fn is_released(&self, pos: u64, dequeue: u64) -> bool {
+        if pos >= dequeue {
+            return false;
+        }
+        if dequeue - pos > self.capacity {
+            // A receiver claimed the slot's next lap: it was released.
+            return true;
+        }
+        let (seq, _) = split(self.state(pos).load(Ordering::Acquire));
+        distance(seq, recv_turn(pos)) > 0
+    }
+
+    /// Frees the chunks reserved by senders `is_dead` says are dead;
+    /// whether it freed any.
+    pub(crate) fn free_dead_reservations(&self, is_dead: impl Fn(u32) -> bool) -> bool {
+        self.pool.free_dead_reservations(&self.words, is_dead)
     }
 
     /// The participant seats' generation words ([`SEATS`] of them).
@@ -399,7 +509,7 @@ impl Ring {
                         .is_ok()
                 {
                     move_on(position, pos);
-                    return Ok(Claim { pos });
+                    return Ok(Claim { pos, chunk: None });
                 }
                 if claimed_by != 0 {
                     // Claimed by one that may not have moved the position on: help.
@@ -448,6 +558,10 @@ impl Ring {
     /// fence of its own, on its slow path), in one locked instruction on
     /// x86 instead of a store and an `mfence`.
     pub(crate) fn publish(&self, claim: Claim, len: u32) -> bool {
+        if let Some(chunk) = claim.chunk {
+            // The chunk holds this message until its slot is released.
+            self.pool.settle(&self.words, chunk, claim.pos);
+        }
         self.len(claim.pos).store(len, Ordering::Relaxed);
         self.state(claim.pos)
             .swap(join(recv_turn(claim.pos), 0), Ordering::SeqCst);
@@ -607,6 +721,7 @@ mod tests {
                 capacity,
                 max_message_size,
                 stride,
+                chunks,
                 _pad_geometry,
                 enqueue,
                 _pad_enqueue,
@@ -625,7 +740,7 @@ mod tests {
         ];
         let source = include_str!("ring.rs");
         let rows = doc_tables::check(source, &["RingHeader", "SlotHeader"], &layouts);
-        assert_eq!(rows, 14);
+        assert_eq!(rows, 15);
     }
 
     /// A ring over private memory, for the index and sequence arithmetic.
@@ -640,12 +755,18 @@ mod tests {
 
     /// A fresh ring whose positions start at `start`.
     fn heap_at(capacity: u32, max: u32, start: u64) -> Heap {
-        let size = Ring::size_for(capacity, max).unwrap();
-        let mut memory = vec![0u64; size as usize / 8];
+        heap_with(capacity, max, 0, start)
+    }
+
+    /// A fresh ring with a pool of `chunks` chunks (0: none), positions at
+    /// `start`.
+    fn heap_with(capacity: u32, max: u32, chunks: u32, start: u64) -> Heap {
+        let size = Ring::size_for(capacity, max, chunks).unwrap();
+        let mut memory = vec![0u64; size.div_ceil(8) as usize];
         let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
         // SAFETY: the Vec outlives the ring (both live in Heap) and is
         // 8-aligned, which is all the ring's atomics need.
-        let ring = unsafe { Ring::new(base, size, capacity, max) }.unwrap();
+        let ring = unsafe { Ring::new(base, size, capacity, max, chunks) }.unwrap();
         ring.u64_at(ENQUEUE).store(start, Ordering::Relaxed);
         ring.u64_at(DEQUEUE).store(start, Ordering::Relaxed);
         for pos in (0..u64::from(capacity)).map(|i| start.wrapping_add(i)) {
@@ -1155,6 +1276,77 @@ mod tests {
         assert_possible(ring, "after the run");
     }
 
+    /// Sends one message of `tag` through a pooled ring; the chunk it used.
+    fn send_pooled(ring: &Ring, tag: u8) -> u32 {
+        let mut claim = ring.claim_send(1).unwrap();
+        assert!(ring.reserve(&mut claim, 1), "a chunk for a claimed slot");
+        let chunk = claim.chunk.unwrap();
+        // SAFETY: the chunk is this claim's, inside the heap.
+        unsafe { *ring.claimed_payload(&claim).as_ptr() = tag };
+        ring.publish(claim, 1);
+        chunk
+    }
+
+    /// Receives one message from a pooled ring: its first byte.
+    fn recv_pooled(ring: &Ring) -> u8 {
+        let (claim, len) = ring.claim_recv(2).unwrap();
+        assert_eq!(len, 1);
+        // SAFETY: the claimed message's chunk lies inside the heap.
+        let tag = unsafe { *ring.payload(claim.pos).unwrap().as_ptr() };
+        ring.release(claim);
+        tag
+    }
+
+    #[test]
+    fn a_pool_keeps_a_stream_in_the_chunk_received_last() {
+        let heap = heap_with(4, POOL_FROM, 6, 0);
+        let ring = &heap.ring;
+        let first = send_pooled(ring, 0);
+        assert_eq!(recv_pooled(ring), 0);
+        for tag in 1..40u8 {
+            assert_eq!(
+                send_pooled(ring, tag),
+                first,
+                "message {tag}: the warm chunk"
+            );
+            assert_eq!(recv_pooled(ring), tag);
+        }
+    }
+
+    #[test]
+    fn a_pool_never_hands_out_the_chunk_of_a_message_not_released() {
+        let heap = heap_with(4, POOL_FROM, 6, 0);
+        let ring = &heap.ring;
+        let mut held: Vec<u32> = (0..4u8).map(|tag| send_pooled(ring, tag)).collect();
+        held.sort_unstable();
+        held.dedup();
+        assert_eq!(held.len(), 4, "four messages not received: four chunks");
+        // A receiver claims the first and has not released it: its chunk
+        // stays taken.
+        let (reading, _) = ring.claim_recv(2).unwrap();
+        let mut spare = Claim {
+            pos: 99,
+            chunk: None,
+        };
+        assert!(ring.reserve(&mut spare, 7));
+        assert!(!held.contains(&spare.chunk.unwrap()));
+        let mut none = Claim {
+            pos: 99,
+            chunk: None,
+        };
+        assert!(ring.reserve(&mut none, 8), "the sixth chunk");
+        assert!(!ring.reserve(&mut none, 9), "every chunk held");
+        ring.release(reading);
+        let mut after = Claim {
+            pos: 98,
+            chunk: None,
+        };
+        assert!(ring.reserve(&mut after, 9), "the released message's chunk");
+        assert!(held.contains(&after.chunk.unwrap()));
+        // The dead's reservations are freed.
+        assert!(ring.free_dead_reservations(|token| token == 7 || token == 8));
+    }
+
     #[test]
     fn geometry_that_does_not_fit_is_refused() {
         let mut memory = vec![0u64; 1024];
@@ -1162,7 +1354,7 @@ mod tests {
         let len = memory.len() as u64 * 8;
         let fits = |capacity, max| {
             // SAFETY: the Vec is live and 8-aligned; the ring is dropped at once.
-            unsafe { Ring::new(base, len, capacity, max) }.is_ok()
+            unsafe { Ring::new(base, len, capacity, max, 0) }.is_ok()
         };
         assert!(fits(1, 1));
         let slots = ((len - SLOTS) / stride_for(48)) as u32;
@@ -1171,6 +1363,6 @@ mod tests {
         assert!(!fits(1, (len - SLOTS) as u32), "the header does not fit");
         assert!(!fits(0, 8), "no slots");
         assert!(!fits(u32::MAX, u32::MAX), "overflow");
-        assert_eq!(Ring::size_for(u32::MAX, u32::MAX), None, "overflow");
+        assert_eq!(Ring::size_for(u32::MAX, u32::MAX, 0), None, "overflow");
     }
 }

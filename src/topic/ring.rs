@@ -78,6 +78,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::object::Header;
 use crate::participants::SEATS;
+use crate::pool::Pool;
+pub(crate) use crate::pool::POOL_FROM;
 use crate::slots::{
     distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_HEADER, SLOT_LEN, SLOT_STATE,
 };
@@ -232,19 +234,6 @@ pub(crate) enum Found {
     Lapped { oldest: u64 },
 }
 
-/// Messages of at least this many bytes live in a pool of chunks under
-/// [`Overflow::Block`] (see [`Geometry`]); smaller ones in their slots.
-pub(crate) const POOL_FROM: u32 = 16 << 10;
-
-/// How many of the newest dead messages' chunks a publisher tries, warm
-/// first, before it looks through the whole pool.
-const WARM_TRIES: u64 = 4;
-
-/// A chunk's holder word while a publisher has it reserved: this bit and
-/// the publisher's token. Otherwise the word is `seq + 1` of the message
-/// the chunk holds (published, or a tombstone), or 0 (never used).
-const PENDING: u64 = 1 << 63;
-
 /// A topic's geometry: what its creator chose, and where its parts lie.
 ///
 /// A topic of large messages under [`Overflow::Block`] keeps its payloads
@@ -287,29 +276,17 @@ impl Geometry {
         }
     }
 
-    /// Bytes per chunk.
-    fn chunk_stride(&self) -> u64 {
-        u64::from(self.max_message_size).div_ceil(LINE_PAIR) * LINE_PAIR
-    }
-
-    /// Where the chunks' holder words start.
-    fn holders_at(&self) -> Option<u64> {
-        u64::from(self.capacity)
+    /// The pool, after the slots (empty without one).
+    fn pool(&self) -> Option<Pool> {
+        let slots_end = u64::from(self.capacity)
             .checked_mul(self.slot_stride())?
-            .checked_add(SLOTS)
-    }
-
-    /// Where the chunks start.
-    fn chunks_at(&self) -> Option<u64> {
-        let holders = (u64::from(self.chunks) * 8).div_ceil(LINE_PAIR) * LINE_PAIR;
-        self.holders_at()?.checked_add(holders)
+            .checked_add(SLOTS)?;
+        Pool::at(slots_end, self.chunks, self.max_message_size)
     }
 
     /// The bytes the topic takes.
     pub(crate) fn size(&self) -> Option<u64> {
-        u64::from(self.chunks)
-            .checked_mul(self.chunk_stride())?
-            .checked_add(self.chunks_at()?)
+        self.pool()?.end()
     }
 }
 
@@ -322,12 +299,8 @@ pub(crate) struct Ring {
     mask: u64,
     stride: u64,
     max_message_size: u32,
-    /// The pool's chunks (0: payloads in the slots), their size, where
-    /// their holder words start, and where they start.
-    chunks: u64,
-    chunk_stride: u64,
-    holders_at: u64,
-    chunks_at: u64,
+    /// The payloads' pool (empty: payloads in the slots).
+    pool: Pool,
 }
 
 impl Ring {
@@ -342,7 +315,8 @@ impl Ring {
             max_message_size,
             chunks,
         } = geometry;
-        let needed = geometry.size();
+        let pool = geometry.pool();
+        let needed = pool.and_then(|pool| pool.end());
         let chunks_ok = chunks == 0 || (max_message_size >= POOL_FROM && chunks > capacity);
         if capacity == 0
             || capacity > MAX_CAPACITY
@@ -368,10 +342,7 @@ impl Ring {
             },
             stride: geometry.slot_stride(),
             max_message_size,
-            chunks: u64::from(chunks),
-            chunk_stride: geometry.chunk_stride(),
-            holders_at: geometry.holders_at().unwrap_or_default(),
-            chunks_at: geometry.chunks_at().unwrap_or_default(),
+            pool: pool.expect("checked above"),
         })
     }
 
@@ -429,25 +400,15 @@ impl Ring {
     #[inline]
     pub(crate) fn payload(&self, seq: u64) -> Option<NonNull<u8>> {
         let slot = self.slot_offset(seq);
-        if self.chunks == 0 {
+        if self.pool.is_empty() {
             return Some(self.words.ptr_at(slot + SLOT_HEADER));
         }
-        let chunk = u64::from(self.u32_at(slot + SLOT_CHUNK).load(Ordering::Relaxed));
-        (chunk < self.chunks).then(|| self.chunk_ptr(chunk))
-    }
-
-    fn chunk_ptr(&self, chunk: u64) -> NonNull<u8> {
-        self.words
-            .ptr_at(self.chunks_at + chunk * self.chunk_stride)
-    }
-
-    fn holder(&self, chunk: u64) -> &AtomicU64 {
-        self.u64_at(self.holders_at + chunk * 8)
+        self.pool.named_by(&self.words, slot)
     }
 
     /// Whether payloads live in a pool of chunks (see [`Geometry`]).
     pub(crate) fn is_pooled(&self) -> bool {
-        self.chunks != 0
+        !self.pool.is_empty()
     }
 
     /// Reserves a chunk for the participant `token`, which is about to
@@ -457,63 +418,27 @@ impl Ring {
     /// else any chunk no message at or above `dead_below` holds. None if
     /// there is none.
     pub(crate) fn reserve(&self, dead_below: u64, token: u32) -> Option<u32> {
-        let pending = PENDING | u64::from(token);
-        for back in 1..=WARM_TRIES.min(dead_below) {
+        let newest_dead = (1..=dead_below).map(|back| {
             let seq = dead_below - back;
-            let chunk = u64::from(
-                self.u32_at(self.slot_offset(seq) + SLOT_CHUNK)
-                    .load(Ordering::Acquire),
-            );
-            if chunk < self.chunks
-                && self
-                    .holder(chunk)
-                    .compare_exchange(seq + 1, pending, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(chunk as u32);
-            }
-        }
-        (0..self.chunks).find_map(|chunk| {
-            let held = self.holder(chunk).load(Ordering::Acquire);
-            let free = held == 0 || (held & PENDING == 0 && held - 1 < dead_below);
-            (free
-                && self
-                    .holder(chunk)
-                    .compare_exchange(held, pending, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok())
-            .then_some(chunk as u32)
-        })
+            (seq, self.slot_offset(seq))
+        });
+        self.pool
+            .reserve(&self.words, token, newest_dead, |seq| seq < dead_below)
     }
 
     /// Lets go of a chunk `token` reserved and did not use.
     pub(crate) fn unreserve(&self, chunk: u32, token: u32) {
-        let _ = self.holder(u64::from(chunk)).compare_exchange(
-            PENDING | u64::from(token),
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        self.pool.unreserve(&self.words, chunk, token);
     }
 
     /// Frees the chunks reserved by participants `is_dead` says are dead;
     /// whether it freed any.
     pub(crate) fn free_the_dead_reservations(&self, is_dead: impl Fn(u32) -> bool) -> bool {
-        let mut freed = false;
-        for chunk in 0..self.chunks {
-            let held = self.holder(chunk).load(Ordering::Acquire);
-            if held & PENDING != 0 && is_dead(held as u32) {
-                freed |= self
-                    .holder(chunk)
-                    .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok();
-            }
-        }
-        freed
+        self.pool.free_dead_reservations(&self.words, is_dead)
     }
 
     /// Gives a claimed slot the chunk its claimer reserved.
     pub(crate) fn assign(&self, claim: &mut Claim, chunk: u32) {
-        debug_assert!(u64::from(chunk) < self.chunks);
         self.u32_at(claim.slot + SLOT_CHUNK)
             .store(chunk, Ordering::Relaxed);
         claim.chunk = Some(chunk);
@@ -711,7 +636,7 @@ impl Ring {
     #[inline]
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
         match claim.chunk {
-            Some(chunk) => self.chunk_ptr(u64::from(chunk)),
+            Some(chunk) => self.pool.chunk(&self.words, u64::from(chunk)),
             None => self.words.ptr_at(claim.slot + SLOT_HEADER),
         }
     }
@@ -731,8 +656,7 @@ impl Ring {
             // The chunk holds message `seq` from now: free once no one
             // needs it. Until here it was reserved, so no publisher took
             // it while it was written.
-            self.holder(u64::from(chunk))
-                .store(claim.seq + 1, Ordering::Release);
+            self.pool.settle(&self.words, chunk, claim.seq);
         }
         self.u32_at(claim.slot + SLOT_LEN)
             .store(len, Ordering::Relaxed);

@@ -1,0 +1,174 @@
+//! A pool of payload chunks after a ring's slots, for large messages: a
+//! slot names the chunk its message is in (the slot header's `chunk`), and
+//! a writer takes the chunk of the newest message no one needs any more,
+//! which is the one written last while readers keep up. A ring of inline
+//! payloads walks through every slot and writes each message into memory
+//! the caches let go of long ago; a pool keeps a stream in one warm chunk
+//! however many slots the ring has. The topic (`src/topic/ring.rs`) and
+//! the channel (`src/channel/ring.rs`) each say when a message is no longer
+//! needed; this module owns the chunks and their holder words.
+//!
+//! # Layout
+//!
+//! After the slots: a holder word (`u64`) per chunk, rounded up to a pair
+//! of cache lines, then the chunks, each the largest message rounded up to
+//! 128 bytes. A holder word is:
+//!
+//! - 0: the chunk never held anything (free);
+//! - `seq + 1`: it holds message `seq` (published, or a tombstone), free
+//!   once the ring says no one needs `seq`;
+//! - [`PENDING`] with a participant's token: a writer reserved it and has
+//!   not published into it yet; free only if that writer is dead.
+//!
+//! A writer reserves a chunk by a compare-and-swap of its holder word from
+//! what made it free to "pending, mine", and settles it (`seq + 1`) just
+//! before it publishes the message, so a chunk is never handed to two
+//! writers, nor to one while a reader may still read it.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::slots::{LINE_PAIR, SLOT_CHUNK};
+use crate::words::Words;
+
+/// Messages of at least this many bytes go in a pool (where a ring has
+/// one); smaller ones in their slots, where the message shares the slot's
+/// line with its state.
+pub(crate) const POOL_FROM: u32 = 16 << 10;
+
+/// How many of the newest unneeded messages' chunks a writer tries, warm
+/// first, before it looks through the whole pool.
+const WARM_TRIES: u64 = 4;
+
+/// A holder word's mark while a writer has the chunk reserved (with the
+/// writer's token in the low 32 bits).
+const PENDING: u64 = 1 << 63;
+
+/// Where a pool lies in its object, and how large it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pool {
+    chunks: u64,
+    chunk_stride: u64,
+    holders_at: u64,
+    chunks_at: u64,
+}
+
+impl Pool {
+    /// A pool of `chunks` chunks for messages of up to `max_message_size`
+    /// bytes, starting at `at` (just after the slots); None if it would
+    /// not fit in a u64.
+    pub(crate) fn at(at: u64, chunks: u32, max_message_size: u32) -> Option<Pool> {
+        let holders = (u64::from(chunks) * 8).div_ceil(LINE_PAIR) * LINE_PAIR;
+        Some(Pool {
+            chunks: u64::from(chunks),
+            chunk_stride: u64::from(max_message_size).div_ceil(LINE_PAIR) * LINE_PAIR,
+            holders_at: at,
+            chunks_at: at.checked_add(holders)?,
+        })
+    }
+
+    /// Where the pool ends: the bytes its object takes.
+    pub(crate) fn end(&self) -> Option<u64> {
+        self.chunks
+            .checked_mul(self.chunk_stride)?
+            .checked_add(self.chunks_at)
+    }
+
+    /// Whether the pool has any chunk (0 chunks: payloads in the slots).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks == 0
+    }
+
+    /// The chunk a slot (starting at `slot`) names, if it lies in the pool
+    /// (scribbled memory may name any).
+    #[inline]
+    pub(crate) fn named_by(&self, words: &Words, slot: u64) -> Option<NonNull<u8>> {
+        let chunk = u64::from(words.u32_at(slot + SLOT_CHUNK).load(Ordering::Relaxed));
+        (chunk < self.chunks).then(|| self.chunk(words, chunk))
+    }
+
+    /// Where chunk `chunk` (inside the pool) starts.
+    #[inline]
+    pub(crate) fn chunk(&self, words: &Words, chunk: u64) -> NonNull<u8> {
+        debug_assert!(chunk < self.chunks);
+        words.ptr_at(self.chunks_at + chunk * self.chunk_stride)
+    }
+
+    fn holder<'a>(&self, words: &'a Words, chunk: u64) -> &'a AtomicU64 {
+        words.u64_at(self.holders_at + chunk * 8)
+    }
+
+    /// Reserves a chunk for the participant `token`: the chunk of one of
+    /// the newest messages `candidates` gives (newest first, with where its
+    /// slot starts) if it still holds that message and `unneeded` says no
+    /// one needs it, else any free chunk. None if there is none.
+    pub(crate) fn reserve(
+        &self,
+        words: &Words,
+        token: u32,
+        candidates: impl Iterator<Item = (u64, u64)>,
+        unneeded: impl Fn(u64) -> bool,
+    ) -> Option<u32> {
+        let pending = PENDING | u64::from(token);
+        for (seq, slot) in candidates.take(WARM_TRIES as usize) {
+            let chunk = u64::from(words.u32_at(slot + SLOT_CHUNK).load(Ordering::Acquire));
+            if chunk < self.chunks
+                && unneeded(seq)
+                && self
+                    .holder(words, chunk)
+                    .compare_exchange(seq + 1, pending, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(chunk as u32);
+            }
+        }
+        (0..self.chunks).find_map(|chunk| {
+            let held = self.holder(words, chunk).load(Ordering::Acquire);
+            let free = held == 0 || (held & PENDING == 0 && unneeded(held - 1));
+            (free
+                && self
+                    .holder(words, chunk)
+                    .compare_exchange(held, pending, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok())
+            .then_some(chunk as u32)
+        })
+    }
+
+    /// Settles a reserved chunk: it holds message `seq` from now on (just
+    /// before the message is published).
+    #[inline]
+    pub(crate) fn settle(&self, words: &Words, chunk: u32, seq: u64) {
+        self.holder(words, u64::from(chunk))
+            .store(seq + 1, Ordering::Release);
+    }
+
+    /// Lets go of a chunk `token` reserved and did not use.
+    pub(crate) fn unreserve(&self, words: &Words, chunk: u32, token: u32) {
+        let _ = self.holder(words, u64::from(chunk)).compare_exchange(
+            PENDING | u64::from(token),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Frees the chunks reserved by participants `is_dead` says are dead;
+    /// whether it freed any.
+    pub(crate) fn free_dead_reservations(
+        &self,
+        words: &Words,
+        is_dead: impl Fn(u32) -> bool,
+    ) -> bool {
+        let mut freed = false;
+        for chunk in 0..self.chunks {
+            let held = self.holder(words, chunk).load(Ordering::Acquire);
+            if held & PENDING != 0 && is_dead(held as u32) {
+                freed |= self
+                    .holder(words, chunk)
+                    .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
+            }
+        }
+        freed
+    }
+}

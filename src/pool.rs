@@ -40,6 +40,13 @@ pub(crate) const POOL_FROM: u32 = 16 << 10;
 /// first, before it looks through the whole pool.
 const WARM_TRIES: u64 = 4;
 
+/// A claim's chunk when it has none (payloads in the slots). A plain
+/// `u32`, not an `Option`: a claim is copied on every send, and an
+/// `Option<u32>` beside a `u64` was copied by loads wider than the stores
+/// that made it, which x86 cannot forward (the channel's round trip took
+/// twice as long).
+pub(crate) const NO_CHUNK: u32 = u32::MAX;
+
 /// A holder word's mark while a writer has the chunk reserved (with the
 /// writer's token in the low 32 bits).
 const PENDING: u64 = 1 << 63;

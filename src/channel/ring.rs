@@ -143,8 +143,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
-use crate::pool::Pool;
 pub(crate) use crate::pool::POOL_FROM;
+use crate::pool::{Pool, NO_CHUNK};
 use crate::slots::{distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_LEN, SLOT_STATE};
 pub(crate) use crate::slots::{stride_for, SlotHeader, MAX_CAPACITY, SLOT_HEADER, TOMBSTONE};
 use crate::words::Words;
@@ -288,7 +288,7 @@ pub(crate) struct Ring {
 pub(crate) struct Claim {
     pub(crate) pos: u64,
     /// A sender's chunk, with a pool.
-    chunk: Option<u32>,
+    chunk: u32,
 }
 
 /// Why a claim failed: the ring is full (send) or empty (receive) at the
@@ -402,9 +402,10 @@ impl Ring {
     /// Where a sender writes the message of its claim: its slot, or (with
     /// a pool) the chunk it reserved for it.
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
-        match claim.chunk {
-            Some(chunk) => self.pool.chunk(&self.words, u64::from(chunk)),
-            None => self.words.ptr_at(self.slot_offset(claim.pos) + SLOT_HEADER),
+        if claim.chunk != NO_CHUNK {
+            self.pool.chunk(&self.words, u64::from(claim.chunk))
+        } else {
+            self.words.ptr_at(self.slot_offset(claim.pos) + SLOT_HEADER)
         }
     }
 
@@ -433,7 +434,7 @@ impl Ring {
         };
         self.u32_at(self.slot_offset(claim.pos) + SLOT_CHUNK)
             .store(chunk, Ordering::Relaxed);
-        claim.chunk = Some(chunk);
+        claim.chunk = chunk;
         true
     }
 
@@ -509,7 +510,10 @@ impl Ring {
                         .is_ok()
                 {
                     move_on(position, pos);
-                    return Ok(Claim { pos, chunk: None });
+                    return Ok(Claim {
+                        pos,
+                        chunk: NO_CHUNK,
+                    });
                 }
                 if claimed_by != 0 {
                     // Claimed by one that may not have moved the position on: help.
@@ -558,7 +562,8 @@ impl Ring {
     /// fence of its own, on its slow path), in one locked instruction on
     /// x86 instead of a store and an `mfence`.
     pub(crate) fn publish(&self, claim: Claim, len: u32) -> bool {
-        if let Some(chunk) = claim.chunk {
+        if claim.chunk != NO_CHUNK {
+            let chunk = claim.chunk;
             // The chunk holds this message until its slot is released.
             self.pool.settle(&self.words, chunk, claim.pos);
         }
@@ -1280,7 +1285,7 @@ mod tests {
     fn send_pooled(ring: &Ring, tag: u8) -> u32 {
         let mut claim = ring.claim_send(1).unwrap();
         assert!(ring.reserve(&mut claim, 1), "a chunk for a claimed slot");
-        let chunk = claim.chunk.unwrap();
+        let chunk = claim.chunk;
         // SAFETY: the chunk is this claim's, inside the heap.
         unsafe { *ring.claimed_payload(&claim).as_ptr() = tag };
         ring.publish(claim, 1);
@@ -1326,23 +1331,23 @@ mod tests {
         let (reading, _) = ring.claim_recv(2).unwrap();
         let mut spare = Claim {
             pos: 99,
-            chunk: None,
+            chunk: NO_CHUNK,
         };
         assert!(ring.reserve(&mut spare, 7));
-        assert!(!held.contains(&spare.chunk.unwrap()));
+        assert!(!held.contains(&spare.chunk));
         let mut none = Claim {
             pos: 99,
-            chunk: None,
+            chunk: NO_CHUNK,
         };
         assert!(ring.reserve(&mut none, 8), "the sixth chunk");
         assert!(!ring.reserve(&mut none, 9), "every chunk held");
         ring.release(reading);
         let mut after = Claim {
             pos: 98,
-            chunk: None,
+            chunk: NO_CHUNK,
         };
         assert!(ring.reserve(&mut after, 9), "the released message's chunk");
-        assert!(held.contains(&after.chunk.unwrap()));
+        assert!(held.contains(&after.chunk));
         // The dead's reservations are freed.
         assert!(ring.free_dead_reservations(|token| token == 7 || token == 8));
     }

@@ -78,8 +78,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, Result};
 use crate::object::Header;
 use crate::participants::SEATS;
-use crate::pool::Pool;
 pub(crate) use crate::pool::POOL_FROM;
+use crate::pool::{Pool, NO_CHUNK};
 use crate::slots::{
     distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_HEADER, SLOT_LEN, SLOT_STATE,
 };
@@ -204,7 +204,7 @@ pub(crate) struct Claim {
     /// Where the slot starts.
     slot: u64,
     /// With a pool, the chunk the message is written in.
-    chunk: Option<u32>,
+    chunk: u32,
 }
 
 /// Why a publisher could not claim now.
@@ -441,7 +441,7 @@ impl Ring {
     pub(crate) fn assign(&self, claim: &mut Claim, chunk: u32) {
         self.u32_at(claim.slot + SLOT_CHUNK)
             .store(chunk, Ordering::Relaxed);
-        claim.chunk = Some(chunk);
+        claim.chunk = chunk;
     }
 
     /// The participant seats' generation words ([`SEATS`] of them).
@@ -602,7 +602,7 @@ impl Ring {
                     return Ok(Claim {
                         seq,
                         slot,
-                        chunk: None,
+                        chunk: NO_CHUNK,
                     })
                 }
                 Err(state) => state,
@@ -635,9 +635,10 @@ impl Ring {
     /// chunk, with a pool).
     #[inline]
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
-        match claim.chunk {
-            Some(chunk) => self.pool.chunk(&self.words, u64::from(chunk)),
-            None => self.words.ptr_at(claim.slot + SLOT_HEADER),
+        if claim.chunk != NO_CHUNK {
+            self.pool.chunk(&self.words, u64::from(claim.chunk))
+        } else {
+            self.words.ptr_at(claim.slot + SLOT_HEADER)
         }
     }
 
@@ -652,7 +653,8 @@ impl Ring {
     /// the sleepers.
     #[inline]
     pub(crate) fn publish(&self, claim: Claim, len: u32) {
-        if let Some(chunk) = claim.chunk {
+        if claim.chunk != NO_CHUNK {
+            let chunk = claim.chunk;
             // The chunk holds message `seq` from now: free once no one
             // needs it. Until here it was reserved, so no publisher took
             // it while it was written.

@@ -31,10 +31,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::slots::{LINE_PAIR, SLOT_CHUNK};
 use crate::words::Words;
 
-/// Messages of at least this many bytes go in a pool (where a ring has
-/// one); smaller ones in their slots, where the message shares the slot's
-/// line with its state.
+/// A topic's messages of at least this many bytes go in a pool (under
+/// `Overflow::Block`); smaller ones in their slots, where the message
+/// shares the slot's line with its state.
 pub(crate) const POOL_FROM: u32 = 16 << 10;
+
+/// A channel's messages of at least this many bytes go in a pool. Higher
+/// than the topic's: a channel's receiver most often copies each message
+/// out whole (`recv_into`), so the chunk it just read is in its caches,
+/// and a sender that overwrote it at once had every line taken back from
+/// the receiver's cache (a channel of 64 KiB messages received by copy
+/// ran at a third of its speed with a pool); from 1 MiB up no cache near
+/// a core keeps a message whole, and the chunk just released is the
+/// warmest a sender can find. A topic's subscribers read in place, and
+/// its fan-out gains from 16 KiB.
+pub(crate) const CHANNEL_POOL_FROM: u32 = 1 << 20;
 
 /// How many of the newest unneeded messages' chunks a writer tries, warm
 /// first, before it looks through the whole pool.

@@ -612,11 +612,11 @@ fn four_producers_four_consumers_every_message_once() {
     four_by_four(Traffic::new("4x4", 256), 100_000);
 }
 
-/// The same through a pool of chunks (messages of up to 32 KiB): a chunk
+/// The same through a pool of chunks (messages of up to 1 MiB): a chunk
 /// is reused as soon as its message is received, never before.
 #[test]
 fn four_producers_four_consumers_through_a_pool() {
-    four_by_four(Traffic::with("4x4-pool", 16, 32 << 10), 50_000);
+    four_by_four(Traffic::with("4x4-pool", 8, 1 << 20), 50_000);
 }
 
 fn four_by_four(traffic: Traffic, per_producer: u32) {

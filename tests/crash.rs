@@ -668,11 +668,11 @@ fn child_send() {
     }
 }
 
-/// Messages of up to 16 KiB: their payloads live in the channel's pool of
+/// Messages of up to 1 MiB: their payloads live in the channel's pool of
 /// chunks, which a sender killed at any point must not leak.
 const POOLED_CHANNEL: ChannelGeometry = ChannelGeometry {
     capacity: 4,
-    max_message_size: 16 << 10,
+    max_message_size: 1 << 20,
 };
 
 #[test]

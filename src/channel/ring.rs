@@ -22,7 +22,7 @@
 //! | 640 | `generations: [u32; 1024]`, one per participant seat | a participant taking the seat |
 //! | 4736 | the slots, `stride` bytes each | |
 //!
-//! Messages of 16 KiB and more ([`POOL_FROM`]) live in a pool of
+//! Messages of 1 MiB and more ([`POOL_FROM`]) live in a pool of
 //! `capacity + 2` chunks after the slots instead (`src/pool.rs`), each slot
 //! naming its message's chunk: a sender takes the chunk of the message
 //! received last, still warm, and a chunk is free again once its message's
@@ -143,7 +143,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
-pub(crate) use crate::pool::POOL_FROM;
+pub(crate) use crate::pool::CHANNEL_POOL_FROM as POOL_FROM;
 use crate::pool::{Pool, NO_CHUNK};
 use crate::slots::{distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_LEN, SLOT_STATE};
 pub(crate) use crate::slots::{stride_for, SlotHeader, MAX_CAPACITY, SLOT_HEADER, TOMBSTONE};
@@ -1304,7 +1304,7 @@ mod tests {
 
     #[test]
     fn a_pool_keeps_a_stream_in_the_chunk_received_last() {
-        let heap = heap_with(4, POOL_FROM, 6, 0);
+        let heap = heap_with(4, 256, 6, 0);
         let ring = &heap.ring;
         let first = send_pooled(ring, 0);
         assert_eq!(recv_pooled(ring), 0);
@@ -1320,7 +1320,7 @@ mod tests {
 
     #[test]
     fn a_pool_never_hands_out_the_chunk_of_a_message_not_released() {
-        let heap = heap_with(4, POOL_FROM, 6, 0);
+        let heap = heap_with(4, 256, 6, 0);
         let ring = &heap.ring;
         let mut held: Vec<u32> = (0..4u8).map(|tag| send_pooled(ring, tag)).collect();
         held.sort_unstable();

@@ -122,7 +122,7 @@ fn kind_of(i: u64) -> Kind {
 #[allow(dead_code)] // held only to be dropped
 enum Held {
     Mapping(Mapping),
-    Channel(Channel),
+    Channel(Box<Channel>),
     Event(NamedEvent),
 }
 
@@ -141,7 +141,7 @@ fn make(kind: Kind, name: &str, must_create: bool) -> Held {
         }
         Kind::Channel => {
             let channel = Channel::create_or_open(name, SMALL_CHANNEL).unwrap();
-            Held::Channel(channel)
+            Held::Channel(Box::new(channel))
         }
         Kind::Event => {
             let event = NamedEvent::create_or_open(name, EventMode::AutoReset).unwrap();

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use shmio::{
     Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, ObjectKind, Owner,
+    Topic,
 };
 use shmio_testkit::{arg, unique_name, Finished, Output};
 
@@ -133,11 +134,13 @@ fn another_user_cannot_use_objects_made_with_the_default_mode() {
     let mutex_name = unique_name("users-mutex");
     let event_name = unique_name("users-event");
     let channel_name = unique_name("users-channel");
+    let topic_name = unique_name("users-topic");
     let map = Mapping::create(&map_name, 4096).unwrap();
     drop(map.lock().unwrap());
     let _mutex = NamedMutex::create_or_open(&mutex_name).unwrap();
     let _event = NamedEvent::create_or_open(&event_name, EventMode::AutoReset).unwrap();
     let _channel = Channel::create_or_open(&channel_name, OPTIONS).unwrap();
+    let _topic = Topic::create_or_open(&topic_name).unwrap();
 
     let output = run_as_nobody(
         Role::NobodyDenied,
@@ -146,10 +149,17 @@ fn another_user_cannot_use_objects_made_with_the_default_mode() {
             ("MUTEX", &mutex_name),
             ("EVENT", &event_name),
             ("CHANNEL", &channel_name),
+            ("TOPIC", &topic_name),
         ],
     );
     let said = String::from_utf8_lossy(&output.stdout);
-    for name in [&map_name, &mutex_name, &event_name, &channel_name] {
+    for name in [
+        &map_name,
+        &mutex_name,
+        &event_name,
+        &channel_name,
+        &topic_name,
+    ] {
         assert!(said.contains(name.as_str()), "errors name {name}: {said}");
     }
 }
@@ -159,6 +169,7 @@ fn nobody_denied() {
     let mutex = arg("MUTEX");
     let event = arg("EVENT");
     let channel = arg("CHANNEL");
+    let topic = arg("TOPIC");
     // Not trusted: refused for whom it belongs to, before any access.
     let said = [
         is_foreign(Mapping::open(&map)),
@@ -168,6 +179,8 @@ fn nobody_denied() {
         is_foreign(NamedEvent::create_or_open(&event, EventMode::AutoReset)),
         is_foreign(Channel::open(&channel)),
         is_foreign(Channel::create_or_open(&channel, OPTIONS)),
+        is_foreign(Topic::open(&topic)),
+        is_foreign(Topic::create_or_open(&topic)),
     ];
     for line in said {
         println!("{line}");
@@ -204,6 +217,7 @@ fn nobody_denied() {
                 .allow_owner(ROOT)
                 .create_or_open(&channel),
         ),
+        is_permission_denied(Topic::options().allow_owner(ROOT).open(&topic)),
     ];
     for line in said {
         println!("{line}");
@@ -220,6 +234,7 @@ fn another_user_can_when_the_mode_allows() {
     let mutex_name = unique_name("users-open-mutex");
     let event_name = unique_name("users-open-event");
     let channel_name = unique_name("users-open-channel");
+    let topic_name = unique_name("users-open-topic");
     let map = Mapping::options()
         .size(4096)
         .permissions(0o666)
@@ -240,6 +255,13 @@ fn another_user_can_when_the_mode_allows() {
         .create_or_open(&channel_name)
         .unwrap();
     channel.send(b"from root").unwrap();
+    let topic = Topic::options()
+        .history(1)
+        .permissions(0o666)
+        .create_or_open(&topic_name)
+        .unwrap();
+    topic.publish(b"from root").unwrap();
+    let mut from_nobody = topic.subscribe().unwrap();
 
     run_as_nobody(
         Role::NobodyAllowed,
@@ -248,9 +270,16 @@ fn another_user_can_when_the_mode_allows() {
             ("MUTEX", &mutex_name),
             ("EVENT", &event_name),
             ("CHANNEL", &channel_name),
+            ("TOPIC", &topic_name),
         ],
     );
     assert_eq!(map.read_value_at::<u64>(0).unwrap(), 42);
+    assert_eq!(
+        from_nobody.try_recv().unwrap(),
+        b"from root",
+        "the history first"
+    );
+    assert_eq!(from_nobody.try_recv().unwrap(), b"from nobody");
     assert!(event.wait_timeout(Duration::ZERO).is_ok(), "nobody set it");
     assert_eq!(channel.try_recv().unwrap(), b"from nobody");
     drop(mutex.try_lock().unwrap());
@@ -287,6 +316,13 @@ fn nobody_allowed() {
         .unwrap();
     assert_eq!(channel.try_recv().unwrap(), b"from root");
     channel.send(b"from nobody").unwrap();
+    let topic = Topic::options()
+        .allow_owner(ROOT)
+        .open(&arg("TOPIC"))
+        .unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    assert_eq!(subscriber.try_recv().unwrap(), b"from root", "the history");
+    topic.publish(b"from nobody").unwrap();
 }
 
 #[test]

@@ -133,6 +133,10 @@ pub struct Stat {
     /// Print a JSON object
     #[arg(long)]
     pub json: bool,
+    /// Whose topic `stat` may open to read its settings, besides the
+    /// caller's own
+    #[command(flatten)]
+    pub trusting: Trusting,
 }
 
 #[derive(Args)]

@@ -283,6 +283,14 @@ fn topic_stat_shows_settings_and_subscribers() {
             "published": 1,
         })
     );
+    // `--allow-owner` is taken (another user's topic is read only with it).
+    let trusting: serde_json::Value = serde_json::from_slice(
+        &shmio(&["stat", &topic, "--json", "--allow-owner", "any"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(trusting["topic"]["capacity"], 16);
     let text = shmio(&["stat", &topic]).ok().text();
     for line in [
         "kind:        topic\n",

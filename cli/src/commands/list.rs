@@ -120,8 +120,8 @@ pub fn stat(args: Stat) -> Result {
     // header, read by opening it (after the holders were counted, so that
     // this process is not among them). A stale one is not opened: opening
     // would take it away.
-    let details =
-        (info.kind == ObjectKind::Topic && !info.stale).then(|| topic::details(&info.name));
+    let details = (info.kind == ObjectKind::Topic && !info.stale)
+        .then(|| topic::details(&info.name, &args.trusting));
     let text = if args.json {
         let mut listed = Listed::from(&info);
         listed.topic = details.and_then(std::result::Result::ok);

@@ -14,7 +14,7 @@ use shmio::{Error as ShmioError, Overflow, Topic, TopicOptions};
 
 use super::channel::{each_stdin_line, os_bytes, too_few};
 use super::exactly;
-use crate::cli::{OverflowPolicy, Publish, Sharing, Subscribe, TopicSettings};
+use crate::cli::{OverflowPolicy, Publish, Sharing, Subscribe, TopicSettings, Trusting};
 use crate::error::{Error, Result};
 use crate::output::{message_line, stdout_failed};
 use crate::{owners, signals};
@@ -254,8 +254,15 @@ pub struct Details {
 }
 
 /// Opens the topic `name` to read its settings and count its subscribers.
-pub fn details(name: &str) -> shmio::Result<Details> {
-    let topic = Topic::open(name)?;
+pub fn details(name: &str, trusting: &Trusting) -> shmio::Result<Details> {
+    let mut options = Topic::options();
+    owners::trust(
+        &mut options,
+        &trusting.allow_owner,
+        TopicOptions::allow_owner,
+        TopicOptions::allow_any_owner,
+    );
+    let topic = options.open(name)?;
     Ok(Details {
         capacity: topic.capacity(),
         max_message_size: topic.max_message_size(),

@@ -383,3 +383,30 @@ def test_a_forked_child_publishes_through_the_inherited_topic(name):
         assert os.waitstatus_to_exitcode(status) == 0
         assert subscriber.recv(timeout=WAIT) == b"from the child"
         subscriber.close()
+
+
+def test_large_frames_come_from_the_pool_and_are_never_overwritten_while_held(name):
+    # From 16 KiB under block, payloads live in a pool of chunks reused as
+    # soon as every subscriber is past them: a held frame must keep its
+    # chunk while newer frames flow through the others.
+    np = pytest.importorskip("numpy")
+    frame = 64 << 10
+    with shmio.Topic.create_or_open(name, capacity=4, max_message_size=frame, overflow="block") as topic:
+        subscriber = topic.subscribe()
+        topic.publish(np.full(frame, 1, dtype=np.uint8).tobytes())
+        held = subscriber.recv_sample(timeout=1)
+        first = np.frombuffer(held, dtype=np.uint8)
+        # The held frame is this subscriber's cursor: three more fit, the
+        # fourth would overwrite what it holds.
+        for value in (2, 3, 4):
+            topic.publish(np.full(frame, value, dtype=np.uint8).tobytes())
+        assert not topic.try_publish(np.full(frame, 5, dtype=np.uint8).tobytes())
+        assert (first == 1).all(), "the held frame is untouched"
+        del first
+        held.release()
+        for value in (2, 3, 4):
+            with subscriber.recv_sample(timeout=1) as sample:
+                assert (np.frombuffer(sample, dtype=np.uint8) == value).all()
+        topic.publish(np.full(frame, 6, dtype=np.uint8).tobytes())
+        assert subscriber.recv(timeout=1) == bytes([6]) * frame
+        subscriber.close()

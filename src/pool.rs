@@ -28,7 +28,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::slots::{LINE_PAIR, SLOT_CHUNK};
+use crate::slots::{LINE_PAIR, SLOT_CHUNK, SLOT_HEADER};
 use crate::words::Words;
 
 /// A topic's messages of at least this many bytes go in a pool (under
@@ -85,6 +85,21 @@ impl Pool {
         })
     }
 
+    /// The pool after `capacity` slots of `slot_stride` bytes starting at
+    /// `slots_at`: where every ring puts it.
+    pub(crate) fn after_slots(
+        slots_at: u64,
+        capacity: u32,
+        slot_stride: u64,
+        chunks: u32,
+        max_message_size: u32,
+    ) -> Option<Pool> {
+        let slots_end = u64::from(capacity)
+            .checked_mul(slot_stride)?
+            .checked_add(slots_at)?;
+        Pool::at(slots_end, chunks, max_message_size)
+    }
+
     /// Where the pool ends: the bytes its object takes.
     pub(crate) fn end(&self) -> Option<u64> {
         self.chunks
@@ -97,17 +112,33 @@ impl Pool {
         self.chunks == 0
     }
 
-    /// The chunk a slot (starting at `slot`) names, if it lies in the pool
-    /// (scribbled memory may name any).
+    /// Where the published message of the slot starting at `slot` is: its
+    /// payload in the slot without a pool, else the chunk the slot names;
+    /// None if that lies outside the pool (scribbled memory may name any).
     #[inline]
-    pub(crate) fn named_by(&self, words: &Words, slot: u64) -> Option<NonNull<u8>> {
+    pub(crate) fn payload(&self, words: &Words, slot: u64) -> Option<NonNull<u8>> {
+        if self.is_empty() {
+            return Some(words.ptr_at(slot + SLOT_HEADER));
+        }
         let chunk = u64::from(words.u32_at(slot + SLOT_CHUNK).load(Ordering::Relaxed));
         (chunk < self.chunks).then(|| self.chunk(words, chunk))
     }
 
+    /// Where a writer writes the message of its claim on the slot starting
+    /// at `slot`: the chunk it reserved, or the slot's own payload
+    /// ([`NO_CHUNK`]).
+    #[inline]
+    pub(crate) fn claimed(&self, words: &Words, slot: u64, chunk: u32) -> NonNull<u8> {
+        if chunk == NO_CHUNK {
+            words.ptr_at(slot + SLOT_HEADER)
+        } else {
+            self.chunk(words, u64::from(chunk))
+        }
+    }
+
     /// Where chunk `chunk` (inside the pool) starts.
     #[inline]
-    pub(crate) fn chunk(&self, words: &Words, chunk: u64) -> NonNull<u8> {
+    fn chunk(&self, words: &Words, chunk: u64) -> NonNull<u8> {
         debug_assert!(chunk < self.chunks);
         words.ptr_at(self.chunks_at + chunk * self.chunk_stride)
     }

@@ -22,7 +22,7 @@
 //! | 640 | `generations: [u32; 1024]`, one per participant seat | a participant taking the seat |
 //! | 4736 | the slots, `stride` bytes each | |
 //!
-//! Messages of 1 MiB and more ([`POOL_FROM`]) live in a pool of
+//! Messages of 1 MiB and more ([`CHANNEL_POOL_FROM`]) live in a pool of
 //! `capacity + 2` chunks after the slots instead (`src/pool.rs`), each slot
 //! naming its message's chunk: a sender takes the chunk of the message
 //! received last, still warm, and a chunk is free again once its message's
@@ -143,7 +143,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::object::Header;
-pub(crate) use crate::pool::CHANNEL_POOL_FROM as POOL_FROM;
+use crate::pool::CHANNEL_POOL_FROM;
 use crate::pool::{Pool, NO_CHUNK};
 use crate::slots::{distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_LEN, SLOT_STATE};
 pub(crate) use crate::slots::{stride_for, SlotHeader, MAX_CAPACITY, SLOT_HEADER, TOMBSTONE};
@@ -258,9 +258,10 @@ pub(crate) struct Impossible {
 }
 
 /// The chunks of a new channel's pool for messages of up to
-/// `max_message_size` bytes: 0 (payloads in the slots) below [`POOL_FROM`].
+/// `max_message_size` bytes: 0 (payloads in the slots) below
+/// [`CHANNEL_POOL_FROM`].
 pub(crate) fn chunks_for(capacity: u32, max_message_size: u32) -> u32 {
-    if max_message_size >= POOL_FROM {
+    if max_message_size >= CHANNEL_POOL_FROM {
         capacity.saturating_add(2)
     } else {
         0
@@ -353,10 +354,8 @@ impl Ring {
 
     /// The pool of a channel of this geometry, after its slots.
     fn pool_for(capacity: u32, max_message_size: u32, chunks: u32) -> Option<Pool> {
-        let slots_end = u64::from(capacity)
-            .checked_mul(slot_stride(max_message_size, chunks))?
-            .checked_add(SLOTS)?;
-        Pool::at(slots_end, chunks, max_message_size)
+        let stride = slot_stride(max_message_size, chunks);
+        Pool::after_slots(SLOTS, capacity, stride, chunks, max_message_size)
     }
 
     /// The bytes a channel of this geometry takes.
@@ -392,21 +391,14 @@ impl Ring {
     /// `max_message_size` bytes, in its slot or in the chunk its slot
     /// names; None if that names no chunk (scribbled memory).
     pub(crate) fn payload(&self, pos: u64) -> Option<NonNull<u8>> {
-        let slot = self.slot_offset(pos);
-        if self.pool.is_empty() {
-            return Some(self.words.ptr_at(slot + SLOT_HEADER));
-        }
-        self.pool.named_by(&self.words, slot)
+        self.pool.payload(&self.words, self.slot_offset(pos))
     }
 
     /// Where a sender writes the message of its claim: its slot, or (with
     /// a pool) the chunk it reserved for it.
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
-        if claim.chunk != NO_CHUNK {
-            self.pool.chunk(&self.words, u64::from(claim.chunk))
-        } else {
-            self.words.ptr_at(self.slot_offset(claim.pos) + SLOT_HEADER)
-        }
+        self.pool
+            .claimed(&self.words, self.slot_offset(claim.pos), claim.chunk)
     }
 
     /// Whether payloads live in a pool of chunks.

@@ -80,9 +80,7 @@ use crate::object::Header;
 use crate::participants::SEATS;
 pub(crate) use crate::pool::POOL_FROM;
 use crate::pool::{Pool, NO_CHUNK};
-use crate::slots::{
-    distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_HEADER, SLOT_LEN, SLOT_STATE,
-};
+use crate::slots::{distance, join, split, LINE_PAIR, SLOT_CHUNK, SLOT_LEN, SLOT_STATE};
 pub(crate) use crate::slots::{stride_for, MAX_CAPACITY, TOMBSTONE};
 use crate::words::Words;
 
@@ -278,10 +276,14 @@ impl Geometry {
 
     /// The pool, after the slots (empty without one).
     fn pool(&self) -> Option<Pool> {
-        let slots_end = u64::from(self.capacity)
-            .checked_mul(self.slot_stride())?
-            .checked_add(SLOTS)?;
-        Pool::at(slots_end, self.chunks, self.max_message_size)
+        let stride = self.slot_stride();
+        Pool::after_slots(
+            SLOTS,
+            self.capacity,
+            stride,
+            self.chunks,
+            self.max_message_size,
+        )
     }
 
     /// The bytes the topic takes.
@@ -399,11 +401,7 @@ impl Ring {
     /// its slot names; None if that names no chunk (scribbled memory).
     #[inline]
     pub(crate) fn payload(&self, seq: u64) -> Option<NonNull<u8>> {
-        let slot = self.slot_offset(seq);
-        if self.pool.is_empty() {
-            return Some(self.words.ptr_at(slot + SLOT_HEADER));
-        }
-        self.pool.named_by(&self.words, slot)
+        self.pool.payload(&self.words, self.slot_offset(seq))
     }
 
     /// Whether payloads live in a pool of chunks (see [`Geometry`]).
@@ -635,11 +633,7 @@ impl Ring {
     /// chunk, with a pool).
     #[inline]
     pub(crate) fn claimed_payload(&self, claim: &Claim) -> NonNull<u8> {
-        if claim.chunk != NO_CHUNK {
-            self.pool.chunk(&self.words, u64::from(claim.chunk))
-        } else {
-            self.words.ptr_at(claim.slot + SLOT_HEADER)
-        }
+        self.pool.claimed(&self.words, claim.slot, claim.chunk)
     }
 
     /// Publishes a claimed slot with `len` bytes ([`TOMBSTONE`] for none),

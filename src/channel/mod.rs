@@ -627,16 +627,19 @@ impl Channel {
     /// Repairs the slot that blocked a claim if its claimer is dead (see
     /// `src/participants.rs`); whether it changed anything.
     fn repair(&self, blocked: Blocked) -> bool {
-        self.ring.repair(blocked, |owner| {
-            owner == self.participant.token()
-                || participants::is_alive(
-                    owner,
-                    self.ring.generations(),
-                    self.map.object(),
-                    &self.os_name,
-                    &self.trust,
-                )
-        })
+        self.ring.repair(blocked, |owner| self.is_alive(owner))
+    }
+
+    /// Whether the participant `token` is alive (this handle's own is).
+    fn is_alive(&self, token: u32) -> bool {
+        token == self.participant.token()
+            || participants::is_alive(
+                token,
+                self.ring.generations(),
+                self.map.object(),
+                &self.os_name,
+                &self.trust,
+            )
     }
 
     /// Claims a slot to send to, waiting (spin, then sleep) until `deadline`.
@@ -717,16 +720,9 @@ impl Channel {
         }
         let deadline = Instant::now() + POOL_PATIENCE;
         while Instant::now() < deadline {
-            let freed = self.ring.free_dead_reservations(|token| {
-                token != me
-                    && !participants::is_alive(
-                        token,
-                        self.ring.generations(),
-                        self.map.object(),
-                        &self.os_name,
-                        &self.trust,
-                    )
-            });
+            let freed = self
+                .ring
+                .free_dead_reservations(|token| !self.is_alive(token));
             if self.ring.reserve(claim, me) {
                 return true;
             }

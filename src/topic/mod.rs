@@ -594,23 +594,27 @@ impl Topic {
         {
             return Ok(());
         }
-        let lowest = ring.lowest_cursor();
+        match self.remember_lowest(subscriptions, ring.lowest_cursor()) {
+            Some((next, seat, token)) if next <= needs => {
+                Err(Blocked::Behind { seat, token, needs })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the lowest cursor just read (and the subscriptions count it
+    /// was read after) for [`gate`](Self::gate), which looks again only
+    /// when a claim would pass it or a subscriber joined; returns it.
+    fn remember_lowest(
+        &self,
+        subscriptions: u64,
+        lowest: Option<(u64, u32, u32)>,
+    ) -> Option<(u64, u32, u32)> {
         self.gate_subscriptions
             .store(subscriptions, Ordering::Relaxed);
-        match lowest {
-            None => {
-                self.gate_low.store(u64::MAX, Ordering::Relaxed);
-                Ok(())
-            }
-            Some((next, seat, token)) => {
-                self.gate_low.store(next, Ordering::Relaxed);
-                if next > needs {
-                    Ok(())
-                } else {
-                    Err(Blocked::Behind { seat, token, needs })
-                }
-            }
-        }
+        let low = lowest.map_or(u64::MAX, |(next, _, _)| next);
+        self.gate_low.store(low, Ordering::Relaxed);
+        lowest
     }
 
     /// Claims the next message's slot, waiting (spin, then sleep) until
@@ -660,7 +664,9 @@ impl Topic {
             // than head - history. So the chunk is kept only if
             // `subscriptions` did not move meanwhile.
             let subscriptions = ring.subscriptions();
-            let lowest = ring.lowest_cursor();
+            // Read for the gate too, which the claim then needs not read
+            // again.
+            let lowest = self.remember_lowest(subscriptions, ring.lowest_cursor());
             let history = u64::from(self.shared.settings.history);
             let dead_below = ring
                 .head()
@@ -1186,11 +1192,6 @@ impl Subscriber {
                     });
                 }
                 Found::Nothing { state } => {
-                    // A poll that finds nothing, and no one writing,
-                    // returns at once: the busy-poller's loop.
-                    if matches!(wait, Wait::Now) && Ring::writer(self.next, state).is_none() {
-                        return Err(Error::Empty);
-                    }
                     self.wait(&mut backoff, wait, state)?;
                 }
             }

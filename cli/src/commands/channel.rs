@@ -82,16 +82,22 @@ pub(super) fn each_stdin_line(mut send: impl FnMut(&[u8]) -> Result<()>) -> Resu
     Ok(())
 }
 
+/// Whether this process is the only holder of the object `name`, which
+/// goes with its last holder (`existed`: whether this process opened it
+/// rather than made it).
+pub(super) fn is_only_holder(name: &str, existed: bool) -> bool {
+    match inventory::stat(name) {
+        Ok(info) => info.holders == Some(1) && info.follows_holders,
+        // No registry here (Windows, macOS): only the creator can tell.
+        Err(ShmioError::Unsupported { .. }) => !existed,
+        Err(_) => false,
+    }
+}
+
 /// A channel lasts only while a process holds it: say so when this one is
 /// the only holder as it starts, since what it sends may go when it exits.
 fn warn_if_alone(channel: &Channel) {
-    let alone = match inventory::stat(channel.name()) {
-        Ok(info) => info.holders == Some(1) && info.follows_holders,
-        // No registry here (Windows, macOS): only the creator can tell.
-        Err(ShmioError::Unsupported { .. }) => !channel.existed(),
-        Err(_) => false,
-    };
-    if alone {
+    if is_only_holder(channel.name(), channel.existed()) {
         eprintln!(
             "shmio: warning: no other process holds the channel {name}: unless one opens it \
              before this command exits, what is sent goes away with it (start `shmio recv \

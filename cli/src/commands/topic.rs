@@ -9,10 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
-use shmio::inventory;
 use shmio::{Error as ShmioError, Overflow, Topic, TopicOptions};
 
-use super::channel::{each_stdin_line, os_bytes, too_few};
+use super::channel::{each_stdin_line, is_only_holder, os_bytes, too_few};
 use super::exactly;
 use crate::cli::{OverflowPolicy, Publish, Sharing, Subscribe, TopicSettings, Trusting};
 use crate::error::{Error, Result};
@@ -180,13 +179,7 @@ pub fn publish(args: Publish) -> Result {
 /// the only holder as it starts, since what it publishes (its history
 /// too) may go when it exits.
 fn warn_if_alone(topic: &Topic) {
-    let alone = match inventory::stat(topic.name()) {
-        Ok(info) => info.holders == Some(1) && info.follows_holders,
-        // No registry here (Windows, macOS): only the creator can tell.
-        Err(ShmioError::Unsupported { .. }) => !topic.existed(),
-        Err(_) => false,
-    };
-    if alone {
+    if is_only_holder(topic.name(), topic.existed()) {
         eprintln!(
             "shmio: warning: no other process holds the topic {name}: unless one opens it \
              before this command exits, what is published goes away with it (start `shmio \

@@ -11,7 +11,10 @@ use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use shmio::{Bus, Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex};
+use shmio::{
+    Bus, Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Overflow,
+    Topic,
+};
 use shmio_testkit::{shm_entry_exists, unique_name};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -434,6 +437,75 @@ fn an_inherited_channel_is_refused_and_the_parents_messages_stay_its_own() {
         assert!(shm_entry_exists(&name), "{leaving:?}");
         channel.send(b"still").unwrap();
         assert_eq!(channel.recv_timeout(LIMIT).unwrap(), b"still");
+    }
+}
+
+/// A forked child's copies of a topic handle and of a subscriber are its
+/// parent's participants: refused. What it subscribes and publishes itself
+/// is its own, and a subscription it leaves behind (however it goes) holds
+/// the parent's publisher back no longer than its life. The topic pools
+/// its payloads (64 KiB messages under `Block`).
+#[test]
+fn an_inherited_topic_is_refused_and_a_childs_subscription_dies_with_it() {
+    let _serial = serial();
+    for leaving in LEAVINGS {
+        let name = unique_name("fork-topic");
+        let topic = Topic::options()
+            .capacity(4)
+            .max_message_size(64 << 10)
+            .overflow(Overflow::Block)
+            .create_or_open(&name)
+            .unwrap();
+        let subscriber = topic.subscribe().unwrap();
+        topic.publish(b"before").unwrap();
+        let mut held = Some((topic, std::cell::RefCell::new(subscriber)));
+        child_leaves(&mut held, leaving, |(topic, subscriber)| {
+            if !matches!(topic.publish(b"x"), Err(Error::Inherited { .. })) {
+                return 2;
+            }
+            if !matches!(
+                subscriber.borrow_mut().try_recv(),
+                Err(Error::Inherited { .. })
+            ) {
+                return 3;
+            }
+            // A subscription through the inherited handle is the child's.
+            let Ok(mut own) = topic.subscribe() else {
+                return 4;
+            };
+            let Ok(publisher) = Topic::open(topic.name()) else {
+                return 5;
+            };
+            if publisher.publish(b"from the child").is_err() {
+                return 6;
+            }
+            if !matches!(own.recv_timeout(LIMIT), Ok(message) if message == b"from the child") {
+                return 7;
+            }
+            // Left subscribed, at a message it never reads: only its death
+            // lets the parent's publisher past it.
+            std::mem::forget(own);
+            0
+        });
+        let (topic, subscriber) = held.unwrap();
+        let mut subscriber = subscriber.into_inner();
+        assert_eq!(
+            subscriber.recv_timeout(LIMIT).unwrap(),
+            b"before",
+            "{leaving:?}"
+        );
+        assert_eq!(
+            subscriber.recv_timeout(LIMIT).unwrap(),
+            b"from the child",
+            "{leaving:?}"
+        );
+        for n in 0..8u8 {
+            topic
+                .publish_timeout(&[n], LIMIT)
+                .unwrap_or_else(|e| panic!("{leaving:?}: message {n}: {e}"));
+            assert_eq!(subscriber.recv_timeout(LIMIT).unwrap(), [n], "{leaving:?}");
+        }
+        assert!(shm_entry_exists(&name), "{leaving:?}");
     }
 }
 

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shmio::inventory;
-use shmio::{Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner};
+use shmio::{
+    Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Owner, Topic,
+};
 use shmio_testkit::{arg, unique_name};
 
 const NOBODY: u32 = 65534;
@@ -107,6 +109,8 @@ fn a_fifo_under_a_name_is_refused_never_waited_on() {
                 Mapping::options().read_only(true).open(&name).map(drop),
                 Mapping::create_or_open(&name, 4096).map(drop),
                 Channel::open(&name).map(drop),
+                Topic::open(&name).map(drop),
+                Topic::create_or_open(&name).map(drop),
             )
         })
     };
@@ -114,6 +118,8 @@ fn a_fifo_under_a_name_is_refused_never_waited_on() {
     expect_wrong_kind(opened.1, "FIFO");
     expect_wrong_kind(opened.2, "FIFO");
     expect_wrong_kind(opened.3, "FIFO");
+    expect_wrong_kind(opened.4, "FIFO");
+    expect_wrong_kind(opened.5, "FIFO");
     let mutex = {
         let mutex_name = mutex_name.clone();
         bounded("a mutex whose segment is a FIFO", move || {
@@ -173,10 +179,12 @@ fn another_users_link_is_never_followed() {
                     .allow_owner(Owner::Uid(NOBODY))
                     .open(&name)
                     .map(drop),
+                Topic::open(&name).map(drop),
             )
         })
     };
     expect_foreign(opened.0);
+    expect_foreign(opened.2);
     // Trusted, the link is followed, without waiting: its target is no mapping.
     expect_wrong_kind(opened.1, "regular file");
     let listed = bounded("listing", inventory::list).unwrap();
@@ -381,6 +389,22 @@ fn another_users_objects_are_joined_only_when_trusted() {
     let event_name = unique_name("squat-event");
     let event = NamedEvent::create_or_open(&event_name, EventMode::AutoReset).unwrap();
     give_to_nobody(&shm(&format!("{event_name}@event")));
+    let topic_name = unique_name("squat-topic");
+    let topic = Topic::options()
+        .history(1)
+        .create_or_open(&topic_name)
+        .unwrap();
+    topic.publish(b"nobody's").unwrap();
+    give_to_nobody(&shm(&topic_name));
+    expect_foreign(Topic::open(&topic_name));
+    expect_foreign(Topic::create_or_open(&topic_name));
+    let mut trusted = Topic::options()
+        .allow_owner(Owner::Uid(NOBODY))
+        .open(&topic_name)
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    assert_eq!(trusted.try_recv().unwrap(), b"nobody's");
 
     expect_foreign(Channel::open(&channel_name));
     expect_foreign(Channel::create_or_open(&channel_name, GEOMETRY));
@@ -436,7 +460,7 @@ fn another_users_objects_are_joined_only_when_trusted() {
         .remove(&map_name)
         .unwrap();
     assert!(!shm(&map_name).exists());
-    drop((channel, joined, map, mutex, event));
+    drop((channel, joined, map, mutex, event, topic, trusted));
 }
 
 /// A name that holds zeros or another object where a channel, mutex or
@@ -453,6 +477,8 @@ fn a_blank_or_foreign_object_is_the_wrong_kind_at_once() {
     let started = Instant::now();
     expect_wrong_kind(Channel::open(&name), "channel");
     expect_wrong_kind(Channel::create_or_open(&name, GEOMETRY), "channel");
+    expect_wrong_kind(Topic::open(&name), "topic");
+    expect_wrong_kind(Topic::create_or_open(&name), "topic");
     expect_wrong_kind(NamedMutex::create_or_open(&mutex), "mutex");
     expect_wrong_kind(
         NamedEvent::create_or_open(&event, EventMode::AutoReset),

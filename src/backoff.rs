@@ -1,6 +1,7 @@
 //! How a waiter spends the moments before it sleeps: a few busy spins,
 //! then yielding the CPU for a bounded time, then sleep. The channel and
-//! the topic wait this way for a message, a slot or a subscriber.
+//! the topic wait this way for a message, a slot or a subscriber, and so do
+//! their futures (which yield to their executor rather than the OS).
 //!
 //! Yielding for a while rather than for a count matters for large
 //! messages: a 1 MiB message takes tens of microseconds to write, so a
@@ -45,20 +46,41 @@ impl Backoff {
     /// (the caller looks again), or returns false once the waiter has
     /// yielded for [`YIELDING`] (the caller sleeps).
     pub(crate) fn snooze(&mut self) -> bool {
+        match self.pace() {
+            Pace::Spin => std::hint::spin_loop(),
+            Pace::Yield => std::thread::yield_now(),
+            Pace::Sleep => return false,
+        }
+        true
+    }
+
+    /// What the next step of waiting is, counted as taken: a future spins
+    /// as a thread does, yields by waking itself and giving its executor
+    /// back, and sleeps through the process's waiter (`waiter.rs`).
+    pub(crate) fn pace(&mut self) -> Pace {
         if self.spins < SPINS {
             self.spins += 1;
-            std::hint::spin_loop();
-            return true;
+            return Pace::Spin;
         }
         let now = Instant::now();
         let since = *self.yielding_since.get_or_insert(now);
         if now.duration_since(since) < YIELDING {
             self.spins = self.spins.saturating_add(1);
-            std::thread::yield_now();
-            return true;
+            return Pace::Yield;
         }
-        false
+        Pace::Sleep
     }
+}
+
+/// A waiter's next step (see [`Backoff::pace`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// A busy spin, then look again.
+    Spin,
+    /// Give the CPU (or the executor) back once, then look again.
+    Yield,
+    /// Sleep until woken.
+    Sleep,
 }
 
 #[cfg(test)]

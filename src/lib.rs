@@ -69,6 +69,7 @@ mod sync;
 mod sys;
 mod topic;
 mod unpoisoned;
+mod waiter;
 mod words;
 
 pub use bus::{

@@ -15,7 +15,10 @@
 pub(crate) mod ring;
 
 use std::fmt;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -32,6 +35,7 @@ use crate::object::{self, Sharing};
 use crate::owner::Trust;
 use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
+use crate::waiter::{Nap, Pause, Step, Turn};
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// How long a sender with a claimed slot tries to find a chunk of the
@@ -261,8 +265,8 @@ pub struct Channel {
     /// The owners trusted besides the caller (for the seats' owners, on Windows).
     trust: Trust,
     participant: Participant,
-    recv_bell: sys::Waker,
-    send_bell: sys::Waker,
+    recv_bell: Arc<sys::Waker>,
+    send_bell: Arc<sys::Waker>,
     /// The last claimed state a poll was blocked by, and how many polls in a row saw it.
     stuck_state: AtomicU64,
     stuck_polls: AtomicU32,
@@ -338,8 +342,8 @@ impl Channel {
             os_name,
             trust: trust.clone(),
             participant,
-            recv_bell: sys::Waker::open(name, "recv", trust)?,
-            send_bell: sys::Waker::open(name, "send", trust)?,
+            recv_bell: Arc::new(sys::Waker::open(name, "recv", trust)?),
+            send_bell: Arc::new(sys::Waker::open(name, "send", trust)?),
             stuck_state: AtomicU64::new(0),
             stuck_polls: AtomicU32::new(0),
             tells_disconnection: true,
@@ -566,6 +570,87 @@ impl Channel {
     /// [`Error::TimedOut`] if nothing came.
     pub fn recv_record_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
         self.decode(self.recv_timeout(timeout)?)
+    }
+
+    /// Receives a message, awaiting one while the channel is empty: the
+    /// future of [`recv`](Self::recv), with its results and errors, in any
+    /// executor. Polled, it takes a message that is there as
+    /// [`try_recv`](Self::try_recv) does; while none is, it spins briefly,
+    /// yields to its executor for a while, then sleeps through the
+    /// process's waiter thread at no CPU cost until a sender rings.
+    ///
+    /// **Cancel safety:** dropping the future never loses a message: a
+    /// message is taken and returned in one poll, so a future dropped
+    /// before it is ready has taken none (and a ring it may have absorbed
+    /// is passed on to the next sleeper). Bound the wait with the
+    /// executor's timer (`tokio::time::timeout`).
+    ///
+    /// ```
+    /// # let name = format!("shmio-doc-chan-async-{}", std::process::id());
+    /// use shmio::{Channel, ChannelGeometry};
+    ///
+    /// let geometry = ChannelGeometry { capacity: 8, max_message_size: 64 };
+    /// let channel = Channel::create_or_open(&name, geometry)?;
+    /// channel.send(b"hello")?; // e.g. from another process
+    /// # futures_lite::future::block_on(async {
+    /// let message = channel.recv_async().await?;
+    /// assert_eq!(message, b"hello");
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn recv_async(&self) -> Result<Vec<u8>> {
+        let mut message = Vec::new();
+        self.recv_into_async(&mut message).await?;
+        Ok(message)
+    }
+
+    /// Receives a message into `buf` (replacing its contents), awaiting one
+    /// while the channel is empty (see [`recv_async`](Self::recv_async);
+    /// `buf` is left as it was if the future is dropped before it is ready).
+    pub async fn recv_into_async(&self, buf: &mut Vec<u8>) -> Result<()> {
+        let me = self.token()?;
+        let mut pause = Pause::new();
+        loop {
+            let (claim, len) = poll_fn(|cx| {
+                self.poll_turn(cx, &mut pause, Side::Recv, || self.ring.claim_recv(me))
+            })
+            .await?;
+            // Read in the poll that claimed it: nothing is awaited between.
+            let mut read = Some(|message: &[u8]| copy_into(message, buf));
+            if self.read_and_release(claim, len, &mut read)?.is_some() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends `message`, awaiting room while the channel is full: the future
+    /// of [`send`](Self::send) (see [`recv_async`](Self::recv_async) for
+    /// how it waits).
+    ///
+    /// **Cancel safety:** a message is sent whole in the poll that finds
+    /// room, or not at all: dropping the future before it is ready sends
+    /// nothing.
+    pub async fn send_async(&self, message: &[u8]) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let me = self.token()?;
+        let mut pause = Pause::new();
+        let claim =
+            poll_fn(|cx| self.poll_turn(cx, &mut pause, Side::Send, || self.ring.claim_send(me)))
+                .await?;
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message))
+    }
+
+    /// As [`recv_record`](Self::recv_record), awaiting a message (see
+    /// [`recv_async`](Self::recv_async); cancel safe).
+    pub async fn recv_record_async<T: DeserializeOwned>(&self) -> Result<T> {
+        self.decode(self.recv_async().await?)
+    }
+
+    /// As [`send_record`](Self::send_record), awaiting room (see
+    /// [`send_async`](Self::send_async); cancel safe).
+    pub async fn send_record_async<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let payload = crate::mapping::record::encode_payload(value)?;
+        self.send_async(&payload).await
     }
 
     /// A received message as a `T`, or why not.
@@ -870,16 +955,41 @@ impl Channel {
         if backoff.snooze() {
             return Ok(None);
         }
+        let claimed = match self.before_sleep(deadline, now, blocked, side, attempt)? {
+            Turn::Again => None,
+            Turn::Claimed(claimed) => Some(claimed),
+            Turn::Sleep(nap, timeout) => {
+                nap.sleep(Some(timeout));
+                None
+            }
+        };
+        Ok(claimed)
+    }
+
+    /// What a waiter on `side` whose spins and yields are spent does: checks
+    /// that the ring is in a state a healthy channel can be in
+    /// ([`Error::Corrupt`] if not: it might never change), repairs slots of
+    /// dead processes, tells a lone handle it is disconnected, and counts
+    /// itself in at the doorbell before its last `attempt`. `now` is the
+    /// time it read, when it has a `deadline`.
+    fn before_sleep<T>(
+        &self,
+        deadline: Option<Instant>,
+        now: Option<Instant>,
+        blocked: Blocked,
+        side: Side,
+        attempt: impl Fn() -> Option<T>,
+    ) -> Result<Turn<'_, T>> {
         // Before the repair: a scribbled owner may read as a dead claimer.
         self.check(side)?;
         if self.repair(blocked) {
-            return Ok(None);
+            return Ok(Turn::Again);
         }
         if self.is_alone() {
             // No one can send or receive any more: unless what was there
             // just came, the wait can never end.
             return match attempt() {
-                Some(claimed) => Ok(Some(claimed)),
+                Some(claimed) => Ok(Turn::Claimed(claimed)),
                 None => Err(Error::Disconnected {
                     name: self.name.clone(),
                 }),
@@ -889,24 +999,60 @@ impl Channel {
             Side::Send => (ring::SEND_BELL, ring::SEND_SLEEPERS, &self.send_bell),
             Side::Recv => (ring::RECV_BELL, ring::RECV_SLEEPERS, &self.recv_bell),
         };
-        let bell_word = self.ring.u32_at(bell_offset);
-        let sleepers = self.ring.u32_at(sleepers_offset);
-        sleepers.fetch_add(1, Ordering::SeqCst);
         // Pairs with the SeqCst swap that publishes or releases a slot
         // (`Ring::publish`, `Ring::release`): either that hand-over is
         // seen by `attempt` below, or its maker sees this sleeper.
-        fence(Ordering::SeqCst);
-        let seen = bell_word.load(Ordering::SeqCst);
-        let claimed = attempt();
-        if claimed.is_none() {
-            let nap = match (deadline, now) {
-                (Some(deadline), Some(now)) => (deadline - now).min(REPAIR_INTERVAL),
-                _ => REPAIR_INTERVAL,
-            };
-            bell.wait(bell_word, seen, Some(nap));
+        let nap = Nap::new(
+            self.ring.u32_at(bell_offset),
+            self.ring.u32_at(sleepers_offset),
+            bell,
+        );
+        if let Some(claimed) = attempt() {
+            return Ok(Turn::Claimed(claimed));
         }
-        sleepers.fetch_sub(1, Ordering::SeqCst);
-        Ok(claimed)
+        let timeout = match (deadline, now) {
+            (Some(deadline), Some(now)) => (deadline - now).min(REPAIR_INTERVAL),
+            _ => REPAIR_INTERVAL,
+        };
+        Ok(Turn::Sleep(nap, timeout))
+    }
+
+    /// One poll of a future waiting for a turn on `side`: `claim` once
+    /// more, then as [`Channel::wait_turn`] does, but yielding to the
+    /// executor rather than the OS, and sleeping through the process's
+    /// waiter (see `waiter.rs`) rather than in the kernel.
+    fn poll_turn<'a, T>(
+        &'a self,
+        cx: &mut Context<'_>,
+        pause: &mut Pause<'a>,
+        side: Side,
+        claim: impl Fn() -> std::result::Result<T, Blocked>,
+    ) -> Poll<Result<T>> {
+        loop {
+            let blocked = match claim() {
+                Ok(claimed) => {
+                    pause.wake_up();
+                    return Poll::Ready(Ok(claimed));
+                }
+                Err(blocked) => blocked,
+            };
+            match pause.step(cx) {
+                Step::Look => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Sleep => {}
+            }
+            match self.before_sleep(None, None, blocked, side, || claim().ok()) {
+                Err(error) => return Poll::Ready(Err(error)),
+                Ok(Turn::Again) => continue,
+                Ok(Turn::Claimed(claimed)) => return Poll::Ready(Ok(claimed)),
+                Ok(Turn::Sleep(nap, _)) => {
+                    return match pause.sleep(nap, &self.map, cx) {
+                        Ok(()) => Poll::Pending,
+                        Err(error) => Poll::Ready(Err(error)),
+                    };
+                }
+            }
+        }
     }
 
     /// Whether this handle, having seen another participant or a message,

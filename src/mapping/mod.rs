@@ -117,6 +117,10 @@ pub struct Mapping {
     origin: sys::Origin,
 }
 
+/// Keeps a mapping's memory mapped (see [`Mapping::keep_mapped`]).
+#[derive(Clone)]
+pub(crate) struct KeepMapped(#[allow(dead_code)] Arc<Shared>);
+
 /// What every handle to one mapping shares.
 struct Shared {
     /// The mapped memory; declared first so it is unmapped before the object closes.
@@ -610,6 +614,13 @@ impl Mapping {
             shared.trust = trust;
         }
         self
+    }
+
+    /// A hold on the mapping's memory that keeps it mapped while the
+    /// holder lives, whatever becomes of this handle (what the process's
+    /// waiter keeps of each word it watches: see `waiter.rs`).
+    pub(crate) fn keep_mapped(&self) -> KeepMapped {
+        KeepMapped(Arc::clone(&self.shared))
     }
 
     /// The OS object behind the mapping.

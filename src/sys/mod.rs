@@ -46,6 +46,13 @@ mod unix;
 pub(crate) use forks::process_key;
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
 pub(crate) use forks::Origin;
+/// Watching many words where the platform cannot sleep on several at once.
+#[cfg(not(any(target_os = "linux", windows)))]
+mod polling;
+#[cfg(any(target_os = "linux", windows))]
+pub(crate) use os::{wait_any, Doorbell, Watch, WATCH_MAX};
+#[cfg(not(any(target_os = "linux", windows)))]
+pub(crate) use polling::{wait_any, Doorbell, Watch, WATCH_MAX};
 /// Listing names where the platform cannot.
 #[cfg(not(target_os = "linux"))]
 mod unlisted;

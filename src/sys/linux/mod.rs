@@ -10,7 +10,7 @@ pub(crate) use objects::{
     anonymous, describe_named, grow, list_named, open_named, reclaim_if_stale, remove_named, Lease,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{RobustLock, Seat, Waker};
+pub(crate) use sync::{wait_any, Doorbell, RobustLock, Seat, Waker, Watch, WATCH_MAX};
 
 /// An object here is set up before its name is published: an opener never
 /// waits for a creator.

@@ -417,3 +417,101 @@ fn ofd_lock(
     }
     Ok(request.l_type)
 }
+
+/// How many words one [`wait_any`] watches besides the doorbell:
+/// `futex_waitv` takes 128 in all.
+pub(crate) const WATCH_MAX: usize = 127;
+
+/// How long [`wait_any`] naps between looks where the kernel (before
+/// Linux 5.16) has no `futex_waitv`.
+const POLL_NAP: Duration = Duration::from_millis(1);
+
+/// The waiter thread's own word, beside the words it watches: rung when
+/// what it watches changes. A futex on the heap (process-private memory,
+/// woken with the same shared-key flags it is waited with).
+pub(crate) struct Doorbell {
+    word: Box<AtomicU32>,
+}
+
+impl Doorbell {
+    /// A doorbell nobody rang yet.
+    pub(crate) fn new() -> Result<Doorbell> {
+        Ok(Doorbell {
+            word: Box::new(AtomicU32::new(0)),
+        })
+    }
+
+    /// What the doorbell reads now: pass it to [`wait_any`], read before
+    /// looking at what to watch, so a ring after that look is not missed.
+    pub(crate) fn seen(&self) -> u32 {
+        self.word.load(Ordering::SeqCst)
+    }
+
+    /// Rings: a [`wait_any`] sleeping since an earlier [`seen`](Doorbell::seen) returns.
+    pub(crate) fn ring(&self) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        let _ = futex::wake(&self.word, futex::Flags::empty(), 1);
+    }
+}
+
+/// A word [`wait_any`] watches: it returns once `word != expected` or
+/// someone wakes sleepers on it through `bell`.
+pub(crate) struct Watch<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) expected: u32,
+    /// Wakes lone sleepers on the word; the futex is the word itself here.
+    #[allow(dead_code)]
+    pub(crate) bell: &'a Waker,
+}
+
+/// Sleeps until the doorbell reads other than `seen`, one of `watches`
+/// (at most [`WATCH_MAX`]) changes or is woken, or `timeout` passes; may
+/// return early: the caller looks at what changed. One `futex_waitv`
+/// (Linux 5.16); older kernels nap on the doorbell at most [`POLL_NAP`]
+/// while there are words to watch.
+pub(crate) fn wait_any(
+    doorbell: &Doorbell,
+    seen: u32,
+    watches: &[Watch<'_>],
+    timeout: Option<Duration>,
+) {
+    static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !watches.is_empty() && !NO_WAITV.load(Ordering::Relaxed) {
+        let mut waits = Vec::with_capacity(watches.len() + 1);
+        for (word, expected) in std::iter::once((&*doorbell.word, seen))
+            .chain(watches.iter().map(|watch| (watch.word, watch.expected)))
+        {
+            let mut wait = futex::Wait::new();
+            wait.val = u64::from(expected);
+            wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            wait.flags = futex::WaitFlags::SIZE_U32;
+            waits.push(wait);
+        }
+        let deadline = timeout.map(|timeout| {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let nanos = u64::try_from(now.tv_nsec).unwrap_or(0) + u64::from(timeout.subsec_nanos());
+            futex::Timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX / 2))
+                    .saturating_add((nanos / 1_000_000_000) as i64),
+                tv_nsec: (nanos % 1_000_000_000) as i64,
+            }
+        });
+        match futex::waitv(
+            &waits,
+            futex::WaitvFlags::empty(),
+            deadline.as_ref(),
+            rustix::time::ClockId::Monotonic,
+        ) {
+            Err(Errno::NOSYS) => NO_WAITV.store(true, Ordering::Relaxed),
+            _ => return,
+        }
+    }
+    let nap = match (watches.is_empty(), timeout) {
+        (true, timeout) => timeout,
+        (false, Some(timeout)) => Some(timeout.min(POLL_NAP)),
+        (false, None) => Some(POLL_NAP),
+    };
+    Waker.wait(&doorbell.word, seen, nap);
+}

@@ -9,7 +9,7 @@ pub(crate) use objects::{
     anonymous, duplicate, is_handle_limit, open_file, open_named, remove_named, Object,
     OS_NAME_MAX_BYTES, OS_NAME_PREFIX,
 };
-pub(crate) use sync::{RobustLock, Seat, Waker};
+pub(crate) use sync::{wait_any, Doorbell, RobustLock, Seat, Waker, Watch, WATCH_MAX};
 
 /// Milliseconds since the system started (`GetTickCount64`): the same for
 /// every process of the machine, so one process can tell another when

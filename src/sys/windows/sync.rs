@@ -39,7 +39,8 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateMutexW, CreateSemaphoreW, GetCurrentThreadId, OpenEventW, ReleaseMutex,
-    ReleaseSemaphore, WaitForSingleObject, INFINITE, SYNCHRONIZATION_SYNCHRONIZE,
+    ReleaseSemaphore, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+    SYNCHRONIZATION_SYNCHRONIZE,
 };
 
 use super::objects::{check_owner_of, wide};
@@ -304,4 +305,93 @@ impl Seat {
 /// The name of seat `index` of the object `os_name`.
 fn seat_name(os_name: &str, index: u32) -> String {
     format!("{os_name}@seat{index}")
+}
+
+/// How many words one [`wait_any`] watches besides the doorbell:
+/// `WaitForMultipleObjects` takes 64 handles in all.
+pub(crate) const WATCH_MAX: usize = 63;
+
+/// The waiter thread's own doorbell, waited on beside the semaphores it
+/// watches: an unnamed auto-reset event, which stays set until the waiter
+/// sees it (so a ring is never missed, whatever `seen` says).
+pub(crate) struct Doorbell {
+    event: OwnedHandle,
+}
+
+impl Doorbell {
+    /// A doorbell nobody rang yet.
+    pub(crate) fn new() -> Result<Doorbell> {
+        // SAFETY: no name, default security; auto-reset, not set.
+        let handle = unsafe { CreateEventW(std::ptr::null(), 0, 0, std::ptr::null()) };
+        if handle.is_null() {
+            return Err(crate::sys::io_error(
+                "create",
+                "a waiter's doorbell",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: a non-null handle from CreateEventW is ours to close.
+        let event = unsafe { OwnedHandle::from_raw_handle(handle) };
+        Ok(Doorbell { event })
+    }
+
+    /// Nothing to read: the event keeps a ring until it is waited on.
+    pub(crate) fn seen(&self) -> u32 {
+        0
+    }
+
+    /// Rings: the next or current [`wait_any`] returns.
+    pub(crate) fn ring(&self) {
+        // SAFETY: a live event handle.
+        unsafe { SetEvent(self.event.as_raw_handle()) };
+    }
+}
+
+/// A word [`wait_any`] watches: it returns once `word != expected` (seen
+/// within `SLICE`) or someone releases `bell`'s semaphore.
+pub(crate) struct Watch<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) expected: u32,
+    pub(crate) bell: &'a Waker,
+}
+
+/// Sleeps until the doorbell rings, one of `watches` (at most
+/// [`WATCH_MAX`]) is woken or changes, or `timeout` passes; may return
+/// early: the caller looks at what changed. One `WaitForMultipleObjects`
+/// of at most `SLICE` (a changed word is noticed by the caller's look after
+/// it, as a lone sleeper's is).
+pub(crate) fn wait_any(
+    doorbell: &Doorbell,
+    _seen: u32,
+    watches: &[Watch<'_>],
+    timeout: Option<Duration>,
+) {
+    if watches
+        .iter()
+        .any(|watch| watch.word.load(Ordering::SeqCst) != watch.expected)
+    {
+        return;
+    }
+    let mut handles: Vec<HANDLE> = Vec::with_capacity(watches.len() + 1);
+    handles.push(doorbell.event.as_raw_handle());
+    for watch in watches {
+        let semaphore = watch.bell.semaphore.as_raw_handle();
+        // The same handle twice is refused.
+        if !handles.contains(&semaphore) {
+            handles.push(semaphore);
+        }
+    }
+    let timeout = match (watches.is_empty(), timeout) {
+        (true, timeout) => timeout,
+        (false, Some(timeout)) => Some(timeout.min(SLICE)),
+        (false, None) => Some(SLICE),
+    };
+    let millis = timeout.map_or(INFINITE, |timeout| {
+        u32::try_from(timeout.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(INFINITE - 1)
+            .min(INFINITE - 1)
+    });
+    // SAFETY: at most 64 distinct live handles of waitable objects, in an
+    // array that outlives the call.
+    unsafe { WaitForMultipleObjects(handles.len() as u32, handles.as_ptr(), 0, millis) };
 }

@@ -1,0 +1,376 @@
+//! The async forms: futures awaited under tokio (both runtimes) and
+//! futures-lite's `block_on`, against real processes: many tasks on many
+//! channels, cancellation while messages flow, idle futures that cost no
+//! CPU, async and blocking sides mixed, and across pid namespaces.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmio::{Channel, ChannelGeometry, Error};
+use shmio_testkit::{arg, unique_name, Child, Rng};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+shmio_testkit::roles! {
+    Produce => child_produce(),
+    ReceiveBlocking => child_receive_blocking(),
+    #[cfg(target_os = "linux")]
+    Idle => child_idle(),
+}
+
+fn geometry(capacity: u32, max_message_size: u32) -> ChannelGeometry {
+    ChannelGeometry {
+        capacity,
+        max_message_size,
+    }
+}
+
+/// A message: its producer and its number, 12 bytes.
+fn message(producer: u32, seq: u64) -> [u8; 12] {
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&producer.to_le_bytes());
+    bytes[4..].copy_from_slice(&seq.to_le_bytes());
+    bytes
+}
+
+fn parse(bytes: &[u8]) -> (u32, u64) {
+    assert_eq!(bytes.len(), 12, "a message of 12 bytes");
+    (
+        u32::from_le_bytes(bytes[..4].try_into().unwrap()),
+        u64::from_le_bytes(bytes[4..].try_into().unwrap()),
+    )
+}
+
+/// Sends COUNT messages of producer PRODUCER, message `seq` to channel
+/// `PREFIX-{seq % CHANNELS}`, blocking while one is full; pauses PAUSE_MS
+/// every PAUSE_EVERY messages (so that receivers fall asleep), if set.
+fn child_produce() {
+    let producer: u32 = arg("PRODUCER").parse().unwrap();
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let prefix = arg("PREFIX");
+    let channels: u64 = arg("CHANNELS").parse().unwrap();
+    let pause_every: u64 = std::env::var("PAUSE_EVERY").map_or(0, |v| v.parse().unwrap());
+    let channels: Vec<Channel> = (0..channels)
+        .map(|i| Channel::open(&format!("{prefix}-{i}")).unwrap())
+        .collect();
+    for seq in 0..count {
+        let to = &channels[(seq % channels.len() as u64) as usize];
+        to.send_timeout(&message(producer, seq), LIMIT).unwrap();
+        if pause_every != 0 && seq % pause_every == pause_every - 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Receives COUNT messages of one producer from CHANNEL with the blocking
+/// form, in order, and exits.
+fn child_receive_blocking() {
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let channel = Channel::open(&arg("CHANNEL")).unwrap();
+    for expected in 0..count {
+        let got = channel.recv_timeout(LIMIT).unwrap();
+        assert_eq!(parse(&got), (0, expected));
+    }
+}
+
+fn produce(prefix: &str, channels: usize, producer: u32, count: u64) -> shmio_testkit::Spawn {
+    Role::Produce
+        .spawn()
+        .limit(LIMIT)
+        .env("PREFIX", prefix)
+        .env("CHANNELS", channels.to_string())
+        .env("PRODUCER", producer.to_string())
+        .env("COUNT", count.to_string())
+}
+
+/// Which messages arrived: one bit per (producer, number); a second
+/// arrival of any is counted.
+struct Arrivals {
+    bits: Vec<AtomicU64>,
+    per_producer: u64,
+    twice: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Arrivals {
+    fn new(producers: u32, per_producer: u64) -> Arrivals {
+        let words = (u64::from(producers) * per_producer).div_ceil(64) as usize;
+        Arrivals {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            per_producer,
+            twice: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self, producer: u32, seq: u64) {
+        assert!(seq < self.per_producer, "message number {seq} out of range");
+        let bit = u64::from(producer) * self.per_producer + seq;
+        let old = self.bits[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        if old & (1 << (bit % 64)) != 0 {
+            self.twice.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The stop mark a task is sent once every message has gone.
+const STOP: [u8; 1] = [0xff];
+
+/// 1,000 tokio tasks (multi-thread runtime), ten on each of 100 channels,
+/// await messages that 4 producer processes send, 1,000,000 in all: every
+/// message is received exactly once. Once the producers are done, each
+/// channel gets one stop mark per task; the marks come after every message
+/// (a channel is FIFO), so a task that takes one has nothing left to miss.
+#[test]
+fn a_thousand_tasks_on_a_hundred_channels_receive_every_message_once() {
+    let (channels, tasks_per_channel, producers, per_producer) = if cfg!(windows) {
+        (20, 5, 2, 5_000)
+    } else {
+        (100, 10, 4, 250_000)
+    };
+    let prefix = unique_name("fut-many");
+    let made: Vec<Arc<Channel>> = (0..channels)
+        .map(|i| {
+            Arc::new(Channel::create_or_open(&format!("{prefix}-{i}"), geometry(64, 16)).unwrap())
+        })
+        .collect();
+    // Handles of their own: the receivers' handle alone once the producers
+    // are gone would be told it is disconnected.
+    let stoppers: Vec<Channel> = (0..channels)
+        .map(|i| Channel::open(&format!("{prefix}-{i}")).unwrap())
+        .collect();
+    let arrivals = Arc::new(Arrivals::new(producers, per_producer));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let began = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for channel in &made {
+            for _ in 0..tasks_per_channel {
+                let channel = Arc::clone(channel);
+                let arrivals = Arc::clone(&arrivals);
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let got = channel.recv_async().await.unwrap();
+                        if got == STOP {
+                            return;
+                        }
+                        let (producer, seq) = parse(&got);
+                        arrivals.mark(producer, seq);
+                    }
+                }));
+            }
+        }
+        let mut children: Vec<Child> = (0..producers)
+            .map(|producer| produce(&prefix, channels, producer, per_producer).start())
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for child in &mut children {
+                child.wait_success();
+            }
+        })
+        .await
+        .unwrap();
+        for sender in &stoppers {
+            for _ in 0..tasks_per_channel {
+                sender.send_async(&STOP).await.unwrap();
+            }
+        }
+        for task in tasks {
+            tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        }
+    });
+    println!(
+        "{} messages to {} tasks in {:?}",
+        arrivals.count.load(Ordering::Relaxed),
+        channels * tasks_per_channel,
+        began.elapsed()
+    );
+    assert_eq!(arrivals.twice.load(Ordering::Relaxed), 0, "none twice");
+    assert_eq!(
+        arrivals.count.load(Ordering::Relaxed),
+        u64::from(producers) * per_producer,
+        "every message once"
+    );
+}
+
+/// 100,000 turns of `select!` between a receive and a short timer (or a
+/// few yields) while a producer process sends, pausing now and then so
+/// that the receive is asleep with the waiter when its timer wins: every
+/// message arrives once, in order, however many receive futures were
+/// dropped on the way, and in every phase of their wait.
+#[test]
+fn dropped_receive_futures_lose_and_repeat_nothing() {
+    // Wine: fewer (its timers and process switches are slow).
+    let (count, turns_wanted) = if cfg!(windows) {
+        (5_000, 10_000)
+    } else {
+        (100_000, 100_000)
+    };
+    let name = unique_name("fut-cancel");
+    let channel = Channel::create_or_open(&format!("{name}-0"), geometry(16, 16)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut child = produce(&name, 1, 0, count)
+        .env("PAUSE_EVERY", "500")
+        .start();
+    let (mut next, mut turns, mut timers) = (0u64, 0u64, 0u64);
+    let mut rng = Rng::new(Rng::fresh_seed());
+    runtime.block_on(async {
+        let began = Instant::now();
+        while next < count || turns < turns_wanted {
+            assert!(began.elapsed() < LIMIT, "at {next} of {count}");
+            turns += 1;
+            // The other side: a timer of up to 2 ms (most often won while
+            // the receive sleeps with the waiter), or a few yields (won
+            // while it spins or yields).
+            let timer = Duration::from_micros(rng.below(2_000));
+            let yields = rng.below(4);
+            let use_timer = turns % 2 == 0;
+            tokio::select! {
+                got = channel.recv_async(), if next < count => {
+                    assert_eq!(parse(&got.unwrap()), (0, next), "in order, none lost");
+                    next += 1;
+                }
+                _ = tokio::time::sleep(timer), if use_timer => timers += 1,
+                _ = yield_times(yields), if !use_timer => timers += 1,
+            }
+        }
+    });
+    child.wait_success();
+    println!("{turns} turns, {timers} won by the other side");
+    assert_eq!(channel.try_recv(), Err(Error::Empty), "nothing repeated");
+    assert!(timers > 0, "some receive futures were dropped");
+}
+
+/// Ready after `n` yields to the executor.
+async fn yield_times(n: u64) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// 1,000 receive futures pending on 100 idle channels for 2 s use under
+/// 1% of a CPU: they sleep with the waiter threads, which wake for them
+/// only at their naps' ends (when one future per channel looks for dead
+/// peers). Measured from the CPU time of a process of their own (the
+/// tests of this binary run side by side), after they settle.
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_futures_cost_no_cpu() {
+    Role::Idle.spawn().limit(LIMIT).start().wait_success();
+}
+
+#[cfg(target_os = "linux")]
+fn child_idle() {
+    use rustix::time::{clock_gettime, ClockId};
+    let cpu = || {
+        let now = clock_gettime(ClockId::ProcessCPUTime);
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    };
+    let prefix = unique_name("fut-idle");
+    let channels: Vec<Arc<Channel>> = (0..100)
+        .map(|i| {
+            Arc::new(
+                Channel::create_or_open(&format!("{prefix}-{i}"), ChannelGeometry::default())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let channel = Arc::clone(&channels[i % 100]);
+                tokio::spawn(async move { channel.recv_async().await })
+            })
+            .collect();
+        // Let them spin, yield and fall asleep (50 µs each), then measure.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = cpu();
+        let window = Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used = cpu() - before;
+        let share = used.as_secs_f64() / window.elapsed().as_secs_f64();
+        println!("1,000 idle futures used {used:?} of CPU in 2 s ({share:.3} of a CPU)");
+        assert!(share < 0.01, "{used:?} of CPU for 2 s of idle futures");
+        for i in 0..100 {
+            // Another handle: the receivers' own is not their peer.
+            let sender = Channel::open(&format!("{prefix}-{i}")).unwrap();
+            for _ in 0..10 {
+                sender.send(b"bye").unwrap();
+            }
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), b"bye");
+        }
+    });
+}
+
+/// An async sender and a blocking receiver in another process, then a
+/// blocking sender in another process and async receivers (futures-lite's
+/// `block_on`, tokio's current-thread runtime) here: one object, both
+/// forms, in order.
+#[test]
+fn async_and_blocking_sides_mix_across_processes() {
+    let count = if cfg!(windows) { 2_000 } else { 20_000 };
+    let name = unique_name("fut-mix");
+    let channel = Channel::create_or_open(&name, geometry(8, 16)).unwrap();
+    let mut receiver = Role::ReceiveBlocking
+        .spawn()
+        .limit(LIMIT)
+        .env("CHANNEL", &name)
+        .env("COUNT", count.to_string())
+        .start();
+    futures_lite::future::block_on(async {
+        for seq in 0..count {
+            channel.send_async(&message(0, seq)).await.unwrap();
+        }
+    });
+    receiver.wait_success();
+
+    let inbox = Channel::create_or_open(&format!("{name}-0"), geometry(8, 16)).unwrap();
+    let mut sender = produce(&name, 1, 0, count).start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for seq in 0..count {
+            let got = tokio::time::timeout(LIMIT, inbox.recv_async())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(parse(&got), (0, seq));
+        }
+    });
+    sender.wait_success();
+}
+
+/// A future awaiting a channel whose other side is gone ends with
+/// `Disconnected`, as the blocking form does.
+#[test]
+fn a_future_on_a_deserted_channel_is_told_so() {
+    let name = unique_name("fut-gone");
+    let channel = Channel::create_or_open(&format!("{name}-0"), geometry(8, 16)).unwrap();
+    produce(&name, 1, 0, 1).start().wait_success();
+    futures_lite::future::block_on(async {
+        assert_eq!(parse(&channel.recv_async().await.unwrap()), (0, 0));
+        let error = channel.recv_async().await.unwrap_err();
+        assert!(
+            matches!(error, Error::Disconnected { .. }),
+            "expected Disconnected, got {error:?}"
+        );
+    });
+}

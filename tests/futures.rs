@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmio::{Channel, ChannelGeometry, Error};
+use shmio::{Channel, ChannelGeometry, Error, Overflow, Topic};
 use shmio_testkit::{arg, unique_name, Child, Rng};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -15,6 +15,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 shmio_testkit::roles! {
     Produce => child_produce(),
     ReceiveBlocking => child_receive_blocking(),
+    Publish => child_publish(),
+    SubscribeBlocking => child_subscribe_blocking(),
     #[cfg(target_os = "linux")]
     Idle => child_idle(),
 }
@@ -373,4 +375,143 @@ fn a_future_on_a_deserted_channel_is_told_so() {
             "expected Disconnected, got {error:?}"
         );
     });
+}
+
+/// Publishes COUNT numbered messages to TOPIC with the blocking form,
+/// pausing 2 ms every PAUSE_EVERY (if set).
+fn child_publish() {
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let pause_every: u64 = std::env::var("PAUSE_EVERY").map_or(0, |v| v.parse().unwrap());
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    for seq in 0..count {
+        topic.publish_timeout(&message(0, seq), LIMIT).unwrap();
+        if pause_every != 0 && seq % pause_every == pause_every - 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Subscribes to TOPIC, says it is ready, and receives COUNT numbered
+/// messages in order with the blocking form.
+fn child_subscribe_blocking() {
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let topic = Topic::open(&arg("TOPIC")).unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    shmio_testkit::ready();
+    for seq in 0..count {
+        let got = subscriber.recv_timeout(LIMIT).unwrap();
+        assert_eq!(parse(&got), (0, seq));
+    }
+}
+
+fn blocking_topic(name: &str) -> Topic {
+    Topic::options()
+        .capacity(16)
+        .max_message_size(16)
+        .overflow(Overflow::Block)
+        .create_or_open(name)
+        .unwrap()
+}
+
+/// Three subscribers awaiting in tokio tasks (current-thread runtime) get
+/// every message a publisher process publishes under `Block`, in order;
+/// then an async publisher here feeds a blocking subscriber process,
+/// waiting for it whenever the topic is full.
+#[test]
+fn topic_futures_fan_out_and_publish_across_processes() {
+    let count: u64 = if cfg!(windows) { 2_000 } else { 50_000 };
+    let name = unique_name("fut-topic");
+    let topic = blocking_topic(&name);
+    let subscribers: Vec<_> = (0..3).map(|_| topic.subscribe().unwrap()).collect();
+    let mut publisher = Role::Publish
+        .spawn()
+        .limit(LIMIT)
+        .env("TOPIC", &name)
+        .env("COUNT", count.to_string())
+        .env("PAUSE_EVERY", "1000")
+        .start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = subscribers
+            .into_iter()
+            .map(|mut subscriber| {
+                tokio::spawn(async move {
+                    for seq in 0..count {
+                        let got = subscriber.recv_async().await.unwrap();
+                        assert_eq!(parse(&got), (0, seq), "in order, none missed");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        }
+    });
+    publisher.wait_success();
+
+    let mut subscriber = Role::SubscribeBlocking
+        .spawn()
+        .limit(LIMIT)
+        .env("TOPIC", &name)
+        .env("COUNT", count.to_string())
+        .start();
+    subscriber.wait_ready();
+    runtime.block_on(async {
+        for seq in 0..count {
+            topic.publish_async(&message(0, seq)).await.unwrap();
+        }
+    });
+    subscriber.wait_success();
+}
+
+/// `select!` between a subscriber's receive and a timer or a few yields,
+/// while a publisher process publishes (pausing now and then): every
+/// message once, in order.
+#[test]
+fn dropped_topic_receives_lose_and_repeat_nothing() {
+    let (count, turns_wanted) = if cfg!(windows) {
+        (3_000, 6_000)
+    } else {
+        (50_000, 50_000)
+    };
+    let name = unique_name("fut-topic-cancel");
+    let topic = blocking_topic(&name);
+    let mut subscriber = topic.subscribe().unwrap();
+    let mut publisher = Role::Publish
+        .spawn()
+        .limit(LIMIT)
+        .env("TOPIC", &name)
+        .env("COUNT", count.to_string())
+        .env("PAUSE_EVERY", "500")
+        .start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(Rng::fresh_seed());
+    let (mut next, mut turns, mut others) = (0u64, 0u64, 0u64);
+    runtime.block_on(async {
+        let began = Instant::now();
+        while next < count || turns < turns_wanted {
+            assert!(began.elapsed() < LIMIT, "at {next} of {count}");
+            turns += 1;
+            let timer = Duration::from_micros(rng.below(2_000));
+            let yields = rng.below(4);
+            let use_timer = turns % 2 == 0;
+            tokio::select! {
+                got = subscriber.recv_async(), if next < count => {
+                    assert_eq!(parse(&got.unwrap()), (0, next), "in order, none lost");
+                    next += 1;
+                }
+                _ = tokio::time::sleep(timer), if use_timer => others += 1,
+                _ = yield_times(yields), if !use_timer => others += 1,
+            }
+        }
+    });
+    publisher.wait_success();
+    println!("{turns} turns, {others} won by the other side");
+    assert_eq!(subscriber.try_recv(), Err(Error::Empty), "nothing repeated");
 }

@@ -19,9 +19,11 @@
 pub(crate) mod ring;
 
 use std::cell::Cell;
+use std::future::poll_fn;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -37,6 +39,7 @@ use crate::object::{self, Sharing};
 use crate::owner::Trust;
 use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
+use crate::waiter::{Nap, Pause, Step};
 pub use ring::Overflow;
 use ring::{Blocked, Found, Geometry, Ring, TOMBSTONE};
 
@@ -59,6 +62,16 @@ enum Wait {
     Until(Instant),
     /// Until a message comes.
     Forever,
+}
+
+/// What one look of a subscriber's slow path found.
+enum Look {
+    /// The next message, handed over.
+    Taken,
+    /// Something moved (a tombstone passed, a copy overwritten): look again.
+    Again,
+    /// Nothing published at the cursor yet; the slot's state.
+    Nothing(u64),
 }
 
 /// What a subscriber's fast path found.
@@ -279,8 +292,8 @@ struct Shared {
     os_name: String,
     trust: Trust,
     settings: Settings,
-    data_bell: sys::Waker,
-    space_bell: sys::Waker,
+    data_bell: Arc<sys::Waker>,
+    space_bell: Arc<sys::Waker>,
 }
 
 /// A publish–subscribe topic between processes, found by name.
@@ -394,8 +407,8 @@ impl Topic {
         }
         let os_name = map.os_name().unwrap_or_default();
         let shared = Shared {
-            data_bell: sys::Waker::open(name, "data", trust)?,
-            space_bell: sys::Waker::open(name, "space", trust)?,
+            data_bell: Arc::new(sys::Waker::open(name, "data", trust)?),
+            space_bell: Arc::new(sys::Waker::open(name, "space", trust)?),
             ring,
             map,
             name: name.to_owned(),
@@ -503,6 +516,49 @@ impl Topic {
     /// Publishes `value` as JSON (the codec of mapping records).
     pub fn publish_record<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.publish(&crate::mapping::record::encode_payload(value)?)
+    }
+
+    /// Publishes `message`, awaiting room under [`Overflow::Block`]: the
+    /// future of [`publish`](Self::publish), with its results and errors,
+    /// in any executor (it waits as
+    /// [`Channel::send_async`](crate::Channel::send_async) does). Under
+    /// [`Overflow::Overwrite`] it is ready at its first poll.
+    ///
+    /// **Cancel safety:** a message is published whole in the poll that
+    /// finds room, or not at all; a future dropped before it is ready
+    /// publishes nothing and lets go of the pool's chunk it had reserved.
+    pub async fn publish_async(&self, message: &[u8]) -> Result<()> {
+        let len = self.message_len(message.len())?;
+        let me = self.token()?;
+        /// A chunk reserved for a claim that has not come yet, let go of
+        /// if the future is dropped.
+        struct Reserved<'a> {
+            topic: &'a Topic,
+            chunk: Option<u32>,
+            me: u32,
+        }
+        impl Drop for Reserved<'_> {
+            fn drop(&mut self) {
+                self.topic.let_go(self.chunk.take(), self.me);
+            }
+        }
+        let mut reserved = Reserved {
+            topic: self,
+            chunk: None,
+            me,
+        };
+        let mut pause = Pause::new();
+        let claim = poll_fn(|cx| self.poll_claim(cx, me, &mut pause, &mut reserved.chunk)).await?;
+        drop(reserved);
+        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+        Ok(())
+    }
+
+    /// As [`publish_record`](Self::publish_record), awaiting room (see
+    /// [`publish_async`](Self::publish_async); cancel safe).
+    pub async fn publish_record_async<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let payload = crate::mapping::record::encode_payload(value)?;
+        self.publish_async(&payload).await
     }
 
     /// Subscribes: a [`Subscriber`] that gets every message published from
@@ -764,6 +820,81 @@ impl Topic {
                     self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// One poll of a future waiting to claim the next message's slot: as
+    /// [`wait_claim_slowly`](Self::wait_claim_slowly), yielding to the
+    /// executor rather than the OS and sleeping through the process's
+    /// waiter. A publisher still writing (or holding the chunk a claim
+    /// needs) rings the data doorbell when it publishes: the future sleeps
+    /// there then, where a thread naps a millisecond.
+    fn poll_claim<'a>(
+        &'a self,
+        cx: &mut Context<'_>,
+        me: u32,
+        pause: &mut Pause<'a>,
+        reserved: &mut Option<u32>,
+    ) -> Poll<Result<ring::Claim>> {
+        let shared = &self.shared;
+        let ring = &shared.ring;
+        loop {
+            let blocked = match self.claim_once(me, reserved) {
+                Ok(claim) => {
+                    pause.wake_up();
+                    return Poll::Ready(Ok(claim));
+                }
+                Err(blocked) => blocked,
+            };
+            match pause.step(cx) {
+                Step::Look => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Sleep => {}
+            }
+            if self.repair(blocked, me) {
+                continue;
+            }
+            // Look again after the nap, whatever the cache says.
+            self.gate_subscriptions.store(u64::MAX, Ordering::Relaxed);
+            let nap = match blocked {
+                Blocked::Writing { .. } | Blocked::Pool => {
+                    let nap = Nap::new(
+                        ring.u32_at(ring::DATA_BELL),
+                        ring.u32_at(ring::DATA_SLEEPERS),
+                        &shared.data_bell,
+                    );
+                    // Either its publish is seen by this claim, or it
+                    // sees this sleeper and rings.
+                    match self.claim_once(me, reserved) {
+                        Ok(claim) => {
+                            drop(nap);
+                            pause.wake_up();
+                            return Poll::Ready(Ok(claim));
+                        }
+                        Err(_) => nap,
+                    }
+                }
+                Blocked::Behind { needs, .. } => {
+                    // As in `wait_claim_slowly`: either the subscriber's
+                    // move is seen here, or it sees this sleeper and rings.
+                    let nap = Nap::new(
+                        ring.u32_at(ring::SPACE_BELL),
+                        ring.u32_at(ring::SPACE_SLEEPERS),
+                        &shared.space_bell,
+                    );
+                    let still = ring
+                        .lowest_cursor()
+                        .is_some_and(|(next, _, _)| next <= needs);
+                    if !still {
+                        continue;
+                    }
+                    nap
+                }
+            };
+            return match pause.sleep(nap, &shared.map, cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(error)),
+            };
         }
     }
 
@@ -1039,6 +1170,72 @@ impl Subscriber {
         })
     }
 
+    /// Receives the next message, awaiting one: the future of
+    /// [`recv`](Self::recv), with its results and errors
+    /// ([`Error::Lagged`] included), in any executor. It waits as
+    /// [`Channel::recv_async`](crate::Channel::recv_async) does: spins,
+    /// yields to its executor, then sleeps through the process's waiter
+    /// thread at no CPU cost until a publisher rings.
+    ///
+    /// **Cancel safety:** dropping the future never loses a message: the
+    /// subscriber moves past a message in the poll that returns it, so one
+    /// dropped before it is ready leaves the subscriber where it was.
+    ///
+    /// ```
+    /// use shmio::Topic;
+    ///
+    /// # let name = format!("shmio-doc-topic-async-{}", std::process::id());
+    /// let topic = Topic::create_or_open(&name)?;
+    /// let mut subscriber = topic.subscribe()?;
+    /// topic.publish(b"frame")?; // e.g. from another process
+    /// # futures_lite::future::block_on(async {
+    /// assert_eq!(subscriber.recv_async().await?, b"frame");
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn recv_async(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_into_async(&mut buf).await?;
+        Ok(buf)
+    }
+
+    /// As [`recv_async`](Self::recv_async), into `buf` (replacing its
+    /// contents; emptied if the receive fails).
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        if let Ready::Taken = self.take_ready(buf) {
+            return Ok(());
+        }
+        self.token()?;
+        let shared = Arc::clone(&self.shared);
+        let check_whole = shared.settings.overflow == Overflow::Overwrite;
+        let mut pause = Pause::new();
+        let mut at = None;
+        let mut take = |seq: u64, slot: &[u8]| {
+            at = Some(seq);
+            buf.clear();
+            buf.extend_from_slice(slot);
+            !check_whole
+        };
+        let found = poll_fn(|cx| self.poll_find(cx, &shared, &mut pause, &mut take)).await;
+        if let Err(error) = found {
+            // What a copy overwritten meanwhile left there is no message.
+            buf.clear();
+            return Err(error);
+        }
+        // In the poll that found it: nothing is awaited between.
+        if let Some(seq) = at {
+            self.move_on(seq + 1);
+        }
+        Ok(())
+    }
+
+    /// As [`recv_record`](Self::recv_record), awaiting a message (see
+    /// [`recv_async`](Self::recv_async); cancel safe).
+    pub async fn recv_record_async<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let message = self.recv_async().await?;
+        self.decode(message)
+    }
+
     fn decode<T: DeserializeOwned>(&self, message: Vec<u8>) -> Result<T> {
         serde_json::from_slice(&message).map_err(|source| Error::UndecodableMessage {
             channel: self.shared.name.clone(),
@@ -1143,58 +1340,116 @@ impl Subscriber {
         self.token()?;
         let mut backoff = Backoff::new();
         loop {
-            let ring = &self.shared.ring;
-            match ring.look(self.next) {
-                Found::Message { seq, len, state } => {
-                    if len == TOMBSTONE {
-                        self.move_on(seq + 1);
-                        continue;
-                    }
-                    if !ring.fits(len) {
-                        return Err(Error::Corrupt {
-                            offset: 0,
-                            reason: format!(
-                                "{:?}: a message claims {len} bytes; the topic holds at most {}",
-                                self.shared.name, self.shared.settings.max_message_size
-                            ),
-                        });
-                    }
-                    let payload = ring.payload(seq).ok_or_else(|| Error::Corrupt {
+            match self.look_once(&mut take)? {
+                Look::Taken => return Ok(()),
+                Look::Again => continue,
+                Look::Nothing(state) => self.wait(&mut backoff, wait, state)?,
+            }
+        }
+    }
+
+    /// One look of [`find`](Self::find): at the next message, handed to
+    /// `take`; or at nothing published there yet, with the slot's state.
+    fn look_once(&mut self, take: &mut impl FnMut(u64, &[u8]) -> bool) -> Result<Look> {
+        let ring = &self.shared.ring;
+        match ring.look(self.next) {
+            Found::Message { seq, len, state } => {
+                if len == TOMBSTONE {
+                    self.move_on(seq + 1);
+                    return Ok(Look::Again);
+                }
+                if !ring.fits(len) {
+                    return Err(Error::Corrupt {
                         offset: 0,
                         reason: format!(
-                            "{:?}: message {seq} names a chunk outside the topic's pool",
-                            self.shared.name
+                            "{:?}: a message claims {len} bytes; the topic holds at most {}",
+                            self.shared.name, self.shared.settings.max_message_size
                         ),
-                    })?;
-                    // SAFETY: the slot (or its chunk) lies inside the
-                    // mapping and holds `len <= max_message_size` bytes
-                    // (checked above). Under Block no publisher writes it
-                    // until this subscriber moves past it (a chunk is
-                    // reused only once every subscriber has moved past
-                    // its message); under Overwrite one may, and `still`
-                    // below throws the copy away then.
-                    let slot =
-                        unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
-                    let settled = take(seq, slot);
-                    if !settled && !ring.still(seq, state) {
-                        // Overwritten while it was read: look again, which
-                        // says how many were missed.
-                        continue;
-                    }
-                    return Ok(());
-                }
-                Found::Lapped { oldest } => {
-                    let missed = oldest - self.next;
-                    self.move_on(oldest);
-                    return Err(Error::Lagged {
-                        name: self.shared.name.clone(),
-                        missed,
                     });
                 }
-                Found::Nothing { state } => {
-                    self.wait(&mut backoff, wait, state)?;
+                let payload = ring.payload(seq).ok_or_else(|| Error::Corrupt {
+                    offset: 0,
+                    reason: format!(
+                        "{:?}: message {seq} names a chunk outside the topic's pool",
+                        self.shared.name
+                    ),
+                })?;
+                // SAFETY: the slot (or its chunk) lies inside the
+                // mapping and holds `len <= max_message_size` bytes
+                // (checked above). Under Block no publisher writes it
+                // until this subscriber moves past it (a chunk is
+                // reused only once every subscriber has moved past
+                // its message); under Overwrite one may, and `still`
+                // below throws the copy away then.
+                let slot = unsafe { std::slice::from_raw_parts(payload.as_ptr(), len as usize) };
+                let settled = take(seq, slot);
+                if !settled && !ring.still(seq, state) {
+                    // Overwritten while it was read: look again, which
+                    // says how many were missed.
+                    return Ok(Look::Again);
+                }
+                Ok(Look::Taken)
+            }
+            Found::Lapped { oldest } => {
+                let missed = oldest - self.next;
+                self.move_on(oldest);
+                Err(Error::Lagged {
+                    name: self.shared.name.clone(),
+                    missed,
+                })
+            }
+            Found::Nothing { state } => Ok(Look::Nothing(state)),
+        }
+    }
+
+    /// One poll of a future waiting for the next message: as
+    /// [`find`](Self::find), yielding to the executor rather than the OS
+    /// and sleeping through the process's waiter (`waiter.rs`). `shared`
+    /// is this subscriber's, held apart so that the nap can borrow it.
+    fn poll_find<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        shared: &'a Shared,
+        pause: &mut Pause<'a>,
+        take: &mut impl FnMut(u64, &[u8]) -> bool,
+    ) -> Poll<Result<()>> {
+        loop {
+            let state = match self.look_once(take) {
+                Err(error) => return Poll::Ready(Err(error)),
+                Ok(Look::Taken) => {
+                    pause.wake_up();
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Look::Again) => continue,
+                Ok(Look::Nothing(state)) => state,
+            };
+            match pause.step(cx) {
+                Step::Look => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Sleep => {}
+            }
+            if let Some(writer) = Ring::writer(self.next, state) {
+                if !shared.is_alive(writer, self.participant.token())
+                    && shared.ring.bury(self.next, state)
+                {
+                    continue;
                 }
             }
+            let ring = &shared.ring;
+            // As in `wait`: either the message is seen below, or its
+            // publisher sees this sleeper and rings.
+            let nap = Nap::new(
+                ring.u32_at(ring::DATA_BELL),
+                ring.u32_at(ring::DATA_SLEEPERS),
+                &shared.data_bell,
+            );
+            if !matches!(ring.look(self.next), Found::Nothing { .. }) {
+                continue;
+            }
+            return match pause.sleep(nap, &shared.map, cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(error)),
+            };
         }
     }
 

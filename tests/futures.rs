@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmio::{Channel, ChannelGeometry, Error, Overflow, Topic};
+use shmio::{
+    Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Overflow, Topic,
+};
 use shmio_testkit::{arg, unique_name, Child, Rng};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -17,6 +19,8 @@ shmio_testkit::roles! {
     ReceiveBlocking => child_receive_blocking(),
     Publish => child_publish(),
     SubscribeBlocking => child_subscribe_blocking(),
+    Ping => child_ping(),
+    Count => child_count(),
     #[cfg(target_os = "linux")]
     Idle => child_idle(),
 }
@@ -514,4 +518,138 @@ fn dropped_topic_receives_lose_and_repeat_nothing() {
     publisher.wait_success();
     println!("{turns} turns, {others} won by the other side");
     assert_eq!(subscriber.try_recv(), Err(Error::Empty), "nothing repeated");
+}
+
+/// ROUNDS times: sets the auto-reset event PING, then waits for PONG.
+fn child_ping() {
+    let rounds: u64 = arg("ROUNDS").parse().unwrap();
+    let ping = NamedEvent::open(&arg("PING")).unwrap();
+    let pong = NamedEvent::open(&arg("PONG")).unwrap();
+    for round in 0..rounds {
+        ping.set().unwrap();
+        pong.wait_timeout(LIMIT).unwrap();
+        if round % 64 == 63 {
+            // Let the waiting future fall asleep with the waiter.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Adds 1 to the counter at offset 0 of the mapping COUNTER, COUNT times,
+/// each under the mutex MUTEX (a plain read and write: the lock alone
+/// keeps it exact).
+fn child_count() {
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let mutex = NamedMutex::open(&arg("MUTEX")).unwrap();
+    let counter = Mapping::open(&arg("COUNTER")).unwrap();
+    for _ in 0..count {
+        let _guard = mutex.lock_timeout(LIMIT).unwrap();
+        let n: u64 = counter.read_value_at(0).unwrap();
+        counter.write_value_at(0, &(n + 1)).unwrap();
+    }
+}
+
+/// An event set by another process, awaited in `select!` against a timer
+/// or a few yields, in a ping-pong of ROUNDS rounds (each set answered
+/// before the next): a set taken by a future the timer won is never lost
+/// (the game would stop), none is taken twice.
+#[test]
+fn event_futures_take_every_set_once_however_many_are_dropped() {
+    let rounds: u64 = if cfg!(windows) { 1_000 } else { 20_000 };
+    let prefix = unique_name("fut-event");
+    let ping = NamedEvent::create_or_open(&format!("{prefix}-ping"), EventMode::AutoReset).unwrap();
+    let pong = NamedEvent::create_or_open(&format!("{prefix}-pong"), EventMode::AutoReset).unwrap();
+    let mut child = Role::Ping
+        .spawn()
+        .limit(LIMIT)
+        .env("PING", format!("{prefix}-ping"))
+        .env("PONG", format!("{prefix}-pong"))
+        .env("ROUNDS", rounds.to_string())
+        .start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(Rng::fresh_seed());
+    let (mut taken, mut others) = (0u64, 0u64);
+    runtime.block_on(async {
+        let began = Instant::now();
+        while taken < rounds {
+            assert!(began.elapsed() < LIMIT, "at round {taken} of {rounds}");
+            let timer = Duration::from_micros(rng.below(1_500));
+            let yields = rng.below(4);
+            let use_timer = rng.below(2) == 0;
+            tokio::select! {
+                got = ping.wait_async() => {
+                    got.unwrap();
+                    taken += 1;
+                    pong.set().unwrap();
+                }
+                _ = tokio::time::sleep(timer), if use_timer => others += 1,
+                _ = yield_times(yields), if !use_timer => others += 1,
+            }
+        }
+    });
+    child.wait_success();
+    println!("{taken} sets taken, {others} futures dropped");
+    assert_eq!(ping.try_wait(), Err(Error::WouldBlock), "none taken twice");
+}
+
+/// Lock futures under contention from two processes that lock with the
+/// blocking form, raced in `select!` against a timer or a few yields: the
+/// count kept under the lock is exact, and no dropped future leaves the
+/// lock held.
+#[test]
+fn lock_futures_keep_the_count_exact_however_many_are_dropped() {
+    let (per_child, locks_wanted) = if cfg!(windows) {
+        (2_000, 2_000)
+    } else {
+        (20_000, 20_000)
+    };
+    let prefix = unique_name("fut-lock");
+    let mutex = NamedMutex::create_or_open(&format!("{prefix}-mutex")).unwrap();
+    let counter = Mapping::create_or_open(&format!("{prefix}-counter"), 4096).unwrap();
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            Role::Count
+                .spawn()
+                .limit(LIMIT)
+                .env("MUTEX", format!("{prefix}-mutex"))
+                .env("COUNTER", format!("{prefix}-counter"))
+                .env("COUNT", per_child.to_string())
+                .start()
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(Rng::fresh_seed());
+    let (mut locked, mut others) = (0u64, 0u64);
+    runtime.block_on(async {
+        let began = Instant::now();
+        while locked < locks_wanted {
+            assert!(began.elapsed() < LIMIT, "at {locked} of {locks_wanted}");
+            let timer = Duration::from_micros(rng.below(1_000));
+            let yields = rng.below(3);
+            let use_timer = rng.below(2) == 0;
+            tokio::select! {
+                guard = mutex.lock_async() => {
+                    let _guard = guard.unwrap();
+                    let n: u64 = counter.read_value_at(0).unwrap();
+                    counter.write_value_at(0, &(n + 1)).unwrap();
+                    locked += 1;
+                }
+                _ = tokio::time::sleep(timer), if use_timer => others += 1,
+                _ = yield_times(yields), if !use_timer => others += 1,
+            }
+        }
+    });
+    for mut child in children {
+        child.wait_success();
+    }
+    println!("{locked} locks taken here, {others} lock futures dropped");
+    let total: u64 = counter.read_value_at(0).unwrap();
+    assert_eq!(total, 2 * per_child + locks_wanted, "the count is exact");
+    drop(mutex.try_lock().expect("no dropped future holds the lock"));
 }

@@ -22,8 +22,11 @@
 //! then make one wasted wake-up, nothing worse.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -34,6 +37,7 @@ use crate::name::Name;
 use crate::object::{self, Header, ObjectKind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition};
+use crate::waiter::{Nap, Pause, Step};
 
 /// The event's object, as the module docs' table has it: a description
 /// of the bytes. Nothing reads or writes it whole: the words are reached
@@ -93,7 +97,7 @@ pub enum EventMode {
 /// ```
 pub struct NamedEvent {
     /// Sleeps and wakes on `SIGNALED`; declared before the object it points into.
-    waker: sys::Waker,
+    waker: Arc<sys::Waker>,
     /// The event's state.
     object: Mapping,
     manual: bool,
@@ -194,7 +198,7 @@ impl EventOptions {
         }
         let os_name = object.os_name().unwrap_or_default();
         Ok(NamedEvent {
-            waker: sys::Waker::open(&os_name, "wake", &self.trust)?,
+            waker: Arc::new(sys::Waker::open(&os_name, "wake", &self.trust)?),
             object,
             manual,
             name: name.as_str().to_owned(),
@@ -272,6 +276,53 @@ impl NamedEvent {
         Err(Error::TimedOut {
             name: self.name.clone(),
         })
+    }
+
+    /// Waits until the event is set (and, in auto-reset mode, takes it):
+    /// the future of [`wait`](Self::wait), in any executor. It spins
+    /// briefly, yields to its executor for a while, then sleeps through the
+    /// process's waiter thread at no CPU cost until a `set`.
+    ///
+    /// **Cancel safety:** in auto-reset mode the event is taken in the poll
+    /// that returns, so a future dropped before it is ready has taken
+    /// nothing (and a wake-up it may have absorbed is passed on).
+    ///
+    /// ```
+    /// use shmio::{EventMode, NamedEvent};
+    ///
+    /// # let name = format!("shmio-doc-event-async-{}", std::process::id());
+    /// let event = NamedEvent::create_or_open(&name, EventMode::AutoReset)?;
+    /// event.set()?; // e.g. from another process
+    /// # futures_lite::future::block_on(async {
+    /// event.wait_async().await?;
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn wait_async(&self) -> Result<()> {
+        let signaled = self.word(SIGNALED)?;
+        let waiters = self.word(WAITERS)?;
+        let mut pause = Pause::new();
+        poll_fn(|cx| loop {
+            if self.try_take(signaled) {
+                pause.wake_up();
+                return Poll::Ready(Ok(()));
+            }
+            match pause.step(cx) {
+                Step::Look => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Sleep => {}
+            }
+            // As in `wait_until`: counted in before the last look.
+            let nap = Nap::new(signaled, waiters, &self.waker);
+            if self.try_take(signaled) {
+                return Poll::Ready(Ok(()));
+            }
+            return match pause.sleep(nap, &self.object, cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(error)),
+            };
+        })
+        .await
     }
 
     /// Takes the event if it is set (in auto-reset mode; in manual-reset

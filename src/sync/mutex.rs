@@ -10,13 +10,25 @@
 //! | 32 | spare: the lock's state starts a cache line of its own | |
 //! | 64 | `lock: [u8; 1984]`, the platform lock's state (`sys::RobustLock::STATE_LEN` bytes of it: a robust pthread mutex and its holder's token on Linux, a held flag on macOS, none on Windows, whose lock is a kernel object) | the platform's lock |
 //! | 2048 | `owner_died: u32`, 1 from the moment a locker finds that the holder died until someone marks the data consistent again | lockers; [`MutexGuard::mark_consistent`] |
-//! | 2052 | spare, to the object's end at 4096 | |
+//! | 2052 | `unlocks: u32`, a doorbell: counts unlocks made while a future waited | unlockers |
+//! | 2056 | `lock_sleepers: u32`, how many futures are about to sleep or sleep on `unlocks` | each [`lock_async`](NamedMutex::lock_async) future, around its sleep |
+//! | 2060 | spare, to the object's end at 4096 | |
+//!
+//! A thread waits for the lock in the platform's lock call. A future cannot
+//! (the OS would block its executor's thread): it tries the lock, and
+//! sleeps through the process's waiter (`waiter.rs`) on `unlocks`, which
+//! an unlocker rings only when `lock_sleepers` says a future sleeps there,
+//! so an unlock with no future waiting costs a fence and a load more. A
+//! holder that dies rings nothing: a sleeping future finds the lock free
+//! (or its owner dead) at its nap's end, within a second.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -28,6 +40,7 @@ use crate::name::Name;
 use crate::object::{self, Header, ObjectKind, Sharing};
 use crate::owner::Trust;
 use crate::sys::{self, Disposition, LockState};
+use crate::waiter::{Nap, Pause, Step};
 
 /// A cross-process mutex, found by name.
 ///
@@ -77,6 +90,12 @@ pub struct NamedMutex {
     /// The mutex's state: the header, a mapping's identity, the lock's state.
     object: Mapping,
     name: String,
+    /// The doorbell of lock futures (`UNLOCKS`), opened when first needed:
+    /// on Windows it is a semaphore, which a mutex no future waits on
+    /// never makes.
+    unlock_bell: OnceLock<Arc<sys::Waker>>,
+    /// Whose doorbell `unlock_bell` may open (boxed: rarely read).
+    trust: Box<Trust>,
 }
 
 /// The mutex's object, as the module docs' table has it: a description of
@@ -90,7 +109,9 @@ struct MutexObject {
     _pad_mapping: [u8; 32],
     lock: [u8; 1984],
     owner_died: u32,
-    _pad_end: [u8; 2044],
+    unlocks: u32,
+    lock_sleepers: u32,
+    _pad_end: [u8; 2036],
 }
 
 /// Where the lock's own state starts in the mutex's object (after the
@@ -101,6 +122,10 @@ const SIZE: u64 = size_of::<MutexObject>() as u64;
 /// A word that is 1 from the moment a locker finds the holder before it
 /// died until someone marks the data consistent again (a line of its own).
 const OWNER_DIED: u64 = offset_of!(MutexObject, owner_died) as u64;
+/// The doorbell a lock future sleeps on, rung by an unlock.
+const UNLOCKS: u64 = offset_of!(MutexObject, unlocks) as u64;
+/// How many lock futures sleep on `UNLOCKS` (or are about to).
+const LOCK_SLEEPERS: u64 = offset_of!(MutexObject, lock_sleepers) as u64;
 // The bytes of this layout version (`object::VERSION`; a number changed
 // here changes them); the lock's state keeps a page's alignment to 64
 // bytes, and the platform's fits.
@@ -325,6 +350,8 @@ impl NamedMutex {
             raw,
             object,
             name: name.to_owned(),
+            unlock_bell: OnceLock::new(),
+            trust: Box::new(trust.clone()),
         })
     }
 
@@ -378,6 +405,121 @@ impl NamedMutex {
         Ok(self.owner_died_word()?.load(Ordering::Acquire) == 1)
     }
 
+    /// Awaits the mutex and takes it: the future of [`lock`](Self::lock),
+    /// with its results and errors ([`Error::OwnerDied`] included), in any
+    /// executor. It tries the lock, spins and yields to its executor for a
+    /// while, then sleeps through the process's waiter thread until an
+    /// unlock rings (a holder's death within a second).
+    ///
+    /// The guard is the locking thread's, as [`lock`](Self::lock)'s is (the
+    /// OS lock belongs to a thread): it is not `Send`, so a task of a
+    /// multi-threaded executor cannot hold it across an `.await` (the
+    /// compiler says so); take and drop it between awaits, or lock in a
+    /// current-thread runtime.
+    ///
+    /// **Cancel safety:** the lock is taken in the poll that returns its
+    /// guard; a future dropped before it is ready holds nothing and marks
+    /// nothing (a holder's death it found stays marked, as for
+    /// [`lock`](Self::lock)).
+    ///
+    /// ```
+    /// use shmio::NamedMutex;
+    ///
+    /// # let name = format!("shmio-doc-mutex-async-{}", std::process::id());
+    /// let mutex = NamedMutex::create_or_open(&name)?;
+    /// # futures_lite::future::block_on(async {
+    /// let guard = mutex.lock_async().await?;
+    /// // ... read and write the shared data, awaiting nothing ...
+    /// drop(guard);
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn lock_async(&self) -> Result<MutexGuard<'_>> {
+        let owner_died = self.take_async(false).await?;
+        Ok(MutexGuard::new(Holding::Borrowed(self), owner_died))
+    }
+
+    /// As [`lock_to_repair`](Self::lock_to_repair), awaiting the mutex
+    /// (see [`lock_async`](Self::lock_async)).
+    pub async fn lock_to_repair_async(&self) -> Result<MutexGuard<'_>> {
+        let owner_died = self.take_async(true).await?;
+        Ok(MutexGuard::new(Holding::Borrowed(self), owner_died))
+    }
+
+    /// [`take`](Self::take) as a future: tries the lock at every poll,
+    /// sleeping on the unlock doorbell in between.
+    async fn take_async(&self, repair: bool) -> Result<bool> {
+        let unlocks = self.object.atomic_u32(UNLOCKS)?;
+        let sleepers = self.object.atomic_u32(LOCK_SLEEPERS)?;
+        let mut pause = Pause::new();
+        poll_fn(|cx| loop {
+            match self.take(Wait::No, repair) {
+                Err(Error::WouldBlock) => {}
+                taken => {
+                    pause.wake_up();
+                    return Poll::Ready(taken);
+                }
+            }
+            match pause.step(cx) {
+                Step::Look => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Sleep => {}
+            }
+            let bell = match self.unlock_bell() {
+                Ok(bell) => bell,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            // Pairs with the fence in `ring_unlock`: either this try sees
+            // the unlock, or the unlocker sees this sleeper and rings.
+            let nap = Nap::new(unlocks, sleepers, bell);
+            match self.take(Wait::No, repair) {
+                Err(Error::WouldBlock) => {}
+                taken => return Poll::Ready(taken),
+            }
+            return match pause.sleep(nap, &self.object, cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(error)),
+            };
+        })
+        .await
+    }
+
+    /// The doorbell of lock futures, opened on first use.
+    fn unlock_bell(&self) -> Result<&Arc<sys::Waker>> {
+        if let Some(bell) = self.unlock_bell.get() {
+            return Ok(bell);
+        }
+        let os_name = self.object.os_name().unwrap_or_default();
+        let bell = Arc::new(sys::Waker::open(&os_name, "unlock", &self.trust)?);
+        Ok(self.unlock_bell.get_or_init(|| bell))
+    }
+
+    /// Unlocks (the calling thread holds the lock), and rings the unlock
+    /// doorbell if a lock future sleeps on it.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock.
+        unsafe { self.raw.unlock() };
+        let (Ok(sleepers), Ok(unlocks)) = (
+            self.object.atomic_u32(LOCK_SLEEPERS),
+            self.object.atomic_u32(UNLOCKS),
+        ) else {
+            return;
+        };
+        // Pairs with a lock future's count and last try (`Nap::new`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if sleepers.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        unlocks.fetch_add(1, Ordering::SeqCst);
+        if let Ok(bell) = self.unlock_bell() {
+            bell.wake(unlocks, u32::MAX);
+        }
+    }
+
     /// Takes the lock as `wait` says, and gives its guard.
     fn guard(&self, wait: Wait, repair: bool) -> Result<MutexGuard<'_>> {
         let owner_died = self.take(wait, repair)?;
@@ -420,13 +562,13 @@ impl NamedMutex {
             (LockState::Acquired, Ok(word)) => word.load(Ordering::Acquire) == 1,
             (LockState::Acquired | LockState::OwnerDied, Err(error)) => {
                 // SAFETY: this thread took the lock just above.
-                unsafe { self.raw.unlock() };
+                unsafe { self.unlock() };
                 return Err(error);
             }
         };
         if owner_died && !repair {
             // SAFETY: this thread took the lock just above; no guard was made.
-            unsafe { self.raw.unlock() };
+            unsafe { self.unlock() };
             return Err(owner_died_error(&self.name));
         }
         Ok(owner_died)
@@ -594,7 +736,7 @@ impl Drop for MutexGuard<'_> {
         // SAFETY: a guard exists only while this thread holds the lock, and
         // it is not Send, so this is the holding thread (in the process that
         // took it: a forked child's copy returned above).
-        unsafe { self.mutex().raw.unlock() };
+        unsafe { self.mutex().unlock() };
     }
 }
 
@@ -621,11 +763,13 @@ mod tests {
                 _pad_mapping,
                 lock,
                 owner_died,
+                unlocks,
+                lock_sleepers,
                 _pad_end,
             }),
             doc_tables::header(),
         ];
         let rows = doc_tables::check(include_str!("mutex.rs"), &["MutexObject"], &layouts);
-        assert_eq!(rows, 6);
+        assert_eq!(rows, 8);
     }
 }

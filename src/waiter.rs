@@ -118,7 +118,20 @@ impl<'a> Pause<'a> {
         memory: &Mapping,
         cx: &mut Context<'_>,
     ) -> Result<()> {
-        self.sleeping = Some(nap.start(memory, FUTURE_NAP, cx.waker())?);
+        self.sleep_for(nap, memory, FUTURE_NAP, cx)
+    }
+
+    /// As [`sleep`](Self::sleep), for at most `timeout` (and at most
+    /// [`FUTURE_NAP`]): for a future with a deadline of its own.
+    pub(crate) fn sleep_for(
+        &mut self,
+        nap: Nap<'a>,
+        memory: &Mapping,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Result<()> {
+        let timeout = timeout.min(FUTURE_NAP);
+        self.sleeping = Some(nap.start(memory, timeout, cx.waker())?);
         Ok(())
     }
 

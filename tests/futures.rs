@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmio::{
-    Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Overflow, Topic,
+    Bus, Channel, ChannelGeometry, Error, EventMode, Mapping, NamedEvent, NamedMutex, Overflow,
+    Topic,
 };
 use shmio_testkit::{arg, unique_name, Child, Rng};
 
@@ -21,6 +22,9 @@ shmio_testkit::roles! {
     SubscribeBlocking => child_subscribe_blocking(),
     Ping => child_ping(),
     Count => child_count(),
+    Double => child_double(),
+    Hang => child_hang(),
+    CallDouble => child_call_double(),
     #[cfg(target_os = "linux")]
     Idle => child_idle(),
 }
@@ -652,4 +656,175 @@ fn lock_futures_keep_the_count_exact_however_many_are_dropped() {
     let total: u64 = counter.read_value_at(0).unwrap();
     assert_eq!(total, 2 * per_child + locks_wanted, "the count is exact");
     drop(mutex.try_lock().expect("no dropped future holds the lock"));
+}
+
+/// Listens to `double` in GROUP (replying `2n` after SLOW_US µs if set),
+/// says it is ready, and serves until killed.
+fn child_double() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let slow: u64 = std::env::var("SLOW_US").map_or(0, |us| us.parse().unwrap());
+    let _double = bus
+        .listen("double", move |n: u64| {
+            if slow != 0 {
+                std::thread::sleep(Duration::from_micros(slow));
+            }
+            Ok::<_, String>(Some(2 * n))
+        })
+        .unwrap();
+    shmio_testkit::ready();
+    std::thread::sleep(LIMIT);
+}
+
+/// Listens to `double` in GROUP and never answers (its handler sets the
+/// event GROUP-asked, then hangs), until killed.
+fn child_hang() {
+    let group = arg("GROUP");
+    let bus = Bus::join(&group).unwrap();
+    let asked = NamedEvent::open(&format!("{group}-asked")).unwrap();
+    let _double = bus
+        .listen("double", move |_: u64| {
+            asked.set().unwrap();
+            std::thread::sleep(LIMIT);
+            Ok::<Option<u64>, String>(None)
+        })
+        .unwrap();
+    shmio_testkit::ready();
+    std::thread::sleep(LIMIT);
+}
+
+/// Calls `double` in GROUP with 0..CALLS with the blocking form, checking
+/// each answer.
+fn child_call_double() {
+    let bus = Bus::join(&arg("GROUP")).unwrap();
+    let calls: u64 = arg("CALLS").parse().unwrap();
+    for n in 0..calls {
+        let doubled: Option<u64> = bus.call("double", &n, LIMIT).unwrap();
+        assert_eq!(doubled, Some(2 * n));
+    }
+}
+
+fn start_listener(role: Role, group: &str, slow_us: u64) -> Child {
+    let mut child = role
+        .spawn()
+        .limit(LIMIT)
+        .env("GROUP", group)
+        .env("SLOW_US", slow_us.to_string())
+        .start();
+    child.wait_ready();
+    child
+}
+
+/// Calls awaited in `select!` against a timer or a few yields, to a
+/// listener process that answers after a few microseconds: every call
+/// that completes gets its own answer (a reply to a dropped call is never
+/// handed to a later one), and a blocking call afterwards finds nothing
+/// stranded. Then `broadcast_async` hears both of two listeners.
+#[test]
+fn dropped_bus_calls_strand_no_reply() {
+    let turns_wanted: u64 = if cfg!(windows) { 1_000 } else { 10_000 };
+    let group = unique_name("fut-bus");
+    let bus = Bus::join(&group).unwrap();
+    let mut first = start_listener(Role::Double, &group, 50);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(Rng::fresh_seed());
+    let (mut answered, mut dropped) = (0u64, 0u64);
+    runtime.block_on(async {
+        let began = Instant::now();
+        for n in 0..turns_wanted {
+            assert!(began.elapsed() < LIMIT, "at turn {n}");
+            let timer = Duration::from_micros(rng.below(300));
+            let yields = rng.below(6);
+            let use_timer = rng.below(2) == 0;
+            tokio::select! {
+                doubled = bus.call_async::<_, u64>("double", &n, LIMIT) => {
+                    assert_eq!(doubled.unwrap(), Some(2 * n), "its own answer");
+                    answered += 1;
+                }
+                _ = tokio::time::sleep(timer), if use_timer => dropped += 1,
+                _ = yield_times(yields), if !use_timer => dropped += 1,
+            }
+        }
+        let doubled: Option<u64> = bus.call_async("double", &7, LIMIT).await.unwrap();
+        assert_eq!(doubled, Some(14));
+    });
+    println!("{answered} calls answered, {dropped} dropped");
+    assert!(answered > 0 && dropped > 0);
+    let doubled: Option<u64> = bus.call("double", &21, LIMIT).unwrap();
+    assert_eq!(doubled, Some(42), "nothing stranded for a blocking call");
+
+    let mut second = start_listener(Role::Double, &group, 0);
+    let replies = runtime
+        .block_on(bus.broadcast_async::<_, u64>("double", &5, LIMIT))
+        .unwrap();
+    let heard: Vec<u64> = replies.replies().map(|(_, reply)| *reply).collect();
+    assert_eq!(heard, vec![10, 10], "both listeners answered");
+    first.kill();
+    second.kill();
+}
+
+/// A call awaited while its first listener hangs and is then killed goes
+/// on to the next listener, as a blocking call does; with that one killed
+/// too, the next call is `ListenerDied` or finds no listener.
+#[test]
+fn a_bus_call_future_goes_on_past_a_dead_listener() {
+    let group = unique_name("fut-bus-dead");
+    let bus = Bus::join(&group).unwrap();
+    let asked =
+        NamedEvent::create_or_open(&format!("{group}-asked"), EventMode::AutoReset).unwrap();
+    let mut hanging = start_listener(Role::Hang, &group, 0);
+    let mut answering = start_listener(Role::Double, &group, 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let call = bus.call_async::<_, u64>("double", &4, LIMIT);
+        tokio::pin!(call);
+        tokio::select! {
+            _ = &mut call => panic!("answered while its first listener hangs"),
+            got = asked.wait_async() => got.unwrap(),
+        }
+        hanging.kill();
+        assert_eq!(call.await.unwrap(), Some(8), "the next listener answered");
+        answering.kill();
+        match bus.call_async::<_, u64>("double", &4, LIMIT).await {
+            Err(Error::ListenerDied { .. } | Error::NoListener { .. }) => {}
+            other => panic!("expected ListenerDied or NoListener, got {other:?}"),
+        }
+    });
+}
+
+/// An async program serves the bus itself (`listen_polled` and
+/// `next_request_async` in a tokio task) while a process calls it with
+/// the blocking form.
+#[test]
+fn an_async_program_serves_bus_requests() {
+    let calls: u64 = if cfg!(windows) { 200 } else { 2_000 };
+    let group = unique_name("fut-bus-serve");
+    let bus = Bus::join(&group).unwrap();
+    let _listener = bus.listen_polled("double").unwrap();
+    let mut caller = Role::CallDouble
+        .spawn()
+        .limit(LIMIT)
+        .env("GROUP", &group)
+        .env("CALLS", calls.to_string())
+        .start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..calls {
+            let request = tokio::time::timeout(LIMIT, bus.next_request_async())
+                .await
+                .unwrap()
+                .unwrap();
+            let n: u64 = request.args().unwrap();
+            request.reply(&(2 * n)).unwrap();
+        }
+    });
+    caller.wait_success();
 }

@@ -5,10 +5,12 @@
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::mapping::record;
 
@@ -132,18 +134,7 @@ impl Inner {
         message: &mut [u8],
         due: &Deadline<'_>,
     ) -> Result<u64> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = self.participant.token();
-        wire::address(message, id, token, listener.order, due.gives_up_at());
-        let outbox = match self.outbox(listener.token) {
-            Ok(outbox) => outbox,
-            Err(Error::NotFound { .. }) => {
-                self.bury(listener.token);
-                return Err(Error::ListenerDied { pid: listener.pid });
-            }
-            Err(error) => return Err(error),
-        };
-        let spilled = self.spill(&outbox, message, || due.from(Instant::now()))?;
+        let (id, outbox, spilled) = self.address_request(listener, message, due)?;
         let message = spilled.as_deref().unwrap_or(message);
         self.mailroom().pending.push((id, None));
         // Room at once, the common case, needs no clock.
@@ -183,6 +174,31 @@ impl Inner {
                 return Err(self.timed_out(&listener.command));
             }
         }
+    }
+
+    /// Gives the request `message` a new id and addresses it to
+    /// `listener` (see `wire::address`): the id, the listener's inbox, and
+    /// what to send in the message's stead if it had to be spilled.
+    /// [`Error::ListenerDied`] (and the listener buried) if it has no inbox.
+    pub(super) fn address_request(
+        &self,
+        listener: &Registration,
+        message: &mut [u8],
+        due: &Deadline<'_>,
+    ) -> Result<(u64, Arc<Channel>, Option<Vec<u8>>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = self.participant.token();
+        wire::address(message, id, token, listener.order, due.gives_up_at());
+        let outbox = match self.outbox(listener.token) {
+            Ok(outbox) => outbox,
+            Err(Error::NotFound { .. }) => {
+                self.bury(listener.token);
+                return Err(Error::ListenerDied { pid: listener.pid });
+            }
+            Err(error) => return Err(error),
+        };
+        let spilled = self.spill(&outbox, message, || due.from(Instant::now()))?;
+        Ok((id, outbox, spilled))
     }
 
     /// Waits until `deadline` for the reply to request `id`, sent to

@@ -159,7 +159,7 @@ impl Inner {
                 // Read by a thread that runs requests: the program's turn.
                 let mut room = self.mailroom();
                 room.polled.push_back(request);
-                self.stir(&room);
+                self.stir(&mut room);
                 return;
             }
             Some(Answerer::Handler(handler)) => run(&*handler, &request),

@@ -142,10 +142,14 @@ impl Inner {
         room
     }
 
-    /// Wakes whoever sleeps on the mailroom (held), after a change to it.
-    pub(super) fn stir(&self, room: &Mailroom) {
+    /// Wakes whoever sleeps on the mailroom (held), after a change to it:
+    /// threads on [`stirred`](Inner::stirred), and futures.
+    pub(super) fn stir(&self, room: &mut Mailroom) {
         if room.sleepers > 0 {
             self.stirred.notify_all();
+        }
+        for future in room.futures.drain(..) {
+            future.wake();
         }
     }
 
@@ -154,23 +158,50 @@ impl Inner {
     /// free for the next reader (who is woken).
     pub(super) fn read_as_reader<'a>(
         &'a self,
-        mut room: StdGuard<'a, Mailroom>,
+        room: StdGuard<'a, Mailroom>,
         until: impl FnOnce() -> Instant,
     ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
-        let Some(inbox) = room.inbox.clone() else {
+        if room.inbox.is_none() {
             // Nothing can come (no reader runs without an inbox held).
             let wait = until().saturating_duration_since(Instant::now());
             return (self.doze(room, wait), None);
+        }
+        self.take_turn(room, |inbox, buffer| self.read(inbox, buffer, until))
+    }
+
+    /// As [`read_as_reader`](Self::read_as_reader), without waiting: a
+    /// message already in the inbox, if any (a future's turn: see
+    /// `awaiting.rs`).
+    pub(super) fn read_at_once<'a>(
+        &'a self,
+        room: StdGuard<'a, Mailroom>,
+    ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
+        self.take_turn(room, |inbox, buffer| match inbox.try_recv_into(buffer) {
+            Ok(()) => self.decode(buffer),
+            Err(_) => None,
+        })
+    }
+
+    /// A turn as the inbox's reader: `read` with the mailroom let go, then
+    /// the mailroom again, with the inbox free for the next reader (who is
+    /// woken).
+    fn take_turn<'a>(
+        &'a self,
+        mut room: StdGuard<'a, Mailroom>,
+        read: impl FnOnce(&Channel, &mut Vec<u8>) -> Option<Message>,
+    ) -> (StdGuard<'a, Mailroom>, Option<Message>) {
+        let Some(inbox) = room.inbox.clone() else {
+            return (room, None);
         };
         room.reading = true;
         let mut buffer = std::mem::take(&mut room.buffer);
         drop(room);
-        let message = self.read(&inbox, &mut buffer, until);
+        let message = read(&inbox, &mut buffer);
         drop(inbox);
         let mut room = self.mailroom();
         room.reading = false;
         room.buffer = buffer;
-        self.stir(&room);
+        self.stir(&mut room);
         (room, message)
     }
 
@@ -188,6 +219,12 @@ impl Inner {
             Err(Error::Empty) => inbox.recv_into_until(buffer, until()).ok()?,
             Err(_) => return None,
         }
+        self.decode(buffer)
+    }
+
+    /// The message read into `buffer` (brought in from its spill if it was
+    /// spilled); `None` if it is not a message any member sends.
+    fn decode(&self, buffer: &mut Vec<u8>) -> Option<Message> {
         match wire::decode(buffer)? {
             Message::Spilled { from, spill, len } => {
                 self.unspill(buffer, from, spill, len)?;

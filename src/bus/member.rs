@@ -101,6 +101,9 @@ pub(super) struct Mailroom {
     /// Threads asleep on `stirred`. A wake-up is a system call, made only
     /// when someone sleeps: a lone caller and its listener make none.
     pub(super) sleepers: usize,
+    /// Futures waiting for the mailroom to change (see `awaiting.rs`):
+    /// woken, and forgotten, at each stir.
+    pub(super) futures: Vec<std::task::Waker>,
 }
 
 impl Mailroom {

@@ -41,6 +41,7 @@
 //! handlers it runs); below them `registry.rs` (the group's object: members
 //! and the listener table) and `wire.rs` (the messages).
 
+mod awaiting;
 mod calling;
 mod dispatch;
 mod mailroom;
@@ -51,6 +52,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -68,6 +70,7 @@ use crate::object::Sharing;
 use crate::owner::Trust;
 use crate::sys::Disposition;
 use crate::unpoisoned;
+use crate::waiter::Pause;
 
 use calling::{answer_of, Deadline};
 pub use dispatch::HandlerResult;
@@ -783,6 +786,189 @@ impl Bus {
             })
             .collect();
         Ok(Replies { answers })
+    }
+
+    /// Calls `command` with `args`, awaiting the answer: the future of
+    /// [`call`](Self::call), with its rules, results and errors (a listener
+    /// that dies while asked is skipped for the next), in any executor.
+    /// While it waits it reads this member's inbox when no other thread
+    /// does, and sleeps through the process's waiter thread otherwise.
+    ///
+    /// **Cancel safety:** dropping the future stops the call: a request
+    /// already sent is still run by its listener, and its reply, when it
+    /// comes, is dropped by whoever reads this member's inbox next; it is
+    /// never handed to another call, nor left waiting for one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmio::Bus;
+    ///
+    /// # let group = format!("shmio-doc-bus-async-{}", std::process::id());
+    /// let bus = Bus::join(&group)?;
+    /// let _add = bus.listen("add", |(a, b): (i32, i32)| Ok::<_, String>(Some(a + b)))?;
+    /// # futures_lite::future::block_on(async {
+    /// let sum: Option<i32> = bus.call_async("add", &(2, 3), Duration::from_secs(5)).await?;
+    /// assert_eq!(sum, Some(5));
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn call_async<A, R>(
+        &self,
+        command: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Option<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.inner.here()?;
+        registry::check_command(command)?;
+        let mut message = wire::request_body(command, args)?;
+        let deadline = Deadline::after(timeout);
+        let listeners = self.inner.listeners_of(command)?;
+        // Held for the whole call: the keeper lets go of no inbox in use.
+        let replies = self.inbox(false)?;
+        let mut died = None;
+        let mut asked = 0;
+        for listener in listeners.iter() {
+            let sent = self
+                .inner
+                .send_request_async(listener, &mut message, &deadline)
+                .await;
+            let id = match sent {
+                Ok(id) => id,
+                // Found dead before it was asked (and buried): skipped.
+                Err(Error::ListenerDied { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            asked += 1;
+            let answer = self
+                .inner
+                .wait_reply_async(id, listener, &deadline, &replies)
+                .await
+                .and_then(|outcome| answer_of(outcome, listener.pid));
+            match answer {
+                Ok(Some(reply)) => return Ok(Some(reply)),
+                Ok(None) => {}
+                Err(error @ Error::ListenerDied { .. }) => {
+                    died.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match died {
+            Some(error) => Err(error),
+            None if asked == 0 => Err(Error::NoListener {
+                group: self.inner.group.clone(),
+                command: command.to_owned(),
+                pid: None,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `command` on every listener at once and awaits every answer:
+    /// the future of [`broadcast`](Self::broadcast) (see
+    /// [`call_async`](Self::call_async) for how it waits, and what
+    /// dropping it does).
+    pub async fn broadcast_async<A, R>(
+        &self,
+        command: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Replies<R>>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.inner.here()?;
+        registry::check_command(command)?;
+        let mut message = wire::request_body(command, args)?;
+        let deadline = Deadline::after(timeout);
+        let listeners = self.inner.listeners_of(command)?;
+        let replies = self.inbox(false)?;
+        let mut sent = Vec::with_capacity(listeners.iter().count());
+        for listener in listeners.iter() {
+            let id = self
+                .inner
+                .send_request_async(listener, &mut message, &deadline)
+                .await;
+            sent.push((listener, id));
+        }
+        let mut answers = Vec::with_capacity(sent.len());
+        for (listener, id) in sent {
+            let outcome = match id {
+                Ok(id) => self
+                    .inner
+                    .wait_reply_async(id, listener, &deadline, &replies)
+                    .await
+                    .and_then(|outcome| answer_of(outcome, listener.pid)),
+                Err(error) => Err(error),
+            };
+            answers.push(Answer {
+                pid: listener.pid,
+                outcome,
+            });
+        }
+        Ok(Replies { answers })
+    }
+
+    /// The next call or post for a listener of
+    /// [`listen_polled`](Self::listen_polled), awaiting one: the future of
+    /// [`next_request`](Self::next_request) with no timeout (bound it with
+    /// the executor's timer), for an async program that serves the bus
+    /// itself: take requests in a loop and answer each with
+    /// [`Request::reply`].
+    ///
+    /// **Cancel safety:** a request is taken in the poll that returns it;
+    /// a future dropped before it is ready has taken none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmio::Bus;
+    ///
+    /// # let group = format!("shmio-doc-bus-serve-async-{}", std::process::id());
+    /// let bus = Bus::join(&group)?;
+    /// let _listener = bus.listen_polled("double")?;
+    /// # let caller = std::thread::spawn({ let group = group.clone(); move || {
+    /// #     let bus = Bus::join(&group).unwrap();
+    /// #     bus.call::<_, i32>("double", &21, Duration::from_secs(5)).unwrap()
+    /// # }});
+    /// # futures_lite::future::block_on(async {
+    /// // loop {
+    ///     let request = bus.next_request_async().await?;
+    ///     let n: i32 = request.args()?;
+    ///     request.reply(&(2 * n))?;
+    /// // }
+    /// # Ok::<(), shmio::Error>(()) })?;
+    /// # assert_eq!(caller.join().unwrap(), Some(42));
+    /// # Ok::<(), shmio::Error>(())
+    /// ```
+    pub async fn next_request_async(&self) -> Result<Request> {
+        self.inner.here()?;
+        let inbox = self.inbox(true)?;
+        let inner = &self.inner;
+        let mut pause = Pause::new();
+        loop {
+            let request = poll_fn(|cx| {
+                inner.poll_mail(cx, &mut pause, &inbox, None, &mut |room| {
+                    room.polled.pop_front()
+                })
+            })
+            .await;
+            match request {
+                Some(request) if gave_up(&request) => continue,
+                Some(request) => {
+                    return Ok(Request {
+                        inner: Arc::clone(inner),
+                        request,
+                        answered: false,
+                    })
+                }
+                None => continue,
+            }
+        }
     }
 
     /// Queues `command` with `args` for every listener, without waiting for

@@ -35,7 +35,7 @@ use crate::object::{self, Sharing};
 use crate::owner::Trust;
 use crate::participants::{self, Participant};
 use crate::sys::{self, Disposition};
-use crate::waiter::{Nap, Pause, Step, Turn};
+use crate::waiter::{self, Nap, Pause, Step, Turn};
 use ring::{Blocked, Claim, Impossible, Ring, Side, TOMBSTONE};
 
 /// How long a sender with a claimed slot tries to find a chunk of the
@@ -533,6 +533,51 @@ impl Channel {
         self.recv_until(Some(deadline), |bytes| copy_into(bytes, buf))
     }
 
+    /// A nap on the receivers' doorbell, counted in (see `waiter.rs`): for
+    /// the bus, whose futures wait for its inbox to be written without
+    /// taking what comes (its reader files it).
+    pub(crate) fn recv_nap(&self) -> Nap<'_> {
+        Nap::new(
+            self.ring.u32_at(ring::RECV_BELL),
+            self.ring.u32_at(ring::RECV_SLEEPERS),
+            &self.recv_bell,
+        )
+    }
+
+    /// The channel's mapping (what a nap on its doorbells keeps mapped).
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+
+    /// One poll of a future sending `message`: sent, or `Pending` with a
+    /// wake-up at most `timeout` away (for the bus, whose calls look for
+    /// dead listeners and their deadline while they wait for room).
+    pub(crate) fn poll_send<'a>(
+        &'a self,
+        cx: &mut Context<'_>,
+        pause: &mut Pause<'a>,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Poll<Result<()>> {
+        let len = match self.message_len(message.len()) {
+            Ok(len) => len,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let me = match self.token() {
+            Ok(me) => me,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let claimed =
+            self.poll_turn_for(cx, pause, Side::Send, timeout, || self.ring.claim_send(me));
+        match claimed {
+            Poll::Ready(Ok(claim)) => {
+                Poll::Ready(self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message)))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Receives a message and hands it to `read` in place, waiting while the
     /// channel is empty; returns what `read` returns. No intermediate copy.
     ///
@@ -1028,6 +1073,18 @@ impl Channel {
         side: Side,
         claim: impl Fn() -> std::result::Result<T, Blocked>,
     ) -> Poll<Result<T>> {
+        self.poll_turn_for(cx, pause, side, waiter::FUTURE_NAP, claim)
+    }
+
+    /// As [`poll_turn`](Self::poll_turn), asleep at most `timeout`.
+    fn poll_turn_for<'a, T>(
+        &'a self,
+        cx: &mut Context<'_>,
+        pause: &mut Pause<'a>,
+        side: Side,
+        timeout: Duration,
+        claim: impl Fn() -> std::result::Result<T, Blocked>,
+    ) -> Poll<Result<T>> {
         loop {
             let blocked = match claim() {
                 Ok(claimed) => {
@@ -1046,7 +1103,7 @@ impl Channel {
                 Ok(Turn::Again) => continue,
                 Ok(Turn::Claimed(claimed)) => return Poll::Ready(Ok(claimed)),
                 Ok(Turn::Sleep(nap, _)) => {
-                    return match pause.sleep(nap, &self.map, cx) {
+                    return match pause.sleep_for(nap, &self.map, timeout, cx) {
                         Ok(()) => Poll::Pending,
                         Err(error) => Poll::Ready(Err(error)),
                     };

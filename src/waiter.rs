@@ -310,6 +310,9 @@ struct ShardState {
     /// How many entries sleep on each word (by address).
     words: HashMap<usize, usize>,
     next_id: u64,
+    /// Counts changes to `entries` (and to their naps' ends): the thread
+    /// rebuilds what it watches only when this moved.
+    generation: u64,
     /// The words the thread sleeps on now, with the values it sleeps while
     /// they hold, and until when (`None`: no time set): a new entry the
     /// thread already sleeps for need not ring it.
@@ -333,11 +336,13 @@ impl ShardState {
         self.next_id += 1;
         *self.words.entry(entry.address()).or_insert(0) += 1;
         self.entries.insert(id, entry);
+        self.generation += 1;
         id
     }
 
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
+        self.generation += 1;
         let address = entry.address();
         if let Some(count) = self.words.get_mut(&address) {
             *count -= 1;
@@ -370,6 +375,7 @@ impl ShardState {
         for entry in self.entries.values_mut() {
             if entry.until <= now {
                 entry.until = on_tick(now + entry.nap);
+                self.generation += 1;
             }
         }
     }
@@ -475,53 +481,70 @@ struct Watched {
     _memory: KeepMapped,
 }
 
-/// A waiter thread's life: wake what is due, sleep on the rest.
+/// A waiter thread's life: wake what is due, sleep on the rest. A wake
+/// that changed nothing (a timeout of Windows' slice, a ring for another
+/// process's sleeper) costs a look at each word, not at each entry.
 fn watch(shard: &Shard) -> ! {
     let mut due = Vec::new();
     let mut watched: Vec<Watched> = Vec::new();
+    // The entries' generation `watched` was built for, and the earliest
+    // end of a nap then.
+    let mut built: Option<(u64, Option<Instant>)> = None;
     loop {
         let seen = shard.doorbell.seen();
         let until = {
             let mut state = crate::unpoisoned::lock(&shard.state);
-            state.take_due(Instant::now(), &mut due);
-            let mut watching = std::mem::take(&mut state.watching);
-            watching.clear();
-            let mut moved = false;
-            for entry in state.entries.values() {
-                match watching.get(&entry.address()) {
-                    // Two futures read the word at different values: it
-                    // moved since one of them looked; look again.
-                    Some(expected) => moved |= *expected != entry.expected,
-                    None => {
-                        watching.insert(entry.address(), entry.expected);
-                        watched.push(Watched {
-                            word: entry.word,
-                            expected: entry.expected,
-                            bell: Arc::clone(&entry.bell),
-                            _memory: entry.memory.clone(),
-                        });
+            let now = Instant::now();
+            let unchanged = built.is_some_and(|(generation, until)| {
+                generation == state.generation && until.is_none_or(|until| now < until)
+            }) && watched.iter().all(|watched| {
+                // SAFETY: `_memory` beside it keeps the word mapped.
+                unsafe { watched.word.as_ref() }.load(Ordering::SeqCst) == watched.expected
+            });
+            if unchanged {
+                built.and_then(|(_, until)| until)
+            } else {
+                built = None;
+                watched.clear();
+                state.take_due(now, &mut due);
+                let mut watching = std::mem::take(&mut state.watching);
+                watching.clear();
+                let mut moved = false;
+                for entry in state.entries.values() {
+                    match watching.get(&entry.address()) {
+                        // Two futures read the word at different values:
+                        // it moved since one of them looked; look again.
+                        Some(expected) => moved |= *expected != entry.expected,
+                        None => {
+                            watching.insert(entry.address(), entry.expected);
+                            watched.push(Watched {
+                                word: entry.word,
+                                expected: entry.expected,
+                                bell: Arc::clone(&entry.bell),
+                                _memory: entry.memory.clone(),
+                            });
+                        }
                     }
                 }
+                let until = state.entries.values().map(|entry| entry.until).min();
+                if moved || !due.is_empty() {
+                    watching.clear();
+                    state.asleep_until = None;
+                } else {
+                    state.asleep_until = until;
+                    built = Some((state.generation, until));
+                }
+                state.watching = watching;
+                if moved {
+                    continue;
+                }
+                until
             }
-            let until = state.entries.values().map(|entry| entry.until).min();
-            if moved || !due.is_empty() {
-                watching.clear();
-                state.asleep_until = None;
-            } else {
-                state.asleep_until = until;
-            }
-            state.watching = watching;
-            if moved {
-                watched.clear();
-                continue;
-            }
-            until
         };
         if !due.is_empty() {
             for entry in due.drain(..) {
                 entry.waker.wake();
             }
-            watched.clear();
             continue;
         }
         let watches: Vec<sys::Watch<'_>> = watched
@@ -537,7 +560,5 @@ fn watch(shard: &Shard) -> ! {
         if timeout != Some(Duration::ZERO) {
             sys::wait_any(&shard.doorbell, seen, &watches, timeout);
         }
-        drop(watches);
-        watched.clear();
     }
 }

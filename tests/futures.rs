@@ -25,7 +25,7 @@ shmio_testkit::roles! {
     Double => child_double(),
     Hang => child_hang(),
     CallDouble => child_call_double(),
-    #[cfg(target_os = "linux")]
+    EchoAsync => child_echo_async(),
     Idle => child_idle(),
 }
 
@@ -268,23 +268,51 @@ async fn yield_times(n: u64) {
 }
 
 /// 1,000 receive futures pending on 100 idle channels for 2 s use under
-/// 1% of a CPU: they sleep with the waiter threads, which wake for them
+/// 1% of a CPU (3% under Wine): they sleep with the waiter threads, which wake for them
 /// only at their naps' ends (when one future per channel looks for dead
 /// peers). Measured from the CPU time of a process of their own (the
 /// tests of this binary run side by side), after they settle.
-#[cfg(target_os = "linux")]
 #[test]
 fn idle_futures_cost_no_cpu() {
     Role::Idle.spawn().limit(LIMIT).start().wait_success();
 }
 
-#[cfg(target_os = "linux")]
-fn child_idle() {
+/// The CPU time this process has used.
+#[cfg(unix)]
+fn process_cpu() -> Duration {
     use rustix::time::{clock_gettime, ClockId};
-    let cpu = || {
-        let now = clock_gettime(ClockId::ProcessCPUTime);
-        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    let now = clock_gettime(ClockId::ProcessCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// The CPU time this process has used (kernel and user).
+#[cfg(windows)]
+fn process_cpu() -> Duration {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
     };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of this process, and four FILETIMEs that
+    // outlive the call.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    assert_ne!(ok, 0, "GetProcessTimes");
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Duration::from_nanos((ticks(kernel) + ticks(user)) * 100)
+}
+
+fn child_idle() {
+    let cpu = process_cpu;
     let prefix = unique_name("fut-idle");
     let channels: Vec<Arc<Channel>> = (0..100)
         .map(|i| {
@@ -314,7 +342,10 @@ fn child_idle() {
         let used = cpu() - before;
         let share = used.as_secs_f64() / window.elapsed().as_secs_f64();
         println!("1,000 idle futures used {used:?} of CPU in 2 s ({share:.3} of a CPU)");
-        assert!(share < 0.01, "{used:?} of CPU for 2 s of idle futures");
+        // Under Wine every wait, wake and open is a round trip to its
+        // server: the same sleep costs a few times what it costs on Linux.
+        let limit = if cfg!(windows) { 0.03 } else { 0.01 };
+        assert!(share < limit, "{used:?} of CPU for 2 s of idle futures");
         for i in 0..100 {
             // Another handle: the receivers' own is not their peer.
             let sender = Channel::open(&format!("{prefix}-{i}")).unwrap();
@@ -827,4 +858,64 @@ fn an_async_program_serves_bus_requests() {
         }
     });
     caller.wait_success();
+}
+
+/// Echoes COUNT messages from the channel IN to the channel OUT, awaiting
+/// both (futures-lite's `block_on`).
+fn child_echo_async() {
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let inbound = Channel::open(&arg("IN")).unwrap();
+    let outbound = Channel::open(&arg("OUT")).unwrap();
+    futures_lite::future::block_on(async {
+        for _ in 0..count {
+            let message = inbound.recv_async().await.unwrap();
+            outbound.send_async(&message).await.unwrap();
+        }
+    });
+}
+
+/// Futures on both sides of two channels, the other side in a pid
+/// namespace of its own (on Linux as root, as containers sharing
+/// `/dev/shm` run): every message comes back, in order, with pauses that
+/// put both sides to sleep with their waiters.
+#[test]
+fn futures_meet_across_pid_namespaces() {
+    #[cfg(target_os = "linux")]
+    let namespaced = shmio_testkit::root_with(&["unshare"]);
+    #[cfg(not(target_os = "linux"))]
+    let namespaced = false;
+    let count: u64 = if cfg!(windows) { 500 } else { 5_000 };
+    let name = unique_name("fut-ns");
+    let out = Channel::create_or_open(&format!("{name}-out"), geometry(4, 16)).unwrap();
+    let back = Channel::create_or_open(&format!("{name}-back"), geometry(4, 16)).unwrap();
+    let mut spawn = Role::EchoAsync
+        .spawn()
+        .limit(LIMIT)
+        .env("IN", format!("{name}-out"))
+        .env("OUT", format!("{name}-back"))
+        .env("COUNT", count.to_string());
+    if namespaced {
+        spawn = spawn.wrapped_in("unshare", ["--pid", "--fork", "--kill-child", "--"]);
+    }
+    let mut child = spawn.start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for seq in 0..count {
+            out.send_async(&message(0, seq)).await.unwrap();
+            let got = tokio::time::timeout(LIMIT, back.recv_async())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(parse(&got), (0, seq));
+            if seq % 500 == 499 {
+                // Quiet long enough for both sides to fall asleep.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    child.wait_success();
+    println!("{count} round trips, namespaced: {namespaced}");
 }

@@ -511,12 +511,13 @@ impl NamedMutex {
         };
         // Pairs with a lock future's count and last try (`Nap::new`).
         std::sync::atomic::fence(Ordering::SeqCst);
-        if sleepers.load(Ordering::SeqCst) == 0 {
+        let sleeping = sleepers.load(Ordering::SeqCst);
+        if sleeping == 0 {
             return;
         }
         unlocks.fetch_add(1, Ordering::SeqCst);
         if let Ok(bell) = self.unlock_bell() {
-            bell.wake(unlocks, u32::MAX);
+            bell.wake(unlocks, sleeping);
         }
     }
 

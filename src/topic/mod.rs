@@ -977,12 +977,15 @@ impl Shared {
     /// Rings a doorbell if anyone sleeps on it: bumps its word, so a
     /// sleeper about to sleep sees the change, and wakes every sleeper.
     fn ring_bell(&self, bell_offset: u64, sleepers_offset: u64, bell: &sys::Waker) {
-        if self.ring.u32_at(sleepers_offset).load(Ordering::SeqCst) == 0 {
+        let sleepers = self.ring.u32_at(sleepers_offset).load(Ordering::SeqCst);
+        if sleepers == 0 {
             return;
         }
         let word: &AtomicU32 = self.ring.u32_at(bell_offset);
         word.fetch_add(1, Ordering::SeqCst);
-        bell.wake(word, u32::MAX);
+        // As many as sleep: a semaphore (Windows) released more than that
+        // would wake later sleepers for nothing.
+        bell.wake(word, sleepers);
     }
 }
 

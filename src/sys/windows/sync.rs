@@ -355,11 +355,18 @@ pub(crate) struct Watch<'a> {
     pub(crate) bell: &'a Waker,
 }
 
+/// How long [`wait_any`] sleeps at most before the caller looks at its
+/// words again: a release taken by another sleeper of the same semaphore
+/// (a thread that timed out, another process's waiter) is noticed then.
+/// Longer than a lone sleeper's `SLICE`: the waiter sleeps for every
+/// future of the process, and an idle one should cost nothing.
+const WATCH_SLICE: Duration = Duration::from_millis(50);
+
 /// Sleeps until the doorbell rings, one of `watches` (at most
 /// [`WATCH_MAX`]) is woken or changes, or `timeout` passes; may return
 /// early: the caller looks at what changed. One `WaitForMultipleObjects`
-/// of at most `SLICE` (a changed word is noticed by the caller's look after
-/// it, as a lone sleeper's is).
+/// of at most [`WATCH_SLICE`] (a changed word is noticed by the caller's
+/// look after it, as a lone sleeper's is).
 pub(crate) fn wait_any(
     doorbell: &Doorbell,
     _seen: u32,
@@ -383,8 +390,8 @@ pub(crate) fn wait_any(
     }
     let timeout = match (watches.is_empty(), timeout) {
         (true, timeout) => timeout,
-        (false, Some(timeout)) => Some(timeout.min(SLICE)),
-        (false, None) => Some(SLICE),
+        (false, Some(timeout)) => Some(timeout.min(WATCH_SLICE)),
+        (false, None) => Some(WATCH_SLICE),
     };
     let millis = timeout.map_or(INFINITE, |timeout| {
         u32::try_from(timeout.as_nanos().div_ceil(1_000_000))

@@ -57,6 +57,7 @@ impl Backoff {
     /// What the next step of waiting is, counted as taken: a future spins
     /// as a thread does, yields by waking itself and giving its executor
     /// back, and sleeps through the process's waiter (`waiter.rs`).
+    #[inline]
     pub(crate) fn pace(&mut self) -> Pace {
         if self.spins < SPINS {
             self.spins += 1;

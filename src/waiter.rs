@@ -87,6 +87,7 @@ impl<'a> Pause<'a> {
     /// After a look that found nothing: a future asleep stays asleep until
     /// the waiter wakes it (its task's waker updated); one that was not
     /// spins, then yields to its executor (waking itself), then sleeps.
+    #[inline]
     pub(crate) fn step(&mut self, cx: &mut Context<'_>) -> Step {
         if let Some(sleeping) = self.sleeping.take() {
             if !sleeping.is_over() {
@@ -136,6 +137,7 @@ impl<'a> Pause<'a> {
     }
 
     /// The future found what it waited for: its nap, if any, is over.
+    #[inline]
     pub(crate) fn wake_up(&mut self) {
         if let Some(sleeping) = self.sleeping.take() {
             sleeping.finish();

@@ -151,7 +151,7 @@ mod linux {
     #[cfg(feature = "iceoryx2")]
     use shmio_bench::sides::iceoryx2;
     use shmio_bench::sides::{
-        bus, channel, copy, futex, ladder, scaling, socket, spin, stream, topic, WAKE_GAP,
+        awaiting, bus, channel, copy, futex, ladder, scaling, socket, spin, stream, topic, WAKE_GAP,
     };
     use shmio_bench::{watchdog, Result};
 
@@ -242,6 +242,8 @@ mod linux {
         let large_4mib = large_in_place(&base, settings, 4 << 20, 8)?;
         eprintln!("shmio-bench: wake-ups ...");
         let wake_ups = wake_ups(&base, settings)?;
+        eprintln!("shmio-bench: awaited round trips ...");
+        let awaited = awaited_round_trips(&base, settings)?;
         eprintln!("shmio-bench: the throughput ladder ...");
         let throughput_ladder = throughput_ladder(&base, settings)?;
         eprintln!("shmio-bench: calls ...");
@@ -373,6 +375,41 @@ mod linux {
             theirs: format_ns(wake_ups.ns_per_op(WakeUp::Futex)),
             ratio: wake_ups.ratio(WakeUp::Shmio, WakeUp::Futex),
             target: Some(Target::AtMost(1.2)),
+        });
+        let awaited_rows = [
+            (
+                Awaited::Channel,
+                Awaited::Blocking,
+                "shmio blocking (`recv_into`), steady traffic",
+                Target::AtMost(1.5),
+            ),
+            (
+                Awaited::Channel,
+                Awaited::Stream,
+                "tokio `UnixStream`, both sides awaiting the same way",
+                Target::AtMost(0.1),
+            ),
+        ];
+        for (ours, theirs, peer, target) in awaited_rows {
+            rows.push(Row {
+                operation: "round trip, 8 B, both sides awaiting (`send_async`/`recv_into_async`, tokio current-thread in each process), steady traffic".to_owned(),
+                peer,
+                shmio: format_ns(awaited.ns_per_op(ours)),
+                theirs: format_ns(awaited.ns_per_op(theirs)),
+                ratio: awaited.ratio(ours, theirs),
+                target: Some(target),
+            });
+        }
+        rows.push(Row {
+            operation: format!(
+                "round trip, 8 B, both sides awaiting, each after {} µs of quiet (the child's future asleep with its waiter thread: a wake-up)",
+                WAKE_GAP.as_micros()
+            ),
+            peer: "tokio `UnixStream`, after the same quiet",
+            shmio: format_ns(awaited.ns_per_op(Awaited::ChannelWaking)),
+            theirs: format_ns(awaited.ns_per_op(Awaited::StreamWaking)),
+            ratio: awaited.ratio(Awaited::ChannelWaking, Awaited::StreamWaking),
+            target: Some(Target::AtMost(1.0)),
         });
         let call_rows = [
             (Call::Floor, Some(Target::AtMost(2.0))),
@@ -769,6 +806,65 @@ mod linux {
             f.write_str(match self {
                 WakeUp::Shmio => "shmio",
                 WakeUp::Futex => "futex",
+            })
+        }
+    }
+
+    /// Round trips with both sides awaiting (see `sides::awaiting`): the
+    /// channel's futures against the blocking channel and tokio's
+    /// `UnixStream`, in steady traffic and each after [`WAKE_GAP`].
+    fn awaited_round_trips(base: &str, settings: Settings) -> Result<Results<Awaited>> {
+        let sides: Vec<Named<Awaited>> = vec![
+            (
+                Awaited::Channel,
+                Box::new(awaiting::ChannelRoundTrip::start(
+                    &format!("{base}-rt-async"),
+                    None,
+                )?),
+            ),
+            (
+                Awaited::Blocking,
+                Box::new(channel::BlockingRoundTrip::start(&format!(
+                    "{base}-rt-async-block"
+                ))?),
+            ),
+            (
+                Awaited::Stream,
+                Box::new(awaiting::StreamRoundTrip::start(None)?),
+            ),
+            (
+                Awaited::ChannelWaking,
+                Box::new(awaiting::ChannelRoundTrip::start(
+                    &format!("{base}-wake-async"),
+                    Some(WAKE_GAP),
+                )?),
+            ),
+            (
+                Awaited::StreamWaking,
+                Box::new(awaiting::StreamRoundTrip::start(Some(WAKE_GAP))?),
+            ),
+        ];
+        harness::run("awaited round trips", sides, settings)
+    }
+
+    /// The sides of the awaited round trips.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Awaited {
+        Channel,
+        Blocking,
+        Stream,
+        ChannelWaking,
+        StreamWaking,
+    }
+
+    impl fmt::Display for Awaited {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                Awaited::Channel => "shmio async",
+                Awaited::Blocking => "shmio blocking",
+                Awaited::Stream => "tokio UnixStream",
+                Awaited::ChannelWaking => "shmio async, waking",
+                Awaited::StreamWaking => "tokio UnixStream, waking",
             })
         }
     }

@@ -567,14 +567,16 @@ impl Channel {
             Ok(me) => me,
             Err(error) => return Poll::Ready(Err(error)),
         };
-        let claimed =
-            self.poll_turn_for(cx, pause, Side::Send, timeout, || self.ring.claim_send(me));
-        match claimed {
-            Poll::Ready(Ok(claim)) => {
+        let mut claimed = None;
+        let polled = self.poll_turn_for(cx, pause, Side::Send, timeout, &mut claimed, || {
+            self.ring.claim_send(me)
+        });
+        match (polled, claimed) {
+            (Poll::Ready(Ok(())), Some(claim)) => {
                 Poll::Ready(self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message)))
             }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
+            (Poll::Ready(Err(error)), _) => Poll::Ready(Err(error)),
+            _ => Poll::Pending,
         }
     }
 
@@ -654,12 +656,24 @@ impl Channel {
     /// `buf` is left as it was if the future is dropped before it is ready).
     pub async fn recv_into_async(&self, buf: &mut Vec<u8>) -> Result<()> {
         let me = self.token()?;
+        // A message already there is taken as `try_recv` takes it.
+        if let Ok((claim, len)) = self.ring.claim_recv(me) {
+            let mut read = Some(|message: &[u8]| copy_into(message, buf));
+            if self.read_and_release(claim, len, &mut read)?.is_some() {
+                return Ok(());
+            }
+        }
         let mut pause = Pause::new();
+        let mut claimed = None;
         loop {
-            let (claim, len) = poll_fn(|cx| {
-                self.poll_turn(cx, &mut pause, Side::Recv, || self.ring.claim_recv(me))
+            poll_fn(|cx| {
+                let claim = || self.ring.claim_recv(me);
+                self.poll_turn(cx, &mut pause, Side::Recv, &mut claimed, claim)
             })
             .await?;
+            let Some((claim, len)) = claimed.take() else {
+                continue;
+            };
             // Read in the poll that claimed it: nothing is awaited between.
             let mut read = Some(|message: &[u8]| copy_into(message, buf));
             if self.read_and_release(claim, len, &mut read)?.is_some() {
@@ -678,10 +692,22 @@ impl Channel {
     pub async fn send_async(&self, message: &[u8]) -> Result<()> {
         let len = self.message_len(message.len())?;
         let me = self.token()?;
-        let mut pause = Pause::new();
-        let claim =
-            poll_fn(|cx| self.poll_turn(cx, &mut pause, Side::Send, || self.ring.claim_send(me)))
-                .await?;
+        // Room already there is taken as `try_send` takes it.
+        let claim = match self.ring.claim_send(me) {
+            Ok(claim) => claim,
+            Err(_) => {
+                let mut pause = Pause::new();
+                let mut claimed = None;
+                while claimed.is_none() {
+                    poll_fn(|cx| {
+                        let claim = || self.ring.claim_send(me);
+                        self.poll_turn(cx, &mut pause, Side::Send, &mut claimed, claim)
+                    })
+                    .await?;
+                }
+                claimed.take().expect("claimed above")
+            }
+        };
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message))
     }
 
@@ -1071,25 +1097,31 @@ impl Channel {
         cx: &mut Context<'_>,
         pause: &mut Pause<'a>,
         side: Side,
+        claimed: &mut Option<T>,
         claim: impl Fn() -> std::result::Result<T, Blocked>,
-    ) -> Poll<Result<T>> {
-        self.poll_turn_for(cx, pause, side, waiter::FUTURE_NAP, claim)
+    ) -> Poll<Result<()>> {
+        self.poll_turn_for(cx, pause, side, waiter::FUTURE_NAP, claimed, claim)
     }
 
-    /// As [`poll_turn`](Self::poll_turn), asleep at most `timeout`.
+    /// As [`poll_turn`](Self::poll_turn), asleep at most `timeout`. What
+    /// it claimed goes to `claimed` (not through the returned `Poll`:
+    /// copied out of a large enum, a claim was read back before its
+    /// smaller stores had landed, a stall on the hot path).
     fn poll_turn_for<'a, T>(
         &'a self,
         cx: &mut Context<'_>,
         pause: &mut Pause<'a>,
         side: Side,
         timeout: Duration,
+        claimed: &mut Option<T>,
         claim: impl Fn() -> std::result::Result<T, Blocked>,
-    ) -> Poll<Result<T>> {
+    ) -> Poll<Result<()>> {
         loop {
             let blocked = match claim() {
-                Ok(claimed) => {
+                Ok(claim) => {
                     pause.wake_up();
-                    return Poll::Ready(Ok(claimed));
+                    *claimed = Some(claim);
+                    return Poll::Ready(Ok(()));
                 }
                 Err(blocked) => blocked,
             };
@@ -1101,7 +1133,10 @@ impl Channel {
             match self.before_sleep(None, None, blocked, side, || claim().ok()) {
                 Err(error) => return Poll::Ready(Err(error)),
                 Ok(Turn::Again) => continue,
-                Ok(Turn::Claimed(claimed)) => return Poll::Ready(Ok(claimed)),
+                Ok(Turn::Claimed(claim)) => {
+                    *claimed = Some(claim);
+                    return Poll::Ready(Ok(()));
+                }
                 Ok(Turn::Sleep(nap, _)) => {
                     return match pause.sleep_for(nap, &self.map, timeout, cx) {
                         Ok(()) => Poll::Pending,

@@ -6,6 +6,7 @@
 //!
 //! | module | shmio | peers |
 //! |---|---|---|
+//! | [`awaiting`] | `Channel` round trips, both sides awaiting (tokio, current thread), in steady traffic and after quiet | tokio's `UnixStream` (Unix), the same |
 //! | [`bus`] | `Bus` call round trips, broadcasts, post throughput | the same bytes through raw `Channel` messages (the floor), and with the bus's encoding on both sides |
 //! | [`channel`] | `Channel` round trips (busy-poll, blocking), throughput (copying, in place) | |
 //! | [`event`] | `NamedEvent` wake-up round trips | |
@@ -26,6 +27,7 @@
 //! bus's request with a reply) carries [`call_argument`], which must come
 //! back the same.
 
+pub mod awaiting;
 pub mod bus;
 #[cfg(all(target_os = "linux", feature = "dbus"))]
 pub mod dbus;
@@ -109,6 +111,11 @@ shmio_cli::bench_roles! {
     TopicEcho = "rt-topic" => topic::echo_child(),
     /// One subscriber of a topic fan-out.
     TopicSubscriber = "fan-topic" => topic::subscriber_child(),
+    /// Echoes a channel round trip, awaiting (tokio, current thread).
+    AsyncChannelEcho = "rt-async-channel" => awaiting::channel_echo_child(),
+    /// Echoes a round trip over tokio's `UnixStream`.
+    #[cfg(unix)]
+    AsyncStreamEcho = "rt-async-stream" => awaiting::stream_echo_child(),
 }
 
 /// A role a child of a lab binary can play: one of the shipped sides'

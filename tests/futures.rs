@@ -919,3 +919,31 @@ fn futures_meet_across_pid_namespaces() {
     child.wait_success();
     println!("{count} round trips, namespaced: {namespaced}");
 }
+
+/// Every future is `Send`, so a task of a multi-threaded executor may hold
+/// it across an `.await` (a compile-time check: nothing is awaited).
+#[test]
+fn every_future_is_send() {
+    fn send<T: Send>(_: &T) {}
+    let name = unique_name("fut-send");
+    let channel = Channel::create_or_open(&name, geometry(4, 16)).unwrap();
+    let topic = Topic::create_or_open(&format!("{name}-topic")).unwrap();
+    let mut subscriber = topic.subscribe().unwrap();
+    let event = NamedEvent::create_or_open(&format!("{name}-event"), EventMode::AutoReset).unwrap();
+    let mutex = NamedMutex::create_or_open(&format!("{name}-mutex")).unwrap();
+    let bus = Bus::join(&format!("{name}-bus")).unwrap();
+    let mut buf = Vec::new();
+    send(&channel.send_async(b"x"));
+    send(&channel.recv_async());
+    send(&channel.recv_into_async(&mut buf));
+    send(&channel.send_record_async(&1));
+    send(&channel.recv_record_async::<u32>());
+    send(&topic.publish_async(b"x"));
+    send(&topic.publish_record_async(&1));
+    send(&subscriber.recv_async());
+    send(&event.wait_async());
+    send(&mutex.lock_async());
+    send(&bus.call_async::<_, u32>("c", &1, Duration::from_secs(1)));
+    send(&bus.broadcast_async::<_, u32>("c", &1, Duration::from_secs(1)));
+    send(&bus.next_request_async());
+}

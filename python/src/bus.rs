@@ -20,6 +20,7 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use serde_json::Value;
 use shmio::{Bus, BusOptions, Listener};
 
+use crate::aio::{Awaiting, Made};
 use crate::errors::{closed, invalid, to_py, IntoPyResult};
 use crate::inherited::{drop_quietly, retried_if_inherited, with_keywords};
 use crate::json::{from_json, to_json};
@@ -425,6 +426,36 @@ impl PyBus {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.call_inner(py, None, command, args, timeout)
+    }
+
+    /// Calls `command` with `args` and awaits the reply (asyncio): the
+    /// awaitable of `call`, with its rules and errors, waiting at most
+    /// `timeout` seconds in all (None or `inf`: for ever). Cancelling the
+    /// task stops the call: a reply that comes later is dropped, never
+    /// handed to another call.
+    #[pyo3(signature = (command, args=None, timeout=5.0))]
+    fn call_async<'py>(
+        &self,
+        py: Python<'py>,
+        command: &str,
+        args: Option<Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = args_json(args.as_ref())?;
+        let within = duration(py, timeout)?;
+        let bus = self.bus(py)?;
+        let command = command.to_owned();
+        let message = format!("timed out calling {command:?} in {:?}", self.group);
+        let calling = async move {
+            let reply = bus
+                .call_async::<Value, Value>(&command, &args, within)
+                .await;
+            Box::new(move |py: Python<'_>| match reply.py(py)? {
+                Some(reply) => Ok(from_json(py, &reply)?.unbind()),
+                None => Ok(py.None()),
+            }) as Made
+        };
+        Awaiting::coroutine(py, calling, None, &message)
     }
 
     /// As `call`, asking only the listeners in the process `pid`.

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 use shmio::{Channel, ChannelGeometry, ChannelOptions};
 
+use crate::aio::{Awaiting, Made};
 use crate::bytes::{bytes_of, copy_into, len_of};
 use crate::errors::{closed, invalid, is_kind, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
@@ -97,11 +98,12 @@ impl PyChannel {
     }
 
     fn timeout_error(&self, py: Python<'_>) -> PyErr {
-        new_error(
-            py,
-            Kind::Timeout,
-            format!("timed out waiting on {:?}", self.name),
-        )
+        new_error(py, Kind::Timeout, self.waiting_on())
+    }
+
+    /// What a wait on this channel that timed out says.
+    fn waiting_on(&self) -> String {
+        format!("timed out waiting on {:?}", self.name)
     }
 
     /// Runs `attempt` (a wait of at most the slice it is given) in slices
@@ -238,6 +240,48 @@ impl PyChannel {
     ) -> PyResult<()> {
         let message = bytes_of(message)?;
         self.send_bytes(py, &message, timeout)
+    }
+
+    /// Awaits room and sends `message` (asyncio): the awaitable of `send`,
+    /// at most `timeout` seconds if given (`TimeoutError`). Cancelling the
+    /// task sends nothing, or the whole message if it already had room.
+    #[pyo3(signature = (message, timeout=None))]
+    fn send_async<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let message = bytes_of(message)?.into_owned();
+        let channel = self.channel(py)?;
+        let sending = async move {
+            let sent = channel.send_async(&message).await;
+            Box::new(move |py: Python<'_>| {
+                sent.py(py)?;
+                Ok(py.None())
+            }) as Made
+        };
+        Awaiting::coroutine(py, sending, timeout, &self.waiting_on())
+    }
+
+    /// Awaits a message (asyncio): the awaitable of `recv`, at most
+    /// `timeout` seconds if given (`TimeoutError`). Cancelling the task
+    /// loses no message: one is taken only by the step that returns it.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let channel = self.channel(py)?;
+        let receiving = async move {
+            let received = channel.recv_async().await;
+            Box::new(move |py: Python<'_>| {
+                let message = received.py(py)?;
+                Ok(PyBytes::new(py, &message).into_any().unbind())
+            }) as Made
+        };
+        Awaiting::coroutine(py, receiving, timeout, &self.waiting_on())
     }
 
     /// Sends `message` if there is room; False (nothing sent) if the channel is full.

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 use shmio::{EventMode, NamedEvent};
 
+use crate::aio::{Awaiting, Made};
 use crate::errors::{closed, IntoPyResult};
 use crate::unpoisoned;
 use crate::wait::{deadline, sliced};
@@ -124,6 +125,33 @@ impl PyEvent {
             Err(error) => Err(error),
         })?;
         Ok(set.is_some())
+    }
+
+    /// Awaits the event (asyncio; in auto-reset mode, takes it): the
+    /// awaitable of `wait`, at most `timeout` seconds if given; whether it
+    /// was set. Cancelling the task takes nothing.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let event = self.event(py)?;
+        let waiting = async move {
+            let set = event.wait_async().await;
+            Box::new(move |py: Python<'_>| {
+                set.py(py)?;
+                Ok(true.into_pyobject(py)?.to_owned().into_any().unbind())
+            }) as Made
+        };
+        let message = format!("timed out waiting on {:?}", self.name);
+        Awaiting::coroutine_or(
+            py,
+            waiting,
+            timeout,
+            &message,
+            false.into_pyobject(py)?.to_owned().into_any(),
+        )
     }
 
     /// Closes this handle (the name goes with the last handle anywhere).

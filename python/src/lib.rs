@@ -5,6 +5,7 @@
 //! guarantees: `Mapping`, `Mutex`, `Event`, `Channel`, `Topic` and `Bus`, and an
 //! exception hierarchy under `shmio.Error` (see `errors.rs`).
 
+mod aio;
 mod bus;
 mod bytes;
 mod channel;
@@ -34,6 +35,7 @@ fn _shmio(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<topic::PySample>()?;
     module.add_class::<bus::PyBus>()?;
     module.add_class::<bus::ListenDecorator>()?;
+    module.add_class::<aio::Awaiting>()?;
     module.add_function(wrap_pyfunction!(bus::close_all_buses, module)?)?;
     module.add_function(wrap_pyfunction!(lock::forget_inherited_holds, module)?)?;
     module.add("RECORD_HEADER_LEN", shmio::RECORD_HEADER_LEN)?;

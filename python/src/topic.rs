@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 use shmio::{Held, Overflow, Subscriber, Topic, TopicOptions};
 
+use crate::aio::{Awaiting, Made};
 use crate::bytes::bytes_of;
 use crate::errors::{closed, invalid, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
@@ -309,6 +310,8 @@ impl PyTopic {
                 ticket: 0,
                 exports: 0,
                 scratch: Vec::new(),
+                lent: false,
+                closed: false,
             })),
             closed: AtomicBool::new(false),
             name: self.name.clone(),
@@ -375,6 +378,12 @@ struct SubscriberState {
     /// Reused by receives, so a stream of messages does not allocate one
     /// buffer each before the copy into Python's `bytes`.
     scratch: Vec<u8>,
+    /// Whether an awaited receive has the subscriber (`subscriber` is
+    /// None until it gives it back).
+    lent: bool,
+    /// Whether `close()` was called (an awaited receive then drops the
+    /// subscriber instead of giving it back).
+    closed: bool,
 }
 
 impl SubscriberState {
@@ -393,6 +402,27 @@ enum Slice<T> {
     Got(T),
     Closed,
     SampleHeld,
+    Lent,
+}
+
+/// A subscriber lent to an awaited receive, given back when it is done
+/// or dropped (dropped instead if the subscriber was closed meanwhile).
+struct Lent {
+    state: Arc<StdMutex<SubscriberState>>,
+    subscriber: Option<Subscriber>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let mut state = unpoisoned::lock(&self.state);
+        state.lent = false;
+        if state.closed {
+            drop(state);
+            drop_quietly(self.subscriber.take());
+        } else {
+            state.subscriber = self.subscriber.take();
+        }
+    }
 }
 
 /// One subscription to a `Topic`: gets every message published after it
@@ -430,6 +460,9 @@ impl PySubscriber {
         let deadline = deadline(py, timeout)?;
         let waited = sliced_raw(py, deadline, |slice| {
             let mut state = unpoisoned::lock(&self.state);
+            if state.lent {
+                return Ok(Some(Slice::Lent));
+            }
             if state.subscriber.is_none() {
                 return Ok(Some(Slice::Closed));
             }
@@ -450,8 +483,19 @@ impl PySubscriber {
                     self.name
                 ),
             )),
+            Some(Slice::Lent) => Err(self.lent_error(py)),
             None => Err(timeout_error(py, &self.name)),
         }
+    }
+
+    fn lent_error(&self, py: Python<'_>) -> PyErr {
+        invalid(
+            py,
+            format!(
+                "an awaited receive of this subscriber of {:?} is in progress",
+                self.name
+            ),
+        )
     }
 
     /// Receives a message into the reused buffer and hands it to `make`,
@@ -500,6 +544,56 @@ impl PySubscriber {
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         self.recv_with(py, timeout, |message| Ok(PyBytes::new(py, message)))
+    }
+
+    /// Awaits the next message (asyncio): the awaitable of `recv`, at most
+    /// `timeout` seconds if given (`TimeoutError`). Cancelling the task
+    /// loses no message: the subscriber moves past one only in the step
+    /// that returns it. Meanwhile the subscriber's other receives are
+    /// `InvalidError`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut state = unpoisoned::lock(&self.state);
+        if state.lent {
+            return Err(self.lent_error(py));
+        }
+        if state.held.is_some() {
+            return Err(invalid(
+                py,
+                format!(
+                    "this subscriber of {:?} holds a sample: release it first",
+                    self.name
+                ),
+            ));
+        }
+        let Some(subscriber) = state.subscriber.take() else {
+            return Err(closed(py, "Subscriber"));
+        };
+        state.lent = true;
+        drop(state);
+        let mut lent = Lent {
+            state: Arc::clone(&self.state),
+            subscriber: Some(subscriber),
+        };
+        let receiving = async move {
+            let received = match lent.subscriber.as_mut() {
+                Some(subscriber) => subscriber.recv_async().await,
+                None => Err(shmio::Error::Interrupted {
+                    name: String::new(),
+                }),
+            };
+            drop(lent);
+            Box::new(move |py: Python<'_>| {
+                let message = received.py(py)?;
+                Ok(PyBytes::new(py, &message).into_any().unbind())
+            }) as Made
+        };
+        let message = format!("timed out waiting on {:?}", self.name);
+        Awaiting::coroutine(py, receiving, timeout, &message)
     }
 
     /// Receives the next message if one is waiting; None if not.
@@ -593,6 +687,7 @@ impl PySubscriber {
             ));
         }
         self.closed.store(true, Ordering::SeqCst);
+        state.closed = true;
         state.release_held();
         let gone = state.subscriber.take();
         drop(state);

@@ -25,7 +25,7 @@ use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::waiter::{Pause, Step};
 
-use super::calling::Deadline;
+use super::calling::Clock;
 use super::member::{Inner, Mailroom, LIVENESS_INTERVAL};
 use super::registry::Registration;
 use super::wire::Outcome;
@@ -130,7 +130,7 @@ impl Inner {
         &self,
         listener: &Registration,
         message: &mut [u8],
-        due: &Deadline<'_>,
+        due: &Clock,
     ) -> Result<u64> {
         let (id, outbox, spilled) = self.address_request(listener, message, due)?;
         let message = spilled.as_deref().unwrap_or(message);
@@ -175,7 +175,7 @@ impl Inner {
         &self,
         id: u64,
         listener: &Registration,
-        due: &Deadline<'_>,
+        due: &Clock,
         inbox: &Channel,
     ) -> Result<Outcome> {
         let _waited = Waited {

@@ -3,9 +3,8 @@
 //! wait for its reply, which reads the inbox itself while no one else does
 //! and notices a listener that died meanwhile.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -18,25 +17,71 @@ use super::member::{Inner, INTERRUPT_INTERVAL, LIVENESS_INTERVAL, READ_SLICE};
 use super::registry::Registration;
 use super::wire::{self, Message, Outcome};
 
-/// A call's deadline, `timeout` from the first time it is needed: a call
-/// reads the clock once the request is on its way (while the listener
-/// works), not before, and a call answered at once reads it only there.
-/// A call that may be interrupted also asks, every [`INTERRUPT_INTERVAL`]
-/// while it waits, whether to give up.
-pub(super) struct Deadline<'a> {
+/// A call's clock: its deadline, `timeout` from the first time it is
+/// needed (a call reads the clock once the request is on its way, while
+/// the listener works, not before; one answered at once reads it only
+/// there), and when it gives up as a listener reads it. Set once each, so
+/// shared freely: a call future holds it across its awaits.
+pub(super) struct Clock {
     pub(super) timeout: Duration,
-    pub(super) at: Cell<Option<Instant>>,
+    at: OnceLock<Instant>,
     /// [`gives_up_at`](Self::gives_up_at), once read.
-    pub(super) gives_up: Cell<Option<u64>>,
-    pub(super) interrupted: Option<&'a dyn Fn() -> bool>,
+    gives_up: OnceLock<u64>,
+}
+
+/// A blocking call's [`Clock`], and what it asks, every
+/// [`INTERRUPT_INTERVAL`] while it waits, whether to give up (if it may be
+/// interrupted).
+pub(super) struct Deadline<'a> {
+    clock: Clock,
+    interrupted: Option<&'a dyn Fn() -> bool>,
+}
+
+impl std::ops::Deref for Deadline<'_> {
+    type Target = Clock;
+
+    fn deref(&self) -> &Clock {
+        &self.clock
+    }
+}
+
+impl Clock {
+    pub(super) fn after(timeout: Duration) -> Clock {
+        Clock {
+            timeout,
+            at: OnceLock::new(),
+            gives_up: OnceLock::new(),
+        }
+    }
+
+    /// When the caller gives up, as a listener reads it (ms on the host's
+    /// monotonic clock, see `wire::Request::due`): read once, at the first
+    /// request, and no earlier than the deadline itself (`timeout` from
+    /// now), so a listener never skips a request whose caller still waits.
+    pub(super) fn gives_up_at(&self) -> u64 {
+        *self
+            .gives_up
+            .get_or_init(|| match crate::sys::monotonic_ms() {
+                0 => 0,
+                // A millisecond over, for the rounding.
+                now => now
+                    .saturating_add(self.timeout.as_millis().try_into().unwrap_or(u64::MAX))
+                    .saturating_add(1),
+            })
+    }
+
+    /// The deadline, `timeout` after `now` if not yet set.
+    pub(super) fn from(&self, now: Instant) -> Instant {
+        *self
+            .at
+            .get_or_init(|| crate::deadline::later(now, self.timeout))
+    }
 }
 
 impl<'a> Deadline<'a> {
     pub(super) fn after(timeout: Duration) -> Deadline<'static> {
         Deadline {
-            timeout,
-            at: Cell::new(None),
-            gives_up: Cell::new(None),
+            clock: Clock::after(timeout),
             interrupted: None,
         }
     }
@@ -46,9 +91,7 @@ impl<'a> Deadline<'a> {
         interrupted: &'a dyn Fn() -> bool,
     ) -> Deadline<'a> {
         Deadline {
-            timeout,
-            at: Cell::new(None),
-            gives_up: Cell::new(None),
+            clock: Clock::after(timeout),
             interrupted: Some(interrupted),
         }
     }
@@ -64,38 +107,6 @@ impl<'a> Deadline<'a> {
     /// Whether to give up now.
     pub(super) fn is_interrupted(&self) -> bool {
         self.interrupted.is_some_and(|interrupted| interrupted())
-    }
-
-    /// When the caller gives up, as a listener reads it (ms on the host's
-    /// monotonic clock, see `wire::Request::due`): read once, at the first
-    /// request, and no earlier than the deadline itself (`timeout` from
-    /// now), so a listener never skips a request whose caller still waits.
-    pub(super) fn gives_up_at(&self) -> u64 {
-        if let Some(due) = self.gives_up.get() {
-            return due;
-        }
-        let now = crate::sys::monotonic_ms();
-        let due = match now {
-            0 => 0,
-            // A millisecond over, for the rounding.
-            now => now
-                .saturating_add(self.timeout.as_millis().try_into().unwrap_or(u64::MAX))
-                .saturating_add(1),
-        };
-        self.gives_up.set(Some(due));
-        due
-    }
-
-    /// The deadline, `timeout` after `now` if not yet set.
-    pub(super) fn from(&self, now: Instant) -> Instant {
-        match self.at.get() {
-            Some(at) => at,
-            None => {
-                let at = crate::deadline::later(now, self.timeout);
-                self.at.set(Some(at));
-                at
-            }
-        }
     }
 }
 
@@ -184,7 +195,7 @@ impl Inner {
         &self,
         listener: &Registration,
         message: &mut [u8],
-        due: &Deadline<'_>,
+        due: &Clock,
     ) -> Result<(u64, Arc<Channel>, Option<Vec<u8>>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = self.participant.token();

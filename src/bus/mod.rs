@@ -72,7 +72,7 @@ use crate::sys::Disposition;
 use crate::unpoisoned;
 use crate::waiter::Pause;
 
-use calling::{answer_of, Deadline};
+use calling::{answer_of, Clock, Deadline};
 pub use dispatch::HandlerResult;
 use dispatch::{gave_up, into_handler, DISPATCHING};
 use member::{Answerer, Handler, Inner, Mailroom, READ_SLICE, SPILL_PATIENCE};
@@ -825,7 +825,7 @@ impl Bus {
         self.inner.here()?;
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
-        let deadline = Deadline::after(timeout);
+        let deadline = Clock::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         // Held for the whole call: the keeper lets go of no inbox in use.
         let replies = self.inbox(false)?;
@@ -885,7 +885,7 @@ impl Bus {
         self.inner.here()?;
         registry::check_command(command)?;
         let mut message = wire::request_body(command, args)?;
-        let deadline = Deadline::after(timeout);
+        let deadline = Clock::after(timeout);
         let listeners = self.inner.listeners_of(command)?;
         let replies = self.inbox(false)?;
         let mut sent = Vec::with_capacity(listeners.iter().count());

@@ -83,6 +83,16 @@ pub use name::{Name, NameRole, HASHED_NAME_TAG, MAX_NAME_CHARS};
 pub use owner::Owner;
 pub use sync::{EventMode, EventOptions, MutexGuard, MutexOptions, NamedEvent, NamedMutex};
 pub use topic::{Held, Overflow, Subscriber, Topic, TopicOptions};
+
+/// The `Stream`s of the feature `stream`: a channel's messages
+/// ([`Channel::messages`]), a subscriber's ([`Subscriber::messages`]) and a
+/// bus member's requests ([`Bus::requests`]).
+#[cfg(feature = "stream")]
+pub mod stream {
+    pub use crate::bus::Requests;
+    pub use crate::channel::Messages as ChannelMessages;
+    pub use crate::topic::Messages as SubscriberMessages;
+}
 pub use zerocopy;
 
 /// The README's examples, compiled and run as doc tests.

@@ -30,6 +30,7 @@
 //! future that sleeps in the child starts a waiter of its own.
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker as TaskWaker};
@@ -47,21 +48,21 @@ use crate::sys;
 pub(crate) const FUTURE_NAP: Duration = Duration::from_secs(1);
 
 /// What a waiter whose spins and yields are spent does next.
-pub(crate) enum Turn<'a, T> {
+pub(crate) enum Turn<T> {
     /// Look again at once (something was repaired).
     Again,
     /// The last look found it.
     Claimed(T),
     /// Sleep on the nap; a thread at most this long (then it looks for
     /// dead peers), a future at most [`FUTURE_NAP`].
-    Sleep(Nap<'a>, Duration),
+    Sleep(Nap, Duration),
 }
 
 /// A future's progress from looking to sleeping: its [`Backoff`], then its
 /// nap with the waiter.
-pub(crate) struct Pause<'a> {
+pub(crate) struct Pause {
     backoff: Backoff,
-    sleeping: Option<Sleeping<'a>>,
+    sleeping: Option<Sleeping>,
 }
 
 /// What a future does after a look that found nothing (see [`Pause::step`]).
@@ -75,9 +76,9 @@ pub(crate) enum Step {
     Sleep,
 }
 
-impl<'a> Pause<'a> {
+impl Pause {
     /// A future that has not waited yet.
-    pub(crate) fn new() -> Pause<'a> {
+    pub(crate) fn new() -> Pause {
         Pause {
             backoff: Backoff::new(),
             sleeping: None,
@@ -113,26 +114,20 @@ impl<'a> Pause<'a> {
 
     /// Hands `nap` to the waiter (see [`Nap::start`]) for at most
     /// [`FUTURE_NAP`]; the future returns `Pending`.
-    pub(crate) fn sleep(
-        &mut self,
-        nap: Nap<'a>,
-        memory: &Mapping,
-        cx: &mut Context<'_>,
-    ) -> Result<()> {
-        self.sleep_for(nap, memory, FUTURE_NAP, cx)
+    pub(crate) fn sleep(&mut self, nap: Nap, cx: &mut Context<'_>) -> Result<()> {
+        self.sleep_for(nap, FUTURE_NAP, cx)
     }
 
     /// As [`sleep`](Self::sleep), for at most `timeout` (and at most
     /// [`FUTURE_NAP`]): for a future with a deadline of its own.
     pub(crate) fn sleep_for(
         &mut self,
-        nap: Nap<'a>,
-        memory: &Mapping,
+        nap: Nap,
         timeout: Duration,
         cx: &mut Context<'_>,
     ) -> Result<()> {
         let timeout = timeout.min(FUTURE_NAP);
-        self.sleeping = Some(nap.start(memory, timeout, cx.waker())?);
+        self.sleeping = Some(nap.start(timeout, cx.waker())?);
         Ok(())
     }
 
@@ -146,59 +141,71 @@ impl<'a> Pause<'a> {
 }
 
 /// A waiter counted in at an object's doorbell, about to sleep on it. Made
-/// before the waiter's last look; counted out when dropped.
-pub(crate) struct Nap<'a> {
-    word: &'a AtomicU32,
+/// before the waiter's last look; counted out when dropped. It keeps the
+/// object's memory mapped (and its doorbell open) while it lives, so that a
+/// future holding it borrows nothing.
+pub(crate) struct Nap {
+    word: NonNull<AtomicU32>,
     seen: u32,
-    sleepers: &'a AtomicU32,
-    bell: &'a Arc<sys::Waker>,
+    sleepers: NonNull<AtomicU32>,
+    bell: Arc<sys::Waker>,
+    /// Keeps `word` and `sleepers` mapped.
+    memory: KeepMapped,
 }
 
-impl<'a> Nap<'a> {
-    /// Counts a sleeper in at `sleepers` and reads the doorbell `word`;
-    /// the caller looks once more before it sleeps. The count pairs with
-    /// the sequentially consistent change a waker makes before it reads
-    /// the count: either the caller's look sees the change, or the waker
-    /// sees the sleeper.
+// SAFETY: the two words lie in memory `memory` keeps mapped, and are only
+// reached atomically; the rest is Send and Sync.
+unsafe impl Send for Nap {}
+// SAFETY: as for Send.
+unsafe impl Sync for Nap {}
+
+impl Nap {
+    /// Counts a sleeper in at `sleepers` and reads the doorbell `word`,
+    /// both in `memory`; the caller looks once more before it sleeps. The
+    /// count pairs with the sequentially consistent change a waker makes
+    /// before it reads the count: either the caller's look sees the
+    /// change, or the waker sees the sleeper.
     pub(crate) fn new(
-        word: &'a AtomicU32,
-        sleepers: &'a AtomicU32,
-        bell: &'a Arc<sys::Waker>,
-    ) -> Nap<'a> {
+        word: &AtomicU32,
+        sleepers: &AtomicU32,
+        bell: &Arc<sys::Waker>,
+        memory: &Mapping,
+    ) -> Nap {
         sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let seen = word.load(Ordering::SeqCst);
         Nap {
-            word,
+            word: word.into(),
             seen,
-            sleepers,
-            bell,
+            sleepers: sleepers.into(),
+            bell: Arc::clone(bell),
+            memory: memory.keep_mapped(),
         }
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: in memory `self.memory` keeps mapped.
+        unsafe { self.word.as_ref() }
     }
 
     /// Sleeps while the word reads what it read, at most `timeout`
     /// (forever when `None`); may return early: callers look again.
     pub(crate) fn sleep(self, timeout: Option<Duration>) {
-        self.bell.wait(self.word, self.seen, timeout);
+        self.bell.wait(self.word(), self.seen, timeout);
     }
 
     /// Hands the nap to the process's waiter, which wakes `waker` once the
     /// word changes or is rung, or `timeout` passes; the caller returns
     /// `Pending` and looks again when polled.
-    pub(crate) fn start(
-        self,
-        memory: &Mapping,
-        timeout: Duration,
-        waker: &TaskWaker,
-    ) -> Result<Sleeping<'a>> {
+    pub(crate) fn start(self, timeout: Duration, waker: &TaskWaker) -> Result<Sleeping> {
         let sleep = Sleep::start(Entry {
-            word: self.word.into(),
+            word: self.word,
             expected: self.seen,
             until: on_tick(Instant::now() + timeout),
             nap: timeout,
             waker: waker.clone(),
-            bell: Arc::clone(self.bell),
-            memory: memory.keep_mapped(),
+            bell: Arc::clone(&self.bell),
+            memory: self.memory.clone(),
         })?;
         Ok(Sleeping {
             nap: self,
@@ -208,22 +215,24 @@ impl<'a> Nap<'a> {
     }
 }
 
-impl Drop for Nap<'_> {
+impl Drop for Nap {
     fn drop(&mut self) {
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: in memory `self.memory` keeps mapped.
+        let sleepers = unsafe { self.sleepers.as_ref() };
+        sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// A future's nap in the hands of the waiter. Dropped before it is over
 /// (a future cancelled), it passes on a ring it may have taken.
-pub(crate) struct Sleeping<'a> {
-    nap: Nap<'a>,
+pub(crate) struct Sleeping {
+    nap: Nap,
     sleep: Sleep,
     /// Set by `finish`: the future looks again, so passes nothing on.
     looks_again: bool,
 }
 
-impl Sleeping<'_> {
+impl Sleeping {
     /// Whether the waiter has woken it (the word changed or was rung, or
     /// the nap's time is over): the future looks again.
     pub(crate) fn is_over(&self) -> bool {
@@ -241,22 +250,23 @@ impl Sleeping<'_> {
     }
 }
 
-impl Drop for Sleeping<'_> {
+impl Drop for Sleeping {
     fn drop(&mut self) {
         // A ring since the last look may have woken this process's waiter
         // in another sleeper's stead (a futex wakes a count of sleepers, a
         // semaphore's release is taken by one). A future that will not
         // look again rings on, so that the message or the slot it told of
         // is not left unclaimed.
-        if !self.looks_again && self.nap.word.load(Ordering::SeqCst) != self.nap.seen {
-            self.nap.bell.wake(self.nap.word, 1);
+        let word = self.nap.word();
+        if !self.looks_again && word.load(Ordering::SeqCst) != self.nap.seen {
+            self.nap.bell.wake(word, 1);
         }
     }
 }
 
 /// What a sleeping future leaves with the waiter.
 struct Entry {
-    word: std::ptr::NonNull<AtomicU32>,
+    word: NonNull<AtomicU32>,
     expected: u32,
     /// When the nap is over (on a [`TICK`]).
     until: Instant,
@@ -477,7 +487,7 @@ fn shard_for(address: usize) -> Result<Arc<Shard>> {
 
 /// A word a waiter thread sleeps on, and what keeps it there.
 struct Watched {
-    word: std::ptr::NonNull<AtomicU32>,
+    word: NonNull<AtomicU32>,
     expected: u32,
     bell: Arc<sys::Waker>,
     _memory: KeepMapped,

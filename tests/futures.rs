@@ -947,3 +947,68 @@ fn every_future_is_send() {
     send(&bus.broadcast_async::<_, u32>("c", &1, Duration::from_secs(1)));
     send(&bus.next_request_async());
 }
+
+/// The `Stream`s (feature `stream`): a channel's messages from another
+/// process, ending once that process has gone; a subscriber's; a bus
+/// member's requests, answered as they come.
+#[cfg(feature = "stream")]
+#[test]
+fn streams_of_messages_and_requests() {
+    use futures_lite::StreamExt;
+    let count = if cfg!(windows) { 200 } else { 2_000 };
+    let name = unique_name("fut-stream");
+    let channel = Channel::create_or_open(&format!("{name}-0"), geometry(8, 16)).unwrap();
+    let mut sender = produce(&name, 1, 0, count).start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut messages = channel.messages();
+        for seq in 0..count {
+            let got = messages.next().await.unwrap().unwrap();
+            assert_eq!(parse(&got), (0, seq));
+        }
+        sender.wait_success();
+        assert!(
+            messages.next().await.is_none(),
+            "the end, once the sender has gone"
+        );
+    });
+
+    let topic = blocking_topic(&format!("{name}-topic"));
+    let mut subscriber = topic.subscribe().unwrap();
+    let mut publisher = Role::Publish
+        .spawn()
+        .limit(LIMIT)
+        .env("TOPIC", format!("{name}-topic"))
+        .env("COUNT", count.to_string())
+        .start();
+    runtime.block_on(async {
+        let mut messages = subscriber.messages();
+        for seq in 0..count {
+            let got = messages.next().await.unwrap().unwrap();
+            assert_eq!(parse(&got), (0, seq));
+        }
+    });
+    publisher.wait_success();
+
+    let group = format!("{name}-bus");
+    let bus = Bus::join(&group).unwrap();
+    let _listener = bus.listen_polled("double").unwrap();
+    let mut caller = Role::CallDouble
+        .spawn()
+        .limit(LIMIT)
+        .env("GROUP", &group)
+        .env("CALLS", "100")
+        .start();
+    runtime.block_on(async {
+        let mut requests = bus.requests();
+        for _ in 0..100 {
+            let request = requests.next().await.unwrap().unwrap();
+            let n: u64 = request.args().unwrap();
+            request.reply(&(2 * n)).unwrap();
+        }
+    });
+    caller.wait_success();
+}

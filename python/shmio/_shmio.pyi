@@ -381,3 +381,10 @@ def close_all_buses() -> None:
 
 def _forget_inherited_holds() -> None:
     """In a forked child: forgets the locks the forking thread held (the parent's; registered with `os.register_at_fork`)."""
+
+@final
+class _Awaiting:
+    """A future of the library, polled by the driver coroutine of ``shmio._aio`` (internal)."""
+
+    def poll(self, wake: Callable[[], object]) -> tuple[bool, Any]: ...
+    def cancel(self) -> None: ...

@@ -56,11 +56,11 @@ impl Inner {
     /// in the mailroom: reads what is already in `inbox` when no one else
     /// reads it, then sleeps on its doorbell (or, while another thread
     /// reads, on the mailroom). `Ready(None)` once `until` passes.
-    pub(super) fn poll_mail<'a, T>(
+    pub(super) fn poll_mail<T>(
         &self,
         cx: &mut Context<'_>,
-        pause: &mut Pause<'a>,
-        inbox: &'a Channel,
+        pause: &mut Pause,
+        inbox: &Channel,
         until: Option<Instant>,
         want: &mut impl FnMut(&mut Mailroom) -> Option<T>,
     ) -> Poll<Option<T>> {
@@ -111,7 +111,7 @@ impl Inner {
             remember(&mut room, cx);
             drop(room);
             let timeout = until.map_or(Duration::MAX, |until| until.saturating_duration_since(now));
-            return match pause.sleep_for(nap, inbox.mapping(), timeout, cx) {
+            return match pause.sleep_for(nap, timeout, cx) {
                 Ok(()) => Poll::Pending,
                 // The waiter could not be started: look again soon rather
                 // than never (the deadline still holds).

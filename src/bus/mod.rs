@@ -310,6 +310,57 @@ impl<R> Replies<R> {
     }
 }
 
+/// A bus member's requests as a `Stream`: see [`Bus::requests`].
+#[cfg(feature = "stream")]
+pub struct Requests<'a> {
+    bus: &'a Bus,
+    /// The member's inbox, held while the stream lives.
+    inbox: Option<Arc<Channel>>,
+    pause: Pause,
+}
+
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Requests<'_> {
+    type Item = Result<Request>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Request>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let inner = &this.bus.inner;
+        if let Err(error) = inner.here() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let inbox = match &this.inbox {
+            Some(inbox) => Arc::clone(inbox),
+            None => match this.bus.inbox(true) {
+                Ok(inbox) => Arc::clone(this.inbox.insert(inbox)),
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            },
+        };
+        loop {
+            let next = inner.poll_mail(cx, &mut this.pause, &inbox, None, &mut |room| {
+                room.polled.pop_front()
+            });
+            match next {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(request)) if gave_up(&request) => continue,
+                Poll::Ready(Some(request)) => {
+                    this.pause = Pause::new();
+                    return Poll::Ready(Some(Ok(Request {
+                        inner: Arc::clone(inner),
+                        request,
+                        answered: false,
+                    })));
+                }
+                Poll::Ready(None) => continue,
+            }
+        }
+    }
+}
+
 /// A call or post for a listener of [`Bus::listen_polled`], taken with
 /// [`Bus::next_request`]. Answer a call with [`reply`](Self::reply),
 /// [`pass`](Self::pass) or [`fail`](Self::fail); dropped unanswered, it
@@ -740,9 +791,22 @@ impl Bus {
                 Err(error) => return Err(error),
             }
         }
+        self.unanswered(died, asked, command, pid)
+    }
+
+    /// What a call no listener replied to ends with: the first listener
+    /// that died while asked; else, if nobody was asked, `NoListener`
+    /// (none listens, or every one was found dead); else `None` (every
+    /// one passed).
+    fn unanswered<R>(
+        &self,
+        died: Option<Error>,
+        asked: usize,
+        command: &str,
+        pid: Option<u32>,
+    ) -> Result<Option<R>> {
         match died {
             Some(error) => Err(error),
-            // Nobody was asked: none listens (or every one was found dead).
             None if asked == 0 => Err(Error::NoListener {
                 group: self.inner.group.clone(),
                 command: command.to_owned(),
@@ -857,15 +921,7 @@ impl Bus {
                 Err(error) => return Err(error),
             }
         }
-        match died {
-            Some(error) => Err(error),
-            None if asked == 0 => Err(Error::NoListener {
-                group: self.inner.group.clone(),
-                command: command.to_owned(),
-                pid: None,
-            }),
-            None => Ok(None),
-        }
+        self.unanswered(died, asked, command, None)
     }
 
     /// Calls `command` on every listener at once and awaits every answer:
@@ -968,6 +1024,21 @@ impl Bus {
                 }
                 None => continue,
             }
+        }
+    }
+
+    /// The calls and posts for this member's listeners of
+    /// [`listen_polled`](Self::listen_polled) as a
+    /// [`Stream`](futures_core::Stream) (feature `stream`): each as
+    /// [`next_request_async`](Self::next_request_async) gives it, to be
+    /// answered with [`Request::reply`]; the stream does not end while the
+    /// member lives.
+    #[cfg(feature = "stream")]
+    pub fn requests(&self) -> Requests<'_> {
+        Requests {
+            bus: self,
+            inbox: None,
+            pause: Pause::new(),
         }
     }
 

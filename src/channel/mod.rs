@@ -536,26 +536,22 @@ impl Channel {
     /// A nap on the receivers' doorbell, counted in (see `waiter.rs`): for
     /// the bus, whose futures wait for its inbox to be written without
     /// taking what comes (its reader files it).
-    pub(crate) fn recv_nap(&self) -> Nap<'_> {
+    pub(crate) fn recv_nap(&self) -> Nap {
         Nap::new(
             self.ring.u32_at(ring::RECV_BELL),
             self.ring.u32_at(ring::RECV_SLEEPERS),
             &self.recv_bell,
+            &self.map,
         )
-    }
-
-    /// The channel's mapping (what a nap on its doorbells keeps mapped).
-    pub(crate) fn mapping(&self) -> &Mapping {
-        &self.map
     }
 
     /// One poll of a future sending `message`: sent, or `Pending` with a
     /// wake-up at most `timeout` away (for the bus, whose calls look for
     /// dead listeners and their deadline while they wait for room).
-    pub(crate) fn poll_send<'a>(
-        &'a self,
+    pub(crate) fn poll_send(
+        &self,
         cx: &mut Context<'_>,
-        pause: &mut Pause<'a>,
+        pause: &mut Pause,
         message: &[u8],
         timeout: Duration,
     ) -> Poll<Result<()>> {
@@ -709,6 +705,19 @@ impl Channel {
             }
         };
         self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message))
+    }
+
+    /// The channel's messages as a [`Stream`](futures_core::Stream)
+    /// (feature `stream`): each as [`recv_async`](Self::recv_async) gives
+    /// it, and the end when the channel is disconnected (every other handle
+    /// closed, nothing left in it). Cancel safe as `recv_async` is: a
+    /// message is taken in the poll that yields it.
+    #[cfg(feature = "stream")]
+    pub fn messages(&self) -> Messages<'_> {
+        Messages {
+            channel: self,
+            pause: Pause::new(),
+        }
     }
 
     /// As [`recv_record`](Self::recv_record), awaiting a message (see
@@ -1050,7 +1059,7 @@ impl Channel {
         blocked: Blocked,
         side: Side,
         attempt: impl Fn() -> Option<T>,
-    ) -> Result<Turn<'_, T>> {
+    ) -> Result<Turn<T>> {
         // Before the repair: a scribbled owner may read as a dead claimer.
         self.check(side)?;
         if self.repair(blocked) {
@@ -1077,6 +1086,7 @@ impl Channel {
             self.ring.u32_at(bell_offset),
             self.ring.u32_at(sleepers_offset),
             bell,
+            &self.map,
         );
         if let Some(claimed) = attempt() {
             return Ok(Turn::Claimed(claimed));
@@ -1092,10 +1102,10 @@ impl Channel {
     /// more, then as [`Channel::wait_turn`] does, but yielding to the
     /// executor rather than the OS, and sleeping through the process's
     /// waiter (see `waiter.rs`) rather than in the kernel.
-    fn poll_turn<'a, T>(
-        &'a self,
+    fn poll_turn<T>(
+        &self,
         cx: &mut Context<'_>,
-        pause: &mut Pause<'a>,
+        pause: &mut Pause,
         side: Side,
         claimed: &mut Option<T>,
         claim: impl Fn() -> std::result::Result<T, Blocked>,
@@ -1107,10 +1117,10 @@ impl Channel {
     /// it claimed goes to `claimed` (not through the returned `Poll`:
     /// copied out of a large enum, a claim was read back before its
     /// smaller stores had landed, a stall on the hot path).
-    fn poll_turn_for<'a, T>(
-        &'a self,
+    fn poll_turn_for<T>(
+        &self,
         cx: &mut Context<'_>,
-        pause: &mut Pause<'a>,
+        pause: &mut Pause,
         side: Side,
         timeout: Duration,
         claimed: &mut Option<T>,
@@ -1138,7 +1148,7 @@ impl Channel {
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Turn::Sleep(nap, _)) => {
-                    return match pause.sleep_for(nap, &self.map, timeout, cx) {
+                    return match pause.sleep_for(nap, timeout, cx) {
                         Ok(()) => Poll::Pending,
                         Err(error) => Poll::Ready(Err(error)),
                     };
@@ -1179,6 +1189,56 @@ impl Channel {
                 offset,
                 reason: format!("channel {:?}: {what}", self.name),
             }),
+        }
+    }
+}
+
+/// A channel's messages as a `Stream`: see [`Channel::messages`].
+#[cfg(feature = "stream")]
+pub struct Messages<'a> {
+    channel: &'a Channel,
+    pause: Pause,
+}
+
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Messages<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Vec<u8>>>> {
+        let this = self.get_mut();
+        let channel = this.channel;
+        let me = match channel.token() {
+            Ok(me) => me,
+            Err(error) => return Poll::Ready(Some(Err(error))),
+        };
+        loop {
+            let mut claimed = None;
+            let claim = || channel.ring.claim_recv(me);
+            match channel.poll_turn(cx, &mut this.pause, Side::Recv, &mut claimed, claim) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(Error::Disconnected { .. })) => return Poll::Ready(None),
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(Ok(())) => {}
+            }
+            let Some((claim, len)) = claimed else {
+                continue;
+            };
+            let mut message = Vec::new();
+            let read = {
+                let mut read = Some(|bytes: &[u8]| message.extend_from_slice(bytes));
+                channel.read_and_release(claim, len, &mut read)
+            };
+            match read {
+                Ok(Some(())) => {
+                    this.pause = Pause::new();
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                Ok(None) => continue,
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
         }
     }
 }

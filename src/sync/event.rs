@@ -313,11 +313,11 @@ impl NamedEvent {
                 Step::Sleep => {}
             }
             // As in `wait_until`: counted in before the last look.
-            let nap = Nap::new(signaled, waiters, &self.waker);
+            let nap = Nap::new(signaled, waiters, &self.waker, &self.object);
             if self.try_take(signaled) {
                 return Poll::Ready(Ok(()));
             }
-            return match pause.sleep(nap, &self.object, cx) {
+            return match pause.sleep(nap, cx) {
                 Ok(()) => Poll::Pending,
                 Err(error) => Poll::Ready(Err(error)),
             };

@@ -471,12 +471,12 @@ impl NamedMutex {
             };
             // Pairs with the fence in `ring_unlock`: either this try sees
             // the unlock, or the unlocker sees this sleeper and rings.
-            let nap = Nap::new(unlocks, sleepers, bell);
+            let nap = Nap::new(unlocks, sleepers, bell, &self.object);
             match self.take(Wait::No, repair) {
                 Err(Error::WouldBlock) => {}
                 taken => return Poll::Ready(taken),
             }
-            return match pause.sleep(nap, &self.object, cx) {
+            return match pause.sleep(nap, cx) {
                 Ok(()) => Poll::Pending,
                 Err(error) => Poll::Ready(Err(error)),
             };

@@ -829,11 +829,11 @@ impl Topic {
     /// waiter. A publisher still writing (or holding the chunk a claim
     /// needs) rings the data doorbell when it publishes: the future sleeps
     /// there then, where a thread naps a millisecond.
-    fn poll_claim<'a>(
-        &'a self,
+    fn poll_claim(
+        &self,
         cx: &mut Context<'_>,
         me: u32,
-        pause: &mut Pause<'a>,
+        pause: &mut Pause,
         reserved: &mut Option<u32>,
     ) -> Poll<Result<ring::Claim>> {
         let shared = &self.shared;
@@ -862,6 +862,7 @@ impl Topic {
                         ring.u32_at(ring::DATA_BELL),
                         ring.u32_at(ring::DATA_SLEEPERS),
                         &shared.data_bell,
+                        &shared.map,
                     );
                     // Either its publish is seen by this claim, or it
                     // sees this sleeper and rings.
@@ -881,6 +882,7 @@ impl Topic {
                         ring.u32_at(ring::SPACE_BELL),
                         ring.u32_at(ring::SPACE_SLEEPERS),
                         &shared.space_bell,
+                        &shared.map,
                     );
                     let still = ring
                         .lowest_cursor()
@@ -891,7 +893,7 @@ impl Topic {
                     nap
                 }
             };
-            return match pause.sleep(nap, &shared.map, cx) {
+            return match pause.sleep(nap, cx) {
                 Ok(()) => Poll::Pending,
                 Err(error) => Poll::Ready(Err(error)),
             };
@@ -1232,6 +1234,19 @@ impl Subscriber {
         Ok(())
     }
 
+    /// This subscriber's messages as a [`Stream`](futures_core::Stream)
+    /// (feature `stream`): each as [`recv_async`](Self::recv_async) gives
+    /// it ([`Error::Lagged`] an item like any other, the stream going on
+    /// after it); a topic's stream does not end. Cancel safe as
+    /// `recv_async` is.
+    #[cfg(feature = "stream")]
+    pub fn messages(&mut self) -> Messages<'_> {
+        Messages {
+            subscriber: self,
+            pause: Pause::new(),
+        }
+    }
+
     /// As [`recv_record`](Self::recv_record), awaiting a message (see
     /// [`recv_async`](Self::recv_async); cancel safe).
     pub async fn recv_record_async<T: DeserializeOwned>(&mut self) -> Result<T> {
@@ -1409,11 +1424,11 @@ impl Subscriber {
     /// [`find`](Self::find), yielding to the executor rather than the OS
     /// and sleeping through the process's waiter (`waiter.rs`). `shared`
     /// is this subscriber's, held apart so that the nap can borrow it.
-    fn poll_find<'a>(
+    fn poll_find(
         &mut self,
         cx: &mut Context<'_>,
-        shared: &'a Shared,
-        pause: &mut Pause<'a>,
+        shared: &Shared,
+        pause: &mut Pause,
         take: &mut impl FnMut(u64, &[u8]) -> bool,
     ) -> Poll<Result<()>> {
         loop {
@@ -1445,11 +1460,12 @@ impl Subscriber {
                 ring.u32_at(ring::DATA_BELL),
                 ring.u32_at(ring::DATA_SLEEPERS),
                 &shared.data_bell,
+                &shared.map,
             );
             if !matches!(ring.look(self.next), Found::Nothing { .. }) {
                 continue;
             }
-            return match pause.sleep(nap, &shared.map, cx) {
+            return match pause.sleep(nap, cx) {
                 Ok(()) => Poll::Pending,
                 Err(error) => Poll::Ready(Err(error)),
             };
@@ -1543,6 +1559,59 @@ impl Subscriber {
             kind: "topic",
             name: self.shared.name.clone(),
         })
+    }
+}
+
+/// A subscriber's messages as a `Stream`: see [`Subscriber::messages`].
+#[cfg(feature = "stream")]
+pub struct Messages<'a> {
+    subscriber: &'a mut Subscriber,
+    pause: Pause,
+}
+
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Messages<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Vec<u8>>>> {
+        let this = self.get_mut();
+        let subscriber = &mut *this.subscriber;
+        let mut buf = Vec::new();
+        if let Ready::Taken = subscriber.take_ready(&mut buf) {
+            return Poll::Ready(Some(Ok(buf)));
+        }
+        if let Err(error) = subscriber.token() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let shared = Arc::clone(&subscriber.shared);
+        let check_whole = shared.settings.overflow == Overflow::Overwrite;
+        let mut at = None;
+        let found = {
+            let mut take = |seq: u64, slot: &[u8]| {
+                at = Some(seq);
+                buf.clear();
+                buf.extend_from_slice(slot);
+                !check_whole
+            };
+            subscriber.poll_find(cx, &shared, &mut this.pause, &mut take)
+        };
+        match found {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(error)) => {
+                this.pause = Pause::new();
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(Ok(())) => {
+                if let Some(seq) = at {
+                    subscriber.move_on(seq + 1);
+                }
+                this.pause = Pause::new();
+                Poll::Ready(Some(Ok(buf)))
+            }
+        }
     }
 }
 

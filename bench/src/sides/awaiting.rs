@@ -5,6 +5,7 @@
 //! way. Each in steady traffic, or each round trip after a quiet gap
 //! long enough for the child to fall asleep (the wake-up).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use shmio::Channel;
@@ -13,8 +14,7 @@ use tokio::runtime::Runtime;
 use super::channel::{open_pair, pair, seq_of};
 use super::{Role, STOP, WARMUP};
 use crate::child::{self, Kid};
-use crate::harness::Side;
-use crate::harness::GAPPED_MAX;
+use crate::harness::{Side, GAPPED_MAX};
 use crate::watchdog::{self, OnStall};
 use crate::Result;
 use shmio_cli::process::{Input, Output};
@@ -26,68 +26,85 @@ fn runtime() -> Result<Runtime> {
         .build()?)
 }
 
-/// One side's end of an awaited round trip.
-trait Echo {
+/// The parent's end of an awaited round trip.
+pub trait Echo {
     /// Sends `seq` and awaits its echo.
-    fn round_trip(&mut self, seq: u64) -> impl std::future::Future<Output = Result<()>>;
+    fn round_trip(&mut self, seq: u64) -> impl Future<Output = Result<()>>;
+
+    /// Tells the child to stop (the side is dropped).
+    fn stop(&mut self, runtime: &Runtime);
 }
 
-/// A batch inside one `block_on`, as a program that awaits runs (entering
-/// the runtime for every round trip would time tokio's entry instead):
-/// [`WARMUP`] untimed round trips, then `n` timed, each after `gap` of
-/// quiet if given (at most [`GAPPED_MAX`] then; this side spins through
-/// the gap, so that only the child falls asleep), as
-/// `harness::gapped` times a blocking side. Stops early past a second.
-fn batch(
-    runtime: &Runtime,
-    echo: &mut impl Echo,
-    seq: &mut u64,
-    n: u64,
+/// Round trips through the parent's `ends` and a child that echoes,
+/// both awaiting.
+pub struct RoundTrip<E: Echo> {
+    ends: E,
+    runtime: Runtime,
+    _kid: Kid,
+    _guards: Vec<OnStall>,
+    seq: u64,
+    /// Quiet before each timed round trip, if any.
     gap: Option<Duration>,
-) -> Result<f64> {
-    runtime.block_on(async {
-        for _ in 0..WARMUP {
-            *seq += 1;
-            echo.round_trip(*seq).await?;
-        }
-        let n = match gap {
-            Some(_) => n.clamp(1, GAPPED_MAX),
-            None => n.max(1),
-        };
-        let (mut busy, mut done) = (Duration::ZERO, 0);
-        let began = Instant::now();
-        while done < n && began.elapsed() < CAP {
-            if let Some(gap) = gap {
-                let quiet = Instant::now();
-                while quiet.elapsed() < gap {
-                    std::hint::spin_loop();
-                }
+}
+
+/// Round trips through two channels.
+pub type ChannelRoundTrip = RoundTrip<ChannelEnds>;
+
+impl<E: Echo> Side for RoundTrip<E> {
+    /// A batch inside one `block_on`, as a program that awaits runs
+    /// (entering the runtime for every round trip would time tokio's entry
+    /// instead): [`WARMUP`] untimed round trips, then `n` timed, each after
+    /// the gap if there is one (at most [`GAPPED_MAX`] then; this side
+    /// spins through the gap, so that only the child falls asleep), as
+    /// `harness::gapped` times a blocking side. Stops early past [`CAP`].
+    fn batch(&mut self, n: u64) -> Result<f64> {
+        let (ends, seq, gap) = (&mut self.ends, &mut self.seq, self.gap);
+        self.runtime.block_on(async {
+            for _ in 0..WARMUP {
+                *seq += 1;
+                ends.round_trip(*seq).await?;
             }
-            let start = Instant::now();
-            *seq += 1;
-            echo.round_trip(*seq).await?;
-            busy += start.elapsed();
-            done += 1;
-        }
-        Ok(busy.as_secs_f64() * 1e9 / done as f64)
-    })
+            let n = match gap {
+                Some(_) => n.clamp(1, GAPPED_MAX),
+                None => n.max(1),
+            };
+            let (mut busy, mut done) = (Duration::ZERO, 0);
+            let began = Instant::now();
+            while done < n && began.elapsed() < CAP {
+                if let Some(gap) = gap {
+                    let quiet = Instant::now();
+                    while quiet.elapsed() < gap {
+                        std::hint::spin_loop();
+                    }
+                }
+                let start = Instant::now();
+                *seq += 1;
+                ends.round_trip(*seq).await?;
+                busy += start.elapsed();
+                done += 1;
+            }
+            Ok(busy.as_secs_f64() * 1e9 / done as f64)
+        })
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.seq += 1;
+        let (ends, seq) = (&mut self.ends, self.seq);
+        self.runtime.block_on(ends.round_trip(seq))
+    }
+}
+
+impl<E: Echo> Drop for RoundTrip<E> {
+    fn drop(&mut self) {
+        self.ends.stop(&self.runtime);
+    }
 }
 
 /// The longest a batch runs.
 const CAP: Duration = Duration::from_secs(1);
 
-/// Round trips through two channels, both sides awaiting.
-pub struct ChannelRoundTrip {
-    ends: ChannelEnds,
-    _guards: [OnStall; 2],
-    _kid: Kid,
-    runtime: Runtime,
-    seq: u64,
-    gap: Option<Duration>,
-}
-
 /// The parent's channels, and where it receives.
-struct ChannelEnds {
+pub struct ChannelEnds {
     ping: Channel,
     pong: Channel,
     buf: Vec<u8>,
@@ -103,6 +120,10 @@ impl Echo for ChannelEnds {
             }
         }
     }
+
+    fn stop(&mut self, _runtime: &Runtime) {
+        let _ = self.ping.send(&STOP.to_le_bytes());
+    }
 }
 
 impl ChannelRoundTrip {
@@ -117,36 +138,18 @@ impl ChannelRoundTrip {
             Input::Null,
             Output::Null,
         )?;
-        Ok(ChannelRoundTrip {
+        Ok(RoundTrip {
             ends: ChannelEnds {
                 ping,
                 pong,
                 buf: Vec::with_capacity(8),
             },
-            _guards: guards,
-            _kid: kid,
             runtime: runtime()?,
+            _kid: kid,
+            _guards: guards.into(),
             seq: 0,
             gap,
         })
-    }
-}
-
-impl Side for ChannelRoundTrip {
-    fn batch(&mut self, n: u64) -> Result<f64> {
-        batch(&self.runtime, &mut self.ends, &mut self.seq, n, self.gap)
-    }
-
-    fn keepalive(&mut self) -> Result<()> {
-        self.seq += 1;
-        let (ends, seq) = (&mut self.ends, self.seq);
-        self.runtime.block_on(ends.round_trip(seq))
-    }
-}
-
-impl Drop for ChannelRoundTrip {
-    fn drop(&mut self) {
-        let _ = self.ends.ping.send(&STOP.to_le_bytes());
     }
 }
 
@@ -167,7 +170,7 @@ pub fn channel_echo_child() -> Result<()> {
 }
 
 #[cfg(unix)]
-pub use stream::{stream_echo_child, StreamRoundTrip};
+pub use stream::{stream_echo_child, StreamEnds, StreamRoundTrip};
 
 #[cfg(unix)]
 mod stream {
@@ -179,25 +182,18 @@ mod stream {
     use tokio::net::UnixStream;
     use tokio::runtime::Runtime;
 
-    use super::{batch, runtime, Echo, Role, STOP};
-    use crate::child::{self, Kid};
-    use crate::harness::Side;
+    use super::{runtime, Echo, Role, RoundTrip, STOP};
+    use crate::child;
     use crate::sides::stamp;
     use crate::{watchdog, Result};
     use shmio_cli::process::{Input, Output};
 
     /// Round trips over a Unix socket pair, both sides awaiting tokio's
     /// `UnixStream` (the child's end is its stdin).
-    pub struct StreamRoundTrip {
-        ends: StreamEnds,
-        runtime: Runtime,
-        _kid: Kid,
-        seq: u64,
-        gap: Option<Duration>,
-    }
+    pub type StreamRoundTrip = RoundTrip<StreamEnds>;
 
     /// The parent's end of the socket pair, and its message.
-    struct StreamEnds {
+    pub struct StreamEnds {
         stream: UnixStream,
         message: [u8; 8],
     }
@@ -212,6 +208,10 @@ mod stream {
                 return Err("a reply of another round trip".into());
             }
             Ok(())
+        }
+
+        fn stop(&mut self, runtime: &Runtime) {
+            let _ = runtime.block_on(self.stream.write_all(&STOP.to_le_bytes()));
         }
     }
 
@@ -229,35 +229,17 @@ mod stream {
             ours.set_nonblocking(true)?;
             let runtime = runtime()?;
             let stream = runtime.block_on(async { UnixStream::from_std(ours) })?;
-            Ok(StreamRoundTrip {
+            Ok(RoundTrip {
                 ends: StreamEnds {
                     stream,
                     message: [0; 8],
                 },
                 runtime,
                 _kid: kid,
+                _guards: Vec::new(),
                 seq: 0,
                 gap,
             })
-        }
-    }
-
-    impl Side for StreamRoundTrip {
-        fn batch(&mut self, n: u64) -> Result<f64> {
-            batch(&self.runtime, &mut self.ends, &mut self.seq, n, self.gap)
-        }
-
-        fn keepalive(&mut self) -> Result<()> {
-            self.seq += 1;
-            let (ends, seq) = (&mut self.ends, self.seq);
-            self.runtime.block_on(ends.round_trip(seq))
-        }
-    }
-
-    impl Drop for StreamRoundTrip {
-        fn drop(&mut self) {
-            let (stream, runtime) = (&mut self.ends.stream, &self.runtime);
-            let _ = runtime.block_on(stream.write_all(&STOP.to_le_bytes()));
         }
     }
 

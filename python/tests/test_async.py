@@ -146,3 +146,34 @@ def test_a_bus_call_is_awaited(cli, name):
                 await bus.call_async("nobody", timeout=WAIT)
 
     run(main())
+
+
+@pytest.mark.parametrize("kind", ["recv", "subscriber", "event"])
+def test_ctrl_c_ends_an_awaited_wait_as_a_blocking_one(name, kind):
+    """Under asyncio.run, a SIGINT cancels the task awaiting the receive:
+    KeyboardInterrupt comes at once, and the object stays usable."""
+    import os
+    import signal
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import workers; workers.await_in({kind!r}, {name!r})"],
+        cwd=os.path.dirname(__file__),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # the future asleep with the waiter thread
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline().split()
+        elapsed = time.monotonic() - sent
+        assert line and line[0] == "interrupted", line
+        assert elapsed < 0.5, f"KeyboardInterrupt came after {elapsed:.3f} s"
+        assert child.stdout.readline().strip() == "usable"
+        assert child.wait(WAIT) == 0
+    finally:
+        child.kill()
+        child.wait()

@@ -170,3 +170,44 @@ def use_what_it_was_given(mapping, mutex, event, channel, bus) -> None:
     reply = bus.call("echo", "from the child", timeout=60)
     channel.send_record({"pid": os.getpid(), "mutex_taken": taken, "reply": reply}, timeout=60)
     event.set()
+
+
+def await_in(kind: str, name: str) -> None:
+    """Awaits a receive (or an event) under asyncio.run, says it is ready,
+    and reports how a SIGINT ended it; then shows the object still usable."""
+    import asyncio
+
+    if kind == "recv":
+        obj = shmio.Channel.create_or_open(name)
+        waiting = obj.recv_async
+    elif kind == "subscriber":
+        topic = shmio.Topic.create_or_open(name)
+        obj = topic.subscribe()
+        waiting = obj.recv_async
+    else:
+        obj = shmio.Event(name)
+        waiting = obj.wait_async
+
+    async def main():
+        pending = asyncio.ensure_future(waiting())
+        await asyncio.sleep(0)
+        print("ready", flush=True)
+        await pending
+
+    started = time.monotonic()
+    try:
+        asyncio.run(main())
+        print("returned", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic() - started:.3f}", flush=True)
+    if kind == "recv":
+        sender = shmio.Channel.open(name)
+        sender.send(b"after")
+        assert obj.recv(timeout=1) == b"after"
+    elif kind == "subscriber":
+        topic.publish(b"after")
+        assert obj.recv(timeout=1) == b"after"
+    else:
+        obj.set()
+        assert obj.wait(timeout=1)
+    print("usable", flush=True)

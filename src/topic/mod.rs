@@ -548,10 +548,19 @@ impl Topic {
             me,
         };
         let mut pause = Pause::new();
-        let claim = poll_fn(|cx| self.poll_claim(cx, me, &mut pause, &mut reserved.chunk)).await?;
-        drop(reserved);
-        self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
-        Ok(())
+        poll_fn(|cx| {
+            // The claim and the copy in one plain function (see
+            // `Channel::poll_recv_into` for why).
+            match self.poll_claim(cx, me, &mut pause, &mut reserved.chunk) {
+                Poll::Ready(Ok(claim)) => {
+                    self.fill_and_publish(claim, len, |slot| slot.copy_from_slice(message));
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// As [`publish_record`](Self::publish_record), awaiting room (see
@@ -1207,31 +1216,51 @@ impl Subscriber {
     /// As [`recv_async`](Self::recv_async), into `buf` (replacing its
     /// contents; emptied if the receive fails).
     pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        if let Ready::Taken = self.take_ready(buf) {
-            return Ok(());
-        }
-        self.token()?;
-        let shared = Arc::clone(&self.shared);
-        let check_whole = shared.settings.overflow == Overflow::Overwrite;
         let mut pause = Pause::new();
+        poll_fn(|cx| self.poll_recv_into(cx, &mut pause, buf)).await
+    }
+
+    /// One poll of a future receiving into `buf`: the next message copied
+    /// and moved past, or `Pending`; all of it in this plain function (see
+    /// `Channel::poll_recv_into` for why).
+    fn poll_recv_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        pause: &mut Pause,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Result<()>> {
+        if let Ready::Taken = self.take_ready(buf) {
+            pause.wake_up();
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(error) = self.token() {
+            return Poll::Ready(Err(error));
+        }
+        let check_whole = self.shared.settings.overflow == Overflow::Overwrite;
         let mut at = None;
-        let mut take = |seq: u64, slot: &[u8]| {
-            at = Some(seq);
-            buf.clear();
-            buf.extend_from_slice(slot);
-            !check_whole
+        let found = {
+            let mut take = |seq: u64, slot: &[u8]| {
+                at = Some(seq);
+                buf.clear();
+                buf.extend_from_slice(slot);
+                !check_whole
+            };
+            self.poll_find(cx, pause, &mut take)
         };
-        let found = poll_fn(|cx| self.poll_find(cx, &shared, &mut pause, &mut take)).await;
-        if let Err(error) = found {
-            // What a copy overwritten meanwhile left there is no message.
-            buf.clear();
-            return Err(error);
+        match found {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(error)) => {
+                // What a copy overwritten meanwhile left there is no message.
+                buf.clear();
+                Poll::Ready(Err(error))
+            }
+            Poll::Ready(Ok(())) => {
+                if let Some(seq) = at {
+                    self.move_on(seq + 1);
+                }
+                Poll::Ready(Ok(()))
+            }
         }
-        // In the poll that found it: nothing is awaited between.
-        if let Some(seq) = at {
-            self.move_on(seq + 1);
-        }
-        Ok(())
     }
 
     /// This subscriber's messages as a [`Stream`](futures_core::Stream)
@@ -1422,12 +1451,10 @@ impl Subscriber {
 
     /// One poll of a future waiting for the next message: as
     /// [`find`](Self::find), yielding to the executor rather than the OS
-    /// and sleeping through the process's waiter (`waiter.rs`). `shared`
-    /// is this subscriber's, held apart so that the nap can borrow it.
+    /// and sleeping through the process's waiter (`waiter.rs`).
     fn poll_find(
         &mut self,
         cx: &mut Context<'_>,
-        shared: &Shared,
         pause: &mut Pause,
         take: &mut impl FnMut(u64, &[u8]) -> bool,
     ) -> Poll<Result<()>> {
@@ -1446,6 +1473,7 @@ impl Subscriber {
                 Step::Pending => return Poll::Pending,
                 Step::Sleep => {}
             }
+            let shared = &self.shared;
             if let Some(writer) = Ring::writer(self.next, state) {
                 if !shared.is_alive(writer, self.participant.token())
                     && shared.ring.bury(self.next, state)
@@ -1578,38 +1606,15 @@ impl futures_core::Stream for Messages<'_> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Vec<u8>>>> {
         let this = self.get_mut();
-        let subscriber = &mut *this.subscriber;
-        let mut buf = Vec::new();
-        if let Ready::Taken = subscriber.take_ready(&mut buf) {
-            return Poll::Ready(Some(Ok(buf)));
-        }
-        if let Err(error) = subscriber.token() {
-            return Poll::Ready(Some(Err(error)));
-        }
-        let shared = Arc::clone(&subscriber.shared);
-        let check_whole = shared.settings.overflow == Overflow::Overwrite;
-        let mut at = None;
-        let found = {
-            let mut take = |seq: u64, slot: &[u8]| {
-                at = Some(seq);
-                buf.clear();
-                buf.extend_from_slice(slot);
-                !check_whole
-            };
-            subscriber.poll_find(cx, &shared, &mut this.pause, &mut take)
-        };
-        match found {
+        let mut message = Vec::new();
+        match this
+            .subscriber
+            .poll_recv_into(cx, &mut this.pause, &mut message)
+        {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(error)) => {
+            Poll::Ready(outcome) => {
                 this.pause = Pause::new();
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(Ok(())) => {
-                if let Some(seq) = at {
-                    subscriber.move_on(seq + 1);
-                }
-                this.pause = Pause::new();
-                Poll::Ready(Some(Ok(buf)))
+                Poll::Ready(Some(outcome.map(|()| message)))
             }
         }
     }

@@ -269,6 +269,30 @@ impl PyTopic {
         self.publish_bytes(py, &message, timeout)
     }
 
+    /// Publishes `message`, awaiting room under overflow="block"
+    /// (asyncio): the awaitable of `publish`, at most `timeout` seconds if
+    /// given (`TimeoutError`). Cancelling the task publishes nothing, or the
+    /// whole message if it already had room.
+    #[pyo3(signature = (message, timeout=None))]
+    fn publish_async<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let message = bytes_of(message)?.into_owned();
+        let topic = self.topic(py)?;
+        let publishing = async move {
+            let published = topic.publish_async(&message).await;
+            Box::new(move |py: Python<'_>| {
+                published.py(py)?;
+                Ok(py.None())
+            }) as Made
+        };
+        let timed_out = format!("timed out waiting on {:?}", self.name);
+        Awaiting::coroutine(py, publishing, timeout, &timed_out)
+    }
+
     /// Publishes `message` if no subscriber holds it back; False (nothing
     /// published) if one does (only under overflow="block").
     fn try_publish(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -133,6 +133,15 @@ def test_a_subscriber_awaits_and_cancelling_it_skips_nothing(cli, name):
                     await pending
                 topic.publish(b"four")
                 assert subscriber.recv(timeout=WAIT) == b"four"
+                # Under block, an awaited publish waits for the subscriber.
+                for n in range(8):
+                    await topic.publish_async(b"%d" % n, timeout=WAIT)
+                with pytest.raises(shmio.TimeoutError):
+                    await topic.publish_async(b"full", timeout=0.05)
+                waiting = asyncio.ensure_future(topic.publish_async(b"eight", timeout=WAIT))
+                assert subscriber.recv(timeout=WAIT) == b"0"
+                await waiting
+                assert [subscriber.recv(timeout=WAIT) for _ in range(8)][-1] == b"eight"
 
     run(main())
 

@@ -110,7 +110,10 @@ impl Awaiting {
 
 /// A waker that asks the event loop to poll again: it calls the driver's
 /// `wake` (a `loop.call_soon_threadsafe`) with the GIL. What that raises
-/// (a loop closed since) is dropped: no one waits any more.
+/// (a loop closed since) is dropped: no one waits any more. The library
+/// may wake with a lock of its own held (the bus's mailroom); no thread
+/// holding the GIL waits for those, as every call of these bindings into
+/// the bus is made detached.
 struct LoopWaker(Py<PyAny>);
 
 impl Wake for LoopWaker {

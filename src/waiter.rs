@@ -16,15 +16,16 @@
 //! on Linux, `WaitForMultipleObjects` over the words' semaphores on
 //! Windows; elsewhere it naps and looks), beside a doorbell of its own that
 //! a new sleeper rings. When it wakes, it wakes every future whose word no
-//! longer reads what that future read, or whose nap is over (a future
-//! looks for dead peers then, as a sleeping thread does), and sleeps again
-//! on the rest. Idle futures put nothing on a CPU.
+//! longer reads what that future read, and, of those on one word whose
+//! naps are over, one (which looks for dead peers, as a sleeping thread
+//! does, for them all; naps end on shared ticks of 10 ms), and sleeps
+//! again on the rest. Idle futures put nothing on a CPU.
 //!
-//! **What it keeps.** An entry keeps the object's memory mapped and its
-//! doorbell open ([`KeepMapped`], an `Arc` of the waker) until the waiter
-//! has let go of it, so that a future leaked with `mem::forget`, whose
-//! object is then dropped, leaves the waiter watching memory that is still
-//! there (the entry stays until its nap is over).
+//! **What it keeps.** A nap, and the waiter's entry for it, keep the
+//! object's memory mapped and its doorbell open ([`KeepMapped`], an `Arc`
+//! of the waker) while they live, so that a future leaked with
+//! `mem::forget`, whose object is then dropped, leaves the waiter watching
+//! memory that is still there (the entry goes at its nap's end).
 //!
 //! **After `fork()`** a child has none of its parent's threads: the first
 //! future that sleeps in the child starts a waiter of its own.

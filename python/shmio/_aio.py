@@ -44,3 +44,21 @@ async def drive(awaiting, timeout, timed_out, instead=_RAISE):
         if instead is not _RAISE:
             return instead
         raise _TimeoutError(timed_out) from None
+
+
+async def acquire(mutex, timeout):
+    """``Mutex.acquire_async``: tries the lock, and awaits an unlock while
+    another holds it; whether it was taken within ``timeout`` seconds."""
+
+    async def take():
+        while True:
+            if mutex.acquire(blocking=False):
+                return True
+            await mutex._wait_unlocked()
+
+    if timeout is None:
+        return await take()
+    try:
+        return await asyncio.wait_for(take(), timeout)
+    except asyncio.TimeoutError:
+        return False

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 use shmio::{Mapping, MutexGuard, NamedMutex};
 
+use crate::aio::{Awaiting, Made};
 use crate::errors::{closed, new_error, IntoPyResult, Kind};
 use crate::inherited::drop_quietly;
 use crate::unpoisoned;
@@ -389,6 +390,39 @@ impl PyMutex {
         };
         let source = self.source(py)?;
         Ok(acquire(py, &source, timeout)?.is_some())
+    }
+
+    /// Takes the mutex (asyncio), the awaitable of `acquire()`: at most
+    /// `timeout` seconds if given; whether it was taken. It tries the lock
+    /// and, while another holds it, sleeps with the library's waiter thread
+    /// until an unlock; cancelling the task takes nothing. The hold is the
+    /// event loop thread's, released with `release()` as `acquire()`'s.
+    #[pyo3(signature = (timeout=None))]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("shmio._aio")?
+            .getattr("acquire")?
+            .call1((slf, timeout))
+    }
+
+    /// Awaits an unlock (for `acquire_async`): done once the mutex was seen
+    /// free, taken and let go at once (or held by a holder that died).
+    fn _wait_unlocked<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let source = self.source(py)?;
+        let waiting = async move {
+            let seen = match source.mutex() {
+                Ok(mutex) => mutex.lock_to_repair_async().await.map(drop),
+                Err(error) => Err(error),
+            };
+            Box::new(move |py: Python<'_>| {
+                seen.py(py)?;
+                Ok(py.None())
+            }) as Made
+        };
+        Awaiting::coroutine(py, waiting, None, "")
     }
 
     /// Whether any thread of any process holds the mutex now (as

@@ -186,3 +186,41 @@ def test_ctrl_c_ends_an_awaited_wait_as_a_blocking_one(name, kind):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_mutex_is_acquired_by_awaiting_an_unlock(name):
+    """acquire_async waits, without blocking the loop, for another
+    process's hold to end; a timeout says False; the count under the lock
+    is exact with a blocking locker in another process."""
+    import sys
+
+    async def main():
+        mutex = shmio.Mutex(name)  # (`with mutex:` would take it)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import shmio, sys\n"
+            f"m = shmio.Mutex({name!r}); m.acquire(); print('held', flush=True)\n"
+            "sys.stdin.readline(); m.release()",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert (await holder.stdout.readline()).strip() == b"held"
+        assert await mutex.acquire_async(timeout=0.05) is False
+        taking = asyncio.ensure_future(mutex.acquire_async(timeout=WAIT))
+        ticks = 0
+        while not taking.done() and ticks < 5:
+            await asyncio.sleep(0.01)  # the loop runs meanwhile
+            ticks += 1
+        assert not taking.done() and ticks == 5
+        holder.stdin.write(b"go\n")
+        await holder.stdin.drain()
+        assert await taking is True
+        assert mutex.locked()
+        with pytest.raises(shmio.DeadlockError):
+            await mutex.acquire_async()
+        mutex.release()
+        assert await holder.wait() == 0
+        mutex.close()
+
+    run(main())

@@ -238,19 +238,12 @@ fn dropped_receive_futures_lose_and_repeat_nothing() {
         while next < count || turns < turns_wanted {
             assert!(began.elapsed() < LIMIT, "at {next} of {count}");
             turns += 1;
-            // The other side: a timer of up to 2 ms (most often won while
-            // the receive sleeps with the waiter), or a few yields (won
-            // while it spins or yields).
-            let timer = Duration::from_micros(rng.below(2_000));
-            let yields = rng.below(4);
-            let use_timer = turns % 2 == 0;
             tokio::select! {
                 got = channel.recv_async(), if next < count => {
                     assert_eq!(parse(&got.unwrap()), (0, next), "in order, none lost");
                     next += 1;
                 }
-                _ = tokio::time::sleep(timer), if use_timer => timers += 1,
-                _ = yield_times(yields), if !use_timer => timers += 1,
+                _ = rival(&mut rng, Duration::from_micros(2_000), 4) => timers += 1,
             }
         }
     });
@@ -260,10 +253,26 @@ fn dropped_receive_futures_lose_and_repeat_nothing() {
     assert!(timers > 0, "some receive futures were dropped");
 }
 
-/// Ready after `n` yields to the executor.
-async fn yield_times(n: u64) {
-    for _ in 0..n {
-        tokio::task::yield_now().await;
+/// The other side of a `select!` that drops futures in every phase of
+/// their wait: a timer of up to `longest` (most often won while the
+/// future sleeps with the waiter), or up to `most_yields` yields to the
+/// executor (won while it spins or yields), half the time each.
+fn rival(
+    rng: &mut Rng,
+    longest: Duration,
+    most_yields: u64,
+) -> impl std::future::Future<Output = ()> {
+    let timer = Duration::from_nanos(rng.below(longest.as_nanos() as u64 + 1));
+    let yields = rng.below(most_yields);
+    let use_timer = rng.below(2) == 0;
+    async move {
+        if use_timer {
+            tokio::time::sleep(timer).await;
+        } else {
+            for _ in 0..yields {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 }
 
@@ -537,16 +546,12 @@ fn dropped_topic_receives_lose_and_repeat_nothing() {
         while next < count || turns < turns_wanted {
             assert!(began.elapsed() < LIMIT, "at {next} of {count}");
             turns += 1;
-            let timer = Duration::from_micros(rng.below(2_000));
-            let yields = rng.below(4);
-            let use_timer = turns % 2 == 0;
             tokio::select! {
                 got = subscriber.recv_async(), if next < count => {
                     assert_eq!(parse(&got.unwrap()), (0, next), "in order, none lost");
                     next += 1;
                 }
-                _ = tokio::time::sleep(timer), if use_timer => others += 1,
-                _ = yield_times(yields), if !use_timer => others += 1,
+                _ = rival(&mut rng, Duration::from_micros(2_000), 4) => others += 1,
             }
         }
     });
@@ -611,17 +616,13 @@ fn event_futures_take_every_set_once_however_many_are_dropped() {
         let began = Instant::now();
         while taken < rounds {
             assert!(began.elapsed() < LIMIT, "at round {taken} of {rounds}");
-            let timer = Duration::from_micros(rng.below(1_500));
-            let yields = rng.below(4);
-            let use_timer = rng.below(2) == 0;
             tokio::select! {
                 got = ping.wait_async() => {
                     got.unwrap();
                     taken += 1;
                     pong.set().unwrap();
                 }
-                _ = tokio::time::sleep(timer), if use_timer => others += 1,
-                _ = yield_times(yields), if !use_timer => others += 1,
+                _ = rival(&mut rng, Duration::from_micros(1_500), 4) => others += 1,
             }
         }
     });
@@ -669,9 +670,6 @@ fn lock_futures_keep_the_count_exact_however_many_are_dropped() {
                 "at turn {} of {turns_wanted}",
                 locked + others
             );
-            let timer = Duration::from_micros(rng.below(1_000));
-            let yields = rng.below(3);
-            let use_timer = rng.below(2) == 0;
             tokio::select! {
                 guard = mutex.lock_async() => {
                     let _guard = guard.unwrap();
@@ -679,8 +677,7 @@ fn lock_futures_keep_the_count_exact_however_many_are_dropped() {
                     counter.write_value_at(0, &(n + 1)).unwrap();
                     locked += 1;
                 }
-                _ = tokio::time::sleep(timer), if use_timer => others += 1,
-                _ = yield_times(yields), if !use_timer => others += 1,
+                _ = rival(&mut rng, Duration::from_micros(1_000), 3) => others += 1,
             }
         }
     });
@@ -770,16 +767,12 @@ fn dropped_bus_calls_strand_no_reply() {
         let began = Instant::now();
         for n in 0..turns_wanted {
             assert!(began.elapsed() < LIMIT, "at turn {n}");
-            let timer = Duration::from_micros(rng.below(300));
-            let yields = rng.below(6);
-            let use_timer = rng.below(2) == 0;
             tokio::select! {
                 doubled = bus.call_async::<_, u64>("double", &n, LIMIT) => {
                     assert_eq!(doubled.unwrap(), Some(2 * n), "its own answer");
                     answered += 1;
                 }
-                _ = tokio::time::sleep(timer), if use_timer => dropped += 1,
-                _ = yield_times(yields), if !use_timer => dropped += 1,
+                _ = rival(&mut rng, Duration::from_micros(300), 6) => dropped += 1,
             }
         }
         let doubled: Option<u64> = bus.call_async("double", &7, LIMIT).await.unwrap();

@@ -15,12 +15,30 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
-use crate::errors::invalid;
+use crate::errors::{invalid, IntoPyResult};
 use crate::unpoisoned;
 
 /// What a finished future gives: its Python value, made with the GIL.
 pub(crate) type Made = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// What a future that gives nothing gives Python: None, or its error.
+pub(crate) fn none(done: shmio::Result<()>) -> Made {
+    Box::new(move |py: Python<'_>| {
+        done.py(py)?;
+        Ok(py.None())
+    })
+}
+
+/// What a future that receives a message gives Python: `bytes`, or its
+/// error.
+pub(crate) fn bytes(received: shmio::Result<Vec<u8>>) -> Made {
+    Box::new(move |py: Python<'_>| {
+        let message = received.py(py)?;
+        Ok(PyBytes::new(py, &message).into_any().unbind())
+    })
+}
 
 /// A library future on its way to a [`Made`].
 type Op = Pin<Box<dyn Future<Output = Made> + Send>>;

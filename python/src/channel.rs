@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 use shmio::{Channel, ChannelGeometry, ChannelOptions};
 
-use crate::aio::{Awaiting, Made};
+use crate::aio::{self, Awaiting};
 use crate::bytes::{bytes_of, copy_into, len_of};
 use crate::errors::{closed, invalid, is_kind, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
@@ -254,13 +254,7 @@ impl PyChannel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let message = bytes_of(message)?.into_owned();
         let channel = self.channel(py)?;
-        let sending = async move {
-            let sent = channel.send_async(&message).await;
-            Box::new(move |py: Python<'_>| {
-                sent.py(py)?;
-                Ok(py.None())
-            }) as Made
-        };
+        let sending = async move { aio::none(channel.send_async(&message).await) };
         Awaiting::coroutine(py, sending, timeout, &self.waiting_on())
     }
 
@@ -274,13 +268,7 @@ impl PyChannel {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let channel = self.channel(py)?;
-        let receiving = async move {
-            let received = channel.recv_async().await;
-            Box::new(move |py: Python<'_>| {
-                let message = received.py(py)?;
-                Ok(PyBytes::new(py, &message).into_any().unbind())
-            }) as Made
-        };
+        let receiving = async move { aio::bytes(channel.recv_async().await) };
         Awaiting::coroutine(py, receiving, timeout, &self.waiting_on())
     }
 

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 use shmio::{Mapping, MutexGuard, NamedMutex};
 
-use crate::aio::{Awaiting, Made};
+use crate::aio::{self, Awaiting};
 use crate::errors::{closed, new_error, IntoPyResult, Kind};
 use crate::inherited::drop_quietly;
 use crate::unpoisoned;
@@ -417,10 +417,7 @@ impl PyMutex {
                 Ok(mutex) => mutex.lock_to_repair_async().await.map(drop),
                 Err(error) => Err(error),
             };
-            Box::new(move |py: Python<'_>| {
-                seen.py(py)?;
-                Ok(py.None())
-            }) as Made
+            aio::none(seen)
         };
         Awaiting::coroutine(py, waiting, None, "")
     }

@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 use shmio::{Held, Overflow, Subscriber, Topic, TopicOptions};
 
-use crate::aio::{Awaiting, Made};
+use crate::aio::{self, Awaiting};
 use crate::bytes::bytes_of;
 use crate::errors::{closed, invalid, new_error, IntoPyResult, Kind};
 use crate::inherited::{drop_quietly, retried_if_inherited};
@@ -282,13 +282,7 @@ impl PyTopic {
     ) -> PyResult<Bound<'py, PyAny>> {
         let message = bytes_of(message)?.into_owned();
         let topic = self.topic(py)?;
-        let publishing = async move {
-            let published = topic.publish_async(&message).await;
-            Box::new(move |py: Python<'_>| {
-                published.py(py)?;
-                Ok(py.None())
-            }) as Made
-        };
+        let publishing = async move { aio::none(topic.publish_async(&message).await) };
         let timed_out = format!("timed out waiting on {:?}", self.name);
         Awaiting::coroutine(py, publishing, timeout, &timed_out)
     }
@@ -611,10 +605,7 @@ impl PySubscriber {
                 }),
             };
             drop(lent);
-            Box::new(move |py: Python<'_>| {
-                let message = received.py(py)?;
-                Ok(PyBytes::new(py, &message).into_any().unbind())
-            }) as Made
+            aio::bytes(received)
         };
         let message = format!("timed out waiting on {:?}", self.name);
         Awaiting::coroutine(py, receiving, timeout, &message)
